@@ -1,0 +1,82 @@
+package model
+
+import (
+	"context"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// Counter computes a connection's totalCount; it runs only when the field is
+// selected, since on the embedded store a count scans the collection.
+type Counter func(ctx context.Context) (int, error)
+
+// PolicyConnection is a page of policies.
+type PolicyConnection struct {
+	Edges    []PolicyEdge
+	PageInfo PageInfo
+	Count    Counter
+}
+
+// PolicyEdge is one policy of a page.
+type PolicyEdge struct {
+	Cursor string
+	Node   *domain.Policy
+}
+
+// CaseConnection is a page of cases.
+type CaseConnection struct {
+	Edges    []CaseEdge
+	PageInfo PageInfo
+	Count    Counter
+}
+
+// CaseEdge is one case of a page.
+type CaseEdge struct {
+	Cursor string
+	Node   *domain.Case
+}
+
+// SpecialistConnection is a page of specialists.
+type SpecialistConnection struct {
+	Edges    []SpecialistEdge
+	PageInfo PageInfo
+	Count    Counter
+}
+
+// SpecialistEdge is one specialist of a page.
+type SpecialistEdge struct {
+	Cursor string
+	Node   *domain.Specialist
+}
+
+// OpinionConnection is a page of opinions.
+type OpinionConnection struct {
+	Edges    []OpinionEdge
+	PageInfo PageInfo
+	Count    Counter
+}
+
+// OpinionEdge is one opinion of a page.
+type OpinionEdge struct {
+	Cursor string
+	Node   *domain.Opinion
+}
+
+// AuditEventConnection is a page of audit events.
+type AuditEventConnection struct {
+	Edges    []AuditEventEdge
+	PageInfo PageInfo
+	Count    Counter
+}
+
+// AuditEventEdge is one audit event of a page.
+type AuditEventEdge struct {
+	Cursor string
+	Node   *domain.AuditEvent
+}
+
+// PageInfo is the Relay page state.
+type PageInfo struct {
+	HasNextPage bool
+	EndCursor   *string
+}

@@ -1,0 +1,34 @@
+// Package scalar marshals the schema's custom scalars.
+package scalar
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+)
+
+// DateLayout is the ISO-8601 calendar date form of the Date scalar.
+const DateLayout = "2006-01-02"
+
+// MarshalDate writes t as an ISO-8601 calendar date.
+func MarshalDate(t time.Time) graphql.Marshaler {
+	return graphql.WriterFunc(func(w io.Writer) {
+		_, _ = io.WriteString(w, strconv.Quote(t.UTC().Format(DateLayout)))
+	})
+}
+
+// UnmarshalDate reads an ISO-8601 calendar date.
+func UnmarshalDate(v any) (time.Time, error) {
+	s, ok := v.(string)
+	if !ok {
+		return time.Time{}, fmt.Errorf("a Date must be a string like 2026-03-01")
+	}
+	t, err := time.Parse(DateLayout, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("a Date must look like 2026-03-01")
+	}
+	return t, nil
+}

@@ -1,0 +1,243 @@
+// Package config reads the gateway's configuration from environment
+// variables: defaults, validation, and a String that masks secrets.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The environments APP_ENV accepts.
+const (
+	EnvDevelopment = "development"
+	EnvProduction  = "production"
+)
+
+// Defaults.
+const (
+	DefaultAddr           = ":8080"
+	DefaultDatabase       = "secondopinion"
+	DefaultDataDir        = "./data"
+	DefaultRequestTimeout = 10 * time.Second
+	DefaultMaxBodyBytes   = 1 << 20
+	DefaultLogLevel       = "info"
+)
+
+// mask replaces secrets in String.
+const mask = "***"
+
+// Config is the gateway's configuration.
+type Config struct {
+	// Addr is the listen address (ADDR).
+	Addr string
+	// Env is development or production (APP_ENV).
+	Env string
+	// MongoURI points at MongoDB (MONGODB_URI); empty starts the embedded
+	// store.
+	MongoURI string
+	// MongoDatabase is the database name (MONGODB_DATABASE).
+	MongoDatabase string
+	// DataDir holds the embedded store's files (DATA_DIR).
+	DataDir string
+	// JWTIssuer is the expected iss claim (JWT_ISSUER); empty is not checked.
+	JWTIssuer string
+	// JWTAudiences are the accepted aud values (JWT_AUDIENCE,
+	// comma-separated); empty is not checked.
+	JWTAudiences []string
+	// JWTJWKSURL is the issuer's key set URL (JWT_JWKS_URL).
+	JWTJWKSURL string
+	// JWTJWKSFile is a key set file (JWT_JWKS_FILE).
+	JWTJWKSFile string
+	// JWTHS256Secret is a development-only shared secret (JWT_HS256_SECRET).
+	// With neither it nor a JWKS source in development, the server makes a
+	// random one.
+	JWTHS256Secret []byte
+	// SeedDemo seeds demo data into an empty database (SEED_DEMO); always
+	// false in production.
+	SeedDemo bool
+	// RequestTimeout bounds one request (REQUEST_TIMEOUT).
+	RequestTimeout time.Duration
+	// MaxBodyBytes bounds a request body (MAX_BODY_BYTES).
+	MaxBodyBytes int64
+	// WSAllowedOrigins are the origins allowed to open a websocket
+	// (WS_ALLOWED_ORIGINS, comma-separated); empty means same-origin only.
+	WSAllowedOrigins []string
+	// LogLevel is the slog level (LOG_LEVEL: debug, info, warn, error).
+	LogLevel slog.Level
+}
+
+// Production reports whether the gateway runs in production.
+func (c Config) Production() bool { return c.Env == EnvProduction }
+
+// HasJWKS reports whether a JWKS URL or file is configured.
+func (c Config) HasJWKS() bool { return c.JWTJWKSURL != "" || c.JWTJWKSFile != "" }
+
+// Load reads the configuration through getenv (os.Getenv in main) and
+// validates it. Every problem found is reported, joined.
+func Load(getenv func(string) string) (Config, error) {
+	get := func(k string) string { return strings.TrimSpace(getenv(k)) }
+	c := Config{
+		Addr:             or(get("ADDR"), DefaultAddr),
+		Env:              or(get("APP_ENV"), EnvDevelopment),
+		MongoURI:         get("MONGODB_URI"),
+		MongoDatabase:    or(get("MONGODB_DATABASE"), DefaultDatabase),
+		DataDir:          or(get("DATA_DIR"), DefaultDataDir),
+		JWTIssuer:        get("JWT_ISSUER"),
+		JWTAudiences:     list(get("JWT_AUDIENCE")),
+		JWTJWKSURL:       get("JWT_JWKS_URL"),
+		JWTJWKSFile:      get("JWT_JWKS_FILE"),
+		RequestTimeout:   DefaultRequestTimeout,
+		MaxBodyBytes:     DefaultMaxBodyBytes,
+		WSAllowedOrigins: list(get("WS_ALLOWED_ORIGINS")),
+	}
+	// The secret is taken as is: spaces may be part of it.
+	if s := getenv("JWT_HS256_SECRET"); s != "" {
+		c.JWTHS256Secret = []byte(s)
+	}
+
+	var errs []error
+	switch c.Env {
+	case EnvDevelopment, EnvProduction:
+	default:
+		errs = append(errs, fmt.Errorf("APP_ENV must be %q or %q, not %q", EnvDevelopment, EnvProduction, c.Env))
+	}
+
+	c.SeedDemo = !c.Production()
+	if s := get("SEED_DEMO"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SEED_DEMO: %q is not a boolean", s))
+		} else if !c.Production() {
+			c.SeedDemo = b
+		}
+	}
+
+	if s := get("REQUEST_TIMEOUT"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("REQUEST_TIMEOUT: %q is not a positive duration", s))
+		} else {
+			c.RequestTimeout = d
+		}
+	}
+	if s := get("MAX_BODY_BYTES"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("MAX_BODY_BYTES: %q is not a positive integer", s))
+		} else {
+			c.MaxBodyBytes = n
+		}
+	}
+	level := or(get("LOG_LEVEL"), DefaultLogLevel)
+	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not debug, info, warn or error", level))
+	}
+
+	if c.MongoURI != "" && !strings.HasPrefix(c.MongoURI, "mongodb://") && !strings.HasPrefix(c.MongoURI, "mongodb+srv://") {
+		// The URI may hold a password: never echo it.
+		errs = append(errs, errors.New("MONGODB_URI must start with mongodb:// or mongodb+srv://"))
+	}
+	if c.JWTJWKSURL != "" {
+		u, err := url.Parse(c.JWTJWKSURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("JWT_JWKS_URL: %q is not an http(s) URL", c.JWTJWKSURL))
+		} else if c.Production() && u.Scheme != "https" {
+			errs = append(errs, errors.New("JWT_JWKS_URL must use https in production"))
+		}
+	}
+
+	if c.Production() {
+		if len(c.JWTHS256Secret) > 0 {
+			errs = append(errs, errors.New("JWT_HS256_SECRET is for development only and must not be set in production"))
+		}
+		if !c.HasJWKS() {
+			errs = append(errs, errors.New("production needs JWT_JWKS_URL or JWT_JWKS_FILE"))
+		}
+	}
+
+	if len(errs) > 0 {
+		return Config{}, fmt.Errorf("config: %w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// String describes the configuration for logs, with the HS256 secret and any
+// password in MONGODB_URI shown as ***.
+func (c Config) String() string {
+	secret := ""
+	if len(c.JWTHS256Secret) > 0 {
+		secret = mask
+	}
+	fields := []string{
+		"ADDR=" + c.Addr,
+		"APP_ENV=" + c.Env,
+		"MONGODB_URI=" + maskURI(c.MongoURI),
+		"MONGODB_DATABASE=" + c.MongoDatabase,
+		"DATA_DIR=" + c.DataDir,
+		"JWT_ISSUER=" + c.JWTIssuer,
+		"JWT_AUDIENCE=" + strings.Join(c.JWTAudiences, ","),
+		"JWT_JWKS_URL=" + c.JWTJWKSURL,
+		"JWT_JWKS_FILE=" + c.JWTJWKSFile,
+		"JWT_HS256_SECRET=" + secret,
+		"SEED_DEMO=" + strconv.FormatBool(c.SeedDemo),
+		"REQUEST_TIMEOUT=" + c.RequestTimeout.String(),
+		"MAX_BODY_BYTES=" + strconv.FormatInt(c.MaxBodyBytes, 10),
+		"WS_ALLOWED_ORIGINS=" + strings.Join(c.WSAllowedOrigins, ","),
+		"LOG_LEVEL=" + c.LogLevel.String(),
+	}
+	return strings.Join(fields, " ")
+}
+
+// LogValue makes slog print the masked String, never the raw fields.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// GoString masks secrets for %#v too.
+func (c Config) GoString() string { return "config.Config{" + c.String() + "}" }
+
+// maskURI hides the password in a URI's user-info. It parses by hand: a
+// MongoDB URI may list several hosts, which net/url refuses.
+func maskURI(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		if strings.Contains(raw, "@") {
+			return mask // cannot tell where a password would be
+		}
+		return raw
+	}
+	authority := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		authority = rest[:i]
+	}
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return raw
+	}
+	user, _, hasPassword := strings.Cut(authority[:at], ":")
+	if !hasPassword {
+		return raw
+	}
+	return scheme + "://" + user + ":" + mask + rest[at:]
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// list splits a comma-separated value, dropping empty items.
+func list(s string) []string {
+	var out []string
+	for item := range strings.SplitSeq(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}

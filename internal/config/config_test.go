@@ -1,0 +1,163 @@
+package config_test
+
+import (
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/secondopinion/gateway/internal/config"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := config.Load(env(nil))
+	require.NoError(t, err)
+
+	assert.Equal(t, ":8080", c.Addr)
+	assert.Equal(t, "development", c.Env)
+	assert.False(t, c.Production())
+	assert.Empty(t, c.MongoURI)
+	assert.Equal(t, "secondopinion", c.MongoDatabase)
+	assert.Equal(t, "./data", c.DataDir)
+	assert.Empty(t, c.JWTIssuer)
+	assert.Empty(t, c.JWTAudiences)
+	assert.Empty(t, c.JWTHS256Secret, "the server makes the dev secret, not config")
+	assert.False(t, c.HasJWKS())
+	assert.True(t, c.SeedDemo)
+	assert.Equal(t, 10*time.Second, c.RequestTimeout)
+	assert.EqualValues(t, 1<<20, c.MaxBodyBytes)
+	assert.Empty(t, c.WSAllowedOrigins)
+	assert.Equal(t, slog.LevelInfo, c.LogLevel)
+}
+
+func TestLoadReadsEveryVariable(t *testing.T) {
+	c, err := config.Load(env(map[string]string{
+		"ADDR":               "127.0.0.1:9000",
+		"MONGODB_URI":        "mongodb://db:27017",
+		"MONGODB_DATABASE":   "so_test",
+		"DATA_DIR":           "/var/lib/so",
+		"JWT_ISSUER":         "https://idp.test",
+		"JWT_AUDIENCE":       "gateway, mobile ,",
+		"JWT_JWKS_URL":       "https://idp.test/jwks.json",
+		"JWT_JWKS_FILE":      "/etc/so/jwks.json",
+		"JWT_HS256_SECRET":   "a-development-secret",
+		"SEED_DEMO":          "false",
+		"REQUEST_TIMEOUT":    "3s",
+		"MAX_BODY_BYTES":     "4096",
+		"WS_ALLOWED_ORIGINS": "https://app.test,https://admin.test",
+		"LOG_LEVEL":          "debug",
+	}))
+	require.NoError(t, err)
+
+	assert.Equal(t, "127.0.0.1:9000", c.Addr)
+	assert.Equal(t, "so_test", c.MongoDatabase)
+	assert.Equal(t, []string{"gateway", "mobile"}, c.JWTAudiences)
+	assert.Equal(t, []byte("a-development-secret"), c.JWTHS256Secret)
+	assert.True(t, c.HasJWKS())
+	assert.False(t, c.SeedDemo)
+	assert.Equal(t, 3*time.Second, c.RequestTimeout)
+	assert.EqualValues(t, 4096, c.MaxBodyBytes)
+	assert.Equal(t, []string{"https://app.test", "https://admin.test"}, c.WSAllowedOrigins)
+	assert.Equal(t, slog.LevelDebug, c.LogLevel)
+}
+
+func TestLoadProduction(t *testing.T) {
+	prod := func(extra map[string]string) map[string]string {
+		m := map[string]string{"APP_ENV": "production", "JWT_JWKS_URL": "https://idp.test/jwks.json"}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+
+	t.Run("production with a JWKS source loads, seeding off", func(t *testing.T) {
+		c, err := config.Load(env(prod(map[string]string{"SEED_DEMO": "true"})))
+		require.NoError(t, err)
+		assert.True(t, c.Production())
+		assert.False(t, c.SeedDemo, "seeding is forced off in production")
+	})
+
+	tests := []struct {
+		name string
+		env  map[string]string
+	}{
+		{"production refuses an HS256 secret", prod(map[string]string{"JWT_HS256_SECRET": "0123456789abcdef0123456789abcdef"})},
+		{"production requires a JWKS source", map[string]string{"APP_ENV": "production"}},
+		{"production refuses a plain-http JWKS URL", prod(map[string]string{"JWT_JWKS_URL": "http://idp.test/jwks.json"})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Load(env(tt.env))
+			assert.Error(t, err)
+		})
+	}
+
+	t.Run("a JWKS file is enough in production", func(t *testing.T) {
+		_, err := config.Load(env(map[string]string{"APP_ENV": "production", "JWT_JWKS_FILE": "/etc/so/jwks.json"}))
+		assert.NoError(t, err)
+	})
+}
+
+func TestLoadRefusesBadValues(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+	}{
+		{"an unknown APP_ENV is refused", map[string]string{"APP_ENV": "staging"}},
+		{"a SEED_DEMO that is not a boolean is refused", map[string]string{"SEED_DEMO": "maybe"}},
+		{"a REQUEST_TIMEOUT that is not a duration is refused", map[string]string{"REQUEST_TIMEOUT": "10"}},
+		{"a negative MAX_BODY_BYTES is refused", map[string]string{"MAX_BODY_BYTES": "-1"}},
+		{"an unknown LOG_LEVEL is refused", map[string]string{"LOG_LEVEL": "loud"}},
+		{"a MONGODB_URI of another scheme is refused", map[string]string{"MONGODB_URI": "postgres://u:p@db"}},
+		{"a JWKS URL that is not http(s) is refused", map[string]string{"JWT_JWKS_URL": "file:///etc/jwks.json"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Load(env(tt.env))
+			assert.Error(t, err)
+		})
+	}
+
+	t.Run("an error about the URI does not echo its password", func(t *testing.T) {
+		_, err := config.Load(env(map[string]string{"MONGODB_URI": "postgres://u:hunter2@db"}))
+		require.Error(t, err)
+		assert.NotContains(t, err.Error(), "hunter2")
+	})
+}
+
+func TestStringMasksSecrets(t *testing.T) {
+	c, err := config.Load(env(map[string]string{
+		"MONGODB_URI":      "mongodb://app:s3cr3t-pw@db1:27017,db2:27017/so?replicaSet=rs0&authSource=admin",
+		"JWT_HS256_SECRET": "super-secret-dev-key-0123456789ab",
+	}))
+	require.NoError(t, err)
+
+	for name, s := range map[string]string{
+		"String":   c.String(),
+		"%v":       fmt.Sprintf("%v", c),
+		"%+v":      fmt.Sprintf("%+v", c),
+		"%#v":      fmt.Sprintf("%#v", c),
+		"LogValue": c.LogValue().String(),
+	} {
+		t.Run(name+" hides the HS256 secret and the URI password", func(t *testing.T) {
+			assert.NotContains(t, s, "super-secret-dev-key")
+			assert.NotContains(t, s, "s3cr3t-pw")
+			assert.Contains(t, s, "JWT_HS256_SECRET=***")
+			assert.Contains(t, s, "MONGODB_URI=mongodb://app:***@db1:27017,db2:27017/so?replicaSet=rs0&authSource=admin")
+		})
+	}
+
+	t.Run("a URI without a password is shown as is", func(t *testing.T) {
+		c, err := config.Load(env(map[string]string{"MONGODB_URI": "mongodb+srv://cluster0.example.net/so"}))
+		require.NoError(t, err)
+		assert.Contains(t, c.String(), "MONGODB_URI=mongodb+srv://cluster0.example.net/so")
+		assert.Contains(t, c.String(), "JWT_HS256_SECRET= ")
+	})
+}

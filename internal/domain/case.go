@@ -1,0 +1,184 @@
+package domain
+
+import "time"
+
+// CaseStatus is where a case stands in its lifecycle (DESIGN.md §4).
+type CaseStatus string
+
+// Case statuses.
+const (
+	StatusSubmitted        CaseStatus = "SUBMITTED"
+	StatusTriage           CaseStatus = "TRIAGE"
+	StatusAssigned         CaseStatus = "ASSIGNED"
+	StatusInReview         CaseStatus = "IN_REVIEW"
+	StatusOpinionDelivered CaseStatus = "OPINION_DELIVERED"
+	StatusClosed           CaseStatus = "CLOSED"
+	StatusCancelled        CaseStatus = "CANCELLED"
+)
+
+// Urgency decides the SLA.
+type Urgency string
+
+// Urgencies.
+const (
+	UrgencyRoutine Urgency = "ROUTINE"
+	UrgencyUrgent  Urgency = "URGENT"
+)
+
+// SLA returns how long a case of urgency u may take until its opinion.
+func (u Urgency) SLA() time.Duration {
+	if u == UrgencyUrgent {
+		return 3 * 24 * time.Hour
+	}
+	return 10 * 24 * time.Hour
+}
+
+// ConsentKind names a consent a member gives.
+type ConsentKind string
+
+// Consent kinds.
+const (
+	ConsentRecordsRelease       ConsentKind = "RECORDS_RELEASE"
+	ConsentInternationalSharing ConsentKind = "INTERNATIONAL_SHARING"
+)
+
+// RecordKind classifies a medical record.
+type RecordKind string
+
+// Record kinds.
+const (
+	RecordPathology    RecordKind = "PATHOLOGY"
+	RecordImaging      RecordKind = "IMAGING"
+	RecordLab          RecordKind = "LAB"
+	RecordClinicalNote RecordKind = "CLINICAL_NOTE"
+	RecordOther        RecordKind = "OTHER"
+)
+
+// Decision is what the member did with the opinion.
+type Decision string
+
+// Decisions.
+const (
+	DecisionFollowOpinion    Decision = "FOLLOW_OPINION"
+	DecisionKeepOriginalPlan Decision = "KEEP_ORIGINAL_PLAN"
+	DecisionUndecided        Decision = "UNDECIDED"
+)
+
+// Diagnosis is an ICD-10 code with its text.
+type Diagnosis struct {
+	Code        string
+	Description string
+}
+
+// Consent is one consent with its history stamps.
+type Consent struct {
+	Kind      ConsentKind
+	Active    bool
+	GrantedAt *time.Time
+	RevokedAt *time.Time
+}
+
+// Record is a medical record's metadata.
+type Record struct {
+	ID         string
+	Title      string
+	Kind       RecordKind
+	RecordedOn *time.Time
+}
+
+// CaseEvent is one entry of a case's history.
+type CaseEvent struct {
+	Type       string
+	At         time.Time
+	FromStatus *CaseStatus
+	ToStatus   *CaseStatus
+	ActorRole  Role
+}
+
+// CaseClinical is the clinical part of a case: never for insurers.
+type CaseClinical struct {
+	Diagnosis         Diagnosis
+	ProposedTreatment string
+	Questions         []string
+	Records           []Record
+}
+
+// Case is one second-opinion request.
+type Case struct {
+	ID                string
+	Reference         string
+	Status            CaseStatus
+	PolicyID          string
+	PatientID         string
+	InsurerID         string
+	Specialty         string
+	Urgency           Urgency
+	PreferredLanguage string
+	Consents          []Consent
+	SpecialistID      string
+	SpecialistOrgID   string
+	Decision          *Decision
+	DueAt             time.Time
+	SubmittedAt       time.Time
+	UpdatedAt         time.Time
+	DeliveredAt       *time.Time
+	Events            []CaseEvent
+	Version           int
+	Clinical          *CaseClinical
+}
+
+// ResourceID names the object in audit events.
+func (c *Case) ResourceID() string { return c.ID }
+
+// ConsentActive reports whether consent k is currently granted.
+func (c *Case) ConsentActive(k ConsentKind) bool {
+	for _, x := range c.Consents {
+		if x.Kind == k {
+			return x.Active
+		}
+	}
+	return false
+}
+
+// Overdue reports whether the SLA passed without an opinion.
+func (c *Case) Overdue() bool { return c.OverdueAt(time.Now()) }
+
+// OverdueAt reports whether the case is overdue at the given time.
+func (c *Case) OverdueAt(at time.Time) bool {
+	if c.DeliveredAt != nil || c.Status == StatusCancelled || c.Status == StatusClosed {
+		return false
+	}
+	return at.After(c.DueAt)
+}
+
+// Diagnosis is clinical.
+func (c *Case) Diagnosis() (*Diagnosis, error) {
+	if c.Clinical == nil {
+		return nil, ErrFieldForbidden
+	}
+	return &c.Clinical.Diagnosis, nil
+}
+
+// ProposedTreatment is clinical.
+func (c *Case) ProposedTreatment() (*string, error) {
+	if c.Clinical == nil {
+		return nil, ErrFieldForbidden
+	}
+	return optional(c.Clinical.ProposedTreatment), nil
+}
+
+// Questions is clinical.
+func (c *Case) Questions() ([]string, error) {
+	if c.Clinical == nil {
+		return nil, ErrFieldForbidden
+	}
+	return c.Clinical.Questions, nil
+}
+
+// Records is clinical.
+func (c *Case) Records() ([]Record, error) {
+	if c.Clinical == nil {
+		return nil, ErrFieldForbidden
+	}
+	return c.Clinical.Records, nil
+}

@@ -1,0 +1,116 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// IdempotencyTTL is how long a key and its first result are kept at least.
+const IdempotencyTTL = 48 * time.Hour
+
+// pendingTakeover is how long a claim may stay pending before another
+// request assumes its owner died and takes it over.
+const pendingTakeover = 30 * time.Second
+
+type idemDoc struct {
+	ID        string    `bson:"_id"`
+	InputHash string    `bson:"inputHash"`
+	State     string    `bson:"state"`
+	ResultID  string    `bson:"resultId,omitempty"`
+	CreatedAt time.Time `bson:"createdAt"`
+}
+
+// Idempotent runs fn at most once per (caller, operation, key): the first
+// request claims the key with an insert (the unique _id decides races), runs
+// fn and stores its result id; a retry with the same input gets that id; the
+// same key with another input is IDEMPOTENCY_KEY_REUSED. Keys are scoped to
+// the caller's sub and org, so two callers never share one.
+func (s *Store) Idempotent(ctx context.Context, p domain.Principal, op, key, inputHash string, fn func() (string, error)) (string, error) {
+	sum := sha256.Sum256([]byte(p.Subject + "\x00" + p.Org + "\x00" + op + "\x00" + key))
+	id := hex.EncodeToString(sum[:])
+	deadline := time.Now().Add(15 * time.Second)
+	for wait := 20 * time.Millisecond; ; wait = min(wait*2, 500*time.Millisecond) {
+		claimed, doc, err := s.claim(ctx, id, inputHash)
+		if err != nil {
+			return "", err
+		}
+		if claimed {
+			result, err := fn()
+			if err != nil {
+				s.dropClaim(context.WithoutCancel(ctx), id)
+				return "", err
+			}
+			cctx, cancel := s.op(context.WithoutCancel(ctx))
+			_, uerr := s.c(colIdempotency).UpdateOne(cctx, bson.D{{Key: "_id", Value: id}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: "done"}, {Key: "resultId", Value: result}}}})
+			cancel()
+			if uerr != nil {
+				return "", translate(uerr, "idempotency key")
+			}
+			return result, nil
+		}
+		if doc.InputHash != inputHash {
+			return "", domain.Errorf(domain.CodeIdempotencyKeyReused, "this idempotency key was used with a different input")
+		}
+		if doc.State == "done" {
+			return doc.ResultID, nil
+		}
+		if s.Now().Sub(doc.CreatedAt) > pendingTakeover {
+			s.dropClaim(ctx, id)
+			continue
+		}
+		if time.Now().After(deadline) {
+			return "", domain.Errorf(domain.CodeConflict, "the first request with this idempotency key is still running; retry")
+		}
+		select {
+		case <-ctx.Done():
+			return "", translate(ctx.Err(), "idempotency key")
+		case <-time.After(wait):
+		}
+	}
+}
+
+// claim inserts the key; when it exists already it returns the stored one
+// (dropping it first if it outlived IdempotencyTTL).
+func (s *Store) claim(ctx context.Context, id, inputHash string) (bool, *idemDoc, error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		cctx, cancel := s.op(ctx)
+		_, err := s.c(colIdempotency).InsertOne(cctx, idemDoc{ID: id, InputHash: inputHash, State: "pending", CreatedAt: s.Now()})
+		cancel()
+		if err == nil {
+			return true, nil, nil
+		}
+		if !isDuplicate(err) {
+			return false, nil, translate(err, "idempotency key")
+		}
+		doc, err := findByID[idemDoc](ctx, s, colIdempotency, id, nil)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			continue // dropped between our insert and read: claim again
+		}
+		if err != nil {
+			return false, nil, translate(err, "idempotency key")
+		}
+		if s.Now().Sub(doc.CreatedAt) > IdempotencyTTL {
+			cctx, cancel := s.op(ctx)
+			_, _ = s.c(colIdempotency).DeleteOne(cctx, bson.D{{Key: "_id", Value: id}, {Key: "createdAt", Value: doc.CreatedAt}})
+			cancel()
+			continue
+		}
+		return false, doc, nil
+	}
+	return false, nil, domain.Errorf(domain.CodeConflict, "idempotency key is contended; retry")
+}
+
+func (s *Store) dropClaim(ctx context.Context, id string) {
+	cctx, cancel := s.op(ctx)
+	defer cancel()
+	_, _ = s.c(colIdempotency).DeleteOne(cctx, bson.D{{Key: "_id", Value: id}, {Key: "state", Value: "pending"}})
+}

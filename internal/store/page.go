@@ -1,0 +1,142 @@
+package store
+
+import (
+	"context"
+	"encoding/base64"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// Page asks for one page of a list: at most First items after the cursor.
+type Page struct {
+	First int
+	After string
+}
+
+// Pagination limits.
+const (
+	DefaultPageSize = 20
+	MaxPageSize     = 100
+)
+
+// NewPage validates first/after as the API receives them.
+func NewPage(first *int, after *string) (Page, error) {
+	pg := Page{First: DefaultPageSize}
+	if first != nil {
+		if *first < 1 || *first > MaxPageSize {
+			return Page{}, domain.Errorf(domain.CodeBadUserInput, "first must be between 1 and %d", MaxPageSize)
+		}
+		pg.First = *first
+	}
+	if after != nil && *after != "" {
+		id, ok := DecodeCursor(*after)
+		if !ok {
+			return Page{}, domain.Errorf(domain.CodeBadUserInput, "after is not a cursor this API issued")
+		}
+		pg.After = id
+	}
+	return pg, nil
+}
+
+const cursorPrefix = "c1:"
+
+// EncodeCursor makes an opaque cursor from an _id. Lists are ordered by _id,
+// which is time-ordered, so a cursor stays correct when rows are inserted
+// between two pages: the next page starts strictly after it.
+func EncodeCursor(id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + id))
+}
+
+// DecodeCursor reverses EncodeCursor.
+func DecodeCursor(c string) (string, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || !strings.HasPrefix(string(b), cursorPrefix) {
+		return "", false
+	}
+	id := strings.TrimPrefix(string(b), cursorPrefix)
+	if id == "" || len(id) > 64 {
+		return "", false
+	}
+	return id, true
+}
+
+// findPage runs one keyset page query: scope ∧ filter ∧ (_id beyond the
+// cursor), sorted by _id, limited to First+1 to learn whether more follow.
+func findPage[D any](ctx context.Context, s *Store, coll string, filter bson.D, pg Page, newestFirst bool, proj bson.D) ([]*D, bool, error) {
+	dir, op := 1, "$gt"
+	if newestFirst {
+		dir, op = -1, "$lt"
+	}
+	if pg.After != "" {
+		filter = and(filter, bson.D{{Key: "_id", Value: bson.D{{Key: op, Value: pg.After}}}})
+	}
+	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: dir}}).SetLimit(int64(pg.First + 1))
+	if len(proj) > 0 {
+		opts.SetProjection(proj)
+	}
+	docs, err := findAll[D](ctx, s, coll, filter, opts)
+	if err != nil {
+		return nil, false, err
+	}
+	more := len(docs) > pg.First
+	if more {
+		docs = docs[:pg.First]
+	}
+	return docs, more, nil
+}
+
+func findAll[D any](ctx context.Context, s *Store, coll string, filter bson.D, opts *options.FindOptionsBuilder) ([]*D, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	cur, err := s.c(coll).Find(ctx, filter, opts)
+	if err != nil {
+		return nil, err
+	}
+	var out []*D
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// findByID reads one document by _id only: the one filter every backend
+// answers from an index. The caller checks the scope on what comes back.
+func findByID[D any](ctx context.Context, s *Store, coll, id string, proj bson.D) (*D, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	opts := options.FindOne()
+	if len(proj) > 0 {
+		opts.SetProjection(proj)
+	}
+	var d D
+	if err := s.c(coll).FindOne(ctx, bson.D{{Key: "_id", Value: id}}, opts).Decode(&d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// findByIDs reads documents by a list of _id.
+func findByIDs[D any](ctx context.Context, s *Store, coll string, ids []string, proj bson.D) ([]*D, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	opts := options.Find()
+	if len(proj) > 0 {
+		opts.SetProjection(proj)
+	}
+	return findAll[D](ctx, s, coll, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, opts)
+}
+
+func count(ctx context.Context, s *Store, coll string, filter bson.D) (int, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	n, err := s.c(coll).CountDocuments(ctx, filter)
+	return int(n), err
+}
+
+var _ = mongo.ErrNoDocuments

@@ -1,0 +1,669 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"strings"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// Every exported read takes the caller's principal and returns only what its
+// scope allows; there is no unscoped read.
+
+// ---- policies
+
+// PolicyFilter narrows policies.
+type PolicyFilter struct {
+	Status *domain.PolicyStatus
+}
+
+func (f PolicyFilter) bson() bson.D {
+	if f.Status != nil {
+		return bson.D{{Key: "status", Value: string(*f.Status)}}
+	}
+	return nil
+}
+
+// Policy returns one policy in p's scope.
+func (s *Store) Policy(ctx context.Context, p domain.Principal, id string) (*domain.Policy, error) {
+	sc := policyScope(p)
+	if sc.none {
+		return nil, domain.ErrNotFound("policy")
+	}
+	d, err := findByID[policyDoc](ctx, s, colPolicies, id, nil)
+	if err != nil {
+		return nil, translate(err, "policy")
+	}
+	pol := toPolicy(d, s.Now())
+	if !sc.allow(pol) {
+		return nil, domain.ErrNotFound("policy")
+	}
+	return pol, nil
+}
+
+// PoliciesByIDs returns the policies among ids that p may see.
+func (s *Store) PoliciesByIDs(ctx context.Context, p domain.Principal, ids []string) (map[string]*domain.Policy, error) {
+	sc := policyScope(p)
+	out := map[string]*domain.Policy{}
+	if sc.none {
+		return out, nil
+	}
+	docs, err := findByIDs[policyDoc](ctx, s, colPolicies, ids, nil)
+	if err != nil {
+		return nil, translate(err, "policy")
+	}
+	now := s.Now()
+	for _, d := range docs {
+		if pol := toPolicy(d, now); sc.allow(pol) {
+			out[pol.ID] = pol
+		}
+	}
+	return out, nil
+}
+
+// Policies returns one page of policies in p's scope.
+func (s *Store) Policies(ctx context.Context, p domain.Principal, f PolicyFilter, pg Page) ([]*domain.Policy, bool, error) {
+	sc := policyScope(p)
+	if sc.none {
+		return nil, false, nil
+	}
+	docs, more, err := findPage[policyDoc](ctx, s, colPolicies, and(sc.filter, f.bson()), pg, false, nil)
+	if err != nil {
+		return nil, false, translate(err, "policies")
+	}
+	now := s.Now()
+	out := make([]*domain.Policy, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, toPolicy(d, now))
+	}
+	return out, more, nil
+}
+
+// CountPolicies counts the policies in p's scope matching f.
+func (s *Store) CountPolicies(ctx context.Context, p domain.Principal, f PolicyFilter) (int, error) {
+	sc := policyScope(p)
+	if sc.none {
+		return 0, nil
+	}
+	n, err := count(ctx, s, colPolicies, and(sc.filter, f.bson()))
+	return n, translate(err, "policies")
+}
+
+// ---- cases
+
+// CaseFilter narrows cases.
+type CaseFilter struct {
+	Statuses  []domain.CaseStatus
+	Specialty *string
+	Overdue   *bool
+}
+
+// openStatuses are the statuses whose SLA still runs.
+var openStatuses = []string{
+	string(domain.StatusSubmitted), string(domain.StatusTriage),
+	string(domain.StatusAssigned), string(domain.StatusInReview),
+}
+
+func (f CaseFilter) bson(s *Store) bson.D {
+	var parts bson.A
+	if len(f.Statuses) > 0 {
+		st := make([]string, len(f.Statuses))
+		for i, x := range f.Statuses {
+			st[i] = string(x)
+		}
+		parts = append(parts, bson.D{{Key: "status", Value: bson.D{{Key: "$in", Value: st}}}})
+	}
+	if f.Specialty != nil {
+		parts = append(parts, bson.D{{Key: "specialty", Value: strings.ToLower(strings.TrimSpace(*f.Specialty))}})
+	}
+	if f.Overdue != nil {
+		now := s.Now()
+		if *f.Overdue {
+			parts = append(parts, bson.D{
+				{Key: "status", Value: bson.D{{Key: "$in", Value: openStatuses}}},
+				{Key: "dueAt", Value: bson.D{{Key: "$lt", Value: now}}},
+			})
+		} else {
+			parts = append(parts, bson.D{{Key: "$or", Value: bson.A{
+				bson.D{{Key: "status", Value: bson.D{{Key: "$nin", Value: openStatuses}}}},
+				bson.D{{Key: "dueAt", Value: bson.D{{Key: "$gte", Value: now}}}},
+			}}})
+		}
+	}
+	switch len(parts) {
+	case 0:
+		return nil
+	case 1:
+		return parts[0].(bson.D)
+	}
+	return bson.D{{Key: "$and", Value: parts}}
+}
+
+// Case returns one case in p's scope, without the clinical fields for roles
+// that may not read them.
+func (s *Store) Case(ctx context.Context, p domain.Principal, id string) (*domain.Case, error) {
+	sc := caseScope(p)
+	if sc.none {
+		return nil, domain.ErrNotFound("case")
+	}
+	d, err := findByID[caseDoc](ctx, s, colCases, id, caseProjection(p))
+	if err != nil {
+		return nil, translate(err, "case")
+	}
+	c := toCase(d)
+	if !sc.allow(c) {
+		return nil, domain.ErrNotFound("case")
+	}
+	return c, nil
+}
+
+// CasesByIDs returns the cases among ids that p may see.
+func (s *Store) CasesByIDs(ctx context.Context, p domain.Principal, ids []string) (map[string]*domain.Case, error) {
+	sc := caseScope(p)
+	out := map[string]*domain.Case{}
+	if sc.none {
+		return out, nil
+	}
+	docs, err := findByIDs[caseDoc](ctx, s, colCases, ids, caseProjection(p))
+	if err != nil {
+		return nil, translate(err, "case")
+	}
+	for _, d := range docs {
+		if c := toCase(d); sc.allow(c) {
+			out[c.ID] = c
+		}
+	}
+	return out, nil
+}
+
+// Cases returns one page of cases in p's scope, newest first.
+func (s *Store) Cases(ctx context.Context, p domain.Principal, f CaseFilter, pg Page) ([]*domain.Case, bool, error) {
+	sc := caseScope(p)
+	if sc.none {
+		return nil, false, nil
+	}
+	docs, more, err := findPage[caseDoc](ctx, s, colCases, and(sc.filter, f.bson(s)), pg, true, caseProjection(p))
+	if err != nil {
+		return nil, false, translate(err, "cases")
+	}
+	out := make([]*domain.Case, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, toCase(d))
+	}
+	return out, more, nil
+}
+
+// CountCases counts the cases in p's scope matching f.
+func (s *Store) CountCases(ctx context.Context, p domain.Principal, f CaseFilter) (int, error) {
+	sc := caseScope(p)
+	if sc.none {
+		return 0, nil
+	}
+	n, err := count(ctx, s, colCases, and(sc.filter, f.bson(s)))
+	return n, translate(err, "cases")
+}
+
+// ---- specialists
+
+// SpecialistFilter narrows specialists.
+type SpecialistFilter struct {
+	Specialty      *string
+	Language       *string
+	Country        *string
+	AcceptingCases *bool
+}
+
+func (f SpecialistFilter) bson() bson.D {
+	var d bson.D
+	if f.Specialty != nil {
+		d = append(d, bson.E{Key: "specialties", Value: strings.ToLower(strings.TrimSpace(*f.Specialty))})
+	}
+	if f.Language != nil {
+		d = append(d, bson.E{Key: "languages", Value: strings.ToLower(strings.TrimSpace(*f.Language))})
+	}
+	if f.Country != nil {
+		d = append(d, bson.E{Key: "country", Value: strings.ToUpper(strings.TrimSpace(*f.Country))})
+	}
+	if f.AcceptingCases != nil {
+		d = append(d, bson.E{Key: "acceptingCases", Value: *f.AcceptingCases})
+	}
+	return d
+}
+
+// Specialist returns one specialist; public profiles are everyone's, the
+// internal part only the own org's and coordinators'.
+func (s *Store) Specialist(ctx context.Context, p domain.Principal, id string) (*domain.Specialist, error) {
+	d, err := findByID[specialistDoc](ctx, s, colSpecialists, id, specialistProjection(p))
+	if err != nil {
+		return nil, translate(err, "specialist")
+	}
+	return toSpecialist(d, specialistInternalVisible(p, d)), nil
+}
+
+// SpecialistsByIDs returns the specialists among ids.
+func (s *Store) SpecialistsByIDs(ctx context.Context, p domain.Principal, ids []string) (map[string]*domain.Specialist, error) {
+	docs, err := findByIDs[specialistDoc](ctx, s, colSpecialists, ids, specialistProjection(p))
+	if err != nil {
+		return nil, translate(err, "specialist")
+	}
+	out := make(map[string]*domain.Specialist, len(docs))
+	for _, d := range docs {
+		out[d.ID] = toSpecialist(d, specialistInternalVisible(p, d))
+	}
+	return out, nil
+}
+
+// Specialists returns one page of specialists.
+func (s *Store) Specialists(ctx context.Context, p domain.Principal, f SpecialistFilter, pg Page) ([]*domain.Specialist, bool, error) {
+	docs, more, err := findPage[specialistDoc](ctx, s, colSpecialists, f.bson(), pg, false, specialistProjection(p))
+	if err != nil {
+		return nil, false, translate(err, "specialists")
+	}
+	out := make([]*domain.Specialist, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, toSpecialist(d, specialistInternalVisible(p, d)))
+	}
+	return out, more, nil
+}
+
+// CountSpecialists counts the specialists matching f.
+func (s *Store) CountSpecialists(ctx context.Context, p domain.Principal, f SpecialistFilter) (int, error) {
+	n, err := count(ctx, s, colSpecialists, f.bson())
+	return n, translate(err, "specialists")
+}
+
+// ---- opinions
+
+// OpinionFilter narrows opinions.
+type OpinionFilter struct {
+	CaseID *string
+}
+
+func (f OpinionFilter) bson() bson.D {
+	if f.CaseID != nil {
+		return bson.D{{Key: "caseId", Value: *f.CaseID}}
+	}
+	return nil
+}
+
+// Opinion returns one opinion in p's scope.
+func (s *Store) Opinion(ctx context.Context, p domain.Principal, id string) (*domain.Opinion, error) {
+	sc := opinionScope(p)
+	if sc.none {
+		return nil, domain.ErrNotFound("opinion")
+	}
+	d, err := findByID[opinionDoc](ctx, s, colOpinions, id, opinionProjection(p))
+	if err != nil {
+		return nil, translate(err, "opinion")
+	}
+	o := toOpinion(d)
+	if !sc.allow(o) {
+		return nil, domain.ErrNotFound("opinion")
+	}
+	if opinionNeedsCaseCheck(p) {
+		if _, err := s.Case(ctx, p, o.CaseID); err != nil {
+			return nil, domain.ErrNotFound("opinion")
+		}
+	}
+	return o, nil
+}
+
+// OpinionIDForCase is the id of a case's opinion: one opinion per case, so
+// the edge case → opinion is a read by _id.
+func OpinionIDForCase(caseID string) string { return "op-" + caseID }
+
+// OpinionsForCases returns the opinions of the given cases that p may see;
+// the cases must already have been read under p's scope.
+func (s *Store) OpinionsForCases(ctx context.Context, p domain.Principal, cases []*domain.Case) (map[string]*domain.Opinion, error) {
+	sc := opinionScope(p)
+	out := map[string]*domain.Opinion{}
+	if sc.none || len(cases) == 0 {
+		return out, nil
+	}
+	cs := caseScope(p)
+	ids := make([]string, 0, len(cases))
+	for _, c := range cases {
+		if cs.allow(c) {
+			ids = append(ids, OpinionIDForCase(c.ID))
+		}
+	}
+	docs, err := findByIDs[opinionDoc](ctx, s, colOpinions, ids, opinionProjection(p))
+	if err != nil {
+		return nil, translate(err, "opinion")
+	}
+	for _, d := range docs {
+		if o := toOpinion(d); sc.allow(o) {
+			out[o.CaseID] = o
+		}
+	}
+	return out, nil
+}
+
+// OpinionsByIDs returns the opinions among ids that p may see.
+func (s *Store) OpinionsByIDs(ctx context.Context, p domain.Principal, ids []string) (map[string]*domain.Opinion, error) {
+	sc := opinionScope(p)
+	out := map[string]*domain.Opinion{}
+	if sc.none {
+		return out, nil
+	}
+	docs, err := findByIDs[opinionDoc](ctx, s, colOpinions, ids, opinionProjection(p))
+	if err != nil {
+		return nil, translate(err, "opinion")
+	}
+	ops := make([]*domain.Opinion, 0, len(docs))
+	for _, d := range docs {
+		if o := toOpinion(d); sc.allow(o) {
+			ops = append(ops, o)
+		}
+	}
+	ops, err = s.keepVisibleCases(ctx, p, ops)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range ops {
+		out[o.ID] = o
+	}
+	return out, nil
+}
+
+// keepVisibleCases drops opinions whose case p may not see.
+func (s *Store) keepVisibleCases(ctx context.Context, p domain.Principal, ops []*domain.Opinion) ([]*domain.Opinion, error) {
+	if !opinionNeedsCaseCheck(p) || len(ops) == 0 {
+		return ops, nil
+	}
+	ids := make([]string, len(ops))
+	for i, o := range ops {
+		ids[i] = o.CaseID
+	}
+	visible, err := s.caseAdminByIDs(ctx, p, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := ops[:0]
+	for _, o := range ops {
+		if _, ok := visible[o.CaseID]; ok {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// caseAdminByIDs reads only the fields the case scope needs.
+func (s *Store) caseAdminByIDs(ctx context.Context, p domain.Principal, ids []string) (map[string]*domain.Case, error) {
+	sc := caseScope(p)
+	out := map[string]*domain.Case{}
+	if sc.none {
+		return out, nil
+	}
+	docs, err := findByIDs[caseDoc](ctx, s, colCases, ids, bson.D{{Key: "clinical", Value: 0}, {Key: "events", Value: 0}})
+	if err != nil {
+		return nil, translate(err, "case")
+	}
+	for _, d := range docs {
+		if c := toCase(d); sc.allow(c) {
+			out[c.ID] = c
+		}
+	}
+	return out, nil
+}
+
+// Opinions returns one page of opinions in p's scope.
+func (s *Store) Opinions(ctx context.Context, p domain.Principal, f OpinionFilter, pg Page) ([]*domain.Opinion, bool, error) {
+	sc := opinionScope(p)
+	if sc.none {
+		return nil, false, nil
+	}
+	docs, more, err := findPage[opinionDoc](ctx, s, colOpinions, and(sc.filter, f.bson()), pg, false, opinionProjection(p))
+	if err != nil {
+		return nil, false, translate(err, "opinions")
+	}
+	ops := make([]*domain.Opinion, 0, len(docs))
+	for _, d := range docs {
+		ops = append(ops, toOpinion(d))
+	}
+	ops, err = s.keepVisibleCases(ctx, p, ops)
+	return ops, more, err
+}
+
+// CountOpinions counts the opinions in p's scope matching f.
+func (s *Store) CountOpinions(ctx context.Context, p domain.Principal, f OpinionFilter) (int, error) {
+	sc := opinionScope(p)
+	if sc.none {
+		return 0, nil
+	}
+	if !opinionNeedsCaseCheck(p) || p.Role != domain.RolePartner {
+		n, err := count(ctx, s, colOpinions, and(sc.filter, f.bson()))
+		return n, translate(err, "opinions")
+	}
+	// A partner's count depends on each case's consent: count in Go.
+	docs, err := findAll[opinionDoc](ctx, s, colOpinions, and(sc.filter, f.bson()),
+		options.Find().SetProjection(bson.D{{Key: "content", Value: 0}}))
+	if err != nil {
+		return 0, translate(err, "opinions")
+	}
+	ops := make([]*domain.Opinion, 0, len(docs))
+	for _, d := range docs {
+		ops = append(ops, toOpinion(d))
+	}
+	ops, err = s.keepVisibleCases(ctx, p, ops)
+	return len(ops), err
+}
+
+// ---- patients
+
+// PatientsOfCases returns the patients of cases p already read under its
+// scope, keyed by case id: de-identified for partners.
+func (s *Store) PatientsOfCases(ctx context.Context, p domain.Principal, cases []*domain.Case) (map[string]*domain.Patient, error) {
+	cs := caseScope(p)
+	memberIDs := []string{}
+	for _, c := range cases {
+		if cs.allow(c) {
+			memberIDs = append(memberIDs, c.PatientID)
+		}
+	}
+	out := map[string]*domain.Patient{}
+	if len(memberIDs) == 0 {
+		return out, nil
+	}
+	docs, err := findByIDs[patientDoc](ctx, s, colPatients, memberIDs, patientProjection(p))
+	if err != nil {
+		return nil, translate(err, "patient")
+	}
+	byID := make(map[string]*patientDoc, len(docs))
+	for _, d := range docs {
+		byID[d.ID] = d
+	}
+	identity := domain.CanRead(p.Role, domain.GroupPatientIdentity)
+	for _, c := range cases {
+		d, ok := byID[c.PatientID]
+		if !ok || !cs.allow(c) {
+			continue
+		}
+		id := d.ID
+		if p.Role == domain.RolePartner {
+			if id, err = s.pseudonym(ctx, p.Org, d.ID); err != nil {
+				return nil, err
+			}
+		}
+		out[c.ID] = toPatient(d, identity, id)
+	}
+	return out, nil
+}
+
+// PatientsOfPolicy returns the insured of a policy that p may see: members
+// only themselves.
+func (s *Store) PatientsOfPolicy(ctx context.Context, p domain.Principal, pol *domain.Policy) ([]*domain.Patient, error) {
+	if !policyScope(p).allow(pol) {
+		return nil, nil
+	}
+	ps := patientScope(p)
+	docs, err := findByIDs[patientDoc](ctx, s, colPatients, pol.InsuredIDs, patientProjection(p))
+	if err != nil {
+		return nil, translate(err, "patient")
+	}
+	out := make([]*domain.Patient, 0, len(docs))
+	identity := domain.CanRead(p.Role, domain.GroupPatientIdentity)
+	for _, d := range docs {
+		if ps.allow(d) {
+			out = append(out, toPatient(d, identity, d.ID))
+		}
+	}
+	return out, nil
+}
+
+// Patient returns a patient by the id the API showed p: a member id, or for
+// a partner the pseudonym. Providers and partners see a patient only while
+// one of the patient's cases is in their scope.
+func (s *Store) Patient(ctx context.Context, p domain.Principal, id string) (*domain.Patient, error) {
+	memberID := id
+	switch p.Role {
+	case domain.RolePartner:
+		var pd pseudonymDoc
+		cctx, cancel := s.op(ctx)
+		err := s.c(colPseudonyms).FindOne(cctx, bson.D{{Key: "pseudonym", Value: id}}).Decode(&pd)
+		cancel()
+		if err != nil || pd.Network != p.Org {
+			return nil, domain.ErrNotFound("patient")
+		}
+		memberID = pd.MemberID
+		fallthrough
+	case domain.RoleProvider:
+		sc := caseScope(p)
+		docs, err := findAll[caseDoc](ctx, s, colCases, and(sc.filter, bson.D{{Key: "patientId", Value: memberID}}),
+			options.Find().SetLimit(1).SetProjection(bson.D{{Key: "clinical", Value: 0}, {Key: "events", Value: 0}}))
+		if err != nil {
+			return nil, translate(err, "patient")
+		}
+		if len(docs) == 0 || !sc.allow(toCase(docs[0])) {
+			return nil, domain.ErrNotFound("patient")
+		}
+		m, err := s.PatientsOfCases(ctx, p, []*domain.Case{toCase(docs[0])})
+		if err != nil {
+			return nil, err
+		}
+		if pt, ok := m[docs[0].ID]; ok {
+			return pt, nil
+		}
+		return nil, domain.ErrNotFound("patient")
+	}
+	ps := patientScope(p)
+	if ps.none {
+		return nil, domain.ErrNotFound("patient")
+	}
+	d, err := findByID[patientDoc](ctx, s, colPatients, memberID, patientProjection(p))
+	if err != nil {
+		return nil, translate(err, "patient")
+	}
+	if !ps.allow(d) {
+		return nil, domain.ErrNotFound("patient")
+	}
+	return toPatient(d, domain.CanRead(p.Role, domain.GroupPatientIdentity), d.ID), nil
+}
+
+// pseudonym returns the stable, random pseudonym of a member for one
+// network, creating it on first use. It is stored, not derived from the
+// member id, so it reveals nothing.
+func (s *Store) pseudonym(ctx context.Context, network, memberID string) (string, error) {
+	key := network + "/" + memberID
+	d, err := findByID[pseudonymDoc](ctx, s, colPseudonyms, key, nil)
+	if err == nil {
+		return d.Pseudonym, nil
+	}
+	if !errors.Is(err, mongo.ErrNoDocuments) {
+		return "", translate(err, "patient")
+	}
+	nd := pseudonymDoc{ID: key, Pseudonym: "pt_" + randomToken(16), MemberID: memberID, Network: network}
+	cctx, cancel := s.op(ctx)
+	_, err = s.c(colPseudonyms).InsertOne(cctx, nd)
+	cancel()
+	if err == nil {
+		return nd.Pseudonym, nil
+	}
+	if !isDuplicate(err) {
+		return "", translate(err, "patient")
+	}
+	// Another request created it first: use theirs.
+	d, err = findByID[pseudonymDoc](ctx, s, colPseudonyms, key, nil)
+	if err != nil {
+		return "", translate(err, "patient")
+	}
+	return d.Pseudonym, nil
+}
+
+func randomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
+// ---- audit
+
+// AuditFilter narrows audit events.
+type AuditFilter struct {
+	CaseID  *string
+	Subject *string
+}
+
+func (f AuditFilter) bson() bson.D {
+	var d bson.D
+	if f.CaseID != nil {
+		d = append(d, bson.E{Key: "caseId", Value: *f.CaseID})
+	}
+	if f.Subject != nil {
+		d = append(d, bson.E{Key: "subject", Value: *f.Subject})
+	}
+	return d
+}
+
+// AuditEvents returns one page of audit events, newest first.
+func (s *Store) AuditEvents(ctx context.Context, p domain.Principal, f AuditFilter, pg Page) ([]*domain.AuditEvent, bool, error) {
+	sc := auditScope(p)
+	if sc.none {
+		return nil, false, nil
+	}
+	docs, more, err := findPage[auditDoc](ctx, s, colAudit, and(sc.filter, f.bson()), pg, true, nil)
+	if err != nil {
+		return nil, false, translate(err, "audit events")
+	}
+	out := make([]*domain.AuditEvent, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, toAuditEvent(d))
+	}
+	return out, more, nil
+}
+
+// CountAuditEvents counts audit events matching f.
+func (s *Store) CountAuditEvents(ctx context.Context, p domain.Principal, f AuditFilter) (int, error) {
+	sc := auditScope(p)
+	if sc.none {
+		return 0, nil
+	}
+	n, err := count(ctx, s, colAudit, and(sc.filter, f.bson()))
+	return n, translate(err, "audit events")
+}
+
+// AppendAudit writes audit events in one command. It is not scoped: every
+// caller's accesses are recorded.
+func (s *Store) AppendAudit(ctx context.Context, events []domain.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	docs := make([]any, len(events))
+	for i, e := range events {
+		if e.ID == "" {
+			e.ID = NewIDAt(e.At)
+		}
+		docs[i] = toAuditDoc(e)
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	_, err := s.c(colAudit).InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+	return translate(err, "audit")
+}

@@ -1,0 +1,216 @@
+package store
+
+import (
+	"slices"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// This file is the one place that decides which rows a caller may see
+// (DESIGN.md §3). Each collection has one function returning both the filter
+// used by list queries and the check applied to a document fetched by _id, so
+// the two paths cannot drift apart; and one function returning the
+// projection that leaves out field groups the role may not read.
+
+// scope is a row rule: filter for queries, allow for fetched objects. none
+// means the role sees no row at all.
+type scope[T any] struct {
+	none   bool
+	filter bson.D
+	allow  func(T) bool
+}
+
+func denyAll[T any]() scope[T] { return scope[T]{none: true, allow: func(T) bool { return false }} }
+
+func allowAll[T any]() scope[T] { return scope[T]{filter: bson.D{}, allow: func(T) bool { return true }} }
+
+// policyScope: members their own policies, insurers their own insurer's,
+// coordinators all; providers and partners none.
+func policyScope(p domain.Principal) scope[*domain.Policy] {
+	switch p.Role {
+	case domain.RoleMember:
+		return scope[*domain.Policy]{
+			filter: bson.D{{Key: "insuredIds", Value: p.Subject}},
+			allow:  func(x *domain.Policy) bool { return slices.Contains(x.InsuredIDs, p.Subject) },
+		}
+	case domain.RoleInsurer:
+		return scope[*domain.Policy]{
+			filter: bson.D{{Key: "insurerId", Value: p.Org}},
+			allow:  func(x *domain.Policy) bool { return x.InsurerID == p.Org },
+		}
+	case domain.RoleCoordinator:
+		return allowAll[*domain.Policy]()
+	default:
+		return denyAll[*domain.Policy]()
+	}
+}
+
+// caseScope: members their own cases, insurers cases on their policies,
+// providers cases assigned to their org (or to their specialist), partners
+// cases assigned to their network while international sharing is consented,
+// coordinators all.
+func caseScope(p domain.Principal) scope[*domain.Case] {
+	switch p.Role {
+	case domain.RoleMember:
+		return scope[*domain.Case]{
+			filter: bson.D{{Key: "patientId", Value: p.Subject}},
+			allow:  func(c *domain.Case) bool { return c.PatientID == p.Subject },
+		}
+	case domain.RoleInsurer:
+		return scope[*domain.Case]{
+			filter: bson.D{{Key: "insurerId", Value: p.Org}},
+			allow:  func(c *domain.Case) bool { return c.InsurerID == p.Org },
+		}
+	case domain.RoleProvider, domain.RolePartner:
+		f := bson.D{{Key: "specialistOrgId", Value: p.Org}}
+		if p.SpecialistID != "" {
+			f = append(f, bson.E{Key: "specialistId", Value: p.SpecialistID})
+		}
+		partner := p.Role == domain.RolePartner
+		if partner {
+			f = append(f, bson.E{Key: "intlConsent", Value: true})
+		}
+		return scope[*domain.Case]{
+			filter: f,
+			allow: func(c *domain.Case) bool {
+				if c.SpecialistOrgID == "" || c.SpecialistOrgID != p.Org {
+					return false
+				}
+				if p.SpecialistID != "" && c.SpecialistID != p.SpecialistID {
+					return false
+				}
+				return !partner || c.ConsentActive(domain.ConsentInternationalSharing)
+			},
+		}
+	case domain.RoleCoordinator:
+		return allowAll[*domain.Case]()
+	default:
+		return denyAll[*domain.Case]()
+	}
+}
+
+// opinionScope: the opinion's own fields narrow the rows (members and
+// insurers only delivered ones); the opinion's case must also be in the
+// caller's case scope, which the store checks on the case for partners,
+// whose visibility hangs on the case's consent.
+func opinionScope(p domain.Principal) scope[*domain.Opinion] {
+	delivered := bson.E{Key: "status", Value: string(domain.OpinionDelivered)}
+	switch p.Role {
+	case domain.RoleMember:
+		return scope[*domain.Opinion]{
+			filter: bson.D{{Key: "patientId", Value: p.Subject}, delivered},
+			allow:  func(o *domain.Opinion) bool { return o.Status == domain.OpinionDelivered },
+		}
+	case domain.RoleInsurer:
+		return scope[*domain.Opinion]{
+			filter: bson.D{{Key: "insurerId", Value: p.Org}, delivered},
+			allow:  func(o *domain.Opinion) bool { return o.Status == domain.OpinionDelivered },
+		}
+	case domain.RoleProvider, domain.RolePartner:
+		f := bson.D{{Key: "orgId", Value: p.Org}}
+		if p.SpecialistID != "" {
+			f = append(f, bson.E{Key: "specialistId", Value: p.SpecialistID})
+		}
+		return scope[*domain.Opinion]{
+			filter: f,
+			allow: func(o *domain.Opinion) bool {
+				return o.OrgID == p.Org && (p.SpecialistID == "" || o.SpecialistID == p.SpecialistID)
+			},
+		}
+	case domain.RoleCoordinator:
+		return allowAll[*domain.Opinion]()
+	default:
+		return denyAll[*domain.Opinion]()
+	}
+}
+
+// opinionNeedsCaseCheck reports whether an opinion's visibility also depends
+// on its case document (for every role but the coordinator: the opinion's
+// denormalised fields narrow, the case decides).
+func opinionNeedsCaseCheck(p domain.Principal) bool { return p.Role != domain.RoleCoordinator }
+
+// patientScope: the patients a caller may read directly (by id or through a
+// policy). Providers and partners reach a patient only through a case.
+func patientScope(p domain.Principal) scope[*patientDoc] {
+	switch p.Role {
+	case domain.RoleMember:
+		return scope[*patientDoc]{
+			filter: bson.D{{Key: "_id", Value: p.Subject}},
+			allow:  func(d *patientDoc) bool { return d.ID == p.Subject },
+		}
+	case domain.RoleInsurer:
+		return scope[*patientDoc]{
+			filter: bson.D{{Key: "insurerIds", Value: p.Org}},
+			allow:  func(d *patientDoc) bool { return slices.Contains(d.InsurerIDs, p.Org) },
+		}
+	case domain.RoleCoordinator:
+		return allowAll[*patientDoc]()
+	default:
+		return denyAll[*patientDoc]()
+	}
+}
+
+// auditScope: coordinators only.
+func auditScope(p domain.Principal) scope[*domain.AuditEvent] {
+	if p.Role == domain.RoleCoordinator {
+		return allowAll[*domain.AuditEvent]()
+	}
+	return denyAll[*domain.AuditEvent]()
+}
+
+// specialistInternalVisible: load and contact for the specialist's own org and
+// coordinators.
+func specialistInternalVisible(p domain.Principal, s *specialistDoc) bool {
+	if !domain.CanRead(p.Role, domain.GroupSpecialistInternal) {
+		return false
+	}
+	return p.Role == domain.RoleCoordinator || s.OrgID == p.Org
+}
+
+// Projections: what is never fetched for a role.
+
+func caseProjection(p domain.Principal) bson.D {
+	if !domain.CanRead(p.Role, domain.GroupCaseClinical) {
+		return bson.D{{Key: "clinical", Value: 0}}
+	}
+	return nil
+}
+
+func opinionProjection(p domain.Principal) bson.D {
+	if !domain.CanRead(p.Role, domain.GroupOpinionContent) {
+		return bson.D{{Key: "content", Value: 0}}
+	}
+	return nil
+}
+
+func patientProjection(p domain.Principal) bson.D {
+	if domain.CanRead(p.Role, domain.GroupPatientIdentity) {
+		return nil
+	}
+	proj := bson.D{}
+	for _, f := range identityFields {
+		proj = append(proj, bson.E{Key: f, Value: 0})
+	}
+	return proj
+}
+
+func specialistProjection(p domain.Principal) bson.D {
+	if !domain.CanRead(p.Role, domain.GroupSpecialistInternal) {
+		return bson.D{{Key: "internal", Value: 0}}
+	}
+	return nil
+}
+
+// and combines a scope filter with a query filter; $and keeps a key used by
+// both (status, say) from overwriting the other.
+func and(scopeFilter, filter bson.D) bson.D {
+	switch {
+	case len(filter) == 0:
+		return scopeFilter
+	case len(scopeFilter) == 0:
+		return filter
+	}
+	return bson.D{{Key: "$and", Value: bson.A{scopeFilter, filter}}}
+}

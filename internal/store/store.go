@@ -1,0 +1,209 @@
+// Package store is the MongoDB adapter: documents and converters, indexes,
+// the scope of every read built from the caller's principal, projections per
+// role, and driver errors translated to domain codes. It is the only package
+// that imports the driver.
+//
+// It runs unchanged on MongoDB and on the embedded FerretDB, so it uses only
+// what both support: no transactions, $lookup, $facet, $expr or positional
+// updates. Joins and grouping happen in Go; single objects are read by _id
+// (the one filter FerretDB's SQLite backend pushes down) and their scope is
+// checked on the fetched document before it leaves this package.
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// Collection names.
+const (
+	colPolicies    = "policies"
+	colPatients    = "patients"
+	colPseudonyms  = "pseudonyms"
+	colCases       = "cases"
+	colSpecialists = "specialists"
+	colOpinions    = "opinions"
+	colAudit       = "audit_events"
+	colCounters    = "counters"
+	colIdempotency = "idempotency"
+)
+
+// DefaultOpTimeout bounds one database call when the caller's context has no
+// earlier deadline.
+const DefaultOpTimeout = 5 * time.Second
+
+// Store is the gateway's data layer.
+type Store struct {
+	client    *mongo.Client
+	db        *mongo.Database
+	opTimeout time.Duration
+	now       func() time.Time
+}
+
+// Options configure Open.
+type Options struct {
+	URI      string
+	Database string
+	// OpTimeout bounds each database call (default DefaultOpTimeout).
+	OpTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Monitor observes every command (tests count them; metrics time them).
+	Monitor *event.CommandMonitor
+}
+
+// Open connects, checks the database answers and creates the indexes.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if o.URI == "" || o.Database == "" {
+		return nil, errors.New("store: URI and Database are required")
+	}
+	co := options.Client().ApplyURI(o.URI).
+		SetServerSelectionTimeout(5 * time.Second).
+		SetConnectTimeout(5 * time.Second)
+	if o.Monitor != nil {
+		co.SetMonitor(o.Monitor)
+	}
+	client, err := mongo.Connect(co)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	s := &Store{client: client, db: client.Database(o.Database), opTimeout: o.OpTimeout, now: o.Now}
+	if s.opTimeout <= 0 {
+		s.opTimeout = DefaultOpTimeout
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if err := s.Ping(ctx); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, err
+	}
+	if err := s.ensureIndexes(ctx); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close disconnects.
+func (s *Store) Close(ctx context.Context) error { return s.client.Disconnect(ctx) }
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	if err := s.db.RunCommand(ctx, bson.D{{Key: "ping", Value: 1}}).Err(); err != nil {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// Now is the store's clock.
+func (s *Store) Now() time.Time { return s.now().UTC() }
+
+// op bounds one database call.
+func (s *Store) op(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.opTimeout)
+}
+
+func (s *Store) c(name string) *mongo.Collection { return s.db.Collection(name) }
+
+type index struct {
+	coll   string
+	keys   bson.D
+	unique bool
+}
+
+// indexes back every filter and sort the API offers (on MongoDB; FerretDB
+// accepts them and scans anyway).
+var indexes = []index{
+	{colPolicies, bson.D{{Key: "insurerId", Value: 1}, {Key: "policyNumber", Value: 1}}, true},
+	{colPolicies, bson.D{{Key: "insuredIds", Value: 1}}, false},
+	{colPolicies, bson.D{{Key: "status", Value: 1}}, false},
+	{colPseudonyms, bson.D{{Key: "pseudonym", Value: 1}}, true},
+	{colPatients, bson.D{{Key: "insurerIds", Value: 1}}, false},
+	{colCases, bson.D{{Key: "patientId", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colCases, bson.D{{Key: "insurerId", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colCases, bson.D{{Key: "specialistOrgId", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colCases, bson.D{{Key: "status", Value: 1}, {Key: "dueAt", Value: 1}}, false},
+	{colCases, bson.D{{Key: "specialty", Value: 1}}, false},
+	{colCases, bson.D{{Key: "reference", Value: 1}}, true},
+	{colSpecialists, bson.D{{Key: "specialties", Value: 1}}, false},
+	{colSpecialists, bson.D{{Key: "orgId", Value: 1}}, false},
+	{colOpinions, bson.D{{Key: "caseId", Value: 1}}, true},
+	{colOpinions, bson.D{{Key: "orgId", Value: 1}}, false},
+	{colOpinions, bson.D{{Key: "patientId", Value: 1}}, false},
+	{colOpinions, bson.D{{Key: "insurerId", Value: 1}}, false},
+	{colAudit, bson.D{{Key: "caseId", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colAudit, bson.D{{Key: "subject", Value: 1}, {Key: "_id", Value: -1}}, false},
+}
+
+func (s *Store) ensureIndexes(ctx context.Context) error {
+	for _, ix := range indexes {
+		ctx, cancel := s.op(ctx)
+		opts := options.Index()
+		if ix.unique {
+			opts.SetUnique(true)
+		}
+		_, err := s.c(ix.coll).Indexes().CreateOne(ctx, mongo.IndexModel{Keys: ix.keys, Options: opts})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("store: index on %s: %w", ix.coll, err)
+		}
+	}
+	return nil
+}
+
+// isDuplicate reports a unique-index violation. FerretDB reports one on
+// update as InternalError code 1 with a message, not E11000.
+func isDuplicate(err error) bool {
+	if err == nil {
+		return false
+	}
+	if mongo.IsDuplicateKeyError(err) {
+		return true
+	}
+	var ce mongo.CommandError
+	if errors.As(err, &ce) && strings.Contains(strings.ToLower(ce.Message), "duplicate") {
+		return true
+	}
+	return strings.Contains(err.Error(), "E11000")
+}
+
+// translate turns a driver error into a domain error once, here.
+func translate(err error, kind string) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, mongo.ErrNoDocuments):
+		return domain.ErrNotFound(kind)
+	default:
+		var de *domain.Error
+		if errors.As(err, &de) {
+			return err
+		}
+		return fmt.Errorf("store: %s: %w", kind, err)
+	}
+}
+
+// NewID returns a new time-ordered id: its lexical order is creation order,
+// which keyset pagination relies on.
+func NewID() string { return bson.NewObjectID().Hex() }
+
+// NewIDAt returns a time-ordered id for an object created at t.
+func NewIDAt(t time.Time) string {
+	id := bson.NewObjectID()
+	binary.BigEndian.PutUint32(id[0:4], uint32(t.Unix()))
+	return id.Hex()
+}

@@ -1,0 +1,381 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// Writes re-read what they change under the caller's scope and update with a
+// compare-and-set on version, so no update is lost and nothing outside the
+// scope can be touched.
+
+// NewInsured is an insured member of a new policy.
+type NewInsured struct {
+	MemberID    string
+	GivenName   string
+	FamilyName  string
+	DateOfBirth time.Time
+	Sex         domain.Sex
+	Email       string
+	Phone       string
+	Country     string
+	Language    string
+}
+
+// NewPolicy is a policy to create.
+type NewPolicy struct {
+	PolicyNumber  string
+	Product       domain.Product
+	EffectiveFrom time.Time
+	EffectiveTo   *time.Time
+	Benefit       domain.Benefit
+	Insured       []NewInsured
+}
+
+// CreatePolicy stores a policy of the caller's insurer (a coordinator may
+// not create policies: they belong to an insurer).
+func (s *Store) CreatePolicy(ctx context.Context, p domain.Principal, np NewPolicy) (*domain.Policy, error) {
+	if p.Role != domain.RoleInsurer || p.Org == "" {
+		return nil, domain.Errorf(domain.CodeForbidden, "only an insurer creates policies")
+	}
+	now := s.Now()
+	ids := make([]string, 0, len(np.Insured))
+	for _, in := range np.Insured {
+		if err := s.upsertPatient(ctx, p.Org, in); err != nil {
+			return nil, err
+		}
+		ids = append(ids, in.MemberID)
+	}
+	d := policyDoc{
+		ID: NewIDAt(now), PolicyNumber: np.PolicyNumber, Product: string(np.Product),
+		Status: string(domain.PolicyActive), EffectiveFrom: np.EffectiveFrom, EffectiveTo: np.EffectiveTo,
+		InsurerID: p.Org, InsuredIDs: ids, Version: 1, CreatedAt: now, UpdatedAt: now,
+		Benefit: benefitDoc{Covered: np.Benefit.Covered, CasesPerYear: np.Benefit.CasesPerYear, International: np.Benefit.International},
+	}
+	cctx, cancel := s.op(ctx)
+	defer cancel()
+	if _, err := s.c(colPolicies).InsertOne(cctx, d); err != nil {
+		if isDuplicate(err) {
+			return nil, domain.Errorf(domain.CodeConflict, "policy number %q already exists", np.PolicyNumber)
+		}
+		return nil, translate(err, "policy")
+	}
+	return toPolicy(&d, now), nil
+}
+
+func (s *Store) upsertPatient(ctx context.Context, insurer string, in NewInsured) error {
+	cctx, cancel := s.op(ctx)
+	defer cancel()
+	sex := in.Sex
+	if sex == "" {
+		sex = domain.SexUnknown
+	}
+	// Identity is set on first insert only: a member insured by several
+	// insurers keeps one identity, and no insurer overwrites another's.
+	_, err := s.c(colPatients).UpdateOne(cctx,
+		bson.D{{Key: "_id", Value: in.MemberID}},
+		bson.D{
+			{Key: "$setOnInsert", Value: bson.D{
+				{Key: "givenName", Value: in.GivenName}, {Key: "familyName", Value: in.FamilyName},
+				{Key: "dateOfBirth", Value: in.DateOfBirth}, {Key: "email", Value: in.Email},
+				{Key: "phone", Value: in.Phone}, {Key: "birthYear", Value: in.DateOfBirth.Year()},
+				{Key: "sex", Value: string(sex)}, {Key: "country", Value: strings.ToUpper(in.Country)},
+				{Key: "language", Value: strings.ToLower(in.Language)}, {Key: "version", Value: 1},
+			}},
+			{Key: "$addToSet", Value: bson.D{{Key: "insurerIds", Value: insurer}}},
+		},
+		options.UpdateOne().SetUpsert(true))
+	return translate(err, "patient")
+}
+
+// PolicyChange is what updatePolicy may change.
+type PolicyChange struct {
+	Status  *domain.PolicyStatus
+	Benefit *domain.Benefit
+}
+
+// UpdatePolicy changes a policy of the caller's insurer. With
+// expectedVersion it fails with CONFLICT when the policy moved on; without,
+// it still updates only the version it read.
+func (s *Store) UpdatePolicy(ctx context.Context, p domain.Principal, id string, ch PolicyChange, expectedVersion *int) (*domain.Policy, error) {
+	if p.Role != domain.RoleInsurer {
+		return nil, domain.Errorf(domain.CodeForbidden, "only the policy's insurer updates it")
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		cur, err := s.Policy(ctx, p, id)
+		if err != nil {
+			return nil, err
+		}
+		if expectedVersion != nil && *expectedVersion != cur.Version {
+			return nil, domain.Errorf(domain.CodeConflict, "the policy is at version %d, not %d", cur.Version, *expectedVersion)
+		}
+		set := bson.D{{Key: "updatedAt", Value: s.Now()}}
+		if ch.Status != nil {
+			set = append(set, bson.E{Key: "status", Value: string(*ch.Status)})
+		}
+		if b := ch.Benefit; b != nil {
+			set = append(set, bson.E{Key: "benefit", Value: benefitDoc{Covered: b.Covered, CasesPerYear: b.CasesPerYear, International: b.International}})
+		}
+		ok, err := s.casUpdate(ctx, colPolicies, id, cur.Version, set)
+		if err != nil {
+			return nil, translate(err, "policy")
+		}
+		if ok {
+			return s.Policy(ctx, p, id)
+		}
+		if expectedVersion != nil {
+			return nil, domain.Errorf(domain.CodeConflict, "the policy changed while it was being updated")
+		}
+	}
+	return nil, domain.Errorf(domain.CodeConflict, "the policy is changing too often; retry")
+}
+
+// casUpdate applies set and bumps version only if the document is still at
+// version; it reports whether it did.
+func (s *Store) casUpdate(ctx context.Context, coll, id string, version int, set bson.D) (bool, error) {
+	cctx, cancel := s.op(ctx)
+	defer cancel()
+	res, err := s.c(coll).UpdateOne(cctx,
+		bson.D{{Key: "_id", Value: id}, {Key: "version", Value: version}},
+		bson.D{{Key: "$set", Value: set}, {Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}}})
+	if err != nil {
+		return false, err
+	}
+	return res.MatchedCount == 1, nil
+}
+
+// SpecialistInput creates or updates a specialist.
+type SpecialistInput struct {
+	ID              string
+	Name            string
+	Credentials     string
+	Specialties     []string
+	SubSpecialties  []string
+	Languages       []string
+	Country         string
+	Institution     string
+	AcceptingCases  *bool
+	Email           *string
+	OrgID           string
+	ExpectedVersion *int
+}
+
+// UpsertSpecialist creates or updates a specialist of the caller's org;
+// coordinators write any org. Updating another org's specialist is NOT_FOUND.
+func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in SpecialistInput) (*domain.Specialist, error) {
+	var kind domain.OrgKind
+	org := p.Org
+	switch p.Role {
+	case domain.RoleProvider:
+		kind = domain.OrgProvider
+	case domain.RolePartner:
+		kind = domain.OrgNetwork
+	case domain.RoleCoordinator:
+		if in.OrgID != "" {
+			org = in.OrgID
+		}
+	default:
+		return nil, domain.Errorf(domain.CodeForbidden, "only provider orgs, partner networks and coordinators write specialists")
+	}
+	if p.Role != domain.RoleCoordinator && in.OrgID != "" && in.OrgID != p.Org {
+		return nil, domain.Errorf(domain.CodeForbidden, "you may only write specialists of your own org")
+	}
+	now := s.Now()
+	set := bson.D{
+		{Key: "name", Value: in.Name}, {Key: "credentials", Value: in.Credentials},
+		{Key: "specialties", Value: in.Specialties}, {Key: "subSpecialties", Value: nonNil(in.SubSpecialties)},
+		{Key: "languages", Value: in.Languages}, {Key: "country", Value: in.Country},
+		{Key: "institution", Value: in.Institution}, {Key: "updatedAt", Value: now},
+	}
+	if in.AcceptingCases != nil {
+		set = append(set, bson.E{Key: "acceptingCases", Value: *in.AcceptingCases})
+	}
+	if in.Email != nil {
+		set = append(set, bson.E{Key: "internal.email", Value: *in.Email})
+	}
+	if in.ID == "" {
+		if org == "" {
+			return nil, domain.Errorf(domain.CodeBadUserInput, "orgId is required")
+		}
+		if kind == "" {
+			kind = s.orgKind(ctx, org)
+		}
+		d := specialistDoc{
+			ID: NewIDAt(now), Name: in.Name, Credentials: in.Credentials, Specialties: in.Specialties,
+			SubSpecialties: nonNil(in.SubSpecialties), Languages: in.Languages, Country: in.Country,
+			Institution: in.Institution, OrgID: org, OrgKind: string(kind), AcceptingCases: true,
+			Version: 1, UpdatedAt: now,
+		}
+		if in.AcceptingCases != nil {
+			d.AcceptingCases = *in.AcceptingCases
+		}
+		if in.Email != nil {
+			d.Internal.Email = *in.Email
+		}
+		if err := s.InsertSpecialists(ctx, []any{d}); err != nil {
+			return nil, err
+		}
+		return toSpecialist(&d, specialistInternalVisible(p, &d)), nil
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		cur, err := findByID[specialistDoc](ctx, s, colSpecialists, in.ID, nil)
+		if err != nil {
+			return nil, translate(err, "specialist")
+		}
+		if p.Role != domain.RoleCoordinator && cur.OrgID != p.Org {
+			return nil, domain.ErrNotFound("specialist")
+		}
+		if in.ExpectedVersion != nil && *in.ExpectedVersion != cur.Version {
+			return nil, domain.Errorf(domain.CodeConflict, "the specialist is at version %d, not %d", cur.Version, *in.ExpectedVersion)
+		}
+		ok, err := s.casUpdate(ctx, colSpecialists, in.ID, cur.Version, set)
+		if err != nil {
+			return nil, translate(err, "specialist")
+		}
+		if ok {
+			return s.Specialist(ctx, p, in.ID)
+		}
+		if in.ExpectedVersion != nil {
+			return nil, domain.Errorf(domain.CodeConflict, "the specialist changed while it was being updated")
+		}
+	}
+	return nil, domain.Errorf(domain.CodeConflict, "the specialist is changing too often; retry")
+}
+
+// orgKind guesses a new specialist's org kind from the org's other
+// specialists (coordinators create for any org).
+func (s *Store) orgKind(ctx context.Context, org string) domain.OrgKind {
+	docs, err := findAll[specialistDoc](ctx, s, colSpecialists, bson.D{{Key: "orgId", Value: org}}, options.Find().SetLimit(1))
+	if err == nil && len(docs) == 1 {
+		return domain.OrgKind(docs[0].OrgKind)
+	}
+	return domain.OrgProvider
+}
+
+// InsertSpecialists stores new specialist documents (seeding and upserts).
+func (s *Store) InsertSpecialists(ctx context.Context, docs []any) error {
+	cctx, cancel := s.op(ctx)
+	defer cancel()
+	_, err := s.c(colSpecialists).InsertMany(cctx, docs)
+	return translate(err, "specialist")
+}
+
+// ConsumeCaseAllowance takes one case from a policy's allowance for the
+// policy year starting at yearStart, atomically: a compare-and-set on the
+// policy's version, so two requests racing for the last case cannot both win.
+func (s *Store) ConsumeCaseAllowance(ctx context.Context, policyID string, yearStart time.Time, limit int) error {
+	for attempt := 0; attempt < 20; attempt++ {
+		d, err := findByID[policyDoc](ctx, s, colPolicies, policyID, nil)
+		if err != nil {
+			return translate(err, "policy")
+		}
+		used := 0
+		if d.Usage.YearStart.Equal(yearStart) {
+			used = d.Usage.Used
+		}
+		if used >= limit {
+			return domain.Errorf(domain.CodeNotEligible, "the policy has used its %d second-opinion cases this policy year", limit)
+		}
+		ok, err := s.casUpdate(ctx, colPolicies, policyID, d.Version, bson.D{
+			{Key: "usage", Value: usageDoc{YearStart: yearStart, Used: used + 1}},
+		})
+		if err != nil {
+			return translate(err, "policy")
+		}
+		if ok {
+			return nil
+		}
+	}
+	return domain.Errorf(domain.CodeConflict, "the policy is busy; retry")
+}
+
+// ReleaseCaseAllowance gives back a case taken by ConsumeCaseAllowance when
+// the case could not be stored.
+func (s *Store) ReleaseCaseAllowance(ctx context.Context, policyID string, yearStart time.Time) error {
+	for attempt := 0; attempt < 20; attempt++ {
+		d, err := findByID[policyDoc](ctx, s, colPolicies, policyID, nil)
+		if err != nil {
+			return translate(err, "policy")
+		}
+		if !d.Usage.YearStart.Equal(yearStart) || d.Usage.Used == 0 {
+			return nil
+		}
+		ok, err := s.casUpdate(ctx, colPolicies, policyID, d.Version, bson.D{
+			{Key: "usage", Value: usageDoc{YearStart: yearStart, Used: d.Usage.Used - 1}},
+		})
+		if err != nil || ok {
+			return translate(err, "policy")
+		}
+	}
+	return fmt.Errorf("store: release allowance: too much contention")
+}
+
+// NewCase is a case to create.
+type NewCase struct {
+	PolicyID          string
+	PatientID         string
+	InsurerID         string
+	Specialty         string
+	Diagnosis         domain.Diagnosis
+	ProposedTreatment string
+	Questions         []string
+	Urgency           domain.Urgency
+	PreferredLanguage string
+	ActorRole         domain.Role
+	ActorSub          string
+	SubmittedAt       time.Time
+}
+
+// InsertCase stores a new case in SUBMITTED with its first event.
+func (s *Store) InsertCase(ctx context.Context, nc NewCase) (*domain.Case, error) {
+	at := nc.SubmittedAt
+	if at.IsZero() {
+		at = s.Now()
+	}
+	ref, err := s.nextReference(ctx, at.Year())
+	if err != nil {
+		return nil, err
+	}
+	d := caseDoc{
+		ID: NewIDAt(at), Reference: ref, Status: string(domain.StatusSubmitted), PolicyID: nc.PolicyID,
+		PatientID: nc.PatientID, InsurerID: nc.InsurerID, Specialty: nc.Specialty, Urgency: string(nc.Urgency),
+		PreferredLanguage: nc.PreferredLanguage, Consents: []consentDoc{}, DueAt: at.Add(nc.Urgency.SLA()),
+		SubmittedAt: at, UpdatedAt: at, Version: 1,
+		Events: []eventDoc{{Type: "SUBMITTED", At: at, ToStatus: string(domain.StatusSubmitted), ActorRole: string(nc.ActorRole), ActorSub: nc.ActorSub}},
+		Clinical: &clinicalDoc{
+			Diagnosis:         diagnosisDoc{Code: nc.Diagnosis.Code, Description: nc.Diagnosis.Description},
+			ProposedTreatment: nc.ProposedTreatment, Questions: nc.Questions, Records: []recordDoc{},
+		},
+	}
+	cctx, cancel := s.op(ctx)
+	defer cancel()
+	if _, err := s.c(colCases).InsertOne(cctx, d); err != nil {
+		return nil, translate(err, "case")
+	}
+	return toCase(&d), nil
+}
+
+// nextReference hands out SO-<year>-<sequence>, atomically per year.
+func (s *Store) nextReference(ctx context.Context, year int) (string, error) {
+	cctx, cancel := s.op(ctx)
+	defer cancel()
+	var out struct {
+		Seq int `bson:"seq"`
+	}
+	err := s.c(colCounters).FindOneAndUpdate(cctx,
+		bson.D{{Key: "_id", Value: fmt.Sprintf("case-ref-%d", year)}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: 1}}}},
+		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After),
+	).Decode(&out)
+	if err != nil {
+		return "", translate(err, "case reference")
+	}
+	return fmt.Sprintf("SO-%d-%06d", year, out.Seq), nil
+}

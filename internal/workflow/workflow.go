@@ -1,0 +1,329 @@
+// Package workflow holds the use cases: validation, eligibility and the rules
+// that decide a move, on top of the scoped store.
+package workflow
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/store"
+)
+
+// Service runs the use cases.
+type Service struct {
+	store *store.Store
+}
+
+// New returns a Service over st.
+func New(st *store.Store) *Service { return &Service{store: st} }
+
+var (
+	icd10     = regexp.MustCompile(`^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$`)
+	country   = regexp.MustCompile(`^[A-Z]{2}$`)
+	language  = regexp.MustCompile(`^[a-z]{2}$`)
+	memberIDs = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,64}$`)
+)
+
+func bad(format string, args ...any) error {
+	return domain.Errorf(domain.CodeBadUserInput, format, args...)
+}
+
+func clean(s string, field string, max int, required bool) (string, error) {
+	s = strings.TrimSpace(s)
+	if required && s == "" {
+		return "", bad("%s is required", field)
+	}
+	if len(s) > max {
+		return "", bad("%s is longer than %d characters", field, max)
+	}
+	return s, nil
+}
+
+// CreatePolicy validates and stores a policy of the caller's insurer.
+func (s *Service) CreatePolicy(ctx context.Context, p domain.Principal, np store.NewPolicy) (*domain.Policy, error) {
+	if err := p.Require(domain.ScopePoliciesWrite); err != nil {
+		return nil, err
+	}
+	if err := p.RequireRole(domain.RoleInsurer); err != nil {
+		return nil, err
+	}
+	var err error
+	if np.PolicyNumber, err = clean(np.PolicyNumber, "policyNumber", 64, true); err != nil {
+		return nil, err
+	}
+	if np.EffectiveTo != nil && np.EffectiveTo.Before(np.EffectiveFrom) {
+		return nil, bad("effectiveTo is before effectiveFrom")
+	}
+	if err := checkBenefit(np.Benefit); err != nil {
+		return nil, err
+	}
+	if len(np.Insured) == 0 || len(np.Insured) > 20 {
+		return nil, bad("a policy insures between 1 and 20 members")
+	}
+	seen := map[string]bool{}
+	for i := range np.Insured {
+		in := &np.Insured[i]
+		if !memberIDs.MatchString(in.MemberID) {
+			return nil, bad("insured[%d].memberId must be 1-64 letters, digits or . _ : -", i)
+		}
+		if seen[in.MemberID] {
+			return nil, bad("insured[%d].memberId is listed twice", i)
+		}
+		seen[in.MemberID] = true
+		if in.GivenName, err = clean(in.GivenName, "givenName", 100, true); err != nil {
+			return nil, err
+		}
+		if in.FamilyName, err = clean(in.FamilyName, "familyName", 100, true); err != nil {
+			return nil, err
+		}
+		if in.DateOfBirth.After(time.Now()) || in.DateOfBirth.Year() < 1900 {
+			return nil, bad("insured[%d].dateOfBirth is not plausible", i)
+		}
+		in.Country = strings.ToUpper(strings.TrimSpace(in.Country))
+		if in.Country != "" && !country.MatchString(in.Country) {
+			return nil, bad("insured[%d].country must be an ISO 3166-1 alpha-2 code", i)
+		}
+		in.Language = strings.ToLower(strings.TrimSpace(in.Language))
+		if in.Language != "" && !language.MatchString(in.Language) {
+			return nil, bad("insured[%d].language must be an ISO 639-1 code", i)
+		}
+	}
+	return s.store.CreatePolicy(ctx, p, np)
+}
+
+func checkBenefit(b domain.Benefit) error {
+	if b.CasesPerYear < 0 || b.CasesPerYear > 100 {
+		return bad("secondOpinion.casesPerYear must be between 0 and 100")
+	}
+	return nil
+}
+
+// UpdatePolicy changes status or benefit of a policy of the caller's insurer.
+func (s *Service) UpdatePolicy(ctx context.Context, p domain.Principal, id string, ch store.PolicyChange, expectedVersion *int) (*domain.Policy, error) {
+	if err := p.Require(domain.ScopePoliciesWrite); err != nil {
+		return nil, err
+	}
+	if err := p.RequireRole(domain.RoleInsurer); err != nil {
+		return nil, err
+	}
+	if ch.Benefit != nil {
+		if err := checkBenefit(*ch.Benefit); err != nil {
+			return nil, err
+		}
+	}
+	if ch.Status == nil && ch.Benefit == nil {
+		return nil, bad("nothing to change: give status or secondOpinion")
+	}
+	return s.store.UpdatePolicy(ctx, p, id, ch, expectedVersion)
+}
+
+// UpsertSpecialist validates and writes a specialist.
+func (s *Service) UpsertSpecialist(ctx context.Context, p domain.Principal, in store.SpecialistInput) (*domain.Specialist, error) {
+	if err := p.Require(domain.ScopeSpecialistsWrite); err != nil {
+		return nil, err
+	}
+	if err := p.RequireRole(domain.RoleProvider, domain.RolePartner, domain.RoleCoordinator); err != nil {
+		return nil, err
+	}
+	var err error
+	if in.Name, err = clean(in.Name, "name", 200, true); err != nil {
+		return nil, err
+	}
+	if in.Credentials, err = clean(in.Credentials, "credentials", 200, false); err != nil {
+		return nil, err
+	}
+	if in.Institution, err = clean(in.Institution, "institution", 200, false); err != nil {
+		return nil, err
+	}
+	if in.Specialties, err = cleanList(in.Specialties, "specialties", true, strings.ToLower); err != nil {
+		return nil, err
+	}
+	if in.SubSpecialties, err = cleanList(in.SubSpecialties, "subSpecialties", false, strings.ToLower); err != nil {
+		return nil, err
+	}
+	if in.Languages, err = cleanList(in.Languages, "languages", true, strings.ToLower); err != nil {
+		return nil, err
+	}
+	for _, l := range in.Languages {
+		if !language.MatchString(l) {
+			return nil, bad("languages must be ISO 639-1 codes")
+		}
+	}
+	in.Country = strings.ToUpper(strings.TrimSpace(in.Country))
+	if !country.MatchString(in.Country) {
+		return nil, bad("country must be an ISO 3166-1 alpha-2 code")
+	}
+	if in.Email != nil && (len(*in.Email) > 200 || (*in.Email != "" && !strings.Contains(*in.Email, "@"))) {
+		return nil, bad("email is not an email address")
+	}
+	return s.store.UpsertSpecialist(ctx, p, in)
+}
+
+func cleanList(in []string, field string, required bool, norm func(string) string) ([]string, error) {
+	out := make([]string, 0, len(in))
+	seen := map[string]bool{}
+	for _, x := range in {
+		x = norm(strings.TrimSpace(x))
+		if x == "" || len(x) > 100 {
+			return nil, bad("%s holds an empty or overlong entry", field)
+		}
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	if required && len(out) == 0 {
+		return nil, bad("%s needs at least one entry", field)
+	}
+	if len(out) > 30 {
+		return nil, bad("%s has too many entries", field)
+	}
+	return out, nil
+}
+
+// Request is the input of RequestSecondOpinion.
+type Request struct {
+	PolicyID          string
+	PatientMemberID   string
+	Specialty         string
+	Diagnosis         domain.Diagnosis
+	ProposedTreatment string
+	Questions         []string
+	Urgency           domain.Urgency
+	PreferredLanguage string
+	IdempotencyKey    string
+}
+
+// RequestSecondOpinion opens a case under a policy the caller may see, if
+// the policy is active, covers second opinions and has a case left this
+// policy year (taken atomically).
+func (s *Service) RequestSecondOpinion(ctx context.Context, p domain.Principal, r Request) (*domain.Case, error) {
+	if err := p.Require(domain.ScopeCasesWrite); err != nil {
+		return nil, err
+	}
+	if err := p.RequireRole(domain.RoleMember, domain.RoleInsurer, domain.RoleCoordinator); err != nil {
+		return nil, err
+	}
+	if err := normalizeRequest(p, &r); err != nil {
+		return nil, err
+	}
+	if r.IdempotencyKey == "" {
+		return s.requestCase(ctx, p, r)
+	}
+	hash, err := inputHash(r)
+	if err != nil {
+		return nil, err
+	}
+	id, err := s.store.Idempotent(ctx, p, "requestSecondOpinion", r.IdempotencyKey, hash, func() (string, error) {
+		c, err := s.requestCase(ctx, p, r)
+		if err != nil {
+			return "", err
+		}
+		return c.ID, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Case(ctx, p, id)
+}
+
+func normalizeRequest(p domain.Principal, r *Request) error {
+	var err error
+	if p.Role == domain.RoleMember {
+		if r.PatientMemberID != "" && r.PatientMemberID != p.Subject {
+			return domain.Errorf(domain.CodeForbidden, "members request second opinions for themselves only")
+		}
+		r.PatientMemberID = p.Subject
+	}
+	if r.PatientMemberID == "" {
+		return bad("patientMemberId is required")
+	}
+	if r.Specialty, err = clean(strings.ToLower(r.Specialty), "specialty", 100, true); err != nil {
+		return err
+	}
+	r.Diagnosis.Code = strings.ToUpper(strings.TrimSpace(r.Diagnosis.Code))
+	if !icd10.MatchString(r.Diagnosis.Code) {
+		return bad("diagnosis.code must be an ICD-10 code such as C50.9")
+	}
+	if r.Diagnosis.Description, err = clean(r.Diagnosis.Description, "diagnosis.description", 500, true); err != nil {
+		return err
+	}
+	if r.ProposedTreatment, err = clean(r.ProposedTreatment, "proposedTreatment", 5000, false); err != nil {
+		return err
+	}
+	if len(r.Questions) > 20 {
+		return bad("at most 20 questions")
+	}
+	for i, q := range r.Questions {
+		if r.Questions[i], err = clean(q, "questions", 1000, true); err != nil {
+			return err
+		}
+	}
+	if r.Urgency == "" {
+		r.Urgency = domain.UrgencyRoutine
+	}
+	r.PreferredLanguage = strings.ToLower(strings.TrimSpace(r.PreferredLanguage))
+	if r.PreferredLanguage != "" && !language.MatchString(r.PreferredLanguage) {
+		return bad("preferredLanguage must be an ISO 639-1 code")
+	}
+	if len(r.IdempotencyKey) > 200 {
+		return bad("idempotencyKey is longer than 200 characters")
+	}
+	return nil
+}
+
+func inputHash(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+func (s *Service) requestCase(ctx context.Context, p domain.Principal, r Request) (*domain.Case, error) {
+	pol, err := s.store.Policy(ctx, p, r.PolicyID)
+	if err != nil {
+		return nil, err
+	}
+	now := s.store.Now()
+	if !containsString(pol.InsuredIDs, r.PatientMemberID) {
+		return nil, domain.Errorf(domain.CodeNotEligible, "the patient is not insured under this policy")
+	}
+	if !pol.ActiveAt(now) {
+		return nil, domain.Errorf(domain.CodeNotEligible, "the policy is not active")
+	}
+	if !pol.SecondOpinion.Covered {
+		return nil, domain.Errorf(domain.CodeNotEligible, "the policy does not cover second opinions")
+	}
+	yearStart := pol.PolicyYearStart(now)
+	if err := s.store.ConsumeCaseAllowance(ctx, pol.ID, yearStart, pol.SecondOpinion.CasesPerYear); err != nil {
+		return nil, err
+	}
+	c, err := s.store.InsertCase(ctx, store.NewCase{
+		PolicyID: pol.ID, PatientID: r.PatientMemberID, InsurerID: pol.InsurerID, Specialty: r.Specialty,
+		Diagnosis: r.Diagnosis, ProposedTreatment: r.ProposedTreatment, Questions: r.Questions,
+		Urgency: r.Urgency, PreferredLanguage: r.PreferredLanguage, ActorRole: p.Role, ActorSub: p.Subject,
+	})
+	if err != nil {
+		// Give the allowance back; the request failed as a whole.
+		_ = s.store.ReleaseCaseAllowance(context.WithoutCancel(ctx), pol.ID, yearStart)
+		return nil, err
+	}
+	return c, nil
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
