@@ -1,4 +1,17 @@
+// Package graph is the GraphQL layer: gqlgen's generated executor, thin
+// resolvers (convert → call → return), the field guard and the error
+// presenter.
 package graph
 
+//go:generate go run github.com/99designs/gqlgen generate
+
+import (
+	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/workflow"
+)
+
 // Resolver is the root of the resolvers: it holds the use-case services.
-type Resolver struct{}
+type Resolver struct {
+	Store    *store.Store
+	Workflow *workflow.Service
+}

@@ -7,185 +7,505 @@ package graph
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/secondopinion/gateway/graph/model"
 	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/loader"
+	"github.com/secondopinion/gateway/internal/store"
 )
 
 // ID is the resolver for the id field.
 func (r *auditEventResolver) ID(ctx context.Context, obj *domain.AuditEvent) (string, error) {
-	panic(fmt.Errorf("not implemented: ID - id"))
+	return GlobalID("AuditEvent", obj.ID), nil
 }
 
 // Role is the resolver for the role field.
 func (r *auditEventResolver) Role(ctx context.Context, obj *domain.AuditEvent) (model.Role, error) {
-	panic(fmt.Errorf("not implemented: Role - role"))
+	return model.RoleOf(obj.Role), nil
 }
 
 // TotalCount is the resolver for the totalCount field.
 func (r *auditEventConnectionResolver) TotalCount(ctx context.Context, obj *model.AuditEventConnection) (int, error) {
-	panic(fmt.Errorf("not implemented: TotalCount - totalCount"))
+	return obj.Count(ctx)
 }
 
 // ID is the resolver for the id field.
 func (r *caseResolver) ID(ctx context.Context, obj *domain.Case) (string, error) {
-	panic(fmt.Errorf("not implemented: ID - id"))
+	return GlobalID("Case", obj.ID), nil
 }
 
 // Policy is the resolver for the policy field.
 func (r *caseResolver) Policy(ctx context.Context, obj *domain.Case) (*domain.Policy, error) {
-	panic(fmt.Errorf("not implemented: Policy - policy"))
+	l, err := loaders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return loader.Optional(l.Policy.Load(ctx, obj.PolicyID))
 }
 
 // Patient is the resolver for the patient field.
 func (r *caseResolver) Patient(ctx context.Context, obj *domain.Case) (*domain.Patient, error) {
-	panic(fmt.Errorf("not implemented: Patient - patient"))
+	l, err := loaders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return loader.Optional(l.PatientOfCase.Load(ctx, obj))
 }
 
 // Specialist is the resolver for the specialist field.
 func (r *caseResolver) Specialist(ctx context.Context, obj *domain.Case) (*domain.Specialist, error) {
-	panic(fmt.Errorf("not implemented: Specialist - specialist"))
+	if obj.SpecialistID == "" {
+		return nil, nil
+	}
+	l, err := loaders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return loader.Optional(l.Specialist.Load(ctx, obj.SpecialistID))
 }
 
 // Opinion is the resolver for the opinion field.
 func (r *caseResolver) Opinion(ctx context.Context, obj *domain.Case) (*domain.Opinion, error) {
-	panic(fmt.Errorf("not implemented: Opinion - opinion"))
+	l, err := loaders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return loader.Optional(l.OpinionOfCase.Load(ctx, obj))
 }
 
 // TotalCount is the resolver for the totalCount field.
 func (r *caseConnectionResolver) TotalCount(ctx context.Context, obj *model.CaseConnection) (int, error) {
-	panic(fmt.Errorf("not implemented: TotalCount - totalCount"))
+	return obj.Count(ctx)
 }
 
 // ActorRole is the resolver for the actorRole field.
 func (r *caseEventResolver) ActorRole(ctx context.Context, obj *domain.CaseEvent) (model.Role, error) {
-	panic(fmt.Errorf("not implemented: ActorRole - actorRole"))
+	return model.RoleOf(obj.ActorRole), nil
 }
 
 // CreatePolicy is the resolver for the createPolicy field.
 func (r *mutationResolver) CreatePolicy(ctx context.Context, input model.CreatePolicyInput) (*model.CreatePolicyPayload, error) {
-	panic(fmt.Errorf("not implemented: CreatePolicy - createPolicy"))
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := r.Workflow.CreatePolicy(ctx, p, toNewPolicy(input))
+	if err != nil {
+		return nil, err
+	}
+	auditWrite(ctx, "Policy", pol.ID, domain.GroupPatientIdentity, "")
+	return &model.CreatePolicyPayload{Policy: pol}, nil
 }
 
 // UpdatePolicy is the resolver for the updatePolicy field.
 func (r *mutationResolver) UpdatePolicy(ctx context.Context, input model.UpdatePolicyInput) (*model.UpdatePolicyPayload, error) {
-	panic(fmt.Errorf("not implemented: UpdatePolicy - updatePolicy"))
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := rawID(input.ID, "Policy")
+	if err != nil {
+		return nil, err
+	}
+	ch := store.PolicyChange{Status: input.Status}
+	if input.SecondOpinion != nil {
+		b := toBenefit(*input.SecondOpinion)
+		ch.Benefit = &b
+	}
+	pol, err := r.Workflow.UpdatePolicy(ctx, p, id, ch, input.ExpectedVersion)
+	if err != nil {
+		return nil, err
+	}
+	return &model.UpdatePolicyPayload{Policy: pol}, nil
 }
 
 // UpsertSpecialist is the resolver for the upsertSpecialist field.
 func (r *mutationResolver) UpsertSpecialist(ctx context.Context, input model.UpsertSpecialistInput) (*model.UpsertSpecialistPayload, error) {
-	panic(fmt.Errorf("not implemented: UpsertSpecialist - upsertSpecialist"))
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id := ""
+	if input.ID != nil {
+		if id, err = rawID(*input.ID, "Specialist"); err != nil {
+			return nil, err
+		}
+	}
+	s, err := r.Workflow.UpsertSpecialist(ctx, p, toSpecialistInput(input, id))
+	if err != nil {
+		return nil, err
+	}
+	return &model.UpsertSpecialistPayload{Specialist: s}, nil
 }
 
 // RequestSecondOpinion is the resolver for the requestSecondOpinion field.
 func (r *mutationResolver) RequestSecondOpinion(ctx context.Context, input model.RequestSecondOpinionInput) (*model.RequestSecondOpinionPayload, error) {
-	panic(fmt.Errorf("not implemented: RequestSecondOpinion - requestSecondOpinion"))
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	policyID, err := rawID(input.PolicyID, "Policy")
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.Workflow.RequestSecondOpinion(ctx, p, toRequest(input, policyID))
+	if err != nil {
+		return nil, err
+	}
+	auditWrite(ctx, "Case", c.ID, domain.GroupCaseClinical, c.ID)
+	return &model.RequestSecondOpinionPayload{Case: c}, nil
 }
 
 // ID is the resolver for the id field.
 func (r *opinionResolver) ID(ctx context.Context, obj *domain.Opinion) (string, error) {
-	panic(fmt.Errorf("not implemented: ID - id"))
+	return GlobalID("Opinion", obj.ID), nil
 }
 
 // Case is the resolver for the case field.
 func (r *opinionResolver) Case(ctx context.Context, obj *domain.Opinion) (*domain.Case, error) {
-	panic(fmt.Errorf("not implemented: Case - case"))
+	l, err := loaders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return loader.Optional(l.Case.Load(ctx, obj.CaseID))
 }
 
 // Specialist is the resolver for the specialist field.
 func (r *opinionResolver) Specialist(ctx context.Context, obj *domain.Opinion) (*domain.Specialist, error) {
-	panic(fmt.Errorf("not implemented: Specialist - specialist"))
+	l, err := loaders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return loader.Optional(l.Specialist.Load(ctx, obj.SpecialistID))
 }
 
 // TotalCount is the resolver for the totalCount field.
 func (r *opinionConnectionResolver) TotalCount(ctx context.Context, obj *model.OpinionConnection) (int, error) {
-	panic(fmt.Errorf("not implemented: TotalCount - totalCount"))
+	return obj.Count(ctx)
 }
 
 // ID is the resolver for the id field.
 func (r *patientResolver) ID(ctx context.Context, obj *domain.Patient) (string, error) {
-	panic(fmt.Errorf("not implemented: ID - id"))
+	return GlobalID("Patient", obj.ID), nil
 }
 
 // ID is the resolver for the id field.
 func (r *policyResolver) ID(ctx context.Context, obj *domain.Policy) (string, error) {
-	panic(fmt.Errorf("not implemented: ID - id"))
+	return GlobalID("Policy", obj.ID), nil
 }
 
 // Insured is the resolver for the insured field.
 func (r *policyResolver) Insured(ctx context.Context, obj *domain.Policy) ([]domain.Patient, error) {
-	panic(fmt.Errorf("not implemented: Insured - insured"))
+	l, err := loaders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pts, err := l.PatientsOfPolicy.Load(ctx, obj)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]domain.Patient, 0, len(pts))
+	for _, pt := range pts {
+		out = append(out, *pt)
+	}
+	return out, nil
 }
 
 // TotalCount is the resolver for the totalCount field.
 func (r *policyConnectionResolver) TotalCount(ctx context.Context, obj *model.PolicyConnection) (int, error) {
-	panic(fmt.Errorf("not implemented: TotalCount - totalCount"))
+	return obj.Count(ctx)
 }
 
 // Viewer is the resolver for the viewer field.
 func (r *queryResolver) Viewer(ctx context.Context) (*model.Viewer, error) {
-	panic(fmt.Errorf("not implemented: Viewer - viewer"))
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := &model.Viewer{Subject: p.Subject, Role: model.RoleOf(p.Role), Scopes: []string{}}
+	if p.Org != "" {
+		v.Org = ptr(p.Org)
+	}
+	if p.SpecialistID != "" {
+		v.SpecialistID = ptr(GlobalID("Specialist", p.SpecialistID))
+	}
+	for _, s := range p.Scopes() {
+		v.Scopes = append(v.Scopes, string(s))
+	}
+	return v, nil
 }
 
 // Node is the resolver for the node field.
 func (r *queryResolver) Node(ctx context.Context, id string) (model.Node, error) {
-	panic(fmt.Errorf("not implemented: Node - node"))
+	typ, _, ok := ParseGlobalID(id)
+	if !ok {
+		return nil, domain.ErrNotFound("node")
+	}
+	var (
+		n   model.Node
+		err error
+	)
+	switch typ {
+	case "Policy":
+		var v *domain.Policy
+		v, err = r.Policy(ctx, id)
+		n = v
+		if v == nil {
+			n = nil
+		}
+	case "Case":
+		var v *domain.Case
+		v, err = r.Case(ctx, id)
+		if v != nil {
+			n = v
+		}
+	case "Specialist":
+		var v *domain.Specialist
+		v, err = r.Specialist(ctx, id)
+		if v != nil {
+			n = v
+		}
+	case "Opinion":
+		var v *domain.Opinion
+		v, err = r.Opinion(ctx, id)
+		if v != nil {
+			n = v
+		}
+	case "Patient":
+		var v *domain.Patient
+		v, err = r.patient(ctx, id)
+		if v != nil {
+			n = v
+		}
+	case "AuditEvent":
+		err = domain.ErrNotFound("node")
+	default:
+		err = domain.ErrNotFound("node")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
 // Policies is the resolver for the policies field.
 func (r *queryResolver) Policies(ctx context.Context, first *int, after *string, filter *model.PolicyFilter) (*model.PolicyConnection, error) {
-	panic(fmt.Errorf("not implemented: Policies - policies"))
+	p, err := readable(ctx, domain.ScopePoliciesRead)
+	if err != nil {
+		return nil, err
+	}
+	pg, err := page(first, after)
+	if err != nil {
+		return nil, err
+	}
+	var f store.PolicyFilter
+	if filter != nil {
+		f.Status = filter.Status
+	}
+	items, more, err := r.Store.Policies(ctx, p, f, pg)
+	if err != nil {
+		return nil, err
+	}
+	conn := &model.PolicyConnection{
+		Edges: make([]model.PolicyEdge, 0, len(items)),
+		Count: func(ctx context.Context) (int, error) { return r.Store.CountPolicies(ctx, p, f) },
+	}
+	ids := make([]string, 0, len(items))
+	for _, it := range items {
+		conn.Edges = append(conn.Edges, model.PolicyEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
+		ids = append(ids, it.ID)
+	}
+	conn.PageInfo = model.PageInfo{HasNextPage: more, EndCursor: endCursor(ids)}
+	return conn, nil
 }
 
 // Policy is the resolver for the policy field.
 func (r *queryResolver) Policy(ctx context.Context, id string) (*domain.Policy, error) {
-	panic(fmt.Errorf("not implemented: Policy - policy"))
+	p, err := readable(ctx, domain.ScopePoliciesRead)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := rawID(id, "Policy")
+	if err != nil {
+		return nil, err
+	}
+	return r.Store.Policy(ctx, p, raw)
 }
 
 // Cases is the resolver for the cases field.
 func (r *queryResolver) Cases(ctx context.Context, first *int, after *string, filter *model.CaseFilter) (*model.CaseConnection, error) {
-	panic(fmt.Errorf("not implemented: Cases - cases"))
+	p, err := readable(ctx, domain.ScopeCasesRead)
+	if err != nil {
+		return nil, err
+	}
+	pg, err := page(first, after)
+	if err != nil {
+		return nil, err
+	}
+	f := toCaseFilter(filter)
+	items, more, err := r.Store.Cases(ctx, p, f, pg)
+	if err != nil {
+		return nil, err
+	}
+	conn := &model.CaseConnection{
+		Edges: make([]model.CaseEdge, 0, len(items)),
+		Count: func(ctx context.Context) (int, error) { return r.Store.CountCases(ctx, p, f) },
+	}
+	ids := make([]string, 0, len(items))
+	for _, it := range items {
+		conn.Edges = append(conn.Edges, model.CaseEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
+		ids = append(ids, it.ID)
+	}
+	conn.PageInfo = model.PageInfo{HasNextPage: more, EndCursor: endCursor(ids)}
+	return conn, nil
 }
 
 // Case is the resolver for the case field.
 func (r *queryResolver) Case(ctx context.Context, id string) (*domain.Case, error) {
-	panic(fmt.Errorf("not implemented: Case - case"))
+	p, err := readable(ctx, domain.ScopeCasesRead)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := rawID(id, "Case")
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.Store.Case(ctx, p, raw)
+	auditLookup(ctx, "Case", raw, domain.GroupCaseAdmin, err)
+	return c, err
 }
 
 // Specialists is the resolver for the specialists field.
 func (r *queryResolver) Specialists(ctx context.Context, first *int, after *string, filter *model.SpecialistFilter) (*model.SpecialistConnection, error) {
-	panic(fmt.Errorf("not implemented: Specialists - specialists"))
+	p, err := readable(ctx, domain.ScopeSpecialistsRead)
+	if err != nil {
+		return nil, err
+	}
+	pg, err := page(first, after)
+	if err != nil {
+		return nil, err
+	}
+	f := toSpecialistFilter(filter)
+	items, more, err := r.Store.Specialists(ctx, p, f, pg)
+	if err != nil {
+		return nil, err
+	}
+	conn := &model.SpecialistConnection{
+		Edges: make([]model.SpecialistEdge, 0, len(items)),
+		Count: func(ctx context.Context) (int, error) { return r.Store.CountSpecialists(ctx, p, f) },
+	}
+	ids := make([]string, 0, len(items))
+	for _, it := range items {
+		conn.Edges = append(conn.Edges, model.SpecialistEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
+		ids = append(ids, it.ID)
+	}
+	conn.PageInfo = model.PageInfo{HasNextPage: more, EndCursor: endCursor(ids)}
+	return conn, nil
 }
 
 // Specialist is the resolver for the specialist field.
 func (r *queryResolver) Specialist(ctx context.Context, id string) (*domain.Specialist, error) {
-	panic(fmt.Errorf("not implemented: Specialist - specialist"))
+	p, err := readable(ctx, domain.ScopeSpecialistsRead)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := rawID(id, "Specialist")
+	if err != nil {
+		return nil, err
+	}
+	return r.Store.Specialist(ctx, p, raw)
 }
 
 // Opinions is the resolver for the opinions field.
 func (r *queryResolver) Opinions(ctx context.Context, first *int, after *string, filter *model.OpinionFilter) (*model.OpinionConnection, error) {
-	panic(fmt.Errorf("not implemented: Opinions - opinions"))
+	p, err := readable(ctx, domain.ScopeOpinionsRead)
+	if err != nil {
+		return nil, err
+	}
+	pg, err := page(first, after)
+	if err != nil {
+		return nil, err
+	}
+	var f store.OpinionFilter
+	if filter != nil {
+		if f.CaseID, err = optionalRawID(filter.CaseID, "Case"); err != nil {
+			return nil, err
+		}
+	}
+	items, more, err := r.Store.Opinions(ctx, p, f, pg)
+	if err != nil {
+		return nil, err
+	}
+	conn := &model.OpinionConnection{
+		Edges: make([]model.OpinionEdge, 0, len(items)),
+		Count: func(ctx context.Context) (int, error) { return r.Store.CountOpinions(ctx, p, f) },
+	}
+	ids := make([]string, 0, len(items))
+	for _, it := range items {
+		conn.Edges = append(conn.Edges, model.OpinionEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
+		ids = append(ids, it.ID)
+	}
+	conn.PageInfo = model.PageInfo{HasNextPage: more, EndCursor: endCursor(ids)}
+	return conn, nil
 }
 
 // Opinion is the resolver for the opinion field.
 func (r *queryResolver) Opinion(ctx context.Context, id string) (*domain.Opinion, error) {
-	panic(fmt.Errorf("not implemented: Opinion - opinion"))
+	p, err := readable(ctx, domain.ScopeOpinionsRead)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := rawID(id, "Opinion")
+	if err != nil {
+		return nil, err
+	}
+	o, err := r.Store.Opinion(ctx, p, raw)
+	auditLookup(ctx, "Opinion", raw, domain.GroupOpinionMeta, err)
+	return o, err
 }
 
 // AuditEvents is the resolver for the auditEvents field.
 func (r *queryResolver) AuditEvents(ctx context.Context, first *int, after *string, filter *model.AuditEventFilter) (*model.AuditEventConnection, error) {
-	panic(fmt.Errorf("not implemented: AuditEvents - auditEvents"))
+	p, err := readable(ctx, domain.ScopeAuditRead)
+	if err != nil {
+		return nil, err
+	}
+	pg, err := page(first, after)
+	if err != nil {
+		return nil, err
+	}
+	var f store.AuditFilter
+	if filter != nil {
+		if f.CaseID, err = optionalRawID(filter.CaseID, "Case"); err != nil {
+			return nil, err
+		}
+		f.Subject = filter.Subject
+	}
+	items, more, err := r.Store.AuditEvents(ctx, p, f, pg)
+	if err != nil {
+		return nil, err
+	}
+	conn := &model.AuditEventConnection{
+		Edges: make([]model.AuditEventEdge, 0, len(items)),
+		Count: func(ctx context.Context) (int, error) { return r.Store.CountAuditEvents(ctx, p, f) },
+	}
+	ids := make([]string, 0, len(items))
+	for _, it := range items {
+		conn.Edges = append(conn.Edges, model.AuditEventEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
+		ids = append(ids, it.ID)
+	}
+	conn.PageInfo = model.PageInfo{HasNextPage: more, EndCursor: endCursor(ids)}
+	return conn, nil
 }
 
 // ID is the resolver for the id field.
 func (r *specialistResolver) ID(ctx context.Context, obj *domain.Specialist) (string, error) {
-	panic(fmt.Errorf("not implemented: ID - id"))
+	return GlobalID("Specialist", obj.ID), nil
 }
 
 // TotalCount is the resolver for the totalCount field.
 func (r *specialistConnectionResolver) TotalCount(ctx context.Context, obj *model.SpecialistConnection) (int, error) {
-	panic(fmt.Errorf("not implemented: TotalCount - totalCount"))
+	return obj.Count(ctx)
 }
 
 // AuditEvent returns AuditEventResolver implementation.

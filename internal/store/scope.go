@@ -24,7 +24,9 @@ type scope[T any] struct {
 
 func denyAll[T any]() scope[T] { return scope[T]{none: true, allow: func(T) bool { return false }} }
 
-func allowAll[T any]() scope[T] { return scope[T]{filter: bson.D{}, allow: func(T) bool { return true }} }
+func allowAll[T any]() scope[T] {
+	return scope[T]{filter: bson.D{}, allow: func(T) bool { return true }}
+}
 
 // policyScope: members their own policies, insurers their own insurer's,
 // coordinators all; providers and partners none.

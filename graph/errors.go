@@ -1,0 +1,63 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// RequestIDFrom returns the request id an HTTP middleware put in the context.
+type RequestIDFunc func(ctx context.Context) string
+
+// ErrorPresenter turns every resolver error into a client-safe one with a
+// stable extensions.code. Domain errors keep their message; anything else is
+// INTERNAL with the request id, and its detail goes to the log only.
+func ErrorPresenter(log *slog.Logger, requestID RequestIDFunc) graphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		gerr := graphql.DefaultErrorPresenter(ctx, err)
+		var de *domain.Error
+		if errors.As(err, &de) {
+			gerr.Message = de.Message
+			setCode(gerr, de.Code)
+			return gerr
+		}
+		// gqlgen's own validation and parse errors already carry a code.
+		if gerr.Extensions != nil {
+			if _, ok := gerr.Extensions["code"]; ok {
+				return gerr
+			}
+		}
+		var ge *gqlerror.Error
+		if errors.As(err, &ge) && ge.Err == nil && ge.Rule != "" {
+			setCode(gerr, domain.CodeBadUserInput)
+			return gerr
+		}
+		rid := requestID(ctx)
+		log.ErrorContext(ctx, "internal error", "request_id", rid, "path", gerr.Path.String(), "error", err.Error())
+		gerr.Message = fmt.Sprintf("internal error (request %s)", rid)
+		setCode(gerr, domain.CodeInternal)
+		gerr.Extensions["requestId"] = rid
+		return gerr
+	}
+}
+
+func setCode(e *gqlerror.Error, c domain.Code) {
+	if e.Extensions == nil {
+		e.Extensions = map[string]any{}
+	}
+	e.Extensions["code"] = string(c)
+}
+
+// Recover turns a resolver panic into INTERNAL; the process keeps serving.
+func Recover(log *slog.Logger) graphql.RecoverFunc {
+	return func(ctx context.Context, v any) error {
+		log.ErrorContext(ctx, "resolver panic", "panic", fmt.Sprint(v))
+		return errors.New("panic in resolver")
+	}
+}

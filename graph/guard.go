@@ -1,0 +1,70 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/99designs/gqlgen/graphql"
+
+	"github.com/secondopinion/gateway/internal/audit"
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// FieldGuard is the field middleware that applies domain.FieldGroups to every
+// field of every response: a field whose group the caller's role may not
+// read resolves to null with FORBIDDEN and is never resolved; a field the
+// table does not name is refused (fail closed); every read of a PHI group is
+// recorded for the audit, allowed or denied.
+func FieldGuard(ctx context.Context, next graphql.Resolver) (any, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil || strings.HasPrefix(fc.Field.Name, "__") || strings.HasPrefix(fc.Object, "__") {
+		return next(ctx)
+	}
+	group, ok := domain.FieldGroup(fc.Object, fc.Field.Name)
+	if !ok {
+		return nil, errors.New("graph: field " + fc.Object + "." + fc.Field.Name + " has no visibility rule")
+	}
+	p, err := domain.MustPrincipal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !domain.CanRead(p.Role, group) {
+		recordField(ctx, fc, group, audit.OutcomeDenied)
+		return nil, domain.ErrFieldForbidden
+	}
+	res, err := next(ctx)
+	switch {
+	case errors.Is(err, domain.ErrFieldForbidden):
+		recordField(ctx, fc, group, audit.OutcomeDenied)
+	case err == nil && domain.PHI(group):
+		recordField(ctx, fc, group, audit.OutcomeAllowed)
+	}
+	return res, err
+}
+
+// resource is what an audited object tells about itself.
+type resource interface{ ResourceID() string }
+
+// recordField notes an access to a field of a PHI group, against the object
+// that holds it. Fields of nested value objects (a record, a treatment
+// option) are covered by their parent field's entry.
+func recordField(ctx context.Context, fc *graphql.FieldContext, group domain.Group, outcome string) {
+	if !domain.PHI(group) || fc.Parent == nil {
+		return
+	}
+	var id string
+	switch v := fc.Parent.Result.(type) {
+	case resource:
+		id = v.ResourceID()
+	case domain.Patient:
+		id = v.ID
+	default:
+		return
+	}
+	entry := audit.Entry{ResourceType: fc.Object, ResourceID: id, Group: group, Outcome: outcome}
+	if o, ok := fc.Parent.Result.(*domain.Opinion); ok {
+		entry.CaseID = o.CaseID
+	}
+	audit.Record(ctx, entry)
+}

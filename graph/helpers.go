@@ -1,0 +1,33 @@
+package graph
+
+import (
+	"context"
+
+	"github.com/secondopinion/gateway/internal/audit"
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// patient resolves node(id) for a Patient: the store decides the scope.
+func (r *queryResolver) patient(ctx context.Context, id string) (*domain.Patient, error) {
+	p, err := readable(ctx, domain.ScopeCasesRead)
+	if err != nil {
+		if p.Role == domain.RoleMember || p.Role == domain.RoleInsurer {
+			p, err = readable(ctx, domain.ScopePoliciesRead)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	raw, err := rawID(id, "Patient")
+	if err != nil {
+		return nil, err
+	}
+	pt, err := r.Store.Patient(ctx, p, raw)
+	auditLookup(ctx, "Patient", raw, domain.GroupPatientDemographic, err)
+	return pt, err
+}
+
+// auditWrite records a write of PHI.
+func auditWrite(ctx context.Context, typ, id string, group domain.Group, caseID string) {
+	audit.Record(ctx, audit.Entry{ResourceType: typ, ResourceID: id, Group: group, Outcome: "WRITTEN", CaseID: caseID})
+}

@@ -1,0 +1,94 @@
+package graph
+
+import (
+	"context"
+	"encoding/base64"
+	"strings"
+
+	"github.com/secondopinion/gateway/internal/audit"
+	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/loader"
+	"github.com/secondopinion/gateway/internal/store"
+)
+
+// Global ids are opaque: base64url of "Type:rawID".
+
+// GlobalID makes the API id of an object.
+func GlobalID(typ, raw string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(typ + ":" + raw))
+}
+
+// ParseGlobalID splits an API id into type and raw id.
+func ParseGlobalID(id string) (typ, raw string, ok bool) {
+	b, err := base64.RawURLEncoding.DecodeString(id)
+	if err != nil {
+		return "", "", false
+	}
+	typ, raw, ok = strings.Cut(string(b), ":")
+	if !ok || typ == "" || raw == "" || len(raw) > 128 {
+		return "", "", false
+	}
+	return typ, raw, true
+}
+
+// rawID returns the raw id of a global id of type typ. An id of another type
+// or not ours is simply not found, like any object outside the scope.
+func rawID(id, typ string) (string, error) {
+	t, raw, ok := ParseGlobalID(id)
+	if !ok || t != typ {
+		return "", domain.ErrNotFound(strings.ToLower(typ))
+	}
+	return raw, nil
+}
+
+// optionalRawID is rawID for nullable filter arguments.
+func optionalRawID(id *string, typ string) (*string, error) {
+	if id == nil {
+		return nil, nil
+	}
+	raw, err := rawID(*id, typ)
+	if err != nil {
+		return nil, domain.Errorf(domain.CodeBadUserInput, "not a %s id", typ)
+	}
+	return &raw, nil
+}
+
+func principal(ctx context.Context) (domain.Principal, error) { return domain.MustPrincipal(ctx) }
+
+// readable returns the principal if it holds scope.
+func readable(ctx context.Context, scope domain.Scope) (domain.Principal, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return p, err
+	}
+	return p, p.Require(scope)
+}
+
+func loaders(ctx context.Context) (*loader.Loaders, error) { return loader.From(ctx) }
+
+// auditLookup records a denied or missing root lookup of PHI.
+func auditLookup(ctx context.Context, typ, id string, group domain.Group, err error) {
+	if domain.ErrorCode(err) == domain.CodeNotFound {
+		audit.Record(ctx, audit.Entry{ResourceType: typ, ResourceID: id, Group: group, Outcome: audit.OutcomeNotFound})
+	}
+}
+
+func page(first *int, after *string) (store.Page, error) { return store.NewPage(first, after) }
+
+func endCursor(ids []string) *string {
+	if len(ids) == 0 {
+		return nil
+	}
+	c := store.EncodeCursor(ids[len(ids)-1])
+	return &c
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}

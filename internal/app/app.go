@@ -1,0 +1,155 @@
+// Package app wires configuration, the store, authentication and the HTTP
+// server together; main only calls Run, and tests start the real thing.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/secondopinion/gateway/internal/auth"
+	"github.com/secondopinion/gateway/internal/config"
+	"github.com/secondopinion/gateway/internal/embedded"
+	"github.com/secondopinion/gateway/internal/seed"
+	"github.com/secondopinion/gateway/internal/server"
+	"github.com/secondopinion/gateway/internal/store"
+)
+
+// Ready is told the listening address once the server accepts requests.
+type Ready func(addr string)
+
+// Run starts the gateway and blocks until ctx is done, then shuts down
+// gracefully.
+func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, stderr io.Writer, ready Ready) error {
+	cfg, err := config.Load(getenv)
+	if err != nil {
+		return err
+	}
+	level := cfg.LogLevel
+	var handler slog.Handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	if cfg.Production() {
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	}
+	log := slog.New(handler)
+
+	uri := cfg.MongoURI
+	if uri == "" {
+		emb, err := embedded.Start(ctx, embedded.Options{DataDir: cfg.DataDir})
+		if err != nil {
+			return err
+		}
+		defer emb.Stop()
+		uri = emb.URI()
+		log.Info("embedded store started", "data_dir", cfg.DataDir)
+	}
+	st, err := store.Open(ctx, store.Options{URI: uri, Database: cfg.MongoDatabase, OpTimeout: cfg.RequestTimeout})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = st.Close(context.Background()) }()
+
+	secret := cfg.JWTHS256Secret
+	devSecret := false
+	if !cfg.Production() && len(secret) == 0 && !cfg.HasJWKS() {
+		secret = make([]byte, 32)
+		_, _ = rand.Read(secret)
+		devSecret = true
+	}
+	issuer := auth.IssuerConfig{
+		Issuer: cfg.JWTIssuer, Audiences: cfg.JWTAudiences, JWKSURL: cfg.JWTJWKSURL, JWKSFile: cfg.JWTJWKSFile,
+	}
+	if !cfg.Production() && len(secret) > 0 {
+		issuer.HS256Secret = secret
+	}
+	verifier, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{issuer}, AllowHS256: !cfg.Production() && len(secret) > 0, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	if cfg.SeedDemo && !cfg.Production() {
+		empty, err := st.IsEmpty(ctx)
+		if err != nil {
+			return err
+		}
+		if empty {
+			if err := st.InsertDemo(ctx, seed.Build(seed.DemoSize, st.Now())); err != nil {
+				return fmt.Errorf("seed demo data: %w", err)
+			}
+			log.Info("demo data seeded")
+		}
+	}
+
+	h := server.New(server.Deps{
+		Store: st, Verifier: verifier, Logger: log, Production: cfg.Production(),
+		RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
+	})
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      cfg.RequestTimeout + 5*time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(handler, slog.LevelWarn),
+	}
+	addr := ln.Addr().String()
+	if !cfg.Production() {
+		printDevInfo(stdout, addr, cfg.JWTIssuer, cfg.JWTAudiences, secret, devSecret || len(cfg.JWTHS256Secret) > 0)
+	}
+	log.Info("listening", "addr", addr, "env", cfg.Env)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if ready != nil {
+		ready(addr)
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func printDevInfo(w io.Writer, addr, issuer string, audiences []string, secret []byte, hs bool) {
+	host := addr
+	if strings.HasPrefix(host, "[::]") || strings.HasPrefix(host, "0.0.0.0") {
+		_, port, _ := net.SplitHostPort(addr)
+		host = "localhost:" + port
+	}
+	fmt.Fprintf(w, "\nSecond Opinion Gateway (development)\n  GraphiQL:  http://%s/\n  GraphQL:   http://%s/graphql\n", host, host)
+	if !hs {
+		return
+	}
+	fmt.Fprintf(w, "\nDev tokens (HS256, valid 12 hours); send as  Authorization: Bearer <token>\n")
+	now := time.Now()
+	for _, p := range seed.Personas {
+		c := auth.Claims{Role: string(p.Role), Org: p.Org}
+		c.Subject = p.Subject
+		c.Issuer = issuer
+		if len(audiences) > 0 {
+			c.Audience = audiences[:1]
+		}
+		tok, err := auth.MintHS256(secret, c, 12*time.Hour, now)
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(w, "  %-12s %s\n", p.Name+":", tok)
+	}
+	fmt.Fprintln(w)
+}

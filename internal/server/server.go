@@ -1,0 +1,188 @@
+// Package server builds the gateway's HTTP handler: transports, limits,
+// middleware, routes and health.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/99designs/gqlgen/graphql/playground"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/secondopinion/gateway/graph"
+	"github.com/secondopinion/gateway/internal/audit"
+	"github.com/secondopinion/gateway/internal/auth"
+	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/loader"
+	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/workflow"
+)
+
+// Deps are what the handler needs.
+type Deps struct {
+	Store      *store.Store
+	Verifier   *auth.Verifier
+	Logger     *slog.Logger
+	Production bool
+	// AuditSink receives audit events (default: the store).
+	AuditSink audit.Sink
+	// RequestTimeout bounds one request, database calls included.
+	RequestTimeout time.Duration
+	// MaxBodyBytes caps a request body.
+	MaxBodyBytes int64
+	// ComplexityLimit caps a query's complexity.
+	ComplexityLimit int
+}
+
+// New returns the gateway's HTTP handler with every route in one place.
+func New(d Deps) http.Handler {
+	if d.AuditSink == nil {
+		d.AuditSink = d.Store
+	}
+	if d.RequestTimeout <= 0 {
+		d.RequestTimeout = 10 * time.Second
+	}
+	if d.MaxBodyBytes <= 0 {
+		d.MaxBodyBytes = 1 << 20
+	}
+	if d.ComplexityLimit <= 0 {
+		d.ComplexityLimit = 5000
+	}
+	gql := newGraphQL(d)
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", d.Verifier.Middleware(gql))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		dbErr := d.Store.Ping(ctx)
+		keys := d.Verifier.Ready()
+		if dbErr != nil || !keys {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "database": dbErr == nil, "keys": keys})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "database": true, "keys": true})
+	})
+	if !d.Production {
+		mux.Handle("GET /{$}", playground.Handler("Second Opinion Gateway", "/graphql"))
+	}
+	return withRequestID(withTimeout(d.RequestTimeout, withBodyLimit(d.MaxBodyBytes, mux)))
+}
+
+func newGraphQL(d Deps) http.Handler {
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
+		Store: d.Store, Workflow: workflow.New(d.Store),
+	}}))
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetParserTokenLimit(15000)
+	if d.Production {
+		srv.SetDisableSuggestion(true)
+	} else {
+		srv.Use(extension.Introspection{})
+	}
+	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
+	srv.Use(extension.FixedComplexityLimit(d.ComplexityLimit))
+	srv.SetErrorPresenter(graph.ErrorPresenter(d.Logger, RequestID))
+	srv.SetRecoverFunc(graph.Recover(d.Logger))
+
+	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		p, ok := domain.PrincipalFrom(ctx)
+		if !ok {
+			return graphql.OneShot(graphql.ErrorResponse(ctx, "authentication required"))
+		}
+		oc := graphql.GetOperationContext(ctx)
+		op := "anonymous"
+		if oc.Operation != nil {
+			op = string(oc.Operation.Operation) + " " + oc.OperationName
+		}
+		ctx = audit.WithRecorder(ctx, audit.NewRecorder(p, RequestID(ctx), op, nil))
+		ctx = loader.With(ctx, loader.New(d.Store, p))
+		return next(ctx)
+	})
+	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+		resp := next(ctx)
+		if resp == nil {
+			return nil
+		}
+		// Fail closed: the response leaves only once its audit is stored.
+		if err := audit.From(ctx).Flush(context.WithoutCancel(ctx), d.AuditSink); err != nil {
+			rid := RequestID(ctx)
+			d.Logger.ErrorContext(ctx, "audit write failed; response withheld", "request_id", rid, "error", err.Error())
+			return &graphql.Response{Errors: gqlerror.List{{
+				Message:    "internal error (request " + rid + ")",
+				Extensions: map[string]any{"code": string(domain.CodeInternal), "requestId": rid},
+			}}}
+		}
+		return resp
+	})
+	srv.AroundFields(graph.FieldGuard)
+	return srv
+}
+
+type requestIDKey struct{}
+
+// RequestID returns the request's id.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+func withRequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		id := hex.EncodeToString(b)
+		w.Header().Set("X-Request-Id", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+	})
+}
+
+func withTimeout(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Websocket connections live longer than one request.
+		if r.Header.Get("Upgrade") != "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func withBodyLimit(n int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > n {
+			writeJSON(w, http.StatusRequestEntityTooLarge, errorBody("request body too large", domain.CodeBadUserInput))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, n)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func errorBody(msg string, code domain.Code) map[string]any {
+	return map[string]any{"errors": []map[string]any{{"message": msg, "extensions": map[string]any{"code": string(code)}}}}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,186 @@
+package store
+
+import (
+	"context"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// Demo is a data set written as is, for `make run` and benchmarks. It
+// bypasses the workflow on purpose: it places cases in every status.
+type Demo struct {
+	Patients    []DemoPatient
+	Policies    []*domain.Policy
+	Specialists []*domain.Specialist
+	Cases       []*domain.Case
+	Opinions    []*domain.Opinion
+}
+
+// DemoPatient is an insured member and the insurers that insure them.
+type DemoPatient struct {
+	NewInsured
+	InsurerIDs []string
+}
+
+// IsEmpty reports whether the database holds no policies yet.
+func (s *Store) IsEmpty(ctx context.Context) (bool, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	var d bson.M
+	err := s.c(colPolicies).FindOne(ctx, bson.D{}).Decode(&d)
+	if err != nil {
+		if translate(err, "x") != nil && domain.ErrorCode(translate(err, "x")) == domain.CodeNotFound {
+			return true, nil
+		}
+		return false, translate(err, "policies")
+	}
+	return false, nil
+}
+
+// InsertDemo writes a demo data set.
+func (s *Store) InsertDemo(ctx context.Context, d Demo) error {
+	var docs []any
+	for _, p := range d.Patients {
+		docs = append(docs, patientDoc{
+			ID: p.MemberID, GivenName: p.GivenName, FamilyName: p.FamilyName, DateOfBirth: p.DateOfBirth,
+			Email: p.Email, Phone: p.Phone, BirthYear: p.DateOfBirth.Year(), Sex: string(p.Sex),
+			Country: p.Country, Language: p.Language, InsurerIDs: p.InsurerIDs, Version: 1,
+		})
+	}
+	if err := s.insertMany(ctx, colPatients, docs); err != nil {
+		return err
+	}
+	docs = nil
+	now := s.Now()
+	for _, p := range d.Policies {
+		pd := policyDoc{
+			ID: p.ID, PolicyNumber: p.PolicyNumber, Product: string(p.Product), Status: string(p.Status),
+			EffectiveFrom: p.EffectiveFrom, EffectiveTo: p.EffectiveTo, InsurerID: p.InsurerID,
+			InsuredIDs: p.InsuredIDs, Version: 1, CreatedAt: now, UpdatedAt: now,
+			Benefit: benefitDoc{Covered: p.SecondOpinion.Covered, CasesPerYear: p.SecondOpinion.CasesPerYear, International: p.SecondOpinion.International},
+		}
+		if p.SecondOpinion.CasesUsed > 0 {
+			pd.Usage = usageDoc{YearStart: p.PolicyYearStart(now), Used: p.SecondOpinion.CasesUsed}
+		}
+		docs = append(docs, pd)
+	}
+	if err := s.insertMany(ctx, colPolicies, docs); err != nil {
+		return err
+	}
+	docs = nil
+	for _, sp := range d.Specialists {
+		sd := specialistDoc{
+			ID: sp.ID, Name: sp.Name, Credentials: sp.Credentials, Specialties: sp.Specialties,
+			SubSpecialties: nonNil(sp.SubSpecialties), Languages: sp.Languages, Country: sp.Country,
+			Institution: sp.Institution, OrgID: sp.OrgID, OrgKind: string(sp.OrgKind),
+			AcceptingCases: sp.AcceptingCases, Version: 1, UpdatedAt: now,
+		}
+		if sp.Internal != nil {
+			sd.Internal = specialistInternalDoc{ActiveCases: sp.Internal.ActiveCases, Email: sp.Internal.Email}
+		}
+		docs = append(docs, sd)
+	}
+	if err := s.insertMany(ctx, colSpecialists, docs); err != nil {
+		return err
+	}
+	docs = nil
+	for _, c := range d.Cases {
+		docs = append(docs, fromCase(c))
+	}
+	if err := s.insertMany(ctx, colCases, docs); err != nil {
+		return err
+	}
+	docs = nil
+	for _, o := range d.Opinions {
+		docs = append(docs, fromOpinion(o, d.Cases))
+	}
+	return s.insertMany(ctx, colOpinions, docs)
+}
+
+func (s *Store) insertMany(ctx context.Context, coll string, docs []any) error {
+	for len(docs) > 0 {
+		n := min(len(docs), 500)
+		cctx, cancel := s.op(ctx)
+		_, err := s.c(coll).InsertMany(cctx, docs[:n])
+		cancel()
+		if err != nil {
+			return translate(err, coll)
+		}
+		docs = docs[n:]
+	}
+	return nil
+}
+
+func fromCase(c *domain.Case) caseDoc {
+	d := caseDoc{
+		ID: c.ID, Reference: c.Reference, Status: string(c.Status), PolicyID: c.PolicyID, PatientID: c.PatientID,
+		InsurerID: c.InsurerID, Specialty: c.Specialty, Urgency: string(c.Urgency),
+		PreferredLanguage: c.PreferredLanguage, IntlConsent: c.ConsentActive(domain.ConsentInternationalSharing),
+		SpecialistID: c.SpecialistID, SpecialistOrgID: c.SpecialistOrgID, DueAt: c.DueAt,
+		SubmittedAt: c.SubmittedAt, UpdatedAt: c.UpdatedAt, DeliveredAt: c.DeliveredAt, Version: c.Version,
+		Consents: []consentDoc{}, Events: []eventDoc{},
+	}
+	if c.Decision != nil {
+		d.Decision = string(*c.Decision)
+	}
+	for _, x := range c.Consents {
+		d.Consents = append(d.Consents, consentDoc{Kind: string(x.Kind), Active: x.Active, GrantedAt: x.GrantedAt, RevokedAt: x.RevokedAt})
+	}
+	for _, e := range c.Events {
+		ed := eventDoc{Type: e.Type, At: e.At, ActorRole: string(e.ActorRole)}
+		if e.FromStatus != nil {
+			ed.FromStatus = string(*e.FromStatus)
+		}
+		if e.ToStatus != nil {
+			ed.ToStatus = string(*e.ToStatus)
+		}
+		d.Events = append(d.Events, ed)
+	}
+	if cl := c.Clinical; cl != nil {
+		d.Clinical = &clinicalDoc{
+			Diagnosis:         diagnosisDoc{Code: cl.Diagnosis.Code, Description: cl.Diagnosis.Description},
+			ProposedTreatment: cl.ProposedTreatment, Questions: cl.Questions, Records: []recordDoc{},
+		}
+		for _, r := range cl.Records {
+			d.Clinical.Records = append(d.Clinical.Records, recordDoc{ID: r.ID, Title: r.Title, Kind: string(r.Kind), RecordedOn: r.RecordedOn, AddedAt: c.SubmittedAt})
+		}
+	}
+	return d
+}
+
+func fromOpinion(o *domain.Opinion, cases []*domain.Case) opinionDoc {
+	d := opinionDoc{
+		ID: OpinionIDForCase(o.CaseID), CaseID: o.CaseID, SpecialistID: o.SpecialistID, OrgID: o.OrgID,
+		Status: string(o.Status), DeliveredAt: o.DeliveredAt, UpdatedAt: o.UpdatedAt, Version: 1,
+	}
+	for _, c := range cases {
+		if c.ID == o.CaseID {
+			d.PatientID, d.InsurerID = c.PatientID, c.InsurerID
+		}
+	}
+	if ct := o.Content; ct != nil {
+		cd := &opinionContentDoc{
+			DiagnosisAssessment: string(ct.DiagnosisAssessment), TreatmentAssessment: string(ct.TreatmentAssessment),
+			QuestionsForYourDoctor: ct.QuestionsForYourDoctor, MemberSummary: ct.MemberSummary, Report: ct.Report,
+		}
+		if ct.RevisedDiagnosis != nil {
+			cd.RevisedDiagnosis = &diagnosisDoc{Code: ct.RevisedDiagnosis.Code, Description: ct.RevisedDiagnosis.Description}
+		}
+		if ct.ClinicalImpact != nil {
+			cd.ClinicalImpact = string(*ct.ClinicalImpact)
+		}
+		for _, t := range ct.TreatmentOptions {
+			cd.TreatmentOptions = append(cd.TreatmentOptions, treatmentOptionDoc{Name: t.Name, Description: t.Description, Invasiveness: string(t.Invasiveness)})
+		}
+		for _, t := range ct.ClinicalTrials {
+			cd.ClinicalTrials = append(cd.ClinicalTrials, clinicalTrialDoc{RegistryID: t.RegistryID, Title: t.Title, URL: t.URL})
+		}
+		for _, a := range ct.Answers {
+			cd.Answers = append(cd.Answers, answerDoc{Question: a.Question, Answer: a.Answer})
+		}
+		d.Content = cd
+	}
+	return d
+}
