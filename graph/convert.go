@@ -66,3 +66,24 @@ func toSpecialistFilter(f *model.SpecialistFilter) store.SpecialistFilter {
 	}
 	return store.SpecialistFilter{Specialty: f.Specialty, Language: f.Language, Country: f.Country, AcceptingCases: f.AcceptingCases}
 }
+
+func toOpinionContent(in model.SaveOpinionDraftInput) domain.OpinionContent {
+	c := domain.OpinionContent{
+		DiagnosisAssessment: in.DiagnosisAssessment, TreatmentAssessment: in.TreatmentAssessment,
+		ClinicalImpact: in.ClinicalImpact, QuestionsForYourDoctor: in.QuestionsForYourDoctor,
+		MemberSummary: in.MemberSummary, Report: in.Report,
+	}
+	if in.RevisedDiagnosis != nil {
+		c.RevisedDiagnosis = &domain.Diagnosis{Code: in.RevisedDiagnosis.Code, Description: in.RevisedDiagnosis.Description}
+	}
+	for _, t := range in.TreatmentOptions {
+		c.TreatmentOptions = append(c.TreatmentOptions, domain.TreatmentOption{Name: t.Name, Description: deref(t.Description), Invasiveness: deref(t.Invasiveness)})
+	}
+	for _, t := range in.ClinicalTrials {
+		c.ClinicalTrials = append(c.ClinicalTrials, domain.ClinicalTrial{RegistryID: t.RegistryID, Title: t.Title, URL: deref(t.URL)})
+	}
+	for _, a := range in.Answers {
+		c.Answers = append(c.Answers, domain.Answer{Question: a.Question, Answer: a.Answer})
+	}
+	return c
+}

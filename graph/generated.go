@@ -36,6 +36,7 @@ type ResolverRoot interface {
 	Case() CaseResolver
 	CaseConnection() CaseConnectionResolver
 	CaseEvent() CaseEventResolver
+	CaseEventNotice() CaseEventNoticeResolver
 	Mutation() MutationResolver
 	Opinion() OpinionResolver
 	OpinionConnection() OpinionConnectionResolver
@@ -45,15 +46,25 @@ type ResolverRoot interface {
 	Query() QueryResolver
 	Specialist() SpecialistResolver
 	SpecialistConnection() SpecialistConnectionResolver
+	Subscription() SubscriptionResolver
 }
 
 type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	AddMedicalRecordPayload struct {
+		Case   func(childComplexity int) int
+		Record func(childComplexity int) int
+	}
+
 	Answer struct {
 		Answer   func(childComplexity int) int
 		Question func(childComplexity int) int
+	}
+
+	AssignSpecialistPayload struct {
+		Case func(childComplexity int) int
 	}
 
 	AuditEvent struct {
@@ -79,6 +90,10 @@ type ComplexityRoot struct {
 	AuditEventEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	CancelCasePayload struct {
+		Case func(childComplexity int) int
 	}
 
 	Case struct {
@@ -126,6 +141,13 @@ type ComplexityRoot struct {
 		Type       func(childComplexity int) int
 	}
 
+	CaseEventNotice struct {
+		CaseID  func(childComplexity int) int
+		Event   func(childComplexity int) int
+		Status  func(childComplexity int) int
+		Version func(childComplexity int) int
+	}
+
 	ClinicalTrial struct {
 		RegistryID func(childComplexity int) int
 		Title      func(childComplexity int) int
@@ -139,8 +161,17 @@ type ComplexityRoot struct {
 		RevokedAt func(childComplexity int) int
 	}
 
+	ConsentPayload struct {
+		Case func(childComplexity int) int
+	}
+
 	CreatePolicyPayload struct {
 		Policy func(childComplexity int) int
+	}
+
+	DeliverOpinionPayload struct {
+		Case    func(childComplexity int) int
+		Opinion func(childComplexity int) int
 	}
 
 	Diagnosis struct {
@@ -156,8 +187,17 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
+		AddMedicalRecord     func(childComplexity int, input model.AddMedicalRecordInput) int
+		AssignSpecialist     func(childComplexity int, input model.AssignSpecialistInput) int
+		CancelCase           func(childComplexity int, input model.CancelCaseInput) int
 		CreatePolicy         func(childComplexity int, input model.CreatePolicyInput) int
+		DeliverOpinion       func(childComplexity int, input model.DeliverOpinionInput) int
+		GrantConsent         func(childComplexity int, input model.ConsentInput) int
+		RecordDecision       func(childComplexity int, input model.RecordDecisionInput) int
 		RequestSecondOpinion func(childComplexity int, input model.RequestSecondOpinionInput) int
+		RevokeConsent        func(childComplexity int, input model.ConsentInput) int
+		SaveOpinionDraft     func(childComplexity int, input model.SaveOpinionDraftInput) int
+		StartReview          func(childComplexity int, input model.StartReviewInput) int
 		UpdatePolicy         func(childComplexity int, input model.UpdatePolicyInput) int
 		UpsertSpecialist     func(childComplexity int, input model.UpsertSpecialistInput) int
 	}
@@ -234,21 +274,30 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		AuditEvents func(childComplexity int, first *int, after *string, filter *model.AuditEventFilter) int
-		Case        func(childComplexity int, id string) int
-		Cases       func(childComplexity int, first *int, after *string, filter *model.CaseFilter) int
-		Node        func(childComplexity int, id string) int
-		Opinion     func(childComplexity int, id string) int
-		Opinions    func(childComplexity int, first *int, after *string, filter *model.OpinionFilter) int
-		Policies    func(childComplexity int, first *int, after *string, filter *model.PolicyFilter) int
-		Policy      func(childComplexity int, id string) int
-		Specialist  func(childComplexity int, id string) int
-		Specialists func(childComplexity int, first *int, after *string, filter *model.SpecialistFilter) int
-		Viewer      func(childComplexity int) int
+		AuditEvents       func(childComplexity int, first *int, after *string, filter *model.AuditEventFilter) int
+		Case              func(childComplexity int, id string) int
+		Cases             func(childComplexity int, first *int, after *string, filter *model.CaseFilter) int
+		Node              func(childComplexity int, id string) int
+		Opinion           func(childComplexity int, id string) int
+		Opinions          func(childComplexity int, first *int, after *string, filter *model.OpinionFilter) int
+		Policies          func(childComplexity int, first *int, after *string, filter *model.PolicyFilter) int
+		Policy            func(childComplexity int, id string) int
+		Specialist        func(childComplexity int, id string) int
+		SpecialistMatches func(childComplexity int, caseID string, first *int) int
+		Specialists       func(childComplexity int, first *int, after *string, filter *model.SpecialistFilter) int
+		Viewer            func(childComplexity int) int
+	}
+
+	RecordDecisionPayload struct {
+		Case func(childComplexity int) int
 	}
 
 	RequestSecondOpinionPayload struct {
 		Case func(childComplexity int) int
+	}
+
+	SaveOpinionDraftPayload struct {
+		Opinion func(childComplexity int) int
 	}
 
 	SecondOpinionBenefit struct {
@@ -282,6 +331,20 @@ type ComplexityRoot struct {
 	SpecialistEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	SpecialistMatch struct {
+		Reasons    func(childComplexity int) int
+		Score      func(childComplexity int) int
+		Specialist func(childComplexity int) int
+	}
+
+	StartReviewPayload struct {
+		Case func(childComplexity int) int
+	}
+
+	Subscription struct {
+		CaseEvents func(childComplexity int, caseID *string) int
 	}
 
 	TreatmentOption struct {
@@ -334,11 +397,23 @@ type CaseConnectionResolver interface {
 type CaseEventResolver interface {
 	ActorRole(ctx context.Context, obj *domain.CaseEvent) (model.Role, error)
 }
+type CaseEventNoticeResolver interface {
+	CaseID(ctx context.Context, obj *model.CaseEventNotice) (string, error)
+}
 type MutationResolver interface {
 	CreatePolicy(ctx context.Context, input model.CreatePolicyInput) (*model.CreatePolicyPayload, error)
 	UpdatePolicy(ctx context.Context, input model.UpdatePolicyInput) (*model.UpdatePolicyPayload, error)
 	UpsertSpecialist(ctx context.Context, input model.UpsertSpecialistInput) (*model.UpsertSpecialistPayload, error)
 	RequestSecondOpinion(ctx context.Context, input model.RequestSecondOpinionInput) (*model.RequestSecondOpinionPayload, error)
+	GrantConsent(ctx context.Context, input model.ConsentInput) (*model.ConsentPayload, error)
+	RevokeConsent(ctx context.Context, input model.ConsentInput) (*model.ConsentPayload, error)
+	AddMedicalRecord(ctx context.Context, input model.AddMedicalRecordInput) (*model.AddMedicalRecordPayload, error)
+	AssignSpecialist(ctx context.Context, input model.AssignSpecialistInput) (*model.AssignSpecialistPayload, error)
+	StartReview(ctx context.Context, input model.StartReviewInput) (*model.StartReviewPayload, error)
+	SaveOpinionDraft(ctx context.Context, input model.SaveOpinionDraftInput) (*model.SaveOpinionDraftPayload, error)
+	DeliverOpinion(ctx context.Context, input model.DeliverOpinionInput) (*model.DeliverOpinionPayload, error)
+	RecordDecision(ctx context.Context, input model.RecordDecisionInput) (*model.RecordDecisionPayload, error)
+	CancelCase(ctx context.Context, input model.CancelCaseInput) (*model.CancelCasePayload, error)
 }
 type OpinionResolver interface {
 	ID(ctx context.Context, obj *domain.Opinion) (string, error)
@@ -370,6 +445,7 @@ type QueryResolver interface {
 	Specialist(ctx context.Context, id string) (*domain.Specialist, error)
 	Opinions(ctx context.Context, first *int, after *string, filter *model.OpinionFilter) (*model.OpinionConnection, error)
 	Opinion(ctx context.Context, id string) (*domain.Opinion, error)
+	SpecialistMatches(ctx context.Context, caseID string, first *int) ([]model.SpecialistMatch, error)
 	AuditEvents(ctx context.Context, first *int, after *string, filter *model.AuditEventFilter) (*model.AuditEventConnection, error)
 }
 type SpecialistResolver interface {
@@ -377,6 +453,9 @@ type SpecialistResolver interface {
 }
 type SpecialistConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *model.SpecialistConnection) (int, error)
+}
+type SubscriptionResolver interface {
+	CaseEvents(ctx context.Context, caseID *string) (<-chan *model.CaseEventNotice, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -397,6 +476,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	_ = ec
 	switch typeName + "." + field {
 
+	case "AddMedicalRecordPayload.case":
+		if e.ComplexityRoot.AddMedicalRecordPayload.Case == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AddMedicalRecordPayload.Case(childComplexity), true
+	case "AddMedicalRecordPayload.record":
+		if e.ComplexityRoot.AddMedicalRecordPayload.Record == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AddMedicalRecordPayload.Record(childComplexity), true
+
 	case "Answer.answer":
 		if e.ComplexityRoot.Answer.Answer == nil {
 			break
@@ -409,6 +501,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Answer.Question(childComplexity), true
+
+	case "AssignSpecialistPayload.case":
+		if e.ComplexityRoot.AssignSpecialistPayload.Case == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AssignSpecialistPayload.Case(childComplexity), true
 
 	case "AuditEvent.at":
 		if e.ComplexityRoot.AuditEvent.At == nil {
@@ -508,6 +607,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AuditEventEdge.Node(childComplexity), true
+
+	case "CancelCasePayload.case":
+		if e.ComplexityRoot.CancelCasePayload.Case == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CancelCasePayload.Case(childComplexity), true
 
 	case "Case.consents":
 		if e.ComplexityRoot.Case.Consents == nil {
@@ -711,6 +817,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CaseEvent.Type(childComplexity), true
 
+	case "CaseEventNotice.caseId":
+		if e.ComplexityRoot.CaseEventNotice.CaseID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventNotice.CaseID(childComplexity), true
+	case "CaseEventNotice.event":
+		if e.ComplexityRoot.CaseEventNotice.Event == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventNotice.Event(childComplexity), true
+	case "CaseEventNotice.status":
+		if e.ComplexityRoot.CaseEventNotice.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventNotice.Status(childComplexity), true
+	case "CaseEventNotice.version":
+		if e.ComplexityRoot.CaseEventNotice.Version == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventNotice.Version(childComplexity), true
+
 	case "ClinicalTrial.registryId":
 		if e.ComplexityRoot.ClinicalTrial.RegistryID == nil {
 			break
@@ -755,12 +886,32 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Consent.RevokedAt(childComplexity), true
 
+	case "ConsentPayload.case":
+		if e.ComplexityRoot.ConsentPayload.Case == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ConsentPayload.Case(childComplexity), true
+
 	case "CreatePolicyPayload.policy":
 		if e.ComplexityRoot.CreatePolicyPayload.Policy == nil {
 			break
 		}
 
 		return e.ComplexityRoot.CreatePolicyPayload.Policy(childComplexity), true
+
+	case "DeliverOpinionPayload.case":
+		if e.ComplexityRoot.DeliverOpinionPayload.Case == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliverOpinionPayload.Case(childComplexity), true
+	case "DeliverOpinionPayload.opinion":
+		if e.ComplexityRoot.DeliverOpinionPayload.Opinion == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeliverOpinionPayload.Opinion(childComplexity), true
 
 	case "Diagnosis.code":
 		if e.ComplexityRoot.Diagnosis.Code == nil {
@@ -800,6 +951,39 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MedicalRecord.Title(childComplexity), true
 
+	case "Mutation.addMedicalRecord":
+		if e.ComplexityRoot.Mutation.AddMedicalRecord == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_addMedicalRecord_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AddMedicalRecord(childComplexity, args["input"].(model.AddMedicalRecordInput)), true
+	case "Mutation.assignSpecialist":
+		if e.ComplexityRoot.Mutation.AssignSpecialist == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_assignSpecialist_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AssignSpecialist(childComplexity, args["input"].(model.AssignSpecialistInput)), true
+	case "Mutation.cancelCase":
+		if e.ComplexityRoot.Mutation.CancelCase == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_cancelCase_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CancelCase(childComplexity, args["input"].(model.CancelCaseInput)), true
 	case "Mutation.createPolicy":
 		if e.ComplexityRoot.Mutation.CreatePolicy == nil {
 			break
@@ -811,6 +995,39 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreatePolicy(childComplexity, args["input"].(model.CreatePolicyInput)), true
+	case "Mutation.deliverOpinion":
+		if e.ComplexityRoot.Mutation.DeliverOpinion == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deliverOpinion_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeliverOpinion(childComplexity, args["input"].(model.DeliverOpinionInput)), true
+	case "Mutation.grantConsent":
+		if e.ComplexityRoot.Mutation.GrantConsent == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_grantConsent_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.GrantConsent(childComplexity, args["input"].(model.ConsentInput)), true
+	case "Mutation.recordDecision":
+		if e.ComplexityRoot.Mutation.RecordDecision == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_recordDecision_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RecordDecision(childComplexity, args["input"].(model.RecordDecisionInput)), true
 	case "Mutation.requestSecondOpinion":
 		if e.ComplexityRoot.Mutation.RequestSecondOpinion == nil {
 			break
@@ -822,6 +1039,39 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RequestSecondOpinion(childComplexity, args["input"].(model.RequestSecondOpinionInput)), true
+	case "Mutation.revokeConsent":
+		if e.ComplexityRoot.Mutation.RevokeConsent == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_revokeConsent_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RevokeConsent(childComplexity, args["input"].(model.ConsentInput)), true
+	case "Mutation.saveOpinionDraft":
+		if e.ComplexityRoot.Mutation.SaveOpinionDraft == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_saveOpinionDraft_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SaveOpinionDraft(childComplexity, args["input"].(model.SaveOpinionDraftInput)), true
+	case "Mutation.startReview":
+		if e.ComplexityRoot.Mutation.StartReview == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_startReview_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.StartReview(childComplexity, args["input"].(model.StartReviewInput)), true
 	case "Mutation.updatePolicy":
 		if e.ComplexityRoot.Mutation.UpdatePolicy == nil {
 			break
@@ -1235,6 +1485,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Specialist(childComplexity, args["id"].(string)), true
+	case "Query.specialistMatches":
+		if e.ComplexityRoot.Query.SpecialistMatches == nil {
+			break
+		}
+
+		args, err := ec.field_Query_specialistMatches_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.SpecialistMatches(childComplexity, args["caseId"].(string), args["first"].(*int)), true
 	case "Query.specialists":
 		if e.ComplexityRoot.Query.Specialists == nil {
 			break
@@ -1253,12 +1514,26 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.Viewer(childComplexity), true
 
+	case "RecordDecisionPayload.case":
+		if e.ComplexityRoot.RecordDecisionPayload.Case == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordDecisionPayload.Case(childComplexity), true
+
 	case "RequestSecondOpinionPayload.case":
 		if e.ComplexityRoot.RequestSecondOpinionPayload.Case == nil {
 			break
 		}
 
 		return e.ComplexityRoot.RequestSecondOpinionPayload.Case(childComplexity), true
+
+	case "SaveOpinionDraftPayload.opinion":
+		if e.ComplexityRoot.SaveOpinionDraftPayload.Opinion == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SaveOpinionDraftPayload.Opinion(childComplexity), true
 
 	case "SecondOpinionBenefit.casesPerYear":
 		if e.ComplexityRoot.SecondOpinionBenefit.CasesPerYear == nil {
@@ -1390,6 +1665,44 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.SpecialistEdge.Node(childComplexity), true
 
+	case "SpecialistMatch.reasons":
+		if e.ComplexityRoot.SpecialistMatch.Reasons == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpecialistMatch.Reasons(childComplexity), true
+	case "SpecialistMatch.score":
+		if e.ComplexityRoot.SpecialistMatch.Score == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpecialistMatch.Score(childComplexity), true
+	case "SpecialistMatch.specialist":
+		if e.ComplexityRoot.SpecialistMatch.Specialist == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpecialistMatch.Specialist(childComplexity), true
+
+	case "StartReviewPayload.case":
+		if e.ComplexityRoot.StartReviewPayload.Case == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StartReviewPayload.Case(childComplexity), true
+
+	case "Subscription.caseEvents":
+		if e.ComplexityRoot.Subscription.CaseEvents == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_caseEvents_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.CaseEvents(childComplexity, args["caseId"].(*string)), true
+
 	case "TreatmentOption.description":
 		if e.ComplexityRoot.TreatmentOption.Description == nil {
 			break
@@ -1463,16 +1776,27 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("AddMedicalRecordInput", ec.unmarshalInputAddMedicalRecordInput),
+			graphql.NewInputUnmarshaler("AnswerInput", ec.unmarshalInputAnswerInput),
+			graphql.NewInputUnmarshaler("AssignSpecialistInput", ec.unmarshalInputAssignSpecialistInput),
 			graphql.NewInputUnmarshaler("AuditEventFilter", ec.unmarshalInputAuditEventFilter),
+			graphql.NewInputUnmarshaler("CancelCaseInput", ec.unmarshalInputCancelCaseInput),
 			graphql.NewInputUnmarshaler("CaseFilter", ec.unmarshalInputCaseFilter),
+			graphql.NewInputUnmarshaler("ClinicalTrialInput", ec.unmarshalInputClinicalTrialInput),
+			graphql.NewInputUnmarshaler("ConsentInput", ec.unmarshalInputConsentInput),
 			graphql.NewInputUnmarshaler("CreatePolicyInput", ec.unmarshalInputCreatePolicyInput),
+			graphql.NewInputUnmarshaler("DeliverOpinionInput", ec.unmarshalInputDeliverOpinionInput),
 			graphql.NewInputUnmarshaler("DiagnosisInput", ec.unmarshalInputDiagnosisInput),
 			graphql.NewInputUnmarshaler("InsuredInput", ec.unmarshalInputInsuredInput),
 			graphql.NewInputUnmarshaler("OpinionFilter", ec.unmarshalInputOpinionFilter),
 			graphql.NewInputUnmarshaler("PolicyFilter", ec.unmarshalInputPolicyFilter),
+			graphql.NewInputUnmarshaler("RecordDecisionInput", ec.unmarshalInputRecordDecisionInput),
 			graphql.NewInputUnmarshaler("RequestSecondOpinionInput", ec.unmarshalInputRequestSecondOpinionInput),
+			graphql.NewInputUnmarshaler("SaveOpinionDraftInput", ec.unmarshalInputSaveOpinionDraftInput),
 			graphql.NewInputUnmarshaler("SecondOpinionBenefitInput", ec.unmarshalInputSecondOpinionBenefitInput),
 			graphql.NewInputUnmarshaler("SpecialistFilter", ec.unmarshalInputSpecialistFilter),
+			graphql.NewInputUnmarshaler("StartReviewInput", ec.unmarshalInputStartReviewInput),
+			graphql.NewInputUnmarshaler("TreatmentOptionInput", ec.unmarshalInputTreatmentOptionInput),
 			graphql.NewInputUnmarshaler("UpdatePolicyInput", ec.unmarshalInputUpdatePolicyInput),
 			graphql.NewInputUnmarshaler("UpsertSpecialistInput", ec.unmarshalInputUpsertSpecialistInput),
 		)
@@ -1519,6 +1843,23 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			ctx = graphql.WithLazyInputUnmarshalerIndex(ctx, inputUnmarshalers)
 			data := ec._Mutation(ctx, opCtx.Operation.SelectionSet)
 			var buf bytes.Buffer
+			data.MarshalGQL(&buf)
+
+			return &graphql.Response{
+				Data: buf.Bytes(),
+			}
+		}
+	case ast.Subscription:
+		next := ec._Subscription(ctx, opCtx.Operation.SelectionSet)
+
+		var buf bytes.Buffer
+		return func(ctx context.Context) *graphql.Response {
+			buf.Reset()
+			data := next(ctx)
+
+			if data == nil {
+				return nil
+			}
 			data.MarshalGQL(&buf)
 
 			return &graphql.Response{
@@ -2167,6 +2508,8 @@ type Query {
   opinions("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String, "Filters." filter: OpinionFilter): OpinionConnection!
   "One opinion, or null."
   opinion("The opinion's global id." id: ID!): Opinion
+  "Specialists who could take a case, best first (coordinators). Specialists abroad appear only when they could be assigned."
+  specialistMatches("The case's global id." caseId: ID!, "How many to return, 1 to 100 (default 10)." first: Int): [SpecialistMatch!]!
   "Audit trail, newest first (coordinators)."
   auditEvents("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String, "Filters." filter: AuditEventFilter): AuditEventConnection!
 }
@@ -2313,6 +2656,204 @@ type RequestSecondOpinionPayload {
   case: Case!
 }
 
+"A specialist ranked for a case."
+type SpecialistMatch {
+  "The candidate."
+  specialist: Specialist!
+  "Higher is better."
+  score: Float!
+  "Why the candidate ranks where it does, in words."
+  reasons: [String!]!
+}
+
+"Input of ` + "`" + `grantConsent` + "`" + ` and ` + "`" + `revokeConsent` + "`" + `."
+input ConsentInput {
+  "The case's global id."
+  caseId: ID!
+  "Which consent."
+  kind: ConsentKind!
+}
+
+"What ` + "`" + `grantConsent` + "`" + ` or ` + "`" + `revokeConsent` + "`" + ` changed."
+type ConsentPayload {
+  "The case."
+  case: Case
+}
+
+"Input of ` + "`" + `addMedicalRecord` + "`" + `."
+input AddMedicalRecordInput {
+  "The case's global id."
+  caseId: ID!
+  "A short title."
+  title: String!
+  "The kind of record."
+  kind: RecordKind!
+  "When the record was made."
+  recordedOn: Date
+}
+
+"What ` + "`" + `addMedicalRecord` + "`" + ` added."
+type AddMedicalRecordPayload {
+  "The case."
+  case: Case
+  "The new record."
+  record: MedicalRecord
+}
+
+"Input of ` + "`" + `assignSpecialist` + "`" + `."
+input AssignSpecialistInput {
+  "The case's global id."
+  caseId: ID!
+  "The specialist's global id."
+  specialistId: ID!
+  "Fail with CONFLICT unless the case is still at this version."
+  expectedVersion: Int
+}
+
+"What ` + "`" + `assignSpecialist` + "`" + ` changed."
+type AssignSpecialistPayload {
+  "The case."
+  case: Case
+}
+
+"Input of ` + "`" + `startReview` + "`" + `."
+input StartReviewInput {
+  "The case's global id."
+  caseId: ID!
+  "Fail with CONFLICT unless the case is still at this version."
+  expectedVersion: Int
+}
+
+"What ` + "`" + `startReview` + "`" + ` changed."
+type StartReviewPayload {
+  "The case."
+  case: Case
+}
+
+"A treatment option as input."
+input TreatmentOptionInput {
+  "Name of the option."
+  name: String!
+  "What it involves."
+  description: String
+  "How invasive it is."
+  invasiveness: Invasiveness
+}
+
+"A clinical trial as input."
+input ClinicalTrialInput {
+  "Registry id."
+  registryId: String!
+  "Title."
+  title: String!
+  "Where to read more."
+  url: String
+}
+
+"An answer as input."
+input AnswerInput {
+  "The question, as asked."
+  question: String!
+  "The answer."
+  answer: String!
+}
+
+"Input of ` + "`" + `saveOpinionDraft` + "`" + `."
+input SaveOpinionDraftInput {
+  "The case's global id."
+  caseId: ID!
+  "The view of the initial diagnosis."
+  diagnosisAssessment: DiagnosisAssessment!
+  "The revised diagnosis; required unless CONFIRMED."
+  revisedDiagnosis: DiagnosisInput
+  "The view of the proposed treatment."
+  treatmentAssessment: TreatmentAssessment!
+  "How much the opinion changes care."
+  clinicalImpact: ClinicalImpact
+  "Recommended treatment options."
+  treatmentOptions: [TreatmentOptionInput!]
+  "Clinical trials to consider."
+  clinicalTrials: [ClinicalTrialInput!]
+  "Answers to the case's questions."
+  answers: [AnswerInput!]
+  "Questions the member may take to their doctor."
+  questionsForYourDoctor: [String!]
+  "A plain-language summary for the member."
+  memberSummary: String!
+  "The detailed report."
+  report: String!
+}
+
+"What ` + "`" + `saveOpinionDraft` + "`" + ` wrote."
+type SaveOpinionDraftPayload {
+  "The draft."
+  opinion: Opinion
+}
+
+"Input of ` + "`" + `deliverOpinion` + "`" + `."
+input DeliverOpinionInput {
+  "The case's global id."
+  caseId: ID!
+  "A client-chosen key: a retry with the same key returns the first result."
+  idempotencyKey: String
+}
+
+"What ` + "`" + `deliverOpinion` + "`" + ` changed."
+type DeliverOpinionPayload {
+  "The case."
+  case: Case
+  "The delivered opinion."
+  opinion: Opinion
+}
+
+"Input of ` + "`" + `recordDecision` + "`" + `."
+input RecordDecisionInput {
+  "The case's global id."
+  caseId: ID!
+  "What the member decided."
+  decision: Decision!
+  "An optional note."
+  note: String
+}
+
+"What ` + "`" + `recordDecision` + "`" + ` changed."
+type RecordDecisionPayload {
+  "The case."
+  case: Case
+}
+
+"Input of ` + "`" + `cancelCase` + "`" + `."
+input CancelCaseInput {
+  "The case's global id."
+  caseId: ID!
+  "Why the case is cancelled."
+  reason: String!
+}
+
+"What ` + "`" + `cancelCase` + "`" + ` changed."
+type CancelCasePayload {
+  "The case."
+  case: Case
+}
+
+"One change to a case, as pushed to subscribers."
+type CaseEventNotice {
+  "The case's global id."
+  caseId: ID!
+  "The event."
+  event: CaseEvent!
+  "The case's status after the event."
+  status: CaseStatus!
+  "The case's version after the event."
+  version: Int!
+}
+
+"The root of all subscriptions."
+type Subscription {
+  "Events of one case, or of every case you may see; visibility is checked per event."
+  caseEvents("Only this case." caseId: ID): CaseEventNotice!
+}
+
 "The root of all writes."
 type Mutation {
   "Creates a policy for your insurer."
@@ -2323,6 +2864,24 @@ type Mutation {
   upsertSpecialist("The specialist." input: UpsertSpecialistInput!): UpsertSpecialistPayload!
   "Requests a second opinion under a policy; NOT_ELIGIBLE when the policy does not allow it."
   requestSecondOpinion("The request." input: RequestSecondOpinionInput!): RequestSecondOpinionPayload!
+  "Grants a consent on your case (members)."
+  grantConsent("The consent." input: ConsentInput!): ConsentPayload!
+  "Revokes a consent on your case (members)."
+  revokeConsent("The consent." input: ConsentInput!): ConsentPayload!
+  "Attaches a medical record's metadata to a case (members, coordinators)."
+  addMedicalRecord("The record." input: AddMedicalRecordInput!): AddMedicalRecordPayload!
+  "Assigns a specialist to a case in triage (coordinators)."
+  assignSpecialist("The assignment." input: AssignSpecialistInput!): AssignSpecialistPayload!
+  "Starts the review of an assigned case (the specialist's provider or partner)."
+  startReview("The case." input: StartReviewInput!): StartReviewPayload!
+  "Creates or replaces the draft opinion of a case in review."
+  saveOpinionDraft("The draft." input: SaveOpinionDraftInput!): SaveOpinionDraftPayload!
+  "Delivers the draft opinion to the member."
+  deliverOpinion("The case." input: DeliverOpinionInput!): DeliverOpinionPayload!
+  "Records the member's decision and closes the case (members)."
+  recordDecision("The decision." input: RecordDecisionInput!): RecordDecisionPayload!
+  "Cancels a case before delivery (members, coordinators)."
+  cancelCase("The cancellation." input: CancelCaseInput!): CancelCasePayload!
 }
 `, BuiltIn: false},
 }
@@ -2332,6 +2891,16 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
 
+func (ec *executionContext) childFields_AddMedicalRecordPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "case":
+		return ec.fieldContext_AddMedicalRecordPayload_case(ctx, field)
+	case "record":
+		return ec.fieldContext_AddMedicalRecordPayload_record(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AddMedicalRecordPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_Answer(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "question":
@@ -2340,6 +2909,14 @@ func (ec *executionContext) childFields_Answer(ctx context.Context, field graphq
 		return ec.fieldContext_Answer_answer(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Answer", field.Name)
+}
+
+func (ec *executionContext) childFields_AssignSpecialistPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "case":
+		return ec.fieldContext_AssignSpecialistPayload_case(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AssignSpecialistPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_AuditEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2390,6 +2967,14 @@ func (ec *executionContext) childFields_AuditEventEdge(ctx context.Context, fiel
 		return ec.fieldContext_AuditEventEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AuditEventEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_CancelCasePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "case":
+		return ec.fieldContext_CancelCasePayload_case(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CancelCasePayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Case(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2482,6 +3067,20 @@ func (ec *executionContext) childFields_CaseEvent(ctx context.Context, field gra
 	return nil, fmt.Errorf("no field named %q was found under type CaseEvent", field.Name)
 }
 
+func (ec *executionContext) childFields_CaseEventNotice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "caseId":
+		return ec.fieldContext_CaseEventNotice_caseId(ctx, field)
+	case "event":
+		return ec.fieldContext_CaseEventNotice_event(ctx, field)
+	case "status":
+		return ec.fieldContext_CaseEventNotice_status(ctx, field)
+	case "version":
+		return ec.fieldContext_CaseEventNotice_version(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CaseEventNotice", field.Name)
+}
+
 func (ec *executionContext) childFields_ClinicalTrial(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "registryId":
@@ -2508,12 +3107,30 @@ func (ec *executionContext) childFields_Consent(ctx context.Context, field graph
 	return nil, fmt.Errorf("no field named %q was found under type Consent", field.Name)
 }
 
+func (ec *executionContext) childFields_ConsentPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "case":
+		return ec.fieldContext_ConsentPayload_case(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ConsentPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_CreatePolicyPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "policy":
 		return ec.fieldContext_CreatePolicyPayload_policy(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreatePolicyPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_DeliverOpinionPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "case":
+		return ec.fieldContext_DeliverOpinionPayload_case(ctx, field)
+	case "opinion":
+		return ec.fieldContext_DeliverOpinionPayload_opinion(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeliverOpinionPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Diagnosis(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2682,12 +3299,28 @@ func (ec *executionContext) childFields_PolicyEdge(ctx context.Context, field gr
 	return nil, fmt.Errorf("no field named %q was found under type PolicyEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_RecordDecisionPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "case":
+		return ec.fieldContext_RecordDecisionPayload_case(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RecordDecisionPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_RequestSecondOpinionPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "case":
 		return ec.fieldContext_RequestSecondOpinionPayload_case(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RequestSecondOpinionPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_SaveOpinionDraftPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "opinion":
+		return ec.fieldContext_SaveOpinionDraftPayload_opinion(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SaveOpinionDraftPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_SecondOpinionBenefit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2754,6 +3387,26 @@ func (ec *executionContext) childFields_SpecialistEdge(ctx context.Context, fiel
 		return ec.fieldContext_SpecialistEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SpecialistEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_SpecialistMatch(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "specialist":
+		return ec.fieldContext_SpecialistMatch_specialist(ctx, field)
+	case "score":
+		return ec.fieldContext_SpecialistMatch_score(ctx, field)
+	case "reasons":
+		return ec.fieldContext_SpecialistMatch_reasons(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SpecialistMatch", field.Name)
+}
+
+func (ec *executionContext) childFields_StartReviewPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "case":
+		return ec.fieldContext_StartReviewPayload_case(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type StartReviewPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_TreatmentOption(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2916,6 +3569,48 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 
 // region    ***************************** args.gotpl *****************************
 
+func (ec *executionContext) field_Mutation_addMedicalRecord_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.AddMedicalRecordInput, error) {
+			return ec.unmarshalNAddMedicalRecordInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAddMedicalRecordInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_assignSpecialist_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.AssignSpecialistInput, error) {
+			return ec.unmarshalNAssignSpecialistInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAssignSpecialistInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_cancelCase_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CancelCaseInput, error) {
+			return ec.unmarshalNCancelCaseInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCancelCaseInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createPolicy_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2930,12 +3625,96 @@ func (ec *executionContext) field_Mutation_createPolicy_args(ctx context.Context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_deliverOpinion_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.DeliverOpinionInput, error) {
+			return ec.unmarshalNDeliverOpinionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDeliverOpinionInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_grantConsent_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.ConsentInput, error) {
+			return ec.unmarshalNConsentInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐConsentInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_recordDecision_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.RecordDecisionInput, error) {
+			return ec.unmarshalNRecordDecisionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRecordDecisionInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_requestSecondOpinion_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.RequestSecondOpinionInput, error) {
 			return ec.unmarshalNRequestSecondOpinionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRequestSecondOpinionInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_revokeConsent_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.ConsentInput, error) {
+			return ec.unmarshalNConsentInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐConsentInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_saveOpinionDraft_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.SaveOpinionDraftInput, error) {
+			return ec.unmarshalNSaveOpinionDraftInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐSaveOpinionDraftInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_startReview_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.StartReviewInput, error) {
+			return ec.unmarshalNStartReviewInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐStartReviewInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -3162,6 +3941,28 @@ func (ec *executionContext) field_Query_policy_args(ctx context.Context, rawArgs
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_specialistMatches_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "caseId",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["caseId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_specialist_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3203,6 +4004,20 @@ func (ec *executionContext) field_Query_specialists_args(ctx context.Context, ra
 		return nil, err
 	}
 	args["filter"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_caseEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "caseId",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["caseId"] = arg0
 	return args, nil
 }
 
@@ -3280,6 +4095,70 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 
 // region    **************************** field.gotpl *****************************
 
+func (ec *executionContext) _AddMedicalRecordPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.AddMedicalRecordPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AddMedicalRecordPayload_case(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Case, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Case) graphql.Marshaler {
+			return ec.marshalOCase2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCase(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AddMedicalRecordPayload_case(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AddMedicalRecordPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Case(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AddMedicalRecordPayload_record(ctx context.Context, field graphql.CollectedField, obj *model.AddMedicalRecordPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AddMedicalRecordPayload_record(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Record, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Record) graphql.Marshaler {
+			return ec.marshalOMedicalRecord2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐRecord(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AddMedicalRecordPayload_record(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AddMedicalRecordPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MedicalRecord(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Answer_question(ctx context.Context, field graphql.CollectedField, obj *domain.Answer) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3324,6 +4203,38 @@ func (ec *executionContext) _Answer_answer(ctx context.Context, field graphql.Co
 }
 func (ec *executionContext) fieldContext_Answer_answer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Answer", field, false, false, "String")
+}
+
+func (ec *executionContext) _AssignSpecialistPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.AssignSpecialistPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AssignSpecialistPayload_case(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Case, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Case) graphql.Marshaler {
+			return ec.marshalOCase2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCase(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AssignSpecialistPayload_case(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AssignSpecialistPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Case(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _AuditEvent_id(ctx context.Context, field graphql.CollectedField, obj *domain.AuditEvent) (ret graphql.Marshaler) {
@@ -3716,6 +4627,38 @@ func (ec *executionContext) fieldContext_AuditEventEdge_node(_ context.Context, 
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_AuditEvent(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CancelCasePayload_case(ctx context.Context, field graphql.CollectedField, obj *model.CancelCasePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CancelCasePayload_case(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Case, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Case) graphql.Marshaler {
+			return ec.marshalOCase2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCase(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CancelCasePayload_case(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CancelCasePayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Case(ctx, field)
 		},
 	}
 	return fc, nil
@@ -4579,6 +5522,107 @@ func (ec *executionContext) fieldContext_CaseEvent_actorRole(_ context.Context, 
 	return graphql.NewScalarFieldContext("CaseEvent", field, true, true, "Role")
 }
 
+func (ec *executionContext) _CaseEventNotice_caseId(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventNotice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventNotice_caseId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.CaseEventNotice().CaseID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventNotice_caseId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CaseEventNotice", field, true, true, "ID")
+}
+
+func (ec *executionContext) _CaseEventNotice_event(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventNotice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventNotice_event(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Event, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.CaseEvent) graphql.Marshaler {
+			return ec.marshalNCaseEvent2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCaseEvent(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventNotice_event(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CaseEventNotice",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CaseEvent(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CaseEventNotice_status(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventNotice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventNotice_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.CaseStatus) graphql.Marshaler {
+			return ec.marshalNCaseStatus2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCaseStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventNotice_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CaseEventNotice", field, false, false, "CaseStatus")
+}
+
+func (ec *executionContext) _CaseEventNotice_version(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventNotice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventNotice_version(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Version, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventNotice_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CaseEventNotice", field, false, false, "Int")
+}
+
 func (ec *executionContext) _ClinicalTrial_registryId(ctx context.Context, field graphql.CollectedField, obj *domain.ClinicalTrial) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4740,6 +5784,38 @@ func (ec *executionContext) fieldContext_Consent_revokedAt(_ context.Context, fi
 	return graphql.NewScalarFieldContext("Consent", field, false, false, "DateTime")
 }
 
+func (ec *executionContext) _ConsentPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.ConsentPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ConsentPayload_case(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Case, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Case) graphql.Marshaler {
+			return ec.marshalOCase2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCase(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ConsentPayload_case(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ConsentPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Case(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _CreatePolicyPayload_policy(ctx context.Context, field graphql.CollectedField, obj *model.CreatePolicyPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4767,6 +5843,70 @@ func (ec *executionContext) fieldContext_CreatePolicyPayload_policy(_ context.Co
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Policy(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DeliverOpinionPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.DeliverOpinionPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliverOpinionPayload_case(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Case, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Case) graphql.Marshaler {
+			return ec.marshalOCase2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCase(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DeliverOpinionPayload_case(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DeliverOpinionPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Case(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DeliverOpinionPayload_opinion(ctx context.Context, field graphql.CollectedField, obj *model.DeliverOpinionPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeliverOpinionPayload_opinion(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Opinion, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Opinion) graphql.Marshaler {
+			return ec.marshalOOpinion2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐOpinion(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DeliverOpinionPayload_opinion(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DeliverOpinionPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Opinion(ctx, field)
 		},
 	}
 	return fc, nil
@@ -5080,6 +6220,402 @@ func (ec *executionContext) fieldContext_Mutation_requestSecondOpinion(ctx conte
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_requestSecondOpinion_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_grantConsent(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_grantConsent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().GrantConsent(ctx, fc.Args["input"].(model.ConsentInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ConsentPayload) graphql.Marshaler {
+			return ec.marshalNConsentPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐConsentPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_grantConsent(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConsentPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_grantConsent_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_revokeConsent(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_revokeConsent(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RevokeConsent(ctx, fc.Args["input"].(model.ConsentInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ConsentPayload) graphql.Marshaler {
+			return ec.marshalNConsentPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐConsentPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_revokeConsent(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ConsentPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_revokeConsent_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_addMedicalRecord(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_addMedicalRecord(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AddMedicalRecord(ctx, fc.Args["input"].(model.AddMedicalRecordInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AddMedicalRecordPayload) graphql.Marshaler {
+			return ec.marshalNAddMedicalRecordPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAddMedicalRecordPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_addMedicalRecord(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AddMedicalRecordPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_addMedicalRecord_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_assignSpecialist(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_assignSpecialist(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AssignSpecialist(ctx, fc.Args["input"].(model.AssignSpecialistInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AssignSpecialistPayload) graphql.Marshaler {
+			return ec.marshalNAssignSpecialistPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAssignSpecialistPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_assignSpecialist(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AssignSpecialistPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_assignSpecialist_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_startReview(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_startReview(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().StartReview(ctx, fc.Args["input"].(model.StartReviewInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.StartReviewPayload) graphql.Marshaler {
+			return ec.marshalNStartReviewPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐStartReviewPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_startReview(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StartReviewPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_startReview_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_saveOpinionDraft(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_saveOpinionDraft(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SaveOpinionDraft(ctx, fc.Args["input"].(model.SaveOpinionDraftInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SaveOpinionDraftPayload) graphql.Marshaler {
+			return ec.marshalNSaveOpinionDraftPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐSaveOpinionDraftPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_saveOpinionDraft(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SaveOpinionDraftPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_saveOpinionDraft_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deliverOpinion(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deliverOpinion(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeliverOpinion(ctx, fc.Args["input"].(model.DeliverOpinionInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DeliverOpinionPayload) graphql.Marshaler {
+			return ec.marshalNDeliverOpinionPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDeliverOpinionPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deliverOpinion(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeliverOpinionPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deliverOpinion_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_recordDecision(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_recordDecision(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RecordDecision(ctx, fc.Args["input"].(model.RecordDecisionInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RecordDecisionPayload) graphql.Marshaler {
+			return ec.marshalNRecordDecisionPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRecordDecisionPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_recordDecision(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RecordDecisionPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_recordDecision_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_cancelCase(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_cancelCase(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CancelCase(ctx, fc.Args["input"].(model.CancelCaseInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CancelCasePayload) graphql.Marshaler {
+			return ec.marshalNCancelCasePayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCancelCasePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_cancelCase(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CancelCasePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_cancelCase_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -6721,6 +8257,50 @@ func (ec *executionContext) fieldContext_Query_opinion(ctx context.Context, fiel
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_specialistMatches(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_specialistMatches(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().SpecialistMatches(ctx, fc.Args["caseId"].(string), fc.Args["first"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.SpecialistMatch) graphql.Marshaler {
+			return ec.marshalNSpecialistMatch2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐSpecialistMatchᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_specialistMatches(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SpecialistMatch(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_specialistMatches_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_auditEvents(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6841,6 +8421,38 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 	return fc, nil
 }
 
+func (ec *executionContext) _RecordDecisionPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.RecordDecisionPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordDecisionPayload_case(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Case, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Case) graphql.Marshaler {
+			return ec.marshalOCase2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCase(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_RecordDecisionPayload_case(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RecordDecisionPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Case(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _RequestSecondOpinionPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.RequestSecondOpinionPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6868,6 +8480,38 @@ func (ec *executionContext) fieldContext_RequestSecondOpinionPayload_case(_ cont
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Case(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SaveOpinionDraftPayload_opinion(ctx context.Context, field graphql.CollectedField, obj *model.SaveOpinionDraftPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SaveOpinionDraftPayload_opinion(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Opinion, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Opinion) graphql.Marshaler {
+			return ec.marshalOOpinion2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐOpinion(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_SaveOpinionDraftPayload_opinion(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SaveOpinionDraftPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Opinion(ctx, field)
 		},
 	}
 	return fc, nil
@@ -7379,6 +9023,160 @@ func (ec *executionContext) fieldContext_SpecialistEdge_node(_ context.Context, 
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Specialist(ctx, field)
 		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SpecialistMatch_specialist(ctx context.Context, field graphql.CollectedField, obj *model.SpecialistMatch) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpecialistMatch_specialist(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Specialist, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Specialist) graphql.Marshaler {
+			return ec.marshalNSpecialist2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐSpecialist(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpecialistMatch_specialist(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "SpecialistMatch",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Specialist(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _SpecialistMatch_score(ctx context.Context, field graphql.CollectedField, obj *model.SpecialistMatch) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpecialistMatch_score(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Score, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpecialistMatch_score(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpecialistMatch", field, false, false, "Float")
+}
+
+func (ec *executionContext) _SpecialistMatch_reasons(ctx context.Context, field graphql.CollectedField, obj *model.SpecialistMatch) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpecialistMatch_reasons(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reasons, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpecialistMatch_reasons(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpecialistMatch", field, false, false, "String")
+}
+
+func (ec *executionContext) _StartReviewPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.StartReviewPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StartReviewPayload_case(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Case, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Case) graphql.Marshaler {
+			return ec.marshalOCase2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCase(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_StartReviewPayload_case(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "StartReviewPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Case(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_caseEvents(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_caseEvents(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().CaseEvents(ctx, fc.Args["caseId"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CaseEventNotice) graphql.Marshaler {
+			return ec.marshalNCaseEventNotice2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventNotice(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_caseEvents(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CaseEventNotice(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_caseEvents_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
 	}
 	return fc, nil
 }
@@ -8704,6 +10502,174 @@ func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field
 
 // region    **************************** input.gotpl *****************************
 
+func (ec *executionContext) unmarshalInputAddMedicalRecordInput(ctx context.Context, obj any) (model.AddMedicalRecordInput, error) {
+	var it model.AddMedicalRecordInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"caseId", "title", "kind", "recordedOn"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "caseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("caseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CaseID = data
+		case "title":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("title"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Title = data
+		case "kind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kind"))
+			data, err := ec.unmarshalNRecordKind2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐRecordKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kind = data
+		case "recordedOn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("recordedOn"))
+			data, err := ec.unmarshalODate2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RecordedOn = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAddMedicalRecordInput unmarshals raw into the AddMedicalRecordInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAddMedicalRecordInput(ctx context.Context, raw any) (model.AddMedicalRecordInput, error) {
+	var out model.AddMedicalRecordInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AddMedicalRecordInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputAnswerInput(ctx context.Context, obj any) (model.AnswerInput, error) {
+	var it model.AnswerInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"question", "answer"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "question":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("question"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Question = data
+		case "answer":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("answer"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Answer = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAnswerInput unmarshals raw into the AnswerInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAnswerInput(ctx context.Context, raw any) (model.AnswerInput, error) {
+	var out model.AnswerInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AnswerInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputAssignSpecialistInput(ctx context.Context, obj any) (model.AssignSpecialistInput, error) {
+	var it model.AssignSpecialistInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"caseId", "specialistId", "expectedVersion"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "caseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("caseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CaseID = data
+		case "specialistId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("specialistId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.SpecialistID = data
+		case "expectedVersion":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expectedVersion"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpectedVersion = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAssignSpecialistInput unmarshals raw into the AssignSpecialistInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAssignSpecialistInput(ctx context.Context, raw any) (model.AssignSpecialistInput, error) {
+	var out model.AssignSpecialistInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AssignSpecialistInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputAuditEventFilter(ctx context.Context, obj any) (model.AuditEventFilter, error) {
 	var it model.AuditEventFilter
 	if obj == nil {
@@ -8750,6 +10716,55 @@ func (ec *executionContext) unmarshalInputAuditEventFilter(ctx context.Context, 
 func UnmarshalAuditEventFilter(ctx context.Context, raw any) (model.AuditEventFilter, error) {
 	var out model.AuditEventFilter
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "AuditEventFilter", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCancelCaseInput(ctx context.Context, obj any) (model.CancelCaseInput, error) {
+	var it model.CancelCaseInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"caseId", "reason"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "caseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("caseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CaseID = data
+		case "reason":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reason"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Reason = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCancelCaseInput unmarshals raw into the CancelCaseInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCancelCaseInput(ctx context.Context, raw any) (model.CancelCaseInput, error) {
+	var out model.CancelCaseInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CancelCaseInput", raw, &out)
 	return out, err
 }
 
@@ -8806,6 +10821,111 @@ func (ec *executionContext) unmarshalInputCaseFilter(ctx context.Context, obj an
 func UnmarshalCaseFilter(ctx context.Context, raw any) (model.CaseFilter, error) {
 	var out model.CaseFilter
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CaseFilter", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputClinicalTrialInput(ctx context.Context, obj any) (model.ClinicalTrialInput, error) {
+	var it model.ClinicalTrialInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"registryId", "title", "url"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "registryId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("registryId"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RegistryID = data
+		case "title":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("title"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Title = data
+		case "url":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("url"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URL = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalClinicalTrialInput unmarshals raw into the ClinicalTrialInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalClinicalTrialInput(ctx context.Context, raw any) (model.ClinicalTrialInput, error) {
+	var out model.ClinicalTrialInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ClinicalTrialInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputConsentInput(ctx context.Context, obj any) (model.ConsentInput, error) {
+	var it model.ConsentInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"caseId", "kind"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "caseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("caseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CaseID = data
+		case "kind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kind"))
+			data, err := ec.unmarshalNConsentKind2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐConsentKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kind = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalConsentInput unmarshals raw into the ConsentInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalConsentInput(ctx context.Context, raw any) (model.ConsentInput, error) {
+	var out model.ConsentInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "ConsentInput", raw, &out)
 	return out, err
 }
 
@@ -8883,6 +11003,55 @@ func (ec *executionContext) unmarshalInputCreatePolicyInput(ctx context.Context,
 func UnmarshalCreatePolicyInput(ctx context.Context, raw any) (model.CreatePolicyInput, error) {
 	var out model.CreatePolicyInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreatePolicyInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputDeliverOpinionInput(ctx context.Context, obj any) (model.DeliverOpinionInput, error) {
+	var it model.DeliverOpinionInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"caseId", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "caseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("caseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CaseID = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalDeliverOpinionInput unmarshals raw into the DeliverOpinionInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalDeliverOpinionInput(ctx context.Context, raw any) (model.DeliverOpinionInput, error) {
+	var out model.DeliverOpinionInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "DeliverOpinionInput", raw, &out)
 	return out, err
 }
 
@@ -9117,6 +11286,62 @@ func UnmarshalPolicyFilter(ctx context.Context, raw any) (model.PolicyFilter, er
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputRecordDecisionInput(ctx context.Context, obj any) (model.RecordDecisionInput, error) {
+	var it model.RecordDecisionInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"caseId", "decision", "note"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "caseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("caseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CaseID = data
+		case "decision":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("decision"))
+			data, err := ec.unmarshalNDecision2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDecision(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Decision = data
+		case "note":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("note"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Note = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalRecordDecisionInput unmarshals raw into the RecordDecisionInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRecordDecisionInput(ctx context.Context, raw any) (model.RecordDecisionInput, error) {
+	var out model.RecordDecisionInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RecordDecisionInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputRequestSecondOpinionInput(ctx context.Context, obj any) (model.RequestSecondOpinionInput, error) {
 	var it model.RequestSecondOpinionInput
 	if obj == nil {
@@ -9212,6 +11437,118 @@ func (ec *executionContext) unmarshalInputRequestSecondOpinionInput(ctx context.
 func UnmarshalRequestSecondOpinionInput(ctx context.Context, raw any) (model.RequestSecondOpinionInput, error) {
 	var out model.RequestSecondOpinionInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "RequestSecondOpinionInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputSaveOpinionDraftInput(ctx context.Context, obj any) (model.SaveOpinionDraftInput, error) {
+	var it model.SaveOpinionDraftInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"caseId", "diagnosisAssessment", "revisedDiagnosis", "treatmentAssessment", "clinicalImpact", "treatmentOptions", "clinicalTrials", "answers", "questionsForYourDoctor", "memberSummary", "report"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "caseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("caseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CaseID = data
+		case "diagnosisAssessment":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("diagnosisAssessment"))
+			data, err := ec.unmarshalNDiagnosisAssessment2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDiagnosisAssessment(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DiagnosisAssessment = data
+		case "revisedDiagnosis":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("revisedDiagnosis"))
+			data, err := ec.unmarshalODiagnosisInput2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDiagnosisInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RevisedDiagnosis = data
+		case "treatmentAssessment":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("treatmentAssessment"))
+			data, err := ec.unmarshalNTreatmentAssessment2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐTreatmentAssessment(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TreatmentAssessment = data
+		case "clinicalImpact":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clinicalImpact"))
+			data, err := ec.unmarshalOClinicalImpact2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐClinicalImpact(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClinicalImpact = data
+		case "treatmentOptions":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("treatmentOptions"))
+			data, err := ec.unmarshalOTreatmentOptionInput2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐTreatmentOptionInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TreatmentOptions = data
+		case "clinicalTrials":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("clinicalTrials"))
+			data, err := ec.unmarshalOClinicalTrialInput2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐClinicalTrialInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ClinicalTrials = data
+		case "answers":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("answers"))
+			data, err := ec.unmarshalOAnswerInput2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAnswerInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Answers = data
+		case "questionsForYourDoctor":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("questionsForYourDoctor"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.QuestionsForYourDoctor = data
+		case "memberSummary":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("memberSummary"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MemberSummary = data
+		case "report":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("report"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Report = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalSaveOpinionDraftInput unmarshals raw into the SaveOpinionDraftInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalSaveOpinionDraftInput(ctx context.Context, raw any) (model.SaveOpinionDraftInput, error) {
+	var out model.SaveOpinionDraftInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "SaveOpinionDraftInput", raw, &out)
 	return out, err
 }
 
@@ -9331,6 +11668,111 @@ func (ec *executionContext) unmarshalInputSpecialistFilter(ctx context.Context, 
 func UnmarshalSpecialistFilter(ctx context.Context, raw any) (model.SpecialistFilter, error) {
 	var out model.SpecialistFilter
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "SpecialistFilter", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputStartReviewInput(ctx context.Context, obj any) (model.StartReviewInput, error) {
+	var it model.StartReviewInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"caseId", "expectedVersion"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "caseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("caseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CaseID = data
+		case "expectedVersion":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expectedVersion"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpectedVersion = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalStartReviewInput unmarshals raw into the StartReviewInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalStartReviewInput(ctx context.Context, raw any) (model.StartReviewInput, error) {
+	var out model.StartReviewInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "StartReviewInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputTreatmentOptionInput(ctx context.Context, obj any) (model.TreatmentOptionInput, error) {
+	var it model.TreatmentOptionInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "description", "invasiveness"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "description":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("description"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Description = data
+		case "invasiveness":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("invasiveness"))
+			data, err := ec.unmarshalOInvasiveness2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐInvasiveness(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Invasiveness = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalTreatmentOptionInput unmarshals raw into the TreatmentOptionInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalTreatmentOptionInput(ctx context.Context, raw any) (model.TreatmentOptionInput, error) {
+	var out model.TreatmentOptionInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "TreatmentOptionInput", raw, &out)
 	return out, err
 }
 
@@ -9567,6 +12009,44 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 
 // region    **************************** object.gotpl ****************************
 
+var addMedicalRecordPayloadImplementors = []string{"AddMedicalRecordPayload"}
+
+func (ec *executionContext) _AddMedicalRecordPayload(ctx context.Context, sel ast.SelectionSet, obj *model.AddMedicalRecordPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, addMedicalRecordPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AddMedicalRecordPayload")
+		case "case":
+			out.Values[i] = ec._AddMedicalRecordPayload_case(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "record":
+			out.Values[i] = ec._AddMedicalRecordPayload_record(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var answerImplementors = []string{"Answer"}
 
 func (ec *executionContext) _Answer(ctx context.Context, sel ast.SelectionSet, obj *domain.Answer) graphql.Marshaler {
@@ -9586,6 +12066,39 @@ func (ec *executionContext) _Answer(ctx context.Context, sel ast.SelectionSet, o
 		case "answer":
 			out.Values[i] = ec._Answer_answer(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var assignSpecialistPayloadImplementors = []string{"AssignSpecialistPayload"}
+
+func (ec *executionContext) _AssignSpecialistPayload(ctx context.Context, sel ast.SelectionSet, obj *model.AssignSpecialistPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, assignSpecialistPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AssignSpecialistPayload")
+		case "case":
+			out.Values[i] = ec._AssignSpecialistPayload_case(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -9753,6 +12266,39 @@ func (ec *executionContext) _AuditEventEdge(ctx context.Context, sel ast.Selecti
 		case "node":
 			out.Values[i] = ec._AuditEventEdge_node(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var cancelCasePayloadImplementors = []string{"CancelCasePayload"}
+
+func (ec *executionContext) _CancelCasePayload(ctx context.Context, sel ast.SelectionSet, obj *model.CancelCasePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, cancelCasePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CancelCasePayload")
+		case "case":
+			out.Values[i] = ec._CancelCasePayload_case(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -10056,6 +12602,55 @@ func (ec *executionContext) _CaseEvent(ctx context.Context, sel ast.SelectionSet
 	return out
 }
 
+var caseEventNoticeImplementors = []string{"CaseEventNotice"}
+
+func (ec *executionContext) _CaseEventNotice(ctx context.Context, sel ast.SelectionSet, obj *model.CaseEventNotice) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, caseEventNoticeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CaseEventNotice")
+		case "caseId":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._CaseEventNotice_caseId(ctx, field, obj)
+				})
+		case "event":
+			out.Values[i] = ec._CaseEventNotice_event(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._CaseEventNotice_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "version":
+			out.Values[i] = ec._CaseEventNotice_version(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var clinicalTrialImplementors = []string{"ClinicalTrial"}
 
 func (ec *executionContext) _ClinicalTrial(ctx context.Context, sel ast.SelectionSet, obj *domain.ClinicalTrial) graphql.Marshaler {
@@ -10147,6 +12742,39 @@ func (ec *executionContext) _Consent(ctx context.Context, sel ast.SelectionSet, 
 	return out
 }
 
+var consentPayloadImplementors = []string{"ConsentPayload"}
+
+func (ec *executionContext) _ConsentPayload(ctx context.Context, sel ast.SelectionSet, obj *model.ConsentPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, consentPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ConsentPayload")
+		case "case":
+			out.Values[i] = ec._ConsentPayload_case(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var createPolicyPayloadImplementors = []string{"CreatePolicyPayload"}
 
 func (ec *executionContext) _CreatePolicyPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreatePolicyPayload) graphql.Marshaler {
@@ -10161,6 +12789,44 @@ func (ec *executionContext) _CreatePolicyPayload(ctx context.Context, sel ast.Se
 		case "policy":
 			out.Values[i] = ec._CreatePolicyPayload_policy(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var deliverOpinionPayloadImplementors = []string{"DeliverOpinionPayload"}
+
+func (ec *executionContext) _DeliverOpinionPayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeliverOpinionPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deliverOpinionPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DeliverOpinionPayload")
+		case "case":
+			out.Values[i] = ec._DeliverOpinionPayload_case(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "opinion":
+			out.Values[i] = ec._DeliverOpinionPayload_opinion(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -10309,6 +12975,69 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "requestSecondOpinion":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_requestSecondOpinion(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "grantConsent":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_grantConsent(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revokeConsent":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_revokeConsent(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "addMedicalRecord":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_addMedicalRecord(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "assignSpecialist":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_assignSpecialist(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "startReview":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_startReview(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "saveOpinionDraft":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_saveOpinionDraft(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deliverOpinion":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deliverOpinion(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recordDecision":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_recordDecision(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cancelCase":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_cancelCase(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -10876,6 +13605,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_opinion(ctx, field)
 				})
+		case "specialistMatches":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_specialistMatches(ctx, field)
+				})
 		case "auditEvents":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -10913,6 +13648,39 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 	return out
 }
 
+var recordDecisionPayloadImplementors = []string{"RecordDecisionPayload"}
+
+func (ec *executionContext) _RecordDecisionPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RecordDecisionPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, recordDecisionPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RecordDecisionPayload")
+		case "case":
+			out.Values[i] = ec._RecordDecisionPayload_case(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var requestSecondOpinionPayloadImplementors = []string{"RequestSecondOpinionPayload"}
 
 func (ec *executionContext) _RequestSecondOpinionPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RequestSecondOpinionPayload) graphql.Marshaler {
@@ -10927,6 +13695,39 @@ func (ec *executionContext) _RequestSecondOpinionPayload(ctx context.Context, se
 		case "case":
 			out.Values[i] = ec._RequestSecondOpinionPayload_case(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var saveOpinionDraftPayloadImplementors = []string{"SaveOpinionDraftPayload"}
+
+func (ec *executionContext) _SaveOpinionDraftPayload(ctx context.Context, sel ast.SelectionSet, obj *model.SaveOpinionDraftPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, saveOpinionDraftPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SaveOpinionDraftPayload")
+		case "opinion":
+			out.Values[i] = ec._SaveOpinionDraftPayload_opinion(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
@@ -11163,6 +13964,102 @@ func (ec *executionContext) _SpecialistEdge(ctx context.Context, sel ast.Selecti
 	}
 
 	return out
+}
+
+var specialistMatchImplementors = []string{"SpecialistMatch"}
+
+func (ec *executionContext) _SpecialistMatch(ctx context.Context, sel ast.SelectionSet, obj *model.SpecialistMatch) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, specialistMatchImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SpecialistMatch")
+		case "specialist":
+			out.Values[i] = ec._SpecialistMatch_specialist(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "score":
+			out.Values[i] = ec._SpecialistMatch_score(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reasons":
+			out.Values[i] = ec._SpecialistMatch_reasons(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var startReviewPayloadImplementors = []string{"StartReviewPayload"}
+
+func (ec *executionContext) _StartReviewPayload(ctx context.Context, sel ast.SelectionSet, obj *model.StartReviewPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, startReviewPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("StartReviewPayload")
+		case "case":
+			out.Values[i] = ec._StartReviewPayload_case(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var subscriptionImplementors = []string{"Subscription"}
+
+func (ec *executionContext) _Subscription(ctx context.Context, sel ast.SelectionSet) func(ctx context.Context) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, subscriptionImplementors)
+	ctx = graphql.WithFieldContext(ctx, &graphql.FieldContext{
+		Object: "Subscription",
+	})
+	if len(fields) != 1 {
+		graphql.AddErrorf(ctx, "must subscribe to exactly one stream")
+		return nil
+	}
+
+	switch fields[0].Name {
+	case "caseEvents":
+		return ec._Subscription_caseEvents(ctx, fields[0])
+	default:
+		panic("unknown field " + strconv.Quote(fields[0].Name))
+	}
 }
 
 var treatmentOptionImplementors = []string{"TreatmentOption"}
@@ -11689,8 +14586,39 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 
 // region    ***************************** type.gotpl *****************************
 
+func (ec *executionContext) unmarshalNAddMedicalRecordInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAddMedicalRecordInput(ctx context.Context, v any) (model.AddMedicalRecordInput, error) {
+	res, err := ec.unmarshalInputAddMedicalRecordInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAddMedicalRecordPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAddMedicalRecordPayload(ctx context.Context, sel ast.SelectionSet, v *model.AddMedicalRecordPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AddMedicalRecordPayload!")
+		return graphql.Null
+	}
+	return ec._AddMedicalRecordPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNAnswer2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐAnswer(ctx context.Context, sel ast.SelectionSet, v domain.Answer) graphql.Marshaler {
 	return ec._Answer(ctx, sel, &v)
+}
+
+func (ec *executionContext) unmarshalNAnswerInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAnswerInput(ctx context.Context, v any) (model.AnswerInput, error) {
+	res, err := ec.unmarshalInputAnswerInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNAssignSpecialistInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAssignSpecialistInput(ctx context.Context, v any) (model.AssignSpecialistInput, error) {
+	res, err := ec.unmarshalInputAssignSpecialistInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAssignSpecialistPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAssignSpecialistPayload(ctx context.Context, sel ast.SelectionSet, v *model.AssignSpecialistPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AssignSpecialistPayload!")
+		return graphql.Null
+	}
+	return ec._AssignSpecialistPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNAuditEvent2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐAuditEvent(ctx context.Context, sel ast.SelectionSet, v *domain.AuditEvent) graphql.Marshaler {
@@ -11741,6 +14669,19 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 		graphql.AddInvalidNullFromMarshaler(ctx, "Boolean!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNCancelCaseInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCancelCaseInput(ctx context.Context, v any) (model.CancelCaseInput, error) {
+	res, err := ec.unmarshalInputCancelCaseInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCancelCasePayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCancelCasePayload(ctx context.Context, sel ast.SelectionSet, v *model.CancelCasePayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CancelCasePayload!")
+		return graphql.Null
+	}
+	return ec._CancelCasePayload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNCase2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCase(ctx context.Context, sel ast.SelectionSet, v *domain.Case) graphql.Marshaler {
@@ -11799,6 +14740,22 @@ func (ec *executionContext) marshalNCaseEvent2ᚕgithubᚗcomᚋsecondopinionᚋ
 	return ret
 }
 
+func (ec *executionContext) marshalNCaseEvent2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCaseEvent(ctx context.Context, sel ast.SelectionSet, v *domain.CaseEvent) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CaseEvent!")
+		return graphql.Null
+	}
+	return ec._CaseEvent(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCaseEventNotice2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventNotice(ctx context.Context, sel ast.SelectionSet, v *model.CaseEventNotice) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CaseEventNotice!")
+		return graphql.Null
+	}
+	return ec._CaseEventNotice(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNCaseStatus2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCaseStatus(ctx context.Context, v any) (domain.CaseStatus, error) {
 	tmp, err := graphql.UnmarshalString(v)
 	res := domain.CaseStatus(tmp)
@@ -11816,6 +14773,11 @@ func (ec *executionContext) marshalNCaseStatus2githubᚗcomᚋsecondopinionᚋga
 
 func (ec *executionContext) marshalNClinicalTrial2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐClinicalTrial(ctx context.Context, sel ast.SelectionSet, v domain.ClinicalTrial) graphql.Marshaler {
 	return ec._ClinicalTrial(ctx, sel, &v)
+}
+
+func (ec *executionContext) unmarshalNClinicalTrialInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐClinicalTrialInput(ctx context.Context, v any) (model.ClinicalTrialInput, error) {
+	res, err := ec.unmarshalInputClinicalTrialInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNConsent2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐConsent(ctx context.Context, sel ast.SelectionSet, v domain.Consent) graphql.Marshaler {
@@ -11838,6 +14800,11 @@ func (ec *executionContext) marshalNConsent2ᚕgithubᚗcomᚋsecondopinionᚋga
 	return ret
 }
 
+func (ec *executionContext) unmarshalNConsentInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐConsentInput(ctx context.Context, v any) (model.ConsentInput, error) {
+	res, err := ec.unmarshalInputConsentInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNConsentKind2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐConsentKind(ctx context.Context, v any) (domain.ConsentKind, error) {
 	tmp, err := graphql.UnmarshalString(v)
 	res := domain.ConsentKind(tmp)
@@ -11851,6 +14818,14 @@ func (ec *executionContext) marshalNConsentKind2githubᚗcomᚋsecondopinionᚋg
 		graphql.AddInvalidNullFromMarshaler(ctx, "ConsentKind!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNConsentPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐConsentPayload(ctx context.Context, sel ast.SelectionSet, v *model.ConsentPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ConsentPayload!")
+		return graphql.Null
+	}
+	return ec._ConsentPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNCreatePolicyInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCreatePolicyInput(ctx context.Context, v any) (model.CreatePolicyInput, error) {
@@ -11894,9 +14869,66 @@ func (ec *executionContext) marshalNDateTime2timeᚐTime(ctx context.Context, se
 	return res
 }
 
+func (ec *executionContext) unmarshalNDecision2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDecision(ctx context.Context, v any) (domain.Decision, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := domain.Decision(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDecision2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDecision(ctx context.Context, sel ast.SelectionSet, v domain.Decision) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Decision!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNDeliverOpinionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDeliverOpinionInput(ctx context.Context, v any) (model.DeliverOpinionInput, error) {
+	res, err := ec.unmarshalInputDeliverOpinionInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDeliverOpinionPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDeliverOpinionPayload(ctx context.Context, sel ast.SelectionSet, v *model.DeliverOpinionPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DeliverOpinionPayload!")
+		return graphql.Null
+	}
+	return ec._DeliverOpinionPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNDiagnosisAssessment2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDiagnosisAssessment(ctx context.Context, v any) (domain.DiagnosisAssessment, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := domain.DiagnosisAssessment(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDiagnosisAssessment2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDiagnosisAssessment(ctx context.Context, sel ast.SelectionSet, v domain.DiagnosisAssessment) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "DiagnosisAssessment!")
+	}
+	return res
+}
+
 func (ec *executionContext) unmarshalNDiagnosisInput2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDiagnosisInput(ctx context.Context, v any) (*model.DiagnosisInput, error) {
 	res, err := ec.unmarshalInputDiagnosisInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.SelectionSet, v float64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalFloatContext(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
+	}
+	return graphql.WrapContextMarshaler(ctx, res)
 }
 
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
@@ -12091,6 +15123,19 @@ func (ec *executionContext) marshalNProduct2githubᚗcomᚋsecondopinionᚋgatew
 	return res
 }
 
+func (ec *executionContext) unmarshalNRecordDecisionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRecordDecisionInput(ctx context.Context, v any) (model.RecordDecisionInput, error) {
+	res, err := ec.unmarshalInputRecordDecisionInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRecordDecisionPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRecordDecisionPayload(ctx context.Context, sel ast.SelectionSet, v *model.RecordDecisionPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RecordDecisionPayload!")
+		return graphql.Null
+	}
+	return ec._RecordDecisionPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNRecordKind2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐRecordKind(ctx context.Context, v any) (domain.RecordKind, error) {
 	tmp, err := graphql.UnmarshalString(v)
 	res := domain.RecordKind(tmp)
@@ -12127,6 +15172,19 @@ func (ec *executionContext) unmarshalNRole2githubᚗcomᚋsecondopinionᚋgatewa
 
 func (ec *executionContext) marshalNRole2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRole(ctx context.Context, sel ast.SelectionSet, v model.Role) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) unmarshalNSaveOpinionDraftInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐSaveOpinionDraftInput(ctx context.Context, v any) (model.SaveOpinionDraftInput, error) {
+	res, err := ec.unmarshalInputSaveOpinionDraftInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSaveOpinionDraftPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐSaveOpinionDraftPayload(ctx context.Context, sel ast.SelectionSet, v *model.SaveOpinionDraftPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SaveOpinionDraftPayload!")
+		return graphql.Null
+	}
+	return ec._SaveOpinionDraftPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNSecondOpinionBenefit2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐBenefit(ctx context.Context, sel ast.SelectionSet, v domain.Benefit) graphql.Marshaler {
@@ -12174,6 +15232,39 @@ func (ec *executionContext) marshalNSpecialistEdge2ᚕgithubᚗcomᚋsecondopini
 	return ret
 }
 
+func (ec *executionContext) marshalNSpecialistMatch2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐSpecialistMatch(ctx context.Context, sel ast.SelectionSet, v model.SpecialistMatch) graphql.Marshaler {
+	return ec._SpecialistMatch(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNSpecialistMatch2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐSpecialistMatchᚄ(ctx context.Context, sel ast.SelectionSet, v []model.SpecialistMatch) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSpecialistMatch2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐSpecialistMatch(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalNStartReviewInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐStartReviewInput(ctx context.Context, v any) (model.StartReviewInput, error) {
+	res, err := ec.unmarshalInputStartReviewInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNStartReviewPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐStartReviewPayload(ctx context.Context, sel ast.SelectionSet, v *model.StartReviewPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "StartReviewPayload!")
+		return graphql.Null
+	}
+	return ec._StartReviewPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalString(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -12217,8 +15308,28 @@ func (ec *executionContext) marshalNString2ᚕstringᚄ(ctx context.Context, sel
 	return ret
 }
 
+func (ec *executionContext) unmarshalNTreatmentAssessment2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐTreatmentAssessment(ctx context.Context, v any) (domain.TreatmentAssessment, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := domain.TreatmentAssessment(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTreatmentAssessment2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐTreatmentAssessment(ctx context.Context, sel ast.SelectionSet, v domain.TreatmentAssessment) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "TreatmentAssessment!")
+	}
+	return res
+}
+
 func (ec *executionContext) marshalNTreatmentOption2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐTreatmentOption(ctx context.Context, sel ast.SelectionSet, v domain.TreatmentOption) graphql.Marshaler {
 	return ec._TreatmentOption(ctx, sel, &v)
+}
+
+func (ec *executionContext) unmarshalNTreatmentOptionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐTreatmentOptionInput(ctx context.Context, v any) (model.TreatmentOptionInput, error) {
+	res, err := ec.unmarshalInputTreatmentOptionInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNUpdatePolicyInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐUpdatePolicyInput(ctx context.Context, v any) (model.UpdatePolicyInput, error) {
@@ -12431,6 +15542,23 @@ func (ec *executionContext) marshalOAnswer2ᚕgithubᚗcomᚋsecondopinionᚋgat
 	return ret
 }
 
+func (ec *executionContext) unmarshalOAnswerInput2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAnswerInputᚄ(ctx context.Context, v any) ([]model.AnswerInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]model.AnswerInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNAnswerInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAnswerInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
 func (ec *executionContext) unmarshalOAuditEventFilter2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAuditEventFilter(ctx context.Context, v any) (*model.AuditEventFilter, error) {
 	if v == nil {
 		return nil, nil
@@ -12577,6 +15705,23 @@ func (ec *executionContext) marshalOClinicalTrial2ᚕgithubᚗcomᚋsecondopinio
 	return ret
 }
 
+func (ec *executionContext) unmarshalOClinicalTrialInput2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐClinicalTrialInputᚄ(ctx context.Context, v any) ([]model.ClinicalTrialInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]model.ClinicalTrialInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNClinicalTrialInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐClinicalTrialInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
 func (ec *executionContext) unmarshalODate2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
 	if v == nil {
 		return nil, nil
@@ -12658,6 +15803,14 @@ func (ec *executionContext) marshalODiagnosisAssessment2ᚖgithubᚗcomᚋsecond
 	return res
 }
 
+func (ec *executionContext) unmarshalODiagnosisInput2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDiagnosisInput(ctx context.Context, v any) (*model.DiagnosisInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputDiagnosisInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {
 	if v == nil {
 		return nil, nil
@@ -12719,6 +15872,25 @@ func (ec *executionContext) marshalOInvasiveness2githubᚗcomᚋsecondopinionᚋ
 	return res
 }
 
+func (ec *executionContext) unmarshalOInvasiveness2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐInvasiveness(ctx context.Context, v any) (*domain.Invasiveness, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := domain.Invasiveness(tmp)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOInvasiveness2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐInvasiveness(ctx context.Context, sel ast.SelectionSet, v *domain.Invasiveness) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(string(*v))
+	return res
+}
+
 func (ec *executionContext) marshalOMedicalRecord2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐRecordᚄ(ctx context.Context, sel ast.SelectionSet, v []domain.Record) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -12736,6 +15908,13 @@ func (ec *executionContext) marshalOMedicalRecord2ᚕgithubᚗcomᚋsecondopinio
 	}
 
 	return ret
+}
+
+func (ec *executionContext) marshalOMedicalRecord2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐRecord(ctx context.Context, sel ast.SelectionSet, v *domain.Record) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._MedicalRecord(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalONode2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐNode(ctx context.Context, sel ast.SelectionSet, v model.Node) graphql.Marshaler {
@@ -12957,6 +16136,23 @@ func (ec *executionContext) marshalOTreatmentOption2ᚕgithubᚗcomᚋsecondopin
 	}
 
 	return ret
+}
+
+func (ec *executionContext) unmarshalOTreatmentOptionInput2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐTreatmentOptionInputᚄ(ctx context.Context, v any) ([]model.TreatmentOptionInput, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]model.TreatmentOptionInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNTreatmentOptionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐTreatmentOptionInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
 }
 
 func (ec *executionContext) unmarshalOUrgency2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐUrgency(ctx context.Context, v any) (*domain.Urgency, error) {

@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 
+	"github.com/secondopinion/gateway/graph/model"
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/domain"
 )
@@ -30,4 +31,32 @@ func (r *queryResolver) patient(ctx context.Context, id string) (*domain.Patient
 // auditWrite records a write of PHI.
 func auditWrite(ctx context.Context, typ, id string, group domain.Group, caseID string) {
 	audit.Record(ctx, audit.Entry{ResourceType: typ, ResourceID: id, Group: group, Outcome: "WRITTEN", CaseID: caseID})
+}
+
+// caseInput returns the principal and the raw id of a case argument.
+func caseInput(ctx context.Context, caseID string) (domain.Principal, string, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return p, "", err
+	}
+	id, err := rawID(caseID, "Case")
+	return p, id, err
+}
+
+func (r *mutationResolver) consent(ctx context.Context, in model.ConsentInput, grant bool) (*domain.Case, error) {
+	p, id, err := caseInput(ctx, in.CaseID)
+	if err != nil {
+		return nil, err
+	}
+	var c *domain.Case
+	if grant {
+		c, err = r.Workflow.GrantConsent(ctx, p, id, in.Kind)
+	} else {
+		c, err = r.Workflow.RevokeConsent(ctx, p, id, in.Kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	auditWrite(ctx, "Case", id, domain.GroupCaseAdmin, id)
+	return c, nil
 }

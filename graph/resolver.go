@@ -6,6 +6,7 @@ package graph
 //go:generate go run github.com/99designs/gqlgen generate
 
 import (
+	"github.com/secondopinion/gateway/internal/events"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/workflow"
 )
@@ -14,4 +15,5 @@ import (
 type Resolver struct {
 	Store    *store.Store
 	Workflow *workflow.Service
+	Events   *events.Hub
 }

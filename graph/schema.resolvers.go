@@ -12,6 +12,7 @@ import (
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/loader"
 	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 // ID is the resolver for the id field.
@@ -81,6 +82,11 @@ func (r *caseConnectionResolver) TotalCount(ctx context.Context, obj *model.Case
 // ActorRole is the resolver for the actorRole field.
 func (r *caseEventResolver) ActorRole(ctx context.Context, obj *domain.CaseEvent) (model.Role, error) {
 	return model.RoleOf(obj.ActorRole), nil
+}
+
+// CaseID is the resolver for the caseId field.
+func (r *caseEventNoticeResolver) CaseID(ctx context.Context, obj *model.CaseEventNotice) (string, error) {
+	return GlobalID("Case", obj.CaseID), nil
 }
 
 // CreatePolicy is the resolver for the createPolicy field.
@@ -154,6 +160,126 @@ func (r *mutationResolver) RequestSecondOpinion(ctx context.Context, input model
 	}
 	auditWrite(ctx, "Case", c.ID, domain.GroupCaseClinical, c.ID)
 	return &model.RequestSecondOpinionPayload{Case: c}, nil
+}
+
+// GrantConsent is the resolver for the grantConsent field.
+func (r *mutationResolver) GrantConsent(ctx context.Context, input model.ConsentInput) (*model.ConsentPayload, error) {
+	c, err := r.consent(ctx, input, true)
+	if err != nil {
+		return nil, err
+	}
+	return &model.ConsentPayload{Case: c}, nil
+}
+
+// RevokeConsent is the resolver for the revokeConsent field.
+func (r *mutationResolver) RevokeConsent(ctx context.Context, input model.ConsentInput) (*model.ConsentPayload, error) {
+	c, err := r.consent(ctx, input, false)
+	if err != nil {
+		return nil, err
+	}
+	return &model.ConsentPayload{Case: c}, nil
+}
+
+// AddMedicalRecord is the resolver for the addMedicalRecord field.
+func (r *mutationResolver) AddMedicalRecord(ctx context.Context, input model.AddMedicalRecordInput) (*model.AddMedicalRecordPayload, error) {
+	p, id, err := caseInput(ctx, input.CaseID)
+	if err != nil {
+		return nil, err
+	}
+	c, rec, err := r.Workflow.AddMedicalRecord(ctx, p, id, workflow.RecordInput{Title: input.Title, Kind: input.Kind, RecordedOn: input.RecordedOn})
+	if err != nil {
+		return nil, err
+	}
+	auditWrite(ctx, "Case", id, domain.GroupCaseClinical, id)
+	return &model.AddMedicalRecordPayload{Case: c, Record: rec}, nil
+}
+
+// AssignSpecialist is the resolver for the assignSpecialist field.
+func (r *mutationResolver) AssignSpecialist(ctx context.Context, input model.AssignSpecialistInput) (*model.AssignSpecialistPayload, error) {
+	p, id, err := caseInput(ctx, input.CaseID)
+	if err != nil {
+		return nil, err
+	}
+	sid, err := rawID(input.SpecialistID, "Specialist")
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.Workflow.AssignSpecialist(ctx, p, id, sid, input.ExpectedVersion)
+	if err != nil {
+		return nil, err
+	}
+	auditWrite(ctx, "Case", id, domain.GroupCaseAdmin, id)
+	return &model.AssignSpecialistPayload{Case: c}, nil
+}
+
+// StartReview is the resolver for the startReview field.
+func (r *mutationResolver) StartReview(ctx context.Context, input model.StartReviewInput) (*model.StartReviewPayload, error) {
+	p, id, err := caseInput(ctx, input.CaseID)
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.Workflow.StartReview(ctx, p, id, input.ExpectedVersion)
+	if err != nil {
+		return nil, err
+	}
+	auditWrite(ctx, "Case", id, domain.GroupCaseAdmin, id)
+	return &model.StartReviewPayload{Case: c}, nil
+}
+
+// SaveOpinionDraft is the resolver for the saveOpinionDraft field.
+func (r *mutationResolver) SaveOpinionDraft(ctx context.Context, input model.SaveOpinionDraftInput) (*model.SaveOpinionDraftPayload, error) {
+	p, id, err := caseInput(ctx, input.CaseID)
+	if err != nil {
+		return nil, err
+	}
+	o, err := r.Workflow.SaveOpinionDraft(ctx, p, id, toOpinionContent(input))
+	if err != nil {
+		return nil, err
+	}
+	auditWrite(ctx, "Opinion", o.ID, domain.GroupOpinionContent, id)
+	return &model.SaveOpinionDraftPayload{Opinion: o}, nil
+}
+
+// DeliverOpinion is the resolver for the deliverOpinion field.
+func (r *mutationResolver) DeliverOpinion(ctx context.Context, input model.DeliverOpinionInput) (*model.DeliverOpinionPayload, error) {
+	p, id, err := caseInput(ctx, input.CaseID)
+	if err != nil {
+		return nil, err
+	}
+	c, o, err := r.Workflow.DeliverOpinion(ctx, p, id, deref(input.IdempotencyKey))
+	if err != nil {
+		return nil, err
+	}
+	auditWrite(ctx, "Opinion", o.ID, domain.GroupOpinionContent, id)
+	return &model.DeliverOpinionPayload{Case: c, Opinion: o}, nil
+}
+
+// RecordDecision is the resolver for the recordDecision field.
+func (r *mutationResolver) RecordDecision(ctx context.Context, input model.RecordDecisionInput) (*model.RecordDecisionPayload, error) {
+	p, id, err := caseInput(ctx, input.CaseID)
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.Workflow.RecordDecision(ctx, p, id, input.Decision, deref(input.Note))
+	if err != nil {
+		return nil, err
+	}
+	auditWrite(ctx, "Case", id, domain.GroupCaseAdmin, id)
+	return &model.RecordDecisionPayload{Case: c}, nil
+}
+
+// CancelCase is the resolver for the cancelCase field.
+func (r *mutationResolver) CancelCase(ctx context.Context, input model.CancelCaseInput) (*model.CancelCasePayload, error) {
+	p, id, err := caseInput(ctx, input.CaseID)
+	if err != nil {
+		return nil, err
+	}
+	c, err := r.Workflow.CancelCase(ctx, p, id, input.Reason)
+	if err != nil {
+		return nil, err
+	}
+	auditWrite(ctx, "Case", id, domain.GroupCaseAdmin, id)
+	return &model.CancelCasePayload{Case: c}, nil
 }
 
 // ID is the resolver for the id field.
@@ -464,6 +590,27 @@ func (r *queryResolver) Opinion(ctx context.Context, id string) (*domain.Opinion
 	return o, err
 }
 
+// SpecialistMatches is the resolver for the specialistMatches field.
+func (r *queryResolver) SpecialistMatches(ctx context.Context, caseID string, first *int) ([]model.SpecialistMatch, error) {
+	p, id, err := caseInput(ctx, caseID)
+	if err != nil {
+		return nil, err
+	}
+	n := 10
+	if first != nil {
+		n = *first
+	}
+	ms, err := r.Workflow.SpecialistMatches(ctx, p, id, n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.SpecialistMatch, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, model.SpecialistMatch{Specialist: m.Specialist, Score: m.Score, Reasons: m.Reasons})
+	}
+	return out, nil
+}
+
 // AuditEvents is the resolver for the auditEvents field.
 func (r *queryResolver) AuditEvents(ctx context.Context, first *int, after *string, filter *model.AuditEventFilter) (*model.AuditEventConnection, error) {
 	p, err := readable(ctx, domain.ScopeAuditRead)
@@ -508,6 +655,11 @@ func (r *specialistConnectionResolver) TotalCount(ctx context.Context, obj *mode
 	return obj.Count(ctx)
 }
 
+// CaseEvents is the resolver for the caseEvents field.
+func (r *subscriptionResolver) CaseEvents(ctx context.Context, caseID *string) (<-chan *model.CaseEventNotice, error) {
+	return r.caseEvents(ctx, caseID)
+}
+
 // AuditEvent returns AuditEventResolver implementation.
 func (r *Resolver) AuditEvent() AuditEventResolver { return &auditEventResolver{r} }
 
@@ -524,6 +676,9 @@ func (r *Resolver) CaseConnection() CaseConnectionResolver { return &caseConnect
 
 // CaseEvent returns CaseEventResolver implementation.
 func (r *Resolver) CaseEvent() CaseEventResolver { return &caseEventResolver{r} }
+
+// CaseEventNotice returns CaseEventNoticeResolver implementation.
+func (r *Resolver) CaseEventNotice() CaseEventNoticeResolver { return &caseEventNoticeResolver{r} }
 
 // Mutation returns MutationResolver implementation.
 func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
@@ -556,12 +711,16 @@ func (r *Resolver) SpecialistConnection() SpecialistConnectionResolver {
 	return &specialistConnectionResolver{r}
 }
 
+// Subscription returns SubscriptionResolver implementation.
+func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionResolver{r} }
+
 type (
 	auditEventResolver           struct{ *Resolver }
 	auditEventConnectionResolver struct{ *Resolver }
 	caseResolver                 struct{ *Resolver }
 	caseConnectionResolver       struct{ *Resolver }
 	caseEventResolver            struct{ *Resolver }
+	caseEventNoticeResolver      struct{ *Resolver }
 	mutationResolver             struct{ *Resolver }
 	opinionResolver              struct{ *Resolver }
 	opinionConnectionResolver    struct{ *Resolver }
@@ -571,4 +730,5 @@ type (
 	queryResolver                struct{ *Resolver }
 	specialistResolver           struct{ *Resolver }
 	specialistConnectionResolver struct{ *Resolver }
+	subscriptionResolver         struct{ *Resolver }
 )

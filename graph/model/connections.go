@@ -80,3 +80,18 @@ type PageInfo struct {
 	HasNextPage bool
 	EndCursor   *string
 }
+
+// SpecialistMatch is a ranked candidate for a case.
+type SpecialistMatch struct {
+	Specialist *domain.Specialist
+	Score      float64
+	Reasons    []string
+}
+
+// CaseEventNotice is one case event pushed to a subscriber.
+type CaseEventNotice struct {
+	CaseID  string
+	Event   *domain.CaseEvent
+	Status  domain.CaseStatus
+	Version int
+}

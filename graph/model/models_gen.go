@@ -15,12 +15,70 @@ type Node interface {
 	GetID() string
 }
 
+// Input of `addMedicalRecord`.
+type AddMedicalRecordInput struct {
+	// The case's global id.
+	CaseID string `json:"caseId"`
+	// A short title.
+	Title string `json:"title"`
+	// The kind of record.
+	Kind domain.RecordKind `json:"kind"`
+	// When the record was made.
+	RecordedOn *time.Time `json:"recordedOn,omitempty"`
+}
+
+// What `addMedicalRecord` added.
+type AddMedicalRecordPayload struct {
+	// The case.
+	Case *domain.Case `json:"case,omitempty"`
+	// The new record.
+	Record *domain.Record `json:"record,omitempty"`
+}
+
+// An answer as input.
+type AnswerInput struct {
+	// The question, as asked.
+	Question string `json:"question"`
+	// The answer.
+	Answer string `json:"answer"`
+}
+
+// Input of `assignSpecialist`.
+type AssignSpecialistInput struct {
+	// The case's global id.
+	CaseID string `json:"caseId"`
+	// The specialist's global id.
+	SpecialistID string `json:"specialistId"`
+	// Fail with CONFLICT unless the case is still at this version.
+	ExpectedVersion *int `json:"expectedVersion,omitempty"`
+}
+
+// What `assignSpecialist` changed.
+type AssignSpecialistPayload struct {
+	// The case.
+	Case *domain.Case `json:"case,omitempty"`
+}
+
 // Filters for `auditEvents`.
 type AuditEventFilter struct {
 	// Only events about this case.
 	CaseID *string `json:"caseId,omitempty"`
 	// Only events caused by this subject.
 	Subject *string `json:"subject,omitempty"`
+}
+
+// Input of `cancelCase`.
+type CancelCaseInput struct {
+	// The case's global id.
+	CaseID string `json:"caseId"`
+	// Why the case is cancelled.
+	Reason string `json:"reason"`
+}
+
+// What `cancelCase` changed.
+type CancelCasePayload struct {
+	// The case.
+	Case *domain.Case `json:"case,omitempty"`
 }
 
 // Filters for `cases`.
@@ -31,6 +89,30 @@ type CaseFilter struct {
 	Specialty *string `json:"specialty,omitempty"`
 	// Only cases past (true) or within (false) their SLA.
 	Overdue *bool `json:"overdue,omitempty"`
+}
+
+// A clinical trial as input.
+type ClinicalTrialInput struct {
+	// Registry id.
+	RegistryID string `json:"registryId"`
+	// Title.
+	Title string `json:"title"`
+	// Where to read more.
+	URL *string `json:"url,omitempty"`
+}
+
+// Input of `grantConsent` and `revokeConsent`.
+type ConsentInput struct {
+	// The case's global id.
+	CaseID string `json:"caseId"`
+	// Which consent.
+	Kind domain.ConsentKind `json:"kind"`
+}
+
+// What `grantConsent` or `revokeConsent` changed.
+type ConsentPayload struct {
+	// The case.
+	Case *domain.Case `json:"case,omitempty"`
 }
 
 // Input of `createPolicy`.
@@ -53,6 +135,22 @@ type CreatePolicyInput struct {
 type CreatePolicyPayload struct {
 	// The new policy.
 	Policy *domain.Policy `json:"policy"`
+}
+
+// Input of `deliverOpinion`.
+type DeliverOpinionInput struct {
+	// The case's global id.
+	CaseID string `json:"caseId"`
+	// A client-chosen key: a retry with the same key returns the first result.
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+}
+
+// What `deliverOpinion` changed.
+type DeliverOpinionPayload struct {
+	// The case.
+	Case *domain.Case `json:"case,omitempty"`
+	// The delivered opinion.
+	Opinion *domain.Opinion `json:"opinion,omitempty"`
 }
 
 // A diagnosis as input.
@@ -105,6 +203,22 @@ type PolicyFilter struct {
 type Query struct {
 }
 
+// Input of `recordDecision`.
+type RecordDecisionInput struct {
+	// The case's global id.
+	CaseID string `json:"caseId"`
+	// What the member decided.
+	Decision domain.Decision `json:"decision"`
+	// An optional note.
+	Note *string `json:"note,omitempty"`
+}
+
+// What `recordDecision` changed.
+type RecordDecisionPayload struct {
+	// The case.
+	Case *domain.Case `json:"case,omitempty"`
+}
+
 // Input of `requestSecondOpinion`.
 type RequestSecondOpinionInput struct {
 	// The covering policy's global id.
@@ -133,6 +247,38 @@ type RequestSecondOpinionPayload struct {
 	Case *domain.Case `json:"case"`
 }
 
+// Input of `saveOpinionDraft`.
+type SaveOpinionDraftInput struct {
+	// The case's global id.
+	CaseID string `json:"caseId"`
+	// The view of the initial diagnosis.
+	DiagnosisAssessment domain.DiagnosisAssessment `json:"diagnosisAssessment"`
+	// The revised diagnosis; required unless CONFIRMED.
+	RevisedDiagnosis *DiagnosisInput `json:"revisedDiagnosis,omitempty"`
+	// The view of the proposed treatment.
+	TreatmentAssessment domain.TreatmentAssessment `json:"treatmentAssessment"`
+	// How much the opinion changes care.
+	ClinicalImpact *domain.ClinicalImpact `json:"clinicalImpact,omitempty"`
+	// Recommended treatment options.
+	TreatmentOptions []TreatmentOptionInput `json:"treatmentOptions,omitempty"`
+	// Clinical trials to consider.
+	ClinicalTrials []ClinicalTrialInput `json:"clinicalTrials,omitempty"`
+	// Answers to the case's questions.
+	Answers []AnswerInput `json:"answers,omitempty"`
+	// Questions the member may take to their doctor.
+	QuestionsForYourDoctor []string `json:"questionsForYourDoctor,omitempty"`
+	// A plain-language summary for the member.
+	MemberSummary string `json:"memberSummary"`
+	// The detailed report.
+	Report string `json:"report"`
+}
+
+// What `saveOpinionDraft` wrote.
+type SaveOpinionDraftPayload struct {
+	// The draft.
+	Opinion *domain.Opinion `json:"opinion,omitempty"`
+}
+
 // The second-opinion benefit of a new or updated policy.
 type SecondOpinionBenefitInput struct {
 	// Whether second opinions are covered.
@@ -153,6 +299,34 @@ type SpecialistFilter struct {
 	Country *string `json:"country,omitempty"`
 	// Only specialists who do (or do not) accept new cases.
 	AcceptingCases *bool `json:"acceptingCases,omitempty"`
+}
+
+// Input of `startReview`.
+type StartReviewInput struct {
+	// The case's global id.
+	CaseID string `json:"caseId"`
+	// Fail with CONFLICT unless the case is still at this version.
+	ExpectedVersion *int `json:"expectedVersion,omitempty"`
+}
+
+// What `startReview` changed.
+type StartReviewPayload struct {
+	// The case.
+	Case *domain.Case `json:"case,omitempty"`
+}
+
+// The root of all subscriptions.
+type Subscription struct {
+}
+
+// A treatment option as input.
+type TreatmentOptionInput struct {
+	// Name of the option.
+	Name string `json:"name"`
+	// What it involves.
+	Description *string `json:"description,omitempty"`
+	// How invasive it is.
+	Invasiveness *domain.Invasiveness `json:"invasiveness,omitempty"`
 }
 
 // Input of `updatePolicy`.

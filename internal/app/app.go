@@ -17,6 +17,7 @@ import (
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/config"
 	"github.com/secondopinion/gateway/internal/embedded"
+	"github.com/secondopinion/gateway/internal/events"
 	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/store"
@@ -86,9 +87,15 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		}
 	}
 
+	hub := events.NewHub(st, 0, log)
+	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHub()
+	go hub.Run(hubCtx)
+
 	h := server.New(server.Deps{
 		Store: st, Verifier: verifier, Logger: log, Production: cfg.Production(),
 		RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
+		Events: hub, AllowedOrigins: cfg.WSAllowedOrigins,
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -123,6 +123,12 @@ var FieldGroups = map[string]Group{
 	"ClinicalTrial.url": GroupOpinionContent,
 	"Answer.question":   GroupOpinionContent, "Answer.answer": GroupOpinionContent,
 
+	"SpecialistMatch.specialist": GroupSpecialistPublic, "SpecialistMatch.score": GroupSpecialistPublic,
+	"SpecialistMatch.reasons": GroupSpecialistPublic,
+
+	"CaseEventNotice.caseId": GroupCaseAdmin, "CaseEventNotice.event": GroupCaseAdmin,
+	"CaseEventNotice.status": GroupCaseAdmin, "CaseEventNotice.version": GroupCaseAdmin,
+
 	"AuditEvent.id": GroupAudit, "AuditEvent.at": GroupAudit, "AuditEvent.subject": GroupAudit,
 	"AuditEvent.role": GroupAudit, "AuditEvent.org": GroupAudit, "AuditEvent.operation": GroupAudit,
 	"AuditEvent.resourceType": GroupAudit, "AuditEvent.resourceId": GroupAudit,

@@ -4,12 +4,15 @@ package server
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"time"
+
+	coderws "github.com/coder/websocket"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
@@ -24,6 +27,7 @@ import (
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/events"
 	"github.com/secondopinion/gateway/internal/loader"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/workflow"
@@ -43,6 +47,11 @@ type Deps struct {
 	MaxBodyBytes int64
 	// ComplexityLimit caps a query's complexity.
 	ComplexityLimit int
+	// Events fans case events out to subscriptions; nil disables them.
+	Events *events.Hub
+	// AllowedOrigins lists the browser origins allowed to open websockets
+	// (patterns as in path.Match); none means same-origin only.
+	AllowedOrigins []string
 }
 
 // New returns the gateway's HTTP handler with every route in one place.
@@ -84,8 +93,18 @@ func New(d Deps) http.Handler {
 
 func newGraphQL(d Deps) http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
-		Store: d.Store, Workflow: workflow.New(d.Store),
+		Store: d.Store, Workflow: workflow.New(d.Store), Events: d.Events,
 	}}))
+	readLimit := int64(64 << 10)
+	srv.AddTransport(transport.Websocket{
+		Implementation: transport.CoderWebsocketImplementation{
+			AcceptOptions: coderws.AcceptOptions{OriginPatterns: d.AllowedOrigins},
+		},
+		InitFunc:              wsInit(d.Verifier),
+		InitTimeout:           10 * time.Second,
+		KeepAlivePingInterval: 25 * time.Second,
+		PayloadReadLimit:      &readLimit,
+	})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
@@ -133,6 +152,28 @@ func newGraphQL(d Deps) http.Handler {
 	})
 	srv.AroundFields(graph.FieldGuard)
 	return srv
+}
+
+// wsInit authenticates a graphql-transport-ws connection from its
+// connection_init payload: a missing or bad token closes the socket with
+// 4401, and the connection ends when the token expires.
+func wsInit(v *auth.Verifier) transport.WebsocketInitFunc {
+	return func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+		p, exp, err := v.VerifyInitPayload(ctx, payload)
+		if err != nil {
+			ctx = transport.WithWebsocketCloseCode(ctx, 4401)
+			ctx = transport.AppendCloseReason(ctx, "Unauthorized")
+			return ctx, nil, errors.New("authentication required")
+		}
+		ctx = domain.WithPrincipal(ctx, p)
+		if !exp.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, exp)
+			_ = cancel // released when the deadline passes or the connection closes
+			ctx = transport.AppendCloseReason(ctx, "token expired")
+		}
+		return ctx, nil, nil
+	}
 }
 
 type requestIDKey struct{}

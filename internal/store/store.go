@@ -37,6 +37,7 @@ const (
 	colAudit       = "audit_events"
 	colCounters    = "counters"
 	colIdempotency = "idempotency"
+	colCaseEvents  = "case_events"
 )
 
 // DefaultOpTimeout bounds one database call when the caller's context has no

@@ -359,7 +359,12 @@ func (s *Store) InsertCase(ctx context.Context, nc NewCase) (*domain.Case, error
 	if _, err := s.c(colCases).InsertOne(cctx, d); err != nil {
 		return nil, translate(err, "case")
 	}
-	return toCase(&d), nil
+	c := toCase(&d)
+	// Best effort: the case exists and its history holds the event even if
+	// the fan-out record cannot be written; failing here would invite a
+	// duplicate case on retry.
+	_ = s.PublishNewCase(context.WithoutCancel(ctx), c)
+	return c, nil
 }
 
 // nextReference hands out SO-<year>-<sequence>, atomically per year.

@@ -1,0 +1,188 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// CaseUpdate is what one move changes on a case. Lists replace the stored
+// ones whole: the compare-and-set on version makes that safe.
+type CaseUpdate struct {
+	Status          *domain.CaseStatus
+	SpecialistID    *string
+	SpecialistOrgID *string
+	Consents        []domain.Consent
+	Records         []domain.Record
+	Decision        *domain.Decision
+	DecisionNote    *string
+	CancelReason    *string
+	DeliveredAt     *time.Time
+	Events          []domain.CaseEvent
+}
+
+// MutateCase applies one move to a case in p's scope. change sees the whole
+// case (it never leaves the store) and returns the update; the update is
+// written only if the case is still at the version change saw. With
+// expectedVersion a stale case is CONFLICT before change runs; without, a
+// lost race re-reads and runs change again. It returns the case as p may see it.
+func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, expectedVersion *int, change func(c *domain.Case) (CaseUpdate, error)) (*domain.Case, error) {
+	sc := caseScope(p)
+	if sc.none {
+		return nil, domain.ErrNotFound("case")
+	}
+	for attempt := 0; attempt < 10; attempt++ {
+		d, err := findByID[caseDoc](ctx, s, colCases, id, nil)
+		if err != nil {
+			return nil, translate(err, "case")
+		}
+		cur := toCase(d)
+		if !sc.allow(cur) {
+			return nil, domain.ErrNotFound("case")
+		}
+		if expectedVersion != nil && *expectedVersion != cur.Version {
+			return nil, domain.Errorf(domain.CodeConflict, "the case is at version %d, not %d", cur.Version, *expectedVersion)
+		}
+		up, err := change(cur)
+		if err != nil {
+			return nil, err
+		}
+		now := s.Now()
+		set := bson.D{{Key: "updatedAt", Value: now}}
+		if up.Status != nil {
+			set = append(set, bson.E{Key: "status", Value: string(*up.Status)})
+		}
+		if up.SpecialistID != nil {
+			set = append(set, bson.E{Key: "specialistId", Value: *up.SpecialistID})
+		}
+		if up.SpecialistOrgID != nil {
+			set = append(set, bson.E{Key: "specialistOrgId", Value: *up.SpecialistOrgID})
+		}
+		if up.Consents != nil {
+			cs := make([]consentDoc, 0, len(up.Consents))
+			intl := false
+			for _, x := range up.Consents {
+				cs = append(cs, consentDoc{Kind: string(x.Kind), Active: x.Active, GrantedAt: x.GrantedAt, RevokedAt: x.RevokedAt})
+				if x.Kind == domain.ConsentInternationalSharing && x.Active {
+					intl = true
+				}
+			}
+			set = append(set, bson.E{Key: "consents", Value: cs}, bson.E{Key: "intlConsent", Value: intl})
+		}
+		if up.Records != nil {
+			rs := make([]recordDoc, 0, len(up.Records))
+			for _, r := range up.Records {
+				rs = append(rs, recordDoc{ID: r.ID, Title: r.Title, Kind: string(r.Kind), RecordedOn: r.RecordedOn, AddedAt: now})
+			}
+			set = append(set, bson.E{Key: "clinical.records", Value: rs})
+		}
+		if up.Decision != nil {
+			set = append(set, bson.E{Key: "decision", Value: string(*up.Decision)})
+		}
+		if up.DecisionNote != nil {
+			set = append(set, bson.E{Key: "decisionNote", Value: *up.DecisionNote})
+		}
+		if up.CancelReason != nil {
+			set = append(set, bson.E{Key: "cancelReason", Value: *up.CancelReason})
+		}
+		if up.DeliveredAt != nil {
+			set = append(set, bson.E{Key: "deliveredAt", Value: *up.DeliveredAt})
+		}
+		var newEvents []eventDoc
+		if len(up.Events) > 0 {
+			events := append([]eventDoc{}, d.Events...)
+			for _, e := range up.Events {
+				ed := eventDoc{Type: e.Type, At: e.At, ActorRole: string(e.ActorRole), ActorSub: p.Subject}
+				if ed.At.IsZero() {
+					ed.At = now
+				}
+				if e.FromStatus != nil {
+					ed.FromStatus = string(*e.FromStatus)
+				}
+				if e.ToStatus != nil {
+					ed.ToStatus = string(*e.ToStatus)
+				}
+				events = append(events, ed)
+				newEvents = append(newEvents, ed)
+			}
+			set = append(set, bson.E{Key: "events", Value: events})
+		}
+		ok, err := s.casUpdate(ctx, colCases, id, cur.Version, set)
+		if err != nil {
+			return nil, translate(err, "case")
+		}
+		if !ok {
+			if expectedVersion != nil {
+				return nil, domain.Errorf(domain.CodeConflict, "the case changed while it was being updated")
+			}
+			continue
+		}
+		if err := s.publish(context.WithoutCancel(ctx), d, up, newEvents); err != nil {
+			return nil, err
+		}
+		return s.Case(ctx, p, id)
+	}
+	return nil, domain.Errorf(domain.CodeConflict, "the case is changing too often; retry")
+}
+
+// AdjustLoad changes a specialist's count of active cases.
+func (s *Store) AdjustLoad(ctx context.Context, specialistID string, delta int) error {
+	if specialistID == "" || delta == 0 {
+		return nil
+	}
+	cctx, cancel := s.op(ctx)
+	defer cancel()
+	_, err := s.c(colSpecialists).UpdateOne(cctx, bson.D{{Key: "_id", Value: specialistID}},
+		bson.D{{Key: "$inc", Value: bson.D{{Key: "internal.activeCases", Value: delta}}}})
+	return translate(err, "specialist")
+}
+
+// SpecialistForAssignment reads a specialist for a coordinator's assignment.
+func (s *Store) SpecialistForAssignment(ctx context.Context, p domain.Principal, id string) (*domain.Specialist, error) {
+	return s.Specialist(ctx, p, id)
+}
+
+// CandidateSpecialists returns every specialist with the given specialty, for
+// matching (the public profile plus load, which matching ranks on).
+func (s *Store) CandidateSpecialists(ctx context.Context, specialty string) ([]*domain.Specialist, []int, error) {
+	docs, err := findAll[specialistDoc](ctx, s, colSpecialists, bson.D{{Key: "specialties", Value: specialty}},
+		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(1000))
+	if err != nil {
+		return nil, nil, translate(err, "specialists")
+	}
+	out := make([]*domain.Specialist, 0, len(docs))
+	loads := make([]int, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, toSpecialist(d, false))
+		loads = append(loads, d.Internal.ActiveCases)
+	}
+	return out, loads, nil
+}
+
+// CaseContext is what the workflow needs to judge a move on a case it may
+// not show: the patient's country and the policy's benefit.
+type CaseContext struct {
+	PatientCountry      string
+	PolicyInternational bool
+}
+
+// CaseContextFor reads the patient's country and the policy's international
+// benefit of a case (already read under the caller's scope).
+func (s *Store) CaseContextFor(ctx context.Context, c *domain.Case) (CaseContext, error) {
+	var out CaseContext
+	pd, err := findByID[patientDoc](ctx, s, colPatients, c.PatientID, bson.D{{Key: "country", Value: 1}})
+	if err != nil {
+		return out, translate(err, "patient")
+	}
+	pol, err := findByID[policyDoc](ctx, s, colPolicies, c.PolicyID, bson.D{{Key: "benefit", Value: 1}})
+	if err != nil {
+		return out, translate(err, "policy")
+	}
+	out.PatientCountry = pd.Country
+	out.PolicyInternational = pol.Benefit.International
+	return out, nil
+}

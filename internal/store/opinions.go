@@ -1,0 +1,105 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// SaveOpinionDraft creates or replaces the draft opinion of case c, which the
+// workflow read under p's scope and found in review. A delivered opinion is
+// frozen: replacing it is INVALID_TRANSITION.
+func (s *Store) SaveOpinionDraft(ctx context.Context, p domain.Principal, c *domain.Case, content domain.OpinionContent) (*domain.Opinion, error) {
+	if !caseScope(p).allow(c) {
+		return nil, domain.ErrNotFound("case")
+	}
+	id := OpinionIDForCase(c.ID)
+	cd := opinionContentDoc{
+		DiagnosisAssessment: string(content.DiagnosisAssessment), TreatmentAssessment: string(content.TreatmentAssessment),
+		QuestionsForYourDoctor: content.QuestionsForYourDoctor, MemberSummary: content.MemberSummary, Report: content.Report,
+	}
+	if content.RevisedDiagnosis != nil {
+		cd.RevisedDiagnosis = &diagnosisDoc{Code: content.RevisedDiagnosis.Code, Description: content.RevisedDiagnosis.Description}
+	}
+	if content.ClinicalImpact != nil {
+		cd.ClinicalImpact = string(*content.ClinicalImpact)
+	}
+	for _, t := range content.TreatmentOptions {
+		cd.TreatmentOptions = append(cd.TreatmentOptions, treatmentOptionDoc{Name: t.Name, Description: t.Description, Invasiveness: string(t.Invasiveness)})
+	}
+	for _, t := range content.ClinicalTrials {
+		cd.ClinicalTrials = append(cd.ClinicalTrials, clinicalTrialDoc{RegistryID: t.RegistryID, Title: t.Title, URL: t.URL})
+	}
+	for _, a := range content.Answers {
+		cd.Answers = append(cd.Answers, answerDoc{Question: a.Question, Answer: a.Answer})
+	}
+	cctx, cancel := s.op(ctx)
+	defer cancel()
+	_, err := s.c(colOpinions).UpdateOne(cctx,
+		bson.D{{Key: "_id", Value: id}, {Key: "status", Value: string(domain.OpinionDraft)}},
+		bson.D{
+			{Key: "$set", Value: bson.D{
+				{Key: "caseId", Value: c.ID}, {Key: "specialistId", Value: c.SpecialistID},
+				{Key: "orgId", Value: c.SpecialistOrgID}, {Key: "patientId", Value: c.PatientID},
+				{Key: "insurerId", Value: c.InsurerID}, {Key: "content", Value: cd}, {Key: "updatedAt", Value: s.Now()},
+			}},
+			{Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}},
+		},
+		options.UpdateOne().SetUpsert(true))
+	if err != nil {
+		if isDuplicate(err) {
+			return nil, domain.Errorf(domain.CodeInvalidTransition, "the opinion was delivered and is frozen")
+		}
+		return nil, translate(err, "opinion")
+	}
+	return s.Opinion(ctx, p, id)
+}
+
+// HasDraft reports whether case caseID has an opinion and whether it is
+// delivered.
+func (s *Store) opinionState(ctx context.Context, caseID string) (exists, delivered bool, err error) {
+	d, err := findByID[opinionDoc](ctx, s, colOpinions, OpinionIDForCase(caseID), bson.D{{Key: "status", Value: 1}})
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return false, false, nil
+	}
+	if err != nil {
+		return false, false, translate(err, "opinion")
+	}
+	return true, d.Status == string(domain.OpinionDelivered), nil
+}
+
+// OpinionState tells the workflow whether a case has a draft or a delivered
+// opinion; the case must already have been read under the caller's scope.
+func (s *Store) OpinionState(ctx context.Context, p domain.Principal, c *domain.Case) (exists, delivered bool, err error) {
+	if !caseScope(p).allow(c) {
+		return false, false, domain.ErrNotFound("case")
+	}
+	return s.opinionState(ctx, c.ID)
+}
+
+// FreezeOpinion marks a case's draft delivered at the given time; freezing a
+// delivered one is a no-op, so a retried delivery completes.
+func (s *Store) FreezeOpinion(ctx context.Context, p domain.Principal, c *domain.Case, at time.Time) (*domain.Opinion, error) {
+	if !caseScope(p).allow(c) {
+		return nil, domain.ErrNotFound("case")
+	}
+	id := OpinionIDForCase(c.ID)
+	cctx, cancel := s.op(ctx)
+	_, err := s.c(colOpinions).UpdateOne(cctx,
+		bson.D{{Key: "_id", Value: id}, {Key: "status", Value: string(domain.OpinionDraft)}},
+		bson.D{
+			{Key: "$set", Value: bson.D{{Key: "status", Value: string(domain.OpinionDelivered)}, {Key: "deliveredAt", Value: at}, {Key: "updatedAt", Value: at}}},
+			{Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}},
+		})
+	cancel()
+	if err != nil {
+		return nil, translate(err, "opinion")
+	}
+	return s.Opinion(ctx, p, id)
+}

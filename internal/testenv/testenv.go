@@ -1,0 +1,248 @@
+// Package testenv starts the real gateway for tests: one embedded FerretDB
+// per test binary, a fresh database per test, the demo data, the real HTTP
+// handler with an HS256 verifier, and helpers to send GraphQL as a persona.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/event"
+
+	"github.com/secondopinion/gateway/internal/audit"
+	"github.com/secondopinion/gateway/internal/auth"
+	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/embedded"
+	"github.com/secondopinion/gateway/internal/events"
+	"github.com/secondopinion/gateway/internal/seed"
+	"github.com/secondopinion/gateway/internal/server"
+	"github.com/secondopinion/gateway/internal/store"
+)
+
+var (
+	once    sync.Once
+	shared  *embedded.Store
+	initErr error
+)
+
+// URI returns the mongodb:// address of the test binary's embedded store,
+// starting it on first use.
+func URI(t testing.TB) string {
+	t.Helper()
+	once.Do(func() {
+		dir, err := os.MkdirTemp("", "gateway-test-*")
+		if err != nil {
+			initErr = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		shared, initErr = embedded.Start(ctx, embedded.Options{DataDir: dir})
+	})
+	require.NoError(t, initErr, "embedded store")
+	return shared.URI()
+}
+
+// Env is a running gateway over a fresh database.
+type Env struct {
+	Store   *store.Store
+	Handler http.Handler
+	Secret  []byte
+	DB      string
+	Now     time.Time
+	Logs    *bytes.Buffer
+}
+
+// Options tune Start.
+type Options struct {
+	// NoSeed leaves the database empty.
+	NoSeed bool
+	// AuditSink replaces the store as the audit writer (fault injection).
+	AuditSink func(st *store.Store) audit.Sink
+	// Monitor observes database commands.
+	Monitor *event.CommandMonitor
+	// Production turns on production mode.
+	Production bool
+}
+
+// Start opens a fresh database, seeds the demo data and builds the handler.
+func Start(t testing.TB, opts ...Options) *Env {
+	t.Helper()
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	uri := URI(t)
+	db := fmt.Sprintf("t_%d_%s", time.Now().UnixNano(), randHex(4))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, store.Options{URI: uri, Database: db, Monitor: o.Monitor})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	if !o.NoSeed {
+		require.NoError(t, st.InsertDemo(ctx, seed.Build(seed.DemoSize, st.Now())))
+	}
+	secret := []byte(strings.Repeat("s", 16) + randHex(16))
+	v, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{{HS256Secret: secret}}, AllowHS256: true})
+	require.NoError(t, err)
+	logs := &bytes.Buffer{}
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	hub := events.NewHub(st, 50*time.Millisecond, logger)
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	t.Cleanup(stopHub)
+	go hub.Run(hubCtx)
+	deps := server.Deps{Store: st, Verifier: v, Production: o.Production, Logger: logger, Events: hub}
+	if o.AuditSink != nil {
+		deps.AuditSink = o.AuditSink(st)
+	}
+	return &Env{Store: st, Handler: server.New(deps), Secret: secret, DB: db, Now: st.Now(), Logs: logs}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x", b)
+}
+
+// Persona returns the demo persona's principal by name ("member", "insurer",
+// "provider", "partner", "coordinator").
+func Persona(name string) domain.Principal {
+	for _, p := range seed.Personas {
+		if p.Name == name {
+			return domain.Principal{Subject: p.Subject, Role: p.Role, Org: p.Org}
+		}
+	}
+	panic("testenv: no persona " + name)
+}
+
+// Token mints a token for a principal; scope, when not nil, becomes the
+// scope claim.
+func (e *Env) Token(t testing.TB, p domain.Principal, scope ...string) string {
+	t.Helper()
+	c := auth.Claims{Role: string(p.Role), Org: p.Org, SpecialistID: p.SpecialistID}
+	c.Subject = p.Subject
+	if len(scope) > 0 {
+		c.Scope = strings.Join(scope, " ")
+	}
+	tok, err := auth.MintHS256(e.Secret, c, time.Hour, time.Now())
+	require.NoError(t, err)
+	return tok
+}
+
+// Response is a decoded GraphQL response.
+type Response struct {
+	Status int
+	Data   map[string]any
+	Errors []Error
+	Raw    string
+}
+
+// Error is one GraphQL error.
+type Error struct {
+	Message    string         `json:"message"`
+	Path       []any          `json:"path"`
+	Extensions map[string]any `json:"extensions"`
+}
+
+// Code is the error's extensions.code.
+func (e Error) Code() string {
+	c, _ := e.Extensions["code"].(string)
+	return c
+}
+
+// Codes lists the codes of all errors.
+func (r Response) Codes() []string {
+	out := make([]string, 0, len(r.Errors))
+	for _, e := range r.Errors {
+		out = append(out, e.Code())
+	}
+	return out
+}
+
+// PathCodes maps "a.b.0.c" paths to their error codes.
+func (r Response) PathCodes() map[string]string {
+	out := map[string]string{}
+	for _, e := range r.Errors {
+		parts := make([]string, len(e.Path))
+		for i, p := range e.Path {
+			parts[i] = fmt.Sprint(p)
+		}
+		out[strings.Join(parts, ".")] = e.Code()
+	}
+	return out
+}
+
+// Do sends one GraphQL POST with the token (empty: none).
+func (e *Env) Do(t testing.TB, token, query string, vars map[string]any) Response {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	require.NoError(t, err)
+	req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	e.Handler.ServeHTTP(rec, req)
+	return decode(t, rec.Code, rec.Body.Bytes())
+}
+
+func decode(t testing.TB, status int, b []byte) Response {
+	t.Helper()
+	var out struct {
+		Data   map[string]any `json:"data"`
+		Errors []Error        `json:"errors"`
+	}
+	require.NoError(t, json.Unmarshal(b, &out), "body: %s", b)
+	return Response{Status: status, Data: out.Data, Errors: out.Errors, Raw: string(b)}
+}
+
+// As sends a query as a persona.
+func (e *Env) As(t testing.TB, persona, query string, vars map[string]any) Response {
+	t.Helper()
+	return e.Do(t, e.Token(t, Persona(persona)), query, vars)
+}
+
+// Get walks a decoded JSON value by keys and indexes: Get(data, "cases", "edges", 0, "node").
+func Get(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil
+			}
+			v = m[k]
+		case int:
+			a, ok := v.([]any)
+			if !ok || k >= len(a) {
+				return nil
+			}
+			v = a[k]
+		}
+	}
+	return v
+}
