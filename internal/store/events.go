@@ -113,18 +113,7 @@ func (s *Store) PublishNewCase(ctx context.Context, c *domain.Case) error {
 }
 
 func (s *Store) nextSeq(ctx context.Context, name string) (int64, error) {
-	cctx, cancel := s.op(ctx)
-	defer cancel()
-	var out struct {
-		Seq int64 `bson:"seq"`
-	}
-	err := s.c(colCounters).FindOneAndUpdate(cctx, bson.D{{Key: "_id", Value: name}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: int64(1)}}}},
-		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(&out)
-	if err != nil {
-		return 0, translate(err, "sequence")
-	}
-	return out.Seq, nil
+	return s.increment(ctx, name)
 }
 
 // CaseEventsAfter returns persisted events with a sequence above seq, oldest

@@ -38,7 +38,7 @@ func (s *Store) Idempotent(ctx context.Context, p domain.Principal, op, key, inp
 	id := hex.EncodeToString(sum[:])
 	deadline := time.Now().Add(15 * time.Second)
 	for wait := 20 * time.Millisecond; ; wait = min(wait*2, 500*time.Millisecond) {
-		claimed, doc, err := s.claim(ctx, id, inputHash)
+		claimed, doc, err := s.claimKey(ctx, id, inputHash)
 		if err != nil {
 			return "", err
 		}
@@ -78,9 +78,9 @@ func (s *Store) Idempotent(ctx context.Context, p domain.Principal, op, key, inp
 	}
 }
 
-// claim inserts the key; when it exists already it returns the stored one
+// claimKey inserts the key; when it exists already it returns the stored one
 // (dropping it first if it outlived IdempotencyTTL).
-func (s *Store) claim(ctx context.Context, id, inputHash string) (bool, *idemDoc, error) {
+func (s *Store) claimKey(ctx context.Context, id, inputHash string) (bool, *idemDoc, error) {
 	for attempt := 0; attempt < 3; attempt++ {
 		cctx, cancel := s.op(ctx)
 		_, err := s.c(colIdempotency).InsertOne(cctx, idemDoc{ID: id, InputHash: inputHash, State: "pending", CreatedAt: s.Now()})

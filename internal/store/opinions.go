@@ -7,7 +7,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
@@ -39,26 +38,42 @@ func (s *Store) SaveOpinionDraft(ctx context.Context, p domain.Principal, c *dom
 	for _, a := range content.Answers {
 		cd.Answers = append(cd.Answers, answerDoc{Question: a.Question, Answer: a.Answer})
 	}
-	cctx, cancel := s.op(ctx)
-	defer cancel()
-	_, err := s.c(colOpinions).UpdateOne(cctx,
-		bson.D{{Key: "_id", Value: id}, {Key: "status", Value: string(domain.OpinionDraft)}},
-		bson.D{
-			{Key: "$set", Value: bson.D{
-				{Key: "caseId", Value: c.ID}, {Key: "specialistId", Value: c.SpecialistID},
-				{Key: "orgId", Value: c.SpecialistOrgID}, {Key: "patientId", Value: c.PatientID},
-				{Key: "insurerId", Value: c.InsurerID}, {Key: "content", Value: cd}, {Key: "updatedAt", Value: s.Now()},
-			}},
-			{Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}},
-		},
-		options.UpdateOne().SetUpsert(true))
-	if err != nil {
-		if isDuplicate(err) {
+	for attempt := 0; attempt < 10; attempt++ {
+		cur, err := findByID[opinionDoc](ctx, s, colOpinions, id, bson.D{{Key: "content", Value: 0}})
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			d := opinionDoc{
+				ID: id, CaseID: c.ID, SpecialistID: c.SpecialistID, OrgID: c.SpecialistOrgID, PatientID: c.PatientID,
+				InsurerID: c.InsurerID, Status: string(domain.OpinionDraft), UpdatedAt: s.Now(), Content: &cd, Version: 1,
+			}
+			cctx, cancel := s.op(ctx)
+			_, err = s.c(colOpinions).InsertOne(cctx, d)
+			cancel()
+			if err == nil {
+				return s.Opinion(ctx, p, id)
+			}
+			if isDuplicate(err) {
+				continue // created concurrently: update it instead
+			}
+			return nil, translate(err, "opinion")
+		}
+		if err != nil {
+			return nil, translate(err, "opinion")
+		}
+		if cur.Status == string(domain.OpinionDelivered) {
 			return nil, domain.Errorf(domain.CodeInvalidTransition, "the opinion was delivered and is frozen")
 		}
-		return nil, translate(err, "opinion")
+		ok, err := s.casUpdate(ctx, colOpinions, id, cur.Version, bson.D{
+			{Key: "specialistId", Value: c.SpecialistID}, {Key: "orgId", Value: c.SpecialistOrgID},
+			{Key: "content", Value: cd}, {Key: "updatedAt", Value: s.Now()},
+		})
+		if err != nil {
+			return nil, translate(err, "opinion")
+		}
+		if ok {
+			return s.Opinion(ctx, p, id)
+		}
 	}
-	return s.Opinion(ctx, p, id)
+	return nil, domain.Errorf(domain.CodeConflict, "the opinion is changing too often; retry")
 }
 
 // HasDraft reports whether case caseID has an opinion and whether it is
@@ -90,16 +105,23 @@ func (s *Store) FreezeOpinion(ctx context.Context, p domain.Principal, c *domain
 		return nil, domain.ErrNotFound("case")
 	}
 	id := OpinionIDForCase(c.ID)
-	cctx, cancel := s.op(ctx)
-	_, err := s.c(colOpinions).UpdateOne(cctx,
-		bson.D{{Key: "_id", Value: id}, {Key: "status", Value: string(domain.OpinionDraft)}},
-		bson.D{
-			{Key: "$set", Value: bson.D{{Key: "status", Value: string(domain.OpinionDelivered)}, {Key: "deliveredAt", Value: at}, {Key: "updatedAt", Value: at}}},
-			{Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}},
+	for attempt := 0; attempt < 10; attempt++ {
+		cur, err := findByID[opinionDoc](ctx, s, colOpinions, id, bson.D{{Key: "content", Value: 0}})
+		if err != nil {
+			return nil, translate(err, "opinion")
+		}
+		if cur.Status == string(domain.OpinionDelivered) {
+			break
+		}
+		ok, err := s.casUpdate(ctx, colOpinions, id, cur.Version, bson.D{
+			{Key: "status", Value: string(domain.OpinionDelivered)}, {Key: "deliveredAt", Value: at}, {Key: "updatedAt", Value: at},
 		})
-	cancel()
-	if err != nil {
-		return nil, translate(err, "opinion")
+		if err != nil {
+			return nil, translate(err, "opinion")
+		}
+		if ok {
+			break
+		}
 	}
 	return s.Opinion(ctx, p, id)
 }

@@ -38,6 +38,7 @@ const (
 	colCounters    = "counters"
 	colIdempotency = "idempotency"
 	colCaseEvents  = "case_events"
+	colClaims      = "claims"
 )
 
 // DefaultOpTimeout bounds one database call when the caller's context has no
@@ -147,6 +148,7 @@ var indexes = []index{
 	{colOpinions, bson.D{{Key: "patientId", Value: 1}}, false},
 	{colOpinions, bson.D{{Key: "insurerId", Value: 1}}, false},
 	{colAudit, bson.D{{Key: "caseId", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colClaims, bson.D{{Key: "at", Value: 1}}, false},
 	{colAudit, bson.D{{Key: "subject", Value: 1}, {Key: "_id", Value: -1}}, false},
 }
 

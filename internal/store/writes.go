@@ -137,20 +137,6 @@ func (s *Store) UpdatePolicy(ctx context.Context, p domain.Principal, id string,
 	return nil, domain.Errorf(domain.CodeConflict, "the policy is changing too often; retry")
 }
 
-// casUpdate applies set and bumps version only if the document is still at
-// version; it reports whether it did.
-func (s *Store) casUpdate(ctx context.Context, coll, id string, version int, set bson.D) (bool, error) {
-	cctx, cancel := s.op(ctx)
-	defer cancel()
-	res, err := s.c(coll).UpdateOne(cctx,
-		bson.D{{Key: "_id", Value: id}, {Key: "version", Value: version}},
-		bson.D{{Key: "$set", Value: set}, {Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}}})
-	if err != nil {
-		return false, err
-	}
-	return res.MatchedCount == 1, nil
-}
-
 // SpecialistInput creates or updates a specialist.
 type SpecialistInput struct {
 	ID              string
@@ -369,18 +355,9 @@ func (s *Store) InsertCase(ctx context.Context, nc NewCase) (*domain.Case, error
 
 // nextReference hands out SO-<year>-<sequence>, atomically per year.
 func (s *Store) nextReference(ctx context.Context, year int) (string, error) {
-	cctx, cancel := s.op(ctx)
-	defer cancel()
-	var out struct {
-		Seq int `bson:"seq"`
-	}
-	err := s.c(colCounters).FindOneAndUpdate(cctx,
-		bson.D{{Key: "_id", Value: fmt.Sprintf("case-ref-%d", year)}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "seq", Value: 1}}}},
-		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After),
-	).Decode(&out)
+	n, err := s.increment(ctx, fmt.Sprintf("case-ref-%d", year))
 	if err != nil {
-		return "", translate(err, "case reference")
+		return "", err
 	}
-	return fmt.Sprintf("SO-%d-%06d", year, out.Seq), nil
+	return fmt.Sprintf("SO-%d-%06d", year, n), nil
 }

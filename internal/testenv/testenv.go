@@ -246,3 +246,34 @@ func Get(v any, path ...any) any {
 	}
 	return v
 }
+
+// Replica builds a second gateway over the same database, as another
+// replica behind a load balancer would be: its own connection pool, its own
+// event hub, the same token secret.
+func (e *Env) Replica(t testing.TB) *Env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, store.Options{URI: URI(t), Database: e.DB})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	v, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{{HS256Secret: e.Secret}}, AllowHS256: true})
+	require.NoError(t, err)
+	logs := &bytes.Buffer{}
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil))
+	hub := events.NewHub(st, 50*time.Millisecond, logger)
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	t.Cleanup(stopHub)
+	go hub.Run(hubCtx)
+	h := server.New(server.Deps{Store: st, Verifier: v, Logger: logger, Events: hub})
+	return &Env{Store: st, Handler: h, Secret: e.Secret, DB: e.DB, Now: e.Now, Logs: logs}
+}
+
+// Serve starts a real HTTP server on 127.0.0.1 for the handler and returns
+// its base URL.
+func (e *Env) Serve(t testing.TB) string {
+	t.Helper()
+	srv := httptest.NewServer(e.Handler)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}

@@ -1,0 +1,129 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+)
+
+// Compare-and-set.
+//
+// On MongoDB an update filtered on {_id, version} is atomic by itself. On
+// the embedded FerretDB it is not: its SQLite backend reads the matching
+// document in Go and writes it back, so two racing updates on one version can
+// both match. What both backends do enforce atomically is a unique key on
+// insert. So a writer first claims the next version of the document by
+// inserting "<collection>/<id>@<version+1>" into the claims collection; only
+// the one whose insert succeeds goes on to update. A claim whose writer died
+// before updating is taken over after claimTakeover.
+
+const claimTakeover = 30 * time.Second
+
+type claimDoc struct {
+	ID string    `bson:"_id"`
+	At time.Time `bson:"at"`
+}
+
+func claimID(coll, id string, version int) string {
+	return fmt.Sprintf("%s/%s@%d", coll, id, version+1)
+}
+
+// claim reports whether this writer won the move from version to version+1.
+func (s *Store) claim(ctx context.Context, coll, id string, version int) (bool, error) {
+	cid := claimID(coll, id, version)
+	for attempt := 0; attempt < 2; attempt++ {
+		cctx, cancel := s.op(ctx)
+		_, err := s.c(colClaims).InsertOne(cctx, claimDoc{ID: cid, At: s.Now()})
+		cancel()
+		if err == nil {
+			return true, nil
+		}
+		if !isDuplicate(err) {
+			return false, err
+		}
+		old, err := findByID[claimDoc](ctx, s, colClaims, cid, nil)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if s.Now().Sub(old.At) < claimTakeover {
+			return false, nil
+		}
+		// The winner of this claim died before writing: if the document is
+		// still at version, release the claim and try once more.
+		cctx, cancel = s.op(ctx)
+		_, err = s.c(colClaims).DeleteOne(cctx, bson.D{{Key: "_id", Value: cid}, {Key: "at", Value: old.At}})
+		cancel()
+		if err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// casUpdate applies set and bumps version only if the document is still at
+// version and this writer won the claim; it reports whether it did.
+func (s *Store) casUpdate(ctx context.Context, coll, id string, version int, set bson.D) (bool, error) {
+	won, err := s.claim(ctx, coll, id, version)
+	if err != nil || !won {
+		return false, err
+	}
+	cctx, cancel := s.op(ctx)
+	defer cancel()
+	res, err := s.c(coll).UpdateOne(cctx,
+		bson.D{{Key: "_id", Value: id}, {Key: "version", Value: version}},
+		bson.D{{Key: "$set", Value: set}, {Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}}})
+	if err != nil {
+		return false, err
+	}
+	return res.MatchedCount == 1, nil
+}
+
+type counterDoc struct {
+	ID      string `bson:"_id"`
+	Seq     int64  `bson:"seq"`
+	Version int    `bson:"version"`
+}
+
+// increment returns the next value of a named counter, atomically on both
+// backends (a compare-and-set loop over the counter's version).
+func (s *Store) increment(ctx context.Context, name string) (int64, error) {
+	for attempt := 0; attempt < 100; attempt++ {
+		d, err := findByID[counterDoc](ctx, s, colCounters, name, nil)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			cctx, cancel := s.op(ctx)
+			_, err = s.c(colCounters).InsertOne(cctx, counterDoc{ID: name})
+			cancel()
+			if err != nil && !isDuplicate(err) {
+				return 0, translate(err, "counter")
+			}
+			continue
+		}
+		if err != nil {
+			return 0, translate(err, "counter")
+		}
+		ok, err := s.casUpdate(ctx, colCounters, name, d.Version, bson.D{{Key: "seq", Value: d.Seq + 1}})
+		if err != nil {
+			return 0, translate(err, "counter")
+		}
+		if ok {
+			return d.Seq + 1, nil
+		}
+	}
+	return 0, fmt.Errorf("store: counter %s: too much contention", name)
+}
+
+// PruneClaims deletes claims older than age; they matter only while their
+// write is in flight.
+func (s *Store) PruneClaims(ctx context.Context, age time.Duration) error {
+	cctx, cancel := s.op(ctx)
+	defer cancel()
+	_, err := s.c(colClaims).DeleteMany(cctx, bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: s.Now().Add(-age)}}}})
+	return translate(err, "claims")
+}
