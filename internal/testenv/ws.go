@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -12,9 +13,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// WS is a graphql-transport-ws client for tests.
+// WS is a graphql-transport-ws client for tests. A reader goroutine pumps
+// messages into a channel, because a read whose context expires closes a
+// coder/websocket connection.
 type WS struct {
 	Conn *websocket.Conn
+	msgs chan WSMessage
+	err  error
 }
 
 // WSMessage is one protocol message.
@@ -36,7 +41,8 @@ func DialWS(t testing.TB, baseURL, token string) (*WS, error) {
 		return nil, err
 	}
 	t.Cleanup(func() { _ = c.CloseNow() })
-	w := &WS{Conn: c}
+	w := &WS{Conn: c, msgs: make(chan WSMessage, 256)}
+	go w.pump()
 	payload := map[string]any{}
 	if token != "" {
 		payload["Authorization"] = "Bearer " + token
@@ -67,23 +73,39 @@ func (w *WS) Subscribe(t testing.TB, id, query string, vars map[string]any) {
 	w.Send(t, WSMessage{ID: id, Type: "subscribe", Payload: mustJSON(t, map[string]any{"query": query, "variables": vars})})
 }
 
-// Next reads the next message other than ping/pong/ka, waiting at most d.
-func (w *WS) Next(d time.Duration) (WSMessage, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
+func (w *WS) pump() {
+	defer close(w.msgs)
 	for {
-		_, b, err := w.Conn.Read(ctx)
+		_, b, err := w.Conn.Read(context.Background())
 		if err != nil {
-			return WSMessage{}, err
+			w.err = err
+			return
 		}
 		var m WSMessage
-		if err := json.Unmarshal(b, &m); err != nil {
-			return WSMessage{}, err
+		if json.Unmarshal(b, &m) != nil {
+			continue
 		}
 		switch m.Type {
 		case "ping", "pong", "ka":
 			continue
 		}
+		w.msgs <- m
+	}
+}
+
+// ErrTimeout is returned by Next when nothing arrived in time.
+var ErrTimeout = errors.New("testenv: no websocket message in time")
+
+// Next returns the next message other than ping/pong/ka, waiting at most d;
+// once the connection is closed it returns the close error.
+func (w *WS) Next(d time.Duration) (WSMessage, error) {
+	select {
+	case m, ok := <-w.msgs:
+		if !ok {
+			return WSMessage{}, w.err
+		}
 		return m, nil
+	case <-time.After(d):
+		return WSMessage{}, ErrTimeout
 	}
 }
