@@ -153,6 +153,22 @@ func TestSubscriptionsRefuseBadTokensAndForeignCases(t *testing.T) {
 		}
 		assert.Equal(t, websocket.StatusCode(4401), websocket.CloseStatus(err))
 	})
+	t.Run("the connection ends when the token expires", func(t *testing.T) {
+		c := auth.Claims{Role: "member"}
+		c.Subject = seed.DemoMember
+		tok, err := auth.MintHS256(env.Secret, c, 2*time.Second, time.Now())
+		require.NoError(t, err)
+		ws, err := testenv.DialWS(t, url, tok)
+		require.NoError(t, err)
+		ack(t, ws)
+		ws.Subscribe(t, "e", caseEventsDoc, nil)
+		start := time.Now()
+		for err == nil {
+			_, err = ws.Next(10 * time.Second)
+		}
+		assert.NotErrorIs(t, err, testenv.ErrTimeout, "the server closed the socket")
+		assert.Less(t, time.Since(start), 9*time.Second)
+	})
 	t.Run("another member's case is not found", func(t *testing.T) {
 		lc := newLifecycle(t, env, true, 3)
 		lc.open(t)

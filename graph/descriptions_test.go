@@ -1,0 +1,47 @@
+package graph_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/vektah/gqlparser/v2"
+	"github.com/vektah/gqlparser/v2/ast"
+)
+
+func TestEveryTypeFieldArgumentAndEnumValueIsDescribed(t *testing.T) {
+	src, err := os.ReadFile("../schema.graphqls")
+	require.NoError(t, err)
+	schema, gerr := gqlparser.LoadSchema(&ast.Source{Name: "schema.graphqls", Input: string(src)})
+	require.Nil(t, gerr)
+	var missing []string
+	for name, def := range schema.Types {
+		if def.BuiltIn || strings.HasPrefix(name, "__") {
+			continue
+		}
+		if strings.TrimSpace(def.Description) == "" {
+			missing = append(missing, name)
+		}
+		for _, f := range def.Fields {
+			if strings.HasPrefix(f.Name, "__") {
+				continue
+			}
+			if strings.TrimSpace(f.Description) == "" {
+				missing = append(missing, name+"."+f.Name)
+			}
+			for _, a := range f.Arguments {
+				if strings.TrimSpace(a.Description) == "" {
+					missing = append(missing, name+"."+f.Name+"("+a.Name+")")
+				}
+			}
+		}
+		for _, v := range def.EnumValues {
+			if strings.TrimSpace(v.Description) == "" {
+				missing = append(missing, name+"."+v.Name)
+			}
+		}
+	}
+	assert.Empty(t, missing, "add a description to each of these in schema.graphqls")
+}
