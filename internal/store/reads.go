@@ -4,11 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
-	"errors"
+	"fmt"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/secondopinion/gateway/internal/domain"
@@ -481,6 +480,12 @@ func (s *Store) PatientsOfCases(ctx context.Context, p domain.Principal, cases [
 		byID[d.ID] = d
 	}
 	identity := domain.CanRead(p.Role, domain.GroupPatientIdentity)
+	var pseudonyms map[string]string
+	if p.Role == domain.RolePartner {
+		if pseudonyms, err = s.pseudonyms(ctx, p.Org, memberIDs); err != nil {
+			return nil, err
+		}
+	}
 	for _, c := range cases {
 		d, ok := byID[c.PatientID]
 		if !ok || !cs.allow(c) {
@@ -488,8 +493,8 @@ func (s *Store) PatientsOfCases(ctx context.Context, p domain.Principal, cases [
 		}
 		id := d.ID
 		if p.Role == domain.RolePartner {
-			if id, err = s.pseudonym(ctx, p.Org, d.ID); err != nil {
-				return nil, err
+			if id, ok = pseudonyms[d.ID]; !ok {
+				continue
 			}
 		}
 		out[c.ID] = toPatient(d, identity, id)
@@ -567,34 +572,51 @@ func (s *Store) Patient(ctx context.Context, p domain.Principal, id string) (*do
 	return toPatient(d, domain.CanRead(p.Role, domain.GroupPatientIdentity), d.ID), nil
 }
 
-// pseudonym returns the stable, random pseudonym of a member for one
-// network, creating it on first use. It is stored, not derived from the
-// member id, so it reveals nothing.
-func (s *Store) pseudonym(ctx context.Context, network, memberID string) (string, error) {
-	key := network + "/" + memberID
-	d, err := findByID[pseudonymDoc](ctx, s, colPseudonyms, key, nil)
-	if err == nil {
-		return d.Pseudonym, nil
+// pseudonyms returns the stable, random pseudonym of each member for one
+// network, creating missing ones in one insert. They are stored, not derived
+// from the member id, so they reveal nothing.
+func (s *Store) pseudonyms(ctx context.Context, network string, memberIDs []string) (map[string]string, error) {
+	keys := make([]string, 0, len(memberIDs))
+	for _, m := range memberIDs {
+		keys = append(keys, network+"/"+m)
 	}
-	if !errors.Is(err, mongo.ErrNoDocuments) {
-		return "", translate(err, "patient")
+	out := make(map[string]string, len(memberIDs))
+	for attempt := 0; attempt < 3; attempt++ {
+		docs, err := findByIDs[pseudonymDoc](ctx, s, colPseudonyms, keys, nil)
+		if err != nil {
+			return nil, translate(err, "patient")
+		}
+		for _, d := range docs {
+			out[d.MemberID] = d.Pseudonym
+		}
+		var missing []any
+		seen := map[string]bool{}
+		for _, m := range memberIDs {
+			if _, ok := out[m]; !ok && !seen[m] {
+				seen[m] = true
+				missing = append(missing, pseudonymDoc{ID: network + "/" + m, Pseudonym: "pt_" + randomToken(16), MemberID: m, Network: network})
+			}
+		}
+		if len(missing) == 0 {
+			return out, nil
+		}
+		cctx, cancel := s.op(ctx)
+		_, err = s.c(colPseudonyms).InsertMany(cctx, missing, options.InsertMany().SetOrdered(false))
+		cancel()
+		if err == nil {
+			for _, m := range missing {
+				d := m.(pseudonymDoc)
+				out[d.MemberID] = d.Pseudonym
+			}
+			return out, nil
+		}
+		if !isDuplicate(err) {
+			return nil, translate(err, "patient")
+		}
+		// Read back: another request may have created some first, and
+		// theirs are the ones that stand.
 	}
-	nd := pseudonymDoc{ID: key, Pseudonym: "pt_" + randomToken(16), MemberID: memberID, Network: network}
-	cctx, cancel := s.op(ctx)
-	_, err = s.c(colPseudonyms).InsertOne(cctx, nd)
-	cancel()
-	if err == nil {
-		return nd.Pseudonym, nil
-	}
-	if !isDuplicate(err) {
-		return "", translate(err, "patient")
-	}
-	// Another request created it first: use theirs.
-	d, err = findByID[pseudonymDoc](ctx, s, colPseudonyms, key, nil)
-	if err != nil {
-		return "", translate(err, "patient")
-	}
-	return d.Pseudonym, nil
+	return nil, fmt.Errorf("store: pseudonyms: could not settle")
 }
 
 func randomToken(n int) string {
