@@ -70,7 +70,7 @@ func New(d Deps) http.Handler {
 	}
 	gql := newGraphQL(d)
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", d.Verifier.Middleware(gql))
+	mux.Handle("/graphql", d.Verifier.Middleware(guardTransport(gql)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
@@ -209,7 +209,9 @@ func withTimeout(d time.Duration, next http.Handler) http.Handler {
 
 func withBodyLimit(n int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Refuse an announced oversize body without reading it.
 		if r.ContentLength > n {
+			w.Header().Set("Connection", "close")
 			writeJSON(w, http.StatusRequestEntityTooLarge, errorBody("request body too large", domain.CodeBadUserInput))
 			return
 		}
