@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -45,8 +46,8 @@ type Deps struct {
 	RequestTimeout time.Duration
 	// MaxBodyBytes caps a request body.
 	MaxBodyBytes int64
-	// ComplexityLimit caps a query's complexity.
-	ComplexityLimit int
+	// Limits bound GraphQL documents (DefaultLimits when zero).
+	Limits Limits
 	// Events fans case events out to subscriptions; nil disables them.
 	Events *events.Hub
 	// AllowedOrigins lists the browser origins allowed to open websockets
@@ -65,8 +66,8 @@ func New(d Deps) http.Handler {
 	if d.MaxBodyBytes <= 0 {
 		d.MaxBodyBytes = 1 << 20
 	}
-	if d.ComplexityLimit <= 0 {
-		d.ComplexityLimit = 5000
+	if d.Limits == (Limits{}) {
+		d.Limits = DefaultLimits
 	}
 	gql := newGraphQL(d)
 	mux := http.NewServeMux()
@@ -92,9 +93,10 @@ func New(d Deps) http.Handler {
 }
 
 func newGraphQL(d Deps) http.Handler {
-	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{
-		Store: d.Store, Workflow: workflow.New(d.Store), Events: d.Events,
-	}}))
+	srv := handler.New(graph.NewExecutableSchema(graph.Config{
+		Resolvers:  &graph.Resolver{Store: d.Store, Workflow: workflow.New(d.Store), Events: d.Events},
+		Complexity: complexity(),
+	}))
 	readLimit := int64(64 << 10)
 	srv.AddTransport(transport.Websocket{
 		Implementation: transport.CoderWebsocketImplementation{
@@ -109,14 +111,15 @@ func newGraphQL(d Deps) http.Handler {
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
-	srv.SetParserTokenLimit(15000)
+	srv.SetParserTokenLimit(d.Limits.MaxTokens)
+	srv.Use(newDocGuard(d.Limits))
 	if d.Production {
 		srv.SetDisableSuggestion(true)
 	} else {
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
-	srv.Use(extension.FixedComplexityLimit(d.ComplexityLimit))
+	srv.Use(extension.FixedComplexityLimit(d.Limits.MaxComplexity))
 	srv.SetErrorPresenter(graph.ErrorPresenter(d.Logger, RequestID))
 	srv.SetRecoverFunc(graph.Recover(d.Logger))
 
@@ -139,6 +142,7 @@ func newGraphQL(d Deps) http.Handler {
 		if resp == nil {
 			return nil
 		}
+		normalizeErrors(resp, d.Limits.MaxErrors)
 		// Fail closed: the response leaves only once its audit is stored.
 		if err := audit.From(ctx).Flush(context.WithoutCancel(ctx), d.AuditSink); err != nil {
 			rid := RequestID(ctx)
@@ -228,4 +232,34 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// gqlgenCodes maps gqlgen's own error codes onto the contract's.
+var gqlgenCodes = map[string]domain.Code{
+	"GRAPHQL_PARSE_FAILED":      domain.CodeBadUserInput,
+	"GRAPHQL_VALIDATION_FAILED": domain.CodeBadUserInput,
+	"COMPLEXITY_LIMIT_EXCEEDED": domain.CodeQueryTooComplex,
+}
+
+// normalizeErrors gives every error a contract code and caps the list: a
+// document with thousands of mistakes gets a bounded answer.
+func normalizeErrors(resp *graphql.Response, max int) {
+	for _, e := range resp.Errors {
+		if e.Extensions == nil {
+			e.Extensions = map[string]any{}
+		}
+		code, _ := e.Extensions["code"].(string)
+		switch {
+		case code == "":
+			e.Extensions["code"] = string(domain.CodeBadUserInput)
+		case gqlgenCodes[code] != "":
+			e.Extensions["code"] = string(gqlgenCodes[code])
+		}
+	}
+	if max > 0 && len(resp.Errors) > max {
+		resp.Errors = append(resp.Errors[:max:max], &gqlerror.Error{
+			Message:    fmt.Sprintf("%d more errors not shown", len(resp.Errors)-max),
+			Extensions: map[string]any{"code": string(domain.CodeBadUserInput)},
+		})
+	}
 }

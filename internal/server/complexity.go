@@ -1,0 +1,42 @@
+package server
+
+import (
+	"github.com/secondopinion/gateway/graph"
+	"github.com/secondopinion/gateway/graph/model"
+	"github.com/secondopinion/gateway/internal/store"
+)
+
+// pageCost is what a list field costs: its children once per item it may
+// return.
+func pageCost(child int, first *int) int {
+	n := store.DefaultPageSize
+	if first != nil && *first > 0 {
+		n = min(*first, store.MaxPageSize)
+	}
+	return 1 + n*child
+}
+
+// complexity makes list fields multiply their children by `first`; other
+// fields keep gqlgen's default (1 + children).
+func complexity() graph.ComplexityRoot {
+	var c graph.ComplexityRoot
+	c.Query.Cases = func(child int, first *int, _ *string, _ *model.CaseFilter) int { return pageCost(child, first) }
+	c.Query.Policies = func(child int, first *int, _ *string, _ *model.PolicyFilter) int { return pageCost(child, first) }
+	c.Query.Specialists = func(child int, first *int, _ *string, _ *model.SpecialistFilter) int { return pageCost(child, first) }
+	c.Query.Opinions = func(child int, first *int, _ *string, _ *model.OpinionFilter) int { return pageCost(child, first) }
+	c.Query.AuditEvents = func(child int, first *int, _ *string, _ *model.AuditEventFilter) int {
+		return pageCost(child, first)
+	}
+	c.Query.SpecialistMatches = func(child int, _ string, first *int) int {
+		ten := 10
+		if first == nil {
+			first = &ten
+		}
+		return pageCost(child, first)
+	}
+	// Bounded lists of a case or policy: count a typical upper size.
+	c.Case.Events = func(child int) int { return 1 + 20*child }
+	c.Case.Records = func(child int) int { return 1 + 20*child }
+	c.Policy.Insured = func(child int) int { return 1 + 5*child }
+	return c
+}
