@@ -48,6 +48,8 @@ type Deps struct {
 	MaxBodyBytes int64
 	// Limits bound GraphQL documents (DefaultLimits when zero).
 	Limits Limits
+	// RateLimits bound request rates (DefaultRateLimits when zero).
+	RateLimits RateLimits
 	// Events fans case events out to subscriptions; nil disables them.
 	Events *events.Hub
 	// AllowedOrigins lists the browser origins allowed to open websockets
@@ -66,12 +68,15 @@ func New(d Deps) http.Handler {
 	if d.MaxBodyBytes <= 0 {
 		d.MaxBodyBytes = 1 << 20
 	}
+	if d.RateLimits == (RateLimits{}) {
+		d.RateLimits = DefaultRateLimits
+	}
 	if d.Limits == (Limits{}) {
 		d.Limits = DefaultLimits
 	}
 	gql := newGraphQL(d)
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", d.Verifier.Middleware(guardTransport(gql)))
+	mux.Handle("/graphql", limitByAddress(d.RateLimits, d.Verifier.Middleware(limitByPrincipal(d.RateLimits, guardTransport(gql)))))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})

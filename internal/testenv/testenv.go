@@ -75,6 +75,8 @@ type Options struct {
 	Monitor *event.CommandMonitor
 	// Production turns on production mode.
 	Production bool
+	// RateLimits replaces the default rate limits.
+	RateLimits server.RateLimits
 }
 
 // Start opens a fresh database, seeds the demo data and builds the handler.
@@ -97,13 +99,18 @@ func Start(t testing.TB, opts ...Options) *Env {
 	secret := []byte(strings.Repeat("s", 16) + randHex(16))
 	v, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{{HS256Secret: secret}}, AllowHS256: true})
 	require.NoError(t, err)
+	if o.RateLimits == (server.RateLimits{}) {
+		// Tests fire requests far faster than any client may: limits have
+		// their own test.
+		o.RateLimits = server.RateLimits{PerAddress: 1e6, AddressBurst: 1e6, PerPrincipal: 1e6, PrincipalBurst: 1e6, MaxTrackedKeys: 1000, IdleForgetAfter: time.Hour}
+	}
 	logs := &bytes.Buffer{}
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	hub := events.NewHub(st, 50*time.Millisecond, logger)
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	t.Cleanup(stopHub)
 	go hub.Run(hubCtx)
-	deps := server.Deps{Store: st, Verifier: v, Production: o.Production, Logger: logger, Events: hub}
+	deps := server.Deps{Store: st, Verifier: v, Production: o.Production, Logger: logger, Events: hub, RateLimits: o.RateLimits}
 	if o.AuditSink != nil {
 		deps.AuditSink = o.AuditSink(st)
 	}
