@@ -91,6 +91,9 @@ func findPage[D any](ctx context.Context, s *Store, coll string, filter bson.D, 
 }
 
 func findAll[D any](ctx context.Context, s *Store, coll string, filter bson.D, opts *options.FindOptionsBuilder) ([]*D, error) {
+	if filter == nil {
+		filter = bson.D{} // a nil document does not marshal
+	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	cur, err := s.c(coll).Find(ctx, filter, opts)
@@ -133,6 +136,9 @@ func findByIDs[D any](ctx context.Context, s *Store, coll string, ids []string, 
 }
 
 func count(ctx context.Context, s *Store, coll string, filter bson.D) (int, error) {
+	if filter == nil {
+		filter = bson.D{}
+	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	n, err := s.c(coll).CountDocuments(ctx, filter)
