@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -39,13 +40,20 @@ func ErrorPresenter(log *slog.Logger, requestID RequestIDFunc) graphql.ErrorPres
 			return gerr
 		}
 		rid := requestID(ctx)
-		log.ErrorContext(ctx, "internal error", "request_id", rid, "path", gerr.Path.String(), "error", err.Error())
+		log.ErrorContext(ctx, "internal error", "request_id", rid, "path", gerr.Path.String(), "error", Scrub(err.Error()))
 		gerr.Message = fmt.Sprintf("internal error (request %s)", rid)
 		setCode(gerr, domain.CodeInternal)
 		gerr.Extensions["requestId"] = rid
 		return gerr
 	}
 }
+
+var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'`)
+
+// Scrub blanks quoted values in an error text before it is logged: driver
+// errors may quote document values (a duplicate key names the value), and
+// those may be PHI.
+func Scrub(s string) string { return quoted.ReplaceAllString(s, `"…"`) }
 
 func setCode(e *gqlerror.Error, c domain.Code) {
 	if e.Extensions == nil {
@@ -57,7 +65,7 @@ func setCode(e *gqlerror.Error, c domain.Code) {
 // Recover turns a resolver panic into INTERNAL; the process keeps serving.
 func Recover(log *slog.Logger) graphql.RecoverFunc {
 	return func(ctx context.Context, v any) error {
-		log.ErrorContext(ctx, "resolver panic", "panic", fmt.Sprint(v))
+		log.ErrorContext(ctx, "resolver panic", "panic", Scrub(fmt.Sprint(v)))
 		return errors.New("panic in resolver")
 	}
 }
