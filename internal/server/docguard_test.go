@@ -36,13 +36,13 @@ func hostileDocuments() map[string]string {
 		repeated.WriteString("role ")
 	}
 	return map[string]string{
-		"fragment fan-out of 2^30":  fanOut(30),
-		"nesting 21 levels deep":    fmt.Sprintf(`query($id: ID!) { case(id: $id) { %s } }`, deep),
-		"60 aliases":                "{ viewer { " + aliases.String() + "} }",
-		"60 root fields":            "{ " + roots.String() + "}",
-		"60 directives":             "{ viewer { " + dirs.String() + "} }",
-		"a fragment cycle":          "query { viewer { ...A } } fragment A on Viewer { ...B } fragment B on Viewer { ...A }",
-		"400 repeats of one field":  "{ viewer { " + repeated.String() + "} }",
+		"fragment fan-out of 2^30": fanOut(30),
+		"nesting 21 levels deep":   fmt.Sprintf(`query($id: ID!) { case(id: $id) { %s } }`, deep),
+		"60 aliases":               "{ viewer { " + aliases.String() + "} }",
+		"60 root fields":           "{ " + roots.String() + "}",
+		"60 directives":            "{ viewer { " + dirs.String() + "} }",
+		"a fragment cycle":         "query { viewer { ...A } } fragment A on Viewer { ...B } fragment B on Viewer { ...A }",
+		"400 repeats of one field": "{ viewer { " + repeated.String() + "} }",
 		"100 cases with their histories twice over": `{ cases(first: 100) { edges { node {
 		  events { type at fromStatus toStatus actorRole } records { id title kind recordedOn }
 		  opinion { case { events { type at fromStatus toStatus actorRole } records { id title kind recordedOn } } } } } } }`,
