@@ -2,7 +2,7 @@
 GO ?= go
 ADDR ?= :8080
 
-.PHONY: run test generate check-generated lint bench build
+.PHONY: run test generate check-generated lint bench build conformance
 
 ## run: build and start the gateway on the embedded store with demo data; prints dev tokens
 run:
@@ -38,3 +38,7 @@ lint:
 ## bench: Go benchmarks on the embedded store
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## conformance: the graphql-http GraphQL-over-HTTP audits against the live server
+conformance:
+	bash conformance/run.sh

@@ -57,6 +57,10 @@ func guardTransport(next http.Handler) http.Handler {
 				writeJSON(w, http.StatusBadRequest, errorBody("the request body is not a valid GraphQL-over-HTTP JSON object", domain.CodeBadUserInput))
 				return
 			}
+			if probe.Query == nil && probe.Extensions["persistedQuery"] == nil {
+				writeJSON(w, http.StatusBadRequest, errorBody("the request has no query", domain.CodeBadUserInput))
+				return
+			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			r.ContentLength = int64(len(body))
 		case http.MethodGet:
@@ -79,6 +83,26 @@ func guardTransport(next http.Handler) http.Handler {
 			writeJSON(w, http.StatusMethodNotAllowed, errorBody("use POST (or GET for queries)", domain.CodeBadUserInput))
 			return
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(&legacyStatus{ResponseWriter: w}, r)
 	})
 }
+
+// legacyStatus answers a request error (parse, validation, variable
+// coercion) with 200 when the response is application/json, as the
+// GraphQL-over-HTTP spec asks for legacy clients; gqlgen answers 422.
+// With application/graphql-response+json the 4xx status stays.
+type legacyStatus struct {
+	http.ResponseWriter
+}
+
+func (l *legacyStatus) WriteHeader(code int) {
+	if code == http.StatusUnprocessableEntity {
+		if mt, _, _ := mime.ParseMediaType(l.Header().Get("Content-Type")); mt == "application/json" {
+			code = http.StatusOK
+		}
+	}
+	l.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (l *legacyStatus) Unwrap() http.ResponseWriter { return l.ResponseWriter }
