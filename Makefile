@@ -2,7 +2,7 @@
 GO ?= go
 ADDR ?= :8080
 
-.PHONY: run test generate check-generated lint bench build conformance
+.PHONY: run test generate check-generated lint bench build conformance fuzz
 
 ## run: build and start the gateway on the embedded store with demo data; prints dev tokens
 run:
@@ -16,6 +16,13 @@ build:
 test: check-generated
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
+	$(MAKE) fuzz FUZZTIME=5s
+
+FUZZTIME ?= 60s
+## fuzz: the fuzz targets (the document guard, the HTTP handler), FUZZTIME each (60s; make test runs them 5s)
+fuzz:
+	$(GO) test ./internal/server -run '^$$' -fuzz '^FuzzDocumentGuard$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/server -run '^$$' -fuzz '^FuzzHTTPHandler$$' -fuzztime $(FUZZTIME)
 
 ## generate: regenerate gqlgen code from schema.graphqls
 generate:

@@ -118,6 +118,7 @@ func newGraphQL(d Deps) http.Handler {
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.SetParserTokenLimit(d.Limits.MaxTokens)
 	srv.Use(newDocGuard(d.Limits))
+	srv.Use(subscriptionsOverWebsocket{})
 	if d.Production {
 		srv.SetDisableSuggestion(true)
 	} else {

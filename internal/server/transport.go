@@ -83,7 +83,7 @@ func guardTransport(next http.Handler) http.Handler {
 			writeJSON(w, http.StatusMethodNotAllowed, errorBody("use POST (or GET for queries)", domain.CodeBadUserInput))
 			return
 		}
-		next.ServeHTTP(&legacyStatus{ResponseWriter: w}, r)
+		next.ServeHTTP(&legacyStatus{ResponseWriter: w}, r.WithContext(markPlainHTTP(r.Context())))
 	})
 }
 
