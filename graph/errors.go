@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -33,6 +34,12 @@ func ErrorPresenter(log *slog.Logger, requestID RequestIDFunc) graphql.ErrorPres
 			if _, ok := gerr.Extensions["code"]; ok {
 				return gerr
 			}
+		}
+		// Production refuses introspection: the caller's doing, not ours.
+		if gerr.Message == "introspection disabled" || strings.HasSuffix(err.Error(), " introspection disabled") {
+			gerr.Message = "introspection is disabled"
+			setCode(gerr, domain.CodeForbidden)
+			return gerr
 		}
 		var ge *gqlerror.Error
 		if errors.As(err, &ge) && ge.Err == nil && ge.Rule != "" {

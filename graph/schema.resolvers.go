@@ -469,7 +469,7 @@ func (r *queryResolver) Cases(ctx context.Context, first *int, after *string, fi
 		return nil, err
 	}
 	f := toCaseFilter(filter)
-	items, more, err := r.Store.Cases(ctx, p, f, pg)
+	items, more, err := r.Store.Cases(ctx, p, f, pg, caseViewOf(ctx, "edges", "node"))
 	if err != nil {
 		return nil, err
 	}
@@ -496,7 +496,7 @@ func (r *queryResolver) Case(ctx context.Context, id string) (*domain.Case, erro
 	if err != nil {
 		return nil, err
 	}
-	c, err := r.Store.Case(ctx, p, raw)
+	c, err := r.Store.CaseWith(ctx, p, raw, caseViewOf(ctx))
 	auditLookup(ctx, "Case", raw, domain.GroupCaseAdmin, err)
 	return c, err
 }

@@ -117,14 +117,17 @@ type Case struct {
 	Consents          []Consent
 	SpecialistID      string
 	SpecialistOrgID   string
-	Decision          *Decision
-	DueAt             time.Time
-	SubmittedAt       time.Time
-	UpdatedAt         time.Time
-	DeliveredAt       *time.Time
-	Events            []CaseEvent
-	Version           int
-	Clinical          *CaseClinical
+	// PatientPseudonym is the patient's pseudonym for the assigned partner
+	// network; never shown to anyone else.
+	PatientPseudonym string
+	Decision         *Decision
+	DueAt            time.Time
+	SubmittedAt      time.Time
+	UpdatedAt        time.Time
+	DeliveredAt      *time.Time
+	Events           []CaseEvent
+	Version          int
+	Clinical         *CaseClinical
 }
 
 // ResourceID names the object in audit events.

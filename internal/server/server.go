@@ -137,7 +137,14 @@ func newGraphQL(d Deps) http.Handler {
 		oc := graphql.GetOperationContext(ctx)
 		op := "anonymous"
 		if oc.Operation != nil {
-			op = string(oc.Operation.Operation) + " " + oc.OperationName
+			op = string(oc.Operation.Operation)
+			name := oc.Operation.Name
+			if name == "" {
+				name = oc.OperationName
+			}
+			if name != "" {
+				op += " " + name
+			}
 		}
 		ctx = audit.WithRecorder(ctx, audit.NewRecorder(p, RequestID(ctx), op, nil))
 		ctx = loader.With(ctx, loader.New(d.Store, p))

@@ -15,7 +15,9 @@ type plainHTTPKey struct{}
 
 // markPlainHTTP notes that a request came as plain POST or GET, not as a
 // websocket.
-func markPlainHTTP(ctx context.Context) context.Context { return context.WithValue(ctx, plainHTTPKey{}, true) }
+func markPlainHTTP(ctx context.Context) context.Context {
+	return context.WithValue(ctx, plainHTTPKey{}, true)
+}
 
 // subscriptionsOverWebsocket refuses a subscription sent as a plain HTTP
 // request: it would hold the request open until its deadline.

@@ -16,13 +16,16 @@ type CaseUpdate struct {
 	Status          *domain.CaseStatus
 	SpecialistID    *string
 	SpecialistOrgID *string
-	Consents        []domain.Consent
-	Records         []domain.Record
-	Decision        *domain.Decision
-	DecisionNote    *string
-	CancelReason    *string
-	DeliveredAt     *time.Time
-	Events          []domain.CaseEvent
+	// PatientPseudonym is the patient's pseudonym for the assigned network
+	// ("" when the specialist is not a partner network's).
+	PatientPseudonym *string
+	Consents         []domain.Consent
+	Records          []domain.Record
+	Decision         *domain.Decision
+	DecisionNote     *string
+	CancelReason     *string
+	DeliveredAt      *time.Time
+	Events           []domain.CaseEvent
 }
 
 // MutateCase applies one move to a case in p's scope. change sees the whole
@@ -61,6 +64,9 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 		}
 		if up.SpecialistOrgID != nil {
 			set = append(set, bson.E{Key: "specialistOrgId", Value: *up.SpecialistOrgID})
+		}
+		if up.PatientPseudonym != nil {
+			set = append(set, bson.E{Key: "patientPseudonym", Value: *up.PatientPseudonym})
 		}
 		if up.Consents != nil {
 			cs := make([]consentDoc, 0, len(up.Consents))

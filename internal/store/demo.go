@@ -86,8 +86,20 @@ func (s *Store) InsertDemo(ctx context.Context, d Demo) error {
 		return err
 	}
 	docs = nil
+	orgKind := map[string]domain.OrgKind{}
+	for _, sp := range d.Specialists {
+		orgKind[sp.OrgID] = sp.OrgKind
+	}
 	for _, c := range d.Cases {
-		docs = append(docs, fromCase(c))
+		cd := fromCase(c)
+		if c.SpecialistOrgID != "" && orgKind[c.SpecialistOrgID] == domain.OrgNetwork {
+			ps, err := s.PseudonymFor(ctx, c.SpecialistOrgID, c.PatientID)
+			if err != nil {
+				return err
+			}
+			cd.PatientPseudonym = ps
+		}
+		docs = append(docs, cd)
 	}
 	if err := s.insertMany(ctx, colCases, docs); err != nil {
 		return err

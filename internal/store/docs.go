@@ -144,19 +144,21 @@ type caseDoc struct {
 	Consents          []consentDoc `bson:"consents"`
 	// IntlConsent mirrors the INTERNATIONAL_SHARING consent so a partner's
 	// scope is one equality filter.
-	IntlConsent     bool         `bson:"intlConsent"`
-	SpecialistID    string       `bson:"specialistId,omitempty"`
-	SpecialistOrgID string       `bson:"specialistOrgId,omitempty"`
-	Decision        string       `bson:"decision,omitempty"`
-	DecisionNote    string       `bson:"decisionNote,omitempty"`
-	CancelReason    string       `bson:"cancelReason,omitempty"`
-	DueAt           time.Time    `bson:"dueAt"`
-	SubmittedAt     time.Time    `bson:"submittedAt"`
-	UpdatedAt       time.Time    `bson:"updatedAt"`
-	DeliveredAt     *time.Time   `bson:"deliveredAt,omitempty"`
-	Events          []eventDoc   `bson:"events"`
-	Version         int          `bson:"version"`
-	Clinical        *clinicalDoc `bson:"clinical,omitempty"`
+	IntlConsent     bool   `bson:"intlConsent"`
+	SpecialistID    string `bson:"specialistId,omitempty"`
+	SpecialistOrgID string `bson:"specialistOrgId,omitempty"`
+	// PatientPseudonym is the patient's pseudonym for the assigned network.
+	PatientPseudonym string       `bson:"patientPseudonym,omitempty"`
+	Decision         string       `bson:"decision,omitempty"`
+	DecisionNote     string       `bson:"decisionNote,omitempty"`
+	CancelReason     string       `bson:"cancelReason,omitempty"`
+	DueAt            time.Time    `bson:"dueAt"`
+	SubmittedAt      time.Time    `bson:"submittedAt"`
+	UpdatedAt        time.Time    `bson:"updatedAt"`
+	DeliveredAt      *time.Time   `bson:"deliveredAt,omitempty"`
+	Events           []eventDoc   `bson:"events"`
+	Version          int          `bson:"version"`
+	Clinical         *clinicalDoc `bson:"clinical,omitempty"`
 }
 
 func toCase(d *caseDoc) *domain.Case {
@@ -164,7 +166,7 @@ func toCase(d *caseDoc) *domain.Case {
 		ID: d.ID, Reference: d.Reference, Status: domain.CaseStatus(d.Status), PolicyID: d.PolicyID,
 		PatientID: d.PatientID, InsurerID: d.InsurerID, Specialty: d.Specialty,
 		Urgency: domain.Urgency(d.Urgency), PreferredLanguage: d.PreferredLanguage,
-		SpecialistID: d.SpecialistID, SpecialistOrgID: d.SpecialistOrgID,
+		SpecialistID: d.SpecialistID, SpecialistOrgID: d.SpecialistOrgID, PatientPseudonym: d.PatientPseudonym,
 		DueAt: d.DueAt.UTC(), SubmittedAt: d.SubmittedAt.UTC(), UpdatedAt: d.UpdatedAt.UTC(),
 		DeliveredAt: utcPtr(d.DeliveredAt), Version: d.Version,
 	}

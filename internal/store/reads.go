@@ -148,11 +148,16 @@ func (f CaseFilter) bson(s *Store) bson.D {
 // Case returns one case in p's scope, without the clinical fields for roles
 // that may not read them.
 func (s *Store) Case(ctx context.Context, p domain.Principal, id string) (*domain.Case, error) {
+	return s.CaseWith(ctx, p, id, FullCase)
+}
+
+// CaseWith is Case fetching only the parts in view.
+func (s *Store) CaseWith(ctx context.Context, p domain.Principal, id string, view CaseView) (*domain.Case, error) {
 	sc := caseScope(p)
 	if sc.none {
 		return nil, domain.ErrNotFound("case")
 	}
-	d, err := findByID[caseDoc](ctx, s, colCases, id, caseProjection(p))
+	d, err := findByID[caseDoc](ctx, s, colCases, id, caseProjectionFor(p, view))
 	if err != nil {
 		return nil, translate(err, "case")
 	}
@@ -183,12 +188,12 @@ func (s *Store) CasesByIDs(ctx context.Context, p domain.Principal, ids []string
 }
 
 // Cases returns one page of cases in p's scope, newest first.
-func (s *Store) Cases(ctx context.Context, p domain.Principal, f CaseFilter, pg Page) ([]*domain.Case, bool, error) {
+func (s *Store) Cases(ctx context.Context, p domain.Principal, f CaseFilter, pg Page, view CaseView) ([]*domain.Case, bool, error) {
 	sc := caseScope(p)
 	if sc.none {
 		return nil, false, nil
 	}
-	docs, more, err := findPage[caseDoc](ctx, s, colCases, and(sc.filter, f.bson(s)), pg, true, caseProjection(p))
+	docs, more, err := findPage[caseDoc](ctx, s, colCases, and(sc.filter, f.bson(s)), pg, true, caseProjectionFor(p, view))
 	if err != nil {
 		return nil, false, translate(err, "cases")
 	}
@@ -480,10 +485,26 @@ func (s *Store) PatientsOfCases(ctx context.Context, p domain.Principal, cases [
 		byID[d.ID] = d
 	}
 	identity := domain.CanRead(p.Role, domain.GroupPatientIdentity)
-	var pseudonyms map[string]string
+	pseudonyms := map[string]string{}
 	if p.Role == domain.RolePartner {
-		if pseudonyms, err = s.pseudonyms(ctx, p.Org, memberIDs); err != nil {
-			return nil, err
+		// The pseudonym is stored on the case when it is assigned to the
+		// network; older cases fall back to the pseudonyms collection.
+		var missing []string
+		for _, c := range cases {
+			if c.PatientPseudonym != "" && c.SpecialistOrgID == p.Org {
+				pseudonyms[c.PatientID] = c.PatientPseudonym
+			} else {
+				missing = append(missing, c.PatientID)
+			}
+		}
+		if len(missing) > 0 {
+			found, err := s.pseudonyms(ctx, p.Org, missing)
+			if err != nil {
+				return nil, err
+			}
+			for k, v := range found {
+				pseudonyms[k] = v
+			}
 		}
 	}
 	for _, c := range cases {
@@ -570,6 +591,16 @@ func (s *Store) Patient(ctx context.Context, p domain.Principal, id string) (*do
 		return nil, domain.ErrNotFound("patient")
 	}
 	return toPatient(d, domain.CanRead(p.Role, domain.GroupPatientIdentity), d.ID), nil
+}
+
+// PseudonymFor returns (creating it on first use) the pseudonym of a member
+// for a partner network.
+func (s *Store) PseudonymFor(ctx context.Context, network, memberID string) (string, error) {
+	m, err := s.pseudonyms(ctx, network, []string{memberID})
+	if err != nil {
+		return "", err
+	}
+	return m[memberID], nil
 }
 
 // pseudonyms returns the stable, random pseudonym of each member for one

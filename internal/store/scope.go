@@ -173,11 +173,27 @@ func specialistInternalVisible(p domain.Principal, s *specialistDoc) bool {
 
 // Projections: what is never fetched for a role.
 
-func caseProjection(p domain.Principal) bson.D {
-	if !domain.CanRead(p.Role, domain.GroupCaseClinical) {
-		return bson.D{{Key: "clinical", Value: 0}}
+// CaseView says which optional parts of a case a query selected; what is
+// not selected is not fetched.
+type CaseView struct {
+	Clinical bool
+	Events   bool
+}
+
+// FullCase fetches everything the role may read.
+var FullCase = CaseView{Clinical: true, Events: true}
+
+func caseProjection(p domain.Principal) bson.D { return caseProjectionFor(p, FullCase) }
+
+func caseProjectionFor(p domain.Principal, v CaseView) bson.D {
+	var proj bson.D
+	if !v.Clinical || !domain.CanRead(p.Role, domain.GroupCaseClinical) {
+		proj = append(proj, bson.E{Key: "clinical", Value: 0})
 	}
-	return nil
+	if !v.Events {
+		proj = append(proj, bson.E{Key: "events", Value: 0})
+	}
+	return proj
 }
 
 func opinionProjection(p domain.Principal) bson.D {
