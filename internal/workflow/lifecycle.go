@@ -188,6 +188,15 @@ func (s *Service) AssignSpecialist(ctx context.Context, p domain.Principal, case
 		previous = c.SpecialistID
 		st := domain.StatusAssigned
 		up.Status, up.SpecialistID, up.SpecialistOrgID = &st, &sp.ID, &sp.OrgID
+		// A partner network sees the patient only under its pseudonym,
+		// kept on the case so reading it costs nothing.
+		alias := ""
+		if sp.OrgKind == domain.OrgNetwork {
+			if alias, err = s.store.PseudonymFor(ctx, sp.OrgID, c.PatientID); err != nil {
+				return up, err
+			}
+		}
+		up.PatientPseudonym = &alias
 		up.Events = append(up.Events, statusEvent(c.Status, st, p.Role, s.store.Now()))
 		return up, nil
 	})
