@@ -69,6 +69,8 @@ type Env struct {
 type Options struct {
 	// NoSeed leaves the database empty.
 	NoSeed bool
+	// Seed sets the demo data's size (seed.DemoSize when zero).
+	Seed seed.Size
 	// AuditSink replaces the store as the audit writer (fault injection).
 	AuditSink func(st *store.Store) audit.Sink
 	// Monitor observes database commands.
@@ -94,7 +96,11 @@ func Start(t testing.TB, opts ...Options) *Env {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	if !o.NoSeed {
-		require.NoError(t, st.InsertDemo(ctx, seed.Build(seed.DemoSize, st.Now())))
+		size := o.Seed
+		if size == (seed.Size{}) {
+			size = seed.DemoSize
+		}
+		require.NoError(t, st.InsertDemo(ctx, seed.Build(size, st.Now())))
 	}
 	secret := []byte(strings.Repeat("s", 16) + randHex(16))
 	v, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{{HS256Secret: secret}}, AllowHS256: true})

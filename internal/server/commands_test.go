@@ -1,0 +1,116 @@
+package server_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/event"
+
+	"github.com/secondopinion/gateway/internal/seed"
+	"github.com/secondopinion/gateway/internal/testenv"
+)
+
+// commandCounter counts database commands by name while it is on.
+type commandCounter struct {
+	mu     sync.Mutex
+	on     bool
+	counts map[string]int
+}
+
+func (c *commandCounter) monitor() *event.CommandMonitor {
+	return &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.on {
+			c.counts[e.CommandName]++
+		}
+	}}
+}
+
+func (c *commandCounter) run(f func()) map[string]int {
+	c.mu.Lock()
+	c.on, c.counts = true, map[string]int{}
+	c.mu.Unlock()
+	f()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.on = false
+	return c.counts
+}
+
+func readCommands(counts map[string]int) int {
+	return counts["find"] + counts["aggregate"] + counts["count"] + counts["getMore"]
+}
+
+const pageDoc = `{ cases(first: 50) { edges { node { id reference status
+  policy { policyNumber } patient { id birthYear givenName } specialist { name } opinion { status } } } } }`
+
+func TestPagesAndDetailsAskTheDatabaseLittle(t *testing.T) {
+	cc := &commandCounter{}
+	env := testenv.Start(t, testenv.Options{Monitor: cc.monitor(), Seed: seed.Size{Policies: 40, Specialists: 60, Cases: 120}})
+
+	for _, role := range []string{"coordinator", "insurer", "partner", "provider"} {
+		t.Run("a page of 50 cases with its edges reads at most 5 times as "+role, func(t *testing.T) {
+			tok := env.Token(t, testenv.Persona(role))
+			var res testenv.Response
+			counts := cc.run(func() { res = env.Do(t, tok, pageDoc, nil) })
+			require.NotEmpty(t, testenv.Get(res.Data, "cases", "edges"), res.Raw)
+			assert.LessOrEqual(t, readCommands(counts), 5, "%v", counts)
+			assert.LessOrEqual(t, counts["insert"], 1, "one audit write at most: %v", counts)
+		})
+	}
+
+	res := env.As(t, "coordinator", `{ cases(first: 1, filter: {status: [CLOSED]}) { edges { node { id } } } }`, nil)
+	id := testenv.Get(res.Data, "cases", "edges", 0, "node", "id")
+	require.NotNil(t, id)
+	t.Run("a case detail with patient, specialist and opinion reads at most 4 times", func(t *testing.T) {
+		tok := env.Token(t, testenv.Persona("coordinator"))
+		var res testenv.Response
+		counts := cc.run(func() {
+			res = env.Do(t, tok, `query($id: ID!) { case(id: $id) { id reference status diagnosis { code } records { title }
+			  events { type at } patient { givenName familyName } specialist { name email } opinion { status memberSummary report } } }`, map[string]any{"id": id})
+		})
+		require.Empty(t, res.Errors, res.Raw)
+		assert.LessOrEqual(t, readCommands(counts), 4, "%v", counts)
+	})
+	t.Run("totalCount is computed only when asked for", func(t *testing.T) {
+		tok := env.Token(t, testenv.Persona("coordinator"))
+		without := cc.run(func() { env.Do(t, tok, `{ cases(first: 5) { edges { node { id } } } }`, nil) })
+		with := cc.run(func() { env.Do(t, tok, `{ cases(first: 5) { totalCount edges { node { id } } } }`, nil) })
+		assert.Equal(t, 0, without["count"]+without["aggregate"], "%v", without)
+		assert.Equal(t, 1, with["count"]+with["aggregate"], "%v", with)
+	})
+}
+
+func TestLoadersNeverServeOnePrincipalAnothersRows(t *testing.T) {
+	env := testenv.Start(t)
+	a := newLifecycle(t, env, true, 5)
+	b := newLifecycle(t, env, true, 5)
+	a.open(t)
+	b.open(t)
+	const q = `{ cases(first: 20) { edges { node { id patient { id givenName } policy { id } opinion { id } } } } }`
+	var wg sync.WaitGroup
+	errs := make(chan string, 64)
+	for i := 0; i < 16; i++ {
+		for _, lc := range []*lifecycle{a, b} {
+			wg.Add(1)
+			go func(lc *lifecycle) {
+				defer wg.Done()
+				res := lc.env.Do(t, lc.member, q, nil)
+				edges, _ := testenv.Get(res.Data, "cases", "edges").([]any)
+				if len(edges) != 1 || testenv.Get(edges[0], "node", "id") != lc.caseID ||
+					testenv.Get(edges[0], "node", "policy", "id") != lc.policyID {
+					errs <- res.Raw
+				}
+			}(lc)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("a member saw something not theirs: %s", e)
+	}
+}
