@@ -42,9 +42,10 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 	$(GO) vet ./...
 
-## bench: Go benchmarks on the embedded store
+## bench: Go benchmarks (hot paths, -benchmem) and the load run (gateway vs hand-written baseline) on the embedded store
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/auth ./internal/server
+	$(GO) run ./cmd/loadrun
 
 ## conformance: the graphql-http GraphQL-over-HTTP audits against the live server
 conformance:

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -128,6 +129,18 @@ func findByIDs[D any](ctx context.Context, s *Store, coll string, ids []string, 
 	if len(ids) == 0 {
 		return nil, nil
 	}
+	if len(ids) == 1 {
+		// Exactly {_id: X} is the one filter the embedded store pushes down
+		// to SQLite; a one-element $in would decode the whole collection.
+		d, err := findByID[D](ctx, s, coll, ids[0], proj)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return []*D{d}, nil
+	}
 	opts := options.Find()
 	if len(proj) > 0 {
 		opts.SetProjection(proj)
@@ -144,5 +157,3 @@ func count(ctx context.Context, s *Store, coll string, filter bson.D) (int, erro
 	n, err := s.c(coll).CountDocuments(ctx, filter)
 	return int(n), err
 }
-
-var _ = mongo.ErrNoDocuments
