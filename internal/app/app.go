@@ -63,13 +63,11 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		_, _ = rand.Read(secret)
 		devSecret = true
 	}
-	issuer := auth.IssuerConfig{
-		Issuer: cfg.JWTIssuer, Audiences: cfg.JWTAudiences, JWKSURL: cfg.JWTJWKSURL, JWKSFile: cfg.JWTJWKSFile,
+	issuers, err := trustedIssuers(cfg, secret)
+	if err != nil {
+		return err
 	}
-	if !cfg.Production() && len(secret) > 0 {
-		issuer.HS256Secret = secret
-	}
-	verifier, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{issuer}, AllowHS256: !cfg.Production() && len(secret) > 0, Logger: log})
+	verifier, err := auth.NewVerifier(auth.Options{Issuers: issuers, AllowHS256: !cfg.Production() && len(secret) > 0, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -131,6 +129,33 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// trustedIssuers lists the issuers the verifier trusts: those of
+// JWT_TRUST_FILE, each limited to its roles and orgs, plus the single issuer
+// of the JWT_* variables when it has a key source.
+func trustedIssuers(cfg config.Config, devSecret []byte) ([]auth.IssuerConfig, error) {
+	var out []auth.IssuerConfig
+	if cfg.JWTTrustFile != "" {
+		fromFile, err := auth.LoadTrustFile(cfg.JWTTrustFile)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fromFile...)
+	}
+	single := auth.IssuerConfig{
+		Issuer: cfg.JWTIssuer, Audiences: cfg.JWTAudiences, JWKSURL: cfg.JWTJWKSURL, JWKSFile: cfg.JWTJWKSFile,
+	}
+	if !cfg.Production() && len(devSecret) > 0 {
+		single.HS256Secret = devSecret
+	}
+	if single.JWKSURL != "" || single.JWKSFile != "" || len(single.HS256Secret) > 0 {
+		out = append(out, single)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no token issuer configured: set JWT_JWKS_URL, JWT_JWKS_FILE or JWT_TRUST_FILE")
+	}
+	return out, nil
 }
 
 func printDevInfo(w io.Writer, addr, issuer string, audiences []string, secret []byte, hs bool) {

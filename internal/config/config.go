@@ -53,6 +53,13 @@ type Config struct {
 	JWTJWKSURL string
 	// JWTJWKSFile is a key set file (JWT_JWKS_FILE).
 	JWTJWKSFile string
+	// JWTTrustFile lists several trusted issuers, each with its keys and
+	// what it may assert (JWT_TRUST_FILE); the single-issuer variables stay
+	// the simple case and may be combined with it.
+	JWTTrustFile string
+	// TrustedDocumentsFile binds partner clients to allow-lists of
+	// operations (TRUSTED_DOCUMENTS_FILE).
+	TrustedDocumentsFile string
 	// JWTHS256Secret is a development-only shared secret (JWT_HS256_SECRET).
 	// With neither it nor a JWKS source in development, the server makes a
 	// random one.
@@ -75,25 +82,29 @@ type Config struct {
 func (c Config) Production() bool { return c.Env == EnvProduction }
 
 // HasJWKS reports whether a JWKS URL or file is configured.
-func (c Config) HasJWKS() bool { return c.JWTJWKSURL != "" || c.JWTJWKSFile != "" }
+func (c Config) HasJWKS() bool {
+	return c.JWTJWKSURL != "" || c.JWTJWKSFile != "" || c.JWTTrustFile != ""
+}
 
 // Load reads the configuration through getenv (os.Getenv in main) and
 // validates it. Every problem found is reported, joined.
 func Load(getenv func(string) string) (Config, error) {
 	get := func(k string) string { return strings.TrimSpace(getenv(k)) }
 	c := Config{
-		Addr:             or(get("ADDR"), DefaultAddr),
-		Env:              or(get("APP_ENV"), EnvDevelopment),
-		MongoURI:         get("MONGODB_URI"),
-		MongoDatabase:    or(get("MONGODB_DATABASE"), DefaultDatabase),
-		DataDir:          or(get("DATA_DIR"), DefaultDataDir),
-		JWTIssuer:        get("JWT_ISSUER"),
-		JWTAudiences:     list(get("JWT_AUDIENCE")),
-		JWTJWKSURL:       get("JWT_JWKS_URL"),
-		JWTJWKSFile:      get("JWT_JWKS_FILE"),
-		RequestTimeout:   DefaultRequestTimeout,
-		MaxBodyBytes:     DefaultMaxBodyBytes,
-		WSAllowedOrigins: list(get("WS_ALLOWED_ORIGINS")),
+		Addr:                 or(get("ADDR"), DefaultAddr),
+		Env:                  or(get("APP_ENV"), EnvDevelopment),
+		MongoURI:             get("MONGODB_URI"),
+		MongoDatabase:        or(get("MONGODB_DATABASE"), DefaultDatabase),
+		DataDir:              or(get("DATA_DIR"), DefaultDataDir),
+		JWTIssuer:            get("JWT_ISSUER"),
+		JWTAudiences:         list(get("JWT_AUDIENCE")),
+		JWTJWKSURL:           get("JWT_JWKS_URL"),
+		JWTJWKSFile:          get("JWT_JWKS_FILE"),
+		JWTTrustFile:         get("JWT_TRUST_FILE"),
+		TrustedDocumentsFile: get("TRUSTED_DOCUMENTS_FILE"),
+		RequestTimeout:       DefaultRequestTimeout,
+		MaxBodyBytes:         DefaultMaxBodyBytes,
+		WSAllowedOrigins:     list(get("WS_ALLOWED_ORIGINS")),
 	}
 	// The secret is taken as is: spaces may be part of it.
 	if s := getenv("JWT_HS256_SECRET"); s != "" {
@@ -156,7 +167,7 @@ func Load(getenv func(string) string) (Config, error) {
 			errs = append(errs, errors.New("JWT_HS256_SECRET is for development only and must not be set in production"))
 		}
 		if !c.HasJWKS() {
-			errs = append(errs, errors.New("production needs JWT_JWKS_URL or JWT_JWKS_FILE"))
+			errs = append(errs, errors.New("production needs JWT_JWKS_URL, JWT_JWKS_FILE or JWT_TRUST_FILE"))
 		}
 	}
 
@@ -183,6 +194,8 @@ func (c Config) String() string {
 		"JWT_AUDIENCE=" + strings.Join(c.JWTAudiences, ","),
 		"JWT_JWKS_URL=" + c.JWTJWKSURL,
 		"JWT_JWKS_FILE=" + c.JWTJWKSFile,
+		"JWT_TRUST_FILE=" + c.JWTTrustFile,
+		"TRUSTED_DOCUMENTS_FILE=" + c.TrustedDocumentsFile,
 		"JWT_HS256_SECRET=" + secret,
 		"SEED_DEMO=" + strconv.FormatBool(c.SeedDemo),
 		"REQUEST_TIMEOUT=" + c.RequestTimeout.String(),
