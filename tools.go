@@ -3,4 +3,7 @@
 // Package tools pins the code generators `make generate` runs.
 package tools
 
-import _ "github.com/99designs/gqlgen"
+import (
+	_ "github.com/99designs/gqlgen"
+	_ "github.com/Khan/genqlient"
+)

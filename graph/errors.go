@@ -10,6 +10,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
@@ -47,12 +48,30 @@ func ErrorPresenter(log *slog.Logger, requestID RequestIDFunc) graphql.ErrorPres
 			return gerr
 		}
 		rid := requestID(ctx)
-		log.ErrorContext(ctx, "internal error", "request_id", rid, "path", gerr.Path.String(), "error", Scrub(err.Error()))
+		attrs := []any{"request_id", rid, "path", gerr.Path.String(), "error", Scrub(err.Error())}
+		tid := traceID(ctx)
+		if tid != "" {
+			attrs = append(attrs, "trace_id", tid)
+		}
+		log.ErrorContext(ctx, "internal error", attrs...)
 		gerr.Message = fmt.Sprintf("internal error (request %s)", rid)
 		setCode(gerr, domain.CodeInternal)
 		gerr.Extensions["requestId"] = rid
+		if tid != "" {
+			// Lets support find the request's trace as well as its log line.
+			gerr.Extensions["traceId"] = tid
+		}
 		return gerr
 	}
+}
+
+// traceID is the id of the recording span in ctx, or "" (tracing off).
+func traceID(ctx context.Context) string {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return ""
+	}
+	return span.SpanContext().TraceID().String()
 }
 
 var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'`)

@@ -21,6 +21,7 @@ import (
 	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/telemetry"
 )
 
 // Ready is told the listening address once the server accepts requests.
@@ -50,7 +51,23 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		uri = emb.URI()
 		log.Info("embedded store started", "data_dir", cfg.DataDir)
 	}
-	st, err := store.Open(ctx, store.Options{URI: uri, Database: cfg.MongoDatabase, OpTimeout: cfg.RequestTimeout})
+	tracing, err := telemetry.SetupTracing(ctx, getenv, "")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Flush the last spans, bounded: a dead collector must not hold the exit.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(fctx); err != nil {
+			log.Warn("trace flush failed", "error", err.Error())
+		}
+	}()
+	metrics := telemetry.NewMetrics()
+	st, err := store.Open(ctx, store.Options{
+		URI: uri, Database: cfg.MongoDatabase, OpTimeout: cfg.RequestTimeout,
+		Monitor: telemetry.CommandMonitor(metrics, tracing.Provider),
+	})
 	if err != nil {
 		return err
 	}
@@ -94,6 +111,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		Store: st, Verifier: verifier, Logger: log, Production: cfg.Production(),
 		RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
 		Events: hub, AllowedOrigins: cfg.WSAllowedOrigins,
+		Metrics: metrics, Tracer: tracing.Provider,
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -107,6 +125,9 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(handler, slog.LevelWarn),
 	}
+	// Shutdown neither closes nor waits for hijacked (websocket) connections:
+	// the handler closes them with 1001, ending their subscriptions.
+	srv.RegisterOnShutdown(h.CloseWebsockets)
 	addr := ln.Addr().String()
 	if !cfg.Production() {
 		printDevInfo(stdout, addr, cfg.JWTIssuer, cfg.JWTAudiences, secret, devSecret || len(cfg.JWTHS256Secret) > 0)
@@ -122,14 +143,29 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		return err
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	// SIGTERM: stop accepting, let requests in flight finish, close the
+	// websockets, then flush traces (deferred above); all within
+	// ShutdownTimeout, after which the remaining connections are cut.
+	log.Info("shutting down", "timeout", ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	err = srv.Shutdown(shutdownCtx)
+	if werr := h.WaitWebsockets(shutdownCtx); err == nil {
+		err = werr
+	}
+	stopHub()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		_ = srv.Close()
+		log.Warn("shutdown deadline passed; connections cut", "error", err.Error())
+		return nil
 	}
 	log.Info("stopped")
 	return nil
 }
+
+// ShutdownTimeout bounds a graceful shutdown: requests in flight get this
+// long to finish (each is itself bounded by REQUEST_TIMEOUT).
+var ShutdownTimeout = 15 * time.Second
 
 // trustedIssuers lists the issuers the verifier trusts: those of
 // JWT_TRUST_FILE, each limited to its roles and orgs, plus the single issuer

@@ -23,6 +23,20 @@ const (
 // A websocket upgrade without an Authorization header passes through: its
 // token rides in connection_init (see VerifyInitPayload).
 func (v *Verifier) Middleware(next http.Handler) http.Handler {
+	return v.MiddlewareWith(nil)(next)
+}
+
+// RefusedFunc is told why a request's token was refused (Reason's value),
+// for metrics and the access log; it never sees the token.
+type RefusedFunc func(r *http.Request, reason string)
+
+// MiddlewareWith is Middleware that also tells onRefused (when not nil) about
+// every refused request.
+func (v *Verifier) MiddlewareWith(onRefused RefusedFunc) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler { return v.middleware(next, onRefused) }
+}
+
+func (v *Verifier) middleware(next http.Handler, onRefused RefusedFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(r.Header.Values("Authorization")) == 0 && isWebsocketUpgrade(r) {
 			next.ServeHTTP(w, r)
@@ -31,6 +45,9 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 		p, err := v.Authenticate(r)
 		if err != nil {
 			v.log.InfoContext(r.Context(), "auth: request refused", "reason", Reason(err), "method", r.Method, "path", r.URL.Path)
+			if onRefused != nil {
+				onRefused(r, Reason(err))
+			}
 			WriteUnauthenticated(w, domain.ErrorMessage(err))
 			return
 		}

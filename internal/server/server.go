@@ -23,7 +23,10 @@ import (
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/secondopinion/gateway/docs"
 	"github.com/secondopinion/gateway/graph"
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/auth"
@@ -31,6 +34,7 @@ import (
 	"github.com/secondopinion/gateway/internal/events"
 	"github.com/secondopinion/gateway/internal/loader"
 	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/telemetry"
 	"github.com/secondopinion/gateway/internal/workflow"
 )
 
@@ -55,10 +59,37 @@ type Deps struct {
 	// AllowedOrigins lists the browser origins allowed to open websockets
 	// (patterns as in path.Match); none means same-origin only.
 	AllowedOrigins []string
+	// Metrics are served at /metrics (a fresh registry when nil). Pass the
+	// same Metrics to telemetry.CommandMonitor for database timings.
+	Metrics *telemetry.Metrics
+	// Tracer makes the spans (no-op when nil).
+	Tracer trace.TracerProvider
+	// Operations are the operation names that keep their own metric label
+	// (docs.OperationNames() when nil); others count as "other".
+	Operations telemetry.OperationNames
 }
 
+// Handler is the gateway's HTTP handler. Shutdown closes its websockets.
+type Handler struct {
+	http.Handler
+	metrics *telemetry.Metrics
+	ws      *wsTracker
+}
+
+// Metrics returns the handler's metrics.
+func (h *Handler) Metrics() *telemetry.Metrics { return h.metrics }
+
+// CloseWebsockets closes every websocket connection with 1001 (going away),
+// ending its subscriptions; connections accepted afterwards are closed at
+// once. Give it to http.Server.RegisterOnShutdown.
+func (h *Handler) CloseWebsockets() { h.ws.closeAll() }
+
+// WaitWebsockets blocks until every websocket handler has returned, or ctx
+// ends.
+func (h *Handler) WaitWebsockets(ctx context.Context) error { return h.ws.wait(ctx) }
+
 // New returns the gateway's HTTP handler with every route in one place.
-func New(d Deps) http.Handler {
+func New(d Deps) *Handler {
 	if d.AuditSink == nil {
 		d.AuditSink = d.Store
 	}
@@ -74,9 +105,27 @@ func New(d Deps) http.Handler {
 	if d.Limits == (Limits{}) {
 		d.Limits = DefaultLimits
 	}
-	gql := newGraphQL(d)
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Metrics == nil {
+		d.Metrics = telemetry.NewMetrics()
+	}
+	if d.Tracer == nil {
+		d.Tracer = noop.NewTracerProvider()
+	}
+	if d.Operations == nil {
+		d.Operations = telemetry.NewOperationNames(docs.OperationNames()...)
+	}
+	if d.Events != nil {
+		d.Metrics.WatchSubscriptions(d.Events.Active)
+	}
+	obs := &observer{log: d.Logger, metrics: d.Metrics, tracer: d.Tracer.Tracer(telemetry.TracerName), names: d.Operations, ws: newWSTracker()}
+	gql := newGraphQL(d, obs)
 	mux := http.NewServeMux()
-	mux.Handle("/graphql", limitByAddress(d.RateLimits, d.Verifier.Middleware(limitByPrincipal(d.RateLimits, guardTransport(gql)))))
+	authn := d.Verifier.MiddlewareWith(obs.authRefused)
+	mux.Handle("/graphql", limitByAddress(d.RateLimits, authn(notePrincipal(limitByPrincipal(d.RateLimits, guardTransport(gql))))))
+	mux.Handle("GET /metrics", d.Metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
@@ -94,20 +143,21 @@ func New(d Deps) http.Handler {
 	if !d.Production {
 		mux.Handle("GET /{$}", playground.Handler("Second Opinion Gateway", "/graphql"))
 	}
-	return withRequestID(withTimeout(d.RequestTimeout, withBodyLimit(d.MaxBodyBytes, mux)))
+	h := withRequestID(obs.middleware(withTimeout(d.RequestTimeout, withBodyLimit(d.MaxBodyBytes, mux))))
+	return &Handler{Handler: h, metrics: d.Metrics, ws: obs.ws}
 }
 
-func newGraphQL(d Deps) http.Handler {
+func newGraphQL(d Deps, obs *observer) http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{
 		Resolvers:  &graph.Resolver{Store: d.Store, Workflow: workflow.New(d.Store), Events: d.Events},
 		Complexity: complexity(),
 	}))
 	readLimit := int64(64 << 10)
 	srv.AddTransport(transport.Websocket{
-		Implementation: transport.CoderWebsocketImplementation{
+		Implementation: trackingWS{inner: transport.CoderWebsocketImplementation{
 			AcceptOptions: coderws.AcceptOptions{OriginPatterns: d.AllowedOrigins},
-		},
-		InitFunc:              wsInit(d.Verifier),
+		}, tracker: obs.ws},
+		InitFunc:              wsInit(d.Verifier, obs),
 		InitTimeout:           10 * time.Second,
 		KeepAlivePingInterval: 25 * time.Second,
 		PayloadReadLimit:      &readLimit,
@@ -129,6 +179,7 @@ func newGraphQL(d Deps) http.Handler {
 	srv.SetErrorPresenter(graph.ErrorPresenter(d.Logger, RequestID))
 	srv.SetRecoverFunc(graph.Recover(d.Logger))
 
+	srv.AroundOperations(obs.aroundOperations)
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		p, ok := domain.PrincipalFrom(ctx)
 		if !ok {
@@ -160,13 +211,20 @@ func newGraphQL(d Deps) http.Handler {
 		if err := audit.From(ctx).Flush(context.WithoutCancel(ctx), d.AuditSink); err != nil {
 			rid := RequestID(ctx)
 			d.Logger.ErrorContext(ctx, "audit write failed; response withheld", "request_id", rid, "error", err.Error())
-			return &graphql.Response{Errors: gqlerror.List{{
-				Message:    "internal error (request " + rid + ")",
-				Extensions: map[string]any{"code": string(domain.CodeInternal), "requestId": rid},
-			}}}
+			ext := map[string]any{"code": string(domain.CodeInternal), "requestId": rid}
+			if tid := telemetry.TraceID(ctx); tid != "" {
+				ext["traceId"] = tid
+			}
+			resp = &graphql.Response{Errors: gqlerror.List{{Message: "internal error (request " + rid + ")", Extensions: ext}}}
 		}
+		obs.observeResponse(ctx, resp)
 		return resp
 	})
+	if _, off := d.Tracer.(noop.TracerProvider); !off {
+		// Only with tracing on: an extra field layer shifts the loaders'
+		// batching windows, which the command-count tests pin down.
+		srv.AroundFields(obs.aroundFields)
+	}
 	srv.AroundFields(graph.FieldGuard)
 	return srv
 }
@@ -174,15 +232,18 @@ func newGraphQL(d Deps) http.Handler {
 // wsInit authenticates a graphql-transport-ws connection from its
 // connection_init payload: a missing or bad token closes the socket with
 // 4401, and the connection ends when the token expires.
-func wsInit(v *auth.Verifier) transport.WebsocketInitFunc {
+func wsInit(v *auth.Verifier, obs *observer) transport.WebsocketInitFunc {
 	return func(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
 		p, exp, err := v.VerifyInitPayload(ctx, payload)
 		if err != nil {
+			obs.metrics.ObserveAuthFailure(auth.Reason(err), "websocket")
+			telemetry.RecordFrom(ctx).SetAuthFailure(auth.Reason(err))
 			ctx = transport.WithWebsocketCloseCode(ctx, 4401)
 			ctx = transport.AppendCloseReason(ctx, "Unauthorized")
 			return ctx, nil, errors.New("authentication required")
 		}
 		ctx = domain.WithPrincipal(ctx, p)
+		telemetry.RecordFrom(ctx).SetPrincipal(p.Subject, string(p.Role), p.Org)
 		if !exp.IsZero() {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithDeadline(ctx, exp)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/event"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/auth"
@@ -29,6 +30,7 @@ import (
 	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/telemetry"
 )
 
 var (
@@ -63,6 +65,10 @@ type Env struct {
 	DB      string
 	Now     time.Time
 	Logs    *bytes.Buffer
+	// Metrics are the handler's metrics (served at /metrics).
+	Metrics *telemetry.Metrics
+	// Gateway is Handler with its shutdown methods.
+	Gateway *server.Handler
 }
 
 // Options tune Start.
@@ -79,6 +85,9 @@ type Options struct {
 	Production bool
 	// RateLimits replaces the default rate limits.
 	RateLimits server.RateLimits
+	// Tracer records spans (tracing is off when nil); database commands get
+	// spans too.
+	Tracer trace.TracerProvider
 }
 
 // Start opens a fresh database, seeds the demo data and builds the handler.
@@ -92,7 +101,9 @@ func Start(t testing.TB, opts ...Options) *Env {
 	db := fmt.Sprintf("t_%d_%s", time.Now().UnixNano(), randHex(4))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	st, err := store.Open(ctx, store.Options{URI: uri, Database: db, Monitor: o.Monitor})
+	metrics := telemetry.NewMetrics()
+	monitor := telemetry.ChainMonitors(o.Monitor, telemetry.CommandMonitor(metrics, o.Tracer))
+	st, err := store.Open(ctx, store.Options{URI: uri, Database: db, Monitor: monitor})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	if !o.NoSeed {
@@ -116,11 +127,13 @@ func Start(t testing.TB, opts ...Options) *Env {
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	t.Cleanup(stopHub)
 	go hub.Run(hubCtx)
-	deps := server.Deps{Store: st, Verifier: v, Production: o.Production, Logger: logger, Events: hub, RateLimits: o.RateLimits}
+	deps := server.Deps{Store: st, Verifier: v, Production: o.Production, Logger: logger, Events: hub, RateLimits: o.RateLimits,
+		Metrics: metrics, Tracer: o.Tracer}
 	if o.AuditSink != nil {
 		deps.AuditSink = o.AuditSink(st)
 	}
-	return &Env{Store: st, Handler: server.New(deps), Secret: secret, DB: db, Now: st.Now(), Logs: logs}
+	h := server.New(deps)
+	return &Env{Store: st, Handler: h, Secret: secret, DB: db, Now: st.Now(), Logs: logs, Metrics: metrics, Gateway: h}
 }
 
 type lockedWriter struct {
