@@ -2,7 +2,7 @@
 GO ?= go
 ADDR ?= :8080
 
-.PHONY: run test generate check-generated lint bench build conformance fuzz
+.PHONY: run test generate check-generated lint bench build conformance fuzz schema-tools schema-lint schema-diff schema-snapshot
 
 ## run: build and start the gateway on the embedded store with demo data; prints dev tokens
 run:
@@ -37,10 +37,29 @@ check-generated:
 		echo "generated code is stale: run 'make generate' and commit"; exit 1; \
 	fi; rm -rf $$tmp
 
-## lint: formatting and vet
-lint:
+## lint: formatting, vet, the schema linted, and no breaking change against schema/snapshot.graphqls
+lint: schema-lint schema-diff
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 	$(GO) vet ./...
+
+SCHEMA_TOOLS := tools/schema
+## schema-tools: install the npm schema tooling (graphql-schema-linter, @graphql-inspector/cli) from its lock file
+schema-tools: $(SCHEMA_TOOLS)/node_modules/.installed
+$(SCHEMA_TOOLS)/node_modules/.installed: $(SCHEMA_TOOLS)/package.json $(SCHEMA_TOOLS)/package-lock.json
+	cd $(SCHEMA_TOOLS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## schema-lint: descriptions everywhere, upper-case enum values, Relay connections, one input per mutation
+schema-lint: schema-tools
+	cd $(SCHEMA_TOOLS) && npx --no-install graphql-schema-linter
+
+## schema-diff: fail on a breaking change against the committed snapshot (removals go through @deprecated first)
+schema-diff: schema-tools
+	cd $(SCHEMA_TOOLS) && npx --no-install graphql-inspector diff ../../schema/snapshot.graphqls ../../schema.graphqls --rule suppressRemovalOfDeprecatedField
+
+## schema-snapshot: accept the current schema as the new contract baseline (on purpose: commit it with the change)
+schema-snapshot:
+	cp schema.graphqls schema/snapshot.graphqls
 
 ## bench: Go benchmarks (hot paths, -benchmem) and the load run (gateway vs hand-written baseline) on the embedded store
 bench:
