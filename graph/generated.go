@@ -47,6 +47,9 @@ type ResolverRoot interface {
 	Specialist() SpecialistResolver
 	SpecialistConnection() SpecialistConnectionResolver
 	Subscription() SubscriptionResolver
+	WebhookDelivery() WebhookDeliveryResolver
+	WebhookSubscription() WebhookSubscriptionResolver
+	WebhookSubscriptionConnection() WebhookSubscriptionConnectionResolver
 }
 
 type DirectiveRoot struct {
@@ -169,6 +172,15 @@ type ComplexityRoot struct {
 		Policy func(childComplexity int) int
 	}
 
+	CreateWebhookSubscriptionPayload struct {
+		Secret       func(childComplexity int) int
+		Subscription func(childComplexity int) int
+	}
+
+	DeleteWebhookSubscriptionPayload struct {
+		DeletedID func(childComplexity int) int
+	}
+
 	DeliverOpinionPayload struct {
 		Case    func(childComplexity int) int
 		Opinion func(childComplexity int) int
@@ -187,19 +199,22 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AddMedicalRecord     func(childComplexity int, input model.AddMedicalRecordInput) int
-		AssignSpecialist     func(childComplexity int, input model.AssignSpecialistInput) int
-		CancelCase           func(childComplexity int, input model.CancelCaseInput) int
-		CreatePolicy         func(childComplexity int, input model.CreatePolicyInput) int
-		DeliverOpinion       func(childComplexity int, input model.DeliverOpinionInput) int
-		GrantConsent         func(childComplexity int, input model.ConsentInput) int
-		RecordDecision       func(childComplexity int, input model.RecordDecisionInput) int
-		RequestSecondOpinion func(childComplexity int, input model.RequestSecondOpinionInput) int
-		RevokeConsent        func(childComplexity int, input model.ConsentInput) int
-		SaveOpinionDraft     func(childComplexity int, input model.SaveOpinionDraftInput) int
-		StartReview          func(childComplexity int, input model.StartReviewInput) int
-		UpdatePolicy         func(childComplexity int, input model.UpdatePolicyInput) int
-		UpsertSpecialist     func(childComplexity int, input model.UpsertSpecialistInput) int
+		AddMedicalRecord          func(childComplexity int, input model.AddMedicalRecordInput) int
+		AssignSpecialist          func(childComplexity int, input model.AssignSpecialistInput) int
+		CancelCase                func(childComplexity int, input model.CancelCaseInput) int
+		CreatePolicy              func(childComplexity int, input model.CreatePolicyInput) int
+		CreateWebhookSubscription func(childComplexity int, input model.CreateWebhookSubscriptionInput) int
+		DeleteWebhookSubscription func(childComplexity int, input model.DeleteWebhookSubscriptionInput) int
+		DeliverOpinion            func(childComplexity int, input model.DeliverOpinionInput) int
+		GrantConsent              func(childComplexity int, input model.ConsentInput) int
+		RecordDecision            func(childComplexity int, input model.RecordDecisionInput) int
+		RedeliverWebhook          func(childComplexity int, input model.RedeliverWebhookInput) int
+		RequestSecondOpinion      func(childComplexity int, input model.RequestSecondOpinionInput) int
+		RevokeConsent             func(childComplexity int, input model.ConsentInput) int
+		SaveOpinionDraft          func(childComplexity int, input model.SaveOpinionDraftInput) int
+		StartReview               func(childComplexity int, input model.StartReviewInput) int
+		UpdatePolicy              func(childComplexity int, input model.UpdatePolicyInput) int
+		UpsertSpecialist          func(childComplexity int, input model.UpsertSpecialistInput) int
 	}
 
 	Opinion struct {
@@ -274,22 +289,27 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		AuditEvents       func(childComplexity int, first *int, after *string, filter *model.AuditEventFilter) int
-		Case              func(childComplexity int, id string) int
-		Cases             func(childComplexity int, first *int, after *string, filter *model.CaseFilter) int
-		Node              func(childComplexity int, id string) int
-		Opinion           func(childComplexity int, id string) int
-		Opinions          func(childComplexity int, first *int, after *string, filter *model.OpinionFilter) int
-		Policies          func(childComplexity int, first *int, after *string, filter *model.PolicyFilter) int
-		Policy            func(childComplexity int, id string) int
-		Specialist        func(childComplexity int, id string) int
-		SpecialistMatches func(childComplexity int, caseID string, first *int) int
-		Specialists       func(childComplexity int, first *int, after *string, filter *model.SpecialistFilter) int
-		Viewer            func(childComplexity int) int
+		AuditEvents          func(childComplexity int, first *int, after *string, filter *model.AuditEventFilter) int
+		Case                 func(childComplexity int, id string) int
+		Cases                func(childComplexity int, first *int, after *string, filter *model.CaseFilter) int
+		Node                 func(childComplexity int, id string) int
+		Opinion              func(childComplexity int, id string) int
+		Opinions             func(childComplexity int, first *int, after *string, filter *model.OpinionFilter) int
+		Policies             func(childComplexity int, first *int, after *string, filter *model.PolicyFilter) int
+		Policy               func(childComplexity int, id string) int
+		Specialist           func(childComplexity int, id string) int
+		SpecialistMatches    func(childComplexity int, caseID string, first *int) int
+		Specialists          func(childComplexity int, first *int, after *string, filter *model.SpecialistFilter) int
+		Viewer               func(childComplexity int) int
+		WebhookSubscriptions func(childComplexity int, first *int, after *string) int
 	}
 
 	RecordDecisionPayload struct {
 		Case func(childComplexity int) int
+	}
+
+	RedeliverWebhookPayload struct {
+		Delivery func(childComplexity int) int
 	}
 
 	RequestSecondOpinionPayload struct {
@@ -368,6 +388,39 @@ type ComplexityRoot struct {
 		SpecialistID func(childComplexity int) int
 		Subject      func(childComplexity int) int
 	}
+
+	WebhookDelivery struct {
+		Attempts       func(childComplexity int) int
+		CreatedAt      func(childComplexity int) int
+		DeliveredAt    func(childComplexity int) int
+		EventType      func(childComplexity int) int
+		ID             func(childComplexity int) int
+		LastAttemptAt  func(childComplexity int) int
+		LastError      func(childComplexity int) int
+		LastStatusCode func(childComplexity int) int
+		NextAttemptAt  func(childComplexity int) int
+		Status         func(childComplexity int) int
+	}
+
+	WebhookSubscription struct {
+		CreatedAt  func(childComplexity int) int
+		CreatedBy  func(childComplexity int) int
+		Deliveries func(childComplexity int, first *int, status *domain.DeliveryStatus) int
+		EventTypes func(childComplexity int) int
+		ID         func(childComplexity int) int
+		URL        func(childComplexity int) int
+	}
+
+	WebhookSubscriptionConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	WebhookSubscriptionEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
 }
 
 // endregion ***************************** api!.gotpl *****************************
@@ -414,6 +467,9 @@ type MutationResolver interface {
 	DeliverOpinion(ctx context.Context, input model.DeliverOpinionInput) (*model.DeliverOpinionPayload, error)
 	RecordDecision(ctx context.Context, input model.RecordDecisionInput) (*model.RecordDecisionPayload, error)
 	CancelCase(ctx context.Context, input model.CancelCaseInput) (*model.CancelCasePayload, error)
+	CreateWebhookSubscription(ctx context.Context, input model.CreateWebhookSubscriptionInput) (*model.CreateWebhookSubscriptionPayload, error)
+	DeleteWebhookSubscription(ctx context.Context, input model.DeleteWebhookSubscriptionInput) (*model.DeleteWebhookSubscriptionPayload, error)
+	RedeliverWebhook(ctx context.Context, input model.RedeliverWebhookInput) (*model.RedeliverWebhookPayload, error)
 }
 type OpinionResolver interface {
 	ID(ctx context.Context, obj *domain.Opinion) (string, error)
@@ -447,6 +503,7 @@ type QueryResolver interface {
 	Opinion(ctx context.Context, id string) (*domain.Opinion, error)
 	SpecialistMatches(ctx context.Context, caseID string, first *int) ([]model.SpecialistMatch, error)
 	AuditEvents(ctx context.Context, first *int, after *string, filter *model.AuditEventFilter) (*model.AuditEventConnection, error)
+	WebhookSubscriptions(ctx context.Context, first *int, after *string) (*model.WebhookSubscriptionConnection, error)
 }
 type SpecialistResolver interface {
 	ID(ctx context.Context, obj *domain.Specialist) (string, error)
@@ -456,6 +513,22 @@ type SpecialistConnectionResolver interface {
 }
 type SubscriptionResolver interface {
 	CaseEvents(ctx context.Context, caseID *string) (<-chan *model.CaseEventNotice, error)
+}
+type WebhookDeliveryResolver interface {
+	ID(ctx context.Context, obj *domain.WebhookDelivery) (string, error)
+
+	LastError(ctx context.Context, obj *domain.WebhookDelivery) (*string, error)
+	LastStatusCode(ctx context.Context, obj *domain.WebhookDelivery) (*int, error)
+}
+type WebhookSubscriptionResolver interface {
+	ID(ctx context.Context, obj *domain.WebhookSubscription) (string, error)
+
+	CreatedBy(ctx context.Context, obj *domain.WebhookSubscription) (string, error)
+
+	Deliveries(ctx context.Context, obj *domain.WebhookSubscription, first *int, status *domain.DeliveryStatus) ([]domain.WebhookDelivery, error)
+}
+type WebhookSubscriptionConnectionResolver interface {
+	TotalCount(ctx context.Context, obj *model.WebhookSubscriptionConnection) (int, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -900,6 +973,26 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CreatePolicyPayload.Policy(childComplexity), true
 
+	case "CreateWebhookSubscriptionPayload.secret":
+		if e.ComplexityRoot.CreateWebhookSubscriptionPayload.Secret == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateWebhookSubscriptionPayload.Secret(childComplexity), true
+	case "CreateWebhookSubscriptionPayload.subscription":
+		if e.ComplexityRoot.CreateWebhookSubscriptionPayload.Subscription == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateWebhookSubscriptionPayload.Subscription(childComplexity), true
+
+	case "DeleteWebhookSubscriptionPayload.deletedId":
+		if e.ComplexityRoot.DeleteWebhookSubscriptionPayload.DeletedID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeleteWebhookSubscriptionPayload.DeletedID(childComplexity), true
+
 	case "DeliverOpinionPayload.case":
 		if e.ComplexityRoot.DeliverOpinionPayload.Case == nil {
 			break
@@ -995,6 +1088,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreatePolicy(childComplexity, args["input"].(model.CreatePolicyInput)), true
+	case "Mutation.createWebhookSubscription":
+		if e.ComplexityRoot.Mutation.CreateWebhookSubscription == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createWebhookSubscription_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateWebhookSubscription(childComplexity, args["input"].(model.CreateWebhookSubscriptionInput)), true
+	case "Mutation.deleteWebhookSubscription":
+		if e.ComplexityRoot.Mutation.DeleteWebhookSubscription == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteWebhookSubscription_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteWebhookSubscription(childComplexity, args["input"].(model.DeleteWebhookSubscriptionInput)), true
 	case "Mutation.deliverOpinion":
 		if e.ComplexityRoot.Mutation.DeliverOpinion == nil {
 			break
@@ -1028,6 +1143,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RecordDecision(childComplexity, args["input"].(model.RecordDecisionInput)), true
+	case "Mutation.redeliverWebhook":
+		if e.ComplexityRoot.Mutation.RedeliverWebhook == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_redeliverWebhook_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RedeliverWebhook(childComplexity, args["input"].(model.RedeliverWebhookInput)), true
 	case "Mutation.requestSecondOpinion":
 		if e.ComplexityRoot.Mutation.RequestSecondOpinion == nil {
 			break
@@ -1513,6 +1639,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Viewer(childComplexity), true
+	case "Query.webhookSubscriptions":
+		if e.ComplexityRoot.Query.WebhookSubscriptions == nil {
+			break
+		}
+
+		args, err := ec.field_Query_webhookSubscriptions_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.WebhookSubscriptions(childComplexity, args["first"].(*int), args["after"].(*string)), true
 
 	case "RecordDecisionPayload.case":
 		if e.ComplexityRoot.RecordDecisionPayload.Case == nil {
@@ -1520,6 +1657,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RecordDecisionPayload.Case(childComplexity), true
+
+	case "RedeliverWebhookPayload.delivery":
+		if e.ComplexityRoot.RedeliverWebhookPayload.Delivery == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RedeliverWebhookPayload.Delivery(childComplexity), true
 
 	case "RequestSecondOpinionPayload.case":
 		if e.ComplexityRoot.RequestSecondOpinionPayload.Case == nil {
@@ -1767,6 +1911,141 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Viewer.Subject(childComplexity), true
 
+	case "WebhookDelivery.attempts":
+		if e.ComplexityRoot.WebhookDelivery.Attempts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.Attempts(childComplexity), true
+	case "WebhookDelivery.createdAt":
+		if e.ComplexityRoot.WebhookDelivery.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.CreatedAt(childComplexity), true
+	case "WebhookDelivery.deliveredAt":
+		if e.ComplexityRoot.WebhookDelivery.DeliveredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.DeliveredAt(childComplexity), true
+	case "WebhookDelivery.eventType":
+		if e.ComplexityRoot.WebhookDelivery.EventType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.EventType(childComplexity), true
+	case "WebhookDelivery.id":
+		if e.ComplexityRoot.WebhookDelivery.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.ID(childComplexity), true
+	case "WebhookDelivery.lastAttemptAt":
+		if e.ComplexityRoot.WebhookDelivery.LastAttemptAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.LastAttemptAt(childComplexity), true
+	case "WebhookDelivery.lastError":
+		if e.ComplexityRoot.WebhookDelivery.LastError == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.LastError(childComplexity), true
+	case "WebhookDelivery.lastStatusCode":
+		if e.ComplexityRoot.WebhookDelivery.LastStatusCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.LastStatusCode(childComplexity), true
+	case "WebhookDelivery.nextAttemptAt":
+		if e.ComplexityRoot.WebhookDelivery.NextAttemptAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.NextAttemptAt(childComplexity), true
+	case "WebhookDelivery.status":
+		if e.ComplexityRoot.WebhookDelivery.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookDelivery.Status(childComplexity), true
+
+	case "WebhookSubscription.createdAt":
+		if e.ComplexityRoot.WebhookSubscription.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookSubscription.CreatedAt(childComplexity), true
+	case "WebhookSubscription.createdBy":
+		if e.ComplexityRoot.WebhookSubscription.CreatedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookSubscription.CreatedBy(childComplexity), true
+	case "WebhookSubscription.deliveries":
+		if e.ComplexityRoot.WebhookSubscription.Deliveries == nil {
+			break
+		}
+
+		args, err := ec.field_WebhookSubscription_deliveries_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.WebhookSubscription.Deliveries(childComplexity, args["first"].(*int), args["status"].(*domain.DeliveryStatus)), true
+	case "WebhookSubscription.eventTypes":
+		if e.ComplexityRoot.WebhookSubscription.EventTypes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookSubscription.EventTypes(childComplexity), true
+	case "WebhookSubscription.id":
+		if e.ComplexityRoot.WebhookSubscription.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookSubscription.ID(childComplexity), true
+	case "WebhookSubscription.url":
+		if e.ComplexityRoot.WebhookSubscription.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookSubscription.URL(childComplexity), true
+
+	case "WebhookSubscriptionConnection.edges":
+		if e.ComplexityRoot.WebhookSubscriptionConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookSubscriptionConnection.Edges(childComplexity), true
+	case "WebhookSubscriptionConnection.pageInfo":
+		if e.ComplexityRoot.WebhookSubscriptionConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookSubscriptionConnection.PageInfo(childComplexity), true
+	case "WebhookSubscriptionConnection.totalCount":
+		if e.ComplexityRoot.WebhookSubscriptionConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookSubscriptionConnection.TotalCount(childComplexity), true
+
+	case "WebhookSubscriptionEdge.cursor":
+		if e.ComplexityRoot.WebhookSubscriptionEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookSubscriptionEdge.Cursor(childComplexity), true
+	case "WebhookSubscriptionEdge.node":
+		if e.ComplexityRoot.WebhookSubscriptionEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookSubscriptionEdge.Node(childComplexity), true
+
 	}
 	return 0, false
 }
@@ -1785,12 +2064,15 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("ClinicalTrialInput", ec.unmarshalInputClinicalTrialInput),
 			graphql.NewInputUnmarshaler("ConsentInput", ec.unmarshalInputConsentInput),
 			graphql.NewInputUnmarshaler("CreatePolicyInput", ec.unmarshalInputCreatePolicyInput),
+			graphql.NewInputUnmarshaler("CreateWebhookSubscriptionInput", ec.unmarshalInputCreateWebhookSubscriptionInput),
+			graphql.NewInputUnmarshaler("DeleteWebhookSubscriptionInput", ec.unmarshalInputDeleteWebhookSubscriptionInput),
 			graphql.NewInputUnmarshaler("DeliverOpinionInput", ec.unmarshalInputDeliverOpinionInput),
 			graphql.NewInputUnmarshaler("DiagnosisInput", ec.unmarshalInputDiagnosisInput),
 			graphql.NewInputUnmarshaler("InsuredInput", ec.unmarshalInputInsuredInput),
 			graphql.NewInputUnmarshaler("OpinionFilter", ec.unmarshalInputOpinionFilter),
 			graphql.NewInputUnmarshaler("PolicyFilter", ec.unmarshalInputPolicyFilter),
 			graphql.NewInputUnmarshaler("RecordDecisionInput", ec.unmarshalInputRecordDecisionInput),
+			graphql.NewInputUnmarshaler("RedeliverWebhookInput", ec.unmarshalInputRedeliverWebhookInput),
 			graphql.NewInputUnmarshaler("RequestSecondOpinionInput", ec.unmarshalInputRequestSecondOpinionInput),
 			graphql.NewInputUnmarshaler("SaveOpinionDraftInput", ec.unmarshalInputSaveOpinionDraftInput),
 			graphql.NewInputUnmarshaler("SecondOpinionBenefitInput", ec.unmarshalInputSecondOpinionBenefitInput),
@@ -2512,6 +2794,8 @@ type Query {
   specialistMatches("The case's global id." caseId: ID!, "How many to return, 1 to 100 (default 10)." first: Int): [SpecialistMatch!]!
   "Audit trail, newest first (coordinators)."
   auditEvents("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String, "Filters." filter: AuditEventFilter): AuditEventConnection!
+  "Your organisation's webhook subscriptions, oldest first (insurers, providers, partners)."
+  webhookSubscriptions("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String): WebhookSubscriptionConnection!
 }
 
 "The second-opinion benefit of a new or updated policy."
@@ -2882,6 +3166,128 @@ type Mutation {
   recordDecision("The decision." input: RecordDecisionInput!): RecordDecisionPayload!
   "Cancels a case before delivery (members, coordinators)."
   cancelCase("The cancellation." input: CancelCaseInput!): CancelCasePayload!
+  "Registers a webhook endpoint for your organisation (insurers, providers, partners); the answer holds its signing secret, shown this once."
+  createWebhookSubscription("The endpoint." input: CreateWebhookSubscriptionInput!): CreateWebhookSubscriptionPayload!
+  "Deletes one of your organisation's webhook subscriptions and its deliveries."
+  deleteWebhookSubscription("The subscription." input: DeleteWebhookSubscriptionInput!): DeleteWebhookSubscriptionPayload!
+  "Queues a dead-lettered (or delivered) webhook delivery again, with a fresh budget of attempts and the same ` + "`" + `webhook-id` + "`" + `."
+  redeliverWebhook("The delivery." input: RedeliverWebhookInput!): RedeliverWebhookPayload!
+}
+
+"""
+An endpoint your organisation registered to receive case events. Every case
+event you may see (as a subscription over the socket would), of the types
+asked for, is POSTed to it from a persisted outbox, at least once, in order
+per case, signed per Standard Webhooks (` + "`" + `webhook-id` + "`" + `, ` + "`" + `webhook-timestamp` + "`" + `,
+` + "`" + `webhook-signature` + "`" + `).
+"""
+type WebhookSubscription implements Node {
+  "The subscription's global id."
+  id: ID!
+  "The endpoint: https (http only on loopback, outside production)."
+  url: String!
+  "The event types sent (` + "`" + `SUBMITTED` + "`" + `, ` + "`" + `STATUS_CHANGED` + "`" + `, ` + "`" + `RECORD_ADDED` + "`" + `, ` + "`" + `CONSENT_GRANTED` + "`" + `, ` + "`" + `CONSENT_REVOKED` + "`" + `); empty means all."
+  eventTypes: [String!]!
+  "Who registered it (the token's ` + "`" + `sub` + "`" + `)."
+  createdBy: String!
+  "When it was registered."
+  createdAt: DateTime!
+  "Its latest deliveries, newest first: pending ones with their next attempt, delivered ones, dead letters with their last error."
+  deliveries("How many, 1 to 100 (default 20)." first: Int, "Only deliveries in this state." status: WebhookDeliveryStatus): [WebhookDelivery!]!
+}
+
+"Where a webhook delivery stands."
+enum WebhookDeliveryStatus {
+  "Waiting for its first attempt or for a retry."
+  PENDING
+  "The endpoint answered 2xx."
+  DELIVERED
+  "Every attempt failed; ` + "`" + `redeliverWebhook` + "`" + ` queues it again."
+  DEAD_LETTER
+  "The case left your view (consent revoked, case reassigned) before it was delivered; it will not be sent."
+  CANCELLED
+}
+
+"One case event on its way to one endpoint. Its id is the ` + "`" + `webhook-id` + "`" + ` header the endpoint receives."
+type WebhookDelivery implements Node {
+  "The delivery's global id, sent as ` + "`" + `webhook-id` + "`" + `."
+  id: ID!
+  "The case event's type."
+  eventType: String!
+  "Where it stands."
+  status: WebhookDeliveryStatus!
+  "Attempts made so far (since the last redelivery)."
+  attempts: Int!
+  "Why the last attempt failed (` + "`" + `HTTP 500` + "`" + `, ` + "`" + `no answer within 5s` + "`" + `, …); null after a success."
+  lastError: String
+  "The HTTP status of the last answer, if any."
+  lastStatusCode: Int
+  "When the next attempt is due (pending only)."
+  nextAttemptAt: DateTime
+  "When the last attempt was made."
+  lastAttemptAt: DateTime
+  "When the endpoint accepted it."
+  deliveredAt: DateTime
+  "When the event was queued for this endpoint."
+  createdAt: DateTime!
+}
+
+"A page of webhook subscriptions."
+type WebhookSubscriptionConnection {
+  "The subscriptions of this page."
+  edges: [WebhookSubscriptionEdge!]!
+  "Pagination state."
+  pageInfo: PageInfo!
+  "How many subscriptions your organisation has."
+  totalCount: Int!
+}
+
+"One webhook subscription of a page."
+type WebhookSubscriptionEdge {
+  "Where this edge sits, for ` + "`" + `after` + "`" + `."
+  cursor: String!
+  "The subscription."
+  node: WebhookSubscription!
+}
+
+"Input of ` + "`" + `createWebhookSubscription` + "`" + `."
+input CreateWebhookSubscriptionInput {
+  "The endpoint URL: https (http only on loopback, outside production), no credentials."
+  url: String!
+  "Only these event types (see ` + "`" + `WebhookSubscription.eventTypes` + "`" + `); omit or leave empty for all."
+  eventTypes: [String!]
+}
+
+"What ` + "`" + `createWebhookSubscription` + "`" + ` created."
+type CreateWebhookSubscriptionPayload {
+  "The new subscription."
+  subscription: WebhookSubscription!
+  "The signing secret (` + "`" + `whsec_` + "`" + ` + base64). Shown only here: store it now."
+  secret: String!
+}
+
+"Input of ` + "`" + `deleteWebhookSubscription` + "`" + `."
+input DeleteWebhookSubscriptionInput {
+  "The subscription's global id."
+  id: ID!
+}
+
+"What ` + "`" + `deleteWebhookSubscription` + "`" + ` deleted."
+type DeleteWebhookSubscriptionPayload {
+  "The deleted subscription's global id."
+  deletedId: ID!
+}
+
+"Input of ` + "`" + `redeliverWebhook` + "`" + `."
+input RedeliverWebhookInput {
+  "The delivery's global id (the ` + "`" + `webhook-id` + "`" + ` your endpoint received)."
+  deliveryId: ID!
+}
+
+"What ` + "`" + `redeliverWebhook` + "`" + ` queued."
+type RedeliverWebhookPayload {
+  "The delivery, pending again."
+  delivery: WebhookDelivery!
 }
 `, BuiltIn: false},
 }
@@ -3123,6 +3529,24 @@ func (ec *executionContext) childFields_CreatePolicyPayload(ctx context.Context,
 	return nil, fmt.Errorf("no field named %q was found under type CreatePolicyPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_CreateWebhookSubscriptionPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "subscription":
+		return ec.fieldContext_CreateWebhookSubscriptionPayload_subscription(ctx, field)
+	case "secret":
+		return ec.fieldContext_CreateWebhookSubscriptionPayload_secret(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreateWebhookSubscriptionPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_DeleteWebhookSubscriptionPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "deletedId":
+		return ec.fieldContext_DeleteWebhookSubscriptionPayload_deletedId(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeleteWebhookSubscriptionPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_DeliverOpinionPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "case":
@@ -3307,6 +3731,14 @@ func (ec *executionContext) childFields_RecordDecisionPayload(ctx context.Contex
 	return nil, fmt.Errorf("no field named %q was found under type RecordDecisionPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_RedeliverWebhookPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "delivery":
+		return ec.fieldContext_RedeliverWebhookPayload_delivery(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RedeliverWebhookPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_RequestSecondOpinionPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "case":
@@ -3451,6 +3883,72 @@ func (ec *executionContext) childFields_Viewer(ctx context.Context, field graphq
 		return ec.fieldContext_Viewer_specialistId(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Viewer", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookDelivery(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_WebhookDelivery_id(ctx, field)
+	case "eventType":
+		return ec.fieldContext_WebhookDelivery_eventType(ctx, field)
+	case "status":
+		return ec.fieldContext_WebhookDelivery_status(ctx, field)
+	case "attempts":
+		return ec.fieldContext_WebhookDelivery_attempts(ctx, field)
+	case "lastError":
+		return ec.fieldContext_WebhookDelivery_lastError(ctx, field)
+	case "lastStatusCode":
+		return ec.fieldContext_WebhookDelivery_lastStatusCode(ctx, field)
+	case "nextAttemptAt":
+		return ec.fieldContext_WebhookDelivery_nextAttemptAt(ctx, field)
+	case "lastAttemptAt":
+		return ec.fieldContext_WebhookDelivery_lastAttemptAt(ctx, field)
+	case "deliveredAt":
+		return ec.fieldContext_WebhookDelivery_deliveredAt(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_WebhookDelivery_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookDelivery", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookSubscription(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_WebhookSubscription_id(ctx, field)
+	case "url":
+		return ec.fieldContext_WebhookSubscription_url(ctx, field)
+	case "eventTypes":
+		return ec.fieldContext_WebhookSubscription_eventTypes(ctx, field)
+	case "createdBy":
+		return ec.fieldContext_WebhookSubscription_createdBy(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_WebhookSubscription_createdAt(ctx, field)
+	case "deliveries":
+		return ec.fieldContext_WebhookSubscription_deliveries(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookSubscription", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookSubscriptionConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_WebhookSubscriptionConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_WebhookSubscriptionConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_WebhookSubscriptionConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookSubscriptionConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookSubscriptionEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_WebhookSubscriptionEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_WebhookSubscriptionEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookSubscriptionEdge", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3625,6 +4123,34 @@ func (ec *executionContext) field_Mutation_createPolicy_args(ctx context.Context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createWebhookSubscription_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreateWebhookSubscriptionInput, error) {
+			return ec.unmarshalNCreateWebhookSubscriptionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCreateWebhookSubscriptionInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deleteWebhookSubscription_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.DeleteWebhookSubscriptionInput, error) {
+			return ec.unmarshalNDeleteWebhookSubscriptionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDeleteWebhookSubscriptionInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_deliverOpinion_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3659,6 +4185,20 @@ func (ec *executionContext) field_Mutation_recordDecision_args(ctx context.Conte
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.RecordDecisionInput, error) {
 			return ec.unmarshalNRecordDecisionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRecordDecisionInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_redeliverWebhook_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.RedeliverWebhookInput, error) {
+			return ec.unmarshalNRedeliverWebhookInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRedeliverWebhookInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -4007,6 +4547,28 @@ func (ec *executionContext) field_Query_specialists_args(ctx context.Context, ra
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_webhookSubscriptions_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Subscription_caseEvents_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4018,6 +4580,28 @@ func (ec *executionContext) field_Subscription_caseEvents_args(ctx context.Conte
 		return nil, err
 	}
 	args["caseId"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_WebhookSubscription_deliveries_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "status",
+		func(ctx context.Context, v any) (*domain.DeliveryStatus, error) {
+			return ec.unmarshalOWebhookDeliveryStatus2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDeliveryStatus(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["status"] = arg1
 	return args, nil
 }
 
@@ -5848,6 +6432,84 @@ func (ec *executionContext) fieldContext_CreatePolicyPayload_policy(_ context.Co
 	return fc, nil
 }
 
+func (ec *executionContext) _CreateWebhookSubscriptionPayload_subscription(ctx context.Context, field graphql.CollectedField, obj *model.CreateWebhookSubscriptionPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreateWebhookSubscriptionPayload_subscription(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Subscription, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.WebhookSubscription) graphql.Marshaler {
+			return ec.marshalNWebhookSubscription2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐWebhookSubscription(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreateWebhookSubscriptionPayload_subscription(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CreateWebhookSubscriptionPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WebhookSubscription(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CreateWebhookSubscriptionPayload_secret(ctx context.Context, field graphql.CollectedField, obj *model.CreateWebhookSubscriptionPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreateWebhookSubscriptionPayload_secret(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Secret, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreateWebhookSubscriptionPayload_secret(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreateWebhookSubscriptionPayload", field, false, false, "String")
+}
+
+func (ec *executionContext) _DeleteWebhookSubscriptionPayload_deletedId(ctx context.Context, field graphql.CollectedField, obj *model.DeleteWebhookSubscriptionPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeleteWebhookSubscriptionPayload_deletedId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DeletedID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeleteWebhookSubscriptionPayload_deletedId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeleteWebhookSubscriptionPayload", field, false, false, "ID")
+}
+
 func (ec *executionContext) _DeliverOpinionPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.DeliverOpinionPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6616,6 +7278,138 @@ func (ec *executionContext) fieldContext_Mutation_cancelCase(ctx context.Context
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_cancelCase_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createWebhookSubscription(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createWebhookSubscription(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateWebhookSubscription(ctx, fc.Args["input"].(model.CreateWebhookSubscriptionInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CreateWebhookSubscriptionPayload) graphql.Marshaler {
+			return ec.marshalNCreateWebhookSubscriptionPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCreateWebhookSubscriptionPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createWebhookSubscription(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CreateWebhookSubscriptionPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createWebhookSubscription_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteWebhookSubscription(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteWebhookSubscription(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteWebhookSubscription(ctx, fc.Args["input"].(model.DeleteWebhookSubscriptionInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DeleteWebhookSubscriptionPayload) graphql.Marshaler {
+			return ec.marshalNDeleteWebhookSubscriptionPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDeleteWebhookSubscriptionPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteWebhookSubscription(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeleteWebhookSubscriptionPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteWebhookSubscription_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_redeliverWebhook(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_redeliverWebhook(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RedeliverWebhook(ctx, fc.Args["input"].(model.RedeliverWebhookInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RedeliverWebhookPayload) graphql.Marshaler {
+			return ec.marshalNRedeliverWebhookPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRedeliverWebhookPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_redeliverWebhook(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RedeliverWebhookPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_redeliverWebhook_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -8345,6 +9139,50 @@ func (ec *executionContext) fieldContext_Query_auditEvents(ctx context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_webhookSubscriptions(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_webhookSubscriptions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().WebhookSubscriptions(ctx, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.WebhookSubscriptionConnection) graphql.Marshaler {
+			return ec.marshalNWebhookSubscriptionConnection2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐWebhookSubscriptionConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_webhookSubscriptions(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WebhookSubscriptionConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_webhookSubscriptions_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query___type(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8448,6 +9286,38 @@ func (ec *executionContext) fieldContext_RecordDecisionPayload_case(_ context.Co
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Case(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RedeliverWebhookPayload_delivery(ctx context.Context, field graphql.CollectedField, obj *model.RedeliverWebhookPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RedeliverWebhookPayload_delivery(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Delivery, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.WebhookDelivery) graphql.Marshaler {
+			return ec.marshalNWebhookDelivery2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐWebhookDelivery(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RedeliverWebhookPayload_delivery(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RedeliverWebhookPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WebhookDelivery(ctx, field)
 		},
 	}
 	return fc, nil
@@ -9427,6 +10297,537 @@ func (ec *executionContext) _Viewer_specialistId(ctx context.Context, field grap
 }
 func (ec *executionContext) fieldContext_Viewer_specialistId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Viewer", field, false, false, "ID")
+}
+
+func (ec *executionContext) _WebhookDelivery_id(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookDelivery_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WebhookDelivery().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookDelivery_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookDelivery", field, true, true, "ID")
+}
+
+func (ec *executionContext) _WebhookDelivery_eventType(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookDelivery_eventType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EventType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookDelivery_eventType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookDelivery", field, false, false, "String")
+}
+
+func (ec *executionContext) _WebhookDelivery_status(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookDelivery_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.DeliveryStatus) graphql.Marshaler {
+			return ec.marshalNWebhookDeliveryStatus2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDeliveryStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookDelivery_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookDelivery", field, false, false, "WebhookDeliveryStatus")
+}
+
+func (ec *executionContext) _WebhookDelivery_attempts(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookDelivery_attempts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Attempts, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookDelivery_attempts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookDelivery", field, false, false, "Int")
+}
+
+func (ec *executionContext) _WebhookDelivery_lastError(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookDelivery_lastError(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WebhookDelivery().LastError(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookDelivery_lastError(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookDelivery", field, true, true, "String")
+}
+
+func (ec *executionContext) _WebhookDelivery_lastStatusCode(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookDelivery_lastStatusCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WebhookDelivery().LastStatusCode(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookDelivery_lastStatusCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookDelivery", field, true, true, "Int")
+}
+
+func (ec *executionContext) _WebhookDelivery_nextAttemptAt(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookDelivery_nextAttemptAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NextAttemptAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalODateTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookDelivery_nextAttemptAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookDelivery", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _WebhookDelivery_lastAttemptAt(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookDelivery_lastAttemptAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastAttemptAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalODateTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookDelivery_lastAttemptAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookDelivery", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _WebhookDelivery_deliveredAt(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookDelivery_deliveredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DeliveredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalODateTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookDelivery_deliveredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookDelivery", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _WebhookDelivery_createdAt(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookDelivery) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookDelivery_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookDelivery_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookDelivery", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _WebhookSubscription_id(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookSubscription) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookSubscription_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WebhookSubscription().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookSubscription_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookSubscription", field, true, true, "ID")
+}
+
+func (ec *executionContext) _WebhookSubscription_url(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookSubscription) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookSubscription_url(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.URL, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookSubscription_url(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookSubscription", field, false, false, "String")
+}
+
+func (ec *executionContext) _WebhookSubscription_eventTypes(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookSubscription) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookSubscription_eventTypes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EventTypes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookSubscription_eventTypes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookSubscription", field, false, false, "String")
+}
+
+func (ec *executionContext) _WebhookSubscription_createdBy(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookSubscription) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookSubscription_createdBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WebhookSubscription().CreatedBy(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookSubscription_createdBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookSubscription", field, true, true, "String")
+}
+
+func (ec *executionContext) _WebhookSubscription_createdAt(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookSubscription) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookSubscription_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookSubscription_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookSubscription", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _WebhookSubscription_deliveries(ctx context.Context, field graphql.CollectedField, obj *domain.WebhookSubscription) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookSubscription_deliveries(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.WebhookSubscription().Deliveries(ctx, obj, fc.Args["first"].(*int), fc.Args["status"].(*domain.DeliveryStatus))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []domain.WebhookDelivery) graphql.Marshaler {
+			return ec.marshalNWebhookDelivery2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐWebhookDeliveryᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookSubscription_deliveries(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "WebhookSubscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WebhookDelivery(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_WebhookSubscription_deliveries_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _WebhookSubscriptionConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.WebhookSubscriptionConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookSubscriptionConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.WebhookSubscriptionEdge) graphql.Marshaler {
+			return ec.marshalNWebhookSubscriptionEdge2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐWebhookSubscriptionEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookSubscriptionConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "WebhookSubscriptionConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WebhookSubscriptionEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _WebhookSubscriptionConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.WebhookSubscriptionConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookSubscriptionConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookSubscriptionConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "WebhookSubscriptionConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _WebhookSubscriptionConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.WebhookSubscriptionConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookSubscriptionConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WebhookSubscriptionConnection().TotalCount(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookSubscriptionConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookSubscriptionConnection", field, true, true, "Int")
+}
+
+func (ec *executionContext) _WebhookSubscriptionEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.WebhookSubscriptionEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookSubscriptionEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookSubscriptionEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WebhookSubscriptionEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _WebhookSubscriptionEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.WebhookSubscriptionEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WebhookSubscriptionEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.WebhookSubscription) graphql.Marshaler {
+			return ec.marshalNWebhookSubscription2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐWebhookSubscription(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WebhookSubscriptionEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "WebhookSubscriptionEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WebhookSubscription(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
@@ -11006,6 +12407,97 @@ func UnmarshalCreatePolicyInput(ctx context.Context, raw any) (model.CreatePolic
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputCreateWebhookSubscriptionInput(ctx context.Context, obj any) (model.CreateWebhookSubscriptionInput, error) {
+	var it model.CreateWebhookSubscriptionInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"url", "eventTypes"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "url":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("url"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.URL = data
+		case "eventTypes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("eventTypes"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.EventTypes = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateWebhookSubscriptionInput unmarshals raw into the CreateWebhookSubscriptionInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateWebhookSubscriptionInput(ctx context.Context, raw any) (model.CreateWebhookSubscriptionInput, error) {
+	var out model.CreateWebhookSubscriptionInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateWebhookSubscriptionInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputDeleteWebhookSubscriptionInput(ctx context.Context, obj any) (model.DeleteWebhookSubscriptionInput, error) {
+	var it model.DeleteWebhookSubscriptionInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"id"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "id":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("id"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalDeleteWebhookSubscriptionInput unmarshals raw into the DeleteWebhookSubscriptionInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalDeleteWebhookSubscriptionInput(ctx context.Context, raw any) (model.DeleteWebhookSubscriptionInput, error) {
+	var out model.DeleteWebhookSubscriptionInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "DeleteWebhookSubscriptionInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputDeliverOpinionInput(ctx context.Context, obj any) (model.DeliverOpinionInput, error) {
 	var it model.DeliverOpinionInput
 	if obj == nil {
@@ -11339,6 +12831,48 @@ func (ec *executionContext) unmarshalInputRecordDecisionInput(ctx context.Contex
 func UnmarshalRecordDecisionInput(ctx context.Context, raw any) (model.RecordDecisionInput, error) {
 	var out model.RecordDecisionInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "RecordDecisionInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputRedeliverWebhookInput(ctx context.Context, obj any) (model.RedeliverWebhookInput, error) {
+	var it model.RedeliverWebhookInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"deliveryId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "deliveryId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("deliveryId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DeliveryID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalRedeliverWebhookInput unmarshals raw into the RedeliverWebhookInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRedeliverWebhookInput(ctx context.Context, raw any) (model.RedeliverWebhookInput, error) {
+	var out model.RedeliverWebhookInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RedeliverWebhookInput", raw, &out)
 	return out, err
 }
 
@@ -11966,6 +13500,16 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 	switch obj := (obj).(type) {
 	case nil:
 		return graphql.Null
+	case *domain.WebhookSubscription:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._WebhookSubscription(ctx, sel, obj)
+	case *domain.WebhookDelivery:
+		if obj == nil {
+			return graphql.Null
+		}
+		return ec._WebhookDelivery(ctx, sel, obj)
 	case *domain.Specialist:
 		if obj == nil {
 			return graphql.Null
@@ -12808,6 +14352,77 @@ func (ec *executionContext) _CreatePolicyPayload(ctx context.Context, sel ast.Se
 	return out
 }
 
+var createWebhookSubscriptionPayloadImplementors = []string{"CreateWebhookSubscriptionPayload"}
+
+func (ec *executionContext) _CreateWebhookSubscriptionPayload(ctx context.Context, sel ast.SelectionSet, obj *model.CreateWebhookSubscriptionPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, createWebhookSubscriptionPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CreateWebhookSubscriptionPayload")
+		case "subscription":
+			out.Values[i] = ec._CreateWebhookSubscriptionPayload_subscription(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "secret":
+			out.Values[i] = ec._CreateWebhookSubscriptionPayload_secret(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var deleteWebhookSubscriptionPayloadImplementors = []string{"DeleteWebhookSubscriptionPayload"}
+
+func (ec *executionContext) _DeleteWebhookSubscriptionPayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeleteWebhookSubscriptionPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deleteWebhookSubscriptionPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DeleteWebhookSubscriptionPayload")
+		case "deletedId":
+			out.Values[i] = ec._DeleteWebhookSubscriptionPayload_deletedId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var deliverOpinionPayloadImplementors = []string{"DeliverOpinionPayload"}
 
 func (ec *executionContext) _DeliverOpinionPayload(ctx context.Context, sel ast.SelectionSet, obj *model.DeliverOpinionPayload) graphql.Marshaler {
@@ -13038,6 +14653,27 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "cancelCase":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_cancelCase(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createWebhookSubscription":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createWebhookSubscription(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteWebhookSubscription":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteWebhookSubscription(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "redeliverWebhook":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_redeliverWebhook(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -13617,6 +15253,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_auditEvents(ctx, field)
 				})
+		case "webhookSubscriptions":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_webhookSubscriptions(ctx, field)
+				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___type(ctx, field)
@@ -13662,6 +15304,39 @@ func (ec *executionContext) _RecordDecisionPayload(ctx context.Context, sel ast.
 		case "case":
 			out.Values[i] = ec._RecordDecisionPayload_case(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var redeliverWebhookPayloadImplementors = []string{"RedeliverWebhookPayload"}
+
+func (ec *executionContext) _RedeliverWebhookPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RedeliverWebhookPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, redeliverWebhookPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RedeliverWebhookPayload")
+		case "delivery":
+			out.Values[i] = ec._RedeliverWebhookPayload_delivery(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -14205,6 +15880,230 @@ func (ec *executionContext) _Viewer(ctx context.Context, sel ast.SelectionSet, o
 		case "specialistId":
 			out.Values[i] = ec._Viewer_specialistId(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var webhookDeliveryImplementors = []string{"WebhookDelivery", "Node"}
+
+func (ec *executionContext) _WebhookDelivery(ctx context.Context, sel ast.SelectionSet, obj *domain.WebhookDelivery) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, webhookDeliveryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("WebhookDelivery")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WebhookDelivery_id(ctx, field, obj)
+				})
+		case "eventType":
+			out.Values[i] = ec._WebhookDelivery_eventType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._WebhookDelivery_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "attempts":
+			out.Values[i] = ec._WebhookDelivery_attempts(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lastError":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WebhookDelivery_lastError(ctx, field, obj)
+				})
+		case "lastStatusCode":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WebhookDelivery_lastStatusCode(ctx, field, obj)
+				})
+		case "nextAttemptAt":
+			out.Values[i] = ec._WebhookDelivery_nextAttemptAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lastAttemptAt":
+			out.Values[i] = ec._WebhookDelivery_lastAttemptAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "deliveredAt":
+			out.Values[i] = ec._WebhookDelivery_deliveredAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._WebhookDelivery_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var webhookSubscriptionImplementors = []string{"WebhookSubscription", "Node"}
+
+func (ec *executionContext) _WebhookSubscription(ctx context.Context, sel ast.SelectionSet, obj *domain.WebhookSubscription) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, webhookSubscriptionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("WebhookSubscription")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WebhookSubscription_id(ctx, field, obj)
+				})
+		case "url":
+			out.Values[i] = ec._WebhookSubscription_url(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "eventTypes":
+			out.Values[i] = ec._WebhookSubscription_eventTypes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdBy":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WebhookSubscription_createdBy(ctx, field, obj)
+				})
+		case "createdAt":
+			out.Values[i] = ec._WebhookSubscription_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "deliveries":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WebhookSubscription_deliveries(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var webhookSubscriptionConnectionImplementors = []string{"WebhookSubscriptionConnection"}
+
+func (ec *executionContext) _WebhookSubscriptionConnection(ctx context.Context, sel ast.SelectionSet, obj *model.WebhookSubscriptionConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, webhookSubscriptionConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("WebhookSubscriptionConnection")
+		case "edges":
+			out.Values[i] = ec._WebhookSubscriptionConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "pageInfo":
+			out.Values[i] = ec._WebhookSubscriptionConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "totalCount":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WebhookSubscriptionConnection_totalCount(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var webhookSubscriptionEdgeImplementors = []string{"WebhookSubscriptionEdge"}
+
+func (ec *executionContext) _WebhookSubscriptionEdge(ctx context.Context, sel ast.SelectionSet, obj *model.WebhookSubscriptionEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, webhookSubscriptionEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("WebhookSubscriptionEdge")
+		case "cursor":
+			out.Values[i] = ec._WebhookSubscriptionEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._WebhookSubscriptionEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -14841,6 +16740,19 @@ func (ec *executionContext) marshalNCreatePolicyPayload2ᚖgithubᚗcomᚋsecond
 	return ec._CreatePolicyPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNCreateWebhookSubscriptionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCreateWebhookSubscriptionInput(ctx context.Context, v any) (model.CreateWebhookSubscriptionInput, error) {
+	res, err := ec.unmarshalInputCreateWebhookSubscriptionInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCreateWebhookSubscriptionPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCreateWebhookSubscriptionPayload(ctx context.Context, sel ast.SelectionSet, v *model.CreateWebhookSubscriptionPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CreateWebhookSubscriptionPayload!")
+		return graphql.Null
+	}
+	return ec._CreateWebhookSubscriptionPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNDate2timeᚐTime(ctx context.Context, v any) (time.Time, error) {
 	res, err := scalar.UnmarshalDate(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -14882,6 +16794,19 @@ func (ec *executionContext) marshalNDecision2githubᚗcomᚋsecondopinionᚋgate
 		graphql.AddInvalidNullFromMarshaler(ctx, "Decision!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNDeleteWebhookSubscriptionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDeleteWebhookSubscriptionInput(ctx context.Context, v any) (model.DeleteWebhookSubscriptionInput, error) {
+	res, err := ec.unmarshalInputDeleteWebhookSubscriptionInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDeleteWebhookSubscriptionPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDeleteWebhookSubscriptionPayload(ctx context.Context, sel ast.SelectionSet, v *model.DeleteWebhookSubscriptionPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DeleteWebhookSubscriptionPayload!")
+		return graphql.Null
+	}
+	return ec._DeleteWebhookSubscriptionPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNDeliverOpinionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDeliverOpinionInput(ctx context.Context, v any) (model.DeliverOpinionInput, error) {
@@ -15037,6 +16962,14 @@ func (ec *executionContext) marshalNPageInfo2githubᚗcomᚋsecondopinionᚋgate
 	return ec._PageInfo(ctx, sel, &v)
 }
 
+func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PageInfo!")
+		return graphql.Null
+	}
+	return ec._PageInfo(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNPatient2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐPatient(ctx context.Context, sel ast.SelectionSet, v domain.Patient) graphql.Marshaler {
 	return ec._Patient(ctx, sel, &v)
 }
@@ -15149,6 +17082,19 @@ func (ec *executionContext) marshalNRecordKind2githubᚗcomᚋsecondopinionᚋga
 		graphql.AddInvalidNullFromMarshaler(ctx, "RecordKind!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNRedeliverWebhookInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRedeliverWebhookInput(ctx context.Context, v any) (model.RedeliverWebhookInput, error) {
+	res, err := ec.unmarshalInputRedeliverWebhookInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRedeliverWebhookPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRedeliverWebhookPayload(ctx context.Context, sel ast.SelectionSet, v *model.RedeliverWebhookPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RedeliverWebhookPayload!")
+		return graphql.Null
+	}
+	return ec._RedeliverWebhookPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNRequestSecondOpinionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRequestSecondOpinionInput(ctx context.Context, v any) (model.RequestSecondOpinionInput, error) {
@@ -15379,6 +17325,85 @@ func (ec *executionContext) marshalNViewer2ᚖgithubᚗcomᚋsecondopinionᚋgat
 		return graphql.Null
 	}
 	return ec._Viewer(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNWebhookDelivery2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐWebhookDelivery(ctx context.Context, sel ast.SelectionSet, v domain.WebhookDelivery) graphql.Marshaler {
+	return ec._WebhookDelivery(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNWebhookDelivery2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐWebhookDeliveryᚄ(ctx context.Context, sel ast.SelectionSet, v []domain.WebhookDelivery) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNWebhookDelivery2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐWebhookDelivery(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNWebhookDelivery2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐWebhookDelivery(ctx context.Context, sel ast.SelectionSet, v *domain.WebhookDelivery) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "WebhookDelivery!")
+		return graphql.Null
+	}
+	return ec._WebhookDelivery(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNWebhookDeliveryStatus2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDeliveryStatus(ctx context.Context, v any) (domain.DeliveryStatus, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := domain.DeliveryStatus(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNWebhookDeliveryStatus2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDeliveryStatus(ctx context.Context, sel ast.SelectionSet, v domain.DeliveryStatus) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "WebhookDeliveryStatus!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNWebhookSubscription2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐWebhookSubscription(ctx context.Context, sel ast.SelectionSet, v *domain.WebhookSubscription) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "WebhookSubscription!")
+		return graphql.Null
+	}
+	return ec._WebhookSubscription(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNWebhookSubscriptionConnection2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐWebhookSubscriptionConnection(ctx context.Context, sel ast.SelectionSet, v *model.WebhookSubscriptionConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "WebhookSubscriptionConnection!")
+		return graphql.Null
+	}
+	return ec._WebhookSubscriptionConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNWebhookSubscriptionEdge2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐWebhookSubscriptionEdge(ctx context.Context, sel ast.SelectionSet, v model.WebhookSubscriptionEdge) graphql.Marshaler {
+	return ec._WebhookSubscriptionEdge(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNWebhookSubscriptionEdge2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐWebhookSubscriptionEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []model.WebhookSubscriptionEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNWebhookSubscriptionEdge2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐWebhookSubscriptionEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {
@@ -16165,6 +18190,25 @@ func (ec *executionContext) unmarshalOUrgency2ᚖgithubᚗcomᚋsecondopinionᚋ
 }
 
 func (ec *executionContext) marshalOUrgency2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐUrgency(ctx context.Context, sel ast.SelectionSet, v *domain.Urgency) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(string(*v))
+	return res
+}
+
+func (ec *executionContext) unmarshalOWebhookDeliveryStatus2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDeliveryStatus(ctx context.Context, v any) (*domain.DeliveryStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	tmp, err := graphql.UnmarshalString(v)
+	res := domain.DeliveryStatus(tmp)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOWebhookDeliveryStatus2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDeliveryStatus(ctx context.Context, sel ast.SelectionSet, v *domain.DeliveryStatus) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}

@@ -8,6 +8,7 @@ package graph
 import (
 	"github.com/secondopinion/gateway/internal/events"
 	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/webhooks"
 	"github.com/secondopinion/gateway/internal/workflow"
 )
 
@@ -16,4 +17,6 @@ type Resolver struct {
 	Store    *store.Store
 	Workflow *workflow.Service
 	Events   *events.Hub
+	// Webhooks registers partners' endpoints; nil disables the webhook API.
+	Webhooks *webhooks.Service
 }

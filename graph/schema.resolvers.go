@@ -282,6 +282,21 @@ func (r *mutationResolver) CancelCase(ctx context.Context, input model.CancelCas
 	return &model.CancelCasePayload{Case: c}, nil
 }
 
+// CreateWebhookSubscription is the resolver for the createWebhookSubscription field.
+func (r *mutationResolver) CreateWebhookSubscription(ctx context.Context, input model.CreateWebhookSubscriptionInput) (*model.CreateWebhookSubscriptionPayload, error) {
+	return r.createWebhookSubscription(ctx, input)
+}
+
+// DeleteWebhookSubscription is the resolver for the deleteWebhookSubscription field.
+func (r *mutationResolver) DeleteWebhookSubscription(ctx context.Context, input model.DeleteWebhookSubscriptionInput) (*model.DeleteWebhookSubscriptionPayload, error) {
+	return r.deleteWebhookSubscription(ctx, input)
+}
+
+// RedeliverWebhook is the resolver for the redeliverWebhook field.
+func (r *mutationResolver) RedeliverWebhook(ctx context.Context, input model.RedeliverWebhookInput) (*model.RedeliverWebhookPayload, error) {
+	return r.redeliverWebhook(ctx, input)
+}
+
 // ID is the resolver for the id field.
 func (r *opinionResolver) ID(ctx context.Context, obj *domain.Opinion) (string, error) {
 	return GlobalID("Opinion", obj.ID), nil
@@ -405,6 +420,8 @@ func (r *queryResolver) Node(ctx context.Context, id string) (model.Node, error)
 		}
 	case "AuditEvent":
 		err = domain.ErrNotFound("node")
+	case "WebhookSubscription", "WebhookDelivery":
+		n, err = r.webhookNode(ctx, typ, id)
 	default:
 		err = domain.ErrNotFound("node")
 	}
@@ -645,6 +662,11 @@ func (r *queryResolver) AuditEvents(ctx context.Context, first *int, after *stri
 	return conn, nil
 }
 
+// WebhookSubscriptions is the resolver for the webhookSubscriptions field.
+func (r *queryResolver) WebhookSubscriptions(ctx context.Context, first *int, after *string) (*model.WebhookSubscriptionConnection, error) {
+	return r.webhookSubscriptions(ctx, first, after)
+}
+
 // ID is the resolver for the id field.
 func (r *specialistResolver) ID(ctx context.Context, obj *domain.Specialist) (string, error) {
 	return GlobalID("Specialist", obj.ID), nil
@@ -658,6 +680,47 @@ func (r *specialistConnectionResolver) TotalCount(ctx context.Context, obj *mode
 // CaseEvents is the resolver for the caseEvents field.
 func (r *subscriptionResolver) CaseEvents(ctx context.Context, caseID *string) (<-chan *model.CaseEventNotice, error) {
 	return r.caseEvents(ctx, caseID)
+}
+
+// ID is the resolver for the id field.
+func (r *webhookDeliveryResolver) ID(ctx context.Context, obj *domain.WebhookDelivery) (string, error) {
+	return GlobalID("WebhookDelivery", obj.ID), nil
+}
+
+// LastError is the resolver for the lastError field.
+func (r *webhookDeliveryResolver) LastError(ctx context.Context, obj *domain.WebhookDelivery) (*string, error) {
+	if obj.LastError == "" {
+		return nil, nil
+	}
+	return &obj.LastError, nil
+}
+
+// LastStatusCode is the resolver for the lastStatusCode field.
+func (r *webhookDeliveryResolver) LastStatusCode(ctx context.Context, obj *domain.WebhookDelivery) (*int, error) {
+	if obj.LastStatusCode == 0 {
+		return nil, nil
+	}
+	return &obj.LastStatusCode, nil
+}
+
+// ID is the resolver for the id field.
+func (r *webhookSubscriptionResolver) ID(ctx context.Context, obj *domain.WebhookSubscription) (string, error) {
+	return GlobalID("WebhookSubscription", obj.ID), nil
+}
+
+// CreatedBy is the resolver for the createdBy field.
+func (r *webhookSubscriptionResolver) CreatedBy(ctx context.Context, obj *domain.WebhookSubscription) (string, error) {
+	return obj.Subject, nil
+}
+
+// Deliveries is the resolver for the deliveries field.
+func (r *webhookSubscriptionResolver) Deliveries(ctx context.Context, obj *domain.WebhookSubscription, first *int, status *domain.DeliveryStatus) ([]domain.WebhookDelivery, error) {
+	return r.deliveries(ctx, obj, first, status)
+}
+
+// TotalCount is the resolver for the totalCount field.
+func (r *webhookSubscriptionConnectionResolver) TotalCount(ctx context.Context, obj *model.WebhookSubscriptionConnection) (int, error) {
+	return r.totalCount(ctx)
 }
 
 // AuditEvent returns AuditEventResolver implementation.
@@ -714,21 +777,37 @@ func (r *Resolver) SpecialistConnection() SpecialistConnectionResolver {
 // Subscription returns SubscriptionResolver implementation.
 func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionResolver{r} }
 
+// WebhookDelivery returns WebhookDeliveryResolver implementation.
+func (r *Resolver) WebhookDelivery() WebhookDeliveryResolver { return &webhookDeliveryResolver{r} }
+
+// WebhookSubscription returns WebhookSubscriptionResolver implementation.
+func (r *Resolver) WebhookSubscription() WebhookSubscriptionResolver {
+	return &webhookSubscriptionResolver{r}
+}
+
+// WebhookSubscriptionConnection returns WebhookSubscriptionConnectionResolver implementation.
+func (r *Resolver) WebhookSubscriptionConnection() WebhookSubscriptionConnectionResolver {
+	return &webhookSubscriptionConnectionResolver{r}
+}
+
 type (
-	auditEventResolver           struct{ *Resolver }
-	auditEventConnectionResolver struct{ *Resolver }
-	caseResolver                 struct{ *Resolver }
-	caseConnectionResolver       struct{ *Resolver }
-	caseEventResolver            struct{ *Resolver }
-	caseEventNoticeResolver      struct{ *Resolver }
-	mutationResolver             struct{ *Resolver }
-	opinionResolver              struct{ *Resolver }
-	opinionConnectionResolver    struct{ *Resolver }
-	patientResolver              struct{ *Resolver }
-	policyResolver               struct{ *Resolver }
-	policyConnectionResolver     struct{ *Resolver }
-	queryResolver                struct{ *Resolver }
-	specialistResolver           struct{ *Resolver }
-	specialistConnectionResolver struct{ *Resolver }
-	subscriptionResolver         struct{ *Resolver }
+	auditEventResolver                    struct{ *Resolver }
+	auditEventConnectionResolver          struct{ *Resolver }
+	caseResolver                          struct{ *Resolver }
+	caseConnectionResolver                struct{ *Resolver }
+	caseEventResolver                     struct{ *Resolver }
+	caseEventNoticeResolver               struct{ *Resolver }
+	mutationResolver                      struct{ *Resolver }
+	opinionResolver                       struct{ *Resolver }
+	opinionConnectionResolver             struct{ *Resolver }
+	patientResolver                       struct{ *Resolver }
+	policyResolver                        struct{ *Resolver }
+	policyConnectionResolver              struct{ *Resolver }
+	queryResolver                         struct{ *Resolver }
+	specialistResolver                    struct{ *Resolver }
+	specialistConnectionResolver          struct{ *Resolver }
+	subscriptionResolver                  struct{ *Resolver }
+	webhookDeliveryResolver               struct{ *Resolver }
+	webhookSubscriptionResolver           struct{ *Resolver }
+	webhookSubscriptionConnectionResolver struct{ *Resolver }
 )

@@ -137,6 +137,34 @@ type CreatePolicyPayload struct {
 	Policy *domain.Policy `json:"policy"`
 }
 
+// Input of `createWebhookSubscription`.
+type CreateWebhookSubscriptionInput struct {
+	// The endpoint URL: https (http only on loopback, outside production), no credentials.
+	URL string `json:"url"`
+	// Only these event types (see `WebhookSubscription.eventTypes`); omit or leave empty for all.
+	EventTypes []string `json:"eventTypes,omitempty"`
+}
+
+// What `createWebhookSubscription` created.
+type CreateWebhookSubscriptionPayload struct {
+	// The new subscription.
+	Subscription *domain.WebhookSubscription `json:"subscription"`
+	// The signing secret (`whsec_` + base64). Shown only here: store it now.
+	Secret string `json:"secret"`
+}
+
+// Input of `deleteWebhookSubscription`.
+type DeleteWebhookSubscriptionInput struct {
+	// The subscription's global id.
+	ID string `json:"id"`
+}
+
+// What `deleteWebhookSubscription` deleted.
+type DeleteWebhookSubscriptionPayload struct {
+	// The deleted subscription's global id.
+	DeletedID string `json:"deletedId"`
+}
+
 // Input of `deliverOpinion`.
 type DeliverOpinionInput struct {
 	// The case's global id.
@@ -217,6 +245,18 @@ type RecordDecisionInput struct {
 type RecordDecisionPayload struct {
 	// The case.
 	Case *domain.Case `json:"case,omitempty"`
+}
+
+// Input of `redeliverWebhook`.
+type RedeliverWebhookInput struct {
+	// The delivery's global id (the `webhook-id` your endpoint received).
+	DeliveryID string `json:"deliveryId"`
+}
+
+// What `redeliverWebhook` queued.
+type RedeliverWebhookPayload struct {
+	// The delivery, pending again.
+	Delivery *domain.WebhookDelivery `json:"delivery"`
 }
 
 // Input of `requestSecondOpinion`.
@@ -393,4 +433,22 @@ type Viewer struct {
 	Scopes []string `json:"scopes"`
 	// The specialist this token is narrowed to, when it is one.
 	SpecialistID *string `json:"specialistId,omitempty"`
+}
+
+// A page of webhook subscriptions.
+type WebhookSubscriptionConnection struct {
+	// The subscriptions of this page.
+	Edges []WebhookSubscriptionEdge `json:"edges"`
+	// Pagination state.
+	PageInfo *PageInfo `json:"pageInfo"`
+	// How many subscriptions your organisation has.
+	TotalCount int `json:"totalCount"`
+}
+
+// One webhook subscription of a page.
+type WebhookSubscriptionEdge struct {
+	// Where this edge sits, for `after`.
+	Cursor string `json:"cursor"`
+	// The subscription.
+	Node *domain.WebhookSubscription `json:"node"`
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/secondopinion/gateway/graph"
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/config"
 	"github.com/secondopinion/gateway/internal/embedded"
@@ -22,6 +23,7 @@ import (
 	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/telemetry"
+	"github.com/secondopinion/gateway/internal/webhooks"
 )
 
 // Ready is told the listening address once the server accepts requests.
@@ -106,6 +108,17 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHub()
 	go hub.Run(hubCtx)
+
+	// Webhooks: every replica runs a dispatcher; leases in the database
+	// share the subscriptions out, one replica each.
+	dispatcher, err := webhooks.NewDispatcher(st, webhooks.Options{Production: cfg.Production(), GlobalID: graph.GlobalID, Logger: log})
+	if err != nil {
+		return err
+	}
+	webhookCtx, stopWebhooks := context.WithCancel(context.WithoutCancel(ctx))
+	webhooksDone := make(chan struct{})
+	go func() { defer close(webhooksDone); dispatcher.Run(webhookCtx) }()
+	defer func() { stopWebhooks(); <-webhooksDone }()
 
 	h := server.New(server.Deps{
 		Store: st, Verifier: verifier, Logger: log, Production: cfg.Production(),

@@ -32,6 +32,9 @@ const (
 	GroupSpecialistInternal Group = "specialist.internal"
 	// GroupAudit: the audit trail.
 	GroupAudit Group = "audit"
+	// GroupWebhook: an organisation's webhook subscriptions and their
+	// deliveries; the store further limits rows to the caller's own org.
+	GroupWebhook Group = "webhook"
 )
 
 // groupRoles says which roles may read each group, given the row is in scope.
@@ -47,6 +50,8 @@ var groupRoles = map[Group][]Role{
 	GroupSpecialistPublic:   Roles,
 	GroupSpecialistInternal: {RoleProvider, RolePartner, RoleCoordinator},
 	GroupAudit:              {RoleCoordinator},
+	// Coordinators may read the fields, but no webhook row is in their scope.
+	GroupWebhook: {RoleInsurer, RoleProvider, RolePartner, RoleCoordinator},
 }
 
 // CanRead reports whether role r may read fields of group g.
@@ -133,6 +138,15 @@ var FieldGroups = map[string]Group{
 	"AuditEvent.role": GroupAudit, "AuditEvent.org": GroupAudit, "AuditEvent.operation": GroupAudit,
 	"AuditEvent.resourceType": GroupAudit, "AuditEvent.resourceId": GroupAudit,
 	"AuditEvent.fieldGroup": GroupAudit, "AuditEvent.requestId": GroupAudit, "AuditEvent.outcome": GroupAudit,
+
+	"WebhookSubscription.id": GroupWebhook, "WebhookSubscription.url": GroupWebhook,
+	"WebhookSubscription.eventTypes": GroupWebhook, "WebhookSubscription.createdBy": GroupWebhook,
+	"WebhookSubscription.createdAt": GroupWebhook, "WebhookSubscription.deliveries": GroupWebhook,
+	"WebhookDelivery.id": GroupWebhook, "WebhookDelivery.eventType": GroupWebhook,
+	"WebhookDelivery.status": GroupWebhook, "WebhookDelivery.attempts": GroupWebhook,
+	"WebhookDelivery.lastError": GroupWebhook, "WebhookDelivery.lastStatusCode": GroupWebhook,
+	"WebhookDelivery.nextAttemptAt": GroupWebhook, "WebhookDelivery.lastAttemptAt": GroupWebhook,
+	"WebhookDelivery.deliveredAt": GroupWebhook, "WebhookDelivery.createdAt": GroupWebhook,
 }
 
 // FieldGroup returns the group of Type.field and whether the table names it.

@@ -35,6 +35,7 @@ import (
 	"github.com/secondopinion/gateway/internal/loader"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/telemetry"
+	"github.com/secondopinion/gateway/internal/webhooks"
 	"github.com/secondopinion/gateway/internal/workflow"
 )
 
@@ -56,6 +57,9 @@ type Deps struct {
 	RateLimits RateLimits
 	// Events fans case events out to subscriptions; nil disables them.
 	Events *events.Hub
+	// Webhooks is the webhook API (webhooks.NewService over Store when nil);
+	// the dispatcher that sends deliveries runs apart (internal/app).
+	Webhooks *webhooks.Service
 	// AllowedOrigins lists the browser origins allowed to open websockets
 	// (patterns as in path.Match); none means same-origin only.
 	AllowedOrigins []string
@@ -117,6 +121,9 @@ func New(d Deps) *Handler {
 	if d.Operations == nil {
 		d.Operations = telemetry.NewOperationNames(docs.OperationNames()...)
 	}
+	if d.Webhooks == nil {
+		d.Webhooks = webhooks.NewService(d.Store, d.Production)
+	}
 	if d.Events != nil {
 		d.Metrics.WatchSubscriptions(d.Events.Active)
 	}
@@ -149,7 +156,7 @@ func New(d Deps) *Handler {
 
 func newGraphQL(d Deps, obs *observer) http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{
-		Resolvers:  &graph.Resolver{Store: d.Store, Workflow: workflow.New(d.Store), Events: d.Events},
+		Resolvers:  &graph.Resolver{Store: d.Store, Workflow: workflow.New(d.Store), Events: d.Events, Webhooks: d.Webhooks},
 		Complexity: complexity(),
 	}))
 	readLimit := int64(64 << 10)

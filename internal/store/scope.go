@@ -162,6 +162,26 @@ func auditScope(p domain.Principal) scope[*domain.AuditEvent] {
 	return denyAll[*domain.AuditEvent]()
 }
 
+// webhookScope: insurers, providers and partners see their own
+// organisation's webhook subscriptions (same role and org; a token narrowed
+// to one specialist, only those it created). Members and coordinators have
+// none.
+func webhookScope(p domain.Principal) scope[*domain.WebhookSubscription] {
+	if !slices.Contains(domain.WebhookRoles, p.Role) || p.Org == "" {
+		return denyAll[*domain.WebhookSubscription]()
+	}
+	f := bson.D{{Key: "org", Value: p.Org}, {Key: "role", Value: string(p.Role)}}
+	if p.SpecialistID != "" {
+		f = append(f, bson.E{Key: "specialistId", Value: p.SpecialistID})
+	}
+	return scope[*domain.WebhookSubscription]{
+		filter: f,
+		allow: func(s *domain.WebhookSubscription) bool {
+			return s.Org == p.Org && s.Role == p.Role && (p.SpecialistID == "" || s.SpecialistID == p.SpecialistID)
+		},
+	}
+}
+
 // specialistInternalVisible: load and contact for the specialist's own org and
 // coordinators.
 func specialistInternalVisible(p domain.Principal, s *specialistDoc) bool {

@@ -39,6 +39,10 @@ const (
 	colIdempotency = "idempotency"
 	colCaseEvents  = "case_events"
 	colClaims      = "claims"
+
+	colWebhookSubs       = "webhook_subscriptions"
+	colWebhookDeliveries = "webhook_deliveries"
+	colWebhookLeases     = "webhook_leases"
 )
 
 // DefaultOpTimeout bounds one database call when the caller's context has no
@@ -150,6 +154,10 @@ var indexes = []index{
 	{colAudit, bson.D{{Key: "caseId", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colClaims, bson.D{{Key: "at", Value: 1}}, false},
 	{colAudit, bson.D{{Key: "subject", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colWebhookSubs, bson.D{{Key: "org", Value: 1}, {Key: "role", Value: 1}, {Key: "_id", Value: 1}}, false},
+	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "status", Value: 1}, {Key: "seq", Value: 1}}, false},
+	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colWebhookDeliveries, bson.D{{Key: "status", Value: 1}, {Key: "createdAt", Value: 1}}, false},
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {
