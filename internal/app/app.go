@@ -23,6 +23,7 @@ import (
 	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/telemetry"
+	"github.com/secondopinion/gateway/internal/trusted"
 	"github.com/secondopinion/gateway/internal/webhooks"
 )
 
@@ -120,8 +121,15 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	go func() { defer close(webhooksDone); dispatcher.Run(webhookCtx) }()
 	defer func() { stopWebhooks(); <-webhooksDone }()
 
+	var docs *trusted.Registry
+	if cfg.TrustedDocumentsFile != "" {
+		if docs, err = trusted.Load(cfg.TrustedDocumentsFile); err != nil {
+			return err
+		}
+	}
 	h := server.New(server.Deps{
-		Store: st, Verifier: verifier, Logger: log, Production: cfg.Production(),
+		Trusted: docs,
+		Store:   st, Verifier: verifier, Logger: log, Production: cfg.Production(),
 		RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
 		Events: hub, AllowedOrigins: cfg.WSAllowedOrigins,
 		Metrics: metrics, Tracer: tracing.Provider,

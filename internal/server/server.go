@@ -35,6 +35,7 @@ import (
 	"github.com/secondopinion/gateway/internal/loader"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/telemetry"
+	"github.com/secondopinion/gateway/internal/trusted"
 	"github.com/secondopinion/gateway/internal/webhooks"
 	"github.com/secondopinion/gateway/internal/workflow"
 )
@@ -55,6 +56,8 @@ type Deps struct {
 	Limits Limits
 	// RateLimits bound request rates (DefaultRateLimits when zero).
 	RateLimits RateLimits
+	// Trusted binds partner clients to allow-lists of operations (nil: none).
+	Trusted *trusted.Registry
 	// Events fans case events out to subscriptions; nil disables them.
 	Events *events.Hub
 	// Webhooks is the webhook API (webhooks.NewService over Store when nil);
@@ -174,6 +177,9 @@ func newGraphQL(d Deps, obs *observer) http.Handler {
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.SetParserTokenLimit(d.Limits.MaxTokens)
+	// Trusted documents first: a bound client's stray text is refused before
+	// anything parses it, and its hash resolves before APQ sees it.
+	srv.Use(trusted.Extension{Registry: d.Trusted})
 	srv.Use(newDocGuard(d.Limits))
 	srv.Use(subscriptionsOverWebsocket{})
 	if d.Production {

@@ -31,6 +31,7 @@ import (
 	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/telemetry"
+	"github.com/secondopinion/gateway/internal/trusted"
 )
 
 var (
@@ -85,6 +86,8 @@ type Options struct {
 	Production bool
 	// RateLimits replaces the default rate limits.
 	RateLimits server.RateLimits
+	// Trusted binds clients to trusted documents.
+	Trusted *trusted.Registry
 	// Tracer records spans (tracing is off when nil); database commands get
 	// spans too.
 	Tracer trace.TracerProvider
@@ -127,7 +130,7 @@ func Start(t testing.TB, opts ...Options) *Env {
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	t.Cleanup(stopHub)
 	go hub.Run(hubCtx)
-	deps := server.Deps{Store: st, Verifier: v, Production: o.Production, Logger: logger, Events: hub, RateLimits: o.RateLimits,
+	deps := server.Deps{Store: st, Verifier: v, Production: o.Production, Logger: logger, Events: hub, RateLimits: o.RateLimits, Trusted: o.Trusted,
 		Metrics: metrics, Tracer: o.Tracer}
 	if o.AuditSink != nil {
 		deps.AuditSink = o.AuditSink(st)
@@ -168,7 +171,7 @@ func Persona(name string) domain.Principal {
 // scope claim.
 func (e *Env) Token(t testing.TB, p domain.Principal, scope ...string) string {
 	t.Helper()
-	c := auth.Claims{Role: string(p.Role), Org: p.Org, SpecialistID: p.SpecialistID}
+	c := auth.Claims{Role: string(p.Role), Org: p.Org, SpecialistID: p.SpecialistID, AZP: p.ClientID}
 	c.Subject = p.Subject
 	if len(scope) > 0 {
 		c.Scope = strings.Join(scope, " ")
@@ -302,4 +305,20 @@ func (e *Env) Serve(t testing.TB) string {
 	srv := httptest.NewServer(e.Handler)
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// DoRaw sends a GraphQL POST with an arbitrary JSON body (APQ hashes,
+// extensions).
+func (e *Env) DoRaw(t testing.TB, token string, body map[string]any) Response {
+	t.Helper()
+	b, err := json.Marshal(body)
+	require.NoError(t, err)
+	req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(b))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	e.Handler.ServeHTTP(rec, req)
+	return decode(t, rec.Code, rec.Body.Bytes())
 }
