@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/domain"
@@ -63,6 +64,15 @@ func baseline(st *store.Store, v *auth.Verifier) http.Handler {
 			}
 			edges = append(edges, map[string]any{"node": node})
 		}
+		// The same audit trail the gateway keeps: a hand-written service
+		// carrying PHI owes it too.
+		var events []domain.AuditEvent
+		for id := range pats {
+			events = append(events, auditEvent(p, "Patient", pats[id].ID, "patient.identity"))
+		}
+		if fail(w, st.AppendAudit(r.Context(), events)) {
+			return
+		}
 		write(w, map[string]any{"data": map[string]any{"cases": map[string]any{"edges": edges}}})
 	})
 	mux.HandleFunc("POST /case", func(w http.ResponseWriter, r *http.Request) {
@@ -107,6 +117,12 @@ func baseline(st *store.Store, v *auth.Verifier) http.Handler {
 		if o := ops[c.ID]; o != nil {
 			node["opinion"] = map[string]any{"id": o.ID, "status": o.Status}
 		}
+		if fail(w, st.AppendAudit(r.Context(), []domain.AuditEvent{
+			auditEvent(p, "Case", c.ID, "case.clinical"), auditEvent(p, "Patient", c.PatientID, "patient.identity"),
+			auditEvent(p, "Opinion", c.ID, "opinion.content"),
+		})) {
+			return
+		}
 		write(w, map[string]any{"data": map[string]any{"case": node}})
 	})
 	mux.HandleFunc("POST /specialists", func(w http.ResponseWriter, r *http.Request) {
@@ -146,6 +162,11 @@ func baseline(st *store.Store, v *auth.Verifier) http.Handler {
 		write(w, map[string]any{"data": map[string]any{"upsertSpecialist": map[string]any{"specialist": map[string]any{"id": s.ID, "acceptingCases": s.AcceptingCases}}}})
 	})
 	return mux
+}
+
+func auditEvent(p domain.Principal, typ, id, group string) domain.AuditEvent {
+	return domain.AuditEvent{At: time.Now().UTC(), Subject: p.Subject, Role: p.Role, Org: p.Org, Operation: "baseline",
+		ResourceType: typ, ResourceID: id, FieldGroup: group, RequestID: "baseline", Outcome: "ALLOWED"}
 }
 
 func principal(w http.ResponseWriter, r *http.Request, v *auth.Verifier) (domain.Principal, bool) {
