@@ -75,14 +75,6 @@ func auditLookup(ctx context.Context, typ, id string, group domain.Group, err er
 
 func page(first *int, after *string) (store.Page, error) { return store.NewPage(first, after) }
 
-func endCursor(ids []string) *string {
-	if len(ids) == 0 {
-		return nil
-	}
-	c := store.EncodeCursor(ids[len(ids)-1])
-	return &c
-}
-
 func ptr[T any](v T) *T { return &v }
 
 func deref[T any](p *T) T {

@@ -458,7 +458,7 @@ func (r *queryResolver) Policies(ctx context.Context, first *int, after *string,
 		conn.Edges = append(conn.Edges, model.PolicyEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
 		ids = append(ids, it.ID)
 	}
-	conn.PageInfo = model.PageInfo{HasNextPage: more, EndCursor: endCursor(ids)}
+	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", store.EncodeCursor)
 	return conn, nil
 }
 
@@ -499,7 +499,7 @@ func (r *queryResolver) Cases(ctx context.Context, first *int, after *string, fi
 		conn.Edges = append(conn.Edges, model.CaseEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
 		ids = append(ids, it.ID)
 	}
-	conn.PageInfo = model.PageInfo{HasNextPage: more, EndCursor: endCursor(ids)}
+	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", store.EncodeCursor)
 	return conn, nil
 }
 
@@ -542,7 +542,7 @@ func (r *queryResolver) Specialists(ctx context.Context, first *int, after *stri
 		conn.Edges = append(conn.Edges, model.SpecialistEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
 		ids = append(ids, it.ID)
 	}
-	conn.PageInfo = model.PageInfo{HasNextPage: more, EndCursor: endCursor(ids)}
+	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", store.EncodeCursor)
 	return conn, nil
 }
 
@@ -588,7 +588,7 @@ func (r *queryResolver) Opinions(ctx context.Context, first *int, after *string,
 		conn.Edges = append(conn.Edges, model.OpinionEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
 		ids = append(ids, it.ID)
 	}
-	conn.PageInfo = model.PageInfo{HasNextPage: more, EndCursor: endCursor(ids)}
+	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", store.EncodeCursor)
 	return conn, nil
 }
 
@@ -658,7 +658,7 @@ func (r *queryResolver) AuditEvents(ctx context.Context, first *int, after *stri
 		conn.Edges = append(conn.Edges, model.AuditEventEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
 		ids = append(ids, it.ID)
 	}
-	conn.PageInfo = model.PageInfo{HasNextPage: more, EndCursor: endCursor(ids)}
+	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", store.EncodeCursor)
 	return conn, nil
 }
 

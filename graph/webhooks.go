@@ -86,13 +86,14 @@ func (r *queryResolver) webhookSubscriptions(ctx context.Context, first *int, af
 	if err != nil {
 		return nil, err
 	}
-	conn := &model.WebhookSubscriptionConnection{Edges: make([]model.WebhookSubscriptionEdge, 0, len(subs)), PageInfo: &model.PageInfo{HasNextPage: more}}
+	conn := &model.WebhookSubscriptionConnection{Edges: make([]model.WebhookSubscriptionEdge, 0, len(subs)), PageInfo: &model.PageInfo{}}
 	ids := make([]string, 0, len(subs))
 	for _, s := range subs {
 		conn.Edges = append(conn.Edges, model.WebhookSubscriptionEdge{Cursor: store.EncodeCursor(s.ID), Node: s})
 		ids = append(ids, s.ID)
 	}
-	conn.PageInfo.EndCursor = endCursor(ids)
+	pi := model.NewPageInfo(ids, more, pg.After != "", store.EncodeCursor)
+	conn.PageInfo = &pi
 	return conn, nil
 }
 

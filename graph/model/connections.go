@@ -77,8 +77,20 @@ type AuditEventEdge struct {
 
 // PageInfo is the Relay page state.
 type PageInfo struct {
-	HasNextPage bool
-	EndCursor   *string
+	HasNextPage     bool
+	HasPreviousPage bool
+	StartCursor     *string
+	EndCursor       *string
+}
+
+// NewPageInfo describes a forward page of the given ids.
+func NewPageInfo(ids []string, more, after bool, encode func(string) string) PageInfo {
+	pi := PageInfo{HasNextPage: more, HasPreviousPage: after}
+	if len(ids) > 0 {
+		first, last := encode(ids[0]), encode(ids[len(ids)-1])
+		pi.StartCursor, pi.EndCursor = &first, &last
+	}
+	return pi
 }
 
 // SpecialistMatch is a ranked candidate for a case.

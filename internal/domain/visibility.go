@@ -75,6 +75,7 @@ var FieldGroups = map[string]Group{
 	"Viewer.scopes": GroupPublic, "Viewer.specialistId": GroupPublic,
 
 	"PageInfo.hasNextPage": GroupPublic, "PageInfo.endCursor": GroupPublic,
+	"PageInfo.hasPreviousPage": GroupPublic, "PageInfo.startCursor": GroupPublic,
 
 	"Policy.id": GroupPolicy, "Policy.policyNumber": GroupPolicy, "Policy.product": GroupPolicy,
 	"Policy.status": GroupPolicy, "Policy.effectiveFrom": GroupPolicy, "Policy.effectiveTo": GroupPolicy,
