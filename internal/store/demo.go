@@ -47,6 +47,7 @@ func (s *Store) InsertDemo(ctx context.Context, d Demo) error {
 			ID: p.MemberID, GivenName: p.GivenName, FamilyName: p.FamilyName, DateOfBirth: p.DateOfBirth,
 			Email: p.Email, Phone: p.Phone, BirthYear: p.DateOfBirth.Year(), Sex: string(p.Sex),
 			Country: p.Country, Language: p.Language, InsurerIDs: p.InsurerIDs, Version: 1,
+			PrimaryInsurer: first(p.InsurerIDs),
 		})
 	}
 	if err := s.insertMany(ctx, colPatients, docs); err != nil {
@@ -195,4 +196,11 @@ func fromOpinion(o *domain.Opinion, cases []*domain.Case) opinionDoc {
 		d.Content = cd
 	}
 	return d
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
 }

@@ -68,23 +68,58 @@ type patientDoc struct {
 	Country     string    `bson:"country,omitempty"`
 	Language    string    `bson:"language,omitempty"`
 	InsurerIDs  []string  `bson:"insurerIds"`
-	Version     int       `bson:"version"`
+	// PrimaryInsurer supplied the top-level identity. Any other insurer of
+	// the same member keeps its own copy in IdentityBy and reads only that:
+	// insuring a member id must never reveal what another insurer recorded.
+	PrimaryInsurer string                 `bson:"primaryInsurer,omitempty"`
+	IdentityBy     map[string]identityDoc `bson:"identityBy,omitempty"`
+	Version        int                    `bson:"version"`
+}
+
+type identityDoc struct {
+	GivenName   string    `bson:"givenName"`
+	FamilyName  string    `bson:"familyName"`
+	DateOfBirth time.Time `bson:"dateOfBirth"`
+	Email       string    `bson:"email,omitempty"`
+	Phone       string    `bson:"phone,omitempty"`
+}
+
+func (d *patientDoc) primary() string {
+	if d.PrimaryInsurer != "" {
+		return d.PrimaryInsurer
+	}
+	if len(d.InsurerIDs) > 0 {
+		return d.InsurerIDs[0]
+	}
+	return ""
+}
+
+// identityFor picks the identity p may read: an insurer other than the
+// primary one reads only the copy it supplied itself.
+func identityFor(p domain.Principal, d *patientDoc) *domain.PatientIdentity {
+	if !domain.CanRead(p.Role, domain.GroupPatientIdentity) {
+		return nil
+	}
+	if p.Role == domain.RoleInsurer && p.Org != d.primary() {
+		x, ok := d.IdentityBy[p.Org]
+		if !ok {
+			return nil
+		}
+		return &domain.PatientIdentity{GivenName: x.GivenName, FamilyName: x.FamilyName, DateOfBirth: x.DateOfBirth.UTC(), Email: x.Email, Phone: x.Phone}
+	}
+	return &domain.PatientIdentity{
+		GivenName: d.GivenName, FamilyName: d.FamilyName, DateOfBirth: d.DateOfBirth.UTC(), Email: d.Email, Phone: d.Phone,
+	}
 }
 
 // identityFields are never fetched for a role that may not read identity.
-var identityFields = []string{"givenName", "familyName", "dateOfBirth", "email", "phone"}
+var identityFields = []string{"givenName", "familyName", "dateOfBirth", "email", "phone", "identityBy"}
 
-func toPatient(d *patientDoc, withIdentity bool, id string) *domain.Patient {
-	p := &domain.Patient{
+func toPatient(d *patientDoc, p domain.Principal, id string) *domain.Patient {
+	return &domain.Patient{
 		ID: id, BirthYear: d.BirthYear, Sex: domain.Sex(d.Sex), Country: d.Country, Language: d.Language,
+		Identity: identityFor(p, d),
 	}
-	if withIdentity {
-		p.Identity = &domain.PatientIdentity{
-			GivenName: d.GivenName, FamilyName: d.FamilyName, DateOfBirth: d.DateOfBirth.UTC(),
-			Email: d.Email, Phone: d.Phone,
-		}
-	}
-	return p
 }
 
 type pseudonymDoc struct {

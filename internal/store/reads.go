@@ -484,7 +484,6 @@ func (s *Store) PatientsOfCases(ctx context.Context, p domain.Principal, cases [
 	for _, d := range docs {
 		byID[d.ID] = d
 	}
-	identity := domain.CanRead(p.Role, domain.GroupPatientIdentity)
 	pseudonyms := map[string]string{}
 	if p.Role == domain.RolePartner {
 		// The pseudonym is stored on the case when it is assigned to the
@@ -518,7 +517,7 @@ func (s *Store) PatientsOfCases(ctx context.Context, p domain.Principal, cases [
 				continue
 			}
 		}
-		out[c.ID] = toPatient(d, identity, id)
+		out[c.ID] = toPatient(d, p, id)
 	}
 	return out, nil
 }
@@ -535,10 +534,9 @@ func (s *Store) PatientsOfPolicy(ctx context.Context, p domain.Principal, pol *d
 		return nil, translate(err, "patient")
 	}
 	out := make([]*domain.Patient, 0, len(docs))
-	identity := domain.CanRead(p.Role, domain.GroupPatientIdentity)
 	for _, d := range docs {
 		if ps.allow(d) {
-			out = append(out, toPatient(d, identity, d.ID))
+			out = append(out, toPatient(d, p, d.ID))
 		}
 	}
 	return out, nil
@@ -590,7 +588,7 @@ func (s *Store) Patient(ctx context.Context, p domain.Principal, id string) (*do
 	if !ps.allow(d) {
 		return nil, domain.ErrNotFound("patient")
 	}
-	return toPatient(d, domain.CanRead(p.Role, domain.GroupPatientIdentity), d.ID), nil
+	return toPatient(d, p, d.ID), nil
 }
 
 // PseudonymFor returns (creating it on first use) the pseudonym of a member

@@ -225,6 +225,10 @@ func opinionProjection(p domain.Principal) bson.D {
 
 func patientProjection(p domain.Principal) bson.D {
 	if domain.CanRead(p.Role, domain.GroupPatientIdentity) {
+		if p.Role != domain.RoleInsurer {
+			// Only insurers ever read their own copy of an identity.
+			return bson.D{{Key: "identityBy", Value: 0}}
+		}
 		return nil
 	}
 	proj := bson.D{}

@@ -45,12 +45,12 @@ func (s *Store) CreatePolicy(ctx context.Context, p domain.Principal, np NewPoli
 	if p.Role != domain.RoleInsurer || p.Org == "" {
 		return nil, domain.Errorf(domain.CodeForbidden, "only an insurer creates policies")
 	}
+	if strings.ContainsAny(p.Org, ".$") {
+		return nil, domain.Errorf(domain.CodeBadUserInput, "this org id cannot own policies")
+	}
 	now := s.Now()
 	ids := make([]string, 0, len(np.Insured))
 	for _, in := range np.Insured {
-		if err := s.upsertPatient(ctx, p.Org, in); err != nil {
-			return nil, err
-		}
 		ids = append(ids, in.MemberID)
 	}
 	d := policyDoc{
@@ -59,39 +59,64 @@ func (s *Store) CreatePolicy(ctx context.Context, p domain.Principal, np NewPoli
 		InsurerID: p.Org, InsuredIDs: ids, Version: 1, CreatedAt: now, UpdatedAt: now,
 		Benefit: benefitDoc{Covered: np.Benefit.Covered, CasesPerYear: np.Benefit.CasesPerYear, International: np.Benefit.International},
 	}
+	// The policy first: a refused policy (a duplicate number) attaches the
+	// insurer to no member.
 	cctx, cancel := s.op(ctx)
-	defer cancel()
-	if _, err := s.c(colPolicies).InsertOne(cctx, d); err != nil {
+	_, err := s.c(colPolicies).InsertOne(cctx, d)
+	cancel()
+	if err != nil {
 		if isDuplicate(err) {
 			return nil, domain.Errorf(domain.CodeConflict, "policy number %q already exists", np.PolicyNumber)
 		}
 		return nil, translate(err, "policy")
 	}
+	for _, in := range np.Insured {
+		if err := s.upsertPatient(ctx, p.Org, in); err != nil {
+			return nil, err
+		}
+	}
 	return toPolicy(&d, now), nil
 }
 
+// upsertPatient records an insured member. The first insurer's identity is
+// the member's; another insurer of the same member id keeps its own copy
+// and reads only that, so naming a member id never reveals what another
+// insurer recorded, and no insurer overwrites another's record.
 func (s *Store) upsertPatient(ctx context.Context, insurer string, in NewInsured) error {
-	cctx, cancel := s.op(ctx)
-	defer cancel()
 	sex := in.Sex
 	if sex == "" {
 		sex = domain.SexUnknown
 	}
-	// Identity is set on first insert only: a member insured by several
-	// insurers keeps one identity, and no insurer overwrites another's.
-	_, err := s.c(colPatients).UpdateOne(cctx,
-		bson.D{{Key: "_id", Value: in.MemberID}},
-		bson.D{
-			{Key: "$setOnInsert", Value: bson.D{
-				{Key: "givenName", Value: in.GivenName}, {Key: "familyName", Value: in.FamilyName},
-				{Key: "dateOfBirth", Value: in.DateOfBirth}, {Key: "email", Value: in.Email},
-				{Key: "phone", Value: in.Phone}, {Key: "birthYear", Value: in.DateOfBirth.Year()},
-				{Key: "sex", Value: string(sex)}, {Key: "country", Value: strings.ToUpper(in.Country)},
-				{Key: "language", Value: strings.ToLower(in.Language)}, {Key: "version", Value: 1},
-			}},
-			{Key: "$addToSet", Value: bson.D{{Key: "insurerIds", Value: insurer}}},
-		},
-		options.UpdateOne().SetUpsert(true))
+	d := patientDoc{
+		ID: in.MemberID, GivenName: in.GivenName, FamilyName: in.FamilyName, DateOfBirth: in.DateOfBirth,
+		Email: in.Email, Phone: in.Phone, BirthYear: in.DateOfBirth.Year(), Sex: string(sex),
+		Country: strings.ToUpper(in.Country), Language: strings.ToLower(in.Language),
+		InsurerIDs: []string{insurer}, PrimaryInsurer: insurer, Version: 1,
+	}
+	cctx, cancel := s.op(ctx)
+	_, err := s.c(colPatients).InsertOne(cctx, d)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	if !isDuplicate(err) {
+		return translate(err, "patient")
+	}
+	cur, err := findByID[patientDoc](ctx, s, colPatients, in.MemberID, bson.D{{Key: "insurerIds", Value: 1}, {Key: "primaryInsurer", Value: 1}})
+	if err != nil {
+		return translate(err, "patient")
+	}
+	if cur.primary() == insurer {
+		return nil // the primary record stays as first written
+	}
+	cctx, cancel = s.op(ctx)
+	defer cancel()
+	_, err = s.c(colPatients).UpdateOne(cctx, bson.D{{Key: "_id", Value: in.MemberID}}, bson.D{
+		{Key: "$set", Value: bson.D{{Key: "identityBy." + insurer, Value: identityDoc{
+			GivenName: in.GivenName, FamilyName: in.FamilyName, DateOfBirth: in.DateOfBirth, Email: in.Email, Phone: in.Phone,
+		}}}},
+		{Key: "$addToSet", Value: bson.D{{Key: "insurerIds", Value: insurer}}},
+	})
 	return translate(err, "patient")
 }
 
