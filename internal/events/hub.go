@@ -28,6 +28,8 @@ type Hub struct {
 	mu   sync.Mutex
 	subs map[*subscriber]struct{}
 	wake chan struct{}
+	// latest is the newest event seen per case (guarded by mu).
+	latest map[string]*store.CaseEventRecord
 }
 
 type subscriber struct {
@@ -41,7 +43,7 @@ func NewHub(st *store.Store, interval time.Duration, log *slog.Logger) *Hub {
 	if interval <= 0 {
 		interval = 250 * time.Millisecond
 	}
-	return &Hub{store: st, interval: interval, log: log, subs: map[*subscriber]struct{}{}, wake: make(chan struct{}, 1)}
+	return &Hub{store: st, interval: interval, log: log, subs: map[*subscriber]struct{}{}, wake: make(chan struct{}, 1), latest: map[string]*store.CaseEventRecord{}}
 }
 
 // Active returns the number of live subscriptions.
@@ -130,11 +132,23 @@ func (h *Hub) Run(ctx context.Context) {
 func (h *Hub) dispatch(r *store.CaseEventRecord) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	// Sequence numbers are taken after a case is written, so two racing
+	// writes can arrive out of order. An older event is shown only to those
+	// who may also see the case as the newest event left it: a partner whose
+	// consent was revoked meanwhile gets nothing more.
+	newest := h.latest[r.CaseID]
+	stale := newest != nil && newest.Version > r.Version
+	if !stale {
+		if len(h.latest) > 50_000 {
+			clear(h.latest)
+		}
+		h.latest[r.CaseID] = r
+	}
 	for s := range h.subs {
 		if s.caseID != "" && s.caseID != r.CaseID {
 			continue
 		}
-		if !r.VisibleTo(s.p) {
+		if !r.VisibleTo(s.p) || (stale && !newest.VisibleTo(s.p)) {
 			continue
 		}
 		select {

@@ -287,6 +287,20 @@ func (s *Store) ConsumeCaseAllowance(ctx context.Context, policyID string, yearS
 		if err != nil {
 			return translate(err, "policy")
 		}
+		// Judge the policy as it is now, not as the caller read it: an
+		// update racing this request (lapse, benefit cut) must win.
+		now := s.Now()
+		pol := toPolicy(d, now)
+		if !pol.ActiveAt(now) {
+			return domain.Errorf(domain.CodeNotEligible, "the policy is not active")
+		}
+		if !pol.SecondOpinion.Covered {
+			return domain.Errorf(domain.CodeNotEligible, "the policy does not cover second opinions")
+		}
+		if !pol.PolicyYearStart(now).Equal(yearStart) {
+			yearStart = pol.PolicyYearStart(now)
+		}
+		limit = min(limit, d.Benefit.CasesPerYear)
 		used := 0
 		if d.Usage.YearStart.Equal(yearStart) {
 			used = d.Usage.Used
