@@ -472,6 +472,17 @@ func (d *Dispatcher) attempt(ctx context.Context, sub *domain.WebhookSubscriptio
 		}
 		return false
 	}
+	// Check once more right before sending: a consent revoked while the
+	// attempt was being claimed must stop it.
+	if visible, err = d.st.CaseVisibleTo(ctx, sub.Principal(), del.CaseID); err != nil || !visible {
+		if err == nil {
+			st, msg := domain.DeliveryCancelled, "the case is no longer visible to this subscription"
+			if _, err := d.st.UpdateWebhookDelivery(ctx, del.ID, del.Version+1, store.DeliveryChange{Status: &st, LastError: &msg, ClearNextAttempt: true}); err != nil {
+				d.warn(ctx, "webhooks: cannot cancel a delivery", err)
+			}
+		}
+		return false
+	}
 	code, sendErr := d.send(ctx, sub, del, now)
 	if ctx.Err() != nil {
 		// Shutting down: the outcome is unknown, and the claimed attempt
