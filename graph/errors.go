@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -74,12 +73,9 @@ func traceID(ctx context.Context) string {
 	return span.SpanContext().TraceID().String()
 }
 
-var quoted = regexp.MustCompile(`"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'`)
-
-// Scrub blanks quoted values in an error text before it is logged: driver
-// errors may quote document values (a duplicate key names the value), and
-// those may be PHI.
-func Scrub(s string) string { return quoted.ReplaceAllString(s, `"…"`) }
+// Scrub blanks quoted values in an error text before it is logged (see
+// domain.Scrub).
+func Scrub(s string) string { return domain.Scrub(s) }
 
 func setCode(e *gqlerror.Error, c domain.Code) {
 	if e.Extensions == nil {

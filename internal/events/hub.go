@@ -103,14 +103,14 @@ func (h *Hub) Run(ctx context.Context) {
 		if last < 0 {
 			seq, err := h.store.LastCaseEventSeq(ctx)
 			if err != nil {
-				h.log.WarnContext(ctx, "case events: cannot read the head", "error", err.Error())
+				h.log.WarnContext(ctx, "case events: cannot read the head", "error", domain.Scrub(err.Error()))
 				continue
 			}
 			last = seq
 		}
 		recs, err := h.store.CaseEventsAfter(ctx, last, 500)
 		if err != nil {
-			h.log.WarnContext(ctx, "case events: tail failed", "error", err.Error())
+			h.log.WarnContext(ctx, "case events: tail failed", "error", domain.Scrub(err.Error()))
 			continue
 		}
 		for _, r := range recs {

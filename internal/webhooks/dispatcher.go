@@ -592,5 +592,5 @@ func (d *Dispatcher) warn(ctx context.Context, msg string, err error) {
 	if ctx.Err() != nil {
 		return
 	}
-	d.o.Logger.WarnContext(ctx, msg, "error", err.Error())
+	d.o.Logger.WarnContext(ctx, msg, "error", domain.Scrub(err.Error()))
 }
