@@ -112,7 +112,10 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 
 	// Webhooks: every replica runs a dispatcher; leases in the database
 	// share the subscriptions out, one replica each.
-	dispatcher, err := webhooks.NewDispatcher(st, webhooks.Options{Production: cfg.Production(), GlobalID: graph.GlobalID, Logger: log})
+	dispatcher, err := webhooks.NewDispatcher(st, webhooks.Options{
+		Production: cfg.Production(), GlobalID: graph.GlobalID, Logger: log,
+		Timeout: cfg.WebhookTimeout, BackoffBase: cfg.WebhookBackoff, MaxAttempts: cfg.WebhookMaxAttempts,
+	})
 	if err != nil {
 		return err
 	}

@@ -74,6 +74,15 @@ type Config struct {
 	// WSAllowedOrigins are the origins allowed to open a websocket
 	// (WS_ALLOWED_ORIGINS, comma-separated); empty means same-origin only.
 	WSAllowedOrigins []string
+	// WebhookTimeout bounds one webhook delivery attempt (WEBHOOK_TIMEOUT;
+	// 0: the dispatcher's default, 5s).
+	WebhookTimeout time.Duration
+	// WebhookBackoff is the wait after a first failed delivery, doubling
+	// after each further one (WEBHOOK_BACKOFF; 0: default 30s).
+	WebhookBackoff time.Duration
+	// WebhookMaxAttempts before a delivery is dead-lettered
+	// (WEBHOOK_MAX_ATTEMPTS; 0: default 12).
+	WebhookMaxAttempts int
 	// LogLevel is the slog level (LOG_LEVEL: debug, info, warn, error).
 	LogLevel slog.Level
 }
@@ -134,6 +143,24 @@ func Load(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("REQUEST_TIMEOUT: %q is not a positive duration", s))
 		} else {
 			c.RequestTimeout = d
+		}
+	}
+	for name, dst := range map[string]*time.Duration{"WEBHOOK_TIMEOUT": &c.WebhookTimeout, "WEBHOOK_BACKOFF": &c.WebhookBackoff} {
+		if s := get(name); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil || d <= 0 {
+				errs = append(errs, fmt.Errorf("%s: %q is not a positive duration", name, s))
+			} else {
+				*dst = d
+			}
+		}
+	}
+	if s := get("WEBHOOK_MAX_ATTEMPTS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 100 {
+			errs = append(errs, fmt.Errorf("WEBHOOK_MAX_ATTEMPTS: %q is not a number from 1 to 100", s))
+		} else {
+			c.WebhookMaxAttempts = n
 		}
 	}
 	if s := get("MAX_BODY_BYTES"); s != "" {
@@ -201,6 +228,9 @@ func (c Config) String() string {
 		"REQUEST_TIMEOUT=" + c.RequestTimeout.String(),
 		"MAX_BODY_BYTES=" + strconv.FormatInt(c.MaxBodyBytes, 10),
 		"WS_ALLOWED_ORIGINS=" + strings.Join(c.WSAllowedOrigins, ","),
+		"WEBHOOK_TIMEOUT=" + c.WebhookTimeout.String(),
+		"WEBHOOK_BACKOFF=" + c.WebhookBackoff.String(),
+		"WEBHOOK_MAX_ATTEMPTS=" + strconv.Itoa(c.WebhookMaxAttempts),
 		"LOG_LEVEL=" + c.LogLevel.String(),
 	}
 	return strings.Join(fields, " ")

@@ -161,3 +161,18 @@ func TestStringMasksSecrets(t *testing.T) {
 		assert.Contains(t, c.String(), "JWT_HS256_SECRET= ")
 	})
 }
+
+func TestLoadWebhookSettings(t *testing.T) {
+	env := map[string]string{"WEBHOOK_TIMEOUT": "3s", "WEBHOOK_BACKOFF": "1m", "WEBHOOK_MAX_ATTEMPTS": "5"}
+	c, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WebhookTimeout != 3*time.Second || c.WebhookBackoff != time.Minute || c.WebhookMaxAttempts != 5 {
+		t.Fatalf("got %v %v %d", c.WebhookTimeout, c.WebhookBackoff, c.WebhookMaxAttempts)
+	}
+	env["WEBHOOK_MAX_ATTEMPTS"] = "0"
+	if _, err := config.Load(func(k string) string { return env[k] }); err == nil {
+		t.Fatal("0 attempts accepted")
+	}
+}
