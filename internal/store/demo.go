@@ -173,27 +173,9 @@ func fromOpinion(o *domain.Opinion, cases []*domain.Case) opinionDoc {
 			d.PatientID, d.InsurerID = c.PatientID, c.InsurerID
 		}
 	}
-	if ct := o.Content; ct != nil {
-		cd := &opinionContentDoc{
-			DiagnosisAssessment: string(ct.DiagnosisAssessment), TreatmentAssessment: string(ct.TreatmentAssessment),
-			QuestionsForYourDoctor: ct.QuestionsForYourDoctor, MemberSummary: ct.MemberSummary, Report: ct.Report,
-		}
-		if ct.RevisedDiagnosis != nil {
-			cd.RevisedDiagnosis = &diagnosisDoc{Code: ct.RevisedDiagnosis.Code, Description: ct.RevisedDiagnosis.Description}
-		}
-		if ct.ClinicalImpact != nil {
-			cd.ClinicalImpact = string(*ct.ClinicalImpact)
-		}
-		for _, t := range ct.TreatmentOptions {
-			cd.TreatmentOptions = append(cd.TreatmentOptions, treatmentOptionDoc{Name: t.Name, Description: t.Description, Invasiveness: string(t.Invasiveness)})
-		}
-		for _, t := range ct.ClinicalTrials {
-			cd.ClinicalTrials = append(cd.ClinicalTrials, clinicalTrialDoc{RegistryID: t.RegistryID, Title: t.Title, URL: t.URL})
-		}
-		for _, a := range ct.Answers {
-			cd.Answers = append(cd.Answers, answerDoc{Question: a.Question, Answer: a.Answer})
-		}
-		d.Content = cd
+	if o.Content != nil {
+		cd := toOpinionContentDoc(*o.Content)
+		d.Content = &cd
 	}
 	return d
 }

@@ -334,6 +334,29 @@ type opinionDoc struct {
 	Version      int                `bson:"version"`
 }
 
+func toOpinionContentDoc(c domain.OpinionContent) opinionContentDoc {
+	cd := opinionContentDoc{
+		DiagnosisAssessment: string(c.DiagnosisAssessment), TreatmentAssessment: string(c.TreatmentAssessment),
+		QuestionsForYourDoctor: c.QuestionsForYourDoctor, MemberSummary: c.MemberSummary, Report: c.Report,
+	}
+	if c.RevisedDiagnosis != nil {
+		cd.RevisedDiagnosis = &diagnosisDoc{Code: c.RevisedDiagnosis.Code, Description: c.RevisedDiagnosis.Description}
+	}
+	if c.ClinicalImpact != nil {
+		cd.ClinicalImpact = string(*c.ClinicalImpact)
+	}
+	for _, t := range c.TreatmentOptions {
+		cd.TreatmentOptions = append(cd.TreatmentOptions, treatmentOptionDoc{Name: t.Name, Description: t.Description, Invasiveness: string(t.Invasiveness)})
+	}
+	for _, t := range c.ClinicalTrials {
+		cd.ClinicalTrials = append(cd.ClinicalTrials, clinicalTrialDoc{RegistryID: t.RegistryID, Title: t.Title, URL: t.URL})
+	}
+	for _, a := range c.Answers {
+		cd.Answers = append(cd.Answers, answerDoc{Question: a.Question, Answer: a.Answer})
+	}
+	return cd
+}
+
 func toOpinion(d *opinionDoc) *domain.Opinion {
 	o := &domain.Opinion{
 		ID: d.ID, CaseID: d.CaseID, SpecialistID: d.SpecialistID, OrgID: d.OrgID,

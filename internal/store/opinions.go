@@ -19,25 +19,7 @@ func (s *Store) SaveOpinionDraft(ctx context.Context, p domain.Principal, c *dom
 		return nil, domain.ErrNotFound("case")
 	}
 	id := OpinionIDForCase(c.ID)
-	cd := opinionContentDoc{
-		DiagnosisAssessment: string(content.DiagnosisAssessment), TreatmentAssessment: string(content.TreatmentAssessment),
-		QuestionsForYourDoctor: content.QuestionsForYourDoctor, MemberSummary: content.MemberSummary, Report: content.Report,
-	}
-	if content.RevisedDiagnosis != nil {
-		cd.RevisedDiagnosis = &diagnosisDoc{Code: content.RevisedDiagnosis.Code, Description: content.RevisedDiagnosis.Description}
-	}
-	if content.ClinicalImpact != nil {
-		cd.ClinicalImpact = string(*content.ClinicalImpact)
-	}
-	for _, t := range content.TreatmentOptions {
-		cd.TreatmentOptions = append(cd.TreatmentOptions, treatmentOptionDoc{Name: t.Name, Description: t.Description, Invasiveness: string(t.Invasiveness)})
-	}
-	for _, t := range content.ClinicalTrials {
-		cd.ClinicalTrials = append(cd.ClinicalTrials, clinicalTrialDoc{RegistryID: t.RegistryID, Title: t.Title, URL: t.URL})
-	}
-	for _, a := range content.Answers {
-		cd.Answers = append(cd.Answers, answerDoc{Question: a.Question, Answer: a.Answer})
-	}
+	cd := toOpinionContentDoc(content)
 	for attempt := 0; attempt < 10; attempt++ {
 		cur, err := findByID[opinionDoc](ctx, s, colOpinions, id, bson.D{{Key: "content", Value: 0}})
 		if errors.Is(err, mongo.ErrNoDocuments) {
