@@ -73,12 +73,15 @@ func New(st *store.Store, p domain.Principal) *Loaders {
 			return out, nil
 		}, opt),
 		PatientsOfPolicy: dataloadgen.NewLoader(func(ctx context.Context, pols []*domain.Policy) ([][]*domain.Patient, []error) {
-			out := make([][]*domain.Patient, len(pols))
-			errs := make([]error, len(pols))
-			for i, pol := range pols {
-				out[i], errs[i] = st.PatientsOfPolicy(ctx, p, pol)
+			out, err := st.PatientsOfPolicies(ctx, p, pols)
+			if err != nil {
+				errs := make([]error, len(pols))
+				for i := range errs {
+					errs[i] = err
+				}
+				return make([][]*domain.Patient, len(pols)), errs
 			}
-			return out, errs
+			return out, nil
 		}, opt),
 	}
 }

@@ -76,6 +76,17 @@ func TestPagesAndDetailsAskTheDatabaseLittle(t *testing.T) {
 		require.Empty(t, res.Errors, res.Raw)
 		assert.LessOrEqual(t, readCommands(counts), 4, "%v", counts)
 	})
+	t.Run("a page of policies with their insured reads twice", func(t *testing.T) {
+		tok := env.Token(t, testenv.Persona("coordinator"))
+		var res testenv.Response
+		counts := cc.run(func() {
+			res = env.Do(t, tok, `{ policies(first: 20) { edges { node { policyNumber insured { givenName } } } } }`, nil)
+		})
+		require.Empty(t, res.Errors, res.Raw)
+		require.Len(t, testenv.Get(res.Data, "policies", "edges"), 20)
+		assert.NotNil(t, testenv.Get(res.Data, "policies", "edges", 0, "node", "insured", 0, "givenName"))
+		assert.Equal(t, 2, readCommands(counts), "%v", counts)
+	})
 	t.Run("totalCount is computed only when asked for", func(t *testing.T) {
 		tok := env.Token(t, testenv.Persona("coordinator"))
 		without := cc.run(func() { env.Do(t, tok, `{ cases(first: 5) { edges { node { id } } } }`, nil) })

@@ -147,11 +147,6 @@ func (s *Store) AdjustLoad(ctx context.Context, specialistID string, delta int) 
 	return translate(err, "specialist")
 }
 
-// SpecialistForAssignment reads a specialist for a coordinator's assignment.
-func (s *Store) SpecialistForAssignment(ctx context.Context, p domain.Principal, id string) (*domain.Specialist, error) {
-	return s.Specialist(ctx, p, id)
-}
-
 // CandidateSpecialists returns every specialist with the given specialty, for
 // matching (the public profile plus load, which matching ranks on).
 func (s *Store) CandidateSpecialists(ctx context.Context, specialty string) ([]*domain.Specialist, []int, error) {

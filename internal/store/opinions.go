@@ -58,8 +58,8 @@ func (s *Store) SaveOpinionDraft(ctx context.Context, p domain.Principal, c *dom
 	return nil, domain.Errorf(domain.CodeConflict, "the opinion is changing too often; retry")
 }
 
-// HasDraft reports whether case caseID has an opinion and whether it is
-// delivered.
+// opinionState reports whether case caseID has an opinion and whether it
+// is delivered.
 func (s *Store) opinionState(ctx context.Context, caseID string) (exists, delivered bool, err error) {
 	d, err := findByID[opinionDoc](ctx, s, colOpinions, OpinionIDForCase(caseID), bson.D{{Key: "status", Value: 1}})
 	if errors.Is(err, mongo.ErrNoDocuments) {

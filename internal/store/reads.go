@@ -522,21 +522,44 @@ func (s *Store) PatientsOfCases(ctx context.Context, p domain.Principal, cases [
 	return out, nil
 }
 
-// PatientsOfPolicy returns the insured of a policy that p may see: members
-// only themselves.
-func (s *Store) PatientsOfPolicy(ctx context.Context, p domain.Principal, pol *domain.Policy) ([]*domain.Patient, error) {
-	if !policyScope(p).allow(pol) {
-		return nil, nil
+// PatientsOfPolicies returns, per policy, the insured that p may see
+// (members only themselves), in one read for all the policies.
+func (s *Store) PatientsOfPolicies(ctx context.Context, p domain.Principal, pols []*domain.Policy) ([][]*domain.Patient, error) {
+	out := make([][]*domain.Patient, len(pols))
+	pscope := policyScope(p)
+	var ids []string
+	seen := map[string]bool{}
+	for _, pol := range pols {
+		if !pscope.allow(pol) {
+			continue
+		}
+		for _, id := range pol.InsuredIDs {
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
 	}
-	ps := patientScope(p)
-	docs, err := findByIDs[patientDoc](ctx, s, colPatients, pol.InsuredIDs, patientProjection(p))
+	docs, err := findByIDs[patientDoc](ctx, s, colPatients, ids, patientProjection(p))
 	if err != nil {
 		return nil, translate(err, "patient")
 	}
-	out := make([]*domain.Patient, 0, len(docs))
+	ps := patientScope(p)
+	byID := make(map[string]*patientDoc, len(docs))
 	for _, d := range docs {
 		if ps.allow(d) {
-			out = append(out, toPatient(d, p, d.ID))
+			byID[d.ID] = d
+		}
+	}
+	for i, pol := range pols {
+		out[i] = []*domain.Patient{}
+		if !pscope.allow(pol) {
+			continue
+		}
+		for _, id := range pol.InsuredIDs {
+			if d, ok := byID[id]; ok {
+				out[i] = append(out[i], toPatient(d, p, d.ID))
+			}
 		}
 	}
 	return out, nil
