@@ -66,7 +66,7 @@ func run(nCases, nSpecialists, requests int, levels string) error {
 	defer db.Stop()
 	// Under load the embedded store queues commands: give them room, the
 	// latency is what is measured.
-	st, err := store.Open(ctx, store.Options{URI: db.URI(), Database: "loadrun", OpTimeout: 2 * time.Minute})
+	st, err := store.Open(ctx, store.Options{URI: db.URI(), Database: "loadrun", OpTimeout: 2 * time.Minute, Prepare: db.IndexIDs})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/secondopinion/gateway/graph"
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/config"
@@ -45,6 +47,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	log := slog.New(handler)
 
 	uri := cfg.MongoURI
+	var prepare func(context.Context, string) error
 	if uri == "" {
 		emb, err := embedded.Start(ctx, embedded.Options{DataDir: cfg.DataDir})
 		if err != nil {
@@ -52,6 +55,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		}
 		defer emb.Stop()
 		uri = emb.URI()
+		prepare = emb.IndexIDs
 		log.Info("embedded store started", "data_dir", cfg.DataDir)
 	}
 	tracing, err := telemetry.SetupTracing(ctx, getenv, "")
@@ -69,7 +73,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	metrics := telemetry.NewMetrics()
 	st, err := store.Open(ctx, store.Options{
 		URI: uri, Database: cfg.MongoDatabase, OpTimeout: cfg.RequestTimeout,
-		Monitor: telemetry.CommandMonitor(metrics, tracing.Provider),
+		Monitor: telemetry.CommandMonitor(metrics, tracing.Provider), Prepare: prepare,
 	})
 	if err != nil {
 		return err
@@ -135,7 +139,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		Store:   st, Verifier: verifier, Logger: log, Production: cfg.Production(),
 		RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
 		Events: hub, AllowedOrigins: cfg.WSAllowedOrigins,
-		Metrics: metrics, Tracer: tracing.Provider,
+		Metrics: metrics, Tracer: tracing.Provider, RateLimits: rateLimits(cfg),
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -244,4 +248,17 @@ func printDevInfo(w io.Writer, addr, issuer string, audiences []string, secret [
 		fmt.Fprintf(w, "  %-12s %s\n", p.Name+":", tok)
 	}
 	fmt.Fprintln(w)
+}
+
+// rateLimits are the server's defaults with the configured rates, each with a
+// burst of twice its rate.
+func rateLimits(cfg config.Config) server.RateLimits {
+	l := server.DefaultRateLimits
+	if r := cfg.RateLimitPerAddress; r > 0 {
+		l.PerAddress, l.AddressBurst = rate.Limit(r), max(1, int(2*r))
+	}
+	if r := cfg.RateLimitPerPrincipal; r > 0 {
+		l.PerPrincipal, l.PrincipalBurst = rate.Limit(r), max(1, int(2*r))
+	}
+	return l
 }

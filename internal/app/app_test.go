@@ -155,3 +155,28 @@ func TestTrustFilesWithoutAGrantAreRefused(t *testing.T) {
 		})
 	}
 }
+
+func TestConfiguredRateLimitsAreEnforced(t *testing.T) {
+	secret := strings.Repeat("r", 40)
+	base := startGateway(t, map[string]string{
+		"ADDR": "127.0.0.1:0", "MONGODB_URI": testenv.URI(t), "MONGODB_DATABASE": fmt.Sprintf("rate_%d", time.Now().UnixNano()),
+		"JWT_HS256_SECRET": secret, "SEED_DEMO": "false", "RATE_LIMIT_PER_PRINCIPAL": "1",
+	})
+	token := func(sub string) string {
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+			"sub": sub, "role": "coordinator", "org": "op-secondopinion", "exp": time.Now().Add(time.Hour).Unix(),
+		}).SignedString([]byte(secret))
+		require.NoError(t, err)
+		return tok
+	}
+	a := token("u-a")
+	// A rate of 1/s allows a burst of 2, then refuses.
+	codes := []int{}
+	for range 4 {
+		status, _ := viewer(t, base, a)
+		codes = append(codes, status)
+	}
+	assert.Equal(t, []int{http.StatusOK, http.StatusOK, http.StatusTooManyRequests, http.StatusTooManyRequests}, codes)
+	status, body := viewer(t, base, token("u-b"))
+	assert.Equal(t, http.StatusOK, status, "another principal has its own bucket: %s", body)
+}

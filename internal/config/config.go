@@ -71,6 +71,12 @@ type Config struct {
 	RequestTimeout time.Duration
 	// MaxBodyBytes bounds a request body (MAX_BODY_BYTES).
 	MaxBodyBytes int64
+	// RateLimitPerAddress is requests per second from one client address
+	// (RATE_LIMIT_PER_ADDRESS), RateLimitPerPrincipal from one sub+org
+	// (RATE_LIMIT_PER_PRINCIPAL); each allows a burst of twice that. Zero
+	// keeps the gateway's defaults.
+	RateLimitPerAddress   float64
+	RateLimitPerPrincipal float64
 	// WSAllowedOrigins are the origins allowed to open a websocket
 	// (WS_ALLOWED_ORIGINS, comma-separated); empty means same-origin only.
 	WSAllowedOrigins []string
@@ -171,6 +177,16 @@ func Load(getenv func(string) string) (Config, error) {
 			c.MaxBodyBytes = n
 		}
 	}
+	for name, dst := range map[string]*float64{"RATE_LIMIT_PER_ADDRESS": &c.RateLimitPerAddress, "RATE_LIMIT_PER_PRINCIPAL": &c.RateLimitPerPrincipal} {
+		if s := get(name); s != "" {
+			f, err := strconv.ParseFloat(s, 64)
+			if err != nil || !(f > 0 && f <= 1e6) {
+				errs = append(errs, fmt.Errorf("%s: %q is not a rate from above 0 to 1000000 per second", name, s))
+			} else {
+				*dst = f
+			}
+		}
+	}
 	level := or(get("LOG_LEVEL"), DefaultLogLevel)
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not debug, info, warn or error", level))
@@ -227,6 +243,8 @@ func (c Config) String() string {
 		"SEED_DEMO=" + strconv.FormatBool(c.SeedDemo),
 		"REQUEST_TIMEOUT=" + c.RequestTimeout.String(),
 		"MAX_BODY_BYTES=" + strconv.FormatInt(c.MaxBodyBytes, 10),
+		"RATE_LIMIT_PER_ADDRESS=" + strconv.FormatFloat(c.RateLimitPerAddress, 'g', -1, 64),
+		"RATE_LIMIT_PER_PRINCIPAL=" + strconv.FormatFloat(c.RateLimitPerPrincipal, 'g', -1, 64),
 		"WS_ALLOWED_ORIGINS=" + strings.Join(c.WSAllowedOrigins, ","),
 		"WEBHOOK_TIMEOUT=" + c.WebhookTimeout.String(),
 		"WEBHOOK_BACKOFF=" + c.WebhookBackoff.String(),

@@ -39,20 +39,22 @@ func TestLoadDefaults(t *testing.T) {
 
 func TestLoadReadsEveryVariable(t *testing.T) {
 	c, err := config.Load(env(map[string]string{
-		"ADDR":               "127.0.0.1:9000",
-		"MONGODB_URI":        "mongodb://db:27017",
-		"MONGODB_DATABASE":   "so_test",
-		"DATA_DIR":           "/var/lib/so",
-		"JWT_ISSUER":         "https://idp.test",
-		"JWT_AUDIENCE":       "gateway, mobile ,",
-		"JWT_JWKS_URL":       "https://idp.test/jwks.json",
-		"JWT_JWKS_FILE":      "/etc/so/jwks.json",
-		"JWT_HS256_SECRET":   "a-development-secret",
-		"SEED_DEMO":          "false",
-		"REQUEST_TIMEOUT":    "3s",
-		"MAX_BODY_BYTES":     "4096",
-		"WS_ALLOWED_ORIGINS": "https://app.test,https://admin.test",
-		"LOG_LEVEL":          "debug",
+		"ADDR":                     "127.0.0.1:9000",
+		"MONGODB_URI":              "mongodb://db:27017",
+		"MONGODB_DATABASE":         "so_test",
+		"DATA_DIR":                 "/var/lib/so",
+		"JWT_ISSUER":               "https://idp.test",
+		"JWT_AUDIENCE":             "gateway, mobile ,",
+		"JWT_JWKS_URL":             "https://idp.test/jwks.json",
+		"JWT_JWKS_FILE":            "/etc/so/jwks.json",
+		"JWT_HS256_SECRET":         "a-development-secret",
+		"SEED_DEMO":                "false",
+		"REQUEST_TIMEOUT":          "3s",
+		"MAX_BODY_BYTES":           "4096",
+		"WS_ALLOWED_ORIGINS":       "https://app.test,https://admin.test",
+		"RATE_LIMIT_PER_ADDRESS":   "500",
+		"RATE_LIMIT_PER_PRINCIPAL": "12.5",
+		"LOG_LEVEL":                "debug",
 	}))
 	require.NoError(t, err)
 
@@ -64,6 +66,8 @@ func TestLoadReadsEveryVariable(t *testing.T) {
 	assert.False(t, c.SeedDemo)
 	assert.Equal(t, 3*time.Second, c.RequestTimeout)
 	assert.EqualValues(t, 4096, c.MaxBodyBytes)
+	assert.InDelta(t, 500, c.RateLimitPerAddress, 0)
+	assert.InDelta(t, 12.5, c.RateLimitPerPrincipal, 0)
 	assert.Equal(t, []string{"https://app.test", "https://admin.test"}, c.WSAllowedOrigins)
 	assert.Equal(t, slog.LevelDebug, c.LogLevel)
 }
@@ -115,6 +119,8 @@ func TestLoadRefusesBadValues(t *testing.T) {
 		{"a REQUEST_TIMEOUT that is not a duration is refused", map[string]string{"REQUEST_TIMEOUT": "10"}},
 		{"a negative MAX_BODY_BYTES is refused", map[string]string{"MAX_BODY_BYTES": "-1"}},
 		{"an unknown LOG_LEVEL is refused", map[string]string{"LOG_LEVEL": "loud"}},
+		{"a RATE_LIMIT_PER_ADDRESS that is not a number is refused", map[string]string{"RATE_LIMIT_PER_ADDRESS": "fast"}},
+		{"a zero RATE_LIMIT_PER_PRINCIPAL is refused", map[string]string{"RATE_LIMIT_PER_PRINCIPAL": "0"}},
 		{"a MONGODB_URI of another scheme is refused", map[string]string{"MONGODB_URI": "postgres://u:p@db"}},
 		{"a JWKS URL that is not http(s) is refused", map[string]string{"JWT_JWKS_URL": "file:///etc/jwks.json"}},
 	}

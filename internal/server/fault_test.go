@@ -40,7 +40,7 @@ func TestDatabaseDownFailsFastAndRecoversWithoutRestart(t *testing.T) {
 			db.Stop()
 		}
 	}()
-	st, err := store.Open(ctx, store.Options{URI: db.URI(), Database: "fault", OpTimeout: 500 * time.Millisecond})
+	st, err := store.Open(ctx, store.Options{URI: db.URI(), Database: "fault", OpTimeout: 500 * time.Millisecond, Prepare: db.IndexIDs})
 	require.NoError(t, err)
 	defer func() { _ = st.Close(context.Background()) }()
 	secret := []byte(strings.Repeat("k", 40))

@@ -15,6 +15,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,6 +68,10 @@ type Options struct {
 	Now func() time.Time
 	// Monitor observes every command (tests count them; metrics time them).
 	Monitor *event.CommandMonitor
+	// Prepare runs once every collection and index exists, with the
+	// database's name: the embedded store adds there the indexes its own
+	// backend needs (embedded.Store.IndexIDs).
+	Prepare func(ctx context.Context, database string) error
 }
 
 // Open connects, checks the database answers and creates the indexes.
@@ -95,9 +100,19 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		_ = client.Disconnect(context.Background())
 		return nil, err
 	}
+	if err := s.ensureCollections(ctx); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, err
+	}
 	if err := s.ensureIndexes(ctx); err != nil {
 		_ = client.Disconnect(context.Background())
 		return nil, err
+	}
+	if o.Prepare != nil {
+		if err := o.Prepare(ctx, o.Database); err != nil {
+			_ = client.Disconnect(context.Background())
+			return nil, fmt.Errorf("store: prepare: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -158,6 +173,34 @@ var indexes = []index{
 	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "status", Value: 1}, {Key: "seq", Value: 1}}, false},
 	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colWebhookDeliveries, bson.D{{Key: "status", Value: 1}, {Key: "createdAt", Value: 1}}, false},
+}
+
+// collections are all the store uses.
+var collections = []string{
+	colPolicies, colPatients, colPseudonyms, colCases, colSpecialists, colOpinions, colAudit,
+	colCounters, colIdempotency, colCaseEvents, colClaims, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
+}
+
+// ensureCollections creates the collections up front (rather than at first
+// insert), so Options.Prepare sees every one of them.
+func (s *Store) ensureCollections(ctx context.Context) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	have, err := s.db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return fmt.Errorf("store: list collections: %w", err)
+	}
+	for _, name := range collections {
+		if slices.Contains(have, name) {
+			continue
+		}
+		var ce mongo.CommandError
+		// 48 NamespaceExists: another replica created it meanwhile.
+		if err := s.db.CreateCollection(ctx, name); err != nil && !(errors.As(err, &ce) && ce.Code == 48) {
+			return fmt.Errorf("store: create %s: %w", name, err)
+		}
+	}
+	return nil
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {

@@ -106,7 +106,7 @@ func Start(t testing.TB, opts ...Options) *Env {
 	defer cancel()
 	metrics := telemetry.NewMetrics()
 	monitor := telemetry.ChainMonitors(o.Monitor, telemetry.CommandMonitor(metrics, o.Tracer))
-	st, err := store.Open(ctx, store.Options{URI: uri, Database: db, Monitor: monitor})
+	st, err := store.Open(ctx, store.Options{URI: uri, Database: db, Monitor: monitor, Prepare: shared.IndexIDs})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	if !o.NoSeed {
@@ -283,7 +283,7 @@ func (e *Env) Replica(t testing.TB) *Env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := store.Open(ctx, store.Options{URI: URI(t), Database: e.DB})
+	st, err := store.Open(ctx, store.Options{URI: URI(t), Database: e.DB, Prepare: shared.IndexIDs})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	v, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{{HS256Secret: e.Secret}}, AllowHS256: true})
