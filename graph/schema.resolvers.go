@@ -449,6 +449,7 @@ func (r *queryResolver) Policies(ctx context.Context, first *int, after *string,
 	if err != nil {
 		return nil, err
 	}
+	prefetchPolicyEdges(ctx, p, items, "edges", "node")
 	conn := &model.PolicyConnection{
 		Edges: make([]model.PolicyEdge, 0, len(items)),
 		Count: func(ctx context.Context) (int, error) { return r.Store.CountPolicies(ctx, p, f) },
@@ -490,6 +491,7 @@ func (r *queryResolver) Cases(ctx context.Context, first *int, after *string, fi
 	if err != nil {
 		return nil, err
 	}
+	prefetchCaseEdges(ctx, p, items, "edges", "node")
 	conn := &model.CaseConnection{
 		Edges: make([]model.CaseEdge, 0, len(items)),
 		Count: func(ctx context.Context) (int, error) { return r.Store.CountCases(ctx, p, f) },

@@ -5,6 +5,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 
+	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/store"
 )
 
@@ -15,9 +16,31 @@ var clinicalFields = map[string]bool{"diagnosis": true, "proposedTreatment": tru
 // selection reaches, following path (e.g. "edges", "node") from the current
 // field down to the Case object.
 func caseViewOf(ctx context.Context, path ...string) store.CaseView {
+	var v store.CaseView
+	for _, f := range caseFieldsOf(ctx, path...) {
+		switch {
+		case clinicalFields[f.Name]:
+			v.Clinical = true
+		case f.Name == "events":
+			v.Events = true
+		}
+	}
+	return v
+}
+
+// caseFieldsOf returns the Case fields the current field's selection
+// reaches along path.
+func caseFieldsOf(ctx context.Context, path ...string) []graphql.CollectedField {
+	return fieldsOf(ctx, "Case", path...)
+}
+
+// fieldsOf returns the fields of object type typ the current field's
+// selection reaches along path.
+func fieldsOf(ctx context.Context, typ string, path ...string) []graphql.CollectedField {
 	oc := graphql.GetOperationContext(ctx)
-	// Inline fragments and spreads on Case or Node (as under node(id:)) count.
-	caseTypes := []string{"Case", "Node"}
+	// Inline fragments and spreads on the type or Node (as under node(id:))
+	// count.
+	caseTypes := []string{typ, "Node"}
 	var fields []graphql.CollectedField
 	if len(path) == 0 {
 		fields = graphql.CollectFieldsCtx(ctx, caseTypes)
@@ -37,14 +60,61 @@ func caseViewOf(ctx context.Context, path ...string) store.CaseView {
 		}
 		fields = next
 	}
-	var v store.CaseView
-	for _, f := range fields {
-		switch {
-		case clinicalFields[f.Name]:
-			v.Clinical = true
-		case f.Name == "events":
-			v.Events = true
+	return fields
+}
+
+// prefetchCaseEdges queues at once, for every case of a page, the edges the
+// selection asks for and p may read, so each loader fetches them all in one
+// batch however late the per-node resolvers start: under load, a page's
+// field resolvers can take longer to start than a loader's batch window,
+// which would split its edges over several reads. The resolvers then find
+// the pending loads in the loaders' caches.
+func prefetchCaseEdges(ctx context.Context, p domain.Principal, cases []*domain.Case, path ...string) {
+	if len(cases) < 2 {
+		return
+	}
+	l, err := loaders(ctx)
+	if err != nil {
+		return
+	}
+	for _, f := range caseFieldsOf(ctx, path...) {
+		if g, ok := domain.FieldGroup("Case", f.Name); !ok || !domain.CanRead(p.Role, g) {
+			continue
+		}
+		for _, c := range cases {
+			switch f.Name {
+			case "policy":
+				l.Policy.LoadThunk(ctx, c.PolicyID)
+			case "patient":
+				l.PatientOfCase.LoadThunk(ctx, c)
+			case "specialist":
+				if c.SpecialistID != "" {
+					l.Specialist.LoadThunk(ctx, c.SpecialistID)
+				}
+			case "opinion":
+				l.OpinionOfCase.LoadThunk(ctx, c)
+			}
 		}
 	}
-	return v
+}
+
+// prefetchPolicyEdges is prefetchCaseEdges for a page of policies.
+func prefetchPolicyEdges(ctx context.Context, p domain.Principal, pols []*domain.Policy, path ...string) {
+	if len(pols) < 2 {
+		return
+	}
+	l, err := loaders(ctx)
+	if err != nil {
+		return
+	}
+	for _, f := range fieldsOf(ctx, "Policy", path...) {
+		if g, ok := domain.FieldGroup("Policy", f.Name); !ok || !domain.CanRead(p.Role, g) {
+			continue
+		}
+		if f.Name == "insured" {
+			for _, pol := range pols {
+				l.PatientsOfPolicy.LoadThunk(ctx, pol)
+			}
+		}
+	}
 }

@@ -1,22 +1,29 @@
 // Command loadrun drives a realistic mix against the gateway and, in the same
 // run, against a hand-written baseline (plain net/http + the same store
 // queries + encoding/json, no GraphQL), on the embedded store seeded with
-// 2,000 cases and 200 specialists, and prints throughput, latency, peak RSS
-// and the gateway/baseline ratio. `make bench` runs it.
+// 2,000 cases and 200 specialists, and prints throughput, latency, CPU time,
+// peak RSS and the gateway/baseline ratio. `make bench` runs it.
+//
+// Three processes take part, as in a deployment: this one holds the embedded
+// store (the database server) and the load generator; the gateway (the real
+// app.Run, as `make run` starts it, pointed at that store by MONGODB_URI)
+// and the baseline each run in a child process of their own, so their CPU
+// time and peak RSS are theirs alone.
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
+	"os/exec"
 	"runtime"
 	"sort"
 	"strings"
@@ -29,17 +36,27 @@ import (
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/embedded"
 	"github.com/secondopinion/gateway/internal/seed"
-	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/store"
 )
+
+const database = "loadrun"
 
 func main() {
 	cases := flag.Int("cases", 2000, "cases to seed")
 	specialists := flag.Int("specialists", 200, "specialists to seed")
-	requests := flag.Int("requests", 120, "requests per concurrency level and target")
+	requests := flag.Int("requests", 120, "requests per run (one concurrency level, one target)")
 	levels := flag.String("clients", "1,16,64", "concurrency levels for the mix (empty: skip the mix)")
+	alone := flag.Int("alone", 16, "clients for each operation run alone (0: skip)")
+	ops := flag.String("ops", "list,detail,search,mutate", "the operations run alone")
+	serve := flag.String("serve", "", "internal: run as the gateway or baseline child process")
 	flag.Parse()
-	if err := run(*cases, *specialists, *requests, *levels); err != nil {
+	var err error
+	if *serve != "" {
+		err = serveChild(*serve)
+	} else {
+		err = run(*cases, *specialists, *requests, *levels, *alone, strings.Split(*ops, ","))
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadrun:", err)
 		os.Exit(1)
 	}
@@ -47,12 +64,12 @@ func main() {
 
 type target struct {
 	name string
-	url  string
-	// do sends one operation of the mix and reports its kind.
-	do func(c *http.Client, kind string, r *rand.Rand) error
+	proc *child
+	// do sends one operation of the mix for worker w.
+	do func(c *http.Client, kind string, w worker) error
 }
 
-func run(nCases, nSpecialists, requests int, levels string) error {
+func run(nCases, nSpecialists, requests int, levels string, alone int, ops []string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "loadrun-*")
 	if err != nil {
@@ -64,9 +81,7 @@ func run(nCases, nSpecialists, requests int, levels string) error {
 		return err
 	}
 	defer db.Stop()
-	// Under load the embedded store queues commands: give them room, the
-	// latency is what is measured.
-	st, err := store.Open(ctx, store.Options{URI: db.URI(), Database: "loadrun", OpTimeout: 2 * time.Minute, Prepare: db.IndexIDs})
+	st, err := store.Open(ctx, store.Options{URI: db.URI(), Database: database, OpTimeout: 2 * time.Minute, Prepare: db.IndexIDs})
 	if err != nil {
 		return err
 	}
@@ -76,24 +91,11 @@ func run(nCases, nSpecialists, requests int, levels string) error {
 	}
 	fmt.Printf("seeded %d cases, %d specialists in %v\n", nCases, nSpecialists, time.Since(t0).Round(time.Millisecond))
 
-	secret := []byte(strings.Repeat("l", 40))
-	v, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{{HS256Secret: secret}}, AllowHS256: true})
-	if err != nil {
-		return err
-	}
-	quiet := slog.New(slog.DiscardHandler)
-	gw := httptest.NewServer(server.New(server.Deps{
-		Store: st, Verifier: v, Logger: quiet, RequestTimeout: 2 * time.Minute,
-		RateLimits: server.RateLimits{PerAddress: 1e6, AddressBurst: 1e6, PerPrincipal: 1e6, PrincipalBurst: 1e6, MaxTrackedKeys: 100, IdleForgetAfter: time.Hour},
-	}))
-	defer gw.Close()
-	base := httptest.NewServer(baseline(st, v))
-	defer base.Close()
-
+	secret := strings.Repeat("l", 40)
 	p := domain.Principal{Subject: "u-coordinator", Role: domain.RoleCoordinator, Org: seed.Operator}
 	c := auth.Claims{Role: string(p.Role), Org: p.Org}
 	c.Subject = p.Subject
-	tok, err := auth.MintHS256(secret, c, 2*time.Hour, time.Now())
+	tok, err := auth.MintHS256([]byte(secret), c, 2*time.Hour, time.Now())
 	if err != nil {
 		return err
 	}
@@ -105,46 +107,116 @@ func run(nCases, nSpecialists, requests int, levels string) error {
 	for i, x := range ids {
 		caseIDs[i] = x.ID
 	}
-	sps, _, err := st.Specialists(ctx, p, store.SpecialistFilter{}, store.Page{First: 50})
+	var sps []*domain.Specialist
+	for page := (store.Page{First: 100}); ; {
+		batch, more, err := st.Specialists(ctx, p, store.SpecialistFilter{}, page)
+		if err != nil {
+			return err
+		}
+		sps = append(sps, batch...)
+		if !more || len(batch) == 0 {
+			break
+		}
+		page.After = batch[len(batch)-1].ID
+	}
+
+	gwProc, err := startChild("gateway", db.URI(), secret)
 	if err != nil {
 		return err
 	}
-	mix := defaultMix
-	gwTarget := gatewayTarget(gw.URL, tok, caseIDs, sps)
-	baseTarget := baselineTarget(base.URL, tok, caseIDs, sps)
+	defer gwProc.stop()
+	baseProc, err := startChild("baseline", db.URI(), secret)
+	if err != nil {
+		return err
+	}
+	defer baseProc.stop()
+	gw := gatewayTarget(gwProc, tok, caseIDs, sps)
+	base := baselineTarget(baseProc, tok, caseIDs, sps)
+	targets := []target{base, gw}
+	// Warm both (connection pools, document cache) before measuring.
+	for _, tg := range targets {
+		drive(tg, 4, 20, defaultMix)
+	}
 
 	fmt.Printf("machine: %d CPUs, %s/%s, %s\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
-	fmt.Printf("mix: 40%% list 50 cases with policy+patient+specialist+opinion, 30%% open a case, 20%% search specialists, 10%% mutation\n\n")
-	fmt.Printf("%-8s %-8s %-9s %9s %9s %9s %12s\n", "clients", "target", "op", "req/s", "p50 ms", "p99 ms", "cpu ms/req")
+	fmt.Printf("processes: the embedded store + this load generator; the gateway (app.Run); the baseline\n")
+	fmt.Printf("%d requests per run; cpu ms/req is the target process's own CPU (no database) per request\n\n", requests)
+	header := func() {
+		fmt.Printf("%-8s %-9s %-9s %9s %9s %9s %12s\n", "clients", "op", "target", "req/s", "p50 ms", "p99 ms", "cpu ms/req")
+	}
+	line := func(n int, op, name string, s stats) {
+		fmt.Printf("%-8d %-9s %-9s %9.1f %9.1f %9.1f %12.2f\n", n, op, name, s.rps, s.p50, s.p99, s.cpuPerReq)
+	}
+	ratio := func(n int, op string, g, b stats) {
+		if b.rps > 0 {
+			fmt.Printf("%-8d %-9s %-9s %8.0f%%\n", n, op, "ratio", 100*g.rps/b.rps)
+		}
+	}
+
+	if alone > 0 {
+		fmt.Printf("each operation alone, %d clients:\n", alone)
+		header()
+		for _, op := range ops {
+			res := map[string]stats{}
+			for _, tg := range targets {
+				res[tg.name] = drive(tg, alone, requests, []string{op})["all"]
+				line(alone, op, tg.name, res[tg.name])
+			}
+			ratio(alone, op, res["gateway"], res["baseline"])
+		}
+		fmt.Println()
+	}
+
+	fmt.Printf("the mix: 40%% list 50 cases with policy+patient+specialist+opinion, 30%% open a case, 20%% search specialists, 10%% upsert a specialist\n")
+	header()
 	for _, lv := range strings.Split(levels, ",") {
 		if lv == "" {
 			continue
 		}
 		var n int
-		fmt.Sscan(lv, &n)
-		results := map[string]map[string]stats{}
-		for _, tg := range []target{baseTarget, gwTarget} {
-			results[tg.name] = drive(tg, n, requests, mix)
+		if _, err := fmt.Sscan(lv, &n); err != nil || n < 1 {
+			return fmt.Errorf("clients: %q is not a number", lv)
 		}
-		for _, op := range []string{"list", "detail", "search", "mutate", "all"} {
+		res := map[string]map[string]stats{}
+		for _, tg := range targets {
+			res[tg.name] = drive(tg, n, requests, defaultMix)
+		}
+		for _, name := range []string{"baseline", "gateway"} {
+			line(n, "mix", name, res[name]["all"])
+		}
+		ratio(n, "mix", res["gateway"]["all"], res["baseline"]["all"])
+		for _, op := range []string{"list", "detail", "search", "mutate"} {
 			for _, name := range []string{"baseline", "gateway"} {
-				s := results[name][op]
-				fmt.Printf("%-8d %-8s %-9s %9.1f %9.1f %9.1f %12.2f\n", n, name, op, s.rps, s.p50, s.p99, s.cpuPerReq)
-			}
-			g, b := results["gateway"][op], results["baseline"][op]
-			if b.rps > 0 {
-				fmt.Printf("%-8d %-8s %-9s %8.0f%%\n", n, "ratio", op, 100*g.rps/b.rps)
+				s := res[name][op]
+				fmt.Printf("%-8d %-9s %-9s %9s %9.1f %9.1f\n", n, " "+op, name, "", s.p50, s.p99)
 			}
 		}
-		fmt.Println()
 	}
-	fmt.Println("case detail alone (the mobile app opening one case), 16 clients:")
-	for _, tg := range []target{baseTarget, gwTarget} {
-		s := drive(tg, 16, requests, []string{"detail"})["detail"]
-		fmt.Printf("%-8d %-8s %-9s %9.1f %9.1f %9.1f %12.2f\n", 16, tg.name, "detail", s.rps, s.p50, s.p99, s.cpuPerReq)
-	}
-	fmt.Printf("peak RSS of this process (gateway + baseline + embedded store + load generator): %.0f MiB\n", peakRSS())
+	fmt.Println()
+	fmt.Printf("peak RSS: gateway %.0f MiB, baseline %.0f MiB, embedded store + load generator %.0f MiB\n",
+		gwProc.peakRSS(), baseProc.peakRSS(), peakRSS(os.Getpid()))
 	return nil
+}
+
+// worker is one of n concurrent clients.
+type worker struct {
+	i, n int
+	r    *rand.Rand
+}
+
+// specialist picks one of the specialists this worker owns: concurrent
+// clients edit different specialists, as different operators would (and no
+// run measures retries of conflicting writes).
+func (w worker) specialist(sps []*domain.Specialist) *domain.Specialist {
+	j := w.r.IntN(len(sps))
+	j += w.i - j%w.n
+	if j >= len(sps) {
+		j -= w.n
+	}
+	if j < 0 {
+		j = w.i % len(sps)
+	}
+	return sps[j]
 }
 
 type stats struct {
@@ -153,27 +225,29 @@ type stats struct {
 
 var defaultMix = []string{"list", "list", "list", "list", "detail", "detail", "detail", "search", "search", "mutate"}
 
-// drive sends `total` requests of the mix from n clients and measures each
-// kind on its own (throughput per kind is its share of the run).
+// drive sends `total` requests of the mix from n clients; each kind gets its
+// latencies, "all" the throughput of the whole run and the target process's
+// CPU time per request.
 func drive(tg target, n, total int, mix []string) map[string]stats {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n + 4}, Timeout: 60 * time.Second}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n + 4}, Timeout: 2 * time.Minute}
+	defer client.CloseIdleConnections()
 	var (
 		mu   sync.Mutex
 		lats = map[string][]float64{}
 		next = make(chan int)
 		wg   sync.WaitGroup
 	)
-	cpu0 := cpuTime()
+	cpu0 := tg.proc.cpuTime()
 	start := time.Now()
 	for w := 0; w < n; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(w), 7))
+			wk := worker{i: w, n: n, r: rand.New(rand.NewPCG(uint64(w), 7))}
 			for i := range next {
 				kind := mix[i%len(mix)]
 				t := time.Now()
-				if err := tg.do(client, kind, r); err != nil {
+				if err := tg.do(client, kind, wk); err != nil {
 					fmt.Fprintln(os.Stderr, tg.name, kind, err)
 				}
 				d := float64(time.Since(t).Microseconds()) / 1000
@@ -190,7 +264,7 @@ func drive(tg target, n, total int, mix []string) map[string]stats {
 	close(next)
 	wg.Wait()
 	elapsed := time.Since(start).Seconds()
-	cpu := (cpuTime() - cpu0).Seconds() * 1000
+	cpu := float64((tg.proc.cpuTime() - cpu0).Microseconds()) / 1000
 	out := map[string]stats{}
 	for k, l := range lats {
 		sort.Float64s(l)
@@ -206,21 +280,97 @@ func pct(sorted []float64, q float64) float64 {
 	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
 }
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+// child is a gateway or baseline process started by startChild.
+type child struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan struct{}
 }
 
-func peakRSS() float64 {
-	b, err := os.ReadFile("/proc/self/status")
+// startChild runs this binary with -serve name and waits for the address it
+// prints.
+func startChild(name, uri, secret string) (*child, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, "-serve", name)
+	cmd.Env = append(os.Environ(), "LOADRUN_MONGODB_URI="+uri, "LOADRUN_SECRET="+secret)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &child{cmd: cmd, done: make(chan struct{})}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), "loadrun-listening "); ok {
+				addr <- a
+			}
+		}
+	}()
+	go func() { _ = cmd.Wait(); close(c.done) }()
+	select {
+	case a := <-addr:
+		c.url = "http://" + a
+		return c, nil
+	case <-c.done:
+		return nil, fmt.Errorf("%s exited before listening", name)
+	case <-time.After(time.Minute):
+		c.stop()
+		return nil, fmt.Errorf("%s did not start", name)
+	}
+}
+
+func (c *child) stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(15 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+func (c *child) peakRSS() float64 { return peakRSS(c.cmd.Process.Pid) }
+
+// cpuTime is the process's user + system time, from /proc (clock ticks of
+// 10 ms).
+func (c *child) cpuTime() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+1:]
+	}
+	f := strings.Fields(s)
+	if len(f) < 13 {
+		return 0
+	}
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// peakRSS is a process's VmHWM in MiB.
+func peakRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
 			var kb float64
-			fmt.Sscan(strings.TrimSpace(strings.TrimPrefix(line, "VmHWM:")), &kb)
+			fmt.Sscan(strings.TrimSpace(v), &kb)
 			return kb / 1024
 		}
 	}
@@ -236,6 +386,8 @@ const (
 
 var specialties = []string{"oncology", "cardiology", "neurology", "orthopedics", "rheumatology"}
 
+var errStatus = errors.New("unexpected response")
+
 func post(c *http.Client, url, tok string, body any) error {
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(b))
@@ -248,7 +400,7 @@ func post(c *http.Client, url, tok string, body any) error {
 	defer res.Body.Close()
 	data, _ := io.ReadAll(res.Body)
 	if res.StatusCode != http.StatusOK || bytes.Contains(data, []byte(`"errors"`)) {
-		return fmt.Errorf("status %d: %.200s", res.StatusCode, data)
+		return fmt.Errorf("%w: status %d: %.200s", errStatus, res.StatusCode, data)
 	}
 	return nil
 }
@@ -258,26 +410,30 @@ func upsertInput(sp *domain.Specialist, r *rand.Rand) map[string]any {
 		"country": sp.Country, "acceptingCases": r.IntN(5) != 0, "orgId": sp.OrgID}
 }
 
-func gatewayTarget(url, tok string, caseIDs []string, sps []*domain.Specialist) target {
-	return target{name: "gateway", url: url, do: func(c *http.Client, kind string, r *rand.Rand) error {
+func gatewayTarget(proc *child, tok string, caseIDs []string, sps []*domain.Specialist) target {
+	url := proc.url + "/graphql"
+	return target{name: "gateway", proc: proc, do: func(c *http.Client, kind string, w worker) error {
+		r := w.r
 		switch kind {
 		case "list":
-			return post(c, url+"/graphql", tok, map[string]any{"query": listDoc})
+			return post(c, url, tok, map[string]any{"query": listDoc})
 		case "detail":
-			return post(c, url+"/graphql", tok, map[string]any{"query": detailDoc, "variables": map[string]any{"id": graph.GlobalID("Case", caseIDs[r.IntN(len(caseIDs))])}})
+			return post(c, url, tok, map[string]any{"query": detailDoc, "variables": map[string]any{"id": graph.GlobalID("Case", caseIDs[r.IntN(len(caseIDs))])}})
 		case "search":
-			return post(c, url+"/graphql", tok, map[string]any{"query": searchDoc, "variables": map[string]any{"s": specialties[r.IntN(len(specialties))]}})
+			return post(c, url, tok, map[string]any{"query": searchDoc, "variables": map[string]any{"s": specialties[r.IntN(len(specialties))]}})
 		default:
-			sp := sps[r.IntN(len(sps))]
+			sp := w.specialist(sps)
 			in := upsertInput(sp, r)
 			in["id"] = graph.GlobalID("Specialist", sp.ID)
-			return post(c, url+"/graphql", tok, map[string]any{"query": mutateDoc, "variables": map[string]any{"in": in}})
+			return post(c, url, tok, map[string]any{"query": mutateDoc, "variables": map[string]any{"in": in}})
 		}
 	}}
 }
 
-func baselineTarget(url, tok string, caseIDs []string, sps []*domain.Specialist) target {
-	return target{name: "baseline", url: url, do: func(c *http.Client, kind string, r *rand.Rand) error {
+func baselineTarget(proc *child, tok string, caseIDs []string, sps []*domain.Specialist) target {
+	url := proc.url
+	return target{name: "baseline", proc: proc, do: func(c *http.Client, kind string, w worker) error {
+		r := w.r
 		switch kind {
 		case "list":
 			return post(c, url+"/cases", tok, map[string]any{"first": 50})
@@ -286,7 +442,7 @@ func baselineTarget(url, tok string, caseIDs []string, sps []*domain.Specialist)
 		case "search":
 			return post(c, url+"/specialists", tok, map[string]any{"specialty": specialties[r.IntN(len(specialties))]})
 		default:
-			sp := sps[r.IntN(len(sps))]
+			sp := w.specialist(sps)
 			in := upsertInput(sp, r)
 			in["id"] = sp.ID
 			return post(c, url+"/specialist", tok, in)

@@ -46,7 +46,8 @@ type Deps struct {
 	Verifier   *auth.Verifier
 	Logger     *slog.Logger
 	Production bool
-	// AuditSink receives audit events (default: the store).
+	// AuditSink receives audit events (default: the store, through a
+	// Batcher).
 	AuditSink audit.Sink
 	// RequestTimeout bounds one request, database calls included.
 	RequestTimeout time.Duration
@@ -98,7 +99,7 @@ func (h *Handler) WaitWebsockets(ctx context.Context) error { return h.ws.wait(c
 // New returns the gateway's HTTP handler with every route in one place.
 func New(d Deps) *Handler {
 	if d.AuditSink == nil {
-		d.AuditSink = d.Store
+		d.AuditSink = audit.NewBatcher(d.Store, 0)
 	}
 	if d.RequestTimeout <= 0 {
 		d.RequestTimeout = 10 * time.Second
