@@ -81,6 +81,9 @@ func run(nCases, nSpecialists, requests int, levels string, alone int, ops []str
 		return err
 	}
 	defer db.Stop()
+	// This process is the store's, tuned as the gateway tunes itself when
+	// it hosts the embedded store (make run).
+	embedded.TuneGC(os.Getenv)
 	st, err := store.Open(ctx, store.Options{URI: db.URI(), Database: database, OpTimeout: 2 * time.Minute, Prepare: db.IndexIDs})
 	if err != nil {
 		return err

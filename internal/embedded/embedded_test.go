@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -102,4 +103,24 @@ func TestIndexIDsServesReadsByIDFromAnIndex(t *testing.T) {
 	require.NoError(t, coll.Drop(ctx), "dropping the collection drops its table and the index with it")
 
 	assert.Error(t, s.IndexIDs(ctx, "no_such_database"))
+}
+
+func TestTuneGCLeavesTheOperatorsSettings(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+
+	gc, limit := embedded.TuneGC(func(string) string { return "" })
+	assert.Equal(t, embedded.GCPercent, gc)
+	assert.EqualValues(t, embedded.MemoryLimit, limit)
+	assert.Equal(t, embedded.GCPercent, debug.SetGCPercent(embedded.GCPercent), "applied")
+	assert.EqualValues(t, embedded.MemoryLimit, debug.SetMemoryLimit(-1), "applied")
+
+	debug.SetGCPercent(150)
+	debug.SetMemoryLimit(1 << 30)
+	env := map[string]string{"GOGC": "150", "GOMEMLIMIT": "1GiB"}
+	gc, limit = embedded.TuneGC(func(k string) string { return env[k] })
+	assert.Equal(t, -1, gc)
+	assert.EqualValues(t, -1, limit)
+	assert.Equal(t, 150, debug.SetGCPercent(150), "GOGC set: untouched")
+	assert.EqualValues(t, 1<<30, debug.SetMemoryLimit(-1), "GOMEMLIMIT set: untouched")
 }

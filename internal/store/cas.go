@@ -74,15 +74,37 @@ func (s *Store) casUpdate(ctx context.Context, coll, id string, version int, set
 	if err != nil || !won {
 		return false, err
 	}
+	filter := bson.D{{Key: "_id", Value: id}, {Key: "version", Value: version}}
+	if s.exactIDFilters {
+		// FerretDB would decode the whole collection to apply {_id,
+		// version} (measured: a case write at 2,000 cases spent ~300 ms
+		// there), and its filtered update is a read then a write anyway, not
+		// atomic: the claim is what lets one writer through. So read the
+		// version by _id and update by _id, both answered from an index.
+		cur, err := findByID[versionDoc](ctx, s, coll, id, bson.D{{Key: "version", Value: 1}})
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if cur.Version != version {
+			return false, nil
+		}
+		filter = bson.D{{Key: "_id", Value: id}}
+	}
 	cctx, cancel := s.op(ctx)
 	defer cancel()
-	res, err := s.c(coll).UpdateOne(cctx,
-		bson.D{{Key: "_id", Value: id}, {Key: "version", Value: version}},
+	res, err := s.c(coll).UpdateOne(cctx, filter,
 		bson.D{{Key: "$set", Value: set}, {Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}}})
 	if err != nil {
 		return false, err
 	}
 	return res.MatchedCount == 1, nil
+}
+
+type versionDoc struct {
+	Version int `bson:"version"`
 }
 
 type counterDoc struct {

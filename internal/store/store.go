@@ -56,6 +56,10 @@ type Store struct {
 	db        *mongo.Database
 	opTimeout time.Duration
 	now       func() time.Time
+	// exactIDFilters is set on FerretDB, which hands its backend only a
+	// filter that is exactly {_id: X} and decodes the whole collection for
+	// any other (see casUpdate).
+	exactIDFilters bool
 }
 
 // Options configure Open.
@@ -100,6 +104,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		_ = client.Disconnect(context.Background())
 		return nil, err
 	}
+	s.exactIDFilters = s.isFerretDB(ctx)
 	if err := s.ensureCollections(ctx); err != nil {
 		_ = client.Disconnect(context.Background())
 		return nil, err
@@ -173,6 +178,19 @@ var indexes = []index{
 	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "status", Value: 1}, {Key: "seq", Value: 1}}, false},
 	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colWebhookDeliveries, bson.D{{Key: "status", Value: 1}, {Key: "createdAt", Value: 1}}, false},
+}
+
+// isFerretDB reports whether the server is FerretDB, which answers buildInfo
+// with a ferretdbVersion.
+func (s *Store) isFerretDB(ctx context.Context) bool {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	var info bson.M
+	if err := s.db.RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+		return false
+	}
+	_, ok := info["ferretdbVersion"]
+	return ok
 }
 
 // collections are all the store uses.
