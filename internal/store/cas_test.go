@@ -79,3 +79,32 @@ func TestCompareAndSetOnBothPaths(t *testing.T) {
 		})
 	}
 }
+
+func TestScansAreAdmittedPerCollection(t *testing.T) {
+	s := &Store{scanSlots: map[string]chan struct{}{colCases: make(chan struct{}, 1), colSpecialists: make(chan struct{}, 1)}}
+	release, err := s.admitScan(context.Background(), colCases)
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err = s.admitScan(ctx, colCases)
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "a second scan of cases waits for the first")
+
+	other, err := s.admitScan(context.Background(), colSpecialists)
+	require.NoError(t, err, "a scan of another collection does not wait")
+	other()
+	free, err := s.admitScan(context.Background(), "not-limited")
+	require.NoError(t, err)
+	free()
+
+	release()
+	again, err := s.admitScan(context.Background(), colCases)
+	require.NoError(t, err, "a released slot admits the next scan")
+	again()
+
+	mongo := &Store{}
+	for range 10 {
+		_, err := mongo.admitScan(context.Background(), colCases)
+		require.NoError(t, err, "no slots on MongoDB")
+	}
+}

@@ -97,6 +97,11 @@ func findAll[D any](ctx context.Context, s *Store, coll string, filter bson.D, o
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
+	release, err := s.admitScan(ctx, coll)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	cur, err := s.c(coll).Find(ctx, filter, opts)
 	if err != nil {
 		return nil, err
@@ -126,6 +131,7 @@ func findByID[D any](ctx context.Context, s *Store, coll, id string, proj bson.D
 
 // findByIDs reads documents by a list of _id.
 func findByIDs[D any](ctx context.Context, s *Store, coll string, ids []string, proj bson.D) ([]*D, error) {
+	ids = distinct(ids)
 	if len(ids) == 0 {
 		return nil, nil
 	}
@@ -154,6 +160,24 @@ func count(ctx context.Context, s *Store, coll string, filter bson.D) (int, erro
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
+	release, err := s.admitScan(ctx, coll)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
 	n, err := s.c(coll).CountDocuments(ctx, filter)
 	return int(n), err
+}
+
+// distinct returns ids without repeats, in their first order.
+func distinct(ids []string) []string {
+	seen := make(map[string]struct{}, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if _, ok := seen[id]; !ok {
+			seen[id] = struct{}{}
+			out = append(out, id)
+		}
+	}
+	return out
 }
