@@ -28,13 +28,19 @@ fuzz:
 generate:
 	$(GO) run github.com/99designs/gqlgen generate
 
-## check-generated: fail when gqlgen output is stale
+## check-generated: fail when gqlgen output or the genqlient example client is stale
 check-generated:
 	@tmp=$$(mktemp -d) && cp -r graph $$tmp/graph && \
 	$(GO) run github.com/99designs/gqlgen generate && \
 	if ! diff -r $$tmp/graph graph >/dev/null; then \
 		diff -r $$tmp/graph graph | head -40; rm -rf graph && cp -r $$tmp/graph graph; rm -rf $$tmp; \
 		echo "generated code is stale: run 'make generate' and commit"; exit 1; \
+	fi; rm -rf $$tmp
+	@tmp=$$(mktemp -d) && cp examples/client/generated.go $$tmp/ && \
+	(cd examples/client && $(GO) run github.com/Khan/genqlient genqlient.yaml) && \
+	if ! diff $$tmp/generated.go examples/client/generated.go >/dev/null; then \
+		diff $$tmp/generated.go examples/client/generated.go | head -40; cp $$tmp/generated.go examples/client/; rm -rf $$tmp; \
+		echo "the example client is stale: run 'go generate ./examples/...' and commit"; exit 1; \
 	fi; rm -rf $$tmp
 
 ## lint: formatting, vet, the schema linted, and no breaking change against schema/snapshot.graphqls
