@@ -16,7 +16,7 @@ import (
 func baseline(st *store.Store, v *auth.Verifier) http.Handler {
 	mux := http.NewServeMux()
 	// The gateway's audit path: the same group commit into the same store.
-	aud := audit.NewBatcher(st, 0)
+	aud := audit.NewBatcher(st, 0, 0)
 	mux.HandleFunc("POST /cases", func(w http.ResponseWriter, r *http.Request) {
 		p, ok := principal(w, r, v)
 		if !ok {

@@ -83,7 +83,7 @@ func run(nCases, nSpecialists, requests int, levels string, alone int, ops []str
 	defer db.Stop()
 	// This process is the store's, tuned as the gateway tunes itself when
 	// it hosts the embedded store (make run).
-	embedded.TuneGC(os.Getenv)
+	embedded.TuneGC()
 	st, err := store.Open(ctx, store.Options{URI: db.URI(), Database: database, OpTimeout: 2 * time.Minute, Prepare: db.IndexIDs})
 	if err != nil {
 		return err
@@ -145,10 +145,10 @@ func run(nCases, nSpecialists, requests int, levels string, alone int, ops []str
 	fmt.Printf("processes: the embedded store + this load generator; the gateway (app.Run); the baseline\n")
 	fmt.Printf("%d requests per run; cpu ms/req is the target process's own CPU (no database) per request\n\n", requests)
 	header := func() {
-		fmt.Printf("%-8s %-9s %-9s %9s %9s %9s %12s\n", "clients", "op", "target", "req/s", "p50 ms", "p99 ms", "cpu ms/req")
+		fmt.Printf("%-8s %-9s %-9s %9s %9s %9s %12s %7s\n", "clients", "op", "target", "req/s", "p50 ms", "p99 ms", "cpu ms/req", "failed")
 	}
 	line := func(n int, op, name string, s stats) {
-		fmt.Printf("%-8d %-9s %-9s %9.1f %9.1f %9.1f %12.2f\n", n, op, name, s.rps, s.p50, s.p99, s.cpuPerReq)
+		fmt.Printf("%-8d %-9s %-9s %9.1f %9.1f %9.1f %12.2f %7d\n", n, op, name, s.rps, s.p50, s.p99, s.cpuPerReq, s.failed)
 	}
 	ratio := func(n int, op string, g, b stats) {
 		if b.rps > 0 {
@@ -159,9 +159,9 @@ func run(nCases, nSpecialists, requests int, levels string, alone int, ops []str
 	if alone > 0 {
 		fmt.Printf("each operation alone, %d clients:\n", alone)
 		header()
-		for _, op := range ops {
+		for i, op := range ops {
 			res := map[string]stats{}
-			for _, tg := range targets {
+			for _, tg := range inTurn(targets, i) {
 				res[tg.name] = drive(tg, alone, requests, []string{op})["all"]
 				line(alone, op, tg.name, res[tg.name])
 			}
@@ -172,7 +172,7 @@ func run(nCases, nSpecialists, requests int, levels string, alone int, ops []str
 
 	fmt.Printf("the mix: 40%% list 50 cases with policy+patient+specialist+opinion, 30%% open a case, 20%% search specialists, 10%% upsert a specialist\n")
 	header()
-	for _, lv := range strings.Split(levels, ",") {
+	for i, lv := range strings.Split(levels, ",") {
 		if lv == "" {
 			continue
 		}
@@ -181,7 +181,7 @@ func run(nCases, nSpecialists, requests int, levels string, alone int, ops []str
 			return fmt.Errorf("clients: %q is not a number", lv)
 		}
 		res := map[string]map[string]stats{}
-		for _, tg := range targets {
+		for _, tg := range inTurn(targets, i) {
 			res[tg.name] = drive(tg, n, requests, defaultMix)
 		}
 		for _, name := range []string{"baseline", "gateway"} {
@@ -199,6 +199,16 @@ func run(nCases, nSpecialists, requests int, levels string, alone int, ops []str
 	fmt.Printf("peak RSS: gateway %.0f MiB, baseline %.0f MiB, embedded store + load generator %.0f MiB\n",
 		gwProc.peakRSS(), baseProc.peakRSS(), peakRSS(os.Getpid()))
 	return nil
+}
+
+// inTurn returns the targets in the order run i measures them: each goes
+// first every other run, so neither always meets the store (which grows by
+// the audit rows both write) in the same state.
+func inTurn(targets []target, i int) []target {
+	if i%2 == 1 {
+		return []target{targets[1], targets[0]}
+	}
+	return targets
 }
 
 // worker is one of n concurrent clients.
@@ -224,6 +234,8 @@ func (w worker) specialist(sps []*domain.Specialist) *domain.Specialist {
 
 type stats struct {
 	rps, p50, p99, cpuPerReq float64
+	// failed requests count in none of the others.
+	failed int
 }
 
 var defaultMix = []string{"list", "list", "list", "list", "detail", "detail", "detail", "search", "search", "mutate"}
@@ -235,10 +247,11 @@ func drive(tg target, n, total int, mix []string) map[string]stats {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n + 4}, Timeout: 2 * time.Minute}
 	defer client.CloseIdleConnections()
 	var (
-		mu   sync.Mutex
-		lats = map[string][]float64{}
-		next = make(chan int)
-		wg   sync.WaitGroup
+		mu     sync.Mutex
+		lats   = map[string][]float64{}
+		failed = map[string]int{}
+		next   = make(chan int)
+		wg     sync.WaitGroup
 	)
 	cpu0 := tg.proc.cpuTime()
 	start := time.Now()
@@ -250,13 +263,19 @@ func drive(tg target, n, total int, mix []string) map[string]stats {
 			for i := range next {
 				kind := mix[i%len(mix)]
 				t := time.Now()
-				if err := tg.do(client, kind, wk); err != nil {
-					fmt.Fprintln(os.Stderr, tg.name, kind, err)
-				}
+				err := tg.do(client, kind, wk)
 				d := float64(time.Since(t).Microseconds()) / 1000
 				mu.Lock()
-				lats[kind] = append(lats[kind], d)
-				lats["all"] = append(lats["all"], d)
+				if err != nil {
+					failed[kind]++
+					failed["all"]++
+					if failed["all"] <= 3 {
+						fmt.Fprintln(os.Stderr, tg.name, kind, err)
+					}
+				} else {
+					lats[kind] = append(lats[kind], d)
+					lats["all"] = append(lats["all"], d)
+				}
 				mu.Unlock()
 			}
 		}(w)
@@ -269,9 +288,10 @@ func drive(tg target, n, total int, mix []string) map[string]stats {
 	elapsed := time.Since(start).Seconds()
 	cpu := float64((tg.proc.cpuTime() - cpu0).Microseconds()) / 1000
 	out := map[string]stats{}
-	for k, l := range lats {
+	for _, k := range append([]string{"all"}, mix...) {
+		l := lats[k]
 		sort.Float64s(l)
-		out[k] = stats{rps: float64(len(l)) / elapsed, p50: pct(l, 0.50), p99: pct(l, 0.99), cpuPerReq: cpu / float64(total)}
+		out[k] = stats{rps: float64(len(l)) / elapsed, p50: pct(l, 0.50), p99: pct(l, 0.99), cpuPerReq: cpu / float64(total), failed: failed[k]}
 	}
 	return out
 }

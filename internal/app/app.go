@@ -56,7 +56,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		defer emb.Stop()
 		uri = emb.URI()
 		prepare = emb.IndexIDs
-		embedded.TuneGC(getenv)
+		defer embedded.TuneGC()()
 		log.Info("embedded store started", "data_dir", cfg.DataDir)
 	}
 	tracing, err := telemetry.SetupTracing(ctx, getenv, "")

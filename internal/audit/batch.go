@@ -2,13 +2,18 @@ package audit
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"time"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
 
-// DefaultBatchEvents bounds the events one Batcher insert carries.
-const DefaultBatchEvents = 1000
+// Defaults of NewBatcher.
+const (
+	DefaultBatchEvents = 1000
+	DefaultBatchWait   = 10 * time.Second
+)
 
 // Batcher is a Sink that commits the audit events of concurrent requests
 // together (group commit): one insert in flight at a time, carrying every
@@ -22,9 +27,15 @@ const DefaultBatchEvents = 1000
 // case detail's p99 at 300-470 ms with 16 clients against 42 ms without the
 // audit write. One writer never contends, and a batch costs about what one
 // event does.
+//
+// A caller waits at most maxWait (or until its context ends). When an insert
+// fails, every caller queued behind it fails with it at once rather than
+// waiting for its own insert to fail against the same database; callers that
+// gave up are dropped from the queue.
 type Batcher struct {
-	sink Sink
-	max  int
+	sink    Sink
+	max     int
+	maxWait time.Duration
 
 	mu      sync.Mutex
 	queue   []*waiter
@@ -32,18 +43,22 @@ type Batcher struct {
 }
 
 type waiter struct {
+	ctx    context.Context
 	events []domain.AuditEvent
 	done   chan error
 }
 
-// NewBatcher batches writes to sink, at most maxEvents per insert
-// (DefaultBatchEvents when not positive; one request's events are never
-// split).
-func NewBatcher(sink Sink, maxEvents int) *Batcher {
+// NewBatcher batches writes to sink, at most maxEvents per insert (one
+// request's events are never split), each caller waiting at most maxWait;
+// zero or less takes the defaults.
+func NewBatcher(sink Sink, maxEvents int, maxWait time.Duration) *Batcher {
 	if maxEvents <= 0 {
 		maxEvents = DefaultBatchEvents
 	}
-	return &Batcher{sink: sink, max: maxEvents}
+	if maxWait <= 0 {
+		maxWait = DefaultBatchWait
+	}
+	return &Batcher{sink: sink, max: maxEvents, maxWait: maxWait}
 }
 
 // AppendAudit queues events and waits for the insert that carries them.
@@ -51,7 +66,9 @@ func (b *Batcher) AppendAudit(ctx context.Context, events []domain.AuditEvent) e
 	if len(events) == 0 {
 		return nil
 	}
-	w := &waiter{events: events, done: make(chan error, 1)}
+	ctx, cancel := context.WithTimeout(ctx, b.maxWait)
+	defer cancel()
+	w := &waiter{ctx: ctx, events: events, done: make(chan error, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, w)
 	if !b.running {
@@ -65,7 +82,7 @@ func (b *Batcher) AppendAudit(ctx context.Context, events []domain.AuditEvent) e
 	case err := <-w.done:
 		return err
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("audit: not stored in time: %w", ctx.Err())
 	}
 }
 
@@ -73,6 +90,14 @@ func (b *Batcher) AppendAudit(ctx context.Context, events []domain.AuditEvent) e
 func (b *Batcher) drain(ctx context.Context) {
 	for {
 		b.mu.Lock()
+		live := b.queue[:0]
+		for _, w := range b.queue {
+			if w.ctx.Err() == nil {
+				live = append(live, w)
+			}
+		}
+		clear(b.queue[len(live):])
+		b.queue = live
 		if len(b.queue) == 0 {
 			b.running = false
 			b.mu.Unlock()
@@ -91,9 +116,27 @@ func (b *Batcher) drain(ctx context.Context) {
 		for _, w := range batch {
 			events = append(events, w.events...)
 		}
-		err := b.sink.AppendAudit(ctx, events)
+		err := b.insert(ctx, events)
+		if err != nil {
+			// The database just failed: fail those queued behind too.
+			b.mu.Lock()
+			batch = append(batch, b.queue...)
+			b.queue = nil
+			b.mu.Unlock()
+		}
 		for _, w := range batch {
 			w.done <- err
 		}
 	}
+}
+
+// insert calls the sink, turning a panic into an error so that the callers
+// fail closed and the batcher goes on.
+func (b *Batcher) insert(ctx context.Context, events []domain.AuditEvent) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("audit: sink panicked: %v", r)
+		}
+	}()
+	return b.sink.AppendAudit(ctx, events)
 }

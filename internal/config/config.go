@@ -243,8 +243,8 @@ func (c Config) String() string {
 		"SEED_DEMO=" + strconv.FormatBool(c.SeedDemo),
 		"REQUEST_TIMEOUT=" + c.RequestTimeout.String(),
 		"MAX_BODY_BYTES=" + strconv.FormatInt(c.MaxBodyBytes, 10),
-		"RATE_LIMIT_PER_ADDRESS=" + strconv.FormatFloat(c.RateLimitPerAddress, 'g', -1, 64),
-		"RATE_LIMIT_PER_PRINCIPAL=" + strconv.FormatFloat(c.RateLimitPerPrincipal, 'g', -1, 64),
+		"RATE_LIMIT_PER_ADDRESS=" + rateString(c.RateLimitPerAddress),
+		"RATE_LIMIT_PER_PRINCIPAL=" + rateString(c.RateLimitPerPrincipal),
 		"WS_ALLOWED_ORIGINS=" + strings.Join(c.WSAllowedOrigins, ","),
 		"WEBHOOK_TIMEOUT=" + c.WebhookTimeout.String(),
 		"WEBHOOK_BACKOFF=" + c.WebhookBackoff.String(),
@@ -252,6 +252,14 @@ func (c Config) String() string {
 		"LOG_LEVEL=" + c.LogLevel.String(),
 	}
 	return strings.Join(fields, " ")
+}
+
+// rateString prints a configured rate, or "default" when unset.
+func rateString(r float64) string {
+	if r <= 0 {
+		return "default"
+	}
+	return strconv.FormatFloat(r, 'g', -1, 64)
 }
 
 // LogValue makes slog print the masked String, never the raw fields.

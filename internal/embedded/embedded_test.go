@@ -105,22 +105,19 @@ func TestIndexIDsServesReadsByIDFromAnIndex(t *testing.T) {
 	assert.Error(t, s.IndexIDs(ctx, "no_such_database"))
 }
 
-func TestTuneGCLeavesTheOperatorsSettings(t *testing.T) {
+func TestTuneGCLeavesTheOperatorsSetting(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 
-	gc, limit := embedded.TuneGC(func(string) string { return "" })
-	assert.Equal(t, embedded.GCPercent, gc)
-	assert.EqualValues(t, embedded.MemoryLimit, limit)
+	t.Setenv("GOGC", "")
+	restore := embedded.TuneGC()
 	assert.Equal(t, embedded.GCPercent, debug.SetGCPercent(embedded.GCPercent), "applied")
-	assert.EqualValues(t, embedded.MemoryLimit, debug.SetMemoryLimit(-1), "applied")
+	restore()
+	assert.Equal(t, 100, debug.SetGCPercent(100), "restored")
 
+	t.Setenv("GOGC", "150")
 	debug.SetGCPercent(150)
-	debug.SetMemoryLimit(1 << 30)
-	env := map[string]string{"GOGC": "150", "GOMEMLIMIT": "1GiB"}
-	gc, limit = embedded.TuneGC(func(k string) string { return env[k] })
-	assert.Equal(t, -1, gc)
-	assert.EqualValues(t, -1, limit)
+	restore = embedded.TuneGC()
 	assert.Equal(t, 150, debug.SetGCPercent(150), "GOGC set: untouched")
-	assert.EqualValues(t, 1<<30, debug.SetMemoryLimit(-1), "GOMEMLIMIT set: untouched")
+	restore()
+	assert.Equal(t, 150, debug.SetGCPercent(150))
 }

@@ -98,11 +98,11 @@ func (h *Handler) WaitWebsockets(ctx context.Context) error { return h.ws.wait(c
 
 // New returns the gateway's HTTP handler with every route in one place.
 func New(d Deps) *Handler {
-	if d.AuditSink == nil {
-		d.AuditSink = audit.NewBatcher(d.Store, 0)
-	}
 	if d.RequestTimeout <= 0 {
 		d.RequestTimeout = 10 * time.Second
+	}
+	if d.AuditSink == nil {
+		d.AuditSink = audit.NewBatcher(d.Store, 0, d.RequestTimeout)
 	}
 	if d.MaxBodyBytes <= 0 {
 		d.MaxBodyBytes = 1 << 20

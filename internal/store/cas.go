@@ -19,9 +19,21 @@ import (
 // insert. So a writer first claims the next version of the document by
 // inserting "<collection>/<id>@<version+1>" into the claims collection; only
 // the one whose insert succeeds goes on to update. A claim whose writer died
-// before updating is taken over after claimTakeover.
+// before updating is taken over after Store.claimTakeover, by inserting the next
+// generation of the claim ("…#1", "…#2"): again a unique insert, so of
+// several writers taking over at once exactly one wins, and nothing is
+// deleted on the way (FerretDB would apply a filtered delete by _id alone).
 
-const claimTakeover = 30 * time.Second
+const (
+	// defaultClaimTakeover is Store.claimTakeover.
+	defaultClaimTakeover = 30 * time.Second
+	// claimGenerations bounds takeovers of one claim.
+	claimGenerations = 8
+)
+
+// errClaimExpired: the write could not be sent while its claim was still
+// exclusive.
+var errClaimExpired = errors.New("store: the write took too long to be sent while it held its claim; retry")
 
 type claimDoc struct {
 	ID string    `bson:"_id"`
@@ -32,45 +44,46 @@ func claimID(coll, id string, version int) string {
 	return fmt.Sprintf("%s/%s@%d", coll, id, version+1)
 }
 
-// claim reports whether this writer won the move from version to version+1.
-func (s *Store) claim(ctx context.Context, coll, id string, version int) (bool, error) {
-	cid := claimID(coll, id, version)
-	for attempt := 0; attempt < 2; attempt++ {
+// claim reports whether this writer won the move from version to version+1,
+// and when (on the store's clock) it claimed it.
+func (s *Store) claim(ctx context.Context, coll, id string, version int) (won bool, at time.Time, err error) {
+	base := claimID(coll, id, version)
+	for gen, attempts := 0, 0; gen < claimGenerations && attempts < 2*claimGenerations; attempts++ {
+		cid := base
+		if gen > 0 {
+			cid = fmt.Sprintf("%s#%d", base, gen)
+		}
+		now := s.Now()
 		cctx, cancel := s.op(ctx)
-		_, err := s.c(colClaims).InsertOne(cctx, claimDoc{ID: cid, At: s.Now()})
+		_, err := s.c(colClaims).InsertOne(cctx, claimDoc{ID: cid, At: now})
 		cancel()
 		if err == nil {
-			return true, nil
+			return true, now, nil
 		}
 		if !isDuplicate(err) {
-			return false, err
+			return false, time.Time{}, err
 		}
 		old, err := findByID[claimDoc](ctx, s, colClaims, cid, nil)
 		if errors.Is(err, mongo.ErrNoDocuments) {
-			continue
+			continue // pruned meanwhile: try this generation again
 		}
 		if err != nil {
-			return false, err
+			return false, time.Time{}, err
 		}
-		if s.Now().Sub(old.At) < claimTakeover {
-			return false, nil
+		if s.Now().Sub(old.At) < s.claimTakeover {
+			return false, time.Time{}, nil
 		}
-		// The winner of this claim died before writing: if the document is
-		// still at version, release the claim and try once more.
-		cctx, cancel = s.op(ctx)
-		_, err = s.c(colClaims).DeleteOne(cctx, bson.D{{Key: "_id", Value: cid}, {Key: "at", Value: old.At}})
-		cancel()
-		if err != nil {
-			return false, err
-		}
+		// Its writer died before writing (or the document has moved on,
+		// which the version check below catches): take over.
+		gen++
 	}
-	return false, nil
+	return false, time.Time{}, nil
 }
 
 // casUpdate applies set and bumps version only if the document is still at
 // version and this writer won the claim; it reports whether it did.
 func (s *Store) casUpdate(ctx context.Context, coll, id string, version int, set bson.D) (bool, error) {
-	won, err := s.claim(ctx, coll, id, version)
+	won, claimedAt, err := s.claim(ctx, coll, id, version)
 	if err != nil || !won {
 		return false, err
 	}
@@ -81,6 +94,18 @@ func (s *Store) casUpdate(ctx context.Context, coll, id string, version int, set
 		// there), and its filtered update is a read then a write anyway, not
 		// atomic: the claim is what lets one writer through. So read the
 		// version by _id and update by _id, both answered from an index.
+		//
+		// Nothing re-checks the version when that update lands, so it must
+		// land while the claim is exclusive: both calls are bounded to half
+		// the takeover time after the claim, and a writer that cannot make
+		// it fails instead of writing late over a writer that took over.
+		budget := claimedAt.Add(s.claimTakeover / 2).Sub(s.Now())
+		if budget <= 0 {
+			return false, errClaimExpired
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, budget)
+		defer cancel()
 		cur, err := findByID[versionDoc](ctx, s, coll, id, bson.D{{Key: "version", Value: 1}})
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			return false, nil
@@ -90,6 +115,9 @@ func (s *Store) casUpdate(ctx context.Context, coll, id string, version int, set
 		}
 		if cur.Version != version {
 			return false, nil
+		}
+		if claimedAt.Add(s.claimTakeover/2).Sub(s.Now()) <= 0 {
+			return false, errClaimExpired
 		}
 		filter = bson.D{{Key: "_id", Value: id}}
 	}

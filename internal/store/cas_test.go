@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 
 	"github.com/secondopinion/gateway/internal/embedded"
 )
@@ -107,4 +108,98 @@ func TestScansAreAdmittedPerCollection(t *testing.T) {
 		_, err := mongo.admitScan(context.Background(), colCases)
 		require.NoError(t, err, "no slots on MongoDB")
 	}
+}
+
+// TestAStalledWriterNeverOverwritesTheWriterThatTookOver holds writer A's
+// update on its way to the database past the claim takeover; writer B takes
+// the claim over and writes. A must not then write over B, on either path.
+func TestAStalledWriterNeverOverwritesTheWriterThatTookOver(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := embedded.Start(ctx, embedded.Options{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	defer db.Stop()
+
+	var hold atomic.Pointer[chan struct{}]
+	held := make(chan struct{}, 1)
+	mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if e.CommandName != "update" {
+			return
+		}
+		if ch := hold.Swap(nil); ch != nil {
+			held <- struct{}{}
+			<-*ch
+		}
+	}}
+	s, err := Open(ctx, Options{URI: db.URI(), Database: "stall", Prepare: db.IndexIDs, Monitor: mon})
+	require.NoError(t, err)
+	defer func() { _ = s.Close(context.Background()) }()
+	s.claimTakeover = 300 * time.Millisecond
+
+	for _, exact := range []bool{false, true} {
+		t.Run(fmt.Sprintf("exact _id filters %v", exact), func(t *testing.T) {
+			s.exactIDFilters = exact
+			id := fmt.Sprintf("stall-%v", exact)
+			_, err := s.c(colCounters).InsertOne(ctx, counterDoc{ID: id})
+			require.NoError(t, err)
+
+			release := make(chan struct{})
+			hold.Store(&release)
+			type result struct {
+				ok  bool
+				err error
+			}
+			a := make(chan result, 1)
+			go func() {
+				ok, err := s.casUpdate(ctx, colCounters, id, 0, bson.D{{Key: "seq", Value: int64(1)}})
+				a <- result{ok, err}
+			}()
+			<-held // A has its claim and its update is on the way, stalled
+			time.Sleep(s.claimTakeover + 50*time.Millisecond)
+			ok, err := s.casUpdate(ctx, colCounters, id, 0, bson.D{{Key: "seq", Value: int64(2)}})
+			require.NoError(t, err)
+			assert.True(t, ok, "B takes the stale claim over and writes")
+			close(release)
+			ra := <-a
+			assert.False(t, ra.ok && ra.err == nil, "A must not report a write")
+
+			got, err := findByID[counterDoc](ctx, s, colCounters, id, nil)
+			require.NoError(t, err)
+			assert.EqualValues(t, 2, got.Seq, "B's write stands")
+			assert.Equal(t, 1, got.Version, "one write happened")
+		})
+	}
+}
+
+func TestOneOfSeveralWritersTakingOverAClaimWins(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := embedded.Start(ctx, embedded.Options{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	defer db.Stop()
+	s, err := Open(ctx, Options{URI: db.URI(), Database: "takeover", Prepare: db.IndexIDs})
+	require.NoError(t, err)
+	defer func() { _ = s.Close(context.Background()) }()
+	// A writer claimed version 0 -> 1 long ago and died.
+	_, err = s.c(colClaims).InsertOne(ctx, claimDoc{ID: claimID(colCounters, "k", 0), At: s.Now().Add(-time.Hour)})
+	require.NoError(t, err)
+
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			won, _, err := s.claim(ctx, colCounters, "k", 0)
+			assert.NoError(t, err)
+			if won {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	assert.EqualValues(t, 1, wins.Load(), "of 8 writers taking the dead claim over, one wins")
+	won, _, err := s.claim(ctx, colCounters, "k", 0)
+	require.NoError(t, err)
+	assert.False(t, won, "a later writer finds the fresh takeover and loses")
 }

@@ -65,6 +65,9 @@ type Store struct {
 	// whole collection (any filter but exactly {_id}): per collection, as
 	// many at once as the process has CPUs (see admitScan). Nil on MongoDB.
 	scanSlots map[string]chan struct{}
+	// claimTakeover is how long a compare-and-set claim stays exclusive
+	// (defaultClaimTakeover; tests shorten it).
+	claimTakeover time.Duration
 }
 
 // Options configure Open.
@@ -98,7 +101,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
-	s := &Store{client: client, db: client.Database(o.Database), opTimeout: o.OpTimeout, now: o.Now}
+	s := &Store{client: client, db: client.Database(o.Database), opTimeout: o.OpTimeout, now: o.Now, claimTakeover: defaultClaimTakeover}
 	if s.opTimeout <= 0 {
 		s.opTimeout = DefaultOpTimeout
 	}
