@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -141,7 +142,9 @@ func (s *Store) IndexIDs(ctx context.Context, database string) error {
 	if _, err := os.Stat(file); err != nil {
 		return fmt.Errorf("embedded: index ids: %w", err)
 	}
-	db, err := sql.Open("sqlite", "file:"+file+"?mode=rw&_pragma=busy_timeout(10000)")
+	// In an SQLite URI, '%', '?' and '#' in the path must be escaped.
+	path := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(file)
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=rw&_pragma=busy_timeout(10000)")
 	if err != nil {
 		return fmt.Errorf("embedded: index ids: %w", err)
 	}

@@ -125,3 +125,18 @@ func TestLoadersNeverServeOnePrincipalAnothersRows(t *testing.T) {
 		t.Errorf("a member saw something not theirs: %s", e)
 	}
 }
+
+func TestFragmentsOnTheConnectionStillFetchWhatTheyName(t *testing.T) {
+	env := testenv.Start(t)
+	const q = `{ cases(first: 3) { ...Page } }
+fragment Page on CaseConnection { edges { ...Edge } }
+fragment Edge on CaseEdge { node { id ... on Case { diagnosis { code } events { type } } } }`
+	res := env.As(t, "coordinator", q, nil)
+	require.Empty(t, res.Errors, res.Raw)
+	edges, _ := testenv.Get(res.Data, "cases", "edges").([]any)
+	require.NotEmpty(t, edges, res.Raw)
+	for _, e := range edges {
+		assert.NotNil(t, testenv.Get(e, "node", "diagnosis", "code"), "clinical fields named behind fragments are fetched: %s", res.Raw)
+		assert.NotEmpty(t, testenv.Get(e, "node", "events"), "history named behind fragments is fetched: %s", res.Raw)
+	}
+}
