@@ -8,6 +8,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/secondopinion/gateway/internal/domain"
 )
 
 // Compare-and-set.
@@ -18,22 +20,37 @@ import (
 // both match. What both backends do enforce atomically is a unique key on
 // insert. So a writer first claims the next version of the document by
 // inserting "<collection>/<id>@<version+1>" into the claims collection; only
-// the one whose insert succeeds goes on to update. A claim whose writer died
-// before updating is taken over after Store.claimTakeover, by inserting the next
-// generation of the claim ("…#1", "…#2"): again a unique insert, so of
-// several writers taking over at once exactly one wins, and nothing is
-// deleted on the way (FerretDB would apply a filtered delete by _id alone).
+// the one whose insert succeeds goes on to update.
+//
+// A claim whose writer died before updating is taken over after
+// Store.claimTakeover by inserting the next generation of the claim ("…#1",
+// "…#2", …): again a unique insert, so of several writers taking over at once
+// exactly one wins. Claims are never updated, and deleted only by
+// PruneClaims once older than an hour. A prune can open a hole below a live
+// generation (generation 0 pruned while generation 1 is held), so a writer
+// that wins generation g also checks, by _id, that generation g-1 is still the
+// one it found stale and that no generation g+1 exists; if one does, it has
+// filled a hole and goes on up the chain.
+//
+// Limits: the writer that holds a claim must send its update within half the
+// takeover time (measured on its own monotonic clock), and staleness is judged
+// on the clocks of the gateway instances, so their clocks must agree to well
+// within that margin (15 s by default).
 
 const (
 	// defaultClaimTakeover is Store.claimTakeover.
 	defaultClaimTakeover = 30 * time.Second
-	// claimGenerations bounds takeovers of one claim.
-	claimGenerations = 8
+	// maxClaimSteps bounds the inserts of one claim: past it the write fails
+	// (to be retried) rather than loop.
+	maxClaimSteps = 256
 )
 
 // errClaimExpired: the write could not be sent while its claim was still
-// exclusive.
-var errClaimExpired = errors.New("store: the write took too long to be sent while it held its claim; retry")
+// exclusive. Nothing was written; the client may read again and retry.
+var errClaimExpired = domain.Errorf(domain.CodeConflict, "the object is being changed by another request; read it again and retry")
+
+// errClaimChain: a claim could not be settled within maxClaimSteps.
+var errClaimChain = domain.Errorf(domain.CodeConflict, "the object is being changed by too many requests at once; read it again and retry")
 
 type claimDoc struct {
 	ID string    `bson:"_id"`
@@ -45,20 +62,50 @@ func claimID(coll, id string, version int) string {
 }
 
 // claim reports whether this writer won the move from version to version+1,
-// and when (on the store's clock) it claimed it.
-func (s *Store) claim(ctx context.Context, coll, id string, version int) (won bool, at time.Time, err error) {
+// and the deadline (on this process's monotonic clock) by which its update
+// must be sent.
+func (s *Store) claim(ctx context.Context, coll, id string, version int) (won bool, deadline time.Time, err error) {
 	base := claimID(coll, id, version)
-	for gen, attempts := 0, 0; gen < claimGenerations && attempts < 2*claimGenerations; attempts++ {
-		cid := base
-		if gen > 0 {
-			cid = fmt.Sprintf("%s#%d", base, gen)
+	name := func(gen int) string {
+		if gen == 0 {
+			return base
 		}
-		now := s.Now()
+		return fmt.Sprintf("%s#%d", base, gen)
+	}
+	var stale time.Time // the At of generation gen-1, as found stale
+	for gen, step := 0, 0; step < maxClaimSteps; step++ {
+		cid := name(gen)
+		start := time.Now()
+		at := s.Now().Truncate(time.Millisecond) // BSON dates hold milliseconds
 		cctx, cancel := s.op(ctx)
-		_, err := s.c(colClaims).InsertOne(cctx, claimDoc{ID: cid, At: now})
+		_, err := s.c(colClaims).InsertOne(cctx, claimDoc{ID: cid, At: at})
 		cancel()
 		if err == nil {
-			return true, now, nil
+			if gen > 0 {
+				prev, err := findByID[claimDoc](ctx, s, colClaims, name(gen-1), nil)
+				if errors.Is(err, mongo.ErrNoDocuments) {
+					return false, time.Time{}, nil // pruned under us: be safe
+				}
+				if err != nil {
+					return false, time.Time{}, err
+				}
+				if !prev.At.Equal(stale) {
+					// Pruned and claimed afresh by another writer, which
+					// may have won: lose.
+					return false, time.Time{}, nil
+				}
+			}
+			_, err := findByID[claimDoc](ctx, s, colClaims, name(gen+1), nil)
+			if errors.Is(err, mongo.ErrNoDocuments) {
+				return true, start.Add(s.claimTakeover / 2), nil
+			}
+			if err != nil {
+				return false, time.Time{}, err
+			}
+			// This filled a hole a prune left below a later generation:
+			// that one decides.
+			stale, gen = at, gen+1
+			continue
 		}
 		if !isDuplicate(err) {
 			return false, time.Time{}, err
@@ -74,16 +121,16 @@ func (s *Store) claim(ctx context.Context, coll, id string, version int) (won bo
 			return false, time.Time{}, nil
 		}
 		// Its writer died before writing (or the document has moved on,
-		// which the version check below catches): take over.
-		gen++
+		// which the version check catches): take over.
+		stale, gen = old.At, gen+1
 	}
-	return false, time.Time{}, nil
+	return false, time.Time{}, errClaimChain
 }
 
 // casUpdate applies set and bumps version only if the document is still at
 // version and this writer won the claim; it reports whether it did.
 func (s *Store) casUpdate(ctx context.Context, coll, id string, version int, set bson.D) (bool, error) {
-	won, claimedAt, err := s.claim(ctx, coll, id, version)
+	won, deadline, err := s.claim(ctx, coll, id, version)
 	if err != nil || !won {
 		return false, err
 	}
@@ -95,28 +142,29 @@ func (s *Store) casUpdate(ctx context.Context, coll, id string, version int, set
 		// atomic: the claim is what lets one writer through. So read the
 		// version by _id and update by _id, both answered from an index.
 		//
-		// Nothing re-checks the version when that update lands, so it must
-		// land while the claim is exclusive: both calls are bounded to half
-		// the takeover time after the claim, and a writer that cannot make
-		// it fails instead of writing late over a writer that took over.
-		budget := claimedAt.Add(s.claimTakeover / 2).Sub(s.Now())
-		if budget <= 0 {
+		// Nothing re-checks the version when that update is applied, so it
+		// is sent only while the claim is exclusive: both calls are bounded
+		// to half the takeover time after the claim, and a writer that cannot
+		// make it fails (CONFLICT, nothing written) rather than write late
+		// over a writer that took over. What this cannot bound is an update
+		// the database itself holds for more than the other half.
+		if !time.Now().Before(deadline) {
 			return false, errClaimExpired
 		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, budget)
+		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 		cur, err := findByID[versionDoc](ctx, s, coll, id, bson.D{{Key: "version", Value: 1}})
-		if errors.Is(err, mongo.ErrNoDocuments) {
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
 			return false, nil
-		}
-		if err != nil {
+		case err != nil && ctx.Err() != nil:
+			return false, errClaimExpired
+		case err != nil:
 			return false, err
-		}
-		if cur.Version != version {
+		case cur.Version != version:
 			return false, nil
-		}
-		if claimedAt.Add(s.claimTakeover/2).Sub(s.Now()) <= 0 {
+		case !time.Now().Before(deadline):
 			return false, errClaimExpired
 		}
 		filter = bson.D{{Key: "_id", Value: id}}

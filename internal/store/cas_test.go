@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -202,4 +203,123 @@ func TestOneOfSeveralWritersTakingOverAClaimWins(t *testing.T) {
 	won, _, err := s.claim(ctx, colCounters, "k", 0)
 	require.NoError(t, err)
 	assert.False(t, won, "a later writer finds the fresh takeover and loses")
+}
+
+func openCAS(t *testing.T, ctx context.Context, name string) *Store {
+	t.Helper()
+	db, err := embedded.Start(ctx, embedded.Options{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(db.Stop)
+	s, err := Open(ctx, Options{URI: db.URI(), Database: name, Prepare: db.IndexIDs})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	return s
+}
+
+// A claim of generation 0 died over an hour ago; writer B takes it over
+// (generation 1) and, before B writes, the hourly prune deletes generation 0
+// but keeps B's. Writer C then finds generation 0 free: it must not win too.
+func TestAPruneBelowALiveClaimDoesNotLetASecondWriterIn(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "hole")
+	for _, exact := range []bool{false, true} {
+		t.Run(fmt.Sprintf("exact _id filters %v", exact), func(t *testing.T) {
+			s.exactIDFilters = exact
+			id := fmt.Sprintf("hole-%v", exact)
+			_, err := s.c(colCounters).InsertOne(ctx, counterDoc{ID: id})
+			require.NoError(t, err)
+			_, err = s.c(colClaims).InsertOne(ctx, claimDoc{ID: claimID(colCounters, id, 0), At: s.Now().Add(-90 * time.Minute)})
+			require.NoError(t, err)
+
+			wonB, _, err := s.claim(ctx, colCounters, id, 0)
+			require.NoError(t, err)
+			require.True(t, wonB, "B takes the dead claim over")
+			require.NoError(t, s.PruneClaims(ctx, time.Hour))
+
+			okC, err := s.casUpdate(ctx, colCounters, id, 0, bson.D{{Key: "seq", Value: int64(7)}})
+			require.NoError(t, err)
+			assert.False(t, okC, "C must not write while B holds generation 1")
+			got, err := findByID[counterDoc](ctx, s, colCounters, id, nil)
+			require.NoError(t, err)
+			assert.Equal(t, 0, got.Version, "nothing was written")
+		})
+	}
+}
+
+// Writer B finds generation 0 stale and, just before B's insert of
+// generation 1 reaches the store, the prune deletes generation 0 and (in one
+// case) writer C claims it afresh. C may have won, so B must lose.
+func TestAClaimWhoseStaleGenerationWasPrunedUnderItLoses(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := embedded.Start(ctx, embedded.Options{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	defer db.Stop()
+	var underB atomic.Pointer[func()]
+	mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if e.CommandName == "insert" && strings.Contains(e.Command.String(), "#1") {
+			if f := underB.Swap(nil); f != nil {
+				(*f)()
+			}
+		}
+	}}
+	s, err := Open(ctx, Options{URI: db.URI(), Database: "refill", Prepare: db.IndexIDs, Monitor: mon})
+	require.NoError(t, err)
+	defer func() { _ = s.Close(context.Background()) }()
+
+	for _, refill := range []bool{false, true} {
+		t.Run(fmt.Sprintf("refilled %v", refill), func(t *testing.T) {
+			id := fmt.Sprintf("k-%v", refill)
+			base := claimID(colCounters, id, 0)
+			_, err := s.c(colClaims).InsertOne(ctx, claimDoc{ID: base, At: s.Now().Add(-90 * time.Minute)})
+			require.NoError(t, err)
+			f := func() {
+				_, err := s.c(colClaims).DeleteOne(ctx, bson.D{{Key: "_id", Value: base}})
+				assert.NoError(t, err)
+				if refill {
+					_, err = s.c(colClaims).InsertOne(ctx, claimDoc{ID: base, At: s.Now()})
+					assert.NoError(t, err)
+				}
+			}
+			underB.Store(&f)
+			won, _, err := s.claim(ctx, colCounters, id, 0)
+			require.NoError(t, err)
+			require.Nil(t, underB.Load(), "the prune ran under B")
+			assert.False(t, won, "B loses")
+			if refill {
+				// C, having claimed generation 0, now finds B's generation 1
+				// above it, fresh: C loses too, and the document is free
+				// again once B's claim is stale.
+				won, _, err = s.claim(ctx, colCounters, id, 0)
+				require.NoError(t, err)
+				assert.False(t, won)
+			}
+		})
+	}
+}
+
+// Claims whose writers all died (crashed, cancelled, or too slow to send
+// their update) do not lock the document out: the next live writer takes
+// over however many generations there are.
+func TestManyDeadClaimsDoNotLockADocumentOut(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "dead")
+	s.exactIDFilters = true
+	s.claimTakeover = 40 * time.Millisecond
+	_, err := s.c(colCounters).InsertOne(ctx, counterDoc{ID: "c"})
+	require.NoError(t, err)
+	for i := range 12 {
+		won, _, err := s.claim(ctx, colCounters, "c", 0)
+		require.NoError(t, err)
+		require.True(t, won, "generation %d is taken over", i)
+		time.Sleep(s.claimTakeover + 10*time.Millisecond) // its writer dies
+	}
+	n, err := s.increment(ctx, "c")
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n)
+	d, err := findByID[claimDoc](ctx, s, colClaims, claimID(colCounters, "c", 0)+"#12", nil)
+	require.NoError(t, err, "the live writer won the 13th generation")
+	assert.False(t, d.At.IsZero())
 }
