@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
@@ -26,11 +31,11 @@ import (
 // Store.claimTakeover by inserting the next generation of the claim ("…#1",
 // "…#2", …): again a unique insert, so of several writers taking over at once
 // exactly one wins. Claims are never updated, and deleted only by
-// PruneClaims once older than an hour. A prune can open a hole below a live
-// generation (generation 0 pruned while generation 1 is held), so a writer
-// that wins generation g also checks, by _id, that generation g-1 is still the
-// one it found stale and that no generation g+1 exists; if one does, it has
-// filled a hole and goes on up the chain.
+// PruneClaims once older than an hour and of a version the document has
+// moved past. As a second line, a writer that wins generation g also checks,
+// by _id, that generation g-1 is still the one it found stale and that no
+// generation g+1 exists; if one does, it has filled a hole and goes on up the
+// chain.
 //
 // Limits: the writer that holds a claim must send its update within half the
 // takeover time (measured on its own monotonic clock), and staleness is judged
@@ -41,8 +46,10 @@ const (
 	// defaultClaimTakeover is Store.claimTakeover.
 	defaultClaimTakeover = 30 * time.Second
 	// maxClaimSteps bounds the inserts of one claim: past it the write fails
-	// (to be retried) rather than loop.
-	maxClaimSteps = 256
+	// (to be retried) rather than loop. A chain grows by one generation per
+	// writer that died holding it, at least claimTakeover apart, and is
+	// pruned once the document moves on.
+	maxClaimSteps = 4096
 )
 
 // errClaimExpired: the write could not be sent while its claim was still
@@ -179,6 +186,25 @@ func (s *Store) casUpdate(ctx context.Context, coll, id string, version int, set
 	return res.MatchedCount == 1, nil
 }
 
+// retryPause waits before attempt n > 0 of a compare-and-set loop: a
+// jittered pause that doubles from 1 ms up to 64 ms, so writers that lost to
+// a live claim read again after its writer has written instead of spending
+// their attempts on the version it is replacing.
+func retryPause(ctx context.Context, attempt int) error {
+	if attempt == 0 {
+		return nil
+	}
+	d := time.Duration(1<<min(attempt-1, 6)) * time.Millisecond
+	t := time.NewTimer(d/2 + rand.N(d))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
 type versionDoc struct {
 	Version int `bson:"version"`
 }
@@ -193,6 +219,9 @@ type counterDoc struct {
 // backends (a compare-and-set loop over the counter's version).
 func (s *Store) increment(ctx context.Context, name string) (int64, error) {
 	for attempt := 0; attempt < 100; attempt++ {
+		if err := retryPause(ctx, attempt); err != nil {
+			return 0, translate(err, "counter")
+		}
 		d, err := findByID[counterDoc](ctx, s, colCounters, name, nil)
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			cctx, cancel := s.op(ctx)
@@ -217,11 +246,70 @@ func (s *Store) increment(ctx context.Context, name string) (int64, error) {
 	return 0, fmt.Errorf("store: counter %s: too much contention", name)
 }
 
-// PruneClaims deletes claims older than age; they matter only while their
-// write is in flight.
+// PruneClaims deletes claims older than age that can no longer matter: those
+// of a version the document has moved past, or of a document that is gone.
+// A claim of the version a document is still at stays, however old, so a
+// prune never opens a hole in a chain that a writer entering at generation 0
+// could not see past (a writer deleting or re-inserting one of the deleted
+// claims meanwhile read a version that is no longer current, which the
+// version check turns away).
 func (s *Store) PruneClaims(ctx context.Context, age time.Duration) error {
-	cctx, cancel := s.op(ctx)
-	defer cancel()
-	_, err := s.c(colClaims).DeleteMany(cctx, bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: s.Now().Add(-age)}}}})
-	return translate(err, "claims")
+	old, err := findAll[claimDoc](ctx, s, colClaims,
+		bson.D{{Key: "at", Value: bson.D{{Key: "$lt", Value: s.Now().Add(-age)}}}}, options.Find())
+	if err != nil {
+		return translate(err, "claims")
+	}
+	versions := map[string]int{} // coll/id -> current version, -1 when gone
+	var done []string
+	for _, c := range old {
+		coll, id, next, ok := parseClaimID(c.ID)
+		if !ok {
+			continue
+		}
+		key := coll + "/" + id
+		v, seen := versions[key]
+		if !seen {
+			d, err := findByID[versionDoc](ctx, s, coll, id, bson.D{{Key: "version", Value: 1}})
+			switch {
+			case errors.Is(err, mongo.ErrNoDocuments):
+				v = -1
+			case err != nil:
+				return translate(err, "claims")
+			default:
+				v = d.Version
+			}
+			versions[key] = v
+		}
+		if v < 0 || v >= next {
+			done = append(done, c.ID)
+		}
+	}
+	for chunk := range slices.Chunk(done, 500) {
+		cctx, cancel := s.op(ctx)
+		_, err := s.c(colClaims).DeleteMany(cctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: chunk}}}})
+		cancel()
+		if err != nil {
+			return translate(err, "claims")
+		}
+	}
+	return nil
+}
+
+// parseClaimID splits "<coll>/<id>@<next>[#<gen>]" (see claimID); ids may
+// hold "/" or "@", the suffix after the last "@" never does.
+func parseClaimID(cid string) (coll, id string, next int, ok bool) {
+	slash := strings.IndexByte(cid, '/')
+	at := strings.LastIndexByte(cid, '@')
+	if slash < 0 || at < slash {
+		return "", "", 0, false
+	}
+	rest := cid[at+1:]
+	if h := strings.IndexByte(rest, '#'); h >= 0 {
+		rest = rest[:h]
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil {
+		return "", "", 0, false
+	}
+	return cid[:slash], cid[slash+1 : at], n, true
 }

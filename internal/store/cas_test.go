@@ -323,3 +323,93 @@ func TestManyDeadClaimsDoNotLockADocumentOut(t *testing.T) {
 	require.NoError(t, err, "the live writer won the 13th generation")
 	assert.False(t, d.At.IsZero())
 }
+
+// Generations 0 and 1 of a claim died over an hour ago. Writer B walks the
+// chain, wins generation 2 and sends its update; just before that update
+// reaches the store the hourly prune runs and writer C, entering at
+// generation 0, tries the same move. Only one of them may write version
+// 0 -> 1. (Found in review: a prune by age alone deleted generations 0 and 1,
+// and C, seeing no generation 1 above a free generation 0, won too.)
+func TestAPruneOfTwoGenerationsBelowALiveClaimDoesNotLetASecondWriterIn(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := embedded.Start(ctx, embedded.Options{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	defer db.Stop()
+	var underB atomic.Pointer[func()]
+	mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if e.CommandName == "update" {
+			if f := underB.Swap(nil); f != nil {
+				(*f)()
+			}
+		}
+	}}
+	s, err := Open(ctx, Options{URI: db.URI(), Database: "hole2", Prepare: db.IndexIDs, Monitor: mon})
+	require.NoError(t, err)
+	defer func() { _ = s.Close(context.Background()) }()
+	require.True(t, s.exactIDFilters)
+
+	_, err = s.c(colCounters).InsertOne(ctx, counterDoc{ID: "k"})
+	require.NoError(t, err)
+	base := claimID(colCounters, "k", 0)
+	_, err = s.c(colClaims).InsertOne(ctx, claimDoc{ID: base, At: s.Now().Add(-90 * time.Minute)})
+	require.NoError(t, err)
+	_, err = s.c(colClaims).InsertOne(ctx, claimDoc{ID: base + "#1", At: s.Now().Add(-80 * time.Minute)})
+	require.NoError(t, err)
+
+	var okC bool
+	f := func() {
+		assert.NoError(t, s.PruneClaims(ctx, time.Hour))
+		var err error
+		okC, err = s.casUpdate(ctx, colCounters, "k", 0, bson.D{{Key: "seq", Value: int64(2)}})
+		assert.NoError(t, err)
+	}
+	underB.Store(&f)
+	okB, err := s.casUpdate(ctx, colCounters, "k", 0, bson.D{{Key: "seq", Value: int64(1)}})
+	require.NoError(t, err)
+	require.Nil(t, underB.Load(), "the prune and C ran under B's update")
+	got, err := findByID[counterDoc](ctx, s, colCounters, "k", nil)
+	require.NoError(t, err)
+	assert.True(t, okB, "B won generation 2 and wrote")
+	assert.False(t, okC, "C must not write too")
+	assert.Equal(t, 1, got.Version, "one write happened")
+	assert.EqualValues(t, 1, got.Seq)
+}
+
+// The prune deletes old claims of versions their document has moved past,
+// and of documents that are gone; it keeps, however old, the claims of the
+// version a document is still at, and every recent claim.
+func TestPruneClaimsKeepsTheClaimsOfCurrentVersions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "prune")
+	for id, version := range map[string]int{"a/b@c": 3, "plain": 0} {
+		_, err := s.c(colCounters).InsertOne(ctx, counterDoc{ID: id, Version: version})
+		require.NoError(t, err)
+	}
+	old, recent := s.Now().Add(-2*time.Hour), s.Now().Add(-time.Minute)
+	claims := map[string]time.Time{
+		claimID(colCounters, "a/b@c", 1):        old,    // moved past: deleted
+		claimID(colCounters, "a/b@c", 2) + "#3": old,    // moved past: deleted
+		claimID(colCounters, "a/b@c", 3):        old,    // current: kept
+		claimID(colCounters, "a/b@c", 3) + "#1": old,    // current: kept
+		claimID(colCounters, "plain", 0):        old,    // current: kept
+		claimID(colCounters, "gone", 4):         old,    // document gone: deleted
+		claimID(colCounters, "gone", 5):         recent, // recent: kept
+	}
+	for cid, at := range claims {
+		_, err := s.c(colClaims).InsertOne(ctx, claimDoc{ID: cid, At: at})
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.PruneClaims(ctx, time.Hour))
+	left, err := findAll[claimDoc](ctx, s, colClaims, nil, nil)
+	require.NoError(t, err)
+	var ids []string
+	for _, c := range left {
+		ids = append(ids, c.ID)
+	}
+	assert.ElementsMatch(t, []string{
+		claimID(colCounters, "a/b@c", 3), claimID(colCounters, "a/b@c", 3) + "#1",
+		claimID(colCounters, "plain", 0), claimID(colCounters, "gone", 5),
+	}, ids)
+}

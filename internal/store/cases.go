@@ -39,6 +39,9 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 		return nil, domain.ErrNotFound("case")
 	}
 	for attempt := 0; attempt < 10; attempt++ {
+		if err := retryPause(ctx, attempt); err != nil {
+			return nil, translate(err, "case")
+		}
 		d, err := findByID[caseDoc](ctx, s, colCases, id, nil)
 		if err != nil {
 			return nil, translate(err, "case")
@@ -135,16 +138,33 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 	return nil, domain.Errorf(domain.CodeConflict, "the case is changing too often; retry")
 }
 
-// AdjustLoad changes a specialist's count of active cases.
+// AdjustLoad changes a specialist's count of active cases (never below
+// zero). It is a compare-and-set like every other write to a specialist: on
+// FerretDB an $inc is a read and a whole-document write back, which could
+// undo a profile update landing in between, or lose another adjustment.
 func (s *Store) AdjustLoad(ctx context.Context, specialistID string, delta int) error {
 	if specialistID == "" || delta == 0 {
 		return nil
 	}
-	cctx, cancel := s.op(ctx)
-	defer cancel()
-	_, err := s.c(colSpecialists).UpdateOne(cctx, bson.D{{Key: "_id", Value: specialistID}},
-		bson.D{{Key: "$inc", Value: bson.D{{Key: "internal.activeCases", Value: delta}}}})
-	return translate(err, "specialist")
+	for attempt := 0; attempt < 32; attempt++ {
+		if err := retryPause(ctx, attempt); err != nil {
+			return translate(err, "specialist")
+		}
+		cur, err := findByID[specialistDoc](ctx, s, colSpecialists, specialistID,
+			bson.D{{Key: "internal.activeCases", Value: 1}, {Key: "version", Value: 1}})
+		if err != nil {
+			return translate(err, "specialist")
+		}
+		ok, err := s.casUpdate(ctx, colSpecialists, specialistID, cur.Version,
+			bson.D{{Key: "internal.activeCases", Value: max(0, cur.Internal.ActiveCases+delta)}})
+		if err != nil {
+			return translate(err, "specialist")
+		}
+		if ok {
+			return nil
+		}
+	}
+	return domain.Errorf(domain.CodeConflict, "the specialist is changing too often; retry")
 }
 
 // CandidateSpecialists returns every specialist with the given specialty, for

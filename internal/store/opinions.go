@@ -21,6 +21,9 @@ func (s *Store) SaveOpinionDraft(ctx context.Context, p domain.Principal, c *dom
 	id := OpinionIDForCase(c.ID)
 	cd := toOpinionContentDoc(content)
 	for attempt := 0; attempt < 10; attempt++ {
+		if err := retryPause(ctx, attempt); err != nil {
+			return nil, translate(err, "opinion")
+		}
 		cur, err := findByID[opinionDoc](ctx, s, colOpinions, id, bson.D{{Key: "content", Value: 0}})
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			d := opinionDoc{
@@ -88,6 +91,9 @@ func (s *Store) FreezeOpinion(ctx context.Context, p domain.Principal, c *domain
 	}
 	id := OpinionIDForCase(c.ID)
 	for attempt := 0; attempt < 10; attempt++ {
+		if err := retryPause(ctx, attempt); err != nil {
+			return nil, translate(err, "opinion")
+		}
 		cur, err := findByID[opinionDoc](ctx, s, colOpinions, id, bson.D{{Key: "content", Value: 0}})
 		if err != nil {
 			return nil, translate(err, "opinion")

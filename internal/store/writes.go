@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -102,22 +103,39 @@ func (s *Store) upsertPatient(ctx context.Context, insurer string, in NewInsured
 	if !isDuplicate(err) {
 		return translate(err, "patient")
 	}
-	cur, err := findByID[patientDoc](ctx, s, colPatients, in.MemberID, bson.D{{Key: "insurerIds", Value: 1}, {Key: "primaryInsurer", Value: 1}})
-	if err != nil {
-		return translate(err, "patient")
+	// Another insurer of the same member: record its own copy. A
+	// compare-and-set, so two insurers registering the member at once both
+	// keep theirs (on FerretDB an $addToSet is a read and a write back).
+	for attempt := 0; attempt < 16; attempt++ {
+		if err := retryPause(ctx, attempt); err != nil {
+			return translate(err, "patient")
+		}
+		cur, err := findByID[patientDoc](ctx, s, colPatients, in.MemberID,
+			bson.D{{Key: "insurerIds", Value: 1}, {Key: "primaryInsurer", Value: 1}, {Key: "version", Value: 1}})
+		if err != nil {
+			return translate(err, "patient")
+		}
+		if cur.primary() == insurer {
+			return nil // the primary record stays as first written
+		}
+		insurers := cur.InsurerIDs
+		if !slices.Contains(insurers, insurer) {
+			insurers = append(insurers, insurer)
+		}
+		ok, err := s.casUpdate(ctx, colPatients, in.MemberID, cur.Version, bson.D{
+			{Key: "identityBy." + insurer, Value: identityDoc{
+				GivenName: in.GivenName, FamilyName: in.FamilyName, DateOfBirth: in.DateOfBirth, Email: in.Email, Phone: in.Phone,
+			}},
+			{Key: "insurerIds", Value: insurers},
+		})
+		if err != nil {
+			return translate(err, "patient")
+		}
+		if ok {
+			return nil
+		}
 	}
-	if cur.primary() == insurer {
-		return nil // the primary record stays as first written
-	}
-	cctx, cancel = s.op(ctx)
-	defer cancel()
-	_, err = s.c(colPatients).UpdateOne(cctx, bson.D{{Key: "_id", Value: in.MemberID}}, bson.D{
-		{Key: "$set", Value: bson.D{{Key: "identityBy." + insurer, Value: identityDoc{
-			GivenName: in.GivenName, FamilyName: in.FamilyName, DateOfBirth: in.DateOfBirth, Email: in.Email, Phone: in.Phone,
-		}}}},
-		{Key: "$addToSet", Value: bson.D{{Key: "insurerIds", Value: insurer}}},
-	})
-	return translate(err, "patient")
+	return domain.Errorf(domain.CodeConflict, "the member's record is changing too often; retry")
 }
 
 // PolicyChange is what updatePolicy may change.
@@ -133,7 +151,10 @@ func (s *Store) UpdatePolicy(ctx context.Context, p domain.Principal, id string,
 	if p.Role != domain.RoleInsurer {
 		return nil, domain.Errorf(domain.CodeForbidden, "only the policy's insurer updates it")
 	}
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < 10; attempt++ {
+		if err := retryPause(ctx, attempt); err != nil {
+			return nil, translate(err, "policy")
+		}
 		cur, err := s.Policy(ctx, p, id)
 		if err != nil {
 			return nil, err
@@ -235,7 +256,10 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 		}
 		return toSpecialist(&d, specialistInternalVisible(p, &d)), nil
 	}
-	for attempt := 0; attempt < 5; attempt++ {
+	for attempt := 0; attempt < 10; attempt++ {
+		if err := retryPause(ctx, attempt); err != nil {
+			return nil, translate(err, "specialist")
+		}
 		cur, err := findByID[specialistDoc](ctx, s, colSpecialists, in.ID, nil)
 		if err != nil {
 			return nil, translate(err, "specialist")
@@ -283,6 +307,9 @@ func (s *Store) InsertSpecialists(ctx context.Context, docs []any) error {
 // policy's version, so two requests racing for the last case cannot both win.
 func (s *Store) ConsumeCaseAllowance(ctx context.Context, policyID string, yearStart time.Time, limit int) error {
 	for attempt := 0; attempt < 20; attempt++ {
+		if err := retryPause(ctx, attempt); err != nil {
+			return translate(err, "policy")
+		}
 		d, err := findByID[policyDoc](ctx, s, colPolicies, policyID, nil)
 		if err != nil {
 			return translate(err, "policy")
@@ -325,6 +352,9 @@ func (s *Store) ConsumeCaseAllowance(ctx context.Context, policyID string, yearS
 // the case could not be stored.
 func (s *Store) ReleaseCaseAllowance(ctx context.Context, policyID string, yearStart time.Time) error {
 	for attempt := 0; attempt < 20; attempt++ {
+		if err := retryPause(ctx, attempt); err != nil {
+			return translate(err, "policy")
+		}
 		d, err := findByID[policyDoc](ctx, s, colPolicies, policyID, nil)
 		if err != nil {
 			return translate(err, "policy")

@@ -1,0 +1,122 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// On FerretDB every update is a read and a whole-document write back, so
+// writes that bypass the claims can lose each other. These run writes to one
+// document concurrently, on both compare-and-set paths, and count what stuck.
+
+func TestConcurrentLoadAdjustmentsAndProfileUpdatesAreNotLost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "load")
+	coordinator := domain.Principal{Subject: "c", Role: domain.RoleCoordinator, Org: "ops"}
+	for _, exact := range []bool{false, true} {
+		t.Run(fmt.Sprintf("exact _id filters %v", exact), func(t *testing.T) {
+			s.exactIDFilters = exact
+			sp, err := s.UpsertSpecialist(ctx, coordinator, SpecialistInput{
+				Name: "Dr Load", Specialties: []string{"oncology"}, Languages: []string{"en"}, Country: "DE", OrgID: "prov-1",
+			})
+			require.NoError(t, err)
+
+			// A write may give up with CONFLICT under contention (the
+			// caller retries); none may be lost. So count what succeeded.
+			const adjusters, renames = 12, 4
+			var adjusted, renamed atomic.Int32
+			succeeded := func(err error, n *atomic.Int32) {
+				if err == nil {
+					n.Add(1)
+					return
+				}
+				assert.Equal(t, domain.CodeConflict, domain.ErrorCode(err), "%v", err)
+			}
+			var wg sync.WaitGroup
+			for range adjusters {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					succeeded(s.AdjustLoad(ctx, sp.ID, 1), &adjusted)
+				}()
+			}
+			for i := range renames {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := s.UpsertSpecialist(ctx, coordinator, SpecialistInput{
+						ID: sp.ID, Name: fmt.Sprintf("Dr Load %d", i), Specialties: []string{"oncology"},
+						Languages: []string{"en"}, Country: "DE",
+					})
+					succeeded(err, &renamed)
+				}()
+			}
+			wg.Wait()
+
+			got, err := findByID[specialistDoc](ctx, s, colSpecialists, sp.ID, nil)
+			require.NoError(t, err)
+			require.Positive(t, adjusted.Load())
+			assert.EqualValues(t, adjusted.Load(), got.Internal.ActiveCases, "every adjustment that succeeded counted")
+			assert.EqualValues(t, 1+adjusted.Load()+renamed.Load(), got.Version, "every write bumped the version once")
+			if renamed.Load() > 0 {
+				assert.Regexp(t, `^Dr Load \d$`, got.Name, "a rename stuck")
+			}
+
+			require.NoError(t, s.AdjustLoad(ctx, sp.ID, -adjusters-5))
+			got, err = findByID[specialistDoc](ctx, s, colSpecialists, sp.ID, nil)
+			require.NoError(t, err)
+			assert.Equal(t, 0, got.Internal.ActiveCases, "load never goes below zero")
+		})
+	}
+}
+
+func TestInsurersRegisteringOneMemberAtOnceAllKeepTheirRecord(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "members")
+	for _, exact := range []bool{false, true} {
+		t.Run(fmt.Sprintf("exact _id filters %v", exact), func(t *testing.T) {
+			s.exactIDFilters = exact
+			member := fmt.Sprintf("M-%v", exact)
+			require.NoError(t, s.upsertPatient(ctx, "ins-0", NewInsured{MemberID: member, GivenName: "Primary"}))
+			const insurers = 8
+			var ok [insurers + 1]atomic.Bool
+			var wg sync.WaitGroup
+			for i := 1; i <= insurers; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					err := s.upsertPatient(ctx, fmt.Sprintf("ins-%d", i), NewInsured{MemberID: member, GivenName: fmt.Sprintf("Copy %d", i)})
+					if err == nil {
+						ok[i].Store(true)
+						return
+					}
+					assert.Equal(t, domain.CodeConflict, domain.ErrorCode(err), "%v", err)
+				}()
+			}
+			wg.Wait()
+			got, err := findByID[patientDoc](ctx, s, colPatients, member, nil)
+			require.NoError(t, err)
+			assert.Equal(t, "Primary", got.GivenName, "the primary record stays")
+			want := []string{"ins-0"}
+			for i := 1; i <= insurers; i++ {
+				if ok[i].Load() {
+					want = append(want, fmt.Sprintf("ins-%d", i))
+					assert.Equal(t, fmt.Sprintf("Copy %d", i), got.IdentityBy[fmt.Sprintf("ins-%d", i)].GivenName)
+				}
+			}
+			require.Greater(t, len(want), 1)
+			assert.ElementsMatch(t, want, got.InsurerIDs, "every insurer that succeeded listed once")
+		})
+	}
+}
