@@ -34,8 +34,7 @@ type idemDoc struct {
 // same key with another input is IDEMPOTENCY_KEY_REUSED. Keys are scoped to
 // the caller's sub and org, so two callers never share one.
 func (s *Store) Idempotent(ctx context.Context, p domain.Principal, op, key, inputHash string, fn func() (string, error)) (string, error) {
-	sum := sha256.Sum256([]byte(p.Subject + "\x00" + p.Org + "\x00" + op + "\x00" + key))
-	id := hex.EncodeToString(sum[:])
+	id := idempotencyID(p, op, key)
 	deadline := time.Now().Add(15 * time.Second)
 	for wait := 20 * time.Millisecond; ; wait = min(wait*2, 500*time.Millisecond) {
 		claimed, doc, err := s.claimKey(ctx, id, inputHash)
@@ -45,11 +44,13 @@ func (s *Store) Idempotent(ctx context.Context, p domain.Principal, op, key, inp
 		if claimed {
 			result, err := fn()
 			if err != nil {
-				s.dropClaim(context.WithoutCancel(ctx), id)
+				s.dropClaim(context.WithoutCancel(ctx), id, doc.CreatedAt)
 				return "", err
 			}
+			// Only this request's own claim is marked done (one taken over
+			// meanwhile belongs to the request that took it).
 			cctx, cancel := s.op(context.WithoutCancel(ctx))
-			_, uerr := s.c(colIdempotency).UpdateOne(cctx, bson.D{{Key: "_id", Value: id}},
+			_, uerr := s.c(colIdempotency).UpdateOne(cctx, bson.D{{Key: "_id", Value: id}, {Key: "createdAt", Value: doc.CreatedAt}},
 				bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: "done"}, {Key: "resultId", Value: result}}}})
 			cancel()
 			if uerr != nil {
@@ -64,7 +65,7 @@ func (s *Store) Idempotent(ctx context.Context, p domain.Principal, op, key, inp
 			return doc.ResultID, nil
 		}
 		if s.Now().Sub(doc.CreatedAt) > pendingTakeover {
-			s.dropClaim(ctx, id)
+			s.dropClaim(ctx, id, doc.CreatedAt)
 			continue
 		}
 		if time.Now().After(deadline) {
@@ -78,15 +79,17 @@ func (s *Store) Idempotent(ctx context.Context, p domain.Principal, op, key, inp
 	}
 }
 
-// claimKey inserts the key; when it exists already it returns the stored one
-// (dropping it first if it outlived IdempotencyTTL).
+// claimKey inserts the key and returns true with what it inserted; when the
+// key exists already it returns false with the stored one (dropping it first
+// if it outlived IdempotencyTTL).
 func (s *Store) claimKey(ctx context.Context, id, inputHash string) (bool, *idemDoc, error) {
 	for attempt := 0; attempt < 3; attempt++ {
 		cctx, cancel := s.op(ctx)
-		_, err := s.c(colIdempotency).InsertOne(cctx, idemDoc{ID: id, InputHash: inputHash, State: "pending", CreatedAt: s.Now()})
+		mine := idemDoc{ID: id, InputHash: inputHash, State: "pending", CreatedAt: s.Now().Truncate(time.Millisecond)}
+		_, err := s.c(colIdempotency).InsertOne(cctx, mine)
 		cancel()
 		if err == nil {
-			return true, nil, nil
+			return true, &mine, nil
 		}
 		if !isDuplicate(err) {
 			return false, nil, translate(err, "idempotency key")
@@ -109,8 +112,19 @@ func (s *Store) claimKey(ctx context.Context, id, inputHash string) (bool, *idem
 	return false, nil, domain.Errorf(domain.CodeConflict, "idempotency key is contended; retry")
 }
 
-func (s *Store) dropClaim(ctx context.Context, id string) {
+// dropClaim deletes the pending claim created at createdAt, and no other: two
+// requests taking over one dead claim at once must not delete each other's
+// fresh claim, or both would run.
+func (s *Store) dropClaim(ctx context.Context, id string, createdAt time.Time) {
 	cctx, cancel := s.op(ctx)
 	defer cancel()
-	_, _ = s.c(colIdempotency).DeleteOne(cctx, bson.D{{Key: "_id", Value: id}, {Key: "state", Value: "pending"}})
+	_, _ = s.c(colIdempotency).DeleteOne(cctx, bson.D{
+		{Key: "_id", Value: id}, {Key: "state", Value: "pending"}, {Key: "createdAt", Value: createdAt},
+	})
+}
+
+// idempotencyID is the key's _id, scoped to the caller's sub and org.
+func idempotencyID(p domain.Principal, op, key string) string {
+	sum := sha256.Sum256([]byte(p.Subject + "\x00" + p.Org + "\x00" + op + "\x00" + key))
+	return hex.EncodeToString(sum[:])
 }

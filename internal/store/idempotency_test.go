@@ -1,0 +1,91 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+var idemCaller = domain.Principal{Subject: "u1", Role: domain.RoleInsurer, Org: "ins-1"}
+
+func TestAnIdempotentOperationRunsOnceAndReplaysItsResult(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "idem")
+	var runs atomic.Int32
+	fn := func() (string, error) {
+		n := runs.Add(1)
+		time.Sleep(50 * time.Millisecond)
+		return fmt.Sprintf("result-%d", n), nil
+	}
+	var wg sync.WaitGroup
+	results := make([]string, 6)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := s.Idempotent(ctx, idemCaller, "submitCase", "k1", "h1", fn)
+			assert.NoError(t, err)
+			results[i] = r
+		}()
+	}
+	wg.Wait()
+	assert.EqualValues(t, 1, runs.Load(), "six concurrent requests with one key run once")
+	for _, r := range results {
+		assert.Equal(t, "result-1", r)
+	}
+
+	_, err := s.Idempotent(ctx, idemCaller, "submitCase", "k1", "another input", fn)
+	assert.Equal(t, domain.CodeIdempotencyKeyReused, domain.ErrorCode(err))
+	other := domain.Principal{Subject: "u2", Role: domain.RoleInsurer, Org: "ins-1"}
+	r, err := s.Idempotent(ctx, other, "submitCase", "k1", "h1", fn)
+	require.NoError(t, err)
+	assert.Equal(t, "result-2", r, "keys are per caller")
+
+	// A failed run releases the key: a retry runs again.
+	_, err = s.Idempotent(ctx, idemCaller, "submitCase", "k2", "h", func() (string, error) { return "", domain.Errorf(domain.CodeNotEligible, "no") })
+	assert.Equal(t, domain.CodeNotEligible, domain.ErrorCode(err))
+	r, err = s.Idempotent(ctx, idemCaller, "submitCase", "k2", "h", fn)
+	require.NoError(t, err)
+	assert.Equal(t, "result-3", r)
+}
+
+// The first request with a key died while pending. Two retries find its
+// claim stale at once; the first drops it, claims the key afresh and runs.
+// The second, acting on the dead claim it saw, must not drop the fresh claim
+// and run too.
+func TestTwoRequestsTakingOverADeadKeyRunOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "idem-takeover")
+	id := idempotencyID(idemCaller, "submitCase", "k")
+	dead := idemDoc{ID: id, InputHash: "h", State: "pending", CreatedAt: s.Now().Add(-time.Minute).Truncate(time.Millisecond)}
+	_, err := s.c(colIdempotency).InsertOne(ctx, dead)
+	require.NoError(t, err)
+
+	var runs atomic.Int32
+	r, err := s.Idempotent(ctx, idemCaller, "submitCase", "k", "h", func() (string, error) {
+		runs.Add(1)
+		// The second retry acts on the dead claim it read before.
+		s.dropClaim(ctx, id, dead.CreatedAt)
+		claimed, _, err := s.claimKey(ctx, id, "h")
+		assert.NoError(t, err)
+		assert.False(t, claimed, "the fresh claim survives a takeover of the dead one")
+		return "result", nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, "result", r)
+	assert.EqualValues(t, 1, runs.Load())
+	got, err := findByID[idemDoc](ctx, s, colIdempotency, id, nil)
+	require.NoError(t, err)
+	assert.Equal(t, "done", got.State)
+	assert.Equal(t, "result", got.ResultID)
+}
