@@ -57,10 +57,11 @@ func Start(ctx context.Context, opts Options) (*Store, error) {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	handler := slog.Handler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	if opts.Logger != nil {
+		handler = opts.Logger.Handler()
 	}
+	logger := slog.New(lazy(handler))
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: addr},
 		Handler:   "sqlite",
