@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -25,6 +27,19 @@ func serveChild(name string) error {
 	defer stop()
 	uri, secret := os.Getenv("LOADRUN_MONGODB_URI"), os.Getenv("LOADRUN_SECRET")
 	ready := func(addr string) { fmt.Println("loadrun-listening " + addr) }
+	if dir := os.Getenv("LOADRUN_CPUPROFILE_DIR"); dir != "" {
+		// A CPU profile of this child for the whole run, to see where the
+		// gateway's own time goes (go tool pprof <dir>/<name>.pprof).
+		f, err := os.Create(filepath.Join(dir, name+".pprof"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	switch name {
 	case "gateway":
 		// The real thing, configured as an operator would: only the rate

@@ -44,7 +44,8 @@ const database = "loadrun"
 func main() {
 	cases := flag.Int("cases", 2000, "cases to seed")
 	specialists := flag.Int("specialists", 200, "specialists to seed")
-	requests := flag.Int("requests", 120, "requests per run (one concurrency level, one target)")
+	requests := flag.Int("requests", 120, "requests per run of the mix and of the case page alone (one concurrency level, one target)")
+	fastRequests := flag.Int("fast-requests", 1200, "requests per run of a faster operation alone (detail, search, mutate): at hundreds of requests a second, 120 last a fraction of a second and the ratio is mostly noise")
 	levels := flag.String("clients", "1,16,64", "concurrency levels for the mix (empty: skip the mix)")
 	alone := flag.Int("alone", 16, "clients for each operation run alone (0: skip)")
 	ops := flag.String("ops", "list,detail,search,mutate", "the operations run alone")
@@ -54,7 +55,7 @@ func main() {
 	if *serve != "" {
 		err = serveChild(*serve)
 	} else {
-		err = run(*cases, *specialists, *requests, *levels, *alone, strings.Split(*ops, ","))
+		err = run(*cases, *specialists, *requests, *fastRequests, *levels, *alone, strings.Split(*ops, ","))
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadrun:", err)
@@ -69,7 +70,7 @@ type target struct {
 	do func(c *http.Client, kind string, w worker) error
 }
 
-func run(nCases, nSpecialists, requests int, levels string, alone int, ops []string) error {
+func run(nCases, nSpecialists, requests, fastRequests int, levels string, alone int, ops []string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "loadrun-*")
 	if err != nil {
@@ -143,7 +144,7 @@ func run(nCases, nSpecialists, requests int, levels string, alone int, ops []str
 
 	fmt.Printf("machine: %d CPUs, %s/%s, %s\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Printf("processes: the embedded store + this load generator; the gateway (app.Run); the baseline\n")
-	fmt.Printf("%d requests per run; cpu ms/req is the target process's own CPU (no database) per request\n\n", requests)
+	fmt.Printf("%d requests per run (%d for detail, search and mutate alone); cpu ms/req is the target process's own CPU (no database) per request\n\n", requests, fastRequests)
 	header := func() {
 		fmt.Printf("%-8s %-9s %-9s %9s %9s %9s %12s %7s\n", "clients", "op", "target", "req/s", "p50 ms", "p99 ms", "cpu ms/req", "failed")
 	}
@@ -162,7 +163,11 @@ func run(nCases, nSpecialists, requests int, levels string, alone int, ops []str
 		for i, op := range ops {
 			res := map[string]stats{}
 			for _, tg := range inTurn(targets, i) {
-				res[tg.name] = drive(tg, alone, requests, []string{op})["all"]
+				n := fastRequests
+				if op == "list" {
+					n = requests
+				}
+				res[tg.name] = drive(tg, alone, n, []string{op})["all"]
 				line(alone, op, tg.name, res[tg.name])
 			}
 			ratio(alone, op, res["gateway"], res["baseline"])
