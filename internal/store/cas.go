@@ -134,14 +134,32 @@ func (s *Store) claim(ctx context.Context, coll, id string, version int) (won bo
 	return false, time.Time{}, errClaimChain
 }
 
-// casUpdate applies set and bumps version only if the document is still at
-// version and this writer won the claim; it reports whether it did.
+// casField is the field a collection's compare-and-set runs on: "version",
+// except for specialists, whose "rev" moves with every write, load changes
+// included, while their "version" (the one upsertSpecialist's
+// expectedVersion names) moves only when the profile changes.
+func casField(coll string) string {
+	if coll == colSpecialists {
+		return "rev"
+	}
+	return "version"
+}
+
+// casUpdate applies set and bumps the collection's compare-and-set field
+// (casField) only if the document is still at version and this writer won
+// the claim; it reports whether it did.
 func (s *Store) casUpdate(ctx context.Context, coll, id string, version int, set bson.D) (bool, error) {
+	field := casField(coll)
 	won, deadline, err := s.claim(ctx, coll, id, version)
 	if err != nil || !won {
 		return false, err
 	}
-	filter := bson.D{{Key: "_id", Value: id}, {Key: "version", Value: version}}
+	var current any = version
+	if version == 0 {
+		current = bson.D{{Key: "$in", Value: bson.A{0, nil}}} // a document written before the field existed
+	}
+	filter := bson.D{{Key: "_id", Value: id}, {Key: field, Value: current}}
+	var rctx context.Context
 	if s.exactIDFilters {
 		// FerretDB would decode the whole collection to apply {_id,
 		// version} (measured: a case write at 2,000 cases spent ~300 ms
@@ -150,37 +168,49 @@ func (s *Store) casUpdate(ctx context.Context, coll, id string, version int, set
 		// version by _id and update by _id, both answered from an index.
 		//
 		// Nothing re-checks the version when that update is applied, so it
-		// is sent only while the claim is exclusive: both calls are bounded
-		// to half the takeover time after the claim, and a writer that cannot
-		// make it fails (CONFLICT, nothing written) rather than write late
-		// over a writer that took over. What this cannot bound is an update
+		// is sent only while the claim is exclusive: the read and the update
+		// must be sent within half the takeover time after the claim, and a
+		// writer that cannot make it fails rather than write late over a
+		// writer that took over (with CONFLICT, nothing written, when it
+		// had not yet sent the update). What this cannot bound is an update
 		// the database itself holds for more than the other half.
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
 		if !time.Now().Before(deadline) {
 			return false, errClaimExpired
 		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
+		rctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
-		cur, err := findByID[versionDoc](ctx, s, coll, id, bson.D{{Key: "version", Value: 1}})
+		cur, err := findByID[versionDoc](rctx, s, coll, id, bson.D{{Key: field, Value: 1}})
 		switch {
 		case errors.Is(err, mongo.ErrNoDocuments):
 			return false, nil
 		case err != nil && ctx.Err() != nil:
+			return false, ctx.Err() // the caller gave up
+		case err != nil && rctx.Err() != nil:
 			return false, errClaimExpired
 		case err != nil:
 			return false, err
-		case cur.Version != version:
+		case cur.at(field) != version:
 			return false, nil
 		case !time.Now().Before(deadline):
 			return false, errClaimExpired
 		}
 		filter = bson.D{{Key: "_id", Value: id}}
+		// The update too is bounded by the claim: the driver does not send
+		// it once the deadline has passed.
+		ctx = rctx
 	}
 	cctx, cancel := s.op(ctx)
 	defer cancel()
 	res, err := s.c(coll).UpdateOne(cctx, filter,
-		bson.D{{Key: "$set", Value: set}, {Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}}})
+		bson.D{{Key: "$set", Value: set}, {Key: "$inc", Value: bson.D{{Key: field, Value: 1}}}})
 	if err != nil {
+		// A deadline passing here may have stopped the update before it
+		// was sent or after: its outcome is unknown, so it is not reported
+		// as "nothing written" (CONFLICT) but as an error.
 		return false, err
 	}
 	return res.MatchedCount == 1, nil
@@ -207,6 +237,15 @@ func retryPause(ctx context.Context, attempt int) error {
 
 type versionDoc struct {
 	Version int `bson:"version"`
+	Rev     int `bson:"rev"`
+}
+
+// at returns the value of the compare-and-set field.
+func (d *versionDoc) at(field string) int {
+	if field == "rev" {
+		return d.Rev
+	}
+	return d.Version
 }
 
 type counterDoc struct {
@@ -269,14 +308,15 @@ func (s *Store) PruneClaims(ctx context.Context, age time.Duration) error {
 		key := coll + "/" + id
 		v, seen := versions[key]
 		if !seen {
-			d, err := findByID[versionDoc](ctx, s, coll, id, bson.D{{Key: "version", Value: 1}})
+			field := casField(coll)
+			d, err := findByID[versionDoc](ctx, s, coll, id, bson.D{{Key: field, Value: 1}})
 			switch {
 			case errors.Is(err, mongo.ErrNoDocuments):
 				v = -1
 			case err != nil:
 				return translate(err, "claims")
 			default:
-				v = d.Version
+				v = d.at(field)
 			}
 			versions[key] = v
 		}

@@ -135,7 +135,7 @@ func TestAStalledWriterNeverOverwritesTheWriterThatTookOver(t *testing.T) {
 	s, err := Open(ctx, Options{URI: db.URI(), Database: "stall", Prepare: db.IndexIDs, Monitor: mon})
 	require.NoError(t, err)
 	defer func() { _ = s.Close(context.Background()) }()
-	s.claimTakeover = 300 * time.Millisecond
+	s.claimTakeover = time.Second
 
 	for _, exact := range []bool{false, true} {
 		t.Run(fmt.Sprintf("exact _id filters %v", exact), func(t *testing.T) {
@@ -307,14 +307,17 @@ func TestManyDeadClaimsDoNotLockADocumentOut(t *testing.T) {
 	defer cancel()
 	s := openCAS(t, ctx, "dead")
 	s.exactIDFilters = true
-	s.claimTakeover = 40 * time.Millisecond
+	// The store's clock moves past the takeover after each writer dies.
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	s.now = func() time.Time { return time.Unix(0, clock.Load()) }
 	_, err := s.c(colCounters).InsertOne(ctx, counterDoc{ID: "c"})
 	require.NoError(t, err)
 	for i := range 12 {
 		won, _, err := s.claim(ctx, colCounters, "c", 0)
 		require.NoError(t, err)
 		require.True(t, won, "generation %d is taken over", i)
-		time.Sleep(s.claimTakeover + 10*time.Millisecond) // its writer dies
+		clock.Add(int64(s.claimTakeover + time.Second)) // its writer dies
 	}
 	n, err := s.increment(ctx, "c")
 	require.NoError(t, err)

@@ -138,10 +138,13 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 	return nil, domain.Errorf(domain.CodeConflict, "the case is changing too often; retry")
 }
 
-// AdjustLoad changes a specialist's count of active cases (never below
-// zero). It is a compare-and-set like every other write to a specialist: on
-// FerretDB an $inc is a read and a whole-document write back, which could
-// undo a profile update landing in between, or lose another adjustment.
+// AdjustLoad changes a specialist's count of active cases. It is a
+// compare-and-set on the specialist's rev, like every other write to a
+// specialist: on FerretDB an $inc is a read and a whole-document write back,
+// which could undo a profile update landing in between, or lose another
+// adjustment. The profile's version does not move. The stored count is the
+// raw sum (a release may land before the assignment it releases); reads
+// floor it at zero.
 func (s *Store) AdjustLoad(ctx context.Context, specialistID string, delta int) error {
 	if specialistID == "" || delta == 0 {
 		return nil
@@ -151,12 +154,12 @@ func (s *Store) AdjustLoad(ctx context.Context, specialistID string, delta int) 
 			return translate(err, "specialist")
 		}
 		cur, err := findByID[specialistDoc](ctx, s, colSpecialists, specialistID,
-			bson.D{{Key: "internal.activeCases", Value: 1}, {Key: "version", Value: 1}})
+			bson.D{{Key: "internal.activeCases", Value: 1}, {Key: "rev", Value: 1}})
 		if err != nil {
 			return translate(err, "specialist")
 		}
-		ok, err := s.casUpdate(ctx, colSpecialists, specialistID, cur.Version,
-			bson.D{{Key: "internal.activeCases", Value: max(0, cur.Internal.ActiveCases+delta)}})
+		ok, err := s.casUpdate(ctx, colSpecialists, specialistID, cur.Rev,
+			bson.D{{Key: "internal.activeCases", Value: cur.Internal.ActiveCases + delta}})
 		if err != nil {
 			return translate(err, "specialist")
 		}
@@ -179,7 +182,7 @@ func (s *Store) CandidateSpecialists(ctx context.Context, specialty string) ([]*
 	loads := make([]int, 0, len(docs))
 	for _, d := range docs {
 		out = append(out, toSpecialist(d, false))
-		loads = append(loads, d.Internal.ActiveCases)
+		loads = append(loads, max(0, d.Internal.ActiveCases))
 	}
 	return out, loads, nil
 }

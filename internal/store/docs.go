@@ -273,8 +273,11 @@ type specialistDoc struct {
 	OrgKind        string                `bson:"orgKind"`
 	AcceptingCases bool                  `bson:"acceptingCases"`
 	Internal       specialistInternalDoc `bson:"internal"`
-	Version        int                   `bson:"version"`
-	UpdatedAt      time.Time             `bson:"updatedAt"`
+	// Version moves when the profile changes; Rev with every write, load
+	// changes included: compare-and-set runs on Rev (see casField).
+	Version   int       `bson:"version"`
+	Rev       int       `bson:"rev"`
+	UpdatedAt time.Time `bson:"updatedAt"`
 }
 
 func toSpecialist(d *specialistDoc, withInternal bool) *domain.Specialist {
@@ -285,7 +288,7 @@ func toSpecialist(d *specialistDoc, withInternal bool) *domain.Specialist {
 		AcceptingCases: d.AcceptingCases, Version: d.Version,
 	}
 	if withInternal {
-		s.Internal = &domain.SpecialistInternal{ActiveCases: d.Internal.ActiveCases, Email: d.Internal.Email}
+		s.Internal = &domain.SpecialistInternal{ActiveCases: max(0, d.Internal.ActiveCases), Email: d.Internal.Email}
 	}
 	return s
 }

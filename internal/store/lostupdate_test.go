@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
@@ -67,15 +68,37 @@ func TestConcurrentLoadAdjustmentsAndProfileUpdatesAreNotLost(t *testing.T) {
 			require.NoError(t, err)
 			require.Positive(t, adjusted.Load())
 			assert.EqualValues(t, adjusted.Load(), got.Internal.ActiveCases, "every adjustment that succeeded counted")
-			assert.EqualValues(t, 1+adjusted.Load()+renamed.Load(), got.Version, "every write bumped the version once")
+			assert.EqualValues(t, adjusted.Load()+renamed.Load(), got.Rev, "every write moved rev once")
+			assert.EqualValues(t, 1+renamed.Load(), got.Version, "only profile writes moved the version")
 			if renamed.Load() > 0 {
 				assert.Regexp(t, `^Dr Load \d$`, got.Name, "a rename stuck")
 			}
 
-			require.NoError(t, s.AdjustLoad(ctx, sp.ID, -adjusters-5))
-			got, err = findByID[specialistDoc](ctx, s, colSpecialists, sp.ID, nil)
+			// A profile write naming the version it read still lands after
+			// a load change: the load is not part of the profile.
+			require.NoError(t, s.AdjustLoad(ctx, sp.ID, 1))
+			_, err = s.UpsertSpecialist(ctx, coordinator, SpecialistInput{
+				ID: sp.ID, Name: "Dr Load", Specialties: []string{"oncology"}, Languages: []string{"en"}, Country: "DE",
+				ExpectedVersion: &got.Version,
+			})
 			require.NoError(t, err)
-			assert.Equal(t, 0, got.Internal.ActiveCases, "load never goes below zero")
+			_, err = s.UpsertSpecialist(ctx, coordinator, SpecialistInput{
+				ID: sp.ID, Name: "Dr Stale", Specialties: []string{"oncology"}, Languages: []string{"en"}, Country: "DE",
+				ExpectedVersion: &got.Version,
+			})
+			assert.Equal(t, domain.CodeConflict, domain.ErrorCode(err), "a stale expectedVersion still fails")
+
+			// Releases may land before the assignments they release: the
+			// stored sum goes below zero and comes back; reads floor it.
+			require.NoError(t, s.AdjustLoad(ctx, sp.ID, -int(adjusted.Load())-3))
+			view, err := s.Specialist(ctx, coordinator, sp.ID)
+			require.NoError(t, err)
+			require.NotNil(t, view.Internal)
+			assert.Equal(t, 0, view.Internal.ActiveCases, "a load below zero reads as zero")
+			require.NoError(t, s.AdjustLoad(ctx, sp.ID, 3))
+			view, err = s.Specialist(ctx, coordinator, sp.ID)
+			require.NoError(t, err)
+			assert.Equal(t, 1, view.Internal.ActiveCases, "and the sum stays exact")
 		})
 	}
 }
@@ -119,4 +142,39 @@ func TestInsurersRegisteringOneMemberAtOnceAllKeepTheirRecord(t *testing.T) {
 			assert.ElementsMatch(t, want, got.InsurerIDs, "every insurer that succeeded listed once")
 		})
 	}
+}
+
+// A policy whose member cannot be recorded (here: the member's record is
+// held by a writer that has not yet been declared dead) is taken back, so
+// the insurer's retry with the same number succeeds once the member frees.
+func TestAPolicyWhoseMemberCannotBeRecordedIsTakenBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "policy-rollback")
+	require.NoError(t, s.upsertPatient(ctx, "ins-a", NewInsured{MemberID: "M-1", GivenName: "First"}))
+	held := claimID(colPatients, "M-1", 1)
+	_, err := s.c(colClaims).InsertOne(ctx, claimDoc{ID: held, At: s.Now()})
+	require.NoError(t, err)
+
+	insurerB := domain.Principal{Subject: "u-b", Role: domain.RoleInsurer, Org: "ins-b"}
+	np := NewPolicy{
+		PolicyNumber: "B-100", Product: domain.ProductCriticalIllness, EffectiveFrom: s.Now(),
+		Benefit: domain.Benefit{Covered: true, CasesPerYear: 1},
+		Insured: []NewInsured{{MemberID: "M-1", GivenName: "Second"}},
+	}
+	_, err = s.CreatePolicy(ctx, insurerB, np)
+	require.Error(t, err)
+	assert.Equal(t, domain.CodeConflict, domain.ErrorCode(err), "%v", err)
+	left, err := findAll[policyDoc](ctx, s, colPolicies, nil, nil)
+	require.NoError(t, err)
+	assert.Empty(t, left, "the policy was taken back")
+
+	_, err = s.c(colClaims).DeleteOne(ctx, bson.D{{Key: "_id", Value: held}}) // its writer is declared dead
+	require.NoError(t, err)
+	pol, err := s.CreatePolicy(ctx, insurerB, np)
+	require.NoError(t, err, "the retry with the same number succeeds")
+	assert.Equal(t, "B-100", pol.PolicyNumber)
+	got, err := findByID[patientDoc](ctx, s, colPatients, "M-1", nil)
+	require.NoError(t, err)
+	assert.ElementsMatch(t, []string{"ins-a", "ins-b"}, got.InsurerIDs)
 }

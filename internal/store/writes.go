@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -73,6 +74,14 @@ func (s *Store) CreatePolicy(ctx context.Context, p domain.Principal, np NewPoli
 	}
 	for _, in := range np.Insured {
 		if err := s.upsertPatient(ctx, p.Org, in); err != nil {
+			// Take the policy back, so a retry with the same number can
+			// succeed; members already attached keep this insurer's copy.
+			cctx, cancel := s.op(context.WithoutCancel(ctx))
+			_, derr := s.c(colPolicies).DeleteOne(cctx, bson.D{{Key: "_id", Value: d.ID}})
+			cancel()
+			if derr != nil {
+				return nil, errors.Join(err, translate(derr, "policy"))
+			}
 			return nil, err
 		}
 	}
@@ -270,16 +279,16 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 		if in.ExpectedVersion != nil && *in.ExpectedVersion != cur.Version {
 			return nil, domain.Errorf(domain.CodeConflict, "the specialist is at version %d, not %d", cur.Version, *in.ExpectedVersion)
 		}
-		ok, err := s.casUpdate(ctx, colSpecialists, in.ID, cur.Version, set)
+		ok, err := s.casUpdate(ctx, colSpecialists, in.ID, cur.Rev,
+			append(slices.Clip(set), bson.E{Key: "version", Value: cur.Version + 1}))
 		if err != nil {
 			return nil, translate(err, "specialist")
 		}
 		if ok {
 			return s.Specialist(ctx, p, in.ID)
 		}
-		if in.ExpectedVersion != nil {
-			return nil, domain.Errorf(domain.CodeConflict, "the specialist changed while it was being updated")
-		}
+		// Another write landed (a load change, perhaps): read again; with
+		// an expectedVersion, the next round fails if the profile moved.
 	}
 	return nil, domain.Errorf(domain.CodeConflict, "the specialist is changing too often; retry")
 }
