@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -65,8 +66,14 @@ func (s *Store) Idempotent(ctx context.Context, p domain.Principal, op, key, inp
 			return doc.ResultID, nil
 		}
 		if s.Now().Sub(doc.CreatedAt) > pendingTakeover {
-			s.dropClaim(ctx, id, doc.CreatedAt)
-			continue
+			won, err := s.takeOver(ctx, id, doc.CreatedAt)
+			if err != nil {
+				return "", err
+			}
+			if won {
+				continue // claim the key afresh
+			}
+			// Another request is taking it over: wait for its claim.
 		}
 		if time.Now().After(deadline) {
 			return "", domain.Errorf(domain.CodeConflict, "the first request with this idempotency key is still running; retry")
@@ -102,9 +109,9 @@ func (s *Store) claimKey(ctx context.Context, id, inputHash string) (bool, *idem
 			return false, nil, translate(err, "idempotency key")
 		}
 		if s.Now().Sub(doc.CreatedAt) > IdempotencyTTL {
-			cctx, cancel := s.op(ctx)
-			_, _ = s.c(colIdempotency).DeleteOne(cctx, bson.D{{Key: "_id", Value: id}, {Key: "createdAt", Value: doc.CreatedAt}})
-			cancel()
+			if _, err := s.takeOver(ctx, id, doc.CreatedAt); err != nil {
+				return false, nil, err
+			}
 			continue
 		}
 		return false, doc, nil
@@ -112,9 +119,32 @@ func (s *Store) claimKey(ctx context.Context, id, inputHash string) (bool, *idem
 	return false, nil, domain.Errorf(domain.CodeConflict, "idempotency key is contended; retry")
 }
 
-// dropClaim deletes the pending claim created at createdAt, and no other: two
-// requests taking over one dead claim at once must not delete each other's
-// fresh claim, or both would run.
+// takeOver decides which of the requests that found the key's record created
+// at createdAt dead (a pending claim whose request died, or a record past
+// IdempotencyTTL) replaces it, by a unique insert into the claims
+// collection: a filtered delete alone cannot decide it, since FerretDB
+// applies one as a read and then a delete by _id, which could remove the
+// winner's fresh claim. Only the winner deletes the record; the others wait
+// for the winner's claim. (PruneClaims deletes the marker after an hour.)
+func (s *Store) takeOver(ctx context.Context, id string, createdAt time.Time) (bool, error) {
+	marker := fmt.Sprintf("%s/%s#%d@0", colIdempotency, id, createdAt.UnixMilli())
+	cctx, cancel := s.op(ctx)
+	_, err := s.c(colClaims).InsertOne(cctx, claimDoc{ID: marker, At: s.Now()})
+	cancel()
+	if isDuplicate(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, translate(err, "idempotency key")
+	}
+	cctx, cancel = s.op(ctx)
+	defer cancel()
+	_, err = s.c(colIdempotency).DeleteOne(cctx, bson.D{{Key: "_id", Value: id}, {Key: "createdAt", Value: createdAt}})
+	return err == nil, translate(err, "idempotency key")
+}
+
+// dropClaim deletes this request's own pending claim, created at createdAt,
+// after its operation failed, so a retry runs it again.
 func (s *Store) dropClaim(ctx context.Context, id string, createdAt time.Time) {
 	cctx, cancel := s.op(ctx)
 	defer cancel()

@@ -59,9 +59,9 @@ func TestAnIdempotentOperationRunsOnceAndReplaysItsResult(t *testing.T) {
 }
 
 // The first request with a key died while pending. Two retries find its
-// claim stale at once; the first drops it, claims the key afresh and runs.
-// The second, acting on the dead claim it saw, must not drop the fresh claim
-// and run too.
+// claim stale at once; the first takes it over, claims the key afresh and
+// runs. The second, acting on the dead claim it saw, must lose the takeover
+// and leave the fresh claim alone.
 func TestTwoRequestsTakingOverADeadKeyRunOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -75,7 +75,9 @@ func TestTwoRequestsTakingOverADeadKeyRunOnce(t *testing.T) {
 	r, err := s.Idempotent(ctx, idemCaller, "submitCase", "k", "h", func() (string, error) {
 		runs.Add(1)
 		// The second retry acts on the dead claim it read before.
-		s.dropClaim(ctx, id, dead.CreatedAt)
+		won, err := s.takeOver(ctx, id, dead.CreatedAt)
+		assert.NoError(t, err)
+		assert.False(t, won, "one request takes a dead claim over")
 		claimed, _, err := s.claimKey(ctx, id, "h")
 		assert.NoError(t, err)
 		assert.False(t, claimed, "the fresh claim survives a takeover of the dead one")
@@ -88,4 +90,42 @@ func TestTwoRequestsTakingOverADeadKeyRunOnce(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "done", got.State)
 	assert.Equal(t, "result", got.ResultID)
+}
+
+// Requests that find a dead claim at once: exactly one of them runs, and the
+// others replay its result.
+func TestConcurrentRetriesOfADeadKeyRunOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "idem-retries")
+	id := idempotencyID(idemCaller, "submitCase", "k")
+	_, err := s.c(colIdempotency).InsertOne(ctx, idemDoc{ID: id, InputHash: "h", State: "pending", CreatedAt: s.Now().Add(-time.Minute)})
+	require.NoError(t, err)
+	var runs atomic.Int32
+	var wg sync.WaitGroup
+	results := make([]string, 6)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := s.Idempotent(ctx, idemCaller, "submitCase", "k", "h", func() (string, error) {
+				runs.Add(1)
+				time.Sleep(50 * time.Millisecond)
+				return "result", nil
+			})
+			assert.NoError(t, err)
+			results[i] = r
+		}()
+	}
+	wg.Wait()
+	assert.EqualValues(t, 1, runs.Load())
+	for _, r := range results {
+		assert.Equal(t, "result", r)
+	}
+	// The takeover marker is pruned once old.
+	s.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	require.NoError(t, s.PruneClaims(ctx, time.Hour))
+	left, err := findAll[claimDoc](ctx, s, colClaims, nil, nil)
+	require.NoError(t, err)
+	assert.Empty(t, left)
 }
