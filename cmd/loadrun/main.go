@@ -161,16 +161,15 @@ func run(nCases, nSpecialists, requests, fastRequests int, levels string, alone 
 		fmt.Printf("each operation alone, %d clients:\n", alone)
 		header()
 		for i, op := range ops {
-			res := map[string]stats{}
-			for _, tg := range inTurn(targets, i) {
-				n := fastRequests
-				if op == "list" {
-					n = requests
-				}
-				res[tg.name] = drive(tg, alone, n, []string{op})["all"]
-				line(alone, op, tg.name, res[tg.name])
+			n := fastRequests
+			if op == "list" {
+				n = requests
 			}
-			ratio(alone, op, res["gateway"], res["baseline"])
+			res := compare(targets, i, alone, n, []string{op})
+			for _, name := range []string{"baseline", "gateway"} {
+				line(alone, op, name, res[name]["all"])
+			}
+			ratio(alone, op, res["gateway"]["all"], res["baseline"]["all"])
 		}
 		fmt.Println()
 	}
@@ -185,10 +184,7 @@ func run(nCases, nSpecialists, requests, fastRequests int, levels string, alone 
 		if _, err := fmt.Sscan(lv, &n); err != nil || n < 1 {
 			return fmt.Errorf("clients: %q is not a number", lv)
 		}
-		res := map[string]map[string]stats{}
-		for _, tg := range inTurn(targets, i) {
-			res[tg.name] = drive(tg, n, requests, defaultMix)
-		}
+		res := compare(targets, i, n, requests, defaultMix)
 		for _, name := range []string{"baseline", "gateway"} {
 			line(n, "mix", name, res[name]["all"])
 		}
@@ -204,16 +200,6 @@ func run(nCases, nSpecialists, requests, fastRequests int, levels string, alone 
 	fmt.Printf("peak RSS: gateway %.0f MiB, baseline %.0f MiB, embedded store + load generator %.0f MiB\n",
 		gwProc.peakRSS(), baseProc.peakRSS(), peakRSS(os.Getpid()))
 	return nil
-}
-
-// inTurn returns the targets in the order run i measures them: each goes
-// first every other run, so neither always meets the store (which grows by
-// the audit rows both write) in the same state.
-func inTurn(targets []target, i int) []target {
-	if i%2 == 1 {
-		return []target{targets[1], targets[0]}
-	}
-	return targets
 }
 
 // worker is one of n concurrent clients.
@@ -245,10 +231,19 @@ type stats struct {
 
 var defaultMix = []string{"list", "list", "list", "list", "detail", "detail", "detail", "search", "search", "mutate"}
 
-// drive sends `total` requests of the mix from n clients; each kind gets its
-// latencies, "all" the throughput of the whole run and the target process's
-// CPU time per request.
-func drive(tg target, n, total int, mix []string) map[string]stats {
+// sample is what one drive measured.
+type sample struct {
+	lats    map[string][]float64
+	failed  map[string]int
+	elapsed float64 // seconds
+	cpu     float64 // the target process's CPU, ms
+	total   int
+}
+
+// drive sends `total` requests of the mix from n clients, recording each
+// kind's latencies (and "all"), the run's duration and the target process's
+// CPU time.
+func drive(tg target, n, total int, mix []string) sample {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n + 4}, Timeout: 2 * time.Minute}
 	defer client.CloseIdleConnections()
 	var (
@@ -290,8 +285,43 @@ func drive(tg target, n, total int, mix []string) map[string]stats {
 	}
 	close(next)
 	wg.Wait()
-	elapsed := time.Since(start).Seconds()
-	cpu := float64((tg.proc.cpuTime() - cpu0).Microseconds()) / 1000
+	return sample{lats: lats, failed: failed, elapsed: time.Since(start).Seconds(),
+		cpu: float64((tg.proc.cpuTime() - cpu0).Microseconds()) / 1000, total: total}
+}
+
+// compare measures two targets on the same work in the order A B B A, half
+// the requests in each run, so that what one run leaves behind in the shared
+// store (garbage to collect, a WAL to checkpoint, the audit rows both write)
+// and any drift of the machine weigh on both alike; which target starts
+// alternates with first.
+func compare(targets []target, first, n, total int, mix []string) map[string]map[string]stats {
+	a, b := targets[first%2], targets[(first+1)%2]
+	half := max(1, total/2)
+	runs := map[string][]sample{}
+	for _, tg := range []target{a, b, b, a} {
+		runs[tg.name] = append(runs[tg.name], drive(tg, n, half, mix))
+	}
+	out := map[string]map[string]stats{}
+	for name, ss := range runs {
+		out[name] = summarize(ss, mix)
+	}
+	return out
+}
+
+// summarize merges samples of one target into stats per kind and "all".
+func summarize(ss []sample, mix []string) map[string]stats {
+	var elapsed, cpu float64
+	var total int
+	lats, failed := map[string][]float64{}, map[string]int{}
+	for _, sm := range ss {
+		elapsed, cpu, total = elapsed+sm.elapsed, cpu+sm.cpu, total+sm.total
+		for k, l := range sm.lats {
+			lats[k] = append(lats[k], l...)
+		}
+		for k, f := range sm.failed {
+			failed[k] += f
+		}
+	}
 	out := map[string]stats{}
 	for _, k := range append([]string{"all"}, mix...) {
 		l := lats[k]
