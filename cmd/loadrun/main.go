@@ -289,17 +289,17 @@ func drive(tg target, n, total int, mix []string) sample {
 		cpu: float64((tg.proc.cpuTime() - cpu0).Microseconds()) / 1000, total: total}
 }
 
-// compare measures two targets on the same work in the order A B B A, half
-// the requests in each run, so that what one run leaves behind in the shared
+// compare measures two targets on the same work in the order A B B A, each
+// run the full `total` requests (a half would leave some of n clients idle
+// at 64), so that what one run leaves behind in the shared
 // store (garbage to collect, a WAL to checkpoint, the audit rows both write)
 // and any drift of the machine weigh on both alike; which target starts
 // alternates with first.
 func compare(targets []target, first, n, total int, mix []string) map[string]map[string]stats {
 	a, b := targets[first%2], targets[(first+1)%2]
-	half := max(1, total/2)
 	runs := map[string][]sample{}
 	for _, tg := range []target{a, b, b, a} {
-		runs[tg.name] = append(runs[tg.name], drive(tg, n, half, mix))
+		runs[tg.name] = append(runs[tg.name], drive(tg, n, total, mix))
 	}
 	out := map[string]map[string]stats{}
 	for name, ss := range runs {

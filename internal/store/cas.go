@@ -65,6 +65,11 @@ type claimDoc struct {
 }
 
 func claimID(coll, id string, version int) string {
+	if f := casField(coll); f != "version" {
+		// Named apart from claims on "version" (an older gateway's, say),
+		// so the two never stand for each other.
+		return fmt.Sprintf("%s/%s@%s%d", coll, id, f, version+1)
+	}
 	return fmt.Sprintf("%s/%s@%d", coll, id, version+1)
 }
 
@@ -216,6 +221,40 @@ func (s *Store) casUpdate(ctx context.Context, coll, id string, version int, set
 	return res.MatchedCount == 1, nil
 }
 
+// casDelete deletes the document only if it is still at version, under the
+// same claim as casUpdate (on FerretDB a filtered delete is a read and then a
+// delete by _id); it reports whether it did.
+func (s *Store) casDelete(ctx context.Context, coll, id string, version int) (bool, error) {
+	field := casField(coll)
+	won, deadline, err := s.claim(ctx, coll, id, version)
+	if err != nil || !won {
+		return false, err
+	}
+	filter := bson.D{{Key: "_id", Value: id}, {Key: field, Value: version}}
+	if s.exactIDFilters {
+		rctx, cancel := context.WithDeadline(ctx, deadline)
+		defer cancel()
+		cur, err := findByID[versionDoc](rctx, s, coll, id, bson.D{{Key: field, Value: 1}})
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if cur.at(field) != version {
+			return false, nil
+		}
+		filter, ctx = bson.D{{Key: "_id", Value: id}}, rctx
+	}
+	cctx, cancel := s.op(ctx)
+	defer cancel()
+	res, err := s.c(coll).DeleteOne(cctx, filter)
+	if err != nil {
+		return false, err
+	}
+	return res.DeletedCount == 1, nil
+}
+
 // retryPause waits before attempt n > 0 of a compare-and-set loop: a
 // jittered pause that doubles from 1 ms up to 64 ms, so writers that lost to
 // a live claim read again after its writer has written instead of spending
@@ -301,14 +340,17 @@ func (s *Store) PruneClaims(ctx context.Context, age time.Duration) error {
 	versions := map[string]int{} // coll/id -> current version, -1 when gone
 	var done []string
 	for _, c := range old {
-		coll, id, next, ok := parseClaimID(c.ID)
+		coll, id, field, next, ok := parseClaimID(c.ID)
 		if !ok {
+			continue
+		}
+		if field != casField(coll) {
+			done = append(done, c.ID) // a claim on a field this collection no longer uses
 			continue
 		}
 		key := coll + "/" + id
 		v, seen := versions[key]
 		if !seen {
-			field := casField(coll)
 			d, err := findByID[versionDoc](ctx, s, coll, id, bson.D{{Key: field, Value: 1}})
 			switch {
 			case errors.Is(err, mongo.ErrNoDocuments):
@@ -335,21 +377,30 @@ func (s *Store) PruneClaims(ctx context.Context, age time.Duration) error {
 	return nil
 }
 
-// parseClaimID splits "<coll>/<id>@<next>[#<gen>]" (see claimID); ids may
-// hold "/" or "@", the suffix after the last "@" never does.
-func parseClaimID(cid string) (coll, id string, next int, ok bool) {
+// parseClaimID splits "<coll>/<id>@[<field>]<next>[#<gen>]" (see claimID;
+// field is "version" when not named); ids may hold "/" or "@", the suffix
+// after the last "@" never does.
+func parseClaimID(cid string) (coll, id, field string, next int, ok bool) {
 	slash := strings.IndexByte(cid, '/')
 	at := strings.LastIndexByte(cid, '@')
 	if slash < 0 || at < slash {
-		return "", "", 0, false
+		return "", "", "", 0, false
 	}
 	rest := cid[at+1:]
 	if h := strings.IndexByte(rest, '#'); h >= 0 {
 		rest = rest[:h]
 	}
-	n, err := strconv.Atoi(rest)
-	if err != nil {
-		return "", "", 0, false
+	digits := strings.IndexAny(rest, "0123456789")
+	if digits < 0 {
+		return "", "", "", 0, false
 	}
-	return cid[:slash], cid[slash+1 : at], n, true
+	field = rest[:digits]
+	if field == "" {
+		field = "version"
+	}
+	n, err := strconv.Atoi(rest[digits:])
+	if err != nil {
+		return "", "", "", 0, false
+	}
+	return cid[:slash], cid[slash+1 : at], field, n, true
 }

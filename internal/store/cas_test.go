@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/secondopinion/gateway/internal/embedded"
 )
@@ -399,7 +400,13 @@ func TestPruneClaimsKeepsTheClaimsOfCurrentVersions(t *testing.T) {
 		claimID(colCounters, "plain", 0):        old,    // current: kept
 		claimID(colCounters, "gone", 4):         old,    // document gone: deleted
 		claimID(colCounters, "gone", 5):         recent, // recent: kept
+		claimID(colSpecialists, "s1", 2):        old,    // rev 3 is current: kept
+		claimID(colSpecialists, "s1", 1):        old,    // moved past: deleted
+		colSpecialists + "/s1@9":                old,    // a claim on version, not rev: deleted
+		colIdempotency + "/k#1700000000000@0":   old,    // an idempotency takeover: deleted
 	}
+	_, err := s.c(colSpecialists).InsertOne(ctx, specialistDoc{ID: "s1", Version: 9, Rev: 2})
+	require.NoError(t, err)
 	for cid, at := range claims {
 		_, err := s.c(colClaims).InsertOne(ctx, claimDoc{ID: cid, At: at})
 		require.NoError(t, err)
@@ -414,5 +421,35 @@ func TestPruneClaimsKeepsTheClaimsOfCurrentVersions(t *testing.T) {
 	assert.ElementsMatch(t, []string{
 		claimID(colCounters, "a/b@c", 3), claimID(colCounters, "a/b@c", 3) + "#1",
 		claimID(colCounters, "plain", 0), claimID(colCounters, "gone", 5),
+		colSpecialists + "/s1@rev3",
 	}, ids)
+}
+
+func TestCompareAndDeleteOnlyDeletesTheVersionItNames(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "casdelete")
+	for _, exact := range []bool{false, true} {
+		t.Run(fmt.Sprintf("exact _id filters %v", exact), func(t *testing.T) {
+			s.exactIDFilters = exact
+			id := fmt.Sprintf("d-%v", exact)
+			_, err := s.c(colCounters).InsertOne(ctx, counterDoc{ID: id, Version: 1})
+			require.NoError(t, err)
+			ok, err := s.casUpdate(ctx, colCounters, id, 1, bson.D{{Key: "seq", Value: int64(1)}})
+			require.NoError(t, err)
+			require.True(t, ok) // used meanwhile: now at version 2
+
+			ok, err = s.casDelete(ctx, colCounters, id, 1)
+			require.NoError(t, err)
+			assert.False(t, ok, "a document that moved on is not deleted")
+			_, err = findByID[counterDoc](ctx, s, colCounters, id, nil)
+			require.NoError(t, err)
+
+			ok, err = s.casDelete(ctx, colCounters, id, 2)
+			require.NoError(t, err)
+			assert.True(t, ok)
+			_, err = findByID[counterDoc](ctx, s, colCounters, id, nil)
+			assert.ErrorIs(t, err, mongo.ErrNoDocuments)
+		})
+	}
 }

@@ -66,14 +66,15 @@ func (s *Store) Idempotent(ctx context.Context, p domain.Principal, op, key, inp
 			return doc.ResultID, nil
 		}
 		if s.Now().Sub(doc.CreatedAt) > pendingTakeover {
-			won, err := s.takeOver(ctx, id, doc.CreatedAt)
+			won, err := s.takeOver(ctx, id, doc.CreatedAt, false)
 			if err != nil {
 				return "", err
 			}
 			if won {
 				continue // claim the key afresh
 			}
-			// Another request is taking it over: wait for its claim.
+			// Another request is taking it over, or this one finished after
+			// all: read again after a pause.
 		}
 		if time.Now().After(deadline) {
 			return "", domain.Errorf(domain.CodeConflict, "the first request with this idempotency key is still running; retry")
@@ -109,7 +110,7 @@ func (s *Store) claimKey(ctx context.Context, id, inputHash string) (bool, *idem
 			return false, nil, translate(err, "idempotency key")
 		}
 		if s.Now().Sub(doc.CreatedAt) > IdempotencyTTL {
-			if _, err := s.takeOver(ctx, id, doc.CreatedAt); err != nil {
+			if _, err := s.takeOver(ctx, id, doc.CreatedAt, true); err != nil {
 				return false, nil, err
 			}
 			continue
@@ -120,27 +121,31 @@ func (s *Store) claimKey(ctx context.Context, id, inputHash string) (bool, *idem
 }
 
 // takeOver decides which of the requests that found the key's record created
-// at createdAt dead (a pending claim whose request died, or a record past
-// IdempotencyTTL) replaces it, by a unique insert into the claims
-// collection: a filtered delete alone cannot decide it, since FerretDB
-// applies one as a read and then a delete by _id, which could remove the
-// winner's fresh claim. Only the winner deletes the record; the others wait
-// for the winner's claim. (PruneClaims deletes the marker after an hour.)
-func (s *Store) takeOver(ctx context.Context, id string, createdAt time.Time) (bool, error) {
-	marker := fmt.Sprintf("%s/%s#%d@0", colIdempotency, id, createdAt.UnixMilli())
-	cctx, cancel := s.op(ctx)
-	_, err := s.c(colClaims).InsertOne(cctx, claimDoc{ID: marker, At: s.Now()})
-	cancel()
-	if isDuplicate(err) {
-		return false, nil
+// at createdAt dead (a pending claim whose request died, or, with expired, a
+// record past IdempotencyTTL) deletes it, so that one of them claims the key
+// afresh. A filtered delete alone cannot decide it, since FerretDB applies
+// one as a read and then a delete by _id, which could remove the winner's
+// fresh claim; so the requests first claim "<id>#<createdAt>" as a
+// compare-and-set claim (a unique insert, taken over in turn if its winner
+// dies), and only the winner deletes, within its claim's deadline. It
+// reports whether the record was deleted: not when another request won, nor
+// when the record changed meanwhile (its request finished after all).
+func (s *Store) takeOver(ctx context.Context, id string, createdAt time.Time, expired bool) (bool, error) {
+	won, deadline, err := s.claim(ctx, colIdempotency, fmt.Sprintf("%s#%d", id, createdAt.UnixMilli()), -1)
+	if err != nil || !won {
+		return false, translate(err, "idempotency key")
 	}
+	filter := bson.D{{Key: "_id", Value: id}, {Key: "createdAt", Value: createdAt}}
+	if !expired {
+		filter = append(filter, bson.E{Key: "state", Value: "pending"})
+	}
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	res, err := s.c(colIdempotency).DeleteOne(dctx, filter)
 	if err != nil {
 		return false, translate(err, "idempotency key")
 	}
-	cctx, cancel = s.op(ctx)
-	defer cancel()
-	_, err = s.c(colIdempotency).DeleteOne(cctx, bson.D{{Key: "_id", Value: id}, {Key: "createdAt", Value: createdAt}})
-	return err == nil, translate(err, "idempotency key")
+	return res.DeletedCount == 1, nil
 }
 
 // dropClaim deletes this request's own pending claim, created at createdAt,

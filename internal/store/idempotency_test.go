@@ -75,7 +75,7 @@ func TestTwoRequestsTakingOverADeadKeyRunOnce(t *testing.T) {
 	r, err := s.Idempotent(ctx, idemCaller, "submitCase", "k", "h", func() (string, error) {
 		runs.Add(1)
 		// The second retry acts on the dead claim it read before.
-		won, err := s.takeOver(ctx, id, dead.CreatedAt)
+		won, err := s.takeOver(ctx, id, dead.CreatedAt, false)
 		assert.NoError(t, err)
 		assert.False(t, won, "one request takes a dead claim over")
 		claimed, _, err := s.claimKey(ctx, id, "h")
@@ -128,4 +128,52 @@ func TestConcurrentRetriesOfADeadKeyRunOnce(t *testing.T) {
 	left, err := findAll[claimDoc](ctx, s, colClaims, nil, nil)
 	require.NoError(t, err)
 	assert.Empty(t, left)
+}
+
+// A request took a dead record over and died before deleting it: once its
+// takeover is stale, the next request takes the takeover over in turn and
+// runs, rather than the key answering CONFLICT until the claims are pruned.
+func TestATakeoverWhoseRequestDiedIsTakenOverInTurn(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "idem-takeover-died")
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	s.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	id := idempotencyID(idemCaller, "submitCase", "k")
+	dead := idemDoc{ID: id, InputHash: "h", State: "pending", CreatedAt: s.Now().Truncate(time.Millisecond)}
+	_, err := s.c(colIdempotency).InsertOne(ctx, dead)
+	require.NoError(t, err)
+	clock.Add(int64(pendingTakeover + time.Second))
+	// The taker wins its claim and dies before its delete.
+	won, _, err := s.claim(ctx, colIdempotency, fmt.Sprintf("%s#%d", id, dead.CreatedAt.UnixMilli()), -1)
+	require.NoError(t, err)
+	require.True(t, won)
+
+	lost, err := s.takeOver(ctx, id, dead.CreatedAt, false)
+	require.NoError(t, err)
+	assert.False(t, lost, "while the taker may still be alive, nobody else deletes")
+
+	clock.Add(int64(s.claimTakeover + time.Second))
+	r, err := s.Idempotent(ctx, idemCaller, "submitCase", "k", "h", func() (string, error) { return "ran", nil })
+	require.NoError(t, err)
+	assert.Equal(t, "ran", r)
+}
+
+// A retry found the key pending and stale, but its request finished before
+// the retry's takeover: the finished record stays, and the retry replays it.
+func TestATakeoverLeavesARecordThatFinishedMeanwhile(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "idem-finished")
+	id := idempotencyID(idemCaller, "submitCase", "k")
+	done := idemDoc{ID: id, InputHash: "h", State: "done", ResultID: "first", CreatedAt: s.Now().Add(-time.Minute).Truncate(time.Millisecond)}
+	_, err := s.c(colIdempotency).InsertOne(ctx, done)
+	require.NoError(t, err)
+	won, err := s.takeOver(ctx, id, done.CreatedAt, false) // it saw the record pending a moment ago
+	require.NoError(t, err)
+	assert.False(t, won)
+	r, err := s.Idempotent(ctx, idemCaller, "submitCase", "k", "h", func() (string, error) { return "second", nil })
+	require.NoError(t, err)
+	assert.Equal(t, "first", r, "the first result is replayed, the operation not run again")
 }

@@ -75,10 +75,10 @@ func (s *Store) CreatePolicy(ctx context.Context, p domain.Principal, np NewPoli
 	for _, in := range np.Insured {
 		if err := s.upsertPatient(ctx, p.Org, in); err != nil {
 			// Take the policy back, so a retry with the same number can
-			// succeed; members already attached keep this insurer's copy.
-			cctx, cancel := s.op(context.WithoutCancel(ctx))
-			_, derr := s.c(colPolicies).DeleteOne(cctx, bson.D{{Key: "_id", Value: d.ID}})
-			cancel()
+			// succeed, unless it was used meanwhile (a case took its
+			// allowance, it was updated): then it stays. Members already
+			// attached keep this insurer's copy.
+			_, derr := s.casDelete(context.WithoutCancel(ctx), colPolicies, d.ID, d.Version)
 			if derr != nil {
 				return nil, errors.Join(err, translate(derr, "policy"))
 			}
