@@ -25,15 +25,21 @@ type Loaders struct {
 	PatientsOfPolicy *dataloadgen.Loader[*domain.Policy, []*domain.Patient]
 }
 
-// wait is how long a loader gathers keys before it fetches. The pages of
-// cases and policies queue their edges all at once (graph's prefetch), so
-// their batches do not depend on it; it gathers the rest: edges of edges,
-// and a detail's single keys, which it delays by that much.
+// wait is how long a loader gathers keys before it fetches, when the
+// operation reads lists whose items have edges. The pages of cases and
+// policies queue their edges all at once (graph's prefetch), so their
+// batches do not depend on it; it gathers the rest (edges of edges).
 const wait = 2 * time.Millisecond
 
-// New builds the loaders of one request for principal p.
-func New(st *store.Store, p domain.Principal) *Loaders {
-	opt := dataloadgen.WithWait(wait)
+// New builds the loaders of one request for principal p. Without batch
+// (an operation that reads single objects only: a case opened on a phone)
+// each key is fetched at once: there is nothing to gather, and waiting would
+// add the wait to every level of the response.
+func New(st *store.Store, p domain.Principal, batch bool) *Loaders {
+	opt := dataloadgen.WithWait(0)
+	if batch {
+		opt = dataloadgen.WithWait(wait)
+	}
 	return &Loaders{
 		Policy: dataloadgen.NewMappedLoader(func(ctx context.Context, ids []string) (map[string]*domain.Policy, error) {
 			return st.PoliciesByIDs(ctx, p, ids)

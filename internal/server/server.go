@@ -212,7 +212,7 @@ func newGraphQL(d Deps, obs *observer) http.Handler {
 			}
 		}
 		ctx = audit.WithRecorder(ctx, audit.NewRecorder(p, RequestID(ctx), op, nil))
-		ctx = loader.With(ctx, loader.New(d.Store, p))
+		ctx = loader.With(ctx, loader.New(d.Store, p, batchesEdges(oc.Operation)))
 		return next(ctx)
 	})
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
