@@ -1,20 +1,17 @@
 package server
 
 import (
-	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/vektah/gqlparser/v2"
-	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/secondopinion/gateway/graph"
 )
 
 func TestOnlyOperationsThatReadListsOfObjectsWaitToBatch(t *testing.T) {
-	src, err := os.ReadFile("../../schema.graphqls")
-	require.NoError(t, err)
-	schema, gerr := gqlparser.LoadSchema(&ast.Source{Name: "schema.graphqls", Input: string(src)})
-	require.Nil(t, gerr)
+	schema := graph.NewExecutableSchema(graph.Config{}).Schema() // the schema served
 	for query, batch := range map[string]bool{
 		`{ case(id: "c") { id status records { id title } events { type } consents { kind }
 		   policy { policyNumber } patient { birthYear } specialist { name } opinion { status specialist { name } } } }`: false,

@@ -25,12 +25,7 @@ import (
 func TestCompareAndSetOnBothPaths(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := embedded.Start(ctx, embedded.Options{DataDir: t.TempDir()})
-	require.NoError(t, err)
-	defer db.Stop()
-	s, err := Open(ctx, Options{URI: db.URI(), Database: "cas", Prepare: db.IndexIDs})
-	require.NoError(t, err)
-	defer func() { _ = s.Close(context.Background()) }()
+	s := openCAS(t, ctx, "cas")
 	assert.True(t, s.exactIDFilters, "the embedded store is recognised as FerretDB")
 
 	for _, exact := range []bool{false, true} {
@@ -118,10 +113,6 @@ func TestScansAreAdmittedPerCollection(t *testing.T) {
 func TestAStalledWriterNeverOverwritesTheWriterThatTookOver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := embedded.Start(ctx, embedded.Options{DataDir: t.TempDir()})
-	require.NoError(t, err)
-	defer db.Stop()
-
 	var hold atomic.Pointer[chan struct{}]
 	held := make(chan struct{}, 1)
 	mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
@@ -133,9 +124,7 @@ func TestAStalledWriterNeverOverwritesTheWriterThatTookOver(t *testing.T) {
 			<-*ch
 		}
 	}}
-	s, err := Open(ctx, Options{URI: db.URI(), Database: "stall", Prepare: db.IndexIDs, Monitor: mon})
-	require.NoError(t, err)
-	defer func() { _ = s.Close(context.Background()) }()
+	s := openCAS(t, ctx, "stall", mon)
 	s.claimTakeover = time.Second
 
 	for _, exact := range []bool{false, true} {
@@ -176,14 +165,9 @@ func TestAStalledWriterNeverOverwritesTheWriterThatTookOver(t *testing.T) {
 func TestOneOfSeveralWritersTakingOverAClaimWins(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := embedded.Start(ctx, embedded.Options{DataDir: t.TempDir()})
-	require.NoError(t, err)
-	defer db.Stop()
-	s, err := Open(ctx, Options{URI: db.URI(), Database: "takeover", Prepare: db.IndexIDs})
-	require.NoError(t, err)
-	defer func() { _ = s.Close(context.Background()) }()
+	s := openCAS(t, ctx, "takeover")
 	// A writer claimed version 0 -> 1 long ago and died.
-	_, err = s.c(colClaims).InsertOne(ctx, claimDoc{ID: claimID(colCounters, "k", 0), At: s.Now().Add(-time.Hour)})
+	_, err := s.c(colClaims).InsertOne(ctx, claimDoc{ID: claimID(colCounters, "k", 0), At: s.Now().Add(-time.Hour)})
 	require.NoError(t, err)
 
 	var wins atomic.Int32
@@ -206,16 +190,48 @@ func TestOneOfSeveralWritersTakingOverAClaimWins(t *testing.T) {
 	assert.False(t, won, "a later writer finds the fresh takeover and loses")
 }
 
-func openCAS(t *testing.T, ctx context.Context, name string) *Store {
+// openCAS opens a store on its own embedded FerretDB, watched by mon when
+// given.
+func openCAS(t *testing.T, ctx context.Context, name string, mon ...*event.CommandMonitor) *Store {
 	t.Helper()
 	db, err := embedded.Start(ctx, embedded.Options{DataDir: t.TempDir()})
 	require.NoError(t, err)
 	t.Cleanup(db.Stop)
-	s, err := Open(ctx, Options{URI: db.URI(), Database: name, Prepare: db.IndexIDs})
+	o := Options{URI: db.URI(), Database: name, Prepare: db.IndexIDs}
+	if len(mon) > 0 {
+		o.Monitor = mon[0]
+	}
+	s, err := Open(ctx, o)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
 	return s
 }
+
+// manualClock makes the store's clock one the test moves (Add nanoseconds).
+func manualClock(s *Store) *atomic.Int64 {
+	c := new(atomic.Int64)
+	c.Store(time.Now().UnixNano())
+	s.now = func() time.Time { return time.Unix(0, c.Load()) }
+	return c
+}
+
+// hook runs a function, once armed, just before the first command that its
+// match accepts is sent: the place to interleave another writer.
+type hook struct{ f atomic.Pointer[func()] }
+
+func newHook(match func(*event.CommandStartedEvent) bool) (*hook, *event.CommandMonitor) {
+	h := &hook{}
+	return h, &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if match(e) {
+			if f := h.f.Swap(nil); f != nil {
+				(*f)()
+			}
+		}
+	}}
+}
+
+func (h *hook) arm(f func()) { h.f.Store(&f) }
+func (h *hook) fired() bool  { return h.f.Load() == nil }
 
 // A claim of generation 0 died over an hour ago; writer B takes it over
 // (generation 1) and, before B writes, the hourly prune deletes generation 0
@@ -254,20 +270,10 @@ func TestAPruneBelowALiveClaimDoesNotLetASecondWriterIn(t *testing.T) {
 func TestAClaimWhoseStaleGenerationWasPrunedUnderItLoses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := embedded.Start(ctx, embedded.Options{DataDir: t.TempDir()})
-	require.NoError(t, err)
-	defer db.Stop()
-	var underB atomic.Pointer[func()]
-	mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
-		if e.CommandName == "insert" && strings.Contains(e.Command.String(), "#1") {
-			if f := underB.Swap(nil); f != nil {
-				(*f)()
-			}
-		}
-	}}
-	s, err := Open(ctx, Options{URI: db.URI(), Database: "refill", Prepare: db.IndexIDs, Monitor: mon})
-	require.NoError(t, err)
-	defer func() { _ = s.Close(context.Background()) }()
+	underB, mon := newHook(func(e *event.CommandStartedEvent) bool {
+		return e.CommandName == "insert" && strings.Contains(e.Command.String(), "#1")
+	})
+	s := openCAS(t, ctx, "refill", mon)
 
 	for _, refill := range []bool{false, true} {
 		t.Run(fmt.Sprintf("refilled %v", refill), func(t *testing.T) {
@@ -283,10 +289,10 @@ func TestAClaimWhoseStaleGenerationWasPrunedUnderItLoses(t *testing.T) {
 					assert.NoError(t, err)
 				}
 			}
-			underB.Store(&f)
+			underB.arm(f)
 			won, _, err := s.claim(ctx, colCounters, id, 0)
 			require.NoError(t, err)
-			require.Nil(t, underB.Load(), "the prune ran under B")
+			require.True(t, underB.fired(), "the prune ran under B")
 			assert.False(t, won, "B loses")
 			if refill {
 				// C, having claimed generation 0, now finds B's generation 1
@@ -309,9 +315,7 @@ func TestManyDeadClaimsDoNotLockADocumentOut(t *testing.T) {
 	s := openCAS(t, ctx, "dead")
 	s.exactIDFilters = true
 	// The store's clock moves past the takeover after each writer dies.
-	var clock atomic.Int64
-	clock.Store(time.Now().UnixNano())
-	s.now = func() time.Time { return time.Unix(0, clock.Load()) }
+	clock := manualClock(s)
 	_, err := s.c(colCounters).InsertOne(ctx, counterDoc{ID: "c"})
 	require.NoError(t, err)
 	for i := range 12 {
@@ -337,23 +341,11 @@ func TestManyDeadClaimsDoNotLockADocumentOut(t *testing.T) {
 func TestAPruneOfTwoGenerationsBelowALiveClaimDoesNotLetASecondWriterIn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db, err := embedded.Start(ctx, embedded.Options{DataDir: t.TempDir()})
-	require.NoError(t, err)
-	defer db.Stop()
-	var underB atomic.Pointer[func()]
-	mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
-		if e.CommandName == "update" {
-			if f := underB.Swap(nil); f != nil {
-				(*f)()
-			}
-		}
-	}}
-	s, err := Open(ctx, Options{URI: db.URI(), Database: "hole2", Prepare: db.IndexIDs, Monitor: mon})
-	require.NoError(t, err)
-	defer func() { _ = s.Close(context.Background()) }()
+	underB, mon := newHook(func(e *event.CommandStartedEvent) bool { return e.CommandName == "update" })
+	s := openCAS(t, ctx, "hole2", mon)
 	require.True(t, s.exactIDFilters)
 
-	_, err = s.c(colCounters).InsertOne(ctx, counterDoc{ID: "k"})
+	_, err := s.c(colCounters).InsertOne(ctx, counterDoc{ID: "k"})
 	require.NoError(t, err)
 	base := claimID(colCounters, "k", 0)
 	_, err = s.c(colClaims).InsertOne(ctx, claimDoc{ID: base, At: s.Now().Add(-90 * time.Minute)})
@@ -368,10 +360,10 @@ func TestAPruneOfTwoGenerationsBelowALiveClaimDoesNotLetASecondWriterIn(t *testi
 		okC, err = s.casUpdate(ctx, colCounters, "k", 0, bson.D{{Key: "seq", Value: int64(2)}})
 		assert.NoError(t, err)
 	}
-	underB.Store(&f)
+	underB.arm(f)
 	okB, err := s.casUpdate(ctx, colCounters, "k", 0, bson.D{{Key: "seq", Value: int64(1)}})
 	require.NoError(t, err)
-	require.Nil(t, underB.Load(), "the prune and C ran under B's update")
+	require.True(t, underB.fired(), "the prune and C ran under B's update")
 	got, err := findByID[counterDoc](ctx, s, colCounters, "k", nil)
 	require.NoError(t, err)
 	assert.True(t, okB, "B won generation 2 and wrote")

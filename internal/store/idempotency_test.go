@@ -16,6 +16,36 @@ import (
 
 var idemCaller = domain.Principal{Subject: "u1", Role: domain.RoleInsurer, Org: "ins-1"}
 
+// putIdem stores the record of key "k" (input "h") as a request left it,
+// created age ago.
+func putIdem(t *testing.T, ctx context.Context, s *Store, state, result string, age time.Duration) idemDoc {
+	t.Helper()
+	d := idemDoc{ID: idempotencyID(idemCaller, "submitCase", "k"), InputHash: "h", State: state, ResultID: result,
+		CreatedAt: s.Now().Add(-age).Truncate(time.Millisecond)}
+	_, err := s.c(colIdempotency).InsertOne(ctx, d)
+	require.NoError(t, err)
+	return d
+}
+
+// idempotentAtOnce sends n requests of idemCaller with one key at once and
+// returns what each got.
+func idempotentAtOnce(t *testing.T, ctx context.Context, s *Store, n int, key, hash string, fn func() (string, error)) []string {
+	t.Helper()
+	var wg sync.WaitGroup
+	results := make([]string, n)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := s.Idempotent(ctx, idemCaller, "submitCase", key, hash, fn)
+			assert.NoError(t, err)
+			results[i] = r
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
 func TestAnIdempotentOperationRunsOnceAndReplaysItsResult(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -26,18 +56,7 @@ func TestAnIdempotentOperationRunsOnceAndReplaysItsResult(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		return fmt.Sprintf("result-%d", n), nil
 	}
-	var wg sync.WaitGroup
-	results := make([]string, 6)
-	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := s.Idempotent(ctx, idemCaller, "submitCase", "k1", "h1", fn)
-			assert.NoError(t, err)
-			results[i] = r
-		}()
-	}
-	wg.Wait()
+	results := idempotentAtOnce(t, ctx, s, 6, "k1", "h1", fn)
 	assert.EqualValues(t, 1, runs.Load(), "six concurrent requests with one key run once")
 	for _, r := range results {
 		assert.Equal(t, "result-1", r)
@@ -66,10 +85,8 @@ func TestTwoRequestsTakingOverADeadKeyRunOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s := openCAS(t, ctx, "idem-takeover")
-	id := idempotencyID(idemCaller, "submitCase", "k")
-	dead := idemDoc{ID: id, InputHash: "h", State: "pending", CreatedAt: s.Now().Add(-time.Minute).Truncate(time.Millisecond)}
-	_, err := s.c(colIdempotency).InsertOne(ctx, dead)
-	require.NoError(t, err)
+	dead := putIdem(t, ctx, s, "pending", "", time.Minute)
+	id := dead.ID
 
 	var runs atomic.Int32
 	r, err := s.Idempotent(ctx, idemCaller, "submitCase", "k", "h", func() (string, error) {
@@ -98,26 +115,13 @@ func TestConcurrentRetriesOfADeadKeyRunOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s := openCAS(t, ctx, "idem-retries")
-	id := idempotencyID(idemCaller, "submitCase", "k")
-	_, err := s.c(colIdempotency).InsertOne(ctx, idemDoc{ID: id, InputHash: "h", State: "pending", CreatedAt: s.Now().Add(-time.Minute)})
-	require.NoError(t, err)
+	putIdem(t, ctx, s, "pending", "", time.Minute)
 	var runs atomic.Int32
-	var wg sync.WaitGroup
-	results := make([]string, 6)
-	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, err := s.Idempotent(ctx, idemCaller, "submitCase", "k", "h", func() (string, error) {
-				runs.Add(1)
-				time.Sleep(50 * time.Millisecond)
-				return "result", nil
-			})
-			assert.NoError(t, err)
-			results[i] = r
-		}()
-	}
-	wg.Wait()
+	results := idempotentAtOnce(t, ctx, s, 6, "k", "h", func() (string, error) {
+		runs.Add(1)
+		time.Sleep(50 * time.Millisecond)
+		return "result", nil
+	})
 	assert.EqualValues(t, 1, runs.Load())
 	for _, r := range results {
 		assert.Equal(t, "result", r)
@@ -137,13 +141,9 @@ func TestATakeoverWhoseRequestDiedIsTakenOverInTurn(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s := openCAS(t, ctx, "idem-takeover-died")
-	var clock atomic.Int64
-	clock.Store(time.Now().UnixNano())
-	s.now = func() time.Time { return time.Unix(0, clock.Load()) }
-	id := idempotencyID(idemCaller, "submitCase", "k")
-	dead := idemDoc{ID: id, InputHash: "h", State: "pending", CreatedAt: s.Now().Truncate(time.Millisecond)}
-	_, err := s.c(colIdempotency).InsertOne(ctx, dead)
-	require.NoError(t, err)
+	clock := manualClock(s)
+	dead := putIdem(t, ctx, s, "pending", "", 0)
+	id := dead.ID
 	clock.Add(int64(pendingTakeover + time.Second))
 	// The taker wins its claim and dies before its delete.
 	won, _, err := s.claim(ctx, colIdempotency, fmt.Sprintf("%s#%d", id, dead.CreatedAt.UnixMilli()), -1)
@@ -166,11 +166,8 @@ func TestATakeoverLeavesARecordThatFinishedMeanwhile(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s := openCAS(t, ctx, "idem-finished")
-	id := idempotencyID(idemCaller, "submitCase", "k")
-	done := idemDoc{ID: id, InputHash: "h", State: "done", ResultID: "first", CreatedAt: s.Now().Add(-time.Minute).Truncate(time.Millisecond)}
-	_, err := s.c(colIdempotency).InsertOne(ctx, done)
-	require.NoError(t, err)
-	won, err := s.takeOver(ctx, id, done.CreatedAt, false) // it saw the record pending a moment ago
+	done := putIdem(t, ctx, s, "done", "first", time.Minute)
+	won, err := s.takeOver(ctx, done.ID, done.CreatedAt, false) // it saw the record pending a moment ago
 	require.NoError(t, err)
 	assert.False(t, won)
 	r, err := s.Idempotent(ctx, idemCaller, "submitCase", "k", "h", func() (string, error) { return "second", nil })
