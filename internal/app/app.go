@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -19,6 +20,7 @@ import (
 	"github.com/secondopinion/gateway/graph"
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/config"
+	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/embedded"
 	"github.com/secondopinion/gateway/internal/events"
 	"github.com/secondopinion/gateway/internal/seed"
@@ -110,10 +112,25 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		}
 	}
 
+	// Every background goroutine runs under bg and is awaited before Run
+	// returns (and before the store closes, deferred above).
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var bg sync.WaitGroup
+	defer func() { stopBackground(); bg.Wait() }()
+	goBackground := func(f func(context.Context)) {
+		bg.Add(1)
+		go func() { defer bg.Done(); f(bgCtx) }()
+	}
+
+	// Events a crash or a failed copy left in cases' outboxes go out now,
+	// and again whenever a copy fails.
+	if err := st.PublishPendingEvents(ctx); err != nil {
+		log.Warn("case events: publishing pending events failed; retrying in the background", "error", domain.Scrub(err.Error()))
+	}
+	goBackground(func(ctx context.Context) { sweepOutboxes(ctx, st, log) })
+
 	hub := events.NewHub(st, 0, log)
-	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopHub()
-	go hub.Run(hubCtx)
+	goBackground(hub.Run)
 
 	// Webhooks: every replica runs a dispatcher; leases in the database
 	// share the subscriptions out, one replica each.
@@ -124,10 +141,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	if err != nil {
 		return err
 	}
-	webhookCtx, stopWebhooks := context.WithCancel(context.WithoutCancel(ctx))
-	webhooksDone := make(chan struct{})
-	go func() { defer close(webhooksDone); dispatcher.Run(webhookCtx) }()
-	defer func() { stopWebhooks(); <-webhooksDone }()
+	goBackground(dispatcher.Run)
 
 	var docs *trusted.Registry
 	if cfg.TrustedDocumentsFile != "" {
@@ -182,7 +196,6 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	if werr := h.WaitWebsockets(shutdownCtx); err == nil {
 		err = werr
 	}
-	stopHub()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		_ = srv.Close()
 		log.Warn("shutdown deadline passed; connections cut", "error", err.Error())
@@ -190,6 +203,26 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// sweepOutboxes publishes the events left in cases' outboxes whenever a copy
+// to case_events has failed, checking every few seconds.
+func sweepOutboxes(ctx context.Context, st *store.Store, log *slog.Logger) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !st.PendingEvents() {
+			continue
+		}
+		if err := st.PublishPendingEvents(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("case events: publishing pending events failed", "error", domain.Scrub(err.Error()))
+		}
+	}
 }
 
 // ShutdownTimeout bounds a graceful shutdown: requests in flight get this

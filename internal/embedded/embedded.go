@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -25,8 +26,34 @@ import (
 type Store struct {
 	uri    string
 	dir    string
+	lock   *os.File
 	cancel context.CancelFunc
 	done   chan struct{}
+}
+
+// ErrLocked: another process (or another Start in this one) has the data
+// directory open. The embedded store has exactly one writer, since FerretDB
+// does not apply a filtered write atomically and only the writing process
+// serialises its writes; gateway replicas need MongoDB.
+var ErrLocked = errors.New("embedded: the data directory is in use by another gateway process; the embedded store has one writer (run replicas on MongoDB with MONGODB_URI)")
+
+// lockDir takes an exclusive, non-blocking lock on dir's LOCK file. The
+// kernel drops it when the process dies, so a crash never leaves it held.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w (%s)", ErrLocked, dir)
+		}
+		return nil, fmt.Errorf("embedded: lock: %w", err)
+	}
+	_ = f.Truncate(0)
+	_, _ = fmt.Fprintf(f, "%d\n", os.Getpid())
+	return f, nil
 }
 
 // Options configure Start.
@@ -53,6 +80,10 @@ func Start(ctx context.Context, opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded: data dir: %w", err)
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
 	addr := opts.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -69,10 +100,11 @@ func Start(ctx context.Context, opts Options) (*Store, error) {
 		Logger:    logger,
 	})
 	if err != nil {
+		_ = lock.Close()
 		return nil, fmt.Errorf("embedded: start: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	s := &Store{dir: dir, cancel: cancel, done: make(chan struct{})}
+	s := &Store{dir: dir, lock: lock, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		_ = f.Run(runCtx)
@@ -84,6 +116,8 @@ func Start(ctx context.Context, opts Options) (*Store, error) {
 	case s.uri = <-uriCh:
 	case <-ctx.Done():
 		cancel()
+		<-s.done
+		_ = lock.Close()
 		return nil, fmt.Errorf("embedded: start: %w", ctx.Err())
 	}
 	if err := waitDial(ctx, s.uri); err != nil {
@@ -119,6 +153,7 @@ func (s *Store) URI() string { return s.uri }
 func (s *Store) Stop() {
 	s.cancel()
 	<-s.done
+	_ = s.lock.Close() // releases the lock
 }
 
 // idLookupIndex names the index IndexIDs adds to each collection's table.

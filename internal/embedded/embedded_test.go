@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -120,4 +122,36 @@ func TestTuneGCLeavesTheOperatorsSetting(t *testing.T) {
 	assert.Equal(t, 150, debug.SetGCPercent(150), "GOGC set: untouched")
 	restore()
 	assert.Equal(t, 150, debug.SetGCPercent(150))
+}
+
+// A second gateway on the same data directory refuses to start: the
+// embedded store has one writer.
+func TestASecondProcessOnTheSameStoreRefusesToStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	if os.Getenv("EMBEDDED_SECOND_PROCESS") != "" {
+		// The child: the parent holds the store in EMBEDDED_DIR.
+		_, err := embedded.Start(ctx, embedded.Options{DataDir: os.Getenv("EMBEDDED_DIR")})
+		require.ErrorIs(t, err, embedded.ErrLocked)
+		fmt.Println("REFUSED:", err)
+		return
+	}
+	s, err := embedded.Start(ctx, embedded.Options{DataDir: dir})
+	require.NoError(t, err)
+
+	_, err = embedded.Start(ctx, embedded.Options{DataDir: dir})
+	require.ErrorIs(t, err, embedded.ErrLocked, "a second Start in this process")
+	assert.Contains(t, err.Error(), "one writer")
+
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^TestASecondProcessOnTheSameStoreRefusesToStart$", "-test.v")
+	cmd.Env = append(os.Environ(), "EMBEDDED_SECOND_PROCESS=1", "EMBEDDED_DIR="+dir)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "REFUSED:", "another process is refused")
+
+	s.Stop()
+	again, err := embedded.Start(ctx, embedded.Options{DataDir: dir})
+	require.NoError(t, err, "once the first stops, the store opens again")
+	again.Stop()
 }

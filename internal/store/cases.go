@@ -120,7 +120,23 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 			}
 			set = append(set, bson.E{Key: "events", Value: events})
 		}
-		ok, err := s.casUpdate(ctx, colCases, id, cur.Version, set)
+		// An outbox left by an earlier write goes out before this write
+		// replaces it.
+		if len(d.Outbox) > 0 {
+			if err := s.publishOutbox(ctx, id, d.Version, d.Outbox); err != nil {
+				return nil, translate(err, "case events")
+			}
+		}
+		after := applyCaseUpdate(d, up)
+		after.Version = d.Version + 1
+		outbox := outboxFor(after, newEvents)
+		update := bson.D{{Key: "$set", Value: set}}
+		if len(outbox) > 0 {
+			update[0].Value = append(set, bson.E{Key: "outbox", Value: outbox})
+		} else if len(d.Outbox) > 0 {
+			update = append(update, bson.E{Key: "$unset", Value: bson.D{{Key: "outbox", Value: ""}}})
+		}
+		ok, err := s.casApply(ctx, colCases, id, cur.Version, update)
 		if err != nil {
 			return nil, translate(err, "case")
 		}
@@ -130,44 +146,48 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 			}
 			continue
 		}
-		if err := s.publish(context.WithoutCancel(ctx), d, up, newEvents); err != nil {
-			return nil, err
-		}
+		// The change and its events are stored; a failed copy to
+		// case_events is retried by the sweeper, so it does not fail the
+		// move.
+		_ = s.publishOutbox(ctx, id, after.Version, outbox)
 		return s.Case(ctx, p, id)
 	}
-	return nil, domain.Errorf(domain.CodeConflict, "the case is changing too often; retry")
+	return nil, errBusy("case")
 }
 
-// AdjustLoad changes a specialist's count of active cases. It is a
-// compare-and-set on the specialist's rev, like every other write to a
-// specialist: on FerretDB an $inc is a read and a whole-document write back,
-// which could undo a profile update landing in between, or lose another
-// adjustment. The profile's version does not move. The stored count is the
-// raw sum (a release may land before the assignment it releases); reads
-// floor it at zero.
+// applyCaseUpdate returns the scope fields of d as up leaves them.
+func applyCaseUpdate(d *caseDoc, up CaseUpdate) *caseDoc {
+	after := *d
+	after.Clinical, after.Events, after.Outbox = nil, nil, nil
+	if up.Status != nil {
+		after.Status = string(*up.Status)
+	}
+	if up.SpecialistID != nil {
+		after.SpecialistID = *up.SpecialistID
+	}
+	if up.SpecialistOrgID != nil {
+		after.SpecialistOrgID = *up.SpecialistOrgID
+	}
+	if up.Consents != nil {
+		after.IntlConsent = false
+		for _, x := range up.Consents {
+			if x.Kind == domain.ConsentInternationalSharing && x.Active {
+				after.IntlConsent = true
+			}
+		}
+	}
+	return &after
+}
+
+// AdjustLoad changes a specialist's count of active cases with an $inc
+// (serialised with the specialist's other writes on FerretDB); the profile's
+// version does not move. The stored count is the raw sum (a release may land
+// before the assignment it releases); reads floor it at zero.
 func (s *Store) AdjustLoad(ctx context.Context, specialistID string, delta int) error {
 	if specialistID == "" || delta == 0 {
 		return nil
 	}
-	for attempt := 0; attempt < 32; attempt++ {
-		if err := retryPause(ctx, attempt); err != nil {
-			return translate(err, "specialist")
-		}
-		cur, err := findByID[specialistDoc](ctx, s, colSpecialists, specialistID,
-			bson.D{{Key: "internal.activeCases", Value: 1}, {Key: "rev", Value: 1}})
-		if err != nil {
-			return translate(err, "specialist")
-		}
-		ok, err := s.casUpdate(ctx, colSpecialists, specialistID, cur.Rev,
-			bson.D{{Key: "internal.activeCases", Value: cur.Internal.ActiveCases + delta}})
-		if err != nil {
-			return translate(err, "specialist")
-		}
-		if ok {
-			return nil
-		}
-	}
-	return domain.Errorf(domain.CodeConflict, "the specialist is changing too often; retry")
+	return translate(s.inc(ctx, colSpecialists, specialistID, bson.D{{Key: "internal.activeCases", Value: delta}}), "specialist")
 }
 
 // CandidateSpecialists returns every specialist with the given specialty, for

@@ -194,6 +194,9 @@ type caseDoc struct {
 	Events           []eventDoc   `bson:"events"`
 	Version          int          `bson:"version"`
 	Clinical         *clinicalDoc `bson:"clinical,omitempty"`
+	// Outbox holds the events of the last write until they are copied to
+	// case_events (see events.go).
+	Outbox []CaseEventRecord `bson:"outbox,omitempty"`
 }
 
 func toCase(d *caseDoc) *domain.Case {
@@ -273,10 +276,9 @@ type specialistDoc struct {
 	OrgKind        string                `bson:"orgKind"`
 	AcceptingCases bool                  `bson:"acceptingCases"`
 	Internal       specialistInternalDoc `bson:"internal"`
-	// Version moves when the profile changes; Rev with every write, load
-	// changes included: compare-and-set runs on Rev (see casField).
+	// Version moves when the profile changes; the load (an $inc) leaves
+	// it alone.
 	Version   int       `bson:"version"`
-	Rev       int       `bson:"rev"`
 	UpdatedAt time.Time `bson:"updatedAt"`
 }
 

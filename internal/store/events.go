@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/secondopinion/gateway/internal/domain"
@@ -12,13 +15,22 @@ import (
 
 // Case events are persisted in their own collection with an increasing
 // sequence, so every gateway replica sharing the database can tail them and
-// fan them out to its subscribers (and, later, to webhooks). Each event
-// carries the case's scope fields as they were right after it, so a
-// subscriber's visibility is judged per event.
+// fan them out to its subscribers and webhooks. Each event carries the case's
+// scope fields as they were right after it, so a subscriber's visibility is
+// judged per event.
+//
+// An event is never split from its change: the write that moves a case also
+// stores the move's events in the case's outbox (one document, one write).
+// They are then copied to case_events under a fresh sequence, with an _id
+// fixed by the case, version and position (so a second copy is refused),
+// and the outbox is cleared. If that copy fails or the process dies first,
+// the outbox still holds the events: the case's next write, or the sweeper
+// (PublishPendingEvents, at start and after any failed copy), publishes them.
 
 // CaseEventRecord is one persisted case event.
 type CaseEventRecord struct {
-	Seq             int64     `bson:"_id"`
+	ID              string    `bson:"_id"`
+	Seq             int64     `bson:"seq"`
 	CaseID          string    `bson:"caseId"`
 	Type            string    `bson:"type"`
 	At              time.Time `bson:"at"`
@@ -60,75 +72,117 @@ func (r *CaseEventRecord) VisibleTo(p domain.Principal) bool {
 	return caseScope(p).allow(c)
 }
 
-func (s *Store) publish(ctx context.Context, before *caseDoc, up CaseUpdate, events []eventDoc) error {
-	if len(events) == 0 {
-		return nil
-	}
-	after := *before
-	if up.Status != nil {
-		after.Status = string(*up.Status)
-	}
-	if up.SpecialistID != nil {
-		after.SpecialistID = *up.SpecialistID
-	}
-	if up.SpecialistOrgID != nil {
-		after.SpecialistOrgID = *up.SpecialistOrgID
-	}
-	if up.Consents != nil {
-		after.IntlConsent = false
-		for _, x := range up.Consents {
-			if x.Kind == domain.ConsentInternationalSharing && x.Active {
-				after.IntlConsent = true
-			}
-		}
-	}
-	docs := make([]any, 0, len(events))
-	for _, e := range events {
-		seq, err := s.nextSeq(ctx, "case-events")
-		if err != nil {
-			return err
-		}
-		docs = append(docs, CaseEventRecord{
-			Seq: seq, CaseID: before.ID, Type: e.Type, At: e.At, FromStatus: e.FromStatus, ToStatus: e.ToStatus,
-			ActorRole: e.ActorRole, Status: after.Status, PatientID: after.PatientID, InsurerID: after.InsurerID,
-			SpecialistID: after.SpecialistID, SpecialistOrgID: after.SpecialistOrgID, IntlConsent: after.IntlConsent,
-			Version: before.Version + 1,
+// outboxFor builds the records of events written by the move from before
+// to after (after.Version is the version the move writes).
+func outboxFor(after *caseDoc, events []eventDoc) []CaseEventRecord {
+	out := make([]CaseEventRecord, 0, len(events))
+	for i, e := range events {
+		out = append(out, CaseEventRecord{
+			ID: fmt.Sprintf("%s@%d.%d", after.ID, after.Version, i), CaseID: after.ID, Type: e.Type, At: e.At,
+			FromStatus: e.FromStatus, ToStatus: e.ToStatus, ActorRole: e.ActorRole, Status: after.Status,
+			PatientID: after.PatientID, InsurerID: after.InsurerID, SpecialistID: after.SpecialistID,
+			SpecialistOrgID: after.SpecialistOrgID, IntlConsent: after.IntlConsent, Version: after.Version,
 		})
 	}
-	return s.insertMany(ctx, colCaseEvents, docs)
+	return out
 }
 
-// PublishNewCase records the SUBMITTED event of a new case.
-func (s *Store) PublishNewCase(ctx context.Context, c *domain.Case) error {
-	d := fromCase(c)
-	seq, err := s.nextSeq(ctx, "case-events")
+// publishOutbox copies the outbox of case id, written at version, to
+// case_events and clears it (unless the case moved on meanwhile: its next
+// write replaces the outbox anyway). A copy made before is left as it is.
+func (s *Store) publishOutbox(ctx context.Context, id string, version int, recs []CaseEventRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	if s.beforeWrite != nil {
+		if err := s.beforeWrite(colCaseEvents, id); err != nil {
+			s.outboxPending.Store(true)
+			return err
+		}
+	}
+	last, err := s.increment(ctx, "case-events", len(recs))
 	if err != nil {
+		s.outboxPending.Store(true)
 		return err
 	}
-	return s.insertMany(ctx, colCaseEvents, []any{CaseEventRecord{
-		Seq: seq, CaseID: c.ID, Type: "SUBMITTED", At: c.SubmittedAt, ToStatus: d.Status,
-		ActorRole: d.Events[0].ActorRole, Status: d.Status, PatientID: d.PatientID, InsurerID: d.InsurerID,
-		Version: d.Version,
-	}})
+	docs := make([]any, 0, len(recs))
+	for i, r := range recs {
+		r.Seq = last - int64(len(recs)-1-i)
+		docs = append(docs, r)
+	}
+	cctx, cancel := s.op(context.WithoutCancel(ctx))
+	_, err = s.c(colCaseEvents).InsertMany(cctx, docs, options.InsertMany().SetOrdered(false))
+	cancel()
+	if err != nil && !allDuplicates(err) {
+		s.outboxPending.Store(true)
+		return fmt.Errorf("store: case events: %w", err)
+	}
+	_, err = s.conditional(ctx, colCases, id, bson.D{{Key: "version", Value: version}},
+		func(ctx context.Context, filter bson.D) (int64, error) {
+			res, err := s.c(colCases).UpdateOne(ctx, filter, bson.D{{Key: "$unset", Value: bson.D{{Key: "outbox", Value: ""}}}})
+			if err != nil {
+				return 0, err
+			}
+			return res.MatchedCount, nil
+		})
+	if err != nil {
+		s.outboxPending.Store(true) // published; only the clearing failed
+	}
+	return err
 }
 
-func (s *Store) nextSeq(ctx context.Context, name string) (int64, error) {
-	return s.increment(ctx, name)
+// allDuplicates reports whether every error of a bulk insert is a
+// duplicate key: the records were copied before.
+func allDuplicates(err error) bool {
+	var bwe mongo.BulkWriteException
+	if errors.As(err, &bwe) && bwe.WriteConcernError == nil && len(bwe.WriteErrors) > 0 {
+		for _, we := range bwe.WriteErrors {
+			if !mongo.IsDuplicateKeyError(we) && !isDuplicate(we) {
+				return false
+			}
+		}
+		return true
+	}
+	return isDuplicate(err)
 }
+
+// PublishPendingEvents publishes every case's outbox left by a failed copy
+// or a process that stopped between a case's write and its events' copy. It
+// runs at start, and again (see PendingEvents) after a copy failed.
+func (s *Store) PublishPendingEvents(ctx context.Context) error {
+	s.outboxPending.Store(false)
+	docs, err := findAll[caseDoc](ctx, s, colCases, bson.D{{Key: "outbox", Value: bson.D{{Key: "$exists", Value: true}}}},
+		options.Find().SetProjection(bson.D{{Key: "outbox", Value: 1}, {Key: "version", Value: 1}}))
+	if err != nil {
+		s.outboxPending.Store(true)
+		return translate(err, "cases")
+	}
+	var errs []error
+	for _, d := range docs {
+		if err := s.publishOutbox(ctx, d.ID, d.Version, d.Outbox); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// PendingEvents reports whether a copy of events failed since the last
+// PublishPendingEvents.
+func (s *Store) PendingEvents() bool { return s.outboxPending.Load() }
 
 // CaseEventsAfter returns persisted events with a sequence above seq, oldest
 // first. It is not scoped: the subscription hub filters each event by its
 // subscriber's principal before anything is sent.
 func (s *Store) CaseEventsAfter(ctx context.Context, seq int64, limit int) ([]*CaseEventRecord, error) {
-	docs, err := findAll[CaseEventRecord](ctx, s, colCaseEvents, bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: seq}}}},
-		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(limit)))
+	docs, err := findAll[CaseEventRecord](ctx, s, colCaseEvents, bson.D{{Key: "seq", Value: bson.D{{Key: "$gt", Value: seq}}}},
+		options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}).SetLimit(int64(limit)))
 	return docs, translate(err, "case events")
 }
 
 // LastCaseEventSeq returns the highest sequence written so far.
 func (s *Store) LastCaseEventSeq(ctx context.Context) (int64, error) {
 	docs, err := findAll[CaseEventRecord](ctx, s, colCaseEvents, bson.D{},
-		options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(1).SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		options.Find().SetSort(bson.D{{Key: "seq", Value: -1}}).SetLimit(1).SetProjection(bson.D{{Key: "seq", Value: 1}}))
 	if err != nil {
 		return 0, translate(err, "case events")
 	}

@@ -5,8 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
-	"time"
+		"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -50,10 +49,15 @@ func (s *Store) Idempotent(ctx context.Context, p domain.Principal, op, key, inp
 			}
 			// Only this request's own claim is marked done (one taken over
 			// meanwhile belongs to the request that took it).
-			cctx, cancel := s.op(context.WithoutCancel(ctx))
-			_, uerr := s.c(colIdempotency).UpdateOne(cctx, bson.D{{Key: "_id", Value: id}, {Key: "createdAt", Value: doc.CreatedAt}},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: "done"}, {Key: "resultId", Value: result}}}})
-			cancel()
+			_, uerr := s.conditional(context.WithoutCancel(ctx), colIdempotency, id, bson.D{{Key: "createdAt", Value: doc.CreatedAt}},
+				func(ctx context.Context, filter bson.D) (int64, error) {
+					res, err := s.c(colIdempotency).UpdateOne(ctx, filter,
+						bson.D{{Key: "$set", Value: bson.D{{Key: "state", Value: "done"}, {Key: "resultId", Value: result}}}})
+					if err != nil {
+						return 0, err
+					}
+					return res.MatchedCount, nil
+				})
 			if uerr != nil {
 				return "", translate(uerr, "idempotency key")
 			}
@@ -120,42 +124,25 @@ func (s *Store) claimKey(ctx context.Context, id, inputHash string) (bool, *idem
 	return false, nil, domain.Errorf(domain.CodeConflict, "idempotency key is contended; retry")
 }
 
-// takeOver decides which of the requests that found the key's record created
-// at createdAt dead (a pending claim whose request died, or, with expired, a
-// record past IdempotencyTTL) deletes it, so that one of them claims the key
-// afresh. A filtered delete alone cannot decide it, since FerretDB applies
-// one as a read and then a delete by _id, which could remove the winner's
-// fresh claim; so the requests first claim "<id>#<createdAt>" as a
-// compare-and-set claim (a unique insert, taken over in turn if its winner
-// dies), and only the winner deletes, within its claim's deadline. It
-// reports whether the record was deleted: not when another request won, nor
-// when the record changed meanwhile (its request finished after all).
+// takeOver deletes the key's record created at createdAt, found dead (a
+// pending claim whose request died, or, with expired, a record past
+// IdempotencyTTL), so that a request can claim the key afresh. It reports
+// whether it did: not when the record changed meanwhile (its request
+// finished after all, or another request took it over first).
 func (s *Store) takeOver(ctx context.Context, id string, createdAt time.Time, expired bool) (bool, error) {
-	won, deadline, err := s.claim(ctx, colIdempotency, fmt.Sprintf("%s#%d", id, createdAt.UnixMilli()), -1)
-	if err != nil || !won {
-		return false, translate(err, "idempotency key")
-	}
-	filter := bson.D{{Key: "_id", Value: id}, {Key: "createdAt", Value: createdAt}}
+	cond := bson.D{{Key: "createdAt", Value: createdAt}}
 	if !expired {
-		filter = append(filter, bson.E{Key: "state", Value: "pending"})
+		cond = append(cond, bson.E{Key: "state", Value: "pending"})
 	}
-	dctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
-	res, err := s.c(colIdempotency).DeleteOne(dctx, filter)
-	if err != nil {
-		return false, translate(err, "idempotency key")
-	}
-	return res.DeletedCount == 1, nil
+	ok, err := s.conditional(ctx, colIdempotency, id, cond, s.deleteOne(colIdempotency))
+	return ok, translate(err, "idempotency key")
 }
 
 // dropClaim deletes this request's own pending claim, created at createdAt,
 // after its operation failed, so a retry runs it again.
 func (s *Store) dropClaim(ctx context.Context, id string, createdAt time.Time) {
-	cctx, cancel := s.op(ctx)
-	defer cancel()
-	_, _ = s.c(colIdempotency).DeleteOne(cctx, bson.D{
-		{Key: "_id", Value: id}, {Key: "state", Value: "pending"}, {Key: "createdAt", Value: createdAt},
-	})
+	_, _ = s.conditional(ctx, colIdempotency, id,
+		bson.D{{Key: "createdAt", Value: createdAt}, {Key: "state", Value: "pending"}}, s.deleteOne(colIdempotency))
 }
 
 // idempotencyID is the key's _id, scoped to the caller's sub and org.

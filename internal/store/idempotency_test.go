@@ -126,38 +126,6 @@ func TestConcurrentRetriesOfADeadKeyRunOnce(t *testing.T) {
 	for _, r := range results {
 		assert.Equal(t, "result", r)
 	}
-	// The takeover marker is pruned once old.
-	s.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
-	require.NoError(t, s.PruneClaims(ctx, time.Hour))
-	left, err := findAll[claimDoc](ctx, s, colClaims, nil, nil)
-	require.NoError(t, err)
-	assert.Empty(t, left)
-}
-
-// A request took a dead record over and died before deleting it: once its
-// takeover is stale, the next request takes the takeover over in turn and
-// runs, rather than the key answering CONFLICT until the claims are pruned.
-func TestATakeoverWhoseRequestDiedIsTakenOverInTurn(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s := openCAS(t, ctx, "idem-takeover-died")
-	clock := manualClock(s)
-	dead := putIdem(t, ctx, s, "pending", "", 0)
-	id := dead.ID
-	clock.Add(int64(pendingTakeover + time.Second))
-	// The taker wins its claim and dies before its delete.
-	won, _, err := s.claim(ctx, colIdempotency, fmt.Sprintf("%s#%d", id, dead.CreatedAt.UnixMilli()), -1)
-	require.NoError(t, err)
-	require.True(t, won)
-
-	lost, err := s.takeOver(ctx, id, dead.CreatedAt, false)
-	require.NoError(t, err)
-	assert.False(t, lost, "while the taker may still be alive, nobody else deletes")
-
-	clock.Add(int64(s.claimTakeover + time.Second))
-	r, err := s.Idempotent(ctx, idemCaller, "submitCase", "k", "h", func() (string, error) { return "ran", nil })
-	require.NoError(t, err)
-	assert.Equal(t, "ran", r)
 }
 
 // A retry found the key pending and stale, but its request finished before

@@ -58,7 +58,7 @@ func (s *Store) SaveOpinionDraft(ctx context.Context, p domain.Principal, c *dom
 			return s.Opinion(ctx, p, id)
 		}
 	}
-	return nil, domain.Errorf(domain.CodeConflict, "the opinion is changing too often; retry")
+	return nil, errBusy("opinion")
 }
 
 // opinionState reports whether case caseID has an opinion and whether it
@@ -99,7 +99,7 @@ func (s *Store) FreezeOpinion(ctx context.Context, p domain.Principal, c *domain
 			return nil, translate(err, "opinion")
 		}
 		if cur.Status == string(domain.OpinionDelivered) {
-			break
+			return s.Opinion(ctx, p, id)
 		}
 		ok, err := s.casUpdate(ctx, colOpinions, id, cur.Version, bson.D{
 			{Key: "status", Value: string(domain.OpinionDelivered)}, {Key: "deliveredAt", Value: at}, {Key: "updatedAt", Value: at},
@@ -108,8 +108,8 @@ func (s *Store) FreezeOpinion(ctx context.Context, p domain.Principal, c *domain
 			return nil, translate(err, "opinion")
 		}
 		if ok {
-			break
+			return s.Opinion(ctx, p, id)
 		}
 	}
-	return s.Opinion(ctx, p, id)
+	return nil, errBusy("opinion")
 }

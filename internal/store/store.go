@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -40,7 +41,6 @@ const (
 	colCounters    = "counters"
 	colIdempotency = "idempotency"
 	colCaseEvents  = "case_events"
-	colClaims      = "claims"
 
 	colWebhookSubs       = "webhook_subscriptions"
 	colWebhookDeliveries = "webhook_deliveries"
@@ -57,17 +57,22 @@ type Store struct {
 	db        *mongo.Database
 	opTimeout time.Duration
 	now       func() time.Time
-	// exactIDFilters is set on FerretDB, which hands its backend only a
-	// filter that is exactly {_id: X} and decodes the whole collection for
-	// any other (see casUpdate).
-	exactIDFilters bool
+	// serialWrites is set on FerretDB, which applies a filtered write as a
+	// read and a write back and hands its backend only a filter that is
+	// exactly {_id: X}: this process, the store's one writer, serialises its
+	// writes per document (see write.go).
+	serialWrites bool
+	locks        docLocks
+	// beforeWrite, when set (tests only), runs before every write and may
+	// fail it: the place to inject a database failure.
+	beforeWrite func(coll, id string) error
+	// outboxPending is set when a case's events could not be copied from
+	// its outbox (see PublishPendingEvents).
+	outboxPending atomic.Bool
 	// scanSlots admits, on FerretDB, the reads it answers by decoding a
 	// whole collection (any filter but exactly {_id}): per collection, as
 	// many at once as the process has CPUs (see admitScan). Nil on MongoDB.
 	scanSlots map[string]chan struct{}
-	// claimTakeover is how long a compare-and-set claim stays exclusive
-	// (defaultClaimTakeover; tests shorten it).
-	claimTakeover time.Duration
 }
 
 // Options configure Open.
@@ -101,7 +106,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
-	s := &Store{client: client, db: client.Database(o.Database), opTimeout: o.OpTimeout, now: o.Now, claimTakeover: defaultClaimTakeover}
+	s := &Store{client: client, db: client.Database(o.Database), opTimeout: o.OpTimeout, now: o.Now}
 	if s.opTimeout <= 0 {
 		s.opTimeout = DefaultOpTimeout
 	}
@@ -112,8 +117,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		_ = client.Disconnect(context.Background())
 		return nil, err
 	}
-	s.exactIDFilters = s.isFerretDB(ctx)
-	if s.exactIDFilters {
+	s.serialWrites = s.isFerretDB(ctx)
+	if s.serialWrites {
 		s.scanSlots = make(map[string]chan struct{}, len(collections))
 		for _, c := range collections {
 			s.scanSlots[c] = make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
@@ -134,6 +139,13 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// Drop deletes the whole database (tests clean up with it).
+func (s *Store) Drop(ctx context.Context) error {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	return s.db.Drop(ctx)
 }
 
 // Close disconnects.
@@ -186,7 +198,7 @@ var indexes = []index{
 	{colOpinions, bson.D{{Key: "patientId", Value: 1}}, false},
 	{colOpinions, bson.D{{Key: "insurerId", Value: 1}}, false},
 	{colAudit, bson.D{{Key: "caseId", Value: 1}, {Key: "_id", Value: -1}}, false},
-	{colClaims, bson.D{{Key: "at", Value: 1}}, false},
+	{colCaseEvents, bson.D{{Key: "seq", Value: 1}}, true},
 	{colAudit, bson.D{{Key: "subject", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colWebhookSubs, bson.D{{Key: "org", Value: 1}, {Key: "role", Value: 1}, {Key: "_id", Value: 1}}, false},
 	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "status", Value: 1}, {Key: "seq", Value: 1}}, false},
@@ -230,7 +242,7 @@ func (s *Store) isFerretDB(ctx context.Context) bool {
 // collections are all the store uses.
 var collections = []string{
 	colPolicies, colPatients, colPseudonyms, colCases, colSpecialists, colOpinions, colAudit,
-	colCounters, colIdempotency, colCaseEvents, colClaims, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
+	colCounters, colIdempotency, colCaseEvents, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
 }
 
 // ensureCollections creates the collections up front (rather than at first

@@ -301,15 +301,28 @@ func (s *Store) UpdateWebhookDelivery(ctx context.Context, id string, version in
 
 // PruneWebhookDeliveries deletes delivered and cancelled deliveries created
 // before cutoff; dead letters stay until redelivered or their subscription
-// is deleted.
+// is deleted. Each is deleted only at the version it was found at, so a
+// delivery redelivered meanwhile stays.
 func (s *Store) PruneWebhookDeliveries(ctx context.Context, cutoff time.Time) error {
-	cctx, cancel := s.op(ctx)
-	defer cancel()
-	_, err := s.c(colWebhookDeliveries).DeleteMany(cctx, bson.D{
+	docs, err := findAll[versionedID](ctx, s, colWebhookDeliveries, bson.D{
 		{Key: "status", Value: bson.D{{Key: "$in", Value: bson.A{string(domain.DeliveryDelivered), string(domain.DeliveryCancelled)}}}},
 		{Key: "createdAt", Value: bson.D{{Key: "$lt", Value: cutoff}}},
-	})
-	return translate(err, "webhook deliveries")
+	}, options.Find().SetProjection(bson.D{{Key: "version", Value: 1}}).SetLimit(10_000))
+	if err != nil {
+		return translate(err, "webhook deliveries")
+	}
+	for _, d := range docs {
+		if _, err := s.casDelete(ctx, colWebhookDeliveries, d.ID, d.Version); err != nil {
+			return translate(err, "webhook deliveries")
+		}
+	}
+	return nil
+}
+
+// versionedID is a document's _id and version.
+type versionedID struct {
+	ID      string `bson:"_id"`
+	Version int    `bson:"version"`
 }
 
 // CaseVisibleTo reports whether p may see the case now (false when it is

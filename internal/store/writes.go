@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -189,7 +190,7 @@ func (s *Store) UpdatePolicy(ctx context.Context, p domain.Principal, id string,
 			return nil, domain.Errorf(domain.CodeConflict, "the policy changed while it was being updated")
 		}
 	}
-	return nil, domain.Errorf(domain.CodeConflict, "the policy is changing too often; retry")
+	return nil, errBusy("policy")
 }
 
 // SpecialistInput creates or updates a specialist.
@@ -279,18 +280,18 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 		if in.ExpectedVersion != nil && *in.ExpectedVersion != cur.Version {
 			return nil, domain.Errorf(domain.CodeConflict, "the specialist is at version %d, not %d", cur.Version, *in.ExpectedVersion)
 		}
-		ok, err := s.casUpdate(ctx, colSpecialists, in.ID, cur.Rev,
-			append(slices.Clip(set), bson.E{Key: "version", Value: cur.Version + 1}))
+		ok, err := s.casUpdate(ctx, colSpecialists, in.ID, cur.Version, set)
 		if err != nil {
 			return nil, translate(err, "specialist")
 		}
 		if ok {
 			return s.Specialist(ctx, p, in.ID)
 		}
-		// Another write landed (a load change, perhaps): read again; with
-		// an expectedVersion, the next round fails if the profile moved.
+		if in.ExpectedVersion != nil {
+			return nil, domain.Errorf(domain.CodeConflict, "the specialist changed while it was being updated")
+		}
 	}
-	return nil, domain.Errorf(domain.CodeConflict, "the specialist is changing too often; retry")
+	return nil, errBusy("specialist")
 }
 
 // orgKind guesses a new specialist's org kind from the org's other
@@ -378,7 +379,7 @@ func (s *Store) ReleaseCaseAllowance(ctx context.Context, policyID string, yearS
 			return translate(err, "policy")
 		}
 	}
-	return fmt.Errorf("store: release allowance: too much contention")
+	return errBusy("policy")
 }
 
 // NewCase is a case to create.
@@ -403,12 +404,8 @@ func (s *Store) InsertCase(ctx context.Context, nc NewCase) (*domain.Case, error
 	if at.IsZero() {
 		at = s.Now()
 	}
-	ref, err := s.nextReference(ctx, at.Year())
-	if err != nil {
-		return nil, err
-	}
 	d := caseDoc{
-		ID: NewIDAt(at), Reference: ref, Status: string(domain.StatusSubmitted), PolicyID: nc.PolicyID,
+		ID: NewIDAt(at), Status: string(domain.StatusSubmitted), PolicyID: nc.PolicyID,
 		PatientID: nc.PatientID, InsurerID: nc.InsurerID, Specialty: nc.Specialty, Urgency: string(nc.Urgency),
 		PreferredLanguage: nc.PreferredLanguage, Consents: []consentDoc{}, DueAt: at.Add(nc.Urgency.SLA()),
 		SubmittedAt: at, UpdatedAt: at, Version: 1,
@@ -418,24 +415,39 @@ func (s *Store) InsertCase(ctx context.Context, nc NewCase) (*domain.Case, error
 			ProposedTreatment: nc.ProposedTreatment, Questions: nc.Questions, Records: []recordDoc{},
 		},
 	}
-	cctx, cancel := s.op(ctx)
-	defer cancel()
-	if _, err := s.c(colCases).InsertOne(cctx, d); err != nil {
-		return nil, translate(err, "case")
+	d.Outbox = outboxFor(&d, d.Events)
+	// References are random, so they tell nothing of how many cases the
+	// platform holds; the unique index refuses the rare repeat.
+	for attempt := 0; ; attempt++ {
+		d.Reference = newReference(at.Year())
+		cctx, cancel := s.op(context.WithoutCancel(ctx))
+		_, err := s.c(colCases).InsertOne(cctx, d)
+		cancel()
+		if err == nil {
+			break
+		}
+		if !isDuplicate(err) || attempt >= 4 {
+			return nil, translate(err, "case")
+		}
 	}
-	c := toCase(&d)
-	// Best effort: the case exists and its history holds the event even if
-	// the fan-out record cannot be written; failing here would invite a
-	// duplicate case on retry.
-	_ = s.PublishNewCase(context.WithoutCancel(ctx), c)
-	return c, nil
+	_ = s.publishOutbox(ctx, d.ID, d.Version, d.Outbox) // the sweeper retries a failed copy
+	d.Outbox = nil
+	return toCase(&d), nil
 }
 
-// nextReference hands out SO-<year>-<sequence>, atomically per year.
-func (s *Store) nextReference(ctx context.Context, year int) (string, error) {
-	n, err := s.increment(ctx, fmt.Sprintf("case-ref-%d", year))
-	if err != nil {
-		return "", err
+// referenceAlphabet is Crockford's base 32: no I, L, O or U to misread.
+const referenceAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// newReference returns SO-<year>-XXXX-XXXX with 40 random bits.
+func newReference(year int) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	out := make([]byte, 0, 9)
+	for i, x := range b {
+		if i == 4 {
+			out = append(out, '-')
+		}
+		out = append(out, referenceAlphabet[x&31])
 	}
-	return fmt.Sprintf("SO-%d-%06d", year, n), nil
+	return fmt.Sprintf("SO-%d-%s", year, out)
 }

@@ -40,10 +40,14 @@ var (
 	initErr error
 )
 
-// URI returns the mongodb:// address of the test binary's embedded store,
-// starting it on first use.
+// URI returns the mongodb:// address tests use: MONGODB_URI when set (so
+// `MONGODB_URI=… make test` checks a real MongoDB), else the test binary's
+// embedded store, started on first use.
 func URI(t testing.TB) string {
 	t.Helper()
+	if uri := os.Getenv("MONGODB_URI"); uri != "" {
+		return uri
+	}
 	once.Do(func() {
 		dir, err := os.MkdirTemp("", "gateway-test-*")
 		if err != nil {
@@ -57,6 +61,18 @@ func URI(t testing.TB) string {
 	require.NoError(t, initErr, "embedded store")
 	return shared.URI()
 }
+
+// Prepare is the embedded store's index hook (nil on MongoDB).
+func Prepare() func(context.Context, string) error {
+	if shared == nil {
+		return nil
+	}
+	return shared.IndexIDs
+}
+
+// Embedded reports whether tests run on the embedded store; tests that only
+// make sense on one backend skip on the other.
+func Embedded() bool { return os.Getenv("MONGODB_URI") == "" }
 
 // Env is a running gateway over a fresh database.
 type Env struct {
@@ -106,9 +122,12 @@ func Start(t testing.TB, opts ...Options) *Env {
 	defer cancel()
 	metrics := telemetry.NewMetrics()
 	monitor := telemetry.ChainMonitors(o.Monitor, telemetry.CommandMonitor(metrics, o.Tracer))
-	st, err := store.Open(ctx, store.Options{URI: uri, Database: db, Monitor: monitor, Prepare: shared.IndexIDs})
+	st, err := store.Open(ctx, store.Options{URI: uri, Database: db, Monitor: monitor, Prepare: Prepare()})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = st.Close(context.Background()) })
+	t.Cleanup(func() {
+		_ = st.Drop(context.Background())
+		_ = st.Close(context.Background())
+	})
 	if !o.NoSeed {
 		size := o.Seed
 		if size == (seed.Size{}) {
@@ -283,7 +302,7 @@ func (e *Env) Replica(t testing.TB) *Env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := store.Open(ctx, store.Options{URI: URI(t), Database: e.DB, Prepare: shared.IndexIDs})
+	st, err := store.Open(ctx, store.Options{URI: URI(t), Database: e.DB, Prepare: Prepare()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	v, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{{HS256Secret: e.Secret}}, AllowHS256: true})

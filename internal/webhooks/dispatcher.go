@@ -304,11 +304,6 @@ func (d *Dispatcher) prune(ctx context.Context) {
 	if err := d.st.PruneWebhookDeliveries(ctx, now.Add(-d.o.Retention)); err != nil {
 		d.warn(ctx, "webhooks: prune failed", err)
 	}
-	// Leases and attempts leave a claim per change; an old claim guards
-	// nothing any more (cas.go).
-	if err := d.st.PruneClaims(ctx, time.Hour); err != nil {
-		d.warn(ctx, "webhooks: claim prune failed", err)
-	}
 }
 
 func (d *Dispatcher) wake(subID string) {
