@@ -142,4 +142,3 @@ func TestInsurersRegisteringOneMemberAtOnceAllKeepTheirRecord(t *testing.T) {
 		})
 	}
 }
-
