@@ -254,6 +254,7 @@ type ComplexityRoot struct {
 	}
 
 	Patient struct {
+		AgeBand     func(childComplexity int) int
 		BirthYear   func(childComplexity int) int
 		Country     func(childComplexity int) int
 		DateOfBirth func(childComplexity int) int
@@ -1371,6 +1372,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
 
+	case "Patient.ageBand":
+		if e.ComplexityRoot.Patient.AgeBand == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Patient.AgeBand(childComplexity), true
 	case "Patient.birthYear":
 		if e.ComplexityRoot.Patient.BirthYear == nil {
 			break
@@ -2428,8 +2435,10 @@ type Patient implements Node {
   familyName: String
   "Date of birth (identity)."
   dateOfBirth: Date
-  "Year of birth."
+  "Year of birth; null for a partner when the patient is 90 or older (HIPAA Safe Harbor)."
   birthYear: Int
+  "Age band: ` + "`" + `0-17` + "`" + `, ` + "`" + `18-29` + "`" + `, ` + "`" + `30-39` + "`" + `, … ` + "`" + `80-89` + "`" + `, ` + "`" + `90+` + "`" + `."
+  ageBand: String
   "Sex."
   sex: Sex
   "Email address (identity)."
@@ -3683,6 +3692,8 @@ func (ec *executionContext) childFields_Patient(ctx context.Context, field graph
 		return ec.fieldContext_Patient_dateOfBirth(ctx, field)
 	case "birthYear":
 		return ec.fieldContext_Patient_birthYear(ctx, field)
+	case "ageBand":
+		return ec.fieldContext_Patient_ageBand(ctx, field)
 	case "sex":
 		return ec.fieldContext_Patient_sex(ctx, field)
 	case "email":
@@ -8175,8 +8186,8 @@ func (ec *executionContext) _Patient_birthYear(ctx context.Context, field graphq
 			return obj.BirthYear, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
-			return ec.marshalOInt2int(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
 		},
 		true,
 		false,
@@ -8184,6 +8195,29 @@ func (ec *executionContext) _Patient_birthYear(ctx context.Context, field graphq
 }
 func (ec *executionContext) fieldContext_Patient_birthYear(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Patient", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Patient_ageBand(ctx context.Context, field graphql.CollectedField, obj *domain.Patient) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Patient_ageBand(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AgeBand, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Patient_ageBand(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Patient", field, false, false, "String")
 }
 
 func (ec *executionContext) _Patient_sex(ctx context.Context, field graphql.CollectedField, obj *domain.Patient) (ret graphql.Marshaler) {
@@ -15036,6 +15070,11 @@ func (ec *executionContext) _Patient(ctx context.Context, sel ast.SelectionSet, 
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "ageBand":
+			out.Values[i] = ec._Patient_ageBand(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "sex":
 			out.Values[i] = ec._Patient_sex(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
@@ -17929,18 +17968,6 @@ func (ec *executionContext) marshalOID2ᚖstring(ctx context.Context, sel ast.Se
 	_ = sel
 	_ = ctx
 	res := graphql.MarshalID(*v)
-	return res
-}
-
-func (ec *executionContext) unmarshalOInt2int(ctx context.Context, v any) (int, error) {
-	res, err := graphql.UnmarshalInt(v)
-	return res, graphql.ErrorOnPath(ctx, err)
-}
-
-func (ec *executionContext) marshalOInt2int(ctx context.Context, sel ast.SelectionSet, v int) graphql.Marshaler {
-	_ = sel
-	_ = ctx
-	res := graphql.MarshalInt(v)
 	return res
 }
 

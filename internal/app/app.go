@@ -99,6 +99,12 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		return err
 	}
 
+	// Members recorded before they belonged to an insurer move into each
+	// insurer's namespace (idempotent; one read when there is nothing to do).
+	if err := st.MigrateMembers(ctx); err != nil {
+		return err
+	}
+
 	if cfg.SeedDemo && !cfg.Production() {
 		empty, err := st.IsEmpty(ctx)
 		if err != nil {

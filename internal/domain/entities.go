@@ -1,6 +1,9 @@
 package domain
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Product is an insurance product line.
 type Product string
@@ -89,12 +92,40 @@ type PatientIdentity struct {
 // Patient is an insured member as a case or policy shows them. For a partner
 // ID is a stable pseudonym and Identity is nil.
 type Patient struct {
-	ID        string
-	Identity  *PatientIdentity
-	BirthYear int
-	Sex       Sex
-	Country   string
-	Language  string
+	ID       string
+	Identity *PatientIdentity
+	// BirthYear is nil where it would reveal an age of 90 or more to a
+	// role that reads de-identified demographics (HIPAA Safe Harbor).
+	BirthYear *int
+	// AgeBand is "0-17", "18-29", "30-39", … "80-89" or "90+".
+	AgeBand  string
+	Sex      Sex
+	Country  string
+	Language string
+}
+
+// AgeBand returns the band of an age: "0-17", "18-29", then decades up to
+// "80-89", then "90+".
+func AgeBand(age int) string {
+	switch {
+	case age < 18:
+		return "0-17"
+	case age < 30:
+		return "18-29"
+	case age >= 90:
+		return "90+"
+	}
+	lo := age / 10 * 10
+	return fmt.Sprintf("%d-%d", lo, lo+9)
+}
+
+// AgeOn returns the age in whole years on day now of someone born on dob.
+func AgeOn(dob, now time.Time) int {
+	age := now.Year() - dob.Year()
+	if now.Month() < dob.Month() || (now.Month() == dob.Month() && now.Day() < dob.Day()) {
+		age--
+	}
+	return age
 }
 
 // ResourceID names the object in audit events.

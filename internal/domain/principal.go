@@ -142,3 +142,17 @@ func MustPrincipal(ctx context.Context) (Principal, error) {
 	}
 	return p, nil
 }
+
+// MemberKey names a member: the pair (insurer org, member id). Each
+// insurer's member ids are its own namespace, so two insurers naming the
+// same member id name two different people. Org ids never hold ":".
+func MemberKey(insurer, memberID string) string { return insurer + ":" + memberID }
+
+// MemberKey is the member a member principal is: its insurer (org) and its
+// member id (sub). Without an org it names nobody.
+func (p Principal) MemberKey() string {
+	if p.Org == "" {
+		return ""
+	}
+	return MemberKey(p.Org, p.Subject)
+}

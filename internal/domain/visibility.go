@@ -86,7 +86,7 @@ var FieldGroups = map[string]Group{
 
 	"Patient.id": GroupPatientDemographic, "Patient.birthYear": GroupPatientDemographic,
 	"Patient.sex": GroupPatientDemographic, "Patient.country": GroupPatientDemographic,
-	"Patient.language":  GroupPatientDemographic,
+	"Patient.language": GroupPatientDemographic, "Patient.ageBand": GroupPatientDemographic,
 	"Patient.givenName": GroupPatientIdentity, "Patient.familyName": GroupPatientIdentity,
 	"Patient.dateOfBirth": GroupPatientIdentity, "Patient.email": GroupPatientIdentity,
 	"Patient.phone": GroupPatientIdentity,

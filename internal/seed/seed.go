@@ -28,13 +28,17 @@ const (
 	ProviderMontreal  = "prov-montreal-health"
 	NetworkEuro       = "net-euro-experts"
 	NetworkUS         = "net-us-specialists"
-	Operator          = "op-secondopinion"
+	Operator          = "operator"
 	DemoMember        = "m-1001"
 )
 
+// DemoMemberKey is the demo member as the store names it: the member of
+// InsurerNorthstar whose id is DemoMember.
+var DemoMemberKey = domain.MemberKey(InsurerNorthstar, DemoMember)
+
 // Personas are the demo callers `make run` prints tokens for.
 var Personas = []Persona{
-	{Name: "member", Subject: DemoMember, Role: domain.RoleMember},
+	{Name: "member", Subject: DemoMember, Role: domain.RoleMember, Org: InsurerNorthstar},
 	{Name: "insurer", Subject: "u-northstar-claims", Role: domain.RoleInsurer, Org: InsurerNorthstar},
 	{Name: "provider", Subject: "u-toronto-desk", Role: domain.RoleProvider, Org: ProviderToronto},
 	{Name: "partner", Subject: "u-euro-ops", Role: domain.RolePartner, Org: NetworkEuro},
@@ -105,7 +109,7 @@ func Build(size Size, now time.Time) store.Demo {
 		for j := 0; j < n; j++ {
 			id := fmt.Sprintf("m-%d", member)
 			member++
-			pol.InsuredIDs = append(pol.InsuredIDs, id)
+			pol.InsuredIDs = append(pol.InsuredIDs, domain.MemberKey(ins, id))
 			gn, fn := givenNames[r.IntN(len(givenNames))], familyNames[r.IntN(len(familyNames))]
 			if id == DemoMember {
 				gn, fn = "Alice", "Martin"
@@ -118,7 +122,7 @@ func Build(size Size, now time.Time) store.Demo {
 					Email:       fmt.Sprintf("%s@example.org", id), Phone: fmt.Sprintf("+1-555-01%02d", r.IntN(100)),
 					Country: "CA", Language: []string{"en", "fr"}[r.IntN(2)],
 				},
-				InsurerIDs: []string{ins},
+				InsurerID: ins,
 			})
 		}
 		d.Policies = append(d.Policies, pol)

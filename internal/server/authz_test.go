@@ -569,7 +569,7 @@ func listsPolicies() authzExpect {
 			for _, pt := range asList(testenv.Get(e, "node", "insured")) {
 				insured = append(insured, decodeRaw(t, testenv.Get(pt, "id")))
 			}
-			wantInsured := []string{seed.DemoMember}
+			wantInsured := []string{seed.DemoMemberKey}
 			if c.role != "member" {
 				wantInsured = c.w.policyByNumber(t, fmt.Sprint(number)).insured
 			}
@@ -752,7 +752,7 @@ type authzSpecialist struct{ id, org string }
 func authzSees(role string, c authzCase) bool {
 	switch role {
 	case "member":
-		return c.patient == seed.DemoMember
+		return c.patient == seed.DemoMemberKey
 	case "insurer":
 		return c.insurer == seed.InsurerNorthstar
 	case "provider":
@@ -775,7 +775,7 @@ func authzSeesOpinion(role string, c authzCase) bool {
 func authzSeesPolicy(role string, p authzPolicy) bool {
 	switch role {
 	case "member":
-		return slices.Contains(p.insured, seed.DemoMember)
+		return slices.Contains(p.insured, seed.DemoMemberKey)
 	case "insurer":
 		return p.insurer == seed.InsurerNorthstar
 	case "coordinator":
@@ -902,13 +902,13 @@ func addAuthzFixtures(t *testing.T, env *testenv.Env) {
 	policy := &domain.Policy{
 		ID: store.NewIDAt(now.AddDate(0, 0, -60)), PolicyNumber: authzFamilyPolicy, Product: domain.ProductCriticalIllness,
 		Status: domain.PolicyActive, EffectiveFrom: time.Date(now.Year()-1, 1, 1, 0, 0, 0, 0, time.UTC),
-		InsurerID: seed.InsurerNorthstar, InsuredIDs: []string{seed.DemoMember, authzRelative},
+		InsurerID: seed.InsurerNorthstar, InsuredIDs: []string{seed.DemoMemberKey, domain.MemberKey(seed.InsurerNorthstar, authzRelative)},
 		SecondOpinion: domain.Benefit{Covered: true, CasesPerYear: 5, International: true},
 	}
 	relative := store.DemoPatient{NewInsured: store.NewInsured{
 		MemberID: authzRelative, GivenName: "Bea", FamilyName: "Martin", DateOfBirth: time.Date(1961, 3, 14, 0, 0, 0, 0, time.UTC),
 		Sex: domain.SexFemale, Email: authzRelative + "@example.org", Phone: "+1-555-0199", Country: "CA", Language: "en",
-	}, InsurerIDs: []string{seed.InsurerNorthstar}}
+	}, InsurerID: seed.InsurerNorthstar}
 
 	abroadCase := func(ref string, status domain.CaseStatus, age time.Duration, intlActive bool) *domain.Case {
 		submitted := now.Add(-age)
@@ -919,7 +919,7 @@ func addAuthzFixtures(t *testing.T, env *testenv.Env) {
 			intl.Active, intl.RevokedAt = false, &revoked
 		}
 		return &domain.Case{
-			ID: store.NewIDAt(submitted), Reference: ref, Status: status, PolicyID: policy.ID, PatientID: authzRelative,
+			ID: store.NewIDAt(submitted), Reference: ref, Status: status, PolicyID: policy.ID, PatientID: domain.MemberKey(seed.InsurerNorthstar, authzRelative),
 			InsurerID: seed.InsurerNorthstar, Specialty: "oncology", Urgency: domain.UrgencyRoutine, PreferredLanguage: "en",
 			DueAt: submitted.Add(domain.UrgencyRoutine.SLA()), SubmittedAt: submitted, UpdatedAt: submitted.Add(time.Hour), Version: 3,
 			SpecialistID: euro, SpecialistOrgID: seed.NetworkEuro,

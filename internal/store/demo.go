@@ -18,10 +18,10 @@ type Demo struct {
 	Opinions    []*domain.Opinion
 }
 
-// DemoPatient is an insured member and the insurers that insure them.
+// DemoPatient is an insured member of one insurer.
 type DemoPatient struct {
 	NewInsured
-	InsurerIDs []string
+	InsurerID string
 }
 
 // IsEmpty reports whether the database holds no policies yet.
@@ -43,12 +43,7 @@ func (s *Store) IsEmpty(ctx context.Context) (bool, error) {
 func (s *Store) InsertDemo(ctx context.Context, d Demo) error {
 	var docs []any
 	for _, p := range d.Patients {
-		docs = append(docs, patientDoc{
-			ID: p.MemberID, GivenName: p.GivenName, FamilyName: p.FamilyName, DateOfBirth: p.DateOfBirth,
-			Email: p.Email, Phone: p.Phone, BirthYear: p.DateOfBirth.Year(), Sex: string(p.Sex),
-			Country: p.Country, Language: p.Language, InsurerIDs: p.InsurerIDs, Version: 1,
-			PrimaryInsurer: first(p.InsurerIDs),
-		})
+		docs = append(docs, newPatientDoc(p.InsurerID, p.NewInsured))
 	}
 	if err := s.insertMany(ctx, colPatients, docs); err != nil {
 		return err
@@ -180,9 +175,3 @@ func fromOpinion(o *domain.Opinion, cases []*domain.Case) opinionDoc {
 	return d
 }
 
-func first(s []string) string {
-	if len(s) == 0 {
-		return ""
-	}
-	return s[0]
-}

@@ -67,45 +67,18 @@ type patientDoc struct {
 	Sex         string    `bson:"sex"`
 	Country     string    `bson:"country,omitempty"`
 	Language    string    `bson:"language,omitempty"`
-	InsurerIDs  []string  `bson:"insurerIds"`
-	// PrimaryInsurer supplied the top-level identity. Any other insurer of
-	// the same member keeps its own copy in IdentityBy and reads only that:
-	// insuring a member id must never reveal what another insurer recorded.
-	PrimaryInsurer string                 `bson:"primaryInsurer,omitempty"`
-	IdentityBy     map[string]identityDoc `bson:"identityBy,omitempty"`
-	Version        int                    `bson:"version"`
+	// InsurerID and MemberID make the _id (domain.MemberKey): a member
+	// belongs to one insurer, whose member ids are its own namespace.
+	InsurerID string `bson:"insurerId"`
+	MemberID  string `bson:"memberId"`
+	Version   int    `bson:"version"`
 }
 
-type identityDoc struct {
-	GivenName   string    `bson:"givenName"`
-	FamilyName  string    `bson:"familyName"`
-	DateOfBirth time.Time `bson:"dateOfBirth"`
-	Email       string    `bson:"email,omitempty"`
-	Phone       string    `bson:"phone,omitempty"`
-}
-
-func (d *patientDoc) primary() string {
-	if d.PrimaryInsurer != "" {
-		return d.PrimaryInsurer
-	}
-	if len(d.InsurerIDs) > 0 {
-		return d.InsurerIDs[0]
-	}
-	return ""
-}
-
-// identityFor picks the identity p may read: an insurer other than the
-// primary one reads only the copy it supplied itself.
+// identityFor returns the identity when p's role reads it (the projection
+// left it out otherwise).
 func identityFor(p domain.Principal, d *patientDoc) *domain.PatientIdentity {
 	if !domain.CanRead(p.Role, domain.GroupPatientIdentity) {
 		return nil
-	}
-	if p.Role == domain.RoleInsurer && p.Org != d.primary() {
-		x, ok := d.IdentityBy[p.Org]
-		if !ok {
-			return nil
-		}
-		return &domain.PatientIdentity{GivenName: x.GivenName, FamilyName: x.FamilyName, DateOfBirth: x.DateOfBirth.UTC(), Email: x.Email, Phone: x.Phone}
 	}
 	return &domain.PatientIdentity{
 		GivenName: d.GivenName, FamilyName: d.FamilyName, DateOfBirth: d.DateOfBirth.UTC(), Email: d.Email, Phone: d.Phone,
@@ -113,13 +86,28 @@ func identityFor(p domain.Principal, d *patientDoc) *domain.PatientIdentity {
 }
 
 // identityFields are never fetched for a role that may not read identity.
-var identityFields = []string{"givenName", "familyName", "dateOfBirth", "email", "phone", "identityBy"}
+var identityFields = []string{"givenName", "familyName", "dateOfBirth", "email", "phone"}
 
-func toPatient(d *patientDoc, p domain.Principal, id string) *domain.Patient {
-	return &domain.Patient{
-		ID: id, BirthYear: d.BirthYear, Sex: domain.Sex(d.Sex), Country: d.Country, Language: d.Language,
+// toPatient converts a patient for p, shown under id. Where the date of
+// birth was read the age is exact; where only the year was (de-identified
+// reads), the age counted is the one reached this calendar year, so a
+// patient who may be 90 or more never shows a birth year there (Safe
+// Harbor), at the price of showing "90+" a few months early.
+func toPatient(d *patientDoc, p domain.Principal, id string, now time.Time) *domain.Patient {
+	pt := &domain.Patient{
+		ID: id, Sex: domain.Sex(d.Sex), Country: d.Country, Language: d.Language,
 		Identity: identityFor(p, d),
 	}
+	age := now.Year() - d.BirthYear
+	if pt.Identity != nil && !pt.Identity.DateOfBirth.IsZero() {
+		age = domain.AgeOn(pt.Identity.DateOfBirth, now)
+	}
+	pt.AgeBand = domain.AgeBand(age)
+	if pt.Identity != nil || age < 90 {
+		y := d.BirthYear
+		pt.BirthYear = &y
+	}
+	return pt
 }
 
 type pseudonymDoc struct {

@@ -517,7 +517,7 @@ func (s *Store) PatientsOfCases(ctx context.Context, p domain.Principal, cases [
 				continue
 			}
 		}
-		out[c.ID] = toPatient(d, p, id)
+		out[c.ID] = toPatient(d, p, id, s.Now())
 	}
 	return out, nil
 }
@@ -558,7 +558,7 @@ func (s *Store) PatientsOfPolicies(ctx context.Context, p domain.Principal, pols
 		}
 		for _, id := range pol.InsuredIDs {
 			if d, ok := byID[id]; ok {
-				out[i] = append(out[i], toPatient(d, p, d.ID))
+				out[i] = append(out[i], toPatient(d, p, d.ID, s.Now()))
 			}
 		}
 	}
@@ -611,7 +611,7 @@ func (s *Store) Patient(ctx context.Context, p domain.Principal, id string) (*do
 	if !ps.allow(d) {
 		return nil, domain.ErrNotFound("patient")
 	}
-	return toPatient(d, p, d.ID), nil
+	return toPatient(d, p, d.ID, s.Now()), nil
 }
 
 // PseudonymFor returns (creating it on first use) the pseudonym of a member

@@ -34,8 +34,10 @@ func policyScope(p domain.Principal) scope[*domain.Policy] {
 	switch p.Role {
 	case domain.RoleMember:
 		return scope[*domain.Policy]{
-			filter: bson.D{{Key: "insuredIds", Value: p.Subject}},
-			allow:  func(x *domain.Policy) bool { return slices.Contains(x.InsuredIDs, p.Subject) },
+			filter: bson.D{{Key: "insuredIds", Value: p.MemberKey()}, {Key: "insurerId", Value: p.Org}},
+			allow: func(x *domain.Policy) bool {
+				return x.InsurerID == p.Org && p.MemberKey() != "" && slices.Contains(x.InsuredIDs, p.MemberKey())
+			},
 		}
 	case domain.RoleInsurer:
 		return scope[*domain.Policy]{
@@ -57,8 +59,8 @@ func caseScope(p domain.Principal) scope[*domain.Case] {
 	switch p.Role {
 	case domain.RoleMember:
 		return scope[*domain.Case]{
-			filter: bson.D{{Key: "patientId", Value: p.Subject}},
-			allow:  func(c *domain.Case) bool { return c.PatientID == p.Subject },
+			filter: bson.D{{Key: "patientId", Value: p.MemberKey()}},
+			allow:  func(c *domain.Case) bool { return p.MemberKey() != "" && c.PatientID == p.MemberKey() },
 		}
 	case domain.RoleInsurer:
 		return scope[*domain.Case]{
@@ -102,7 +104,7 @@ func opinionScope(p domain.Principal) scope[*domain.Opinion] {
 	switch p.Role {
 	case domain.RoleMember:
 		return scope[*domain.Opinion]{
-			filter: bson.D{{Key: "patientId", Value: p.Subject}, delivered},
+			filter: bson.D{{Key: "patientId", Value: p.MemberKey()}, delivered},
 			allow:  func(o *domain.Opinion) bool { return o.Status == domain.OpinionDelivered },
 		}
 	case domain.RoleInsurer:
@@ -139,13 +141,13 @@ func patientScope(p domain.Principal) scope[*patientDoc] {
 	switch p.Role {
 	case domain.RoleMember:
 		return scope[*patientDoc]{
-			filter: bson.D{{Key: "_id", Value: p.Subject}},
-			allow:  func(d *patientDoc) bool { return d.ID == p.Subject },
+			filter: bson.D{{Key: "_id", Value: p.MemberKey()}},
+			allow:  func(d *patientDoc) bool { return p.MemberKey() != "" && d.ID == p.MemberKey() },
 		}
 	case domain.RoleInsurer:
 		return scope[*patientDoc]{
-			filter: bson.D{{Key: "insurerIds", Value: p.Org}},
-			allow:  func(d *patientDoc) bool { return slices.Contains(d.InsurerIDs, p.Org) },
+			filter: bson.D{{Key: "insurerId", Value: p.Org}},
+			allow:  func(d *patientDoc) bool { return d.InsurerID == p.Org },
 		}
 	case domain.RoleCoordinator:
 		return allowAll[*patientDoc]()
@@ -225,10 +227,6 @@ func opinionProjection(p domain.Principal) bson.D {
 
 func patientProjection(p domain.Principal) bson.D {
 	if domain.CanRead(p.Role, domain.GroupPatientIdentity) {
-		if p.Role != domain.RoleInsurer {
-			// Only insurers ever read their own copy of an identity.
-			return bson.D{{Key: "identityBy", Value: 0}}
-		}
 		return nil
 	}
 	proj := bson.D{}

@@ -184,7 +184,7 @@ var indexes = []index{
 	{colPolicies, bson.D{{Key: "insuredIds", Value: 1}}, false},
 	{colPolicies, bson.D{{Key: "status", Value: 1}}, false},
 	{colPseudonyms, bson.D{{Key: "pseudonym", Value: 1}}, true},
-	{colPatients, bson.D{{Key: "insurerIds", Value: 1}}, false},
+	{colPatients, bson.D{{Key: "insurerId", Value: 1}}, false},
 	{colCases, bson.D{{Key: "patientId", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colCases, bson.D{{Key: "insurerId", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colCases, bson.D{{Key: "specialistOrgId", Value: 1}, {Key: "_id", Value: -1}}, false},

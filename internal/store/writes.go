@@ -3,9 +3,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -54,7 +52,7 @@ func (s *Store) CreatePolicy(ctx context.Context, p domain.Principal, np NewPoli
 	now := s.Now()
 	ids := make([]string, 0, len(np.Insured))
 	for _, in := range np.Insured {
-		ids = append(ids, in.MemberID)
+		ids = append(ids, domain.MemberKey(p.Org, in.MemberID))
 	}
 	d := policyDoc{
 		ID: NewIDAt(now), PolicyNumber: np.PolicyNumber, Product: string(np.Product),
@@ -62,8 +60,13 @@ func (s *Store) CreatePolicy(ctx context.Context, p domain.Principal, np NewPoli
 		InsurerID: p.Org, InsuredIDs: ids, Version: 1, CreatedAt: now, UpdatedAt: now,
 		Benefit: benefitDoc{Covered: np.Benefit.Covered, CasesPerYear: np.Benefit.CasesPerYear, International: np.Benefit.International},
 	}
-	// The policy first: a refused policy (a duplicate number) attaches the
-	// insurer to no member.
+	// The members first: a policy never names a member that has no record.
+	// A member the insurer recorded before keeps that record.
+	for _, in := range np.Insured {
+		if err := s.insertPatient(ctx, p.Org, in); err != nil {
+			return nil, err
+		}
+	}
 	cctx, cancel := s.op(ctx)
 	_, err := s.c(colPolicies).InsertOne(cctx, d)
 	cancel()
@@ -73,79 +76,34 @@ func (s *Store) CreatePolicy(ctx context.Context, p domain.Principal, np NewPoli
 		}
 		return nil, translate(err, "policy")
 	}
-	for _, in := range np.Insured {
-		if err := s.upsertPatient(ctx, p.Org, in); err != nil {
-			// Take the policy back, so a retry with the same number can
-			// succeed, unless it was used meanwhile (a case took its
-			// allowance, it was updated): then it stays. Members already
-			// attached keep this insurer's copy.
-			_, derr := s.casDelete(context.WithoutCancel(ctx), colPolicies, d.ID, d.Version)
-			if derr != nil {
-				return nil, errors.Join(err, translate(derr, "policy"))
-			}
-			return nil, err
-		}
-	}
 	return toPolicy(&d, now), nil
 }
 
-// upsertPatient records an insured member. The first insurer's identity is
-// the member's; another insurer of the same member id keeps its own copy
-// and reads only that, so naming a member id never reveals what another
-// insurer recorded, and no insurer overwrites another's record.
-func (s *Store) upsertPatient(ctx context.Context, insurer string, in NewInsured) error {
+// insertPatient records a member of insurer, in the insurer's own
+// namespace: its _id is domain.MemberKey(insurer, member id), so no insurer
+// can read, create or change another insurer's member, whatever id it names.
+// A member the insurer recorded before keeps its record.
+func (s *Store) insertPatient(ctx context.Context, insurer string, in NewInsured) error {
+	cctx, cancel := s.op(ctx)
+	defer cancel()
+	_, err := s.c(colPatients).InsertOne(cctx, newPatientDoc(insurer, in))
+	if err != nil && !isDuplicate(err) {
+		return translate(err, "patient")
+	}
+	return nil
+}
+
+func newPatientDoc(insurer string, in NewInsured) patientDoc {
 	sex := in.Sex
 	if sex == "" {
 		sex = domain.SexUnknown
 	}
-	d := patientDoc{
-		ID: in.MemberID, GivenName: in.GivenName, FamilyName: in.FamilyName, DateOfBirth: in.DateOfBirth,
+	return patientDoc{
+		ID: domain.MemberKey(insurer, in.MemberID), InsurerID: insurer, MemberID: in.MemberID,
+		GivenName: in.GivenName, FamilyName: in.FamilyName, DateOfBirth: in.DateOfBirth,
 		Email: in.Email, Phone: in.Phone, BirthYear: in.DateOfBirth.Year(), Sex: string(sex),
-		Country: strings.ToUpper(in.Country), Language: strings.ToLower(in.Language),
-		InsurerIDs: []string{insurer}, PrimaryInsurer: insurer, Version: 1,
+		Country: strings.ToUpper(in.Country), Language: strings.ToLower(in.Language), Version: 1,
 	}
-	cctx, cancel := s.op(ctx)
-	_, err := s.c(colPatients).InsertOne(cctx, d)
-	cancel()
-	if err == nil {
-		return nil
-	}
-	if !isDuplicate(err) {
-		return translate(err, "patient")
-	}
-	// Another insurer of the same member: record its own copy. A
-	// compare-and-set, so two insurers registering the member at once both
-	// keep theirs (on FerretDB an $addToSet is a read and a write back).
-	for attempt := 0; attempt < 16; attempt++ {
-		if err := retryPause(ctx, attempt); err != nil {
-			return translate(err, "patient")
-		}
-		cur, err := findByID[patientDoc](ctx, s, colPatients, in.MemberID,
-			bson.D{{Key: "insurerIds", Value: 1}, {Key: "primaryInsurer", Value: 1}, {Key: "version", Value: 1}})
-		if err != nil {
-			return translate(err, "patient")
-		}
-		if cur.primary() == insurer {
-			return nil // the primary record stays as first written
-		}
-		insurers := cur.InsurerIDs
-		if !slices.Contains(insurers, insurer) {
-			insurers = append(insurers, insurer)
-		}
-		ok, err := s.casUpdate(ctx, colPatients, in.MemberID, cur.Version, bson.D{
-			{Key: "identityBy." + insurer, Value: identityDoc{
-				GivenName: in.GivenName, FamilyName: in.FamilyName, DateOfBirth: in.DateOfBirth, Email: in.Email, Phone: in.Phone,
-			}},
-			{Key: "insurerIds", Value: insurers},
-		})
-		if err != nil {
-			return translate(err, "patient")
-		}
-		if ok {
-			return nil
-		}
-	}
-	return domain.Errorf(domain.CodeConflict, "the member's record is changing too often; retry")
 }
 
 // PolicyChange is what updatePolicy may change.

@@ -293,7 +293,10 @@ func (s *Service) requestCase(ctx context.Context, p domain.Principal, r Request
 		return nil, err
 	}
 	now := s.store.Now()
-	if !containsString(pol.InsuredIDs, r.PatientMemberID) {
+	// The member is named within the policy's insurer: an id another
+	// insurer uses is another person, and not insured here.
+	patient := domain.MemberKey(pol.InsurerID, r.PatientMemberID)
+	if !containsString(pol.InsuredIDs, patient) {
 		return nil, domain.Errorf(domain.CodeNotEligible, "the patient is not insured under this policy")
 	}
 	if !pol.ActiveAt(now) {
@@ -307,7 +310,7 @@ func (s *Service) requestCase(ctx context.Context, p domain.Principal, r Request
 		return nil, err
 	}
 	c, err := s.store.InsertCase(ctx, store.NewCase{
-		PolicyID: pol.ID, PatientID: r.PatientMemberID, InsurerID: pol.InsurerID, Specialty: r.Specialty,
+		PolicyID: pol.ID, PatientID: patient, InsurerID: pol.InsurerID, Specialty: r.Specialty,
 		Diagnosis: r.Diagnosis, ProposedTreatment: r.ProposedTreatment, Questions: r.Questions,
 		Urgency: r.Urgency, PreferredLanguage: r.PreferredLanguage, ActorRole: p.Role, ActorSub: p.Subject,
 	})
