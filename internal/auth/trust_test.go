@@ -154,3 +154,52 @@ func TestNewVerifierRefusesUncheckedIssuers(t *testing.T) {
 		assert.ErrorContains(t, err, "without grants")
 	})
 }
+
+func TestAnIssuerWithBoundClientsMustNameOne(t *testing.T) {
+	euro, other := authtest.NewRSAKey(t), authtest.NewECKey(t)
+	const issEuro, issOther = "https://idp.euro-experts.test", "https://idp.other.test"
+	v := trustVerifier(t, auth.Options{}, nil, map[*authtest.Key]map[string]any{
+		euro: {"issuer": issEuro, "audiences": []string{testAudience},
+			"grants": []map[string]string{grant("partner", "net-euro-experts")}, "clients": []string{"euro-backoffice", "euro-portal"}},
+		other: {"issuer": issOther, "audiences": []string{testAudience},
+			"grants": []map[string]string{grant("partner", "net-other")}},
+	})
+	partner := func(iss, org, azp, clientID string) func(*auth.Claims) {
+		return func(c *auth.Claims) { c.Issuer, c.Role, c.Org, c.AZP, c.ClientID = iss, "partner", org, azp, clientID }
+	}
+	tests := []struct {
+		name   string
+		token  string
+		reason string
+		client string
+	}{
+		{"a bound client in azp is accepted", euro.Sign(t, insurerClaims(partner(issEuro, "net-euro-experts", "euro-backoffice", ""))), "", "euro-backoffice"},
+		{"a bound client in client_id is accepted", euro.Sign(t, insurerClaims(partner(issEuro, "net-euro-experts", "", "euro-portal"))), "", "euro-portal"},
+		// Finding 6: each of these escaped the client's trusted documents.
+		{"the same issuer leaving out azp and client_id is refused", euro.Sign(t, insurerClaims(partner(issEuro, "net-euro-experts", "", ""))), "unknown_client", ""},
+		{"the same issuer naming another client is refused", euro.Sign(t, insurerClaims(partner(issEuro, "net-euro-experts", "euro-analytics", ""))), "unknown_client", ""},
+		{"the same issuer naming the client in another case is refused", euro.Sign(t, insurerClaims(partner(issEuro, "net-euro-experts", "Euro-Backoffice", ""))), "unknown_client", ""},
+		{"azp decides when both are present: an unbound azp is refused", euro.Sign(t, insurerClaims(partner(issEuro, "net-euro-experts", "euro-analytics", "euro-backoffice"))), "unknown_client", ""},
+		{"another issuer naming the bound client is refused", other.Sign(t, insurerClaims(partner(issOther, "net-other", "euro-backoffice", ""))), "unknown_client", ""},
+		{"an issuer without bound clients names any client", other.Sign(t, insurerClaims(partner(issOther, "net-other", "other-app", ""))), "", "other-app"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := v.Verify(context.Background(), tt.token)
+			assert.Equal(t, tt.reason, auth.Reason(err))
+			assert.Equal(t, tt.client, p.ClientID)
+		})
+	}
+
+	t.Run("one client bound to two issuers is a start-up error", func(t *testing.T) {
+		dir := t.TempDir()
+		a, b := filepath.Join(dir, "a.json"), filepath.Join(dir, "b.json")
+		authtest.WriteJWKS(t, a, euro)
+		authtest.WriteJWKS(t, b, other)
+		_, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{
+			{Issuer: issEuro, JWKSFile: a, Grants: []auth.Grant{{Role: domain.RolePartner, Org: "n-1"}}, Clients: []string{"shared"}},
+			{Issuer: issOther, JWKSFile: b, Grants: []auth.Grant{{Role: domain.RolePartner, Org: "n-2"}}, Clients: []string{"shared"}},
+		}})
+		assert.ErrorContains(t, err, "shared")
+	})
+}
