@@ -137,6 +137,9 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		if docs, err = trusted.Load(cfg.TrustedDocumentsFile); err != nil {
 			return err
 		}
+		if err := docs.CheckIssuers(verifier.ClientIssuer); err != nil {
+			return err
+		}
 	}
 	h := server.New(server.Deps{
 		Trusted: docs,

@@ -308,6 +308,16 @@ func (v *Verifier) Issuers() []Issuer {
 	return out
 }
 
+// ClientIssuer returns the issuer a bound client belongs to (the issuer
+// whose IssuerConfig.Clients lists it); ok is false for an unbound client.
+func (v *Verifier) ClientIssuer(client string) (issuer string, ok bool) {
+	is, ok := v.clientIssuer[client]
+	if !ok {
+		return "", false
+	}
+	return is.Issuer, true
+}
+
 // Ready reports whether every issuer has at least one key loaded. For a JWKS
 // URL that has no keys yet it retries the download, rate limited.
 func (v *Verifier) Ready() bool {
