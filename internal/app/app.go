@@ -94,7 +94,10 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	if err != nil {
 		return err
 	}
-	verifier, err := auth.NewVerifier(auth.Options{Issuers: issuers, AllowHS256: !cfg.Production() && len(secret) > 0, Logger: log})
+	verifier, err := auth.NewVerifier(auth.Options{
+		Issuers: issuers, AllowHS256: !cfg.Production() && len(secret) > 0, Logger: log,
+		MaxLifetime: cfg.JWTMaxLifetime, RequireIssuerAndAudience: cfg.Production(),
+	})
 	if err != nil {
 		return err
 	}
@@ -152,6 +155,9 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	var docs *trusted.Registry
 	if cfg.TrustedDocumentsFile != "" {
 		if docs, err = trusted.Load(cfg.TrustedDocumentsFile); err != nil {
+			return err
+		}
+		if err := docs.CheckIssuers(verifier.ClientIssuer); err != nil {
 			return err
 		}
 	}
@@ -236,8 +242,9 @@ func sweepOutboxes(ctx context.Context, st *store.Store, log *slog.Logger) {
 var ShutdownTimeout = 15 * time.Second
 
 // trustedIssuers lists the issuers the verifier trusts: those of
-// JWT_TRUST_FILE, each limited to its roles and orgs, plus the single issuer
-// of the JWT_* variables when it has a key source.
+// JWT_TRUST_FILE, each limited to its granted (role, org) pairs, plus the
+// single issuer of the JWT_* variables (the operator's own, any pair) when it
+// has a key source.
 func trustedIssuers(cfg config.Config, devSecret []byte) ([]auth.IssuerConfig, error) {
 	var out []auth.IssuerConfig
 	if cfg.JWTTrustFile != "" {

@@ -83,8 +83,8 @@ func TestEachIssuerMayAssertOnlyItsOwnGrant(t *testing.T) {
 	authtest.WriteJWKS(t, euroJWKS, euro)
 	authtest.WriteJWKS(t, nsJWKS, ns)
 	trust, err := json.Marshal(map[string]any{"issuers": []any{
-		map[string]any{"issuer": issuerEuro, "audiences": []string{"second-opinion-gateway"}, "jwksFile": euroJWKS, "roles": []string{"partner"}, "orgs": []string{"net-euro-experts"}},
-		map[string]any{"issuer": issuerNS, "audiences": []string{"second-opinion-gateway"}, "jwksFile": nsJWKS, "roles": []string{"insurer"}, "orgs": []string{"ins-northstar"}},
+		map[string]any{"issuer": issuerEuro, "audiences": []string{"second-opinion-gateway"}, "jwksFile": euroJWKS, "grants": []map[string]string{{"role": "partner", "org": "net-euro-experts"}}},
+		map[string]any{"issuer": issuerNS, "audiences": []string{"second-opinion-gateway"}, "jwksFile": nsJWKS, "grants": []map[string]string{{"role": "insurer", "org": "ins-northstar"}}},
 	}})
 	require.NoError(t, err)
 	trustFile := filepath.Join(dir, "trust.json")
@@ -138,11 +138,14 @@ func TestTrustFilesWithoutAGrantAreRefused(t *testing.T) {
 	k := authtest.NewRSAKey(t)
 	jwks := filepath.Join(dir, "k.json")
 	authtest.WriteJWKS(t, jwks, k)
+	aud := []string{"second-opinion-gateway"}
 	for name, entry := range map[string]map[string]any{
-		"no roles":             {"issuer": issuerEuro, "jwksFile": jwks, "orgs": []string{"x"}},
-		"no orgs for partners": {"issuer": issuerEuro, "jwksFile": jwks, "roles": []string{"partner"}},
-		"no key source":        {"issuer": issuerEuro, "roles": []string{"partner"}, "orgs": []string{"x"}},
-		"an unknown role":      {"issuer": issuerEuro, "jwksFile": jwks, "roles": []string{"admin"}, "orgs": []string{"x"}},
+		"no grants":                {"issuer": issuerEuro, "audiences": aud, "jwksFile": jwks},
+		"a grant without an org":   {"issuer": issuerEuro, "audiences": aud, "jwksFile": jwks, "grants": []map[string]string{{"role": "partner"}}},
+		"no key source":            {"issuer": issuerEuro, "audiences": aud, "grants": []map[string]string{{"role": "partner", "org": "x"}}},
+		"an unknown role":          {"issuer": issuerEuro, "audiences": aud, "jwksFile": jwks, "grants": []map[string]string{{"role": "admin", "org": "x"}}},
+		"no audiences":             {"issuer": issuerEuro, "jwksFile": jwks, "grants": []map[string]string{{"role": "partner", "org": "x"}}},
+		"the old roles/orgs lists": {"issuer": issuerEuro, "audiences": aud, "jwksFile": jwks, "roles": []string{"partner"}, "orgs": []string{"x"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			b, _ := json.Marshal(map[string]any{"issuers": []any{entry}})

@@ -19,7 +19,7 @@ func BenchmarkVerifyRS256(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tok := key.Sign(b, jwt.MapClaims{"sub": "m-1", "role": "member", "exp": time.Now().Add(time.Hour).Unix()})
+	tok := key.Sign(b, jwt.MapClaims{"sub": "m-1", "role": "member", "org": "ins-1", "exp": time.Now().Add(time.Hour).Unix()})
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -35,7 +35,7 @@ func BenchmarkVerifyHS256(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c := auth.Claims{Role: "member"}
+	c := auth.Claims{Role: "member", Org: "ins-1"}
 	c.Subject = "m-1"
 	tok, err := auth.MintHS256(secret, c, time.Hour, time.Now())
 	if err != nil {

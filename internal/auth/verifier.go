@@ -30,6 +30,10 @@ const (
 const (
 	DefaultLeeway          = 30 * time.Second
 	DefaultRefetchInterval = 5 * time.Minute
+	// DefaultMaxLifetime is the longest a token may live (exp minus iat, or
+	// minus now without iat) when Options.MaxLifetime is 0: a stolen token
+	// is worth at most this long.
+	DefaultMaxLifetime = 24 * time.Hour
 	// MinHS256SecretLen is the shortest HS256 secret NewVerifier accepts.
 	MinHS256SecretLen = 32
 )
@@ -59,6 +63,18 @@ type Options struct {
 	// RefetchInterval is the least time between two JWKS URL refetches
 	// caused by an unknown kid; 0 means DefaultRefetchInterval.
 	RefetchInterval time.Duration
+	// MaxLifetime bounds exp minus iat (or minus now when the token has no
+	// iat); 0 means DefaultMaxLifetime.
+	MaxLifetime time.Duration
+	// RequireIssuerAndAudience makes NewVerifier refuse any issuer without
+	// an expected iss and at least one audience; set in production, where a
+	// token signed by the same keys for another relying party must not pass.
+	RequireIssuerAndAudience bool
+	// Orgs, when set, is asked about every token's org: an unregistered or
+	// suspended org, or a role that does not fit the org's kind, is refused.
+	// Wrap a database-backed directory in NewOrgCache. Nil skips the check
+	// (tests that do not wire a registry).
+	Orgs OrgDirectory
 }
 
 // IssuerConfig describes one trusted issuer and where its keys come from.
@@ -75,11 +91,22 @@ type IssuerConfig struct {
 	JWKSFile string
 	// HS256Secret is a shared secret, accepted only with Options.AllowHS256.
 	HS256Secret []byte
-	// AllowedRoles limits the roles this issuer may assert; empty means any.
-	AllowedRoles []domain.Role
-	// AllowedOrgs limits the org values this issuer may assert; empty means
-	// any.
-	AllowedOrgs []string
+	// Grants are the exact (role, org) pairs this issuer may assert. Empty
+	// means the operator's own issuer, which may assert any pair (the org
+	// registry still applies); at most one issuer may be ungranted.
+	Grants []Grant
+	// Clients, when not empty, are the only azp / client_id values this
+	// issuer's tokens may carry (compared exactly): a token of this issuer
+	// naming no client or another one is refused, and no other issuer may
+	// name these clients. This is what binds a trusted-documents client to
+	// its issuer.
+	Clients []string
+}
+
+// Grant is one (role, org) pair an issuer may assert.
+type Grant struct {
+	Role domain.Role `json:"role"`
+	Org  string      `json:"org"`
 }
 
 // Issuer is one trusted issuer as the Verifier uses it: the checks it applies
@@ -89,10 +116,11 @@ type Issuer struct {
 	Issuer string
 	// Audiences are the accepted aud values; empty means not checked.
 	Audiences []string
-	// AllowedRoles limits the roles the issuer may assert; empty means any.
-	AllowedRoles []domain.Role
-	// AllowedOrgs limits the orgs the issuer may assert; empty means any.
-	AllowedOrgs []string
+	// Grants are the (role, org) pairs the issuer may assert; empty means
+	// any (the operator's own issuer).
+	Grants []Grant
+	// Clients are the issuer's bound clients; empty means any or none.
+	Clients []string
 
 	secret  []byte
 	sources []keySource
@@ -141,11 +169,15 @@ type peekClaims struct {
 // Verifier checks bearer tokens against a list of trusted issuers. It is safe
 // for concurrent use.
 type Verifier struct {
-	issuers    []*Issuer
-	allowHS256 bool
-	leeway     time.Duration
-	now        func() time.Time
-	log        *slog.Logger
+	issuers     []*Issuer
+	allowHS256  bool
+	leeway      time.Duration
+	maxLifetime time.Duration
+	now         func() time.Time
+	log         *slog.Logger
+	orgs        OrgDirectory
+	// clientIssuer maps each bound client to the one issuer that may name it.
+	clientIssuer map[string]*Issuer
 }
 
 // NewVerifier builds a Verifier and loads its keys. A JWKS URL that cannot be
@@ -156,13 +188,19 @@ func NewVerifier(opts Options) (*Verifier, error) {
 		return nil, errors.New("auth: no issuer configured")
 	}
 	v := &Verifier{
-		allowHS256: opts.AllowHS256,
-		leeway:     opts.Leeway,
-		now:        opts.Now,
-		log:        opts.Logger,
+		allowHS256:   opts.AllowHS256,
+		leeway:       opts.Leeway,
+		maxLifetime:  opts.MaxLifetime,
+		now:          opts.Now,
+		log:          opts.Logger,
+		orgs:         opts.Orgs,
+		clientIssuer: map[string]*Issuer{},
 	}
 	if v.leeway <= 0 {
 		v.leeway = DefaultLeeway
+	}
+	if v.maxLifetime <= 0 {
+		v.maxLifetime = DefaultMaxLifetime
 	}
 	if v.now == nil {
 		v.now = time.Now
@@ -180,7 +218,11 @@ func NewVerifier(opts Options) (*Verifier, error) {
 	}
 
 	seen := map[string]bool{}
+	ungranted := 0
 	for i, ic := range opts.Issuers {
+		if opts.RequireIssuerAndAudience && (strings.TrimSpace(ic.Issuer) == "" || len(ic.Audiences) == 0) {
+			return nil, fmt.Errorf("auth: issuer #%d (%q): an expected issuer (iss) and at least one audience are required", i+1, ic.Issuer)
+		}
 		if len(opts.Issuers) > 1 {
 			if ic.Issuer == "" {
 				return nil, fmt.Errorf("auth: issuer #%d: several issuers are configured, so each needs its iss value", i+1)
@@ -190,16 +232,36 @@ func NewVerifier(opts Options) (*Verifier, error) {
 			}
 			seen[ic.Issuer] = true
 		}
-		for _, r := range ic.AllowedRoles {
-			if !r.Valid() {
-				return nil, fmt.Errorf("auth: issuer %q: unknown allowed role %q", ic.Issuer, r)
+		for _, g := range ic.Grants {
+			if !g.Role.Valid() {
+				return nil, fmt.Errorf("auth: issuer %q: unknown granted role %q", ic.Issuer, g.Role)
+			}
+			if strings.TrimSpace(g.Org) == "" {
+				return nil, fmt.Errorf("auth: issuer %q: a grant of role %q names no org", ic.Issuer, g.Role)
+			}
+		}
+		// Only the operator's own issuer may assert any pair; two such
+		// issuers would be a partner trusted with everything.
+		if len(ic.Grants) == 0 {
+			ungranted++
+			if ungranted > 1 {
+				return nil, fmt.Errorf("auth: issuer %q: only one issuer (the operator's own) may be configured without grants", ic.Issuer)
 			}
 		}
 		is := &Issuer{
-			Issuer:       ic.Issuer,
-			Audiences:    slices.Clone(ic.Audiences),
-			AllowedRoles: slices.Clone(ic.AllowedRoles),
-			AllowedOrgs:  slices.Clone(ic.AllowedOrgs),
+			Issuer:    ic.Issuer,
+			Audiences: slices.Clone(ic.Audiences),
+			Grants:    slices.Clone(ic.Grants),
+			Clients:   slices.Clone(ic.Clients),
+		}
+		for _, c := range ic.Clients {
+			if strings.TrimSpace(c) == "" {
+				return nil, fmt.Errorf("auth: issuer %q: an empty client id", ic.Issuer)
+			}
+			if other, ok := v.clientIssuer[c]; ok && other != is {
+				return nil, fmt.Errorf("auth: client %q is bound to issuers %q and %q; a client belongs to one issuer", c, other.Issuer, ic.Issuer)
+			}
+			v.clientIssuer[c] = is
 		}
 		if len(ic.HS256Secret) > 0 {
 			if !opts.AllowHS256 {
@@ -237,13 +299,23 @@ func (v *Verifier) Issuers() []Issuer {
 	out := make([]Issuer, len(v.issuers))
 	for i, is := range v.issuers {
 		out[i] = Issuer{
-			Issuer:       is.Issuer,
-			Audiences:    slices.Clone(is.Audiences),
-			AllowedRoles: slices.Clone(is.AllowedRoles),
-			AllowedOrgs:  slices.Clone(is.AllowedOrgs),
+			Issuer:    is.Issuer,
+			Audiences: slices.Clone(is.Audiences),
+			Grants:    slices.Clone(is.Grants),
+			Clients:   slices.Clone(is.Clients),
 		}
 	}
 	return out
+}
+
+// ClientIssuer returns the issuer a bound client belongs to (the issuer
+// whose IssuerConfig.Clients lists it); ok is false for an unbound client.
+func (v *Verifier) ClientIssuer(client string) (issuer string, ok bool) {
+	is, ok := v.clientIssuer[client]
+	if !ok {
+		return "", false
+	}
+	return is.Issuer, true
 }
 
 // Ready reports whether every issuer has at least one key loaded. For a JWKS
@@ -277,6 +349,12 @@ func (v *Verifier) verify(ctx context.Context, raw string) (domain.Principal, ti
 		return domain.Principal{}, time.Time{}, reject("missing_token", nil)
 	}
 
+	// Before any struct decoding: encoding/json would read "ROLE" as role
+	// and keep the last of two "sub"s.
+	if err := checkPayload(raw); err != nil {
+		return domain.Principal{}, time.Time{}, err
+	}
+
 	// Read the header and iss without trusting them: they only choose the
 	// issuer and key; the pinned algorithm and signature decide.
 	var peek peekClaims
@@ -299,6 +377,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (domain.Principal, ti
 	popts := []jwt.ParserOption{
 		jwt.WithValidMethods([]string{key.alg}),
 		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
 		jwt.WithLeeway(v.leeway),
 		jwt.WithTimeFunc(v.now),
 	}
@@ -313,8 +392,22 @@ func (v *Verifier) verify(ctx context.Context, raw string) (domain.Principal, ti
 		return domain.Principal{}, time.Time{}, reject(jwtReason(err), err)
 	}
 
+	start := v.now()
+	if c.IssuedAt != nil {
+		start = c.IssuedAt.Time
+	}
+	if life := c.ExpiresAt.Sub(start); life > v.maxLifetime {
+		return domain.Principal{}, time.Time{}, reject("too_long_lived", fmt.Errorf("lifetime %s exceeds %s", life, v.maxLifetime))
+	}
+
 	p, err := is.principal(c, peek.Scope != nil)
 	if err != nil {
+		return domain.Principal{}, time.Time{}, err
+	}
+	if other, ok := v.clientIssuer[p.ClientID]; ok && other != is {
+		return domain.Principal{}, time.Time{}, reject("unknown_client", fmt.Errorf("client %q is bound to issuer %q", p.ClientID, other.Issuer))
+	}
+	if err := v.checkOrg(ctx, p); err != nil {
 		return domain.Principal{}, time.Time{}, err
 	}
 	return p, c.ExpiresAt.Time, nil
@@ -369,16 +462,15 @@ func (is *Issuer) principal(c Claims, scopePresent bool) (domain.Principal, erro
 	if !role.Valid() {
 		return domain.Principal{}, reject("unknown_role", fmt.Errorf("role %q", c.Role))
 	}
-	if role != domain.RoleMember && c.Org == "" {
+	// Every role names its org, a member too: a member id means something
+	// only within its insurer.
+	if c.Org == "" {
 		return domain.Principal{}, reject("bad_claims", fmt.Errorf("org is missing for role %q", role))
 	}
-	if len(is.AllowedRoles) > 0 && !slices.Contains(is.AllowedRoles, role) {
-		return domain.Principal{}, reject("not_allowed", fmt.Errorf("issuer %q may not assert role %q", is.Issuer, role))
-	}
-	// A member token carries no org; when it does carry one, it is held to
-	// the same list as everyone else's.
-	if len(is.AllowedOrgs) > 0 && (role != domain.RoleMember || c.Org != "") && !slices.Contains(is.AllowedOrgs, c.Org) {
-		return domain.Principal{}, reject("not_allowed", fmt.Errorf("issuer %q may not assert org %q", is.Issuer, c.Org))
+	// The pair is checked whole: an issuer granted provider@A and partner@B
+	// must not mint provider@B.
+	if len(is.Grants) > 0 && !slices.Contains(is.Grants, Grant{Role: role, Org: c.Org}) {
+		return domain.Principal{}, reject("not_allowed", fmt.Errorf("issuer %q may not assert %s@%s", is.Issuer, role, c.Org))
 	}
 	p := domain.Principal{
 		Subject:      c.Subject,
@@ -389,6 +481,11 @@ func (is *Issuer) principal(c Claims, scopePresent bool) (domain.Principal, erro
 	}
 	if p.ClientID == "" {
 		p.ClientID = c.ClientID
+	}
+	// A client bound to trusted documents must not be escaped by the same
+	// issuer leaving it out or naming another (or a differently cased) one.
+	if len(is.Clients) > 0 && !slices.Contains(is.Clients, p.ClientID) {
+		return domain.Principal{}, reject("unknown_client", fmt.Errorf("issuer %q: client %q is not one of its bound clients", is.Issuer, p.ClientID))
 	}
 	if scopePresent {
 		p.TokenScopes = domain.ParseScopes(c.Scope)
@@ -422,7 +519,9 @@ func jwtReason(err error) string {
 type VerifyError struct {
 	// Reason is a short stable label: missing_token, malformed,
 	// bad_algorithm, bad_signature, expired, not_yet_valid, unknown_key,
-	// bad_issuer, bad_audience, bad_claims, unknown_role or not_allowed.
+	// bad_issuer, bad_audience, bad_claims, ambiguous_claims,
+	// too_long_lived, unknown_role, not_allowed, unknown_client,
+	// unknown_org, org_suspended, role_mismatch or org_lookup.
 	Reason string
 	// Err is the underlying cause, if any; for logs only.
 	Err error

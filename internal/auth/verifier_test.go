@@ -129,6 +129,7 @@ func TestVerifyRefusesBadTokens(t *testing.T) {
 		{"an unknown role is refused", key.Sign(t, insurerClaims(func(c *auth.Claims) { c.Role = "admin" })), "unknown_role"},
 		{"a missing role is refused", key.Sign(t, insurerClaims(func(c *auth.Claims) { c.Role = "" })), "unknown_role"},
 		{"an insurer without org is refused", key.Sign(t, insurerClaims(func(c *auth.Claims) { c.Org = "" })), "bad_claims"},
+		{"a member without org (its insurer) is refused", key.Sign(t, insurerClaims(func(c *auth.Claims) { c.Role, c.Org, c.Subject = "member", "", "m-1003" })), "bad_claims"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,8 +158,8 @@ func TestVerifyAcceptsGoodTokens(t *testing.T) {
 			domain.Principal{Subject: "user-42", Role: domain.RoleInsurer, Org: "ins-1"}},
 		{"an EdDSA token is accepted", edKey.Sign(t, insurerClaims()),
 			domain.Principal{Subject: "user-42", Role: domain.RoleInsurer, Org: "ins-1"}},
-		{"a member needs no org", rsaKey.Sign(t, insurerClaims(func(c *auth.Claims) { c.Role, c.Org, c.Subject = "member", "", "mem-7" })),
-			domain.Principal{Subject: "mem-7", Role: domain.RoleMember}},
+		{"a member names its insurer", rsaKey.Sign(t, insurerClaims(func(c *auth.Claims) { c.Role, c.Org, c.Subject = "member", "ins-1", "mem-7" })),
+			domain.Principal{Subject: "mem-7", Role: domain.RoleMember, Org: "ins-1"}},
 		{"a token expired within the leeway is accepted", rsaKey.Sign(t, insurerClaims(func(c *auth.Claims) {
 			c.ExpiresAt = jwt.NewNumericDate(t0.Add(-10 * time.Second))
 		})), domain.Principal{Subject: "user-42", Role: domain.RoleInsurer, Org: "ins-1"}},
@@ -202,7 +203,7 @@ func TestScopeClaim(t *testing.T) {
 		assert.False(t, p.Has(domain.ScopeCasesWrite))
 	})
 	t.Run("a scope claim never widens: a member claiming audit:read still lacks it", func(t *testing.T) {
-		p := verify(t, func(c *auth.Claims) { c.Role, c.Org, c.Scope = "member", "", "audit:read cases:read" })
+		p := verify(t, func(c *auth.Claims) { c.Role, c.Org, c.Scope = "member", "ins-1", "audit:read cases:read" })
 		assert.False(t, p.Has(domain.ScopeAuditRead))
 		assert.True(t, p.Has(domain.ScopeCasesRead))
 	})
@@ -399,8 +400,8 @@ func TestMultipleIssuers(t *testing.T) {
 	v, err := auth.NewVerifier(auth.Options{
 		Now: newClock().Now,
 		Issuers: []auth.IssuerConfig{
-			{Issuer: issA, JWKSFile: pathA, AllowedRoles: []domain.Role{domain.RoleInsurer}, AllowedOrgs: []string{"ins-1"}},
-			{Issuer: issB, JWKSFile: pathB, AllowedRoles: []domain.Role{domain.RolePartner}},
+			{Issuer: issA, JWKSFile: pathA, Grants: []auth.Grant{{Role: domain.RoleInsurer, Org: "ins-1"}}},
+			{Issuer: issB, JWKSFile: pathB, Grants: []auth.Grant{{Role: domain.RolePartner, Org: "net-1"}}},
 		},
 	})
 	require.NoError(t, err)
@@ -419,8 +420,8 @@ func TestMultipleIssuers(t *testing.T) {
 		{"issuer B's partner token is accepted", keyB.Sign(t, insurerClaims(partner(issB))), ""},
 		{"a token signed with A's key but claiming B is refused", keyA.Sign(t, insurerClaims(partner(issB))), "unknown_key"},
 		{"a token signed with A's key under B's kid is refused", keyA.WithKid(keyB.Kid).Sign(t, insurerClaims(partner(issB))), "bad_signature"},
-		{"a role outside the issuer's allowed roles is refused", keyB.Sign(t, insurerClaims(func(c *auth.Claims) { c.Issuer = issB })), "not_allowed"},
-		{"an org outside the issuer's allowed orgs is refused", keyA.Sign(t, insurerClaims(func(c *auth.Claims) { c.Issuer, c.Org = issA, "ins-2" })), "not_allowed"},
+		{"a role outside the issuer's grants is refused", keyB.Sign(t, insurerClaims(func(c *auth.Claims) { c.Issuer = issB })), "not_allowed"},
+		{"an org outside the issuer's grants is refused", keyA.Sign(t, insurerClaims(func(c *auth.Claims) { c.Issuer, c.Org = issA, "ins-2" })), "not_allowed"},
 		{"an unknown issuer is refused", keyA.Sign(t, insurerClaims(func(c *auth.Claims) { c.Issuer = "https://other.test" })), "bad_issuer"},
 	}
 	for _, tt := range tests {

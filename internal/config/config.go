@@ -26,6 +26,7 @@ const (
 	DefaultRequestTimeout = 10 * time.Second
 	DefaultMaxBodyBytes   = 1 << 20
 	DefaultLogLevel       = "info"
+	DefaultJWTMaxLifetime = 24 * time.Hour
 )
 
 // mask replaces secrets in String.
@@ -60,6 +61,9 @@ type Config struct {
 	// TrustedDocumentsFile binds partner clients to allow-lists of
 	// operations (TRUSTED_DOCUMENTS_FILE).
 	TrustedDocumentsFile string
+	// JWTMaxLifetime is the longest a token may live, from its iat (or from
+	// now without one) to its exp (JWT_MAX_LIFETIME).
+	JWTMaxLifetime time.Duration
 	// JWTHS256Secret is a development-only shared secret (JWT_HS256_SECRET).
 	// With neither it nor a JWKS source in development, the server makes a
 	// random one.
@@ -117,6 +121,7 @@ func Load(getenv func(string) string) (Config, error) {
 		JWTJWKSFile:          get("JWT_JWKS_FILE"),
 		JWTTrustFile:         get("JWT_TRUST_FILE"),
 		TrustedDocumentsFile: get("TRUSTED_DOCUMENTS_FILE"),
+		JWTMaxLifetime:       DefaultJWTMaxLifetime,
 		RequestTimeout:       DefaultRequestTimeout,
 		MaxBodyBytes:         DefaultMaxBodyBytes,
 		WSAllowedOrigins:     list(get("WS_ALLOWED_ORIGINS")),
@@ -149,6 +154,14 @@ func Load(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("REQUEST_TIMEOUT: %q is not a positive duration", s))
 		} else {
 			c.RequestTimeout = d
+		}
+	}
+	if s := get("JWT_MAX_LIFETIME"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("JWT_MAX_LIFETIME: %q is not a positive duration", s))
+		} else {
+			c.JWTMaxLifetime = d
 		}
 	}
 	for name, dst := range map[string]*time.Duration{"WEBHOOK_TIMEOUT": &c.WebhookTimeout, "WEBHOOK_BACKOFF": &c.WebhookBackoff} {
@@ -212,6 +225,17 @@ func Load(getenv func(string) string) (Config, error) {
 		if !c.HasJWKS() {
 			errs = append(errs, errors.New("production needs JWT_JWKS_URL, JWT_JWKS_FILE or JWT_TRUST_FILE"))
 		}
+		// The operator's issuer without iss and aud would accept a token its
+		// keys signed for any other relying party. (Trust-file entries are
+		// held to the same when the file is loaded.)
+		if c.JWTJWKSURL != "" || c.JWTJWKSFile != "" {
+			if c.JWTIssuer == "" {
+				errs = append(errs, errors.New("production needs JWT_ISSUER with JWT_JWKS_URL or JWT_JWKS_FILE"))
+			}
+			if len(c.JWTAudiences) == 0 {
+				errs = append(errs, errors.New("production needs JWT_AUDIENCE with JWT_JWKS_URL or JWT_JWKS_FILE"))
+			}
+		}
 	}
 
 	if len(errs) > 0 {
@@ -239,6 +263,7 @@ func (c Config) String() string {
 		"JWT_JWKS_FILE=" + c.JWTJWKSFile,
 		"JWT_TRUST_FILE=" + c.JWTTrustFile,
 		"TRUSTED_DOCUMENTS_FILE=" + c.TrustedDocumentsFile,
+		"JWT_MAX_LIFETIME=" + c.JWTMaxLifetime.String(),
 		"JWT_HS256_SECRET=" + secret,
 		"SEED_DEMO=" + strconv.FormatBool(c.SeedDemo),
 		"REQUEST_TIMEOUT=" + c.RequestTimeout.String(),

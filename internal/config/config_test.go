@@ -35,6 +35,7 @@ func TestLoadDefaults(t *testing.T) {
 	assert.EqualValues(t, 1<<20, c.MaxBodyBytes)
 	assert.Empty(t, c.WSAllowedOrigins)
 	assert.Equal(t, slog.LevelInfo, c.LogLevel)
+	assert.Equal(t, 24*time.Hour, c.JWTMaxLifetime)
 }
 
 func TestLoadReadsEveryVariable(t *testing.T) {
@@ -55,6 +56,7 @@ func TestLoadReadsEveryVariable(t *testing.T) {
 		"RATE_LIMIT_PER_ADDRESS":   "500",
 		"RATE_LIMIT_PER_PRINCIPAL": "12.5",
 		"LOG_LEVEL":                "debug",
+		"JWT_MAX_LIFETIME":         "90m",
 	}))
 	require.NoError(t, err)
 
@@ -70,11 +72,16 @@ func TestLoadReadsEveryVariable(t *testing.T) {
 	assert.InDelta(t, 12.5, c.RateLimitPerPrincipal, 0)
 	assert.Equal(t, []string{"https://app.test", "https://admin.test"}, c.WSAllowedOrigins)
 	assert.Equal(t, slog.LevelDebug, c.LogLevel)
+	assert.Equal(t, 90*time.Minute, c.JWTMaxLifetime)
+	assert.Contains(t, c.String(), "JWT_MAX_LIFETIME=1h30m0s")
 }
 
 func TestLoadProduction(t *testing.T) {
 	prod := func(extra map[string]string) map[string]string {
-		m := map[string]string{"APP_ENV": "production", "JWT_JWKS_URL": "https://idp.test/jwks.json"}
+		m := map[string]string{
+			"APP_ENV": "production", "JWT_JWKS_URL": "https://idp.test/jwks.json",
+			"JWT_ISSUER": "https://idp.test/", "JWT_AUDIENCE": "second-opinion-gateway",
+		}
 		for k, v := range extra {
 			m[k] = v
 		}
@@ -103,8 +110,35 @@ func TestLoadProduction(t *testing.T) {
 		})
 	}
 
-	t.Run("a JWKS file is enough in production", func(t *testing.T) {
-		_, err := config.Load(env(map[string]string{"APP_ENV": "production", "JWT_JWKS_FILE": "/etc/so/jwks.json"}))
+	// Finding 7: a production gateway without iss and aud accepted a token
+	// its keys had signed for any other relying party.
+	refusals := []struct {
+		name, wants string
+		env         map[string]string
+	}{
+		{"production refuses the operator's JWKS URL without JWT_ISSUER", "JWT_ISSUER", prod(map[string]string{"JWT_ISSUER": ""})},
+		{"production refuses the operator's JWKS URL without JWT_AUDIENCE", "JWT_AUDIENCE", prod(map[string]string{"JWT_AUDIENCE": " , "})},
+		{"production refuses the operator's JWKS file without JWT_ISSUER and JWT_AUDIENCE", "JWT_ISSUER",
+			map[string]string{"APP_ENV": "production", "JWT_JWKS_FILE": "/etc/so/jwks.json"}},
+	}
+	for _, tt := range refusals {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := config.Load(env(tt.env))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.wants)
+		})
+	}
+
+	t.Run("a JWKS file with issuer and audience is enough in production", func(t *testing.T) {
+		_, err := config.Load(env(map[string]string{
+			"APP_ENV": "production", "JWT_JWKS_FILE": "/etc/so/jwks.json",
+			"JWT_ISSUER": "https://idp.test/", "JWT_AUDIENCE": "second-opinion-gateway",
+		}))
+		assert.NoError(t, err)
+	})
+
+	t.Run("a trust file alone needs no JWT_ISSUER: its entries carry their own", func(t *testing.T) {
+		_, err := config.Load(env(map[string]string{"APP_ENV": "production", "JWT_TRUST_FILE": "/etc/so/trust.json"}))
 		assert.NoError(t, err)
 	})
 }
@@ -123,6 +157,8 @@ func TestLoadRefusesBadValues(t *testing.T) {
 		{"a zero RATE_LIMIT_PER_PRINCIPAL is refused", map[string]string{"RATE_LIMIT_PER_PRINCIPAL": "0"}},
 		{"a MONGODB_URI of another scheme is refused", map[string]string{"MONGODB_URI": "postgres://u:p@db"}},
 		{"a JWKS URL that is not http(s) is refused", map[string]string{"JWT_JWKS_URL": "file:///etc/jwks.json"}},
+		{"a JWT_MAX_LIFETIME that is not a duration is refused", map[string]string{"JWT_MAX_LIFETIME": "24"}},
+		{"a zero JWT_MAX_LIFETIME is refused", map[string]string{"JWT_MAX_LIFETIME": "0s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

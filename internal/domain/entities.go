@@ -191,13 +191,16 @@ type SpecialistInternal struct {
 	Email       string
 }
 
-// OrgKind tells a domestic provider org from an international network.
+// OrgKind is what a registered organisation is: an insurer, a domestic
+// provider org, an international network or the operator itself.
 type OrgKind string
 
-// Org kinds.
+// Org kinds (DESIGN.md §2).
 const (
+	OrgInsurer  OrgKind = "INSURER"
 	OrgProvider OrgKind = "PROVIDER"
 	OrgNetwork  OrgKind = "NETWORK"
+	OrgOperator OrgKind = "OPERATOR"
 )
 
 // Specialist is a physician who writes opinions.

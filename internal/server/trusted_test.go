@@ -3,6 +3,7 @@ package server_test
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -65,6 +66,18 @@ func TestTrustedDocumentsBindAClientToItsOperations(t *testing.T) {
 	t.Run("an unknown hash is FORBIDDEN", func(t *testing.T) {
 		res := env.DoRaw(t, tok, map[string]any{"extensions": map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": trusted.Hash("{ viewer { role } }")}}})
 		assert.Equal(t, []string{"FORBIDDEN"}, res.Codes())
+	})
+	// Finding 6: an upper-case hash of a registered document answered INTERNAL.
+	t.Run("an upper-case hash of a registered document is accepted", func(t *testing.T) {
+		res := env.DoRaw(t, tok, map[string]any{"extensions": map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": strings.ToUpper(trusted.Hash(trustedViewer))}}})
+		assert.Empty(t, res.Errors, res.Raw)
+		assert.Equal(t, "PARTNER", testenv.Get(res.Data, "viewer", "role"))
+	})
+	t.Run("an unbound client's text with its upper-case hash is accepted", func(t *testing.T) {
+		q := "{ viewer { org } }"
+		res := env.DoRaw(t, unbound, map[string]any{"query": q, "extensions": map[string]any{"persistedQuery": map[string]any{"version": 1, "sha256Hash": strings.ToUpper(trusted.Hash(q))}}})
+		assert.Empty(t, res.Errors, res.Raw)
+		assert.NotContains(t, res.Raw, "INTERNAL")
 	})
 	t.Run("an unbound client keeps the ordinary rules", func(t *testing.T) {
 		res := env.Do(t, unbound, `{ viewer { role } }`, nil)

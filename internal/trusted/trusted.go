@@ -2,6 +2,12 @@
 // (trusted documents): a bound client may send only operations registered
 // for it, by hash or as the exact registered text; anything else is refused
 // before parsing. Unbound clients keep the ordinary limits.
+//
+// A binding is only as strong as the client id: the partner's own identity
+// provider writes azp / client_id. So each bound client must also be listed
+// under its issuer's "clients" in JWT_TRUST_FILE, where the verifier refuses
+// that issuer's tokens naming no bound client, another one or one in another
+// letter case, and any other issuer's token naming it (see CheckIssuers).
 package trusted
 
 import (
@@ -11,8 +17,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -67,7 +75,7 @@ func Load(path string) (*Registry, error) {
 				if len(h) != 64 {
 					return nil, fmt.Errorf("trusted documents %s: %q is not a sha256 hash", path, e)
 				}
-				allowed[strings.ToLower(h)] = true
+				allowed[NormalizeHash(h)] = true
 				continue
 			}
 			matches, err := filepath.Glob(filepath.Join(base, e))
@@ -91,9 +99,36 @@ func Load(path string) (*Registry, error) {
 
 // Bound reports whether a client is bound to an allow-list.
 func (r *Registry) Bound(client string) bool {
+	if r == nil {
+		return false
+	}
 	_, ok := r.clients[client]
-	return r != nil && ok
+	return ok
 }
+
+// Clients returns the bound client ids, sorted.
+func (r *Registry) Clients() []string {
+	if r == nil {
+		return nil
+	}
+	return slices.Sorted(maps.Keys(r.clients))
+}
+
+// CheckIssuers refuses a registry binding a client that no trusted issuer
+// claims as its own (issuerOf is the verifier's ClientIssuer): such an
+// issuer could leave the client out of its tokens and send any operation.
+func (r *Registry) CheckIssuers(issuerOf func(client string) (issuer string, ok bool)) error {
+	for _, c := range r.Clients() {
+		if _, ok := issuerOf(c); !ok {
+			return fmt.Errorf(`trusted documents: client %q is bound to documents but no issuer in JWT_TRUST_FILE lists it in "clients"; list it under its issuer so that issuer's tokens must name it`, c)
+		}
+	}
+	return nil
+}
+
+// NormalizeHash is the one form hashes are compared in: lower-case hex, as
+// Hash writes them.
+func NormalizeHash(h string) string { return strings.ToLower(strings.TrimSpace(h)) }
 
 // Extension is the gqlgen extension enforcing the bindings. Register it
 // before the APQ extension, so a hash-only request resolves to the
@@ -118,8 +153,18 @@ func forbidden(msg string) *gqlerror.Error {
 }
 
 // MutateOperationParameters admits only registered documents from bound
-// clients, before anything parses them.
+// clients, before anything parses them. It also writes every APQ hash in
+// the normal form, for every client: the APQ extension after it compares
+// hashes as strings, so an upper-case hash of the very text sent failed
+// there (as an internal error).
 func (e Extension) MutateOperationParameters(ctx context.Context, raw *graphql.RawParams) *gqlerror.Error {
+	hash := ""
+	if pq, ok := raw.Extensions["persistedQuery"].(map[string]any); ok {
+		if h, ok := pq["sha256Hash"].(string); ok {
+			hash = NormalizeHash(h)
+			pq["sha256Hash"] = hash
+		}
+	}
 	r := e.Registry
 	if r == nil {
 		return nil
@@ -131,11 +176,6 @@ func (e Extension) MutateOperationParameters(ctx context.Context, raw *graphql.R
 	allowed, bound := r.clients[p.ClientID]
 	if !bound {
 		return nil
-	}
-	hash := ""
-	if pq, ok := raw.Extensions["persistedQuery"].(map[string]any); ok {
-		hash, _ = pq["sha256Hash"].(string)
-		hash = strings.ToLower(hash)
 	}
 	if raw.Query == "" {
 		if hash == "" || !allowed[hash] {
