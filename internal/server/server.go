@@ -185,6 +185,7 @@ func newGraphQL(d Deps, obs *observer) http.Handler {
 	srv.Use(subscriptionsOverWebsocket{})
 	if d.Production {
 		srv.SetDisableSuggestion(true)
+		srv.SetValidationRulesFn(rulesWithoutSuggestions)
 	} else {
 		srv.Use(extension.Introspection{})
 	}
@@ -219,6 +220,9 @@ func newGraphQL(d Deps, obs *observer) http.Handler {
 		resp := next(ctx)
 		if resp == nil {
 			return nil
+		}
+		if d.Production {
+			dropSuggestions(resp)
 		}
 		normalizeErrors(resp, d.Limits.MaxErrors)
 		// Fail closed: the response leaves only once its audit is stored.
