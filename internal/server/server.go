@@ -97,7 +97,7 @@ func (h *Handler) Metrics() *telemetry.Metrics { return h.metrics }
 func (h *Handler) MetricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h.metrics.Handler())
-	return mux
+	return withSecurityHeaders(mux)
 }
 
 // CloseWebsockets closes every websocket connection with 1001 (going away),
@@ -167,9 +167,9 @@ func New(d Deps) *Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "database": true, "keys": true})
 	})
 	if !d.Production {
-		mux.Handle("GET /{$}", playground.Handler("Second Opinion Gateway", "/graphql"))
+		mux.Handle("GET /{$}", withGraphiQLPolicy(playground.Handler("Second Opinion Gateway", "/graphql")))
 	}
-	h := withRequestID(obs.middleware(withTimeout(d.RequestTimeout, withBodyLimit(d.MaxBodyBytes, mux))))
+	h := withSecurityHeaders(withRequestID(obs.middleware(withTimeout(d.RequestTimeout, withBodyLimit(d.MaxBodyBytes, mux)))))
 	return &Handler{Handler: h, metrics: d.Metrics, ws: obs.ws}
 }
 
