@@ -46,6 +46,14 @@ func ErrorPresenter(log *slog.Logger, requestID RequestIDFunc) graphql.ErrorPres
 			setCode(gerr, domain.CodeBadUserInput)
 			return gerr
 		}
+		// An error gqlgen raises about the request itself before anything
+		// runs (an APQ hash that does not match its query, an APQ version it
+		// does not know) has no cause and no path: the client's mistake.
+		// Anything a resolver returns carries a path.
+		if errors.As(err, &ge) && ge.Err == nil && len(ge.Path) == 0 {
+			setCode(gerr, domain.CodeBadUserInput)
+			return gerr
+		}
 		rid := requestID(ctx)
 		attrs := []any{"request_id", rid, "path", gerr.Path.String(), "error", Scrub(err.Error())}
 		tid := traceID(ctx)

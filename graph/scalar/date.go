@@ -2,12 +2,13 @@
 package scalar
 
 import (
-	"fmt"
 	"io"
 	"strconv"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+
+	"github.com/secondopinion/gateway/internal/domain"
 )
 
 // DateLayout is the ISO-8601 calendar date form of the Date scalar.
@@ -20,15 +21,16 @@ func MarshalDate(t time.Time) graphql.Marshaler {
 	})
 }
 
-// UnmarshalDate reads an ISO-8601 calendar date.
+// UnmarshalDate reads an ISO-8601 calendar date. A malformed one is the
+// client's mistake (BAD_USER_INPUT), never an internal error.
 func UnmarshalDate(v any) (time.Time, error) {
 	s, ok := v.(string)
 	if !ok {
-		return time.Time{}, fmt.Errorf("a Date must be a string like 2026-03-01")
+		return time.Time{}, domain.Errorf(domain.CodeBadUserInput, "a Date must be a string like 2026-03-01")
 	}
 	t, err := time.Parse(DateLayout, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("a Date must look like 2026-03-01")
+		return time.Time{}, domain.Errorf(domain.CodeBadUserInput, "a Date must be a real calendar date like 2026-03-01")
 	}
 	return t, nil
 }

@@ -167,6 +167,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
 		Events: hub, AllowedOrigins: cfg.WSAllowedOrigins,
 		Metrics: metrics, Tracer: tracing.Provider, RateLimits: rateLimits(cfg),
+		MetricsApart: cfg.MetricsAddr != "",
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -188,13 +189,23 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		printDevInfo(stdout, addr, cfg.JWTIssuer, cfg.JWTAudiences, secret, devSecret || len(cfg.JWTHS256Secret) > 0)
 	}
 	log.Info("listening", "addr", addr, "env", cfg.Env)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if cfg.MetricsAddr != "" {
+		msrv, err := serveMetrics(cfg.MetricsAddr, h.MetricsHandler(), handler, errc)
+		if err != nil {
+			_ = srv.Close()
+			return err
+		}
+		log.Info("metrics listening", "addr", msrv.addr)
+		defer msrv.stop()
+	}
 	if ready != nil {
 		ready(addr)
 	}
 	select {
 	case err := <-errc:
+		_ = srv.Close()
 		return err
 	case <-ctx.Done():
 	}
@@ -234,6 +245,43 @@ func sweepOutboxes(ctx context.Context, st *store.Store, log *slog.Logger) {
 		if err := st.PublishPendingEvents(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("case events: publishing pending events failed", "error", domain.Scrub(err.Error()))
 		}
+	}
+}
+
+// metricsServer is the separate /metrics listener (METRICS_ADDR).
+type metricsServer struct {
+	srv  *http.Server
+	addr string
+}
+
+// serveMetrics listens on addr and serves h there until stop; a Serve
+// failure is sent to errc, ending Run as a failure of the main listener would.
+func serveMetrics(addr string, h http.Handler, logs slog.Handler, errc chan<- error) (*metricsServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen METRICS_ADDR %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logs, slog.LevelWarn),
+	}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("metrics listener: %w", err)
+		}
+	}()
+	return &metricsServer{srv: srv, addr: ln.Addr().String()}, nil
+}
+
+// stop closes the metrics listener; a scrape in flight gets a short grace.
+func (m *metricsServer) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := m.srv.Shutdown(ctx); err != nil {
+		_ = m.srv.Close()
 	}
 }
 

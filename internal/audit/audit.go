@@ -6,8 +6,10 @@ package audit
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
@@ -36,12 +38,39 @@ type Recorder struct {
 	seen   map[string]struct{}
 }
 
-// NewRecorder starts collecting for one operation.
+// MaxOperationLabel bounds the operation label stored in every event, in
+// characters (DESIGN.md §6): the label comes from the client, and copied
+// verbatim into each event of a page it would let one request write
+// megabytes of audit.
+const MaxOperationLabel = 100
+
+// OperationLabel is operation as stored: valid UTF-8, cut to
+// MaxOperationLabel characters on a character boundary.
+func OperationLabel(operation string) string {
+	if len(operation) <= MaxOperationLabel && utf8.ValidString(operation) {
+		return operation
+	}
+	// Look at no more than the bytes the label can use, however long the
+	// name: MaxOperationLabel characters are at most 4 bytes each.
+	head := operation[:min(len(operation), 4*MaxOperationLabel)]
+	head = strings.ToValidUTF8(head, "\uFFFD")
+	n := 0
+	for i := range head {
+		if n == MaxOperationLabel {
+			return head[:i]
+		}
+		n++
+	}
+	return head
+}
+
+// NewRecorder starts collecting for one operation; the operation label is
+// bounded by OperationLabel.
 func NewRecorder(p domain.Principal, requestID, operation string, now func() time.Time) *Recorder {
 	if now == nil {
 		now = time.Now
 	}
-	return &Recorder{principal: p, requestID: requestID, operation: operation, now: now, seen: map[string]struct{}{}}
+	return &Recorder{principal: p, requestID: requestID, operation: OperationLabel(operation), now: now, seen: map[string]struct{}{}}
 }
 
 // Entry is one access to record.

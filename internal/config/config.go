@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -36,6 +37,10 @@ const mask = "***"
 type Config struct {
 	// Addr is the listen address (ADDR).
 	Addr string
+	// MetricsAddr is a separate listener for /metrics (METRICS_ADDR). When
+	// set, /metrics is served only there; in production it is never served
+	// on ADDR, so production without it has no metrics endpoint.
+	MetricsAddr string
 	// Env is development or production (APP_ENV).
 	Env string
 	// MongoURI points at MongoDB (MONGODB_URI); empty starts the embedded
@@ -111,6 +116,7 @@ func Load(getenv func(string) string) (Config, error) {
 	get := func(k string) string { return strings.TrimSpace(getenv(k)) }
 	c := Config{
 		Addr:                 or(get("ADDR"), DefaultAddr),
+		MetricsAddr:          get("METRICS_ADDR"),
 		Env:                  or(get("APP_ENV"), EnvDevelopment),
 		MongoURI:             get("MONGODB_URI"),
 		MongoDatabase:        or(get("MONGODB_DATABASE"), DefaultDatabase),
@@ -205,6 +211,13 @@ func Load(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not debug, info, warn or error", level))
 	}
 
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("METRICS_ADDR: %q is not a host:port address", c.MetricsAddr))
+		} else if c.MetricsAddr == c.Addr {
+			errs = append(errs, errors.New("METRICS_ADDR must differ from ADDR: metrics are kept off the public listener"))
+		}
+	}
 	if c.MongoURI != "" && !strings.HasPrefix(c.MongoURI, "mongodb://") && !strings.HasPrefix(c.MongoURI, "mongodb+srv://") {
 		// The URI may hold a password: never echo it.
 		errs = append(errs, errors.New("MONGODB_URI must start with mongodb:// or mongodb+srv://"))
@@ -253,6 +266,7 @@ func (c Config) String() string {
 	}
 	fields := []string{
 		"ADDR=" + c.Addr,
+		"METRICS_ADDR=" + c.MetricsAddr,
 		"APP_ENV=" + c.Env,
 		"MONGODB_URI=" + maskURI(c.MongoURI),
 		"MONGODB_DATABASE=" + c.MongoDatabase,

@@ -218,3 +218,15 @@ func TestLoadWebhookSettings(t *testing.T) {
 		t.Fatal("0 attempts accepted")
 	}
 }
+
+func TestMetricsAddrIsAListenerApartFromADDR(t *testing.T) {
+	c, err := config.Load(env(map[string]string{"METRICS_ADDR": "127.0.0.1:9100"}))
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:9100", c.MetricsAddr)
+	assert.Contains(t, c.String(), "METRICS_ADDR=127.0.0.1:9100")
+
+	_, err = config.Load(env(map[string]string{"METRICS_ADDR": "9100"}))
+	assert.ErrorContains(t, err, "METRICS_ADDR")
+	_, err = config.Load(env(map[string]string{"ADDR": ":8080", "METRICS_ADDR": ":8080"}))
+	assert.ErrorContains(t, err, "METRICS_ADDR must differ from ADDR")
+}

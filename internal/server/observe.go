@@ -17,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/telemetry"
 )
@@ -175,9 +176,7 @@ func (o *observer) aroundOperations(ctx context.Context, next graphql.OperationH
 			name = oc.Operation.Name
 		}
 	}
-	if len(name) > 100 {
-		name = name[:100]
-	}
+	name = audit.OperationLabel(name)
 	label := o.names.Label(name)
 	rec := telemetry.RecordFrom(ctx)
 	ws := rec != nil && rec.Websocket

@@ -70,6 +70,11 @@ type Deps struct {
 	// Metrics are served at /metrics (a fresh registry when nil). Pass the
 	// same Metrics to telemetry.CommandMonitor for database timings.
 	Metrics *telemetry.Metrics
+	// MetricsApart keeps /metrics off this handler: it is served by
+	// Handler.MetricsHandler on its own listener (METRICS_ADDR). In
+	// production /metrics is never on this handler, whatever this says:
+	// it names auth failures, operations and timings to anyone.
+	MetricsApart bool
 	// Tracer makes the spans (no-op when nil).
 	Tracer trace.TracerProvider
 	// Operations are the operation names that keep their own metric label
@@ -86,6 +91,14 @@ type Handler struct {
 
 // Metrics returns the handler's metrics.
 func (h *Handler) Metrics() *telemetry.Metrics { return h.metrics }
+
+// MetricsHandler serves GET /metrics alone, for the separate metrics
+// listener; every other path is 404.
+func (h *Handler) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h.metrics.Handler())
+	return withSecurityHeaders(mux)
+}
 
 // CloseWebsockets closes every websocket connection with 1001 (going away),
 // ending its subscriptions; connections accepted afterwards are closed at
@@ -136,7 +149,9 @@ func New(d Deps) *Handler {
 	mux := http.NewServeMux()
 	authn := d.Verifier.MiddlewareWith(obs.authRefused)
 	mux.Handle("/graphql", limitByAddress(d.RateLimits, authn(notePrincipal(limitByPrincipal(d.RateLimits, guardTransport(gql))))))
-	mux.Handle("GET /metrics", d.Metrics.Handler())
+	if !d.Production && !d.MetricsApart {
+		mux.Handle("GET /metrics", d.Metrics.Handler())
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
@@ -152,9 +167,9 @@ func New(d Deps) *Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "database": true, "keys": true})
 	})
 	if !d.Production {
-		mux.Handle("GET /{$}", playground.Handler("Second Opinion Gateway", "/graphql"))
+		mux.Handle("GET /{$}", withGraphiQLPolicy(playground.Handler("Second Opinion Gateway", "/graphql")))
 	}
-	h := withRequestID(obs.middleware(withTimeout(d.RequestTimeout, withBodyLimit(d.MaxBodyBytes, mux))))
+	h := withSecurityHeaders(withRequestID(obs.middleware(withTimeout(d.RequestTimeout, withBodyLimit(d.MaxBodyBytes, mux)))))
 	return &Handler{Handler: h, metrics: d.Metrics, ws: obs.ws}
 }
 
@@ -185,6 +200,7 @@ func newGraphQL(d Deps, obs *observer) http.Handler {
 	srv.Use(subscriptionsOverWebsocket{})
 	if d.Production {
 		srv.SetDisableSuggestion(true)
+		srv.SetValidationRulesFn(rulesWithoutSuggestions)
 	} else {
 		srv.Use(extension.Introspection{})
 	}
@@ -219,6 +235,9 @@ func newGraphQL(d Deps, obs *observer) http.Handler {
 		resp := next(ctx)
 		if resp == nil {
 			return nil
+		}
+		if d.Production {
+			dropSuggestions(resp)
 		}
 		normalizeErrors(resp, d.Limits.MaxErrors)
 		// Fail closed: the response leaves only once its audit is stored.

@@ -23,8 +23,12 @@ import (
 
 // Options tune the Dispatcher. Zero values take the defaults below.
 type Options struct {
-	// Production refuses connections to non-public addresses.
+	// Production refuses connections to loopback too; every other
+	// special-purpose address is refused in every mode.
 	Production bool
+	// Resolver looks endpoint hosts up (net.DefaultResolver when nil); every
+	// address it returns is checked before any is dialled.
+	Resolver Resolver
 	// GlobalID makes API ids (graph.GlobalID); required.
 	GlobalID func(typ, raw string) string
 	// PollInterval: how often new events and due retries are looked for
@@ -116,10 +120,8 @@ func NewDispatcher(st *store.Store, o Options) (*Dispatcher, error) {
 	_, _ = rand.Read(b)
 	tr := o.Transport
 	if tr == nil {
-		dialer := &net.Dialer{Timeout: o.Timeout}
-		if o.Production {
-			dialer.Control = publicOnly
-		}
+		// Outside production loopback stays reachable, for local receivers.
+		dialer := newGuardedDialer(&net.Dialer{Timeout: o.Timeout}, o.Resolver, !o.Production)
 		tr = &http.Transport{
 			DialContext:           dialer.DialContext,
 			TLSHandshakeTimeout:   o.Timeout,
