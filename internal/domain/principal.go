@@ -156,3 +156,9 @@ func (p Principal) MemberKey() string {
 	}
 	return MemberKey(p.Org, p.Subject)
 }
+
+// SplitMemberKey returns the insurer and member id of a MemberKey.
+func SplitMemberKey(key string) (insurer, memberID string) {
+	insurer, memberID, _ = strings.Cut(key, ":")
+	return insurer, memberID
+}

@@ -13,13 +13,13 @@ import (
 func TestAnOlderEventArrivingAfterARevocationIsNotShownToThePartner(t *testing.T) {
 	h := NewHub(nil, 0, nil)
 	partner := domain.Principal{Subject: "u", Role: domain.RolePartner, Org: "net-1"}
-	member := domain.Principal{Subject: "m-1", Role: domain.RoleMember}
+	member := domain.Principal{Subject: "m-1", Role: domain.RoleMember, Org: "ins"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pch := h.Subscribe(ctx, partner, "")
 	mch := h.Subscribe(ctx, member, "")
 
-	base := store.CaseEventRecord{CaseID: "c1", PatientID: "m-1", SpecialistOrgID: "net-1"}
+	base := store.CaseEventRecord{CaseID: "c1", PatientID: "ins:m-1", SpecialistOrgID: "net-1"}
 	revoked := base
 	revoked.Seq, revoked.Version, revoked.Type, revoked.IntlConsent = 1, 3, "CONSENT_REVOKED", false
 	review := base

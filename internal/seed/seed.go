@@ -151,7 +151,7 @@ func Build(size Size, now time.Time) store.Demo {
 		pol := d.Policies[i%len(d.Policies)]
 		patient := pol.InsuredIDs[i%len(pol.InsuredIDs)]
 		if i%5 == 0 {
-			pol, patient = d.Policies[0], DemoMember
+			pol, patient = d.Policies[0], DemoMemberKey
 		}
 		status := statuses[i%len(statuses)]
 		spec := specialties[i%len(specialties)]

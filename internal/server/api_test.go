@@ -77,7 +77,7 @@ func newAPIPolicy(t *testing.T, env *testenv.Env, covered bool, casesPerYear int
 
 func (p apiPolicy) memberToken(t *testing.T, env *testenv.Env) string {
 	t.Helper()
-	return env.Token(t, domain.Principal{Subject: p.memberID, Role: domain.RoleMember})
+	return env.Token(t, domain.Principal{Subject: p.memberID, Role: domain.RoleMember, Org: seed.InsurerNorthstar})
 }
 
 // read returns the policy as its insurer sees it.
@@ -492,7 +492,7 @@ func TestEligibilityPolicyWritesAreGuarded(t *testing.T) {
 	})
 	t.Run("a member may not create a policy", func(t *testing.T) {
 		member := apiUnique("m-api")
-		tok := env.Token(t, domain.Principal{Subject: member, Role: domain.RoleMember})
+		tok := env.Token(t, domain.Principal{Subject: member, Role: domain.RoleMember, Org: seed.InsurerNorthstar})
 		res := env.Do(t, tok, apiCreatePolicyDoc, map[string]any{"in": apiPolicyInput("API-"+member, member, true, 3)})
 		assert.Equal(t, []string{"FORBIDDEN"}, res.Codes(), res.Raw)
 		assert.Nil(t, res.Data, res.Raw)

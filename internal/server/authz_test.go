@@ -327,7 +327,8 @@ func TestAuthzPartnerLosesACaseTheMomentInternationalSharingIsRevoked(t *testing
 	before = w.env.As(t, "partner", opinionQuery, map[string]any{"id": c.opinionID})
 	require.Empty(t, before.Errors, before.Raw)
 
-	member := w.env.Token(t, domain.Principal{Subject: c.patient, Role: domain.RoleMember})
+	insurer, memberID := domain.SplitMemberKey(c.patient)
+	member := w.env.Token(t, domain.Principal{Subject: memberID, Role: domain.RoleMember, Org: insurer})
 	res := w.env.Do(t, member, `mutation($in: ConsentInput!) { revokeConsent(input: $in) { case { consents { kind active } } } }`,
 		map[string]any{"in": map[string]any{"caseId": c.id, "kind": "INTERNATIONAL_SHARING"}})
 	require.Empty(t, res.Errors, res.Raw)

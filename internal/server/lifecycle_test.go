@@ -47,7 +47,7 @@ func newLifecycle(t *testing.T, env *testenv.Env, international bool, casesPerYe
 	}})
 	require.Empty(t, res.Errors, res.Raw)
 	lc := &lifecycle{env: env, memberID: memberID, policyID: testenv.Get(res.Data, "createPolicy", "policy", "id").(string)}
-	lc.member = env.Token(t, domain.Principal{Subject: memberID, Role: domain.RoleMember})
+	lc.member = env.Token(t, domain.Principal{Subject: memberID, Role: domain.RoleMember, Org: seed.InsurerNorthstar})
 	return lc
 }
 

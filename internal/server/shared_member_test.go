@@ -7,39 +7,76 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/testenv"
 )
 
-// A second insurer naming an existing member id must learn nothing of what
-// the first insurer recorded about that member.
-func TestAnInsurerNeverReadsAnotherInsurersRecordOfAMember(t *testing.T) {
+// Issue 13, finding 1: an insurer naming another insurer's member id in
+// createPolicy and requestSecondOpinion. Each insurer's member ids are its
+// own namespace: the hostile insurer creates and reads only a member of its
+// own, and the other insurer's member never sees what it wrote.
+func TestAnInsurerNamingAnotherInsurersMemberIDTouchesOnlyItsOwnMember(t *testing.T) {
 	env := testenv.Start(t)
-	const q = `mutation($in: CreatePolicyInput!) { createPolicy(input: $in) { policy { id insured { id givenName familyName dateOfBirth email phone } } } }`
-	policy := func(number, given string) map[string]any {
+	const create = `mutation($in: CreatePolicyInput!) { createPolicy(input: $in) { policy { id insured { id givenName birthYear sex country language } } } }`
+	policy := func(number, memberID, given, country string) map[string]any {
 		return map[string]any{"in": map[string]any{
-			"policyNumber": number, "product": "EXTENDED_HEALTH", "effectiveFrom": "2026-01-01",
-			"secondOpinion": map[string]any{"covered": true, "casesPerYear": 1, "international": false},
-			"insured": []any{map[string]any{"memberId": "m-shared-1", "givenName": given, "familyName": "Probe",
-				"dateOfBirth": "2000-01-01", "email": given + "@example.org"}},
+			"policyNumber": number, "product": "CRITICAL_ILLNESS", "effectiveFrom": "2026-01-01",
+			"secondOpinion": map[string]any{"covered": true, "casesPerYear": 3, "international": false},
+			"insured": []any{map[string]any{"memberId": memberID, "givenName": given, "familyName": "Probe",
+				"dateOfBirth": "1999-09-09", "sex": "OTHER", "country": country, "language": "es", "email": given + "@example.org"}},
 		}}
 	}
-	first := env.As(t, "insurer", q, policy("NS-SHARED", "Nora"))
-	require.Empty(t, first.Errors, first.Raw)
+	maple := env.Token(t, domain.Principal{Subject: "u-maple", Role: domain.RoleInsurer, Org: seed.InsurerMaple})
 
-	evil := env.Token(t, domain.Principal{Subject: "u-evil", Role: domain.RoleInsurer, Org: "ins-evil"})
-	second := env.Do(t, evil, q, policy("EV-SHARED", "Xavier"))
-	require.Empty(t, second.Errors, second.Raw)
-	assert.NotContains(t, second.Raw, "Nora", "the second insurer sees only what it supplied")
-	assert.Equal(t, "Xavier", testenv.Get(second.Data, "createPolicy", "policy", "insured", 0, "givenName"))
+	t.Run("naming an existing member of another insurer reveals nothing of them", func(t *testing.T) {
+		mine := env.As(t, "member", `{ policies(first: 5) { edges { node { insured { birthYear sex country language } } } } }`, nil)
+		require.Empty(t, mine.Errors, mine.Raw)
+		res := env.Do(t, maple, create, policy("MP-HOSTILE-1", seed.DemoMember, "Mallory", "MX"))
+		require.Empty(t, res.Errors, res.Raw)
+		insured := testenv.Get(res.Data, "createPolicy", "policy", "insured", 0)
+		assert.Equal(t, "Mallory", testenv.Get(insured, "givenName"))
+		assert.Equal(t, float64(1999), testenv.Get(insured, "birthYear"), "maple's own record, not northstar's")
+		assert.Equal(t, "MX", testenv.Get(insured, "country"))
+		assert.Equal(t, "OTHER", testenv.Get(insured, "sex"))
 
-	patientID := testenv.Get(second.Data, "createPolicy", "policy", "insured", 0, "id")
-	node := env.Do(t, evil, `query($id: ID!) { node(id: $id) { ... on Patient { givenName email } } }`, map[string]any{"id": patientID})
-	assert.NotContains(t, node.Raw, "Nora")
+		node := env.Do(t, maple, `query($id: ID!) { node(id: $id) { ... on Patient { givenName country } } }`,
+			map[string]any{"id": testenv.Get(insured, "id")})
+		assert.Equal(t, "MX", testenv.Get(node.Data, "node", "country"))
+		after := env.As(t, "member", `{ policies(first: 5) { edges { node { insured { birthYear sex country language } } } } }`, nil)
+		assert.JSONEq(t, mine.Raw, after.Raw, "northstar's member is unchanged")
+	})
 
-	dup := env.Do(t, evil, q, policy("EV-SHARED", "Yves")) // refused: same number
-	assert.Equal(t, []string{"CONFLICT"}, dup.Codes())
+	t.Run("a case maple requests for that id never reaches northstar's member", func(t *testing.T) {
+		pol := env.Do(t, maple, create, policy("MP-HOSTILE-2", seed.DemoMember, "Mallory", "MX"))
+		require.Empty(t, pol.Errors, pol.Raw)
+		req := env.Do(t, maple, `mutation($in: RequestSecondOpinionInput!) { requestSecondOpinion(input: $in) { case { id } } }`,
+			map[string]any{"in": map[string]any{"policyId": testenv.Get(pol.Data, "createPolicy", "policy", "id"),
+				"patientMemberId": seed.DemoMember, "specialty": "oncology",
+				"diagnosis": map[string]any{"code": "Z99.9", "description": "Planted by another insurer"}}})
+		require.Empty(t, req.Errors, req.Raw)
+		mine := env.As(t, "member", `{ cases(first: 100) { edges { node { id diagnosis { description } } } } }`, nil)
+		require.Empty(t, mine.Errors, mine.Raw)
+		assert.NotContains(t, mine.Raw, "Planted")
+		assert.NotContains(t, mine.Raw, testenv.Get(req.Data, "requestSecondOpinion", "case", "id"))
+	})
 
-	again := env.As(t, "insurer", `query($id: ID!) { node(id: $id) { ... on Patient { givenName email } } }`, map[string]any{"id": patientID})
-	assert.Equal(t, "Nora", testenv.Get(again.Data, "node", "givenName"), "the first insurer's record is untouched")
-	assert.Equal(t, "Nora@example.org", testenv.Get(again.Data, "node", "email"))
+	t.Run("two insurers registering one fresh id each keep their own person", func(t *testing.T) {
+		a := env.As(t, "insurer", create, policy("NS-FRESH", "m-fresh-1", "Nora", "CA"))
+		require.Empty(t, a.Errors, a.Raw)
+		b := env.Do(t, maple, create, policy("MP-FRESH", "m-fresh-1", "Xavier", "FR"))
+		require.Empty(t, b.Errors, b.Raw)
+		assert.NotContains(t, b.Raw, "Nora")
+		assert.Equal(t, "Xavier", testenv.Get(b.Data, "createPolicy", "policy", "insured", 0, "givenName"))
+		assert.Equal(t, "FR", testenv.Get(b.Data, "createPolicy", "policy", "insured", 0, "country"))
+
+		northstarID := testenv.Get(a.Data, "createPolicy", "policy", "insured", 0, "id")
+		mapleID := testenv.Get(b.Data, "createPolicy", "policy", "insured", 0, "id")
+		assert.NotEqual(t, northstarID, mapleID, "two people, two ids")
+		cross := env.Do(t, maple, `query($id: ID!) { node(id: $id) { ... on Patient { givenName } } }`, map[string]any{"id": northstarID})
+		assert.Nil(t, testenv.Get(cross.Data, "node"), "maple cannot open northstar's member")
+		assert.NotContains(t, cross.Raw, "Nora")
+		own := env.As(t, "coordinator", `query($id: ID!) { node(id: $id) { ... on Patient { givenName country } } }`, map[string]any{"id": northstarID})
+		assert.Equal(t, "Nora", testenv.Get(own.Data, "node", "givenName"))
+		assert.Equal(t, "CA", testenv.Get(own.Data, "node", "country"), "the country that decides 'abroad' is the insurer's own")
+	})
 }

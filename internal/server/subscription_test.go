@@ -141,7 +141,7 @@ func TestSubscriptionsRefuseBadTokensAndForeignCases(t *testing.T) {
 		assert.Equal(t, websocket.StatusCode(4401), websocket.CloseStatus(err))
 	})
 	t.Run("an expired token closes the socket with 4401", func(t *testing.T) {
-		c := auth.Claims{Role: "member"}
+		c := auth.Claims{Role: "member", Org: seed.InsurerNorthstar}
 		c.Subject = seed.DemoMember
 		tok, err := auth.MintHS256(env.Secret, c, time.Minute, time.Now().Add(-time.Hour))
 		require.NoError(t, err)
@@ -154,7 +154,7 @@ func TestSubscriptionsRefuseBadTokensAndForeignCases(t *testing.T) {
 		assert.Equal(t, websocket.StatusCode(4401), websocket.CloseStatus(err))
 	})
 	t.Run("the connection ends when the token expires", func(t *testing.T) {
-		c := auth.Claims{Role: "member"}
+		c := auth.Claims{Role: "member", Org: seed.InsurerNorthstar}
 		c.Subject = seed.DemoMember
 		tok, err := auth.MintHS256(env.Secret, c, 2*time.Second, time.Now())
 		require.NoError(t, err)
