@@ -174,4 +174,3 @@ func fromOpinion(o *domain.Opinion, cases []*domain.Case) opinionDoc {
 	}
 	return d
 }
-
