@@ -24,7 +24,7 @@ fuzz:
 	$(GO) test ./internal/server -run '^$$' -fuzz '^FuzzDocumentGuard$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/server -run '^$$' -fuzz '^FuzzHTTPHandler$$' -fuzztime $(FUZZTIME)
 
-## generate: regenerate gqlgen code from schema.graphqls
+## generate: regenerate gqlgen code from schema.graphqls and graph/schema/*.graphqls
 generate:
 	$(GO) run github.com/99designs/gqlgen generate
 
@@ -61,11 +61,11 @@ schema-lint: schema-tools
 
 ## schema-diff: fail on a breaking change against the committed snapshot (removals go through @deprecated first)
 schema-diff: schema-tools
-	cd $(SCHEMA_TOOLS) && npx --no-install graphql-inspector diff ../../schema/snapshot.graphqls ../../schema.graphqls --rule suppressRemovalOfDeprecatedField
+	cd $(SCHEMA_TOOLS) && npx --no-install graphql-inspector diff ../../schema/snapshot.graphqls '../../{schema.graphqls,graph/schema/*.graphqls}' --rule suppressRemovalOfDeprecatedField
 
 ## schema-snapshot: accept the current schema as the new contract baseline (on purpose: commit it with the change)
 schema-snapshot:
-	cp schema.graphqls schema/snapshot.graphqls
+	cat schema.graphqls graph/schema/*.graphqls > schema/snapshot.graphqls
 
 ## bench: Go benchmarks (hot paths, -benchmem) and the load run (gateway vs hand-written baseline) on the embedded store
 bench:

@@ -1,15 +1,15 @@
 package graph_test
 
 import (
-	"os"
 	"sort"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/secondopinion/gateway/graph"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
@@ -18,11 +18,7 @@ import (
 // judges the same fields a client can ask for.
 func loadFieldsSchema(t *testing.T) *ast.Schema {
 	t.Helper()
-	src, err := os.ReadFile("../schema.graphqls")
-	require.NoError(t, err)
-	schema, err := gqlparser.LoadSchema(&ast.Source{Name: "schema.graphqls", Input: string(src)})
-	require.NoError(t, err)
-	return schema
+	return graph.NewExecutableSchema(graph.Config{}).Schema()
 }
 
 // isDataObject reports whether an object type carries data of its own: root

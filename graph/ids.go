@@ -84,3 +84,11 @@ func deref[T any](p *T) T {
 	}
 	return *p
 }
+
+// orgRawID accepts an organisation's global id or its org id.
+func orgRawID(id string) string {
+	if raw, err := rawID(id, "Organization"); err == nil {
+		return raw
+	}
+	return id
+}

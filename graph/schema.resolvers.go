@@ -412,6 +412,12 @@ func (r *queryResolver) Node(ctx context.Context, id string) (model.Node, error)
 		if v != nil {
 			n = v
 		}
+	case "Organization":
+		var v *domain.Organization
+		v, err = r.Organization(ctx, id)
+		if v != nil {
+			n = v
+		}
 	case "Patient":
 		var v *domain.Patient
 		v, err = r.patient(ctx, id)

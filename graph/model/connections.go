@@ -107,3 +107,16 @@ type CaseEventNotice struct {
 	Status  domain.CaseStatus
 	Version int
 }
+
+// OrganizationConnection is a page of organisations.
+type OrganizationConnection struct {
+	Edges    []OrganizationEdge
+	PageInfo PageInfo
+	Count    Counter
+}
+
+// OrganizationEdge is one organisation of a page.
+type OrganizationEdge struct {
+	Cursor string
+	Node   *domain.Organization
+}

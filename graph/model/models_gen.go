@@ -221,6 +221,12 @@ type OpinionFilter struct {
 	CaseID *string `json:"caseId,omitempty"`
 }
 
+// Narrows organisations.
+type OrganizationFilter struct {
+	// Only organisations of this kind.
+	Kind *domain.OrgKind `json:"kind,omitempty"`
+}
+
 // Filters for `policies`.
 type PolicyFilter struct {
 	// Only policies with this status.
@@ -257,6 +263,24 @@ type RedeliverWebhookInput struct {
 type RedeliverWebhookPayload struct {
 	// The delivery, pending again.
 	Delivery *domain.WebhookDelivery `json:"delivery"`
+}
+
+// Registers an organisation (coordinators).
+type RegisterOrganizationInput struct {
+	// The organisation's id as its tokens will name it: 2 to 63 lower-case letters, digits and hyphens.
+	ID string `json:"id"`
+	// Display name, at most 200 characters.
+	Name string `json:"name"`
+	// What the organisation is.
+	Kind domain.OrgKind `json:"kind"`
+	// Country, ISO 3166-1 alpha-2.
+	Country string `json:"country"`
+}
+
+// The registered organisation.
+type RegisterOrganizationPayload struct {
+	// The organisation.
+	Organization *domain.Organization `json:"organization"`
 }
 
 // Input of `requestSecondOpinion`.
@@ -367,6 +391,24 @@ type TreatmentOptionInput struct {
 	Description *string `json:"description,omitempty"`
 	// How invasive it is.
 	Invasiveness *domain.Invasiveness `json:"invasiveness,omitempty"`
+}
+
+// Renames or suspends an organisation (coordinators). The operator's own organisation cannot be suspended.
+type UpdateOrganizationInput struct {
+	// The organisation's global id or its org id.
+	ID string `json:"id"`
+	// A new display name.
+	Name *string `json:"name,omitempty"`
+	// A new status.
+	Status *domain.OrgStatus `json:"status,omitempty"`
+	// Fails with CONFLICT unless the organisation is at this version.
+	ExpectedVersion *int `json:"expectedVersion,omitempty"`
+}
+
+// The updated organisation.
+type UpdateOrganizationPayload struct {
+	// The organisation.
+	Organization *domain.Organization `json:"organization"`
 }
 
 // Input of `updatePolicy`.

@@ -38,3 +38,9 @@ func (*AuditEvent) IsNode() {}
 
 // GetID returns the raw id.
 func (e *AuditEvent) GetID() string { return e.ID }
+
+// IsNode marks Organization as a Node.
+func (*Organization) IsNode() {}
+
+// GetID returns the raw id.
+func (o *Organization) GetID() string { return o.ID }

@@ -32,6 +32,8 @@ const (
 	GroupSpecialistInternal Group = "specialist.internal"
 	// GroupAudit: the audit trail.
 	GroupAudit Group = "audit"
+	// GroupOrgAdmin: an organisation's country, status and version.
+	GroupOrgAdmin Group = "organization.admin"
 	// GroupWebhook: an organisation's webhook subscriptions and their
 	// deliveries; the store further limits rows to the caller's own org.
 	GroupWebhook Group = "webhook"
@@ -50,6 +52,7 @@ var groupRoles = map[Group][]Role{
 	GroupSpecialistPublic:   Roles,
 	GroupSpecialistInternal: {RoleProvider, RolePartner, RoleCoordinator},
 	GroupAudit:              {RoleCoordinator},
+	GroupOrgAdmin:           {RoleCoordinator},
 	// Coordinators may read the fields, but no webhook row is in their scope.
 	GroupWebhook: {RoleInsurer, RoleProvider, RolePartner, RoleCoordinator},
 }
@@ -139,6 +142,10 @@ var FieldGroups = map[string]Group{
 	"AuditEvent.role": GroupAudit, "AuditEvent.org": GroupAudit, "AuditEvent.operation": GroupAudit,
 	"AuditEvent.resourceType": GroupAudit, "AuditEvent.resourceId": GroupAudit,
 	"AuditEvent.fieldGroup": GroupAudit, "AuditEvent.requestId": GroupAudit, "AuditEvent.outcome": GroupAudit,
+
+	"Organization.id": GroupPublic, "Organization.orgId": GroupPublic, "Organization.name": GroupPublic,
+	"Organization.kind": GroupPublic, "Organization.country": GroupOrgAdmin, "Organization.status": GroupOrgAdmin,
+	"Organization.version": GroupOrgAdmin,
 
 	"WebhookSubscription.id": GroupWebhook, "WebhookSubscription.url": GroupWebhook,
 	"WebhookSubscription.eventTypes": GroupWebhook, "WebhookSubscription.createdBy": GroupWebhook,

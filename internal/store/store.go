@@ -41,6 +41,7 @@ const (
 	colCounters    = "counters"
 	colIdempotency = "idempotency"
 	colCaseEvents  = "case_events"
+	colOrgs        = "organizations"
 
 	colWebhookSubs       = "webhook_subscriptions"
 	colWebhookDeliveries = "webhook_deliveries"
@@ -199,6 +200,7 @@ var indexes = []index{
 	{colOpinions, bson.D{{Key: "insurerId", Value: 1}}, false},
 	{colAudit, bson.D{{Key: "caseId", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colCaseEvents, bson.D{{Key: "seq", Value: 1}}, true},
+	{colOrgs, bson.D{{Key: "kind", Value: 1}}, false},
 	{colAudit, bson.D{{Key: "subject", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colWebhookSubs, bson.D{{Key: "org", Value: 1}, {Key: "role", Value: 1}, {Key: "_id", Value: 1}}, false},
 	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "status", Value: 1}, {Key: "seq", Value: 1}}, false},
@@ -242,7 +244,7 @@ func (s *Store) isFerretDB(ctx context.Context) bool {
 // collections are all the store uses.
 var collections = []string{
 	colPolicies, colPatients, colPseudonyms, colCases, colSpecialists, colOpinions, colAudit,
-	colCounters, colIdempotency, colCaseEvents, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
+	colCounters, colIdempotency, colCaseEvents, colOrgs, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
 }
 
 // ensureCollections creates the collections up front (rather than at first
