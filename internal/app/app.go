@@ -94,7 +94,12 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	if err != nil {
 		return err
 	}
-	verifier, err := auth.NewVerifier(auth.Options{
+	// The operator's own organisation exists from the start; every token's
+	// org is looked up in the registry (cached, a suspension within 60 s).
+	if err := st.EnsureOrganization(ctx, domain.Organization{ID: cfg.OperatorOrg, Name: "Operator", Kind: domain.OrgOperator, Country: "CA"}); err != nil {
+		return err
+	}
+	verifier, err := auth.NewVerifier(auth.Options{Orgs: auth.NewOrgCache(st, 30*time.Second),
 		Issuers: issuers, AllowHS256: !cfg.Production() && len(secret) > 0, Logger: log,
 		MaxLifetime: cfg.JWTMaxLifetime, RequireIssuerAndAudience: cfg.Production(),
 	})
@@ -186,7 +191,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	srv.RegisterOnShutdown(h.CloseWebsockets)
 	addr := ln.Addr().String()
 	if !cfg.Production() {
-		printDevInfo(stdout, addr, cfg.JWTIssuer, cfg.JWTAudiences, secret, devSecret || len(cfg.JWTHS256Secret) > 0)
+		printDevInfo(stdout, addr, cfg.JWTIssuer, cfg.JWTAudiences, secret, devSecret || len(cfg.JWTHS256Secret) > 0, cfg.OperatorOrg)
 	}
 	log.Info("listening", "addr", addr, "env", cfg.Env)
 	errc := make(chan error, 2)
@@ -317,7 +322,7 @@ func trustedIssuers(cfg config.Config, devSecret []byte) ([]auth.IssuerConfig, e
 	return out, nil
 }
 
-func printDevInfo(w io.Writer, addr, issuer string, audiences []string, secret []byte, hs bool) {
+func printDevInfo(w io.Writer, addr, issuer string, audiences []string, secret []byte, hs bool, operator string) {
 	host := addr
 	if strings.HasPrefix(host, "[::]") || strings.HasPrefix(host, "0.0.0.0") {
 		_, port, _ := net.SplitHostPort(addr)
@@ -331,6 +336,9 @@ func printDevInfo(w io.Writer, addr, issuer string, audiences []string, secret [
 	now := time.Now()
 	for _, p := range seed.Personas {
 		c := auth.Claims{Role: string(p.Role), Org: p.Org}
+		if p.Role == domain.RoleCoordinator {
+			c.Org = operator
+		}
 		c.Subject = p.Subject
 		c.Issuer = issuer
 		if len(audiences) > 0 {

@@ -92,7 +92,7 @@ func TestEachIssuerMayAssertOnlyItsOwnGrant(t *testing.T) {
 
 	base := startGateway(t, map[string]string{
 		"ADDR": "127.0.0.1:0", "MONGODB_URI": testenv.URI(t), "MONGODB_DATABASE": fmt.Sprintf("trust_%d", time.Now().UnixNano()),
-		"JWT_TRUST_FILE": trustFile, "SEED_DEMO": "false",
+		"JWT_TRUST_FILE": trustFile, "SEED_DEMO": "true", // the demo registers the orgs the tokens name
 	})
 
 	cases := []struct {
@@ -167,7 +167,7 @@ func TestConfiguredRateLimitsAreEnforced(t *testing.T) {
 	})
 	token := func(sub string) string {
 		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-			"sub": sub, "role": "coordinator", "org": "op-secondopinion", "exp": time.Now().Add(time.Hour).Unix(),
+			"sub": sub, "role": "coordinator", "org": "operator", "exp": time.Now().Add(time.Hour).Unix(),
 		}).SignedString([]byte(secret))
 		require.NoError(t, err)
 		return tok

@@ -43,6 +43,14 @@ func (v *Verifier) middleware(next http.Handler, onRefused RefusedFunc) http.Han
 			return
 		}
 		p, err := v.Authenticate(r)
+		if Reason(err) == "org_lookup" {
+			// The registry could not be read: the token is refused (fail
+			// closed), but as the server's failure, not the client's, so a
+			// client does not throw a good token away.
+			v.log.WarnContext(r.Context(), "auth: organisation lookup failed", "error", domain.Scrub(err.Error()))
+			writeError(w, http.StatusServiceUnavailable, domain.CodeInternal, "internal error: the request could not be completed; retry")
+			return
+		}
 		if err != nil {
 			v.log.InfoContext(r.Context(), "auth: request refused", "reason", Reason(err), "method", r.Method, "path", r.URL.Path)
 			if onRefused != nil {
@@ -130,6 +138,12 @@ func isWebsocketUpgrade(r *http.Request) bool {
 // GraphQL error with extensions.code UNAUTHENTICATED and the given
 // client-safe message (never the token or the reason).
 func WriteUnauthenticated(w http.ResponseWriter, message string) {
+	w.Header().Set("WWW-Authenticate", "Bearer")
+	writeError(w, http.StatusUnauthorized, domain.CodeUnauthenticated, message)
+}
+
+// writeError answers with one GraphQL-shaped error.
+func writeError(w http.ResponseWriter, status int, code domain.Code, message string) {
 	type extensions struct {
 		Code domain.Code `json:"code"`
 	}
@@ -139,11 +153,10 @@ func WriteUnauthenticated(w http.ResponseWriter, message string) {
 	}
 	body, _ := json.Marshal(struct {
 		Errors []gqlError `json:"errors"`
-	}{Errors: []gqlError{{Message: message, Extensions: extensions{Code: domain.CodeUnauthenticated}}}})
+	}{Errors: []gqlError{{Message: message, Extensions: extensions{Code: code}}}})
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
-	h.Set("WWW-Authenticate", "Bearer")
-	w.WriteHeader(http.StatusUnauthorized)
+	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }

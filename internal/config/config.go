@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -28,10 +29,15 @@ const (
 	DefaultMaxBodyBytes   = 1 << 20
 	DefaultLogLevel       = "info"
 	DefaultJWTMaxLifetime = 24 * time.Hour
+	// DefaultOperatorOrg is OPERATOR_ORG's default.
+	DefaultOperatorOrg = "operator"
 )
 
 // mask replaces secrets in String.
 const mask = "***"
+
+// orgID is domain.ValidOrgID's pattern (config imports nothing of ours).
+var orgID = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,62}$`)
 
 // Config is the gateway's configuration.
 type Config struct {
@@ -46,6 +52,9 @@ type Config struct {
 	// MongoURI points at MongoDB (MONGODB_URI); empty starts the embedded
 	// store.
 	MongoURI string
+	// OperatorOrg is the operator's own organisation (OPERATOR_ORG):
+	// registered at start, the org coordinator tokens name.
+	OperatorOrg string
 	// MongoDatabase is the database name (MONGODB_DATABASE).
 	MongoDatabase string
 	// DataDir holds the embedded store's files (DATA_DIR).
@@ -120,6 +129,7 @@ func Load(getenv func(string) string) (Config, error) {
 		Env:                  or(get("APP_ENV"), EnvDevelopment),
 		MongoURI:             get("MONGODB_URI"),
 		MongoDatabase:        or(get("MONGODB_DATABASE"), DefaultDatabase),
+		OperatorOrg:          or(get("OPERATOR_ORG"), DefaultOperatorOrg),
 		DataDir:              or(get("DATA_DIR"), DefaultDataDir),
 		JWTIssuer:            get("JWT_ISSUER"),
 		JWTAudiences:         list(get("JWT_AUDIENCE")),
@@ -211,6 +221,9 @@ func Load(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not debug, info, warn or error", level))
 	}
 
+	if !orgID.MatchString(c.OperatorOrg) {
+		errs = append(errs, fmt.Errorf("OPERATOR_ORG: %q is not 2 to 63 lower-case letters, digits and hyphens", c.OperatorOrg))
+	}
 	if c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
 			errs = append(errs, fmt.Errorf("METRICS_ADDR: %q is not a host:port address", c.MetricsAddr))
@@ -270,6 +283,7 @@ func (c Config) String() string {
 		"APP_ENV=" + c.Env,
 		"MONGODB_URI=" + maskURI(c.MongoURI),
 		"MONGODB_DATABASE=" + c.MongoDatabase,
+		"OPERATOR_ORG=" + c.OperatorOrg,
 		"DATA_DIR=" + c.DataDir,
 		"JWT_ISSUER=" + c.JWTIssuer,
 		"JWT_AUDIENCE=" + strings.Join(c.JWTAudiences, ","),

@@ -117,6 +117,10 @@ type Case struct {
 	Consents          []Consent
 	SpecialistID      string
 	SpecialistOrgID   string
+	// SpecialistAbroad: the assigned specialist practises in another
+	// country than the patient's, so the case leaves the scope of the
+	// specialist's org while INTERNATIONAL_SHARING is not active.
+	SpecialistAbroad bool
 	// PatientPseudonym is the patient's pseudonym for the assigned partner
 	// network; never shown to anyone else.
 	PatientPseudonym string

@@ -45,6 +45,19 @@ var Personas = []Persona{
 	{Name: "coordinator", Subject: "u-coordinator", Role: domain.RoleCoordinator, Org: Operator},
 }
 
+// Organizations are the demo's registered organisations (the operator's own
+// is registered by the application from OPERATOR_ORG).
+func Organizations() []domain.Organization {
+	out := []domain.Organization{
+		{ID: InsurerNorthstar, Name: "Northstar Life", Kind: domain.OrgInsurer, Country: "CA"},
+		{ID: InsurerMaple, Name: "Maple Mutual", Kind: domain.OrgInsurer, Country: "CA"},
+	}
+	for _, o := range orgs {
+		out = append(out, domain.Organization{ID: o.id, Name: o.inst, Kind: o.kind, Country: o.country[0]})
+	}
+	return out
+}
+
 // Size says how much to generate.
 type Size struct {
 	Policies    int
@@ -88,6 +101,7 @@ var familyNames = []string{"Martin", "Tremblay", "Singh", "Nguyen", "Roy", "Cohe
 func Build(size Size, now time.Time) store.Demo {
 	r := rand.New(rand.NewPCG(42, uint64(size.Cases)))
 	var d store.Demo
+	d.Orgs = Organizations()
 	now = now.UTC()
 	insurers := []string{InsurerNorthstar, InsurerMaple}
 
@@ -197,6 +211,7 @@ func Build(size Size, now time.Time) store.Demo {
 				}
 			}
 			c.SpecialistID, c.SpecialistOrgID = chosen.ID, chosen.OrgID
+			c.SpecialistAbroad = chosen.Country != "CA" // every demo member lives in Canada
 			if chosen.OrgKind == domain.OrgNetwork {
 				t := submitted.Add(3 * time.Hour)
 				c.Consents = append(c.Consents, domain.Consent{Kind: domain.ConsentInternationalSharing, Active: true, GrantedAt: &t})

@@ -16,6 +16,8 @@ type CaseUpdate struct {
 	Status          *domain.CaseStatus
 	SpecialistID    *string
 	SpecialistOrgID *string
+	// SpecialistAbroad: whether the (newly) assigned specialist is abroad.
+	SpecialistAbroad *bool
 	// PatientPseudonym is the patient's pseudonym for the assigned network
 	// ("" when the specialist is not a partner network's).
 	PatientPseudonym *string
@@ -67,6 +69,9 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 		}
 		if up.SpecialistOrgID != nil {
 			set = append(set, bson.E{Key: "specialistOrgId", Value: *up.SpecialistOrgID})
+		}
+		if up.SpecialistAbroad != nil {
+			set = append(set, bson.E{Key: "specialistAbroad", Value: *up.SpecialistAbroad})
 		}
 		if up.PatientPseudonym != nil {
 			set = append(set, bson.E{Key: "patientPseudonym", Value: *up.PatientPseudonym})
@@ -167,6 +172,9 @@ func applyCaseUpdate(d *caseDoc, up CaseUpdate) *caseDoc {
 	}
 	if up.SpecialistOrgID != nil {
 		after.SpecialistOrgID = *up.SpecialistOrgID
+	}
+	if up.SpecialistAbroad != nil {
+		after.SpecialistAbroad = *up.SpecialistAbroad
 	}
 	if up.Consents != nil {
 		after.IntlConsent = false

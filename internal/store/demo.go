@@ -11,6 +11,7 @@ import (
 // Demo is a data set written as is, for `make run` and benchmarks. It
 // bypasses the workflow on purpose: it places cases in every status.
 type Demo struct {
+	Orgs        []domain.Organization
 	Patients    []DemoPatient
 	Policies    []*domain.Policy
 	Specialists []*domain.Specialist
@@ -41,6 +42,11 @@ func (s *Store) IsEmpty(ctx context.Context) (bool, error) {
 
 // InsertDemo writes a demo data set.
 func (s *Store) InsertDemo(ctx context.Context, d Demo) error {
+	for _, o := range d.Orgs {
+		if err := s.EnsureOrganization(ctx, o); err != nil {
+			return err
+		}
+	}
 	var docs []any
 	for _, p := range d.Patients {
 		docs = append(docs, newPatientDoc(p.InsurerID, p.NewInsured))
@@ -126,7 +132,7 @@ func fromCase(c *domain.Case) caseDoc {
 		ID: c.ID, Reference: c.Reference, Status: string(c.Status), PolicyID: c.PolicyID, PatientID: c.PatientID,
 		InsurerID: c.InsurerID, Specialty: c.Specialty, Urgency: string(c.Urgency),
 		PreferredLanguage: c.PreferredLanguage, IntlConsent: c.ConsentActive(domain.ConsentInternationalSharing),
-		SpecialistID: c.SpecialistID, SpecialistOrgID: c.SpecialistOrgID, DueAt: c.DueAt,
+		SpecialistID: c.SpecialistID, SpecialistOrgID: c.SpecialistOrgID, SpecialistAbroad: c.SpecialistAbroad, DueAt: c.DueAt,
 		SubmittedAt: c.SubmittedAt, UpdatedAt: c.UpdatedAt, DeliveredAt: c.DeliveredAt, Version: c.Version,
 		Consents: []consentDoc{}, Events: []eventDoc{},
 	}

@@ -170,6 +170,9 @@ type caseDoc struct {
 	IntlConsent     bool   `bson:"intlConsent"`
 	SpecialistID    string `bson:"specialistId,omitempty"`
 	SpecialistOrgID string `bson:"specialistOrgId,omitempty"`
+	// SpecialistAbroad is set at assignment (and when the specialist's
+	// country changes): see domain.Case.SpecialistAbroad.
+	SpecialistAbroad bool `bson:"specialistAbroad,omitempty"`
 	// PatientPseudonym is the patient's pseudonym for the assigned network.
 	PatientPseudonym string       `bson:"patientPseudonym,omitempty"`
 	Decision         string       `bson:"decision,omitempty"`
@@ -192,7 +195,7 @@ func toCase(d *caseDoc) *domain.Case {
 		ID: d.ID, Reference: d.Reference, Status: domain.CaseStatus(d.Status), PolicyID: d.PolicyID,
 		PatientID: d.PatientID, InsurerID: d.InsurerID, Specialty: d.Specialty,
 		Urgency: domain.Urgency(d.Urgency), PreferredLanguage: d.PreferredLanguage,
-		SpecialistID: d.SpecialistID, SpecialistOrgID: d.SpecialistOrgID, PatientPseudonym: d.PatientPseudonym,
+		SpecialistID: d.SpecialistID, SpecialistOrgID: d.SpecialistOrgID, SpecialistAbroad: d.SpecialistAbroad, PatientPseudonym: d.PatientPseudonym,
 		DueAt: d.DueAt.UTC(), SubmittedAt: d.SubmittedAt.UTC(), UpdatedAt: d.UpdatedAt.UTC(),
 		DeliveredAt: utcPtr(d.DeliveredAt), Version: d.Version,
 	}

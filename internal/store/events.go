@@ -43,6 +43,7 @@ type CaseEventRecord struct {
 	SpecialistID    string    `bson:"specialistId,omitempty"`
 	SpecialistOrgID string    `bson:"specialistOrgId,omitempty"`
 	IntlConsent     bool      `bson:"intlConsent"`
+	Abroad          bool      `bson:"specialistAbroad,omitempty"`
 	Version         int       `bson:"version"`
 }
 
@@ -64,7 +65,7 @@ func (r *CaseEventRecord) Event() domain.CaseEvent {
 func (r *CaseEventRecord) VisibleTo(p domain.Principal) bool {
 	c := &domain.Case{
 		PatientID: r.PatientID, InsurerID: r.InsurerID, SpecialistID: r.SpecialistID,
-		SpecialistOrgID: r.SpecialistOrgID,
+		SpecialistOrgID: r.SpecialistOrgID, SpecialistAbroad: r.Abroad,
 	}
 	if r.IntlConsent {
 		c.Consents = []domain.Consent{{Kind: domain.ConsentInternationalSharing, Active: true}}
@@ -81,7 +82,7 @@ func outboxFor(after *caseDoc, events []eventDoc) []CaseEventRecord {
 			ID: fmt.Sprintf("%s@%d.%d", after.ID, after.Version, i), CaseID: after.ID, Type: e.Type, At: e.At,
 			FromStatus: e.FromStatus, ToStatus: e.ToStatus, ActorRole: e.ActorRole, Status: after.Status,
 			PatientID: after.PatientID, InsurerID: after.InsurerID, SpecialistID: after.SpecialistID,
-			SpecialistOrgID: after.SpecialistOrgID, IntlConsent: after.IntlConsent, Version: after.Version,
+			SpecialistOrgID: after.SpecialistOrgID, IntlConsent: after.IntlConsent, Abroad: after.SpecialistAbroad, Version: after.Version,
 		})
 	}
 	return out

@@ -165,7 +165,42 @@ func (s *Store) CaseWith(ctx context.Context, p domain.Principal, id string, vie
 	if !sc.allow(c) {
 		return nil, domain.ErrNotFound("case")
 	}
+	if err := s.withClinical(ctx, p, view, []*domain.Case{c}); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// withClinical fetches, for a reviewer, the clinical part of the cases
+// (read without it) whose RECORDS_RELEASE consent is active, in one read;
+// for other roles the projection already fetched what the role reads.
+func (s *Store) withClinical(ctx context.Context, p domain.Principal, view CaseView, cases []*domain.Case) error {
+	if !reviewer(p) || !view.Clinical {
+		return nil
+	}
+	var ids []string
+	for _, c := range cases {
+		if clinicalAllowed(p, c) {
+			ids = append(ids, c.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	docs, err := findByIDs[caseDoc](ctx, s, colCases, ids, bson.D{{Key: "clinical", Value: 1}})
+	if err != nil {
+		return translate(err, "case")
+	}
+	byID := make(map[string]*caseDoc, len(docs))
+	for _, d := range docs {
+		byID[d.ID] = d
+	}
+	for _, c := range cases {
+		if d, ok := byID[c.ID]; ok && clinicalAllowed(p, c) {
+			c.Clinical = toCase(d).Clinical
+		}
+	}
+	return nil
 }
 
 // CasesByIDs returns the cases among ids that p may see.
@@ -179,10 +214,15 @@ func (s *Store) CasesByIDs(ctx context.Context, p domain.Principal, ids []string
 	if err != nil {
 		return nil, translate(err, "case")
 	}
+	var visible []*domain.Case
 	for _, d := range docs {
 		if c := toCase(d); sc.allow(c) {
 			out[c.ID] = c
+			visible = append(visible, c)
 		}
+	}
+	if err := s.withClinical(ctx, p, FullCase, visible); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -200,6 +240,9 @@ func (s *Store) Cases(ctx context.Context, p domain.Principal, f CaseFilter, pg 
 	out := make([]*domain.Case, 0, len(docs))
 	for _, d := range docs {
 		out = append(out, toCase(d))
+	}
+	if err := s.withClinical(ctx, p, view, out); err != nil {
+		return nil, false, err
 	}
 	return out, more, nil
 }

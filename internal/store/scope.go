@@ -68,6 +68,10 @@ func caseScope(p domain.Principal) scope[*domain.Case] {
 			allow:  func(c *domain.Case) bool { return c.InsurerID == p.Org },
 		}
 	case domain.RoleProvider, domain.RolePartner:
+		// A reviewer's scope: cases assigned to its org (or its one
+		// specialist). A partner network's cases need INTERNATIONAL_SHARING
+		// always; a provider's, when the specialist is abroad. Consents
+		// gate every reviewer, whatever kind its org is.
 		f := bson.D{{Key: "specialistOrgId", Value: p.Org}}
 		if p.SpecialistID != "" {
 			f = append(f, bson.E{Key: "specialistId", Value: p.SpecialistID})
@@ -75,6 +79,11 @@ func caseScope(p domain.Principal) scope[*domain.Case] {
 		partner := p.Role == domain.RolePartner
 		if partner {
 			f = append(f, bson.E{Key: "intlConsent", Value: true})
+		} else {
+			f = append(f, bson.E{Key: "$or", Value: bson.A{
+				bson.D{{Key: "specialistAbroad", Value: bson.D{{Key: "$ne", Value: true}}}},
+				bson.D{{Key: "intlConsent", Value: true}},
+			}})
 		}
 		return scope[*domain.Case]{
 			filter: f,
@@ -85,7 +94,10 @@ func caseScope(p domain.Principal) scope[*domain.Case] {
 				if p.SpecialistID != "" && c.SpecialistID != p.SpecialistID {
 					return false
 				}
-				return !partner || c.ConsentActive(domain.ConsentInternationalSharing)
+				if partner || c.SpecialistAbroad {
+					return c.ConsentActive(domain.ConsentInternationalSharing)
+				}
+				return true
 			},
 		}
 	case domain.RoleCoordinator:
@@ -193,6 +205,22 @@ func specialistInternalVisible(p domain.Principal, s *specialistDoc) bool {
 	return p.Role == domain.RoleCoordinator || s.OrgID == p.Org
 }
 
+// reviewer reports whether p reviews cases (a provider org or a partner
+// network): consents gate what it reads of a case in its scope.
+func reviewer(p domain.Principal) bool {
+	return p.Role == domain.RoleProvider || p.Role == domain.RolePartner
+}
+
+// clinicalAllowed reports whether p may read the clinical part of case c
+// (already in p's scope): its role reads clinical fields and, for a
+// reviewer, the member's RECORDS_RELEASE consent is active.
+func clinicalAllowed(p domain.Principal, c *domain.Case) bool {
+	if !domain.CanRead(p.Role, domain.GroupCaseClinical) {
+		return false
+	}
+	return !reviewer(p) || c.ConsentActive(domain.ConsentRecordsRelease)
+}
+
 // Projections: what is never fetched for a role.
 
 // CaseView says which optional parts of a case a query selected; what is
@@ -209,7 +237,10 @@ func caseProjection(p domain.Principal) bson.D { return caseProjectionFor(p, Ful
 
 func caseProjectionFor(p domain.Principal, v CaseView) bson.D {
 	var proj bson.D
-	if !v.Clinical || !domain.CanRead(p.Role, domain.GroupCaseClinical) {
+	// A reviewer's clinical part depends on the case's RECORDS_RELEASE
+	// consent, so it is never fetched with the case: withClinical fetches
+	// it afterwards for the cases whose consent is active.
+	if !v.Clinical || !domain.CanRead(p.Role, domain.GroupCaseClinical) || reviewer(p) {
 		proj = append(proj, bson.E{Key: "clinical", Value: 0})
 	}
 	if !v.Events {

@@ -153,17 +153,20 @@ func (s *Store) UpdatePolicy(ctx context.Context, p domain.Principal, id string,
 
 // SpecialistInput creates or updates a specialist.
 type SpecialistInput struct {
-	ID              string
-	Name            string
-	Credentials     string
-	Specialties     []string
-	SubSpecialties  []string
-	Languages       []string
-	Country         string
-	Institution     string
-	AcceptingCases  *bool
-	Email           *string
-	OrgID           string
+	ID             string
+	Name           string
+	Credentials    string
+	Specialties    []string
+	SubSpecialties []string
+	Languages      []string
+	Country        string
+	Institution    string
+	AcceptingCases *bool
+	Email          *string
+	OrgID          string
+	// OrgKind is the kind of the specialist's org, as registered (the use
+	// case reads it).
+	OrgKind         domain.OrgKind
 	ExpectedVersion *int
 }
 
@@ -204,8 +207,8 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 		if org == "" {
 			return nil, domain.Errorf(domain.CodeBadUserInput, "orgId is required")
 		}
-		if kind == "" {
-			kind = s.orgKind(ctx, org)
+		if in.OrgKind != "" {
+			kind = in.OrgKind
 		}
 		d := specialistDoc{
 			ID: NewIDAt(now), Name: in.Name, Credentials: in.Credentials, Specialties: in.Specialties,
@@ -243,6 +246,13 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 			return nil, translate(err, "specialist")
 		}
 		if ok {
+			if cur.Country != in.Country {
+				// Whether the specialist is abroad decides who may read
+				// their cases: it follows the country at once.
+				if err := s.refreshAbroad(context.WithoutCancel(ctx), in.ID, in.Country); err != nil {
+					return nil, err
+				}
+			}
 			return s.Specialist(ctx, p, in.ID)
 		}
 		if in.ExpectedVersion != nil {
@@ -252,14 +262,37 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 	return nil, errBusy("specialist")
 }
 
-// orgKind guesses a new specialist's org kind from the org's other
-// specialists (coordinators create for any org).
-func (s *Store) orgKind(ctx context.Context, org string) domain.OrgKind {
-	docs, err := findAll[specialistDoc](ctx, s, colSpecialists, bson.D{{Key: "orgId", Value: org}}, options.Find().SetLimit(1))
-	if err == nil && len(docs) == 1 {
-		return domain.OrgKind(docs[0].OrgKind)
+// refreshAbroad sets, on every case assigned to the specialist, whether the
+// specialist (now in country) is abroad from the case's patient.
+func (s *Store) refreshAbroad(ctx context.Context, specialistID, country string) error {
+	cases, err := findAll[caseDoc](ctx, s, colCases, bson.D{{Key: "specialistId", Value: specialistID}},
+		options.Find().SetProjection(bson.D{{Key: "patientId", Value: 1}, {Key: "specialistAbroad", Value: 1}, {Key: "version", Value: 1}}))
+	if err != nil {
+		return translate(err, "cases")
 	}
-	return domain.OrgProvider
+	for _, c := range cases {
+		pd, err := findByID[patientDoc](ctx, s, colPatients, c.PatientID, bson.D{{Key: "country", Value: 1}})
+		if err != nil {
+			return translate(err, "patient")
+		}
+		abroad := pd.Country != "" && !strings.EqualFold(pd.Country, country)
+		if abroad == c.SpecialistAbroad {
+			continue
+		}
+		// Not a move of the case: its version stays, so a client's
+		// expectedVersion is not spoilt by a specialist's profile edit.
+		if _, err := s.conditional(ctx, colCases, c.ID, bson.D{{Key: "specialistId", Value: specialistID}},
+			func(ctx context.Context, filter bson.D) (int64, error) {
+				res, err := s.c(colCases).UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "specialistAbroad", Value: abroad}}}})
+				if err != nil {
+					return 0, err
+				}
+				return res.MatchedCount, nil
+			}); err != nil {
+			return translate(err, "case")
+		}
+	}
+	return nil
 }
 
 // InsertSpecialists stores new specialist documents (seeding and upserts).

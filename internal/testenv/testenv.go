@@ -128,6 +128,10 @@ func Start(t testing.TB, opts ...Options) *Env {
 		_ = st.Drop(context.Background())
 		_ = st.Close(context.Background())
 	})
+	// The registry is always there: every token's org is looked up in it.
+	for _, org := range append(seed.Organizations(), domain.Organization{ID: seed.Operator, Name: "Operator", Kind: domain.OrgOperator, Country: "CA"}) {
+		require.NoError(t, st.EnsureOrganization(ctx, org))
+	}
 	if !o.NoSeed {
 		size := o.Seed
 		if size == (seed.Size{}) {
@@ -136,7 +140,7 @@ func Start(t testing.TB, opts ...Options) *Env {
 		require.NoError(t, st.InsertDemo(ctx, seed.Build(size, st.Now())))
 	}
 	secret := []byte(strings.Repeat("s", 16) + randHex(16))
-	v, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{{HS256Secret: secret}}, AllowHS256: true})
+	v, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{{HS256Secret: secret}}, AllowHS256: true, Orgs: auth.NewOrgCache(st, time.Minute)})
 	require.NoError(t, err)
 	if o.RateLimits == (server.RateLimits{}) {
 		// Tests fire requests far faster than any client may: limits have
@@ -305,7 +309,7 @@ func (e *Env) Replica(t testing.TB) *Env {
 	st, err := store.Open(ctx, store.Options{URI: URI(t), Database: e.DB, Prepare: Prepare()})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
-	v, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{{HS256Secret: e.Secret}}, AllowHS256: true})
+	v, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{{HS256Secret: e.Secret}}, AllowHS256: true, Orgs: auth.NewOrgCache(st, time.Minute)})
 	require.NoError(t, err)
 	logs := &bytes.Buffer{}
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil))

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/testenv"
 )
 
@@ -59,7 +60,7 @@ func TestBackoffDeadLetterAndRedelivery(t *testing.T) {
 	id := dead["id"].(string)
 	t.Run("only its owner may redeliver it", func(t *testing.T) {
 		for _, p := range []domain.Principal{
-			{Subject: "u-other", Role: domain.RoleInsurer, Org: "ins-other"},
+			{Subject: "u-other", Role: domain.RoleInsurer, Org: seed.InsurerMaple},
 			testenv.Persona("partner"),
 		} {
 			res := env.Do(t, env.Token(t, p), redeliverDoc, map[string]any{"id": id})

@@ -16,6 +16,7 @@ import (
 
 	"github.com/secondopinion/gateway/graph"
 	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/testenv"
 	"github.com/secondopinion/gateway/internal/webhooks"
@@ -245,7 +246,7 @@ func newMember(t *testing.T, env *testenv.Env) *member {
 	require.Empty(t, res.Errors, res.Raw)
 	return &member{
 		env: env, policyID: testenv.Get(res.Data, "createPolicy", "policy", "id").(string),
-		token: env.Token(t, domain.Principal{Subject: id, Role: domain.RoleMember}),
+		token: env.Token(t, domain.Principal{Subject: id, Role: domain.RoleMember, Org: seed.InsurerNorthstar}),
 	}
 }
 

@@ -177,7 +177,9 @@ func (s *Service) AssignSpecialist(ctx context.Context, p domain.Principal, case
 		if err != nil {
 			return up, err
 		}
-		if abroad(sp, cc) {
+		away := abroad(sp, cc)
+		up.SpecialistAbroad = &away
+		if away {
 			if !c.ConsentActive(domain.ConsentInternationalSharing) {
 				return up, domain.Errorf(domain.CodeConsentRequired, "a specialist abroad needs the member's INTERNATIONAL_SHARING consent")
 			}

@@ -162,6 +162,19 @@ func (s *Service) UpsertSpecialist(ctx context.Context, p domain.Principal, in s
 	if in.Email != nil && (len(*in.Email) > 200 || (*in.Email != "" && !strings.Contains(*in.Email, "@"))) {
 		return nil, bad("email is not an email address")
 	}
+	// A specialist belongs to a registered provider org or network; its
+	// kind comes from the registry, never from a guess.
+	org := p.Org
+	if p.Role == domain.RoleCoordinator && in.OrgID != "" {
+		org = in.OrgID
+	}
+	if in.ID == "" || p.Role == domain.RoleCoordinator && in.OrgID != "" {
+		kind, err := s.requireOrgOfKind(ctx, org, domain.OrgProvider, domain.OrgNetwork)
+		if err != nil {
+			return nil, err
+		}
+		in.OrgKind = kind
+	}
 	return s.store.UpsertSpecialist(ctx, p, in)
 }
 
