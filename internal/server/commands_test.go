@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/event"
 
 	"github.com/secondopinion/gateway/internal/seed"
@@ -26,6 +27,9 @@ func (c *commandCounter) monitor() *event.CommandMonitor {
 		defer c.mu.Unlock()
 		if c.on {
 			c.counts[e.CommandName]++
+			if e.CommandName == "find" && byExactID(e.Command) {
+				c.counts["find by _id"]++
+			}
 		}
 	}}
 }
@@ -45,12 +49,52 @@ func readCommands(counts map[string]int) int {
 	return counts["find"] + counts["aggregate"] + counts["count"] + counts["getMore"]
 }
 
+// scanCommands are the reads that are not by exactly {_id}: on the embedded
+// store each decodes a whole collection.
+func scanCommands(counts map[string]int) int { return readCommands(counts) - counts["find by _id"] }
+
+// byExactID reports whether a find's filter is exactly {_id: <value>}.
+func byExactID(cmd bson.Raw) bool {
+	f, err := cmd.LookupErr("filter")
+	if err != nil {
+		return false
+	}
+	doc, ok := f.DocumentOK()
+	if !ok {
+		return false
+	}
+	elems, err := doc.Elements()
+	if err != nil || len(elems) != 1 || elems[0].Key() != "_id" {
+		return false
+	}
+	_, isDoc := elems[0].Value().DocumentOK()
+	return !isDoc
+}
+
 const pageDoc = `{ cases(first: 50) { edges { node { id reference status
   policy { policyNumber } patient { id birthYear givenName } specialist { name } opinion { status } } } } }`
 
 func TestPagesAndDetailsAskTheDatabaseLittle(t *testing.T) {
+	for _, byID := range []bool{false, true} {
+		name := "batches as one $in read (MongoDB's path)"
+		if byID {
+			name = "batches as reads by _id (the embedded store's path)"
+		}
+		t.Run(name, func(t *testing.T) { pagesAndDetails(t, byID) })
+	}
+}
+
+// pagesAndDetails counts the reads of pages and details. With byID, edges of
+// known ids are read by exactly {_id}: those are counted apart, and what
+// remains (reads that decode a collection on the embedded store) keeps the
+// limits MongoDB's path has in all.
+func pagesAndDetails(t *testing.T, byID bool) {
 	cc := &commandCounter{}
-	env := testenv.Start(t, testenv.Options{Monitor: cc.monitor(), Seed: seed.Size{Policies: 40, Specialists: 60, Cases: 120}})
+	env := testenv.Start(t, testenv.Options{Monitor: cc.monitor(), Seed: seed.Size{Policies: 40, Specialists: 60, Cases: 120}, BatchByID: &byID})
+	reads := readCommands
+	if byID {
+		reads = scanCommands
+	}
 
 	for _, role := range []string{"coordinator", "insurer", "partner", "provider"} {
 		t.Run("a page of 50 cases with its edges reads at most 5 times as "+role, func(t *testing.T) {
@@ -60,7 +104,10 @@ func TestPagesAndDetailsAskTheDatabaseLittle(t *testing.T) {
 			var res testenv.Response
 			counts := cc.run(func() { res = env.Do(t, tok, pageDoc, nil) })
 			require.NotEmpty(t, testenv.Get(res.Data, "cases", "edges"), res.Raw)
-			assert.LessOrEqual(t, readCommands(counts), 5, "%v", counts)
+			assert.LessOrEqual(t, reads(counts), 5, "%v", counts)
+			if byID {
+				assert.LessOrEqual(t, scanCommands(counts), 1, "only the page itself scans: %v", counts)
+			}
 			assert.LessOrEqual(t, counts["insert"], 1, "one audit write at most: %v", counts)
 		})
 	}
@@ -77,6 +124,7 @@ func TestPagesAndDetailsAskTheDatabaseLittle(t *testing.T) {
 		})
 		require.Empty(t, res.Errors, res.Raw)
 		assert.LessOrEqual(t, readCommands(counts), 4, "%v", counts)
+		assert.Equal(t, 0, scanCommands(counts), "a detail reads by _id only: %v", counts)
 	})
 	t.Run("a page of policies with their insured reads twice", func(t *testing.T) {
 		tok := env.Token(t, testenv.Persona("coordinator"))
@@ -87,7 +135,11 @@ func TestPagesAndDetailsAskTheDatabaseLittle(t *testing.T) {
 		require.Empty(t, res.Errors, res.Raw)
 		require.Len(t, testenv.Get(res.Data, "policies", "edges"), 20)
 		assert.NotNil(t, testenv.Get(res.Data, "policies", "edges", 0, "node", "insured", 0, "givenName"))
-		assert.Equal(t, 2, readCommands(counts), "%v", counts)
+		want := 2 // the page, then the insured of all its policies at once
+		if byID {
+			want = 1 // the page; the insured by _id
+		}
+		assert.Equal(t, want, reads(counts), "%v", counts)
 	})
 	t.Run("totalCount is computed only when asked for", func(t *testing.T) {
 		tok := env.Token(t, testenv.Persona("coordinator"))

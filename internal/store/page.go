@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"strings"
+	"sync"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -147,11 +148,52 @@ func findByIDs[D any](ctx context.Context, s *Store, coll string, ids []string, 
 		}
 		return []*D{d}, nil
 	}
+	if s.batchByID {
+		return findEachByID[D](ctx, s, coll, ids, proj)
+	}
 	opts := options.Find()
 	if len(proj) > 0 {
 		opts.SetProjection(proj)
 	}
 	return findAll[D](ctx, s, coll, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}, opts)
+}
+
+// byIDConcurrency bounds the reads by _id one batch runs at once on the
+// embedded store.
+const byIDConcurrency = 8
+
+// findEachByID reads a batch of known ids as reads by exactly {_id}, a few
+// at once: on FerretDB an {_id: {$in: …}} filter is not pushed down, so it
+// decodes the whole collection however few ids it names, while each read by
+// _id is an index lookup. Missing ids are skipped; the order is the ids'.
+func findEachByID[D any](ctx context.Context, s *Store, coll string, ids []string, proj bson.D) ([]*D, error) {
+	out := make([]*D, len(ids))
+	errs := make([]error, len(ids))
+	sem := make(chan struct{}, byIDConcurrency)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			d, err := findByID[D](ctx, s, coll, id, proj)
+			if errors.Is(err, mongo.ErrNoDocuments) {
+				return
+			}
+			out[i], errs[i] = d, err
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	found := out[:0]
+	for _, d := range out {
+		if d != nil {
+			found = append(found, d)
+		}
+	}
+	return found, nil
 }
 
 func count(ctx context.Context, s *Store, coll string, filter bson.D) (int, error) {

@@ -64,6 +64,9 @@ type Store struct {
 	// writes per document (see write.go).
 	serialWrites bool
 	locks        docLocks
+	// batchByID is set on FerretDB too: a batch of known ids is read as
+	// reads by exactly {_id} (see findEachByID), MongoDB's $in elsewhere.
+	batchByID bool
 	// beforeWrite, when set (tests only), runs before every write and may
 	// fail it: the place to inject a database failure.
 	beforeWrite func(coll, id string) error
@@ -86,6 +89,10 @@ type Options struct {
 	Now func() time.Time
 	// Monitor observes every command (tests count them; metrics time them).
 	Monitor *event.CommandMonitor
+	// BatchByID, when set, overrides how a batch of known ids is read: as
+	// reads by exactly {_id} (the embedded store's default) or as one $in
+	// read (MongoDB's). Tests run both paths on the embedded store.
+	BatchByID *bool
 	// Prepare runs once every collection and index exists, with the
 	// database's name: the embedded store adds there the indexes its own
 	// backend needs (embedded.Store.IndexIDs).
@@ -119,6 +126,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, err
 	}
 	s.serialWrites = s.isFerretDB(ctx)
+	s.batchByID = s.serialWrites
+	if o.BatchByID != nil {
+		s.batchByID = *o.BatchByID
+	}
 	if s.serialWrites {
 		s.scanSlots = make(map[string]chan struct{}, len(collections))
 		for _, c := range collections {

@@ -104,6 +104,9 @@ type Options struct {
 	RateLimits server.RateLimits
 	// Trusted binds clients to trusted documents.
 	Trusted *trusted.Registry
+	// BatchByID overrides how the store reads a batch of known ids (see
+	// store.Options.BatchByID).
+	BatchByID *bool
 	// Tracer records spans (tracing is off when nil); database commands get
 	// spans too.
 	Tracer trace.TracerProvider
@@ -122,7 +125,7 @@ func Start(t testing.TB, opts ...Options) *Env {
 	defer cancel()
 	metrics := telemetry.NewMetrics()
 	monitor := telemetry.ChainMonitors(o.Monitor, telemetry.CommandMonitor(metrics, o.Tracer))
-	st, err := store.Open(ctx, store.Options{URI: uri, Database: db, Monitor: monitor, Prepare: Prepare()})
+	st, err := store.Open(ctx, store.Options{URI: uri, Database: db, Monitor: monitor, Prepare: Prepare(), BatchByID: o.BatchByID})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = st.Drop(context.Background())
