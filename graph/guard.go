@@ -25,7 +25,7 @@ func FieldGuard(ctx context.Context, next graphql.Resolver) (any, error) {
 	if !ok {
 		return nil, errors.New("graph: field " + fc.Object + "." + fc.Field.Name + " has no visibility rule")
 	}
-	p, err := domain.MustPrincipal(ctx)
+	p, err := domain.RequirePrincipal(ctx)
 	if err != nil {
 		return nil, err
 	}

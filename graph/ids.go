@@ -53,7 +53,7 @@ func optionalRawID(id *string, typ string) (*string, error) {
 	return &raw, nil
 }
 
-func principal(ctx context.Context) (domain.Principal, error) { return domain.MustPrincipal(ctx) }
+func principal(ctx context.Context) (domain.Principal, error) { return domain.RequirePrincipal(ctx) }
 
 // readable returns the principal if it holds scope.
 func readable(ctx context.Context, scope domain.Scope) (domain.Principal, error) {

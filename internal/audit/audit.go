@@ -105,13 +105,6 @@ func (r *Recorder) Record(e Entry) {
 	})
 }
 
-// Pending returns how many events wait to be written.
-func (r *Recorder) Pending() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.events)
-}
-
 // Flush writes the collected events and clears them.
 func (r *Recorder) Flush(ctx context.Context, sink Sink) error {
 	if r == nil {

@@ -134,8 +134,8 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 	return p, ok
 }
 
-// MustPrincipal returns the principal in ctx or an UNAUTHENTICATED error.
-func MustPrincipal(ctx context.Context) (Principal, error) {
+// RequirePrincipal returns the principal in ctx or an UNAUTHENTICATED error.
+func RequirePrincipal(ctx context.Context) (Principal, error) {
 	p, ok := PrincipalFrom(ctx)
 	if !ok || !p.Role.Valid() {
 		return Principal{}, Errorf(CodeUnauthenticated, "authentication required")

@@ -19,7 +19,6 @@ type Loaders struct {
 	Policy           *dataloadgen.Loader[string, *domain.Policy]
 	Case             *dataloadgen.Loader[string, *domain.Case]
 	Specialist       *dataloadgen.Loader[string, *domain.Specialist]
-	Opinion          *dataloadgen.Loader[string, *domain.Opinion]
 	OpinionOfCase    *dataloadgen.Loader[*domain.Case, *domain.Opinion]
 	PatientOfCase    *dataloadgen.Loader[*domain.Case, *domain.Patient]
 	PatientsOfPolicy *dataloadgen.Loader[*domain.Policy, []*domain.Patient]
@@ -49,9 +48,6 @@ func New(st *store.Store, p domain.Principal, batch bool) *Loaders {
 		}, opt),
 		Specialist: dataloadgen.NewMappedLoader(func(ctx context.Context, ids []string) (map[string]*domain.Specialist, error) {
 			return st.SpecialistsByIDs(ctx, p, ids)
-		}, opt),
-		Opinion: dataloadgen.NewMappedLoader(func(ctx context.Context, ids []string) (map[string]*domain.Opinion, error) {
-			return st.OpinionsByIDs(ctx, p, ids)
 		}, opt),
 		OpinionOfCase: dataloadgen.NewMappedLoader(func(ctx context.Context, cases []*domain.Case) (map[*domain.Case]*domain.Opinion, error) {
 			byCaseID, err := st.OpinionsForCases(ctx, p, cases)

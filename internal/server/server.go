@@ -89,9 +89,6 @@ type Handler struct {
 	ws      *wsTracker
 }
 
-// Metrics returns the handler's metrics.
-func (h *Handler) Metrics() *telemetry.Metrics { return h.metrics }
-
 // MetricsHandler serves GET /metrics alone, for the separate metrics
 // listener; every other path is 404.
 func (h *Handler) MetricsHandler() http.Handler {

@@ -393,33 +393,6 @@ func (s *Store) OpinionsForCases(ctx context.Context, p domain.Principal, cases 
 	return out, nil
 }
 
-// OpinionsByIDs returns the opinions among ids that p may see.
-func (s *Store) OpinionsByIDs(ctx context.Context, p domain.Principal, ids []string) (map[string]*domain.Opinion, error) {
-	sc := opinionScope(p)
-	out := map[string]*domain.Opinion{}
-	if sc.none {
-		return out, nil
-	}
-	docs, err := findByIDs[opinionDoc](ctx, s, colOpinions, ids, opinionProjection(p))
-	if err != nil {
-		return nil, translate(err, "opinion")
-	}
-	ops := make([]*domain.Opinion, 0, len(docs))
-	for _, d := range docs {
-		if o := toOpinion(d); sc.allow(o) {
-			ops = append(ops, o)
-		}
-	}
-	ops, err = s.keepVisibleCases(ctx, p, ops)
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range ops {
-		out[o.ID] = o
-	}
-	return out, nil
-}
-
 // keepVisibleCases drops opinions whose case p may not see.
 func (s *Store) keepVisibleCases(ctx context.Context, p domain.Principal, ops []*domain.Opinion) ([]*domain.Opinion, error) {
 	if !opinionNeedsCaseCheck(p) || len(ops) == 0 {
