@@ -353,7 +353,7 @@ type AssignedCasesCasesCaseConnectionEdgesCaseEdgeNodeCasePatient struct {
 	GivenName *string `json:"givenName"`
 	// Family name (identity).
 	FamilyName *string `json:"familyName"`
-	// Year of birth.
+	// Year of birth; null for a partner when the patient is 90 or older (HIPAA Safe Harbor).
 	BirthYear *int `json:"birthYear"`
 	// Sex.
 	Sex *Sex `json:"sex"`
@@ -1578,6 +1578,135 @@ var AllOpinionStatus = []OpinionStatus{
 	OpinionStatusDelivered,
 }
 
+// What a registered organisation is; it fixes the role its tokens may carry (insurer and member: INSURER; provider: PROVIDER; partner: NETWORK; coordinator: OPERATOR).
+type OrganizationKind string
+
+const (
+	// An insurance carrier.
+	OrganizationKindInsurer OrganizationKind = "INSURER"
+	// A domestic provider organisation (clinic, hospital).
+	OrganizationKindProvider OrganizationKind = "PROVIDER"
+	// An international specialist network.
+	OrganizationKindNetwork OrganizationKind = "NETWORK"
+	// The service's own operator.
+	OrganizationKindOperator OrganizationKind = "OPERATOR"
+)
+
+var AllOrganizationKind = []OrganizationKind{
+	OrganizationKindInsurer,
+	OrganizationKindProvider,
+	OrganizationKindNetwork,
+	OrganizationKindOperator,
+}
+
+// Whether an organisation's tokens are accepted.
+type OrganizationStatus string
+
+const (
+	// Its tokens are accepted.
+	OrganizationStatusActive OrganizationStatus = "ACTIVE"
+	// Its tokens are refused (401) within 60 seconds of the suspension.
+	OrganizationStatusSuspended OrganizationStatus = "SUSPENDED"
+)
+
+var AllOrganizationStatus = []OrganizationStatus{
+	OrganizationStatusActive,
+	OrganizationStatusSuspended,
+}
+
+// OrganizationsOrganizationsOrganizationConnection includes the requested fields of the GraphQL type OrganizationConnection.
+// The GraphQL type's documentation follows.
+//
+// A page of organisations.
+type OrganizationsOrganizationsOrganizationConnection struct {
+	// The number of organisations matching the filter.
+	TotalCount int `json:"totalCount"`
+	// The organisations of this page.
+	Edges []OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdge `json:"edges"`
+}
+
+// GetTotalCount returns OrganizationsOrganizationsOrganizationConnection.TotalCount, and is useful for accessing the field via an interface.
+func (v *OrganizationsOrganizationsOrganizationConnection) GetTotalCount() int { return v.TotalCount }
+
+// GetEdges returns OrganizationsOrganizationsOrganizationConnection.Edges, and is useful for accessing the field via an interface.
+func (v *OrganizationsOrganizationsOrganizationConnection) GetEdges() []OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdge {
+	return v.Edges
+}
+
+// OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdge includes the requested fields of the GraphQL type OrganizationEdge.
+// The GraphQL type's documentation follows.
+//
+// One organisation of a page.
+type OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdge struct {
+	// The organisation.
+	Node OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization `json:"node"`
+}
+
+// GetNode returns OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdge.Node, and is useful for accessing the field via an interface.
+func (v *OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdge) GetNode() OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization {
+	return v.Node
+}
+
+// OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization includes the requested fields of the GraphQL type Organization.
+// The GraphQL type's documentation follows.
+//
+// A registered organisation. Every role reads names and kinds; coordinators read and write the rest.
+type OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization struct {
+	// The organisation's global id.
+	Id string `json:"id"`
+	// The organisation's id as tokens name it in their `org` claim.
+	OrgId string `json:"orgId"`
+	// Display name.
+	Name string `json:"name"`
+	// What the organisation is.
+	Kind OrganizationKind `json:"kind"`
+	// Country, ISO 3166-1 alpha-2 (coordinators).
+	Country *string `json:"country"`
+	// Whether its tokens are accepted (coordinators).
+	Status *OrganizationStatus `json:"status"`
+}
+
+// GetId returns OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization.Id, and is useful for accessing the field via an interface.
+func (v *OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization) GetId() string {
+	return v.Id
+}
+
+// GetOrgId returns OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization.OrgId, and is useful for accessing the field via an interface.
+func (v *OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization) GetOrgId() string {
+	return v.OrgId
+}
+
+// GetName returns OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization.Name, and is useful for accessing the field via an interface.
+func (v *OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization) GetName() string {
+	return v.Name
+}
+
+// GetKind returns OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization.Kind, and is useful for accessing the field via an interface.
+func (v *OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization) GetKind() OrganizationKind {
+	return v.Kind
+}
+
+// GetCountry returns OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization.Country, and is useful for accessing the field via an interface.
+func (v *OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization) GetCountry() *string {
+	return v.Country
+}
+
+// GetStatus returns OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization.Status, and is useful for accessing the field via an interface.
+func (v *OrganizationsOrganizationsOrganizationConnectionEdgesOrganizationEdgeNodeOrganization) GetStatus() *OrganizationStatus {
+	return v.Status
+}
+
+// OrganizationsResponse is returned by Organizations on success.
+type OrganizationsResponse struct {
+	// Registered organisations, by org id.
+	Organizations OrganizationsOrganizationsOrganizationConnection `json:"organizations"`
+}
+
+// GetOrganizations returns OrganizationsResponse.Organizations, and is useful for accessing the field via an interface.
+func (v *OrganizationsResponse) GetOrganizations() OrganizationsOrganizationsOrganizationConnection {
+	return v.Organizations
+}
+
 // The standing of a policy.
 type PolicyStatus string
 
@@ -1771,7 +1900,7 @@ func (v *ReferredCasesCasesCaseConnectionEdgesCaseEdgeNodeCase) GetDueAt() time.
 type ReferredCasesCasesCaseConnectionEdgesCaseEdgeNodeCasePatient struct {
 	// The patient's global id (a pseudonym for partners).
 	Id string `json:"id"`
-	// Year of birth.
+	// Year of birth; null for a partner when the patient is 90 or older (HIPAA Safe Harbor).
 	BirthYear *int `json:"birthYear"`
 	// Sex.
 	Sex *Sex `json:"sex"`
@@ -1810,6 +1939,111 @@ type ReferredCasesResponse struct {
 
 // GetCases returns ReferredCasesResponse.Cases, and is useful for accessing the field via an interface.
 func (v *ReferredCasesResponse) GetCases() ReferredCasesCasesCaseConnection { return v.Cases }
+
+// Registers an organisation (coordinators).
+type RegisterOrganizationInput struct {
+	// The organisation's id as its tokens will name it: 2 to 63 lower-case letters, digits and hyphens.
+	Id string `json:"id"`
+	// Display name, at most 200 characters.
+	Name string `json:"name"`
+	// What the organisation is.
+	Kind OrganizationKind `json:"kind"`
+	// Country, ISO 3166-1 alpha-2.
+	Country string `json:"country"`
+}
+
+// GetId returns RegisterOrganizationInput.Id, and is useful for accessing the field via an interface.
+func (v *RegisterOrganizationInput) GetId() string { return v.Id }
+
+// GetName returns RegisterOrganizationInput.Name, and is useful for accessing the field via an interface.
+func (v *RegisterOrganizationInput) GetName() string { return v.Name }
+
+// GetKind returns RegisterOrganizationInput.Kind, and is useful for accessing the field via an interface.
+func (v *RegisterOrganizationInput) GetKind() OrganizationKind { return v.Kind }
+
+// GetCountry returns RegisterOrganizationInput.Country, and is useful for accessing the field via an interface.
+func (v *RegisterOrganizationInput) GetCountry() string { return v.Country }
+
+// RegisterOrganizationRegisterOrganizationRegisterOrganizationPayload includes the requested fields of the GraphQL type RegisterOrganizationPayload.
+// The GraphQL type's documentation follows.
+//
+// The registered organisation.
+type RegisterOrganizationRegisterOrganizationRegisterOrganizationPayload struct {
+	// The organisation.
+	Organization RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization `json:"organization"`
+}
+
+// GetOrganization returns RegisterOrganizationRegisterOrganizationRegisterOrganizationPayload.Organization, and is useful for accessing the field via an interface.
+func (v *RegisterOrganizationRegisterOrganizationRegisterOrganizationPayload) GetOrganization() RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization {
+	return v.Organization
+}
+
+// RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization includes the requested fields of the GraphQL type Organization.
+// The GraphQL type's documentation follows.
+//
+// A registered organisation. Every role reads names and kinds; coordinators read and write the rest.
+type RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization struct {
+	// The organisation's global id.
+	Id string `json:"id"`
+	// The organisation's id as tokens name it in their `org` claim.
+	OrgId string `json:"orgId"`
+	// Display name.
+	Name string `json:"name"`
+	// What the organisation is.
+	Kind OrganizationKind `json:"kind"`
+	// Country, ISO 3166-1 alpha-2 (coordinators).
+	Country *string `json:"country"`
+	// Whether its tokens are accepted (coordinators).
+	Status *OrganizationStatus `json:"status"`
+	// Version for optimistic concurrency (coordinators).
+	Version *int `json:"version"`
+}
+
+// GetId returns RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization.Id, and is useful for accessing the field via an interface.
+func (v *RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization) GetId() string {
+	return v.Id
+}
+
+// GetOrgId returns RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization.OrgId, and is useful for accessing the field via an interface.
+func (v *RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization) GetOrgId() string {
+	return v.OrgId
+}
+
+// GetName returns RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization.Name, and is useful for accessing the field via an interface.
+func (v *RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization) GetName() string {
+	return v.Name
+}
+
+// GetKind returns RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization.Kind, and is useful for accessing the field via an interface.
+func (v *RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization) GetKind() OrganizationKind {
+	return v.Kind
+}
+
+// GetCountry returns RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization.Country, and is useful for accessing the field via an interface.
+func (v *RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization) GetCountry() *string {
+	return v.Country
+}
+
+// GetStatus returns RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization.Status, and is useful for accessing the field via an interface.
+func (v *RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization) GetStatus() *OrganizationStatus {
+	return v.Status
+}
+
+// GetVersion returns RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization.Version, and is useful for accessing the field via an interface.
+func (v *RegisterOrganizationRegisterOrganizationRegisterOrganizationPayloadOrganization) GetVersion() *int {
+	return v.Version
+}
+
+// RegisterOrganizationResponse is returned by RegisterOrganization on success.
+type RegisterOrganizationResponse struct {
+	// Registers an organisation (coordinators).
+	RegisterOrganization RegisterOrganizationRegisterOrganizationRegisterOrganizationPayload `json:"registerOrganization"`
+}
+
+// GetRegisterOrganization returns RegisterOrganizationResponse.RegisterOrganization, and is useful for accessing the field via an interface.
+func (v *RegisterOrganizationResponse) GetRegisterOrganization() RegisterOrganizationRegisterOrganizationRegisterOrganizationPayload {
+	return v.RegisterOrganization
+}
 
 // RegisterSpecialistResponse is returned by RegisterSpecialist on success.
 type RegisterSpecialistResponse struct {
@@ -2615,6 +2849,14 @@ func (v *__NetworkSpecialistsInput) GetFirst() *int { return v.First }
 // GetFilter returns __NetworkSpecialistsInput.Filter, and is useful for accessing the field via an interface.
 func (v *__NetworkSpecialistsInput) GetFilter() *SpecialistFilter { return v.Filter }
 
+// __OrganizationsInput is used internally by genqlient
+type __OrganizationsInput struct {
+	Kind *OrganizationKind `json:"kind"`
+}
+
+// GetKind returns __OrganizationsInput.Kind, and is useful for accessing the field via an interface.
+func (v *__OrganizationsInput) GetKind() *OrganizationKind { return v.Kind }
+
 // __RecordDecisionInput is used internally by genqlient
 type __RecordDecisionInput struct {
 	CaseId   string   `json:"caseId"`
@@ -2634,6 +2876,14 @@ type __ReferredCasesInput struct {
 
 // GetFirst returns __ReferredCasesInput.First, and is useful for accessing the field via an interface.
 func (v *__ReferredCasesInput) GetFirst() *int { return v.First }
+
+// __RegisterOrganizationInput is used internally by genqlient
+type __RegisterOrganizationInput struct {
+	Input RegisterOrganizationInput `json:"input"`
+}
+
+// GetInput returns __RegisterOrganizationInput.Input, and is useful for accessing the field via an interface.
+func (v *__RegisterOrganizationInput) GetInput() RegisterOrganizationInput { return v.Input }
 
 // __RegisterSpecialistInput is used internally by genqlient
 type __RegisterSpecialistInput struct {
@@ -3244,6 +3494,51 @@ func NetworkSpecialists(
 	return data_, err_
 }
 
+// The query executed by Organizations.
+const Organizations_Operation = `
+query Organizations ($kind: OrganizationKind) {
+	organizations(first: 50, filter: {kind:$kind}) {
+		totalCount
+		edges {
+			node {
+				id
+				orgId
+				name
+				kind
+				country
+				status
+			}
+		}
+	}
+}
+`
+
+// The registry: who may call, and as what.
+func Organizations(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	kind *OrganizationKind,
+) (data_ *OrganizationsResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "Organizations",
+		Query:  Organizations_Operation,
+		Variables: &__OrganizationsInput{
+			Kind: kind,
+		},
+	}
+
+	data_ = &OrganizationsResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
 // The mutation executed by RecordDecision.
 const RecordDecision_Operation = `
 mutation RecordDecision ($caseId: ID!, $decision: Decision!) {
@@ -3326,6 +3621,51 @@ func ReferredCases(
 	}
 
 	data_ = &ReferredCasesResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The mutation executed by RegisterOrganization.
+const RegisterOrganization_Operation = `
+mutation RegisterOrganization ($input: RegisterOrganizationInput!) {
+	registerOrganization(input: $input) {
+		organization {
+			id
+			orgId
+			name
+			kind
+			country
+			status
+			version
+		}
+	}
+}
+`
+
+// A coordinator registers a new insurer; its tokens are accepted from then on
+// (members and staff of an INSURER; a provider's or partner's org is a
+// PROVIDER or a NETWORK).
+func RegisterOrganization(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	input RegisterOrganizationInput,
+) (data_ *RegisterOrganizationResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "RegisterOrganization",
+		Query:  RegisterOrganization_Operation,
+		Variables: &__RegisterOrganizationInput{
+			Input: input,
+		},
+	}
+
+	data_ = &RegisterOrganizationResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(
