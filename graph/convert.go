@@ -3,14 +3,13 @@ package graph
 import (
 	"github.com/secondopinion/gateway/graph/model"
 	"github.com/secondopinion/gateway/internal/domain"
-	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 // Converters from GraphQL inputs to use-case inputs, one per crossing.
 
-func toNewPolicy(in model.CreatePolicyInput) store.NewPolicy {
-	np := store.NewPolicy{
+func toNewPolicy(in model.CreatePolicyInput) workflow.NewPolicy {
+	np := workflow.NewPolicy{
 		PolicyNumber: in.PolicyNumber, Product: in.Product, EffectiveFrom: in.EffectiveFrom,
 		EffectiveTo: in.EffectiveTo,
 	}
@@ -18,7 +17,7 @@ func toNewPolicy(in model.CreatePolicyInput) store.NewPolicy {
 		np.Benefit = toBenefit(*in.SecondOpinion)
 	}
 	for _, x := range in.Insured {
-		np.Insured = append(np.Insured, store.NewInsured{
+		np.Insured = append(np.Insured, workflow.NewInsured{
 			MemberID: x.MemberID, GivenName: x.GivenName, FamilyName: x.FamilyName, DateOfBirth: x.DateOfBirth,
 			Sex: deref(x.Sex), Email: deref(x.Email), Phone: deref(x.Phone), Country: deref(x.Country),
 			Language: deref(x.Language),
@@ -31,8 +30,8 @@ func toBenefit(b model.SecondOpinionBenefitInput) domain.Benefit {
 	return domain.Benefit{Covered: b.Covered, CasesPerYear: b.CasesPerYear, International: b.International}
 }
 
-func toSpecialistInput(in model.UpsertSpecialistInput, rawID string) store.SpecialistInput {
-	return store.SpecialistInput{
+func toSpecialistInput(in model.UpsertSpecialistInput, rawID string) workflow.SpecialistInput {
+	return workflow.SpecialistInput{
 		ID: rawID, Name: in.Name, Credentials: deref(in.Credentials), Specialties: in.Specialties,
 		SubSpecialties: in.SubSpecialties, Languages: in.Languages, Country: in.Country,
 		Institution: deref(in.Institution), AcceptingCases: in.AcceptingCases, Email: in.Email,
@@ -53,18 +52,18 @@ func toRequest(in model.RequestSecondOpinionInput, policyID string) workflow.Req
 	return r
 }
 
-func toCaseFilter(f *model.CaseFilter) store.CaseFilter {
+func toCaseFilter(f *model.CaseFilter) workflow.CaseFilter {
 	if f == nil {
-		return store.CaseFilter{}
+		return workflow.CaseFilter{}
 	}
-	return store.CaseFilter{Statuses: f.Status, Specialty: f.Specialty, Overdue: f.Overdue}
+	return workflow.CaseFilter{Statuses: f.Status, Specialty: f.Specialty, Overdue: f.Overdue}
 }
 
-func toSpecialistFilter(f *model.SpecialistFilter) store.SpecialistFilter {
+func toSpecialistFilter(f *model.SpecialistFilter) workflow.SpecialistFilter {
 	if f == nil {
-		return store.SpecialistFilter{}
+		return workflow.SpecialistFilter{}
 	}
-	return store.SpecialistFilter{Specialty: f.Specialty, Language: f.Language, Country: f.Country, AcceptingCases: f.AcceptingCases}
+	return workflow.SpecialistFilter{Specialty: f.Specialty, Language: f.Language, Country: f.Country, AcceptingCases: f.AcceptingCases}
 }
 
 func toOpinionContent(in model.SaveOpinionDraftInput) domain.OpinionContent {

@@ -23,8 +23,7 @@ func (r *queryResolver) patient(ctx context.Context, id string) (*domain.Patient
 	if err != nil {
 		return nil, err
 	}
-	pt, err := r.Store.Patient(ctx, p, raw)
-	auditLookup(ctx, "Patient", raw, domain.GroupPatientDemographic, err)
+	pt, err := r.Workflow.Patient(ctx, p, raw)
 	return pt, err
 }
 

@@ -5,10 +5,9 @@ import (
 	"encoding/base64"
 	"strings"
 
-	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/workflow"
 	"github.com/secondopinion/gateway/internal/loader"
-	"github.com/secondopinion/gateway/internal/store"
 )
 
 // Global ids are opaque: base64url of "Type:rawID".
@@ -66,14 +65,7 @@ func readable(ctx context.Context, scope domain.Scope) (domain.Principal, error)
 
 func loaders(ctx context.Context) (*loader.Loaders, error) { return loader.From(ctx) }
 
-// auditLookup records a denied or missing root lookup of PHI.
-func auditLookup(ctx context.Context, typ, id string, group domain.Group, err error) {
-	if domain.ErrorCode(err) == domain.CodeNotFound {
-		audit.Record(ctx, audit.Entry{ResourceType: typ, ResourceID: id, Group: group, Outcome: audit.OutcomeNotFound})
-	}
-}
-
-func page(first *int, after *string) (store.Page, error) { return store.NewPage(first, after) }
+func page(first *int, after *string) (workflow.Page, error) { return workflow.NewPage(first, after) }
 
 func ptr[T any](v T) *T { return &v }
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/secondopinion/gateway/graph/model"
 	"github.com/secondopinion/gateway/internal/domain"
-	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 // RegisterOrganization is the resolver for the registerOrganization field.
@@ -32,7 +32,7 @@ func (r *mutationResolver) UpdateOrganization(ctx context.Context, input model.U
 	if err != nil {
 		return nil, err
 	}
-	o, err := r.Workflow.UpdateOrganization(ctx, p, orgRawID(input.ID), store.OrgChange{Name: input.Name, Status: input.Status}, input.ExpectedVersion)
+	o, err := r.Workflow.UpdateOrganization(ctx, p, orgRawID(input.ID), workflow.OrgChange{Name: input.Name, Status: input.Status}, input.ExpectedVersion)
 	if err != nil {
 		return nil, err
 	}
@@ -63,24 +63,24 @@ func (r *queryResolver) Organizations(ctx context.Context, first *int, after *st
 	if err != nil {
 		return nil, err
 	}
-	var f store.OrgFilter
+	var f workflow.OrgFilter
 	if filter != nil {
 		f.Kind = filter.Kind
 	}
-	items, more, err := r.Store.Organizations(ctx, f, pg)
+	items, more, err := r.Workflow.Organizations(ctx, f, pg)
 	if err != nil {
 		return nil, err
 	}
 	conn := &model.OrganizationConnection{
 		Edges: make([]model.OrganizationEdge, 0, len(items)),
-		Count: func(ctx context.Context) (int, error) { return r.Store.CountOrganizations(ctx, f) },
+		Count: func(ctx context.Context) (int, error) { return r.Workflow.CountOrganizations(ctx, f) },
 	}
 	ids := make([]string, 0, len(items))
 	for _, it := range items {
-		conn.Edges = append(conn.Edges, model.OrganizationEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
+		conn.Edges = append(conn.Edges, model.OrganizationEdge{Cursor: workflow.EncodeCursor(it.ID), Node: it})
 		ids = append(ids, it.ID)
 	}
-	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", store.EncodeCursor)
+	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", workflow.EncodeCursor)
 	return conn, nil
 }
 

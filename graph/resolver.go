@@ -7,14 +7,12 @@ package graph
 
 import (
 	"github.com/secondopinion/gateway/internal/events"
-	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/webhooks"
 	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 // Resolver is the root of the resolvers: it holds the use-case services.
 type Resolver struct {
-	Store    *store.Store
 	Workflow *workflow.Service
 	Events   *events.Hub
 	// Webhooks registers partners' endpoints; nil disables the webhook API.

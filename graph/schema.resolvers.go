@@ -11,7 +11,6 @@ import (
 	"github.com/secondopinion/gateway/graph/model"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/loader"
-	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/workflow"
 )
 
@@ -113,7 +112,7 @@ func (r *mutationResolver) UpdatePolicy(ctx context.Context, input model.UpdateP
 	if err != nil {
 		return nil, err
 	}
-	ch := store.PolicyChange{Status: input.Status}
+	ch := workflow.PolicyChange{Status: input.Status}
 	if input.SecondOpinion != nil {
 		b := toBenefit(*input.SecondOpinion)
 		ch.Benefit = &b
@@ -447,25 +446,25 @@ func (r *queryResolver) Policies(ctx context.Context, first *int, after *string,
 	if err != nil {
 		return nil, err
 	}
-	var f store.PolicyFilter
+	var f workflow.PolicyFilter
 	if filter != nil {
 		f.Status = filter.Status
 	}
-	items, more, err := r.Store.Policies(ctx, p, f, pg)
+	items, more, err := r.Workflow.Policies(ctx, p, f, pg)
 	if err != nil {
 		return nil, err
 	}
 	prefetchPolicyEdges(ctx, p, items, "edges", "node")
 	conn := &model.PolicyConnection{
 		Edges: make([]model.PolicyEdge, 0, len(items)),
-		Count: func(ctx context.Context) (int, error) { return r.Store.CountPolicies(ctx, p, f) },
+		Count: func(ctx context.Context) (int, error) { return r.Workflow.CountPolicies(ctx, p, f) },
 	}
 	ids := make([]string, 0, len(items))
 	for _, it := range items {
-		conn.Edges = append(conn.Edges, model.PolicyEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
+		conn.Edges = append(conn.Edges, model.PolicyEdge{Cursor: workflow.EncodeCursor(it.ID), Node: it})
 		ids = append(ids, it.ID)
 	}
-	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", store.EncodeCursor)
+	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", workflow.EncodeCursor)
 	return conn, nil
 }
 
@@ -479,7 +478,7 @@ func (r *queryResolver) Policy(ctx context.Context, id string) (*domain.Policy, 
 	if err != nil {
 		return nil, err
 	}
-	return r.Store.Policy(ctx, p, raw)
+	return r.Workflow.Policy(ctx, p, raw)
 }
 
 // Cases is the resolver for the cases field.
@@ -493,21 +492,21 @@ func (r *queryResolver) Cases(ctx context.Context, first *int, after *string, fi
 		return nil, err
 	}
 	f := toCaseFilter(filter)
-	items, more, err := r.Store.Cases(ctx, p, f, pg, caseViewOf(ctx, "edges", "node"))
+	items, more, err := r.Workflow.Cases(ctx, p, f, pg, caseViewOf(ctx, "edges", "node"))
 	if err != nil {
 		return nil, err
 	}
 	prefetchCaseEdges(ctx, p, items, "edges", "node")
 	conn := &model.CaseConnection{
 		Edges: make([]model.CaseEdge, 0, len(items)),
-		Count: func(ctx context.Context) (int, error) { return r.Store.CountCases(ctx, p, f) },
+		Count: func(ctx context.Context) (int, error) { return r.Workflow.CountCases(ctx, p, f) },
 	}
 	ids := make([]string, 0, len(items))
 	for _, it := range items {
-		conn.Edges = append(conn.Edges, model.CaseEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
+		conn.Edges = append(conn.Edges, model.CaseEdge{Cursor: workflow.EncodeCursor(it.ID), Node: it})
 		ids = append(ids, it.ID)
 	}
-	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", store.EncodeCursor)
+	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", workflow.EncodeCursor)
 	return conn, nil
 }
 
@@ -521,8 +520,7 @@ func (r *queryResolver) Case(ctx context.Context, id string) (*domain.Case, erro
 	if err != nil {
 		return nil, err
 	}
-	c, err := r.Store.CaseWith(ctx, p, raw, caseViewOf(ctx))
-	auditLookup(ctx, "Case", raw, domain.GroupCaseAdmin, err)
+	c, err := r.Workflow.Case(ctx, p, raw, caseViewOf(ctx))
 	return c, err
 }
 
@@ -537,20 +535,20 @@ func (r *queryResolver) Specialists(ctx context.Context, first *int, after *stri
 		return nil, err
 	}
 	f := toSpecialistFilter(filter)
-	items, more, err := r.Store.Specialists(ctx, p, f, pg)
+	items, more, err := r.Workflow.Specialists(ctx, p, f, pg)
 	if err != nil {
 		return nil, err
 	}
 	conn := &model.SpecialistConnection{
 		Edges: make([]model.SpecialistEdge, 0, len(items)),
-		Count: func(ctx context.Context) (int, error) { return r.Store.CountSpecialists(ctx, p, f) },
+		Count: func(ctx context.Context) (int, error) { return r.Workflow.CountSpecialists(ctx, p, f) },
 	}
 	ids := make([]string, 0, len(items))
 	for _, it := range items {
-		conn.Edges = append(conn.Edges, model.SpecialistEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
+		conn.Edges = append(conn.Edges, model.SpecialistEdge{Cursor: workflow.EncodeCursor(it.ID), Node: it})
 		ids = append(ids, it.ID)
 	}
-	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", store.EncodeCursor)
+	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", workflow.EncodeCursor)
 	return conn, nil
 }
 
@@ -564,7 +562,7 @@ func (r *queryResolver) Specialist(ctx context.Context, id string) (*domain.Spec
 	if err != nil {
 		return nil, err
 	}
-	return r.Store.Specialist(ctx, p, raw)
+	return r.Workflow.Specialist(ctx, p, raw)
 }
 
 // Opinions is the resolver for the opinions field.
@@ -577,26 +575,26 @@ func (r *queryResolver) Opinions(ctx context.Context, first *int, after *string,
 	if err != nil {
 		return nil, err
 	}
-	var f store.OpinionFilter
+	var f workflow.OpinionFilter
 	if filter != nil {
 		if f.CaseID, err = optionalRawID(filter.CaseID, "Case"); err != nil {
 			return nil, err
 		}
 	}
-	items, more, err := r.Store.Opinions(ctx, p, f, pg)
+	items, more, err := r.Workflow.Opinions(ctx, p, f, pg)
 	if err != nil {
 		return nil, err
 	}
 	conn := &model.OpinionConnection{
 		Edges: make([]model.OpinionEdge, 0, len(items)),
-		Count: func(ctx context.Context) (int, error) { return r.Store.CountOpinions(ctx, p, f) },
+		Count: func(ctx context.Context) (int, error) { return r.Workflow.CountOpinions(ctx, p, f) },
 	}
 	ids := make([]string, 0, len(items))
 	for _, it := range items {
-		conn.Edges = append(conn.Edges, model.OpinionEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
+		conn.Edges = append(conn.Edges, model.OpinionEdge{Cursor: workflow.EncodeCursor(it.ID), Node: it})
 		ids = append(ids, it.ID)
 	}
-	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", store.EncodeCursor)
+	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", workflow.EncodeCursor)
 	return conn, nil
 }
 
@@ -610,8 +608,7 @@ func (r *queryResolver) Opinion(ctx context.Context, id string) (*domain.Opinion
 	if err != nil {
 		return nil, err
 	}
-	o, err := r.Store.Opinion(ctx, p, raw)
-	auditLookup(ctx, "Opinion", raw, domain.GroupOpinionMeta, err)
+	o, err := r.Workflow.Opinion(ctx, p, raw)
 	return o, err
 }
 
@@ -646,27 +643,27 @@ func (r *queryResolver) AuditEvents(ctx context.Context, first *int, after *stri
 	if err != nil {
 		return nil, err
 	}
-	var f store.AuditFilter
+	var f workflow.AuditFilter
 	if filter != nil {
 		if f.CaseID, err = optionalRawID(filter.CaseID, "Case"); err != nil {
 			return nil, err
 		}
 		f.Subject = filter.Subject
 	}
-	items, more, err := r.Store.AuditEvents(ctx, p, f, pg)
+	items, more, err := r.Workflow.AuditEvents(ctx, p, f, pg)
 	if err != nil {
 		return nil, err
 	}
 	conn := &model.AuditEventConnection{
 		Edges: make([]model.AuditEventEdge, 0, len(items)),
-		Count: func(ctx context.Context) (int, error) { return r.Store.CountAuditEvents(ctx, p, f) },
+		Count: func(ctx context.Context) (int, error) { return r.Workflow.CountAuditEvents(ctx, p, f) },
 	}
 	ids := make([]string, 0, len(items))
 	for _, it := range items {
-		conn.Edges = append(conn.Edges, model.AuditEventEdge{Cursor: store.EncodeCursor(it.ID), Node: it})
+		conn.Edges = append(conn.Edges, model.AuditEventEdge{Cursor: workflow.EncodeCursor(it.ID), Node: it})
 		ids = append(ids, it.ID)
 	}
-	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", store.EncodeCursor)
+	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", workflow.EncodeCursor)
 	return conn, nil
 }
 

@@ -5,7 +5,7 @@ import (
 
 	"github.com/secondopinion/gateway/graph/model"
 	"github.com/secondopinion/gateway/internal/domain"
-	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 // caseEvents streams the case events the caller may see.
@@ -23,7 +23,7 @@ func (r *subscriptionResolver) caseEvents(ctx context.Context, caseID *string) (
 			return nil, err
 		}
 		// Out of scope or missing: NOT_FOUND, as for a read.
-		if _, err := r.Store.Case(ctx, p, raw); err != nil {
+		if err := r.Workflow.SubscribeCheck(ctx, p, raw); err != nil {
 			return nil, err
 		}
 	}
@@ -42,7 +42,7 @@ func (r *subscriptionResolver) caseEvents(ctx context.Context, caseID *string) (
 	return out, nil
 }
 
-func toNotice(r *store.CaseEventRecord) *model.CaseEventNotice {
+func toNotice(r *workflow.CaseEventRecord) *model.CaseEventNotice {
 	ev := r.Event()
 	return &model.CaseEventNotice{CaseID: r.CaseID, Event: &ev, Status: domain.CaseStatus(r.Status), Version: r.Version}
 }

@@ -6,7 +6,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 
 	"github.com/secondopinion/gateway/internal/domain"
-	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 // clinicalFields are the Case fields stored in the clinical part.
@@ -15,8 +15,8 @@ var clinicalFields = map[string]bool{"diagnosis": true, "proposedTreatment": tru
 // caseViewOf returns which optional parts of Case the current field's
 // selection reaches, following path (e.g. "edges", "node") from the current
 // field down to the Case object.
-func caseViewOf(ctx context.Context, path ...string) store.CaseView {
-	var v store.CaseView
+func caseViewOf(ctx context.Context, path ...string) workflow.CaseView {
+	var v workflow.CaseView
 	for _, f := range caseFieldsOf(ctx, path...) {
 		switch {
 		case clinicalFields[f.Name]:

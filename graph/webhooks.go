@@ -5,7 +5,7 @@ import (
 
 	"github.com/secondopinion/gateway/graph/model"
 	"github.com/secondopinion/gateway/internal/domain"
-	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 // Webhook resolvers' work: the webhooks.Service decides who may act (the
@@ -89,10 +89,10 @@ func (r *queryResolver) webhookSubscriptions(ctx context.Context, first *int, af
 	conn := &model.WebhookSubscriptionConnection{Edges: make([]model.WebhookSubscriptionEdge, 0, len(subs)), PageInfo: &model.PageInfo{}}
 	ids := make([]string, 0, len(subs))
 	for _, s := range subs {
-		conn.Edges = append(conn.Edges, model.WebhookSubscriptionEdge{Cursor: store.EncodeCursor(s.ID), Node: s})
+		conn.Edges = append(conn.Edges, model.WebhookSubscriptionEdge{Cursor: workflow.EncodeCursor(s.ID), Node: s})
 		ids = append(ids, s.ID)
 	}
-	pi := model.NewPageInfo(ids, more, pg.After != "", store.EncodeCursor)
+	pi := model.NewPageInfo(ids, more, pg.After != "", workflow.EncodeCursor)
 	conn.PageInfo = &pi
 	return conn, nil
 }
@@ -102,7 +102,7 @@ func (r *webhookSubscriptionConnectionResolver) totalCount(ctx context.Context) 
 	if err != nil {
 		return 0, err
 	}
-	return r.Store.CountWebhookSubscriptions(ctx, p)
+	return r.Workflow.CountWebhookSubscriptions(ctx, p)
 }
 
 func (r *webhookSubscriptionResolver) deliveries(ctx context.Context, obj *domain.WebhookSubscription, first *int, status *domain.DeliveryStatus) ([]domain.WebhookDelivery, error) {

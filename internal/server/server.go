@@ -172,7 +172,7 @@ func New(d Deps) *Handler {
 
 func newGraphQL(d Deps, obs *observer) http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{
-		Resolvers:  &graph.Resolver{Store: d.Store, Workflow: workflow.New(d.Store), Events: d.Events, Webhooks: d.Webhooks},
+		Resolvers:  &graph.Resolver{Workflow: workflow.New(d.Store), Events: d.Events, Webhooks: d.Webhooks},
 		Complexity: complexity(),
 	}))
 	readLimit := int64(64 << 10)
