@@ -196,6 +196,12 @@ func webhookScope(p domain.Principal) scope[*domain.WebhookSubscription] {
 	}
 }
 
+// specialistWriteScope: the specialists p may change: its own org's, any
+// for a coordinator.
+func specialistWriteScope(p domain.Principal) func(*specialistDoc) bool {
+	return func(d *specialistDoc) bool { return p.Role == domain.RoleCoordinator || d.OrgID == p.Org }
+}
+
 // specialistInternalVisible: load and contact for the specialist's own org and
 // coordinators.
 func specialistInternalVisible(p domain.Principal, s *specialistDoc) bool {

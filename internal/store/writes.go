@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -40,15 +41,9 @@ type NewPolicy struct {
 	Insured       []NewInsured
 }
 
-// CreatePolicy stores a policy of the caller's insurer (a coordinator may
-// not create policies: they belong to an insurer).
+// CreatePolicy stores a policy of the caller's insurer (the use case checks
+// the caller is one), with its members in that insurer's namespace.
 func (s *Store) CreatePolicy(ctx context.Context, p domain.Principal, np NewPolicy) (*domain.Policy, error) {
-	if p.Role != domain.RoleInsurer || p.Org == "" {
-		return nil, domain.Errorf(domain.CodeForbidden, "only an insurer creates policies")
-	}
-	if strings.ContainsAny(p.Org, ".$") {
-		return nil, domain.Errorf(domain.CodeBadUserInput, "this org id cannot own policies")
-	}
 	now := s.Now()
 	ids := make([]string, 0, len(np.Insured))
 	for _, in := range np.Insured {
@@ -116,9 +111,6 @@ type PolicyChange struct {
 // expectedVersion it fails with CONFLICT when the policy moved on; without,
 // it still updates only the version it read.
 func (s *Store) UpdatePolicy(ctx context.Context, p domain.Principal, id string, ch PolicyChange, expectedVersion *int) (*domain.Policy, error) {
-	if p.Role != domain.RoleInsurer {
-		return nil, domain.Errorf(domain.CodeForbidden, "only the policy's insurer updates it")
-	}
 	for attempt := 0; attempt < 10; attempt++ {
 		if err := retryPause(ctx, attempt); err != nil {
 			return nil, translate(err, "policy")
@@ -170,26 +162,11 @@ type SpecialistInput struct {
 	ExpectedVersion *int
 }
 
-// UpsertSpecialist creates or updates a specialist of the caller's org;
-// coordinators write any org. Updating another org's specialist is NOT_FOUND.
+// UpsertSpecialist creates a specialist of in.OrgID (of kind in.OrgKind,
+// both decided by the use case) or updates one in p's write scope
+// (specialistWriteScope): another org's specialist is NOT_FOUND.
 func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in SpecialistInput) (*domain.Specialist, error) {
-	var kind domain.OrgKind
-	org := p.Org
-	switch p.Role {
-	case domain.RoleProvider:
-		kind = domain.OrgProvider
-	case domain.RolePartner:
-		kind = domain.OrgNetwork
-	case domain.RoleCoordinator:
-		if in.OrgID != "" {
-			org = in.OrgID
-		}
-	default:
-		return nil, domain.Errorf(domain.CodeForbidden, "only provider orgs, partner networks and coordinators write specialists")
-	}
-	if p.Role != domain.RoleCoordinator && in.OrgID != "" && in.OrgID != p.Org {
-		return nil, domain.Errorf(domain.CodeForbidden, "you may only write specialists of your own org")
-	}
+	org, kind := in.OrgID, in.OrgKind
 	now := s.Now()
 	set := bson.D{
 		{Key: "name", Value: in.Name}, {Key: "credentials", Value: in.Credentials},
@@ -206,9 +183,6 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 	if in.ID == "" {
 		if org == "" {
 			return nil, domain.Errorf(domain.CodeBadUserInput, "orgId is required")
-		}
-		if in.OrgKind != "" {
-			kind = in.OrgKind
 		}
 		d := specialistDoc{
 			ID: NewIDAt(now), Name: in.Name, Credentials: in.Credentials, Specialties: in.Specialties,
@@ -235,7 +209,7 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 		if err != nil {
 			return nil, translate(err, "specialist")
 		}
-		if p.Role != domain.RoleCoordinator && cur.OrgID != p.Org {
+		if !specialistWriteScope(p)(cur) {
 			return nil, domain.ErrNotFound("specialist")
 		}
 		if in.ExpectedVersion != nil && *in.ExpectedVersion != cur.Version {
@@ -303,10 +277,23 @@ func (s *Store) InsertSpecialists(ctx context.Context, docs []any) error {
 	return translate(err, "specialist")
 }
 
-// ConsumeCaseAllowance takes one case from a policy's allowance for the
-// policy year starting at yearStart, atomically: a compare-and-set on the
-// policy's version, so two requests racing for the last case cannot both win.
-func (s *Store) ConsumeCaseAllowance(ctx context.Context, policyID string, yearStart time.Time, limit int) error {
+// ErrNoChange is a rule's answer that nothing is to be written.
+var ErrNoChange = errors.New("store: nothing to change")
+
+// UsageChange is a rule's answer on a policy's allowance: the policy year
+// it counts in and the number of cases used there after the change.
+type UsageChange struct {
+	YearStart time.Time
+	Used      int
+}
+
+// ChangeCaseUsage applies rule to a policy's allowance as it is now (the
+// policy, the cases used in its current policy year, the time), atomically:
+// a compare-and-set on the policy's version, re-read and re-judged on a
+// lost race, so two requests racing for the last case cannot both win and
+// an update racing them (lapse, benefit cut) is judged too. The rule is the
+// use case's (eligibility); the store only applies it.
+func (s *Store) ChangeCaseUsage(ctx context.Context, policyID string, rule func(pol *domain.Policy, used int, now time.Time) (UsageChange, error)) error {
 	for attempt := 0; attempt < 20; attempt++ {
 		if err := retryPause(ctx, attempt); err != nil {
 			return translate(err, "policy")
@@ -315,59 +302,27 @@ func (s *Store) ConsumeCaseAllowance(ctx context.Context, policyID string, yearS
 		if err != nil {
 			return translate(err, "policy")
 		}
-		// Judge the policy as it is now, not as the caller read it: an
-		// update racing this request (lapse, benefit cut) must win.
 		now := s.Now()
 		pol := toPolicy(d, now)
-		if !pol.ActiveAt(now) {
-			return domain.Errorf(domain.CodeNotEligible, "the policy is not active")
-		}
-		if !pol.SecondOpinion.Covered {
-			return domain.Errorf(domain.CodeNotEligible, "the policy does not cover second opinions")
-		}
-		if !pol.PolicyYearStart(now).Equal(yearStart) {
-			yearStart = pol.PolicyYearStart(now)
-		}
-		limit = min(limit, d.Benefit.CasesPerYear)
 		used := 0
-		if d.Usage.YearStart.Equal(yearStart) {
+		if d.Usage.YearStart.Equal(pol.PolicyYearStart(now)) {
 			used = d.Usage.Used
 		}
-		if used >= limit {
-			return domain.Errorf(domain.CodeNotEligible, "the policy has used its %d second-opinion cases this policy year", limit)
+		ch, err := rule(pol, used, now)
+		if errors.Is(err, ErrNoChange) {
+			return nil
+		}
+		if err != nil {
+			return err
 		}
 		ok, err := s.casUpdate(ctx, colPolicies, policyID, d.Version, bson.D{
-			{Key: "usage", Value: usageDoc{YearStart: yearStart, Used: used + 1}},
+			{Key: "usage", Value: usageDoc{YearStart: ch.YearStart, Used: ch.Used}},
 		})
 		if err != nil {
 			return translate(err, "policy")
 		}
 		if ok {
 			return nil
-		}
-	}
-	return domain.Errorf(domain.CodeConflict, "the policy is busy; retry")
-}
-
-// ReleaseCaseAllowance gives back a case taken by ConsumeCaseAllowance when
-// the case could not be stored.
-func (s *Store) ReleaseCaseAllowance(ctx context.Context, policyID string, yearStart time.Time) error {
-	for attempt := 0; attempt < 20; attempt++ {
-		if err := retryPause(ctx, attempt); err != nil {
-			return translate(err, "policy")
-		}
-		d, err := findByID[policyDoc](ctx, s, colPolicies, policyID, nil)
-		if err != nil {
-			return translate(err, "policy")
-		}
-		if !d.Usage.YearStart.Equal(yearStart) || d.Usage.Used == 0 {
-			return nil
-		}
-		ok, err := s.casUpdate(ctx, colPolicies, policyID, d.Version, bson.D{
-			{Key: "usage", Value: usageDoc{YearStart: yearStart, Used: d.Usage.Used - 1}},
-		})
-		if err != nil || ok {
-			return translate(err, "policy")
 		}
 	}
 	return errBusy("policy")

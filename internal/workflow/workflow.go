@@ -162,14 +162,20 @@ func (s *Service) UpsertSpecialist(ctx context.Context, p domain.Principal, in s
 	if in.Email != nil && (len(*in.Email) > 200 || (*in.Email != "" && !strings.Contains(*in.Email, "@"))) {
 		return nil, bad("email is not an email address")
 	}
-	// A specialist belongs to a registered provider org or network; its
-	// kind comes from the registry, never from a guess.
-	org := p.Org
-	if p.Role == domain.RoleCoordinator && in.OrgID != "" {
-		org = in.OrgID
+	// A specialist belongs to a registered provider org or network, its
+	// kind read from the registry; providers and partners write their own
+	// org's, coordinators any org's.
+	if p.Role != domain.RoleCoordinator {
+		if in.OrgID != "" && in.OrgID != p.Org {
+			return nil, domain.Errorf(domain.CodeForbidden, "you may only write specialists of your own org")
+		}
+		in.OrgID = p.Org
 	}
-	if in.ID == "" || p.Role == domain.RoleCoordinator && in.OrgID != "" {
-		kind, err := s.requireOrgOfKind(ctx, org, domain.OrgProvider, domain.OrgNetwork)
+	if in.ID == "" {
+		if in.OrgID == "" {
+			return nil, bad("orgId is required")
+		}
+		kind, err := s.requireOrgOfKind(ctx, in.OrgID, domain.OrgProvider, domain.OrgNetwork)
 		if err != nil {
 			return nil, err
 		}
@@ -319,7 +325,7 @@ func (s *Service) requestCase(ctx context.Context, p domain.Principal, r Request
 		return nil, domain.Errorf(domain.CodeNotEligible, "the policy does not cover second opinions")
 	}
 	yearStart := pol.PolicyYearStart(now)
-	if err := s.store.ConsumeCaseAllowance(ctx, pol.ID, yearStart, pol.SecondOpinion.CasesPerYear); err != nil {
+	if err := s.store.ChangeCaseUsage(ctx, pol.ID, takeCase); err != nil {
 		return nil, err
 	}
 	c, err := s.store.InsertCase(ctx, store.NewCase{
@@ -329,10 +335,37 @@ func (s *Service) requestCase(ctx context.Context, p domain.Principal, r Request
 	})
 	if err != nil {
 		// Give the allowance back; the request failed as a whole.
-		_ = s.store.ReleaseCaseAllowance(context.WithoutCancel(ctx), pol.ID, yearStart)
+		_ = s.store.ChangeCaseUsage(context.WithoutCancel(ctx), pol.ID, giveCaseBack(yearStart))
 		return nil, err
 	}
 	return c, nil
+}
+
+// takeCase is eligibility, judged on the policy as it is at the write: the
+// policy is active, covers second opinions and has a case left this policy
+// year.
+func takeCase(pol *domain.Policy, used int, now time.Time) (store.UsageChange, error) {
+	if !pol.ActiveAt(now) {
+		return store.UsageChange{}, domain.Errorf(domain.CodeNotEligible, "the policy is not active")
+	}
+	if !pol.SecondOpinion.Covered {
+		return store.UsageChange{}, domain.Errorf(domain.CodeNotEligible, "the policy does not cover second opinions")
+	}
+	if limit := pol.SecondOpinion.CasesPerYear; used >= limit {
+		return store.UsageChange{}, domain.Errorf(domain.CodeNotEligible, "the policy has used its %d second-opinion cases this policy year", limit)
+	}
+	return store.UsageChange{YearStart: pol.PolicyYearStart(now), Used: used + 1}, nil
+}
+
+// giveCaseBack returns a case taken in the policy year starting at
+// yearStart, when the case could not be stored.
+func giveCaseBack(yearStart time.Time) func(*domain.Policy, int, time.Time) (store.UsageChange, error) {
+	return func(pol *domain.Policy, used int, now time.Time) (store.UsageChange, error) {
+		if !pol.PolicyYearStart(now).Equal(yearStart) || used == 0 {
+			return store.UsageChange{}, store.ErrNoChange
+		}
+		return store.UsageChange{YearStart: yearStart, Used: used - 1}, nil
+	}
 }
 
 func containsString(list []string, s string) bool {
