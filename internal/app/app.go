@@ -12,17 +12,14 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
 
-	"github.com/secondopinion/gateway/graph"
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/config"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/embedded"
-	"github.com/secondopinion/gateway/internal/events"
 	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/store"
@@ -126,37 +123,6 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		}
 	}
 
-	// Every background goroutine runs under bg and is awaited before Run
-	// returns (and before the store closes, deferred above).
-	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
-	var bg sync.WaitGroup
-	defer func() { stopBackground(); bg.Wait() }()
-	goBackground := func(f func(context.Context)) {
-		bg.Add(1)
-		go func() { defer bg.Done(); f(bgCtx) }()
-	}
-
-	// Events a crash or a failed copy left in cases' outboxes go out now,
-	// and again whenever a copy fails.
-	if err := st.PublishPendingEvents(ctx); err != nil {
-		log.Warn("case events: publishing pending events failed; retrying in the background", "error", domain.Scrub(err.Error()))
-	}
-	goBackground(func(ctx context.Context) { sweepOutboxes(ctx, st, log) })
-
-	hub := events.NewHub(st, 0, log)
-	goBackground(hub.Run)
-
-	// Webhooks: every replica runs a dispatcher; leases in the database
-	// share the subscriptions out, one replica each.
-	dispatcher, err := webhooks.NewDispatcher(st, webhooks.Options{
-		Production: cfg.Production(), GlobalID: graph.GlobalID, Logger: log,
-		Timeout: cfg.WebhookTimeout, BackoffBase: cfg.WebhookBackoff, MaxAttempts: cfg.WebhookMaxAttempts,
-	})
-	if err != nil {
-		return err
-	}
-	goBackground(dispatcher.Run)
-
 	var docs *trusted.Registry
 	if cfg.TrustedDocumentsFile != "" {
 		if docs, err = trusted.Load(cfg.TrustedDocumentsFile); err != nil {
@@ -166,14 +132,23 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 			return err
 		}
 	}
-	h := server.New(server.Deps{
-		Trusted: docs,
-		Store:   st, Verifier: verifier, Logger: log, Production: cfg.Production(),
-		RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
-		Events: hub, AllowedOrigins: cfg.WSAllowedOrigins,
-		Metrics: metrics, Tracer: tracing.Provider, RateLimits: rateLimits(cfg),
-		MetricsApart: cfg.MetricsAddr != "",
+	built, err := Build(Deps{
+		Store: st, Verifier: verifier, Logger: log, Production: cfg.Production(), Trusted: docs,
+		RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes, AllowedOrigins: cfg.WSAllowedOrigins,
+		Metrics: metrics, MetricsApart: cfg.MetricsAddr != "", Tracer: tracing.Provider, RateLimits: rateLimits(cfg),
+		Dispatcher: &webhooks.Options{
+			Production: cfg.Production(), Timeout: cfg.WebhookTimeout, BackoffBase: cfg.WebhookBackoff, MaxAttempts: cfg.WebhookMaxAttempts,
+		},
 	})
+	if err != nil {
+		return err
+	}
+	// Every background goroutine is awaited before Run returns and before
+	// the store closes (deferred above).
+	built.Start(ctx)
+	defer built.Stop()
+	h := built.Handler
+
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)

@@ -13,10 +13,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/secondopinion/gateway/internal/app"
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/embedded"
-	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/store"
 )
 
@@ -46,7 +46,9 @@ func TestDatabaseDownFailsFastAndRecoversWithoutRestart(t *testing.T) {
 	secret := []byte(strings.Repeat("k", 40))
 	v, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{{HS256Secret: secret}}, AllowHS256: true})
 	require.NoError(t, err)
-	h := server.New(server.Deps{Store: st, Verifier: v, Logger: slog.New(slog.DiscardHandler), RequestTimeout: 2 * time.Second})
+	built, err := app.Build(app.Deps{Store: st, Verifier: v, Logger: slog.New(slog.DiscardHandler), RequestTimeout: 2 * time.Second})
+	require.NoError(t, err)
+	h := built.Handler
 	c := auth.Claims{Role: string(domain.RoleCoordinator), Org: "op"}
 	c.Subject = "u-1"
 	tok, err := auth.MintHS256(secret, c, time.Hour, time.Now())

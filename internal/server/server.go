@@ -26,29 +26,43 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/secondopinion/gateway/docs"
-	"github.com/secondopinion/gateway/graph"
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/domain"
-	"github.com/secondopinion/gateway/internal/events"
-	"github.com/secondopinion/gateway/internal/loader"
-	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/telemetry"
 	"github.com/secondopinion/gateway/internal/trusted"
-	"github.com/secondopinion/gateway/internal/webhooks"
-	"github.com/secondopinion/gateway/internal/workflow"
 )
 
-// Deps are what the handler needs.
+// Deps are what the handler serves: it builds none of them (internal/app
+// does), so this package only speaks HTTP.
 type Deps struct {
-	Store      *store.Store
+	// Schema is the executable GraphQL schema with its resolvers.
+	Schema graphql.ExecutableSchema
+	// FieldMiddleware runs around every field: the field guard.
+	FieldMiddleware graphql.FieldMiddleware
+	// ErrorPresenter shapes every GraphQL error; Recover turns a panic into
+	// one.
+	ErrorPresenter graphql.ErrorPresenterFunc
+	Recover        graphql.RecoverFunc
+	// WithLoaders puts the request's loaders, built for p, in ctx; batch
+	// says whether the operation reads lists of objects with edges.
+	WithLoaders func(ctx context.Context, p domain.Principal, batch bool) context.Context
+	// AuditSink stores each response's audit events before it leaves.
+	AuditSink audit.Sink
+	// Ping reports whether the database answers (/readyz).
+	Ping func(context.Context) error
+	// ActiveSubscriptions counts live subscriptions, for the metrics (nil:
+	// none).
+	ActiveSubscriptions func() int
+	// Routes are further handlers, served behind the same authentication,
+	// rate limits and deadline as /graphql (pattern → handler).
+	Routes map[string]http.Handler
+	// PublicRoutes are served without authentication (pattern → handler).
+	PublicRoutes map[string]http.Handler
+
 	Verifier   *auth.Verifier
 	Logger     *slog.Logger
 	Production bool
-	// AuditSink receives audit events (default: the store, through a
-	// Batcher).
-	AuditSink audit.Sink
 	// RequestTimeout bounds one request, database calls included.
 	RequestTimeout time.Duration
 	// MaxBodyBytes caps a request body.
@@ -59,11 +73,6 @@ type Deps struct {
 	RateLimits RateLimits
 	// Trusted binds partner clients to allow-lists of operations (nil: none).
 	Trusted *trusted.Registry
-	// Events fans case events out to subscriptions; nil disables them.
-	Events *events.Hub
-	// Webhooks is the webhook API (webhooks.NewService over Store when nil);
-	// the dispatcher that sends deliveries runs apart (internal/app).
-	Webhooks *webhooks.Service
 	// AllowedOrigins lists the browser origins allowed to open websockets
 	// (patterns as in path.Match); none means same-origin only.
 	AllowedOrigins []string
@@ -77,8 +86,8 @@ type Deps struct {
 	MetricsApart bool
 	// Tracer makes the spans (no-op when nil).
 	Tracer trace.TracerProvider
-	// Operations are the operation names that keep their own metric label
-	// (docs.OperationNames() when nil); others count as "other".
+	// Operations are the operation names that keep their own metric label;
+	// others count as "other".
 	Operations telemetry.OperationNames
 }
 
@@ -111,9 +120,6 @@ func New(d Deps) *Handler {
 	if d.RequestTimeout <= 0 {
 		d.RequestTimeout = 10 * time.Second
 	}
-	if d.AuditSink == nil {
-		d.AuditSink = audit.NewBatcher(d.Store, 0, d.RequestTimeout)
-	}
 	if d.MaxBodyBytes <= 0 {
 		d.MaxBodyBytes = 1 << 20
 	}
@@ -133,19 +139,22 @@ func New(d Deps) *Handler {
 		d.Tracer = noop.NewTracerProvider()
 	}
 	if d.Operations == nil {
-		d.Operations = telemetry.NewOperationNames(docs.OperationNames()...)
+		d.Operations = telemetry.NewOperationNames()
 	}
-	if d.Webhooks == nil {
-		d.Webhooks = webhooks.NewService(d.Store, d.Production)
-	}
-	if d.Events != nil {
-		d.Metrics.WatchSubscriptions(d.Events.Active)
+	if d.ActiveSubscriptions != nil {
+		d.Metrics.WatchSubscriptions(d.ActiveSubscriptions)
 	}
 	obs := &observer{log: d.Logger, metrics: d.Metrics, tracer: d.Tracer.Tracer(telemetry.TracerName), names: d.Operations, ws: newWSTracker()}
 	gql := newGraphQL(d, obs)
 	mux := http.NewServeMux()
 	authn := d.Verifier.MiddlewareWith(obs.authRefused)
 	mux.Handle("/graphql", limitByAddress(d.RateLimits, authn(notePrincipal(limitByPrincipal(d.RateLimits, guardTransport(gql))))))
+	for pattern, h := range d.Routes {
+		mux.Handle(pattern, limitByAddress(d.RateLimits, authn(notePrincipal(limitByPrincipal(d.RateLimits, h)))))
+	}
+	for pattern, h := range d.PublicRoutes {
+		mux.Handle(pattern, limitByAddress(d.RateLimits, h))
+	}
 	if !d.Production && !d.MetricsApart {
 		mux.Handle("GET /metrics", d.Metrics.Handler())
 	}
@@ -155,7 +164,7 @@ func New(d Deps) *Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		dbErr := d.Store.Ping(ctx)
+		dbErr := d.Ping(ctx)
 		keys := d.Verifier.Ready()
 		if dbErr != nil || !keys {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "database": dbErr == nil, "keys": keys})
@@ -171,10 +180,7 @@ func New(d Deps) *Handler {
 }
 
 func newGraphQL(d Deps, obs *observer) http.Handler {
-	srv := handler.New(graph.NewExecutableSchema(graph.Config{
-		Resolvers:  &graph.Resolver{Workflow: workflow.New(d.Store), Events: d.Events, Webhooks: d.Webhooks},
-		Complexity: complexity(),
-	}))
+	srv := handler.New(d.Schema)
 	readLimit := int64(64 << 10)
 	srv.AddTransport(transport.Websocket{
 		Implementation: trackingWS{inner: transport.CoderWebsocketImplementation{
@@ -203,8 +209,8 @@ func newGraphQL(d Deps, obs *observer) http.Handler {
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	srv.Use(extension.FixedComplexityLimit(d.Limits.MaxComplexity))
-	srv.SetErrorPresenter(graph.ErrorPresenter(d.Logger, RequestID))
-	srv.SetRecoverFunc(graph.Recover(d.Logger))
+	srv.SetErrorPresenter(d.ErrorPresenter)
+	srv.SetRecoverFunc(d.Recover)
 
 	srv.AroundOperations(obs.aroundOperations)
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
@@ -225,7 +231,7 @@ func newGraphQL(d Deps, obs *observer) http.Handler {
 			}
 		}
 		ctx = audit.WithRecorder(ctx, audit.NewRecorder(p, RequestID(ctx), op, nil))
-		ctx = loader.With(ctx, loader.New(d.Store, p, batchesEdges(oc.Operation)))
+		ctx = d.WithLoaders(ctx, p, batchesEdges(oc.Operation))
 		return next(ctx)
 	})
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
@@ -255,7 +261,7 @@ func newGraphQL(d Deps, obs *observer) http.Handler {
 		// batching windows, which the command-count tests pin down.
 		srv.AroundFields(obs.aroundFields)
 	}
-	srv.AroundFields(graph.FieldGuard)
+	srv.AroundFields(d.FieldMiddleware)
 	return srv
 }
 

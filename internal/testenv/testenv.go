@@ -22,11 +22,11 @@ import (
 	"go.mongodb.org/mongo-driver/v2/event"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/secondopinion/gateway/internal/app"
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/embedded"
-	"github.com/secondopinion/gateway/internal/events"
 	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/store"
@@ -152,16 +152,18 @@ func Start(t testing.TB, opts ...Options) *Env {
 	}
 	logs := &bytes.Buffer{}
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	hub := events.NewHub(st, 50*time.Millisecond, logger)
-	hubCtx, stopHub := context.WithCancel(context.Background())
-	t.Cleanup(stopHub)
-	go hub.Run(hubCtx)
-	deps := server.Deps{Store: st, Verifier: v, Production: o.Production, Logger: logger, Events: hub, RateLimits: o.RateLimits, Trusted: o.Trusted,
-		Metrics: metrics, Tracer: o.Tracer}
+	// The gateway is built as server.go builds it (app.Build); webhook
+	// tests run their own dispatcher.
+	deps := app.Deps{Store: st, Verifier: v, Production: o.Production, Logger: logger, RateLimits: o.RateLimits, Trusted: o.Trusted,
+		Metrics: metrics, Tracer: o.Tracer, HubInterval: 50 * time.Millisecond}
 	if o.AuditSink != nil {
 		deps.AuditSink = o.AuditSink(st)
 	}
-	h := server.New(deps)
+	built, err := app.Build(deps)
+	require.NoError(t, err)
+	built.Start(ctx)
+	t.Cleanup(built.Stop)
+	h := built.Handler
 	return &Env{Store: st, Handler: h, Secret: secret, DB: db, Now: st.Now(), Logs: logs, Metrics: metrics, Gateway: h}
 }
 
@@ -316,11 +318,11 @@ func (e *Env) Replica(t testing.TB) *Env {
 	require.NoError(t, err)
 	logs := &bytes.Buffer{}
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil))
-	hub := events.NewHub(st, 50*time.Millisecond, logger)
-	hubCtx, stopHub := context.WithCancel(context.Background())
-	t.Cleanup(stopHub)
-	go hub.Run(hubCtx)
-	h := server.New(server.Deps{Store: st, Verifier: v, Logger: logger, Events: hub})
+	built, err := app.Build(app.Deps{Store: st, Verifier: v, Logger: logger, HubInterval: 50 * time.Millisecond})
+	require.NoError(t, err)
+	built.Start(ctx)
+	t.Cleanup(built.Stop)
+	h := built.Handler
 	return &Env{Store: st, Handler: h, Secret: e.Secret, DB: e.DB, Now: e.Now, Logs: logs}
 }
 

@@ -47,6 +47,13 @@ type (
 	CaseEventRecord = store.CaseEventRecord
 )
 
+// Page sizes: first defaults to DefaultPageSize and may not exceed
+// MaxPageSize.
+const (
+	DefaultPageSize = store.DefaultPageSize
+	MaxPageSize     = store.MaxPageSize
+)
+
 // FullCase fetches every part of a case the role may read.
 var FullCase = store.FullCase
 

@@ -1,25 +1,24 @@
-package server
+package graph
 
 import (
-	"github.com/secondopinion/gateway/graph"
 	"github.com/secondopinion/gateway/graph/model"
-	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 // pageCost is what a list field costs: its children once per item it may
 // return.
 func pageCost(child int, first *int) int {
-	n := store.DefaultPageSize
+	n := workflow.DefaultPageSize
 	if first != nil && *first > 0 {
-		n = min(*first, store.MaxPageSize)
+		n = min(*first, workflow.MaxPageSize)
 	}
 	return 1 + n*child
 }
 
-// complexity makes list fields multiply their children by `first`; other
+// Complexity makes list fields multiply their children by `first`; other
 // fields keep gqlgen's default (1 + children).
-func complexity() graph.ComplexityRoot {
-	var c graph.ComplexityRoot
+func Complexity() ComplexityRoot {
+	var c ComplexityRoot
 	c.Query.Cases = func(child int, first *int, _ *string, _ *model.CaseFilter) int { return pageCost(child, first) }
 	c.Query.Policies = func(child int, first *int, _ *string, _ *model.PolicyFilter) int { return pageCost(child, first) }
 	c.Query.Specialists = func(child int, first *int, _ *string, _ *model.SpecialistFilter) int { return pageCost(child, first) }

@@ -1,0 +1,151 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/secondopinion/gateway/docs"
+	"github.com/secondopinion/gateway/graph"
+	"github.com/secondopinion/gateway/internal/audit"
+	"github.com/secondopinion/gateway/internal/auth"
+	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/events"
+	"github.com/secondopinion/gateway/internal/loader"
+	"github.com/secondopinion/gateway/internal/server"
+	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/telemetry"
+	"github.com/secondopinion/gateway/internal/trusted"
+	"github.com/secondopinion/gateway/internal/webhooks"
+	"github.com/secondopinion/gateway/internal/workflow"
+)
+
+// Deps are what Build takes from outside: the opened store, the token
+// verifier and the settings. Run fills them from the configuration; the test
+// harness fills them for a test.
+type Deps struct {
+	Store          *store.Store
+	Verifier       *auth.Verifier
+	Logger         *slog.Logger
+	Production     bool
+	RequestTimeout time.Duration
+	MaxBodyBytes   int64
+	RateLimits     server.RateLimits
+	Trusted        *trusted.Registry
+	AllowedOrigins []string
+	Metrics        *telemetry.Metrics
+	MetricsApart   bool
+	Tracer         trace.TracerProvider
+	// AuditSink stores audit events (nil: the store, group-committed by an
+	// audit.Batcher).
+	AuditSink audit.Sink
+	// HubInterval is how often the event hub tails case events (0: its
+	// default).
+	HubInterval time.Duration
+	// Dispatcher, when set, runs the webhook dispatcher with these options
+	// (tests that exercise webhooks run their own).
+	Dispatcher *webhooks.Options
+}
+
+// App is the built gateway: the HTTP handler and everything behind it, and
+// the background work Start runs and Stop awaits.
+type App struct {
+	Handler  *server.Handler
+	Store    *store.Store
+	Workflow *workflow.Service
+	Hub      *events.Hub
+	Webhooks *webhooks.Service
+
+	log        *slog.Logger
+	dispatcher *webhooks.Dispatcher
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+}
+
+// Build is the one place that builds the gateway: use cases, audit, event
+// hub, webhooks, loaders and the HTTP handler, handed to a server package
+// that only speaks HTTP.
+func Build(d Deps) (*App, error) {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.RequestTimeout <= 0 {
+		d.RequestTimeout = 10 * time.Second
+	}
+	if d.Metrics == nil {
+		d.Metrics = telemetry.NewMetrics()
+	}
+	if d.AuditSink == nil {
+		d.AuditSink = audit.NewBatcher(d.Store, 0, d.RequestTimeout)
+	}
+	a := &App{
+		Store: d.Store, Workflow: workflow.New(d.Store), Hub: events.NewHub(d.Store, d.HubInterval, d.Logger),
+		Webhooks: webhooks.NewService(d.Store, d.Production), log: d.Logger,
+	}
+	if d.Dispatcher != nil {
+		o := *d.Dispatcher
+		if o.Logger == nil {
+			o.Logger = d.Logger
+		}
+		if o.GlobalID == nil {
+			o.GlobalID = graph.GlobalID
+		}
+		dispatcher, err := webhooks.NewDispatcher(d.Store, o)
+		if err != nil {
+			return nil, err
+		}
+		a.dispatcher = dispatcher
+	}
+	st := d.Store
+	a.Handler = server.New(server.Deps{
+		Schema: graph.NewExecutableSchema(graph.Config{
+			Resolvers:  &graph.Resolver{Workflow: a.Workflow, Events: a.Hub, Webhooks: a.Webhooks},
+			Complexity: graph.Complexity(),
+		}),
+		FieldMiddleware: graph.FieldGuard,
+		ErrorPresenter:  graph.ErrorPresenter(d.Logger, server.RequestID),
+		Recover:         graph.Recover(d.Logger),
+		WithLoaders: func(ctx context.Context, p domain.Principal, batch bool) context.Context {
+			return loader.With(ctx, loader.New(st, p, batch))
+		},
+		AuditSink:           d.AuditSink,
+		Ping:                st.Ping,
+		ActiveSubscriptions: a.Hub.Active,
+		Operations:          telemetry.NewOperationNames(docs.OperationNames()...),
+		Verifier:            d.Verifier, Logger: d.Logger, Production: d.Production,
+		RequestTimeout: d.RequestTimeout, MaxBodyBytes: d.MaxBodyBytes, RateLimits: d.RateLimits,
+		Trusted: d.Trusted, AllowedOrigins: d.AllowedOrigins, Metrics: d.Metrics, MetricsApart: d.MetricsApart,
+		Tracer: d.Tracer,
+	})
+	return a, nil
+}
+
+// Start runs the background work under one owner: the sweeper of cases'
+// outboxes, the event hub and, when built, the webhook dispatcher. Events a
+// crash or a failed copy left in outboxes are published first.
+func (a *App) Start(ctx context.Context) {
+	if err := a.Store.PublishPendingEvents(ctx); err != nil {
+		a.log.Warn("case events: publishing pending events failed; retrying in the background", "error", domain.Scrub(err.Error()))
+	}
+	ctx, a.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	run := func(f func(context.Context)) {
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); f(ctx) }()
+	}
+	run(func(ctx context.Context) { sweepOutboxes(ctx, a.Store, a.log) })
+	run(a.Hub.Run)
+	if a.dispatcher != nil {
+		run(a.dispatcher.Run)
+	}
+}
+
+// Stop ends the background work and waits for all of it.
+func (a *App) Stop() {
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.wg.Wait()
+}
