@@ -6,8 +6,8 @@ import (
 	"strings"
 
 	"github.com/secondopinion/gateway/internal/domain"
-	"github.com/secondopinion/gateway/internal/workflow"
 	"github.com/secondopinion/gateway/internal/loader"
+	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 // Global ids are opaque: base64url of "Type:rawID".
