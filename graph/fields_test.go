@@ -43,7 +43,7 @@ func isDataObject(def *ast.Definition) bool {
 func TestFieldGroupsCoverTheSchema(t *testing.T) {
 	schema := loadFieldsSchema(t)
 
-	t.Run("every field of every data object has a visibility rule", func(t *testing.T) {
+	t.Run("every field of every data object declares its group", func(t *testing.T) {
 		var missing []string
 		checked := 0
 		for _, def := range schema.Types {
@@ -55,48 +55,48 @@ func TestFieldGroupsCoverTheSchema(t *testing.T) {
 					continue
 				}
 				checked++
-				if _, ok := domain.FieldGroup(def.Name, f.Name); !ok {
+				if f.Directives.ForName("group") == nil {
 					missing = append(missing, def.Name+"."+f.Name)
 				}
 			}
 		}
 		sort.Strings(missing)
 		require.NotZero(t, checked, "the schema has no data objects: the walk is broken")
-		assert.Empty(t, missing, "fields without a rule in domain.FieldGroups are refused at run time")
+		assert.Empty(t, missing, "fields without @group are refused at run time")
 	})
 
-	t.Run("every rule names a field that exists in the schema", func(t *testing.T) {
-		var stale []string
-		for key := range domain.FieldGroups {
-			object, field, ok := strings.Cut(key, ".")
-			if !ok {
-				stale = append(stale, key+" (not Type.field)")
-				continue
-			}
-			def := schema.Types[object]
-			if def == nil || def.Kind != ast.Object || def.Fields.ForName(field) == nil {
-				stale = append(stale, key)
-			}
-		}
-		sort.Strings(stale)
-		assert.Empty(t, stale, "rules for fields the schema no longer has")
-	})
-
-	t.Run("every rule names a group that some role may read", func(t *testing.T) {
-		// The coordinator reads every group; a group it cannot read is a
-		// typo that would silently refuse the field to everyone.
+	t.Run("every group some role may read", func(t *testing.T) {
+		// The coordinator reads every group; a group it cannot read would
+		// silently refuse the field to everyone.
 		var unknown []string
-		for key, g := range domain.FieldGroups {
-			if !domain.CanRead(domain.RoleCoordinator, g) {
-				unknown = append(unknown, key+" → "+string(g))
+		for _, def := range schema.Types {
+			for _, f := range def.Fields {
+				if f.Directives.ForName("group") == nil {
+					continue
+				}
+				g, ok := graph.FieldGroup(def.Name, f)
+				if !ok || !domain.CanRead(domain.RoleCoordinator, g) {
+					unknown = append(unknown, def.Name+"."+f.Name+" → "+string(g))
+				}
 			}
 		}
 		sort.Strings(unknown)
 		assert.Empty(t, unknown)
 	})
 
-	t.Run("a field the table does not name is not given a rule by default", func(t *testing.T) {
-		_, ok := domain.FieldGroup("Case", "notAField")
+	t.Run("a field of a data object without a group is not given one by default", func(t *testing.T) {
+		_, ok := graph.FieldGroup("Case", &ast.FieldDefinition{Name: "notAField"})
 		assert.False(t, ok, "an unknown field of a data object must fail closed")
+		g, ok := graph.FieldGroup("CaseConnection", &ast.FieldDefinition{Name: "edges"})
+		assert.True(t, ok)
+		assert.Equal(t, domain.GroupPublic, g, "structure carries no data of its own")
+	})
+
+	t.Run("the SDL a partner reads names each field's group", func(t *testing.T) {
+		f := schema.Types["Case"].Fields.ForName("diagnosis")
+		require.NotNil(t, f)
+		g, ok := graph.FieldGroup("Case", f)
+		require.True(t, ok)
+		assert.Equal(t, domain.GroupCaseClinical, g)
 	})
 }

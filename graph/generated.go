@@ -2400,6 +2400,48 @@ An instant in ISO-8601 / RFC 3339 form with a zone, e.g. ` + "`" + `2026-03-01T0
 scalar DateTime
 
 """
+Who may read a field: every field of every object belongs to one group, and
+each group is readable by some roles (DESIGN's visibility table; README "Who
+calls"). A field the caller's role may not read is null with FORBIDDEN, and is
+never fetched for that role. Rows are a separate rule: an object outside the
+caller's scope is not found at all.
+"""
+directive @group(
+  "The field's group."
+  name: FieldGroup!
+) on FIELD_DEFINITION
+
+"The visibility groups of fields; which roles read each is listed per value."
+enum FieldGroup {
+  "Every role that can see the object."
+  PUBLIC
+  "Policy fields: members (own), insurers (own insurer's), coordinators."
+  POLICY
+  "Pseudonymous id, birth year, age band, sex, country, language: every role that sees the patient."
+  PATIENT_DEMOGRAPHIC
+  "Name, date of birth, contact: members (own), insurers, providers (assigned), coordinators; never partners."
+  PATIENT_IDENTITY
+  "Reference, status, specialty, dates, SLA, consents, history: every role that sees the case."
+  CASE_ADMIN
+  "Diagnosis, proposed treatment, questions, records: members, reviewers while RECORDS_RELEASE is active, coordinators; never insurers."
+  CASE_CLINICAL
+  "That and when an opinion was delivered: every role that sees the opinion."
+  OPINION_META
+  "The written opinion: members (delivered), the reviewing org, coordinators; never insurers."
+  OPINION_CONTENT
+  "A specialist's public profile: every role."
+  SPECIALIST_PUBLIC
+  "A specialist's load and contact: the specialist's own org and coordinators."
+  SPECIALIST_INTERNAL
+  "Audit events: coordinators."
+  AUDIT
+  "An organisation's webhook subscriptions and deliveries: that organisation."
+  WEBHOOK
+  "An organisation's country, status and version: coordinators."
+  ORGANIZATION_ADMIN
+}
+
+"""
 Anything with a global, opaque id that ` + "`" + `node(id:)` + "`" + ` can fetch again.
 """
 interface Node {
@@ -2410,27 +2452,27 @@ interface Node {
 "Relay pagination state of one page."
 type PageInfo {
   "Whether a page follows this one."
-  hasNextPage: Boolean!
+  hasNextPage: Boolean! @group(name: PUBLIC)
   "Whether a page precedes this one (pagination runs forward: true when ` + "`" + `after` + "`" + ` was given)."
-  hasPreviousPage: Boolean!
+  hasPreviousPage: Boolean! @group(name: PUBLIC)
   "The cursor of the first edge of this page."
-  startCursor: String
+  startCursor: String @group(name: PUBLIC)
   "The cursor of the last edge of this page; pass it as ` + "`" + `after` + "`" + ` for the next page."
-  endCursor: String
+  endCursor: String @group(name: PUBLIC)
 }
 
 "Who the token says the caller is."
 type Viewer {
   "The token's subject (` + "`" + `sub` + "`" + `)."
-  subject: String!
+  subject: String! @group(name: PUBLIC)
   "The caller's role."
-  role: Role!
+  role: Role! @group(name: PUBLIC)
   "The caller's organisation (` + "`" + `org` + "`" + `); null for members."
-  org: String
+  org: String @group(name: PUBLIC)
   "The scopes in force: the role's rights, narrowed by the token's ` + "`" + `scope` + "`" + ` claim."
-  scopes: [String!]!
+  scopes: [String!]! @group(name: PUBLIC)
   "The specialist this token is narrowed to, when it is one."
-  specialistId: ID
+  specialistId: ID @group(name: PUBLIC)
 }
 
 "The kind of caller."
@@ -2586,275 +2628,275 @@ enum Sex {
 "A policy's second-opinion benefit."
 type SecondOpinionBenefit {
   "Whether second opinions are covered at all."
-  covered: Boolean!
+  covered: Boolean! @group(name: POLICY)
   "How many cases the policy allows per policy year."
-  casesPerYear: Int!
+  casesPerYear: Int! @group(name: POLICY)
   "How many cases were requested in the current policy year."
-  casesUsed: Int!
+  casesUsed: Int! @group(name: POLICY)
   "Whether specialists abroad may be engaged."
-  international: Boolean!
+  international: Boolean! @group(name: POLICY)
 }
 
 "An insurance policy."
 type Policy implements Node {
   "The policy's global id."
-  id: ID!
+  id: ID! @group(name: POLICY)
   "The insurer's policy number."
-  policyNumber: String!
+  policyNumber: String! @group(name: POLICY)
   "The product line."
-  product: Product!
+  product: Product! @group(name: POLICY)
   "The policy's standing."
-  status: PolicyStatus!
+  status: PolicyStatus! @group(name: POLICY)
   "First day of cover."
-  effectiveFrom: Date!
+  effectiveFrom: Date! @group(name: POLICY)
   "Last day of cover, if it ends."
-  effectiveTo: Date
+  effectiveTo: Date @group(name: POLICY)
   "The insurer that issued the policy."
-  insurerId: String!
+  insurerId: String! @group(name: POLICY)
   "The second-opinion benefit."
-  secondOpinion: SecondOpinionBenefit!
+  secondOpinion: SecondOpinionBenefit! @group(name: POLICY)
   "The insured members the caller may see."
-  insured: [Patient!]!
+  insured: [Patient!]! @group(name: POLICY)
   "Optimistic-concurrency version; pass it as ` + "`" + `expectedVersion` + "`" + `."
-  version: Int!
+  version: Int! @group(name: POLICY)
 }
 
 "An insured person. For a partner the id is a stable pseudonym and only birth year, sex, country and language are readable."
 type Patient implements Node {
   "The patient's global id (a pseudonym for partners)."
-  id: ID!
+  id: ID! @group(name: PATIENT_DEMOGRAPHIC)
   "Given name (identity)."
-  givenName: String
+  givenName: String @group(name: PATIENT_IDENTITY)
   "Family name (identity)."
-  familyName: String
+  familyName: String @group(name: PATIENT_IDENTITY)
   "Date of birth (identity)."
-  dateOfBirth: Date
+  dateOfBirth: Date @group(name: PATIENT_IDENTITY)
   "Year of birth; null for a partner when the patient is 90 or older (HIPAA Safe Harbor)."
-  birthYear: Int
+  birthYear: Int @group(name: PATIENT_DEMOGRAPHIC)
   "Age band: ` + "`" + `0-17` + "`" + `, ` + "`" + `18-29` + "`" + `, ` + "`" + `30-39` + "`" + `, … ` + "`" + `80-89` + "`" + `, ` + "`" + `90+` + "`" + `."
-  ageBand: String
+  ageBand: String @group(name: PATIENT_DEMOGRAPHIC)
   "Sex."
-  sex: Sex
+  sex: Sex @group(name: PATIENT_DEMOGRAPHIC)
   "Email address (identity)."
-  email: String
+  email: String @group(name: PATIENT_IDENTITY)
   "Phone number (identity)."
-  phone: String
+  phone: String @group(name: PATIENT_IDENTITY)
   "Country of residence, ISO 3166-1 alpha-2."
-  country: String
+  country: String @group(name: PATIENT_DEMOGRAPHIC)
   "Preferred language, ISO 639-1."
-  language: String
+  language: String @group(name: PATIENT_DEMOGRAPHIC)
 }
 
 "An ICD-10 coded diagnosis."
 type Diagnosis {
   "ICD-10 code, e.g. ` + "`" + `C50.9` + "`" + `."
-  code: String!
+  code: String! @group(name: PUBLIC)
   "The diagnosis in words."
-  description: String!
+  description: String! @group(name: PUBLIC)
 }
 
 "A consent and its history stamps."
 type Consent {
   "Which consent."
-  kind: ConsentKind!
+  kind: ConsentKind! @group(name: CASE_ADMIN)
   "Whether it is granted now."
-  active: Boolean!
+  active: Boolean! @group(name: CASE_ADMIN)
   "When it was last granted."
-  grantedAt: DateTime
+  grantedAt: DateTime @group(name: CASE_ADMIN)
   "When it was last revoked."
-  revokedAt: DateTime
+  revokedAt: DateTime @group(name: CASE_ADMIN)
 }
 
 "The metadata of a medical record attached to a case."
 type MedicalRecord {
   "The record's id within the case."
-  id: ID!
+  id: ID! @group(name: CASE_CLINICAL)
   "A short title."
-  title: String!
+  title: String! @group(name: CASE_CLINICAL)
   "The kind of record."
-  kind: RecordKind!
+  kind: RecordKind! @group(name: CASE_CLINICAL)
   "When the record was made."
-  recordedOn: Date
+  recordedOn: Date @group(name: CASE_CLINICAL)
 }
 
 "One entry of a case's history."
 type CaseEvent {
   "What happened, e.g. ` + "`" + `SUBMITTED` + "`" + `, ` + "`" + `STATUS_CHANGED` + "`" + `, ` + "`" + `CONSENT_GRANTED` + "`" + `."
-  type: String!
+  type: String! @group(name: CASE_ADMIN)
   "When it happened."
-  at: DateTime!
+  at: DateTime! @group(name: CASE_ADMIN)
   "Status before, for a status change."
-  fromStatus: CaseStatus
+  fromStatus: CaseStatus @group(name: CASE_ADMIN)
   "Status after, for a status change."
-  toStatus: CaseStatus
+  toStatus: CaseStatus @group(name: CASE_ADMIN)
   "The role of who did it."
-  actorRole: Role!
+  actorRole: Role! @group(name: CASE_ADMIN)
 }
 
 "A second-opinion request."
 type Case implements Node {
   "The case's global id."
-  id: ID!
+  id: ID! @group(name: CASE_ADMIN)
   "Human-readable reference, e.g. ` + "`" + `SO-2026-000123` + "`" + `."
-  reference: String!
+  reference: String! @group(name: CASE_ADMIN)
   "Lifecycle status."
-  status: CaseStatus!
+  status: CaseStatus! @group(name: CASE_ADMIN)
   "The policy that covers the case."
-  policy: Policy
+  policy: Policy @group(name: CASE_ADMIN)
   "The patient."
-  patient: Patient
+  patient: Patient @group(name: CASE_ADMIN)
   "The requested specialty, e.g. ` + "`" + `oncology` + "`" + `."
-  specialty: String!
+  specialty: String! @group(name: CASE_ADMIN)
   "The initial diagnosis (clinical)."
-  diagnosis: Diagnosis
+  diagnosis: Diagnosis @group(name: CASE_CLINICAL)
   "The proposed treatment (clinical)."
-  proposedTreatment: String
+  proposedTreatment: String @group(name: CASE_CLINICAL)
   "Questions for the specialist (clinical)."
-  questions: [String!]
+  questions: [String!] @group(name: CASE_CLINICAL)
   "How urgent the case is."
-  urgency: Urgency!
+  urgency: Urgency! @group(name: CASE_ADMIN)
   "Preferred language of the opinion, ISO 639-1."
-  preferredLanguage: String
+  preferredLanguage: String @group(name: CASE_ADMIN)
   "The member's consents."
-  consents: [Consent!]!
+  consents: [Consent!]! @group(name: CASE_ADMIN)
   "Medical records attached to the case (clinical)."
-  records: [MedicalRecord!]
+  records: [MedicalRecord!] @group(name: CASE_CLINICAL)
   "The assigned specialist."
-  specialist: Specialist
+  specialist: Specialist @group(name: CASE_ADMIN)
   "The opinion, when the caller may see it."
-  opinion: Opinion
+  opinion: Opinion @group(name: CASE_ADMIN)
   "The member's decision after the opinion."
-  decision: Decision
+  decision: Decision @group(name: CASE_ADMIN)
   "When the opinion is due (SLA)."
-  dueAt: DateTime!
+  dueAt: DateTime! @group(name: CASE_ADMIN)
   "Whether the SLA passed without an opinion."
-  overdue: Boolean!
+  overdue: Boolean! @group(name: CASE_ADMIN)
   "When the case was requested."
-  submittedAt: DateTime!
+  submittedAt: DateTime! @group(name: CASE_ADMIN)
   "When the case last changed."
-  updatedAt: DateTime!
+  updatedAt: DateTime! @group(name: CASE_ADMIN)
   "When the opinion was delivered."
-  deliveredAt: DateTime
+  deliveredAt: DateTime @group(name: CASE_ADMIN)
   "The case's history, oldest first."
-  events: [CaseEvent!]!
+  events: [CaseEvent!]! @group(name: CASE_ADMIN)
   "Optimistic-concurrency version; pass it as ` + "`" + `expectedVersion` + "`" + `."
-  version: Int!
+  version: Int! @group(name: CASE_ADMIN)
 }
 
 "A physician who writes second opinions."
 type Specialist implements Node {
   "The specialist's global id."
-  id: ID!
+  id: ID! @group(name: SPECIALIST_PUBLIC)
   "Full name."
-  name: String!
+  name: String! @group(name: SPECIALIST_PUBLIC)
   "Credentials, e.g. ` + "`" + `MD, PhD, FRCPC` + "`" + `."
-  credentials: String
+  credentials: String @group(name: SPECIALIST_PUBLIC)
   "Specialties, e.g. ` + "`" + `oncology` + "`" + `."
-  specialties: [String!]!
+  specialties: [String!]! @group(name: SPECIALIST_PUBLIC)
   "Sub-specialties, e.g. ` + "`" + `breast oncology` + "`" + `."
-  subSpecialties: [String!]!
+  subSpecialties: [String!]! @group(name: SPECIALIST_PUBLIC)
   "Languages spoken, ISO 639-1."
-  languages: [String!]!
+  languages: [String!]! @group(name: SPECIALIST_PUBLIC)
   "Country of practice, ISO 3166-1 alpha-2."
-  country: String!
+  country: String! @group(name: SPECIALIST_PUBLIC)
   "Institution."
-  institution: String
+  institution: String @group(name: SPECIALIST_PUBLIC)
   "The provider org or partner network the specialist belongs to."
-  orgId: String!
+  orgId: String! @group(name: SPECIALIST_PUBLIC)
   "Whether the specialist accepts new cases."
-  acceptingCases: Boolean!
+  acceptingCases: Boolean! @group(name: SPECIALIST_PUBLIC)
   "Cases currently assigned (internal: own org and coordinators)."
-  activeCases: Int
+  activeCases: Int @group(name: SPECIALIST_INTERNAL)
   "Contact email (internal: own org and coordinators)."
-  email: String
+  email: String @group(name: SPECIALIST_INTERNAL)
 }
 
 "A recommended treatment option."
 type TreatmentOption {
   "Name of the option."
-  name: String!
+  name: String! @group(name: OPINION_CONTENT)
   "What it involves."
-  description: String
+  description: String @group(name: OPINION_CONTENT)
   "How invasive it is."
-  invasiveness: Invasiveness
+  invasiveness: Invasiveness @group(name: OPINION_CONTENT)
 }
 
 "A clinical trial the patient may consider."
 type ClinicalTrial {
   "Registry id, e.g. ` + "`" + `NCT01234567` + "`" + `."
-  registryId: String!
+  registryId: String! @group(name: OPINION_CONTENT)
   "Title of the trial."
-  title: String!
+  title: String! @group(name: OPINION_CONTENT)
   "Where to read more."
-  url: String
+  url: String @group(name: OPINION_CONTENT)
 }
 
 "An answer to one of the case's questions."
 type Answer {
   "The question, as asked."
-  question: String!
+  question: String! @group(name: OPINION_CONTENT)
   "The specialist's answer."
-  answer: String!
+  answer: String! @group(name: OPINION_CONTENT)
 }
 
 "A specialist's written second opinion."
 type Opinion implements Node {
   "The opinion's global id."
-  id: ID!
+  id: ID! @group(name: OPINION_META)
   "The case it answers."
-  case: Case
+  case: Case @group(name: OPINION_META)
   "The specialist who wrote it."
-  specialist: Specialist
+  specialist: Specialist @group(name: OPINION_META)
   "Draft or delivered."
-  status: OpinionStatus!
+  status: OpinionStatus! @group(name: OPINION_META)
   "The view of the initial diagnosis (content)."
-  diagnosisAssessment: DiagnosisAssessment
+  diagnosisAssessment: DiagnosisAssessment @group(name: OPINION_CONTENT)
   "The revised diagnosis when modified or changed (content)."
-  revisedDiagnosis: Diagnosis
+  revisedDiagnosis: Diagnosis @group(name: OPINION_CONTENT)
   "The view of the proposed treatment (content)."
-  treatmentAssessment: TreatmentAssessment
+  treatmentAssessment: TreatmentAssessment @group(name: OPINION_CONTENT)
   "How much the opinion changes care (content)."
-  clinicalImpact: ClinicalImpact
+  clinicalImpact: ClinicalImpact @group(name: OPINION_CONTENT)
   "Recommended treatment options (content)."
-  treatmentOptions: [TreatmentOption!]
+  treatmentOptions: [TreatmentOption!] @group(name: OPINION_CONTENT)
   "Clinical trials to consider (content)."
-  clinicalTrials: [ClinicalTrial!]
+  clinicalTrials: [ClinicalTrial!] @group(name: OPINION_CONTENT)
   "Answers to the case's questions (content)."
-  answers: [Answer!]
+  answers: [Answer!] @group(name: OPINION_CONTENT)
   "Questions the member may take to their doctor (content)."
-  questionsForYourDoctor: [String!]
+  questionsForYourDoctor: [String!] @group(name: OPINION_CONTENT)
   "A plain-language summary for the member (content)."
-  memberSummary: String
+  memberSummary: String @group(name: OPINION_CONTENT)
   "The detailed report (content)."
-  report: String
+  report: String @group(name: OPINION_CONTENT)
   "When it was delivered."
-  deliveredAt: DateTime
+  deliveredAt: DateTime @group(name: OPINION_META)
 }
 
 "An audit trail entry: who touched what protected data, when, and with what outcome."
 type AuditEvent implements Node {
   "The event's global id."
-  id: ID!
+  id: ID! @group(name: AUDIT)
   "When it happened."
-  at: DateTime!
+  at: DateTime! @group(name: AUDIT)
   "The caller's subject."
-  subject: String!
+  subject: String! @group(name: AUDIT)
   "The caller's role."
-  role: Role!
+  role: Role! @group(name: AUDIT)
   "The caller's organisation."
-  org: String
+  org: String @group(name: AUDIT)
   "The GraphQL operation, e.g. ` + "`" + `query case` + "`" + `."
-  operation: String!
+  operation: String! @group(name: AUDIT)
   "The type of resource touched, e.g. ` + "`" + `Case` + "`" + `."
-  resourceType: String!
+  resourceType: String! @group(name: AUDIT)
   "The id of the resource touched."
-  resourceId: String!
+  resourceId: String! @group(name: AUDIT)
   "The field group read or written, e.g. ` + "`" + `case.clinical` + "`" + `."
-  fieldGroup: String!
+  fieldGroup: String! @group(name: AUDIT)
   "The request id, as in the response's extensions and the server log."
-  requestId: String!
+  requestId: String! @group(name: AUDIT)
   "` + "`" + `ALLOWED` + "`" + `, ` + "`" + `DENIED` + "`" + ` or ` + "`" + `NOT_FOUND` + "`" + `."
-  outcome: String!
+  outcome: String! @group(name: AUDIT)
 }
 
 "An edge of a policy page."
@@ -3164,11 +3206,11 @@ type RequestSecondOpinionPayload {
 "A specialist ranked for a case."
 type SpecialistMatch {
   "The candidate."
-  specialist: Specialist!
+  specialist: Specialist! @group(name: SPECIALIST_PUBLIC)
   "Higher is better."
-  score: Float!
+  score: Float! @group(name: SPECIALIST_PUBLIC)
   "Why the candidate ranks where it does, in words."
-  reasons: [String!]!
+  reasons: [String!]! @group(name: SPECIALIST_PUBLIC)
 }
 
 "Input of ` + "`" + `grantConsent` + "`" + ` and ` + "`" + `revokeConsent` + "`" + `."
@@ -3344,13 +3386,13 @@ type CancelCasePayload {
 "One change to a case, as pushed to subscribers."
 type CaseEventNotice {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @group(name: CASE_ADMIN)
   "The event."
-  event: CaseEvent!
+  event: CaseEvent! @group(name: CASE_ADMIN)
   "The case's status after the event."
-  status: CaseStatus!
+  status: CaseStatus! @group(name: CASE_ADMIN)
   "The case's version after the event."
-  version: Int!
+  version: Int! @group(name: CASE_ADMIN)
 }
 
 "The root of all subscriptions."
@@ -3404,17 +3446,17 @@ per case, signed per Standard Webhooks (` + "`" + `webhook-id` + "`" + `, ` + "`
 """
 type WebhookSubscription implements Node {
   "The subscription's global id."
-  id: ID!
+  id: ID! @group(name: WEBHOOK)
   "The endpoint: https (http only on loopback, outside production)."
-  url: String!
+  url: String! @group(name: WEBHOOK)
   "The event types sent (` + "`" + `SUBMITTED` + "`" + `, ` + "`" + `STATUS_CHANGED` + "`" + `, ` + "`" + `RECORD_ADDED` + "`" + `, ` + "`" + `CONSENT_GRANTED` + "`" + `, ` + "`" + `CONSENT_REVOKED` + "`" + `); empty means all."
-  eventTypes: [String!]!
+  eventTypes: [String!]! @group(name: WEBHOOK)
   "Who registered it (the token's ` + "`" + `sub` + "`" + `)."
-  createdBy: String!
+  createdBy: String! @group(name: WEBHOOK)
   "When it was registered."
-  createdAt: DateTime!
+  createdAt: DateTime! @group(name: WEBHOOK)
   "Its latest deliveries, newest first: pending ones with their next attempt, delivered ones, dead letters with their last error."
-  deliveries("How many, 1 to 100 (default 20)." first: Int, "Only deliveries in this state." status: WebhookDeliveryStatus): [WebhookDelivery!]!
+  deliveries("How many, 1 to 100 (default 20)." first: Int, "Only deliveries in this state." status: WebhookDeliveryStatus): [WebhookDelivery!]! @group(name: WEBHOOK)
 }
 
 "Where a webhook delivery stands."
@@ -3432,25 +3474,25 @@ enum WebhookDeliveryStatus {
 "One case event on its way to one endpoint. Its id is the ` + "`" + `webhook-id` + "`" + ` header the endpoint receives."
 type WebhookDelivery implements Node {
   "The delivery's global id, sent as ` + "`" + `webhook-id` + "`" + `."
-  id: ID!
+  id: ID! @group(name: WEBHOOK)
   "The case event's type."
-  eventType: String!
+  eventType: String! @group(name: WEBHOOK)
   "Where it stands."
-  status: WebhookDeliveryStatus!
+  status: WebhookDeliveryStatus! @group(name: WEBHOOK)
   "Attempts made so far (since the last redelivery)."
-  attempts: Int!
+  attempts: Int! @group(name: WEBHOOK)
   "Why the last attempt failed (` + "`" + `HTTP 500` + "`" + `, ` + "`" + `no answer within 5s` + "`" + `, …); null after a success."
-  lastError: String
+  lastError: String @group(name: WEBHOOK)
   "The HTTP status of the last answer, if any."
-  lastStatusCode: Int
+  lastStatusCode: Int @group(name: WEBHOOK)
   "When the next attempt is due (pending only)."
-  nextAttemptAt: DateTime
+  nextAttemptAt: DateTime @group(name: WEBHOOK)
   "When the last attempt was made."
-  lastAttemptAt: DateTime
+  lastAttemptAt: DateTime @group(name: WEBHOOK)
   "When the endpoint accepted it."
-  deliveredAt: DateTime
+  deliveredAt: DateTime @group(name: WEBHOOK)
   "When the event was queued for this endpoint."
-  createdAt: DateTime!
+  createdAt: DateTime! @group(name: WEBHOOK)
 }
 
 "A page of webhook subscriptions."
@@ -18237,6 +18279,16 @@ func (ec *executionContext) marshalNDiagnosisAssessment2githubᚗcomᚋsecondopi
 func (ec *executionContext) unmarshalNDiagnosisInput2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDiagnosisInput(ctx context.Context, v any) (*model.DiagnosisInput, error) {
 	res, err := ec.unmarshalInputDiagnosisInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNFieldGroup2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐFieldGroup(ctx context.Context, v any) (model.FieldGroup, error) {
+	var res model.FieldGroup
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFieldGroup2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐFieldGroup(ctx context.Context, sel ast.SelectionSet, v model.FieldGroup) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {

@@ -6,22 +6,24 @@ import (
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/domain"
 )
 
-// FieldGuard is the field middleware that applies domain.FieldGroups to every
-// field of every response: a field whose group the caller's role may not
-// read resolves to null with FORBIDDEN and is never resolved; a field the
-// table does not name is refused (fail closed); every read of a PHI group is
-// recorded for the audit, allowed or denied.
+// FieldGuard is the field middleware that applies each field's @group (its
+// definition in the schema) to every field of every response: a field whose
+// group the caller's role may not read resolves to null with FORBIDDEN and
+// is never resolved; a field of a data object without a group is refused
+// (fail closed); every read of a PHI group is recorded for the audit,
+// allowed or denied.
 func FieldGuard(ctx context.Context, next graphql.Resolver) (any, error) {
 	fc := graphql.GetFieldContext(ctx)
 	if fc == nil || strings.HasPrefix(fc.Field.Name, "__") || strings.HasPrefix(fc.Object, "__") {
 		return next(ctx)
 	}
-	group, ok := domain.FieldGroup(fc.Object, fc.Field.Name)
+	group, ok := FieldGroup(fc.Object, objectField(fc.Object, fc.Field.Definition))
 	if !ok {
 		return nil, errors.New("graph: field " + fc.Object + "." + fc.Field.Name + " has no visibility rule")
 	}
@@ -41,6 +43,54 @@ func FieldGuard(ctx context.Context, next graphql.Resolver) (any, error) {
 		recordField(ctx, fc, group, audit.OutcomeAllowed)
 	}
 	return res, err
+}
+
+// FieldGroup returns the visibility group of a field of object: its @group
+// directive, or public for the fields of root types, connections, edges and
+// payloads, which carry no data of their own. A field of a data object
+// without one has none (and is refused).
+func FieldGroup(object string, def *ast.FieldDefinition) (domain.Group, bool) {
+	if def != nil {
+		if d := def.Directives.ForName("group"); d != nil {
+			if a := d.Arguments.ForName("name"); a != nil && a.Value != nil {
+				return domain.Group(strings.ReplaceAll(strings.ToLower(a.Value.Raw), "_", ".")), true
+			}
+		}
+	}
+	if Structural(object) {
+		return domain.GroupPublic, true
+	}
+	return "", false
+}
+
+// objectField returns object's own definition of field def: a field
+// selected through an interface (node { id }) comes with the interface's
+// definition, while the group is declared on the object's.
+func objectField(object string, def *ast.FieldDefinition) *ast.FieldDefinition {
+	if def == nil || def.Directives.ForName("group") != nil {
+		return def
+	}
+	if t := parsedSchema.Types[object]; t != nil {
+		if f := t.Fields.ForName(def.Name); f != nil {
+			return f
+		}
+	}
+	return def
+}
+
+// Structural reports whether object carries no data of its own: root types,
+// connections, edges and payloads.
+func Structural(object string) bool {
+	switch object {
+	case "Query", "Mutation", "Subscription":
+		return true
+	}
+	for _, suffix := range []string{"Connection", "Edge", "Payload"} {
+		if len(object) > len(suffix) && strings.HasSuffix(object, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 // resource is what an audited object tells about itself.

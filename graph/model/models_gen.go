@@ -3,6 +3,10 @@
 package model
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
 	"time"
 
 	"github.com/secondopinion/gateway/internal/domain"
@@ -493,4 +497,95 @@ type WebhookSubscriptionEdge struct {
 	Cursor string `json:"cursor"`
 	// The subscription.
 	Node *domain.WebhookSubscription `json:"node"`
+}
+
+// The visibility groups of fields; which roles read each is listed per value.
+type FieldGroup string
+
+const (
+	// Every role that can see the object.
+	FieldGroupPublic FieldGroup = "PUBLIC"
+	// Policy fields: members (own), insurers (own insurer's), coordinators.
+	FieldGroupPolicy FieldGroup = "POLICY"
+	// Pseudonymous id, birth year, age band, sex, country, language: every role that sees the patient.
+	FieldGroupPatientDemographic FieldGroup = "PATIENT_DEMOGRAPHIC"
+	// Name, date of birth, contact: members (own), insurers, providers (assigned), coordinators; never partners.
+	FieldGroupPatientIdentity FieldGroup = "PATIENT_IDENTITY"
+	// Reference, status, specialty, dates, SLA, consents, history: every role that sees the case.
+	FieldGroupCaseAdmin FieldGroup = "CASE_ADMIN"
+	// Diagnosis, proposed treatment, questions, records: members, reviewers while RECORDS_RELEASE is active, coordinators; never insurers.
+	FieldGroupCaseClinical FieldGroup = "CASE_CLINICAL"
+	// That and when an opinion was delivered: every role that sees the opinion.
+	FieldGroupOpinionMeta FieldGroup = "OPINION_META"
+	// The written opinion: members (delivered), the reviewing org, coordinators; never insurers.
+	FieldGroupOpinionContent FieldGroup = "OPINION_CONTENT"
+	// A specialist's public profile: every role.
+	FieldGroupSpecialistPublic FieldGroup = "SPECIALIST_PUBLIC"
+	// A specialist's load and contact: the specialist's own org and coordinators.
+	FieldGroupSpecialistInternal FieldGroup = "SPECIALIST_INTERNAL"
+	// Audit events: coordinators.
+	FieldGroupAudit FieldGroup = "AUDIT"
+	// An organisation's webhook subscriptions and deliveries: that organisation.
+	FieldGroupWebhook FieldGroup = "WEBHOOK"
+	// An organisation's country, status and version: coordinators.
+	FieldGroupOrganizationAdmin FieldGroup = "ORGANIZATION_ADMIN"
+)
+
+var AllFieldGroup = []FieldGroup{
+	FieldGroupPublic,
+	FieldGroupPolicy,
+	FieldGroupPatientDemographic,
+	FieldGroupPatientIdentity,
+	FieldGroupCaseAdmin,
+	FieldGroupCaseClinical,
+	FieldGroupOpinionMeta,
+	FieldGroupOpinionContent,
+	FieldGroupSpecialistPublic,
+	FieldGroupSpecialistInternal,
+	FieldGroupAudit,
+	FieldGroupWebhook,
+	FieldGroupOrganizationAdmin,
+}
+
+func (e FieldGroup) IsValid() bool {
+	switch e {
+	case FieldGroupPublic, FieldGroupPolicy, FieldGroupPatientDemographic, FieldGroupPatientIdentity, FieldGroupCaseAdmin, FieldGroupCaseClinical, FieldGroupOpinionMeta, FieldGroupOpinionContent, FieldGroupSpecialistPublic, FieldGroupSpecialistInternal, FieldGroupAudit, FieldGroupWebhook, FieldGroupOrganizationAdmin:
+		return true
+	}
+	return false
+}
+
+func (e FieldGroup) String() string {
+	return string(e)
+}
+
+func (e *FieldGroup) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = FieldGroup(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid FieldGroup", str)
+	}
+	return nil
+}
+
+func (e FieldGroup) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *FieldGroup) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e FieldGroup) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
