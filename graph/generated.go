@@ -2401,7 +2401,7 @@ scalar DateTime
 
 """
 Who may read a field: every field of every object belongs to one group, and
-each group is readable by some roles (DESIGN's visibility table; README "Who
+each group is readable by some roles (README "Who
 calls"). A field the caller's role may not read is null with FORBIDDEN, and is
 never fetched for that role. Rows are a separate rule: an object outside the
 caller's scope is not found at all.

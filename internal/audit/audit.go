@@ -39,7 +39,7 @@ type Recorder struct {
 }
 
 // MaxOperationLabel bounds the operation label stored in every event, in
-// characters (DESIGN.md §6): the label comes from the client, and copied
+// characters: the label comes from the client, and copied
 // verbatim into each event of a page it would let one request write
 // megabytes of audit.
 const MaxOperationLabel = 100

@@ -22,7 +22,7 @@ type OrgDirectory interface {
 	Org(ctx context.Context, id string) (kind domain.OrgKind, active bool, err error)
 }
 
-// roleOrgKind is the one kind of org each role may name (DESIGN.md §2), so
+// roleOrgKind is the one kind of org each role may name, so
 // a network is only ever read with partner rules, whatever a token says.
 var roleOrgKind = map[domain.Role]domain.OrgKind{
 	domain.RoleMember:      domain.OrgInsurer,

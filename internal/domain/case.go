@@ -2,7 +2,7 @@ package domain
 
 import "time"
 
-// CaseStatus is where a case stands in its lifecycle (DESIGN.md §4).
+// CaseStatus is where a case stands in its lifecycle.
 type CaseStatus string
 
 // Case statuses.

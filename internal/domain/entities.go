@@ -195,7 +195,7 @@ type SpecialistInternal struct {
 // provider org, an international network or the operator itself.
 type OrgKind string
 
-// Org kinds (DESIGN.md §2).
+// Org kinds.
 const (
 	OrgInsurer  OrgKind = "INSURER"
 	OrgProvider OrgKind = "PROVIDER"

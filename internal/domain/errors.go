@@ -8,7 +8,7 @@ import (
 // Code is a stable error code, sent to clients as extensions.code.
 type Code string
 
-// The error codes of DESIGN.md §5.
+// The error codes of the API contract.
 const (
 	CodeUnauthenticated      Code = "UNAUTHENTICATED"
 	CodeForbidden            Code = "FORBIDDEN"

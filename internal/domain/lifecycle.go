@@ -1,6 +1,6 @@
 package domain
 
-// The case state machine (DESIGN.md §4), the one place that decides which
+// The case state machine, the one place that decides which
 // status may follow which.
 var transitions = map[CaseStatus][]CaseStatus{
 	StatusSubmitted: {StatusTriage, StatusCancelled},

@@ -14,7 +14,7 @@ const (
 	OrgSuspended OrgStatus = "SUSPENDED"
 )
 
-// Organization is a registered organisation (DESIGN.md §2).
+// Organization is a registered organisation.
 type Organization struct {
 	ID        string
 	Name      string

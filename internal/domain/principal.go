@@ -11,7 +11,7 @@ import (
 // Role is what the token says the caller is.
 type Role string
 
-// The roles of DESIGN.md §2.
+// The roles of the README's "Who calls".
 const (
 	RoleMember      Role = "member"
 	RoleInsurer     Role = "insurer"
@@ -29,7 +29,7 @@ func (r Role) Valid() bool { return slices.Contains(Roles, r) }
 // Scope is an OAuth-style right named in the token's `scope` claim.
 type Scope string
 
-// The scopes of DESIGN.md §2.
+// The scopes of the README's "Who calls".
 const (
 	ScopePoliciesRead     Scope = "policies:read"
 	ScopePoliciesWrite    Scope = "policies:write"

@@ -26,7 +26,7 @@ import (
 	"github.com/secondopinion/gateway/internal/testenv"
 )
 
-// The API contract of DESIGN.md §2, §5 and §6, seen from a client: HTTP and
+// The API contract of the README's "Who calls", §5 and §6, seen from a client: HTTP and
 // authentication, pagination, eligibility and idempotency of
 // requestSecondOpinion, the audit trail, and errors that never leak.
 

@@ -19,7 +19,7 @@ import (
 	"github.com/secondopinion/gateway/internal/testenv"
 )
 
-// The authorization matrix of DESIGN.md §3: for every role and every path
+// The authorization matrix of the API contract: for every role and every path
 // into the data, exactly what comes back. The expected rows are derived from
 // the coordinator's view of the demo data by the rules of the design, never
 // from the code under test, so loosening a scope or a field rule fails here.
@@ -748,7 +748,7 @@ type authzWorld struct {
 
 type authzSpecialist struct{ id, org string }
 
-// The rules of DESIGN.md §3, written out independently of internal/store.
+// The rules of the API contract, written out independently of internal/store.
 
 func authzSees(role string, c authzCase) bool {
 	switch role {

@@ -11,7 +11,7 @@ import (
 	"github.com/secondopinion/gateway/internal/domain"
 )
 
-// Organisations: the registry of who may call (DESIGN.md §2). Every role
+// Organisations: the registry of who may call. Every role
 // reads names and kinds (the field guard hides the rest); only coordinators
 // write, which the use case checks.
 

@@ -9,7 +9,7 @@ import (
 )
 
 // This file is the one place that decides which rows a caller may see
-// (DESIGN.md §3). Each collection has one function returning both the filter
+//. Each collection has one function returning both the filter
 // used by list queries and the check applied to a document fetched by _id, so
 // the two paths cannot drift apart; and one function returning the
 // projection that leaves out field groups the role may not read.
