@@ -170,3 +170,20 @@ func TestAFittingRoleAtARegisteredOrgIsAccepted(t *testing.T) {
 	assert.Equal(t, 200, res.Status, res.Raw)
 	assert.Equal(t, seed.NetworkEuro, testenv.Get(res.Data, "viewer", "org"))
 }
+
+// A write that cannot find its case (missing or out of scope) is audited
+// like a read that found nothing: who tried, on which case.
+func TestAWriteToACaseOutOfScopeIsAuditedAsNotFound(t *testing.T) {
+	env := testenv.Start(t)
+	lc := newLifecycle(t, env, true, 5)
+	lc.open(t)
+	claims := auth.Claims{Role: "member", Org: seed.InsurerNorthstar}
+	claims.Subject = "m-intruder"
+	tok, err := auth.MintHS256(env.Secret, claims, time.Hour, time.Now())
+	require.NoError(t, err)
+	res := env.Do(t, tok, `mutation($in: ConsentInput!) { grantConsent(input: $in) { case { id } } }`,
+		map[string]any{"in": map[string]any{"caseId": lc.caseID, "kind": "RECORDS_RELEASE"}})
+	assert.Equal(t, []string{"NOT_FOUND"}, res.Codes(), res.Raw)
+	events := apiFind(apiAuditOf(t, env, "m-intruder"), map[string]any{"outcome": "NOT_FOUND", "resourceType": "Case"})
+	assert.NotEmpty(t, events, "the failed write is in the audit")
+}

@@ -17,11 +17,30 @@ import (
 
 // Service runs the use cases.
 type Service struct {
-	store *store.Store
+	store auditedStore
 }
 
 // New returns a Service over st.
-func New(st *store.Store) *Service { return &Service{store: st} }
+func New(st *store.Store) *Service { return &Service{store: auditedStore{st}} }
+
+// auditedStore is the store as the use cases use it: a write that cannot
+// find its case, or a lookup of a case before a move, is audited like a
+// read that found nothing, whichever use case made it.
+type auditedStore struct{ *store.Store }
+
+// MutateCase is store.MutateCase, auditing a case not found.
+func (a auditedStore) MutateCase(ctx context.Context, p domain.Principal, id string, expectedVersion *int, change func(c *domain.Case) (store.CaseUpdate, error)) (*domain.Case, error) {
+	c, err := a.Store.MutateCase(ctx, p, id, expectedVersion, change)
+	lookedUp(ctx, "Case", id, domain.GroupCaseAdmin, err)
+	return c, err
+}
+
+// Case is store.Case, auditing a case not found.
+func (a auditedStore) Case(ctx context.Context, p domain.Principal, id string) (*domain.Case, error) {
+	c, err := a.Store.Case(ctx, p, id)
+	lookedUp(ctx, "Case", id, domain.GroupCaseAdmin, err)
+	return c, err
+}
 
 var (
 	icd10     = regexp.MustCompile(`^[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?$`)
