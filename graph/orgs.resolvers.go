@@ -71,16 +71,10 @@ func (r *queryResolver) Organizations(ctx context.Context, first *int, after *st
 	if err != nil {
 		return nil, err
 	}
-	conn := &model.OrganizationConnection{
-		Edges: make([]model.OrganizationEdge, 0, len(items)),
-		Count: func(ctx context.Context) (int, error) { return r.Workflow.CountOrganizations(ctx, f) },
-	}
-	ids := make([]string, 0, len(items))
-	for _, it := range items {
-		conn.Edges = append(conn.Edges, model.OrganizationEdge{Cursor: workflow.EncodeCursor(it.ID), Node: it})
-		ids = append(ids, it.ID)
-	}
-	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", workflow.EncodeCursor)
+	conn := &model.OrganizationConnection{Count: func(ctx context.Context) (int, error) { return r.Workflow.CountOrganizations(ctx, f) }}
+	conn.Edges, conn.PageInfo = pageOf(items, more, pg, func(c string, n *domain.Organization) model.OrganizationEdge {
+		return model.OrganizationEdge{Cursor: c, Node: n}
+	})
 	return conn, nil
 }
 

@@ -455,16 +455,8 @@ func (r *queryResolver) Policies(ctx context.Context, first *int, after *string,
 		return nil, err
 	}
 	prefetchPolicyEdges(ctx, p, items, "edges", "node")
-	conn := &model.PolicyConnection{
-		Edges: make([]model.PolicyEdge, 0, len(items)),
-		Count: func(ctx context.Context) (int, error) { return r.Workflow.CountPolicies(ctx, p, f) },
-	}
-	ids := make([]string, 0, len(items))
-	for _, it := range items {
-		conn.Edges = append(conn.Edges, model.PolicyEdge{Cursor: workflow.EncodeCursor(it.ID), Node: it})
-		ids = append(ids, it.ID)
-	}
-	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", workflow.EncodeCursor)
+	conn := &model.PolicyConnection{Count: func(ctx context.Context) (int, error) { return r.Workflow.CountPolicies(ctx, p, f) }}
+	conn.Edges, conn.PageInfo = pageOf(items, more, pg, func(c string, n *domain.Policy) model.PolicyEdge { return model.PolicyEdge{Cursor: c, Node: n} })
 	return conn, nil
 }
 
@@ -497,16 +489,8 @@ func (r *queryResolver) Cases(ctx context.Context, first *int, after *string, fi
 		return nil, err
 	}
 	prefetchCaseEdges(ctx, p, items, "edges", "node")
-	conn := &model.CaseConnection{
-		Edges: make([]model.CaseEdge, 0, len(items)),
-		Count: func(ctx context.Context) (int, error) { return r.Workflow.CountCases(ctx, p, f) },
-	}
-	ids := make([]string, 0, len(items))
-	for _, it := range items {
-		conn.Edges = append(conn.Edges, model.CaseEdge{Cursor: workflow.EncodeCursor(it.ID), Node: it})
-		ids = append(ids, it.ID)
-	}
-	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", workflow.EncodeCursor)
+	conn := &model.CaseConnection{Count: func(ctx context.Context) (int, error) { return r.Workflow.CountCases(ctx, p, f) }}
+	conn.Edges, conn.PageInfo = pageOf(items, more, pg, func(c string, n *domain.Case) model.CaseEdge { return model.CaseEdge{Cursor: c, Node: n} })
 	return conn, nil
 }
 
@@ -539,16 +523,10 @@ func (r *queryResolver) Specialists(ctx context.Context, first *int, after *stri
 	if err != nil {
 		return nil, err
 	}
-	conn := &model.SpecialistConnection{
-		Edges: make([]model.SpecialistEdge, 0, len(items)),
-		Count: func(ctx context.Context) (int, error) { return r.Workflow.CountSpecialists(ctx, p, f) },
-	}
-	ids := make([]string, 0, len(items))
-	for _, it := range items {
-		conn.Edges = append(conn.Edges, model.SpecialistEdge{Cursor: workflow.EncodeCursor(it.ID), Node: it})
-		ids = append(ids, it.ID)
-	}
-	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", workflow.EncodeCursor)
+	conn := &model.SpecialistConnection{Count: func(ctx context.Context) (int, error) { return r.Workflow.CountSpecialists(ctx, p, f) }}
+	conn.Edges, conn.PageInfo = pageOf(items, more, pg, func(c string, n *domain.Specialist) model.SpecialistEdge {
+		return model.SpecialistEdge{Cursor: c, Node: n}
+	})
 	return conn, nil
 }
 
@@ -585,16 +563,8 @@ func (r *queryResolver) Opinions(ctx context.Context, first *int, after *string,
 	if err != nil {
 		return nil, err
 	}
-	conn := &model.OpinionConnection{
-		Edges: make([]model.OpinionEdge, 0, len(items)),
-		Count: func(ctx context.Context) (int, error) { return r.Workflow.CountOpinions(ctx, p, f) },
-	}
-	ids := make([]string, 0, len(items))
-	for _, it := range items {
-		conn.Edges = append(conn.Edges, model.OpinionEdge{Cursor: workflow.EncodeCursor(it.ID), Node: it})
-		ids = append(ids, it.ID)
-	}
-	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", workflow.EncodeCursor)
+	conn := &model.OpinionConnection{Count: func(ctx context.Context) (int, error) { return r.Workflow.CountOpinions(ctx, p, f) }}
+	conn.Edges, conn.PageInfo = pageOf(items, more, pg, func(c string, n *domain.Opinion) model.OpinionEdge { return model.OpinionEdge{Cursor: c, Node: n} })
 	return conn, nil
 }
 
@@ -654,16 +624,10 @@ func (r *queryResolver) AuditEvents(ctx context.Context, first *int, after *stri
 	if err != nil {
 		return nil, err
 	}
-	conn := &model.AuditEventConnection{
-		Edges: make([]model.AuditEventEdge, 0, len(items)),
-		Count: func(ctx context.Context) (int, error) { return r.Workflow.CountAuditEvents(ctx, p, f) },
-	}
-	ids := make([]string, 0, len(items))
-	for _, it := range items {
-		conn.Edges = append(conn.Edges, model.AuditEventEdge{Cursor: workflow.EncodeCursor(it.ID), Node: it})
-		ids = append(ids, it.ID)
-	}
-	conn.PageInfo = model.NewPageInfo(ids, more, pg.After != "", workflow.EncodeCursor)
+	conn := &model.AuditEventConnection{Count: func(ctx context.Context) (int, error) { return r.Workflow.CountAuditEvents(ctx, p, f) }}
+	conn.Edges, conn.PageInfo = pageOf(items, more, pg, func(c string, n *domain.AuditEvent) model.AuditEventEdge {
+		return model.AuditEventEdge{Cursor: c, Node: n}
+	})
 	return conn, nil
 }
 

@@ -5,7 +5,6 @@ import (
 
 	"github.com/secondopinion/gateway/graph/model"
 	"github.com/secondopinion/gateway/internal/domain"
-	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 // Webhook resolvers' work: the webhooks.Service decides who may act (the
@@ -86,15 +85,10 @@ func (r *queryResolver) webhookSubscriptions(ctx context.Context, first *int, af
 	if err != nil {
 		return nil, err
 	}
-	conn := &model.WebhookSubscriptionConnection{Edges: make([]model.WebhookSubscriptionEdge, 0, len(subs)), PageInfo: &model.PageInfo{}}
-	ids := make([]string, 0, len(subs))
-	for _, s := range subs {
-		conn.Edges = append(conn.Edges, model.WebhookSubscriptionEdge{Cursor: workflow.EncodeCursor(s.ID), Node: s})
-		ids = append(ids, s.ID)
-	}
-	pi := model.NewPageInfo(ids, more, pg.After != "", workflow.EncodeCursor)
-	conn.PageInfo = &pi
-	return conn, nil
+	edges, pi := pageOf(subs, more, pg, func(c string, n *domain.WebhookSubscription) model.WebhookSubscriptionEdge {
+		return model.WebhookSubscriptionEdge{Cursor: c, Node: n}
+	})
+	return &model.WebhookSubscriptionConnection{Edges: edges, PageInfo: &pi}, nil
 }
 
 func (r *webhookSubscriptionConnectionResolver) totalCount(ctx context.Context) (int, error) {
