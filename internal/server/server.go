@@ -32,6 +32,7 @@ import (
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/events"
+	"github.com/secondopinion/gateway/internal/fhir"
 	"github.com/secondopinion/gateway/internal/loader"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/telemetry"
@@ -149,6 +150,14 @@ func New(d Deps) *Handler {
 	mux := http.NewServeMux()
 	authn := d.Verifier.MiddlewareWith(obs.authRefused)
 	mux.Handle("/graphql", limitByAddress(d.RateLimits, authn(notePrincipal(limitByPrincipal(d.RateLimits, guardTransport(gql))))))
+	// The FHIR door: the same authentication, rate limits, timeout and
+	// audit as /graphql; the CapabilityStatement is public, as FHIR
+	// clients read it before they hold a token.
+	fhirDoor := fhir.New(fhir.Config{Store: d.Store, Workflow: workflow.New(d.Store), Audit: d.AuditSink, RequestID: RequestID, Logger: d.Logger})
+	mux.Handle("GET "+fhir.Prefix+"/metadata", limitByAddress(d.RateLimits, fhirDoor))
+	fhirAuthed := limitByAddress(d.RateLimits, authn(notePrincipal(limitByPrincipal(d.RateLimits, fhirDoor))))
+	mux.Handle(fhir.Prefix+"/", fhirAuthed)
+	mux.Handle(fhir.Prefix, fhirAuthed)
 	if !d.Production && !d.MetricsApart {
 		mux.Handle("GET /metrics", d.Metrics.Handler())
 	}
