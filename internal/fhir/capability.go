@@ -53,15 +53,15 @@ func Capability() fm.CapabilityStatement {
 		}},
 	})
 	return fm.CapabilityStatement{
-		Status:      fm.PublicationStatusActive,
-		Date:        "2026-12-03",
-		Kind:        fm.CapabilityStatementKindInstance,
-		Name:        ptr("SecondOpinionGatewayFHIR"),
-		Title:       ptr("Second Opinion Gateway — FHIR R4 door"),
-		Software:    &fm.CapabilityStatementSoftware{Name: "Second Opinion Gateway"},
+		Status:         fm.PublicationStatusActive,
+		Date:           "2026-12-03",
+		Kind:           fm.CapabilityStatementKindInstance,
+		Name:           ptr("SecondOpinionGatewayFHIR"),
+		Title:          ptr("Second Opinion Gateway — FHIR R4 door"),
+		Software:       &fm.CapabilityStatementSoftware{Name: "Second Opinion Gateway"},
 		Implementation: &fm.CapabilityStatementImplementation{Description: "The FHIR R4 door of the Second Opinion Gateway: the same tokens, scopes, rows, fields and audit as its GraphQL API."},
-		FhirVersion: fm.FHIRVersion4_0_1,
-		Format:      []string{"json"},
+		FhirVersion:    fm.FHIRVersion4_0_1,
+		Format:         []string{"json"},
 		Rest: []fm.CapabilityStatementRest{{
 			Mode: fm.RestfulCapabilityModeServer,
 			Security: &fm.CapabilityStatementRestSecurity{

@@ -243,11 +243,11 @@ func consent(c *domain.Case, x domain.Consent, pt *domain.Patient) fm.Consent {
 		status = fm.ConsentStateActive
 	}
 	out := fm.Consent{
-		Id:       ptr(ID(c.ID + "." + consentSlug(x.Kind))),
-		Meta:     meta(c.UpdatedAt),
-		Status:   status,
-		Scope:    coded("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy", "Privacy Consent"),
-		Category: []fm.CodeableConcept{coded(sysLOINC, "59284-0", "Patient Consent"), coded(sysConsentKind, string(x.Kind), string(x.Kind))},
+		Id:         ptr(ID(c.ID + "." + consentSlug(x.Kind))),
+		Meta:       meta(c.UpdatedAt),
+		Status:     status,
+		Scope:      coded("http://terminology.hl7.org/CodeSystem/consentscope", "patient-privacy", "Privacy Consent"),
+		Category:   []fm.CodeableConcept{coded(sysLOINC, "59284-0", "Patient Consent"), coded(sysConsentKind, string(x.Kind), string(x.Kind))},
 		PolicyRule: ptr(coded("http://terminology.hl7.org/CodeSystem/v3-ActCode", "OPTIN", "opt-in")),
 		Provision: &fm.ConsentProvision{
 			Data: []fm.ConsentProvisionData{{Meaning: fm.ConsentDataMeaningRelated, Reference: ref("ServiceRequest", c.ID)}},
@@ -269,10 +269,10 @@ func consent(c *domain.Case, x domain.Consent, pt *domain.Patient) fm.Consent {
 
 func documentReference(c *domain.Case, rec domain.Record, pt *domain.Patient) fm.DocumentReference {
 	d := fm.DocumentReference{
-		Id:     ptr(ID(c.ID + "." + rec.ID)),
-		Meta:   meta(c.UpdatedAt),
-		Status: fm.DocumentReferenceStatusCurrent,
-		Type:   ptr(coded(sysRecordKind, string(rec.Kind), string(rec.Kind))),
+		Id:          ptr(ID(c.ID + "." + rec.ID)),
+		Meta:        meta(c.UpdatedAt),
+		Status:      fm.DocumentReferenceStatusCurrent,
+		Type:        ptr(coded(sysRecordKind, string(rec.Kind), string(rec.Kind))),
 		Description: ptr(rec.Title),
 		// No signed download exists in this version: the attachment names
 		// the record and carries no URL.

@@ -67,7 +67,9 @@ func canonical(b []byte) []byte {
 	return out
 }
 
-func bad(format string, args ...any) error { return domain.Errorf(domain.CodeBadUserInput, format, args...) }
+func bad(format string, args ...any) error {
+	return domain.Errorf(domain.CodeBadUserInput, format, args...)
+}
 
 // parseReferral reads the Bundle into a workflow.Referral and its
 // idempotency key (system|value of Bundle.identifier).
