@@ -2,7 +2,7 @@
 GO ?= go
 ADDR ?= :8080
 
-.PHONY: run test generate check-generated lint bench build conformance fuzz schema-tools schema-lint schema-diff schema-snapshot
+.PHONY: run test generate check-generated lint bench build conformance fuzz schema-tools schema-lint schema-diff schema-snapshot fhir-tools
 
 ## run: build and start the gateway on the embedded store with demo data; prints dev tokens
 run:
@@ -12,8 +12,8 @@ run:
 build:
 	$(GO) build -o bin/gateway .
 
-## test: the whole suite (embedded store over the real wire protocol), plus a check that generated code is current
-test: check-generated
+## test: the whole suite (embedded store over the real wire protocol), plus a check that generated code is current; the FHIR door's output is validated against the FHIR R4 JSON schema
+test: check-generated fhir-tools
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
 	$(MAKE) fuzz FUZZTIME=5s
@@ -53,6 +53,13 @@ SCHEMA_TOOLS := tools/schema
 schema-tools: $(SCHEMA_TOOLS)/node_modules/.installed
 $(SCHEMA_TOOLS)/node_modules/.installed: $(SCHEMA_TOOLS)/package.json $(SCHEMA_TOOLS)/package-lock.json
 	cd $(SCHEMA_TOOLS) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+FHIR_TOOLS := tools/fhir
+## fhir-tools: install the FHIR R4 JSON schema validator (npm, from its lock file) that internal/fhir's tests run
+fhir-tools: $(FHIR_TOOLS)/node_modules/.installed
+$(FHIR_TOOLS)/node_modules/.installed: $(FHIR_TOOLS)/package.json $(FHIR_TOOLS)/package-lock.json
+	cd $(FHIR_TOOLS) && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 ## schema-lint: descriptions everywhere, upper-case enum values, Relay connections, one input per mutation

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/events"
+	"github.com/secondopinion/gateway/internal/fhir"
 	"github.com/secondopinion/gateway/internal/loader"
 	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/store"
@@ -100,7 +102,13 @@ func Build(d Deps) (*App, error) {
 		a.dispatcher = dispatcher
 	}
 	st := d.Store
+	// The FHIR door: the same use cases, scopes and audit as GraphQL, behind
+	// the same authentication, limits and deadline; its CapabilityStatement
+	// is public, as FHIR clients read it before they hold a token.
+	fhirDoor := fhir.New(fhir.Config{Store: st, Workflow: a.Workflow, Audit: d.AuditSink, RequestID: server.RequestID, Logger: d.Logger})
 	a.Handler = server.New(server.Deps{
+		Routes:       map[string]http.Handler{fhir.Prefix + "/": fhirDoor, fhir.Prefix: fhirDoor},
+		PublicRoutes: map[string]http.Handler{"GET " + fhir.Prefix + "/metadata": fhirDoor},
 		Schema: graph.NewExecutableSchema(graph.Config{
 			Resolvers:  &graph.Resolver{Workflow: a.Workflow, Events: a.Hub, Webhooks: a.Webhooks},
 			Complexity: graph.Complexity(),

@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
@@ -102,6 +103,13 @@ type CaseFilter struct {
 	Statuses  []domain.CaseStatus
 	Specialty *string
 	Overdue   *bool
+	// PatientID keeps the cases of one patient (member key).
+	PatientID *string
+	// PatientPseudonym keeps the cases whose patient has this pseudonym for
+	// the assigned network (how a partner names patients).
+	PatientPseudonym *string
+	// UpdatedFrom and UpdatedTo bound updatedAt, inclusive.
+	UpdatedFrom, UpdatedTo *time.Time
 }
 
 // openStatuses are the statuses whose SLA still runs.
@@ -121,6 +129,18 @@ func (f CaseFilter) bson(s *Store) bson.D {
 	}
 	if f.Specialty != nil {
 		parts = append(parts, bson.D{{Key: "specialty", Value: strings.ToLower(strings.TrimSpace(*f.Specialty))}})
+	}
+	if f.PatientID != nil {
+		parts = append(parts, bson.D{{Key: "patientId", Value: *f.PatientID}})
+	}
+	if f.PatientPseudonym != nil {
+		parts = append(parts, bson.D{{Key: "patientPseudonym", Value: *f.PatientPseudonym}})
+	}
+	if f.UpdatedFrom != nil {
+		parts = append(parts, bson.D{{Key: "updatedAt", Value: bson.D{{Key: "$gte", Value: f.UpdatedFrom.UTC()}}}})
+	}
+	if f.UpdatedTo != nil {
+		parts = append(parts, bson.D{{Key: "updatedAt", Value: bson.D{{Key: "$lte", Value: f.UpdatedTo.UTC()}}}})
 	}
 	if f.Overdue != nil {
 		now := s.Now()

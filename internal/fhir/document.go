@@ -1,0 +1,160 @@
+package fhir
+
+import (
+	"context"
+	"net/http"
+
+	fm "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/secondopinion/gateway/internal/audit"
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// document serves GET Composition/<opinion id>/$document: the delivered
+// opinion as a document Bundle, read as GraphQL's opinion field reads it.
+func (h *Handler) document(w http.ResponseWriter, r *http.Request) {
+	ctx, p, err := h.begin(r, "GET Composition $document")
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if r.PathValue("op") != "$document" {
+		h.failCtx(ctx, w, domain.Errorf(domain.CodeBadUserInput, "only the $document operation is supported on Composition"))
+		return
+	}
+	if err := p.Require(domain.ScopeOpinionsRead); err != nil {
+		h.failCtx(ctx, w, err)
+		return
+	}
+	for k := range r.URL.Query() {
+		if k != "_format" {
+			h.failCtx(ctx, w, domain.Errorf(domain.CodeBadUserInput, "$document parameter %q is not supported", k))
+			return
+		}
+	}
+	b, err := h.opinionDocument(ctx, p, r.PathValue("id"), baseURL(r))
+	if err != nil {
+		h.failCtx(ctx, w, err)
+		return
+	}
+	h.respond(ctx, w, http.StatusOK, b)
+}
+
+func (h *Handler) opinionDocument(ctx context.Context, p domain.Principal, id, base string) (fm.Bundle, error) {
+	raw, ok := RawID(id)
+	if !ok {
+		return fm.Bundle{}, errNotFound("Composition")
+	}
+	st := h.cfg.Store
+	o, err := st.Opinion(ctx, p, raw)
+	auditMiss(ctx, "Opinion", raw, domain.GroupOpinionMeta, err)
+	if err != nil {
+		return fm.Bundle{}, err
+	}
+	if o.Status != domain.OpinionDelivered || o.DeliveredAt == nil {
+		return fm.Bundle{}, errNotFound("Composition")
+	}
+	audit.Record(ctx, audit.Entry{ResourceType: "Opinion", ResourceID: o.ID, Group: domain.GroupOpinionMeta, Outcome: audit.OutcomeAllowed, CaseID: o.CaseID})
+	if o.Content == nil {
+		audit.Record(ctx, audit.Entry{ResourceType: "Opinion", ResourceID: o.ID, Group: domain.GroupOpinionContent, Outcome: audit.OutcomeDenied, CaseID: o.CaseID})
+		return fm.Bundle{}, domain.ErrFieldForbidden
+	}
+	audit.Record(ctx, audit.Entry{ResourceType: "Opinion", ResourceID: o.ID, Group: domain.GroupOpinionContent, Outcome: audit.OutcomeAllowed, CaseID: o.CaseID})
+	c, err := st.Case(ctx, p, o.CaseID)
+	if err != nil {
+		return fm.Bundle{}, err
+	}
+	pts, err := st.PatientsOfCases(ctx, p, []*domain.Case{c})
+	if err != nil {
+		return fm.Bundle{}, err
+	}
+	pt := pts[c.ID]
+	sp, err := st.Specialist(ctx, p, o.SpecialistID)
+	if err != nil {
+		return fm.Bundle{}, err
+	}
+	comp := composition(o, c, pt)
+	entries := []idRes{{o.ID, comp}}
+	if pt != nil {
+		entries = append(entries, idRes{pt.ID, patient(ctx, pt)})
+	}
+	entries = append(entries, idRes{sp.ID, practitioner(sp)})
+	types := []string{"Composition", "Patient", "Practitioner"}
+	if pt == nil {
+		types = []string{"Composition", "Practitioner"}
+	}
+	b := fm.Bundle{
+		Identifier: &fm.Identifier{System: ptr(sysOurs + "/sid/opinion"), Value: ptr(o.ID)},
+		Type:       fm.BundleTypeDocument,
+		Timestamp:  ptr(fhirTime(*o.DeliveredAt)),
+	}
+	for i, it := range entries {
+		rawRes, _ := jsonOf(it.res)
+		b.Entry = append(b.Entry, fm.BundleEntry{FullUrl: ptr(base + "/" + types[i] + "/" + ID(it.id)), Resource: rawRes})
+	}
+	return b, nil
+}
+
+func section(title, code string, div string, entries ...fm.Reference) fm.CompositionSection {
+	return fm.CompositionSection{
+		Title: ptr(title),
+		Code:  ptr(coded(sysSection, code, title)),
+		Text:  &fm.Narrative{Status: fm.NarrativeStatusGenerated, Div: `<div xmlns="http://www.w3.org/1999/xhtml">` + div + `</div>`},
+		Entry: entries,
+	}
+}
+
+// composition is the opinion as a Consult note (LOINC 11488-4).
+func composition(o *domain.Opinion, c *domain.Case, pt *domain.Patient) fm.Composition {
+	ct := o.Content
+	esc := htmlEscape
+	diag := "<p>Assessment of the initial diagnosis: " + esc(string(ct.DiagnosisAssessment)) + "</p>"
+	if ct.RevisedDiagnosis != nil {
+		diag += "<p>Revised diagnosis: " + esc(ct.RevisedDiagnosis.Code) + " " + esc(ct.RevisedDiagnosis.Description) + "</p>"
+	}
+	diag += "<p>Assessment of the proposed treatment: " + esc(string(ct.TreatmentAssessment)) + "</p>"
+	if ct.ClinicalImpact != nil {
+		diag += "<p>Clinical impact: " + esc(string(*ct.ClinicalImpact)) + "</p>"
+	}
+	list := func(items []string) string {
+		if len(items) == 0 {
+			return "<p>None.</p>"
+		}
+		s := "<ul>"
+		for _, x := range items {
+			s += "<li>" + x + "</li>"
+		}
+		return s + "</ul>"
+	}
+	var opts, trials, answers []string
+	for _, t := range ct.TreatmentOptions {
+		opts = append(opts, esc(t.Name)+" ("+esc(string(t.Invasiveness))+" invasiveness): "+esc(t.Description))
+	}
+	for _, t := range ct.ClinicalTrials {
+		trials = append(trials, esc(t.RegistryID)+": "+esc(t.Title)+" "+esc(t.URL))
+	}
+	for _, a := range ct.Answers {
+		answers = append(answers, "<b>"+esc(a.Question)+"</b> "+esc(a.Answer))
+	}
+	subject := patientRef(pt)
+	comp := fm.Composition{
+		Id:         ptr(ID(o.ID)),
+		Meta:       meta(o.UpdatedAt),
+		Identifier: &fm.Identifier{System: ptr(sysOurs + "/sid/opinion"), Value: ptr(o.ID)},
+		Status:     fm.CompositionStatusFinal,
+		Type:       coded(sysLOINC, "11488-4", "Consult note"),
+		Subject:    &subject,
+		Date:       fhirTime(*o.DeliveredAt),
+		Author:     []fm.Reference{ref("Practitioner", o.SpecialistID)},
+		Title:      "Second opinion " + c.Reference,
+		Section: []fm.CompositionSection{
+			section("Diagnosis assessment", "diagnosis-assessment", diag),
+			section("Treatment options", "treatment-options", list(opts)),
+			section("Clinical trials", "clinical-trials", list(trials)),
+			section("Answers to your questions", "answers", list(answers)),
+			section("Summary for the member", "member-summary", "<p>"+esc(ct.MemberSummary)+"</p>"),
+			section("Report", "report", "<p>"+esc(ct.Report)+"</p>"),
+		},
+	}
+	return comp
+}

@@ -1,0 +1,333 @@
+package fhir_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/secondopinion/gateway/graph"
+	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/fhir"
+	"github.com/secondopinion/gateway/internal/testenv"
+)
+
+// emitted collects every resource the door answered with, for the schema
+// validation (validate_test.go).
+var emitted struct {
+	sync.Mutex
+	all []json.RawMessage
+}
+
+func call(t *testing.T, env *testenv.Env, token, method, path string, body []byte) (int, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, bytes.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", fhir.ContentType)
+	}
+	rec := httptest.NewRecorder()
+	env.Handler.ServeHTTP(rec, req)
+	var out map[string]any
+	if strings.HasPrefix(rec.Header().Get("Content-Type"), fhir.ContentType) {
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &out), rec.Body.String())
+		emitted.Lock()
+		emitted.all = append(emitted.all, json.RawMessage(bytes.Clone(rec.Body.Bytes())))
+		emitted.Unlock()
+	}
+	return rec.Code, out
+}
+
+func entries(b map[string]any) []map[string]any {
+	var out []map[string]any
+	list, _ := b["entry"].([]any)
+	for _, e := range list {
+		res, _ := e.(map[string]any)["resource"].(map[string]any)
+		out = append(out, res)
+	}
+	return out
+}
+
+func outcomeCode(b map[string]any) string {
+	issues, _ := b["issue"].([]any)
+	if len(issues) == 0 {
+		return ""
+	}
+	cod := testenv.Get(issues[0], "details", "coding", 0, "code")
+	s, _ := cod.(string)
+	return s
+}
+
+func TestMetadataListsWhatIsImplemented(t *testing.T) {
+	env := testenv.Start(t)
+	code, cs := call(t, env, "", "GET", "/fhir/r4/metadata", nil)
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "CapabilityStatement", cs["resourceType"])
+	assert.Equal(t, "4.0.1", cs["fhirVersion"])
+	var types []string
+	for _, r := range testenv.Get(cs, "rest", 0, "resource").([]any) {
+		types = append(types, r.(map[string]any)["type"].(string))
+	}
+	assert.ElementsMatch(t, []string{"Composition", "Condition", "Consent", "Coverage", "DocumentReference", "Patient", "Practitioner", "ServiceRequest", "Task"}, types)
+}
+
+// matrix is the one table both doors are checked against: what each role
+// sees of the same cases.
+var matrix = []struct {
+	persona       string
+	seesCases     bool
+	mayReadClinic bool
+	identity      bool
+}{
+	{"member", true, true, true},
+	{"insurer", true, false, true},
+	{"provider", true, true, true},
+	{"partner", true, true, false},
+	{"coordinator", true, true, true},
+}
+
+const casesQuery = `{ cases(first: 100) { edges { node { reference status diagnosis { code } patient { id } } } } }`
+
+func TestEachRoleSeesTheSameThroughFHIRAndGraphQL(t *testing.T) {
+	env := testenv.Start(t)
+	for _, row := range matrix {
+		t.Run(row.persona+" sees the same cases, diagnoses and patients through both doors", func(t *testing.T) {
+			tok := env.Token(t, testenv.Persona(row.persona))
+			gq := env.As(t, row.persona, casesQuery, nil)
+			type seen struct{ diagnosis, patient string }
+			viaGraphQL := map[string]seen{}
+			for _, e := range testenv.Get(gq.Data, "cases", "edges").([]any) {
+				n := e.(map[string]any)["node"].(map[string]any)
+				var s seen
+				if d, ok := n["diagnosis"].(map[string]any); ok {
+					s.diagnosis = d["code"].(string)
+				}
+				if p, ok := n["patient"].(map[string]any); ok {
+					_, raw, _ := graph.ParseGlobalID(p["id"].(string))
+					s.patient = fhir.ID(raw)
+				}
+				viaGraphQL[n["reference"].(string)] = s
+			}
+			code, b := call(t, env, tok, "GET", "/fhir/r4/ServiceRequest?_count=100", nil)
+			require.Equal(t, http.StatusOK, code, b)
+			viaFHIR := map[string]seen{}
+			for _, sr := range entries(b) {
+				var s seen
+				if rc, ok := sr["reasonCode"].([]any); ok {
+					s.diagnosis = testenv.Get(rc, 0, "coding", 0, "code").(string)
+				}
+				if ref, ok := testenv.Get(sr, "subject", "reference").(string); ok {
+					s.patient = strings.TrimPrefix(ref, "Patient/")
+				}
+				viaFHIR[testenv.Get(sr, "identifier", 0, "value").(string)] = s
+			}
+			assert.Equal(t, viaGraphQL, viaFHIR)
+			assert.Equal(t, row.seesCases, len(viaFHIR) > 0)
+			anyDiagnosis := false
+			for _, s := range viaFHIR {
+				anyDiagnosis = anyDiagnosis || s.diagnosis != ""
+			}
+			if !row.mayReadClinic {
+				assert.False(t, anyDiagnosis, "no diagnosis for %s", row.persona)
+			}
+			// The patient as each door shows it: identity only where GraphQL gives it.
+			for _, s := range viaFHIR {
+				if s.patient == "" {
+					continue
+				}
+				code, pt := call(t, env, tok, "GET", "/fhir/r4/Patient/"+s.patient, nil)
+				require.Equal(t, http.StatusOK, code, pt)
+				_, hasName := pt["name"]
+				assert.Equal(t, row.identity, hasName)
+				raw, _ := fhir.RawID(s.patient)
+				gp := env.As(t, row.persona, `query($id: ID!) { node(id: $id) { ... on Patient { id birthYear } } }`, map[string]any{"id": graph.GlobalID("Patient", raw)})
+				if by, ok := testenv.Get(gp.Data, "node", "birthYear").(float64); ok {
+					assert.True(t, strings.HasPrefix(pt["birthDate"].(string), strings.TrimSuffix(strings.TrimSuffix(jsonNum(by), ".0"), "")))
+				} else if !row.identity {
+					assert.Nil(t, pt["birthDate"], "no birth year at 90+")
+				}
+				break
+			}
+		})
+	}
+}
+
+func jsonNum(f float64) string { b, _ := json.Marshal(f); return string(b) }
+
+func TestUnsupportedSearchParametersAreRefused(t *testing.T) {
+	env := testenv.Start(t)
+	tok := env.Token(t, testenv.Persona("coordinator"))
+	for _, path := range []string{
+		"/fhir/r4/ServiceRequest?code=oncology",
+		"/fhir/r4/ServiceRequest?status:not=active",
+		"/fhir/r4/Task?_count=1000",
+		"/fhir/r4/Condition?status=active",
+		"/fhir/r4/Observation",
+		"/fhir/r4/ServiceRequest?_lastUpdated=gt2020-01-01",
+	} {
+		code, b := call(t, env, tok, "GET", path, nil)
+		assert.Equal(t, http.StatusBadRequest, code, path)
+		assert.Equal(t, "OperationOutcome", b["resourceType"], path)
+		assert.Equal(t, string(domain.CodeBadUserInput), outcomeCode(b), path)
+	}
+}
+
+func TestSearchPagesWithNextLinks(t *testing.T) {
+	env := testenv.Start(t)
+	tok := env.Token(t, testenv.Persona("coordinator"))
+	seen := map[string]bool{}
+	path := "/fhir/r4/Task?_count=7"
+	for pages := 0; path != "" && pages < 100; pages++ {
+		code, b := call(t, env, tok, "GET", path, nil)
+		require.Equal(t, http.StatusOK, code, b)
+		for _, e := range entries(b) {
+			id := e["id"].(string)
+			assert.False(t, seen[id], "task %s on two pages", id)
+			seen[id] = true
+			assert.Equal(t, "order", e["intent"])
+		}
+		path = ""
+		for _, l := range b["link"].([]any) {
+			if l.(map[string]any)["relation"] == "next" {
+				u := l.(map[string]any)["url"].(string)
+				path = u[strings.Index(u, "/fhir/r4"):]
+			}
+		}
+	}
+	gq := env.As(t, "coordinator", `{ cases { totalCount } }`, nil)
+	assert.Equal(t, int(testenv.Get(gq.Data, "cases", "totalCount").(float64)), len(seen))
+}
+
+func TestFHIRReadsAreAuditedLikeGraphQLReads(t *testing.T) {
+	env := testenv.Start(t)
+	tok := env.Token(t, testenv.Persona("partner"))
+	code, b := call(t, env, tok, "GET", "/fhir/r4/ServiceRequest?_count=5", nil)
+	require.Equal(t, http.StatusOK, code, b)
+	require.NotEmpty(t, entries(b))
+	ev := env.As(t, "coordinator", `{ auditEvents(first: 100, filter: { subject: "u-euro-ops" }) { edges { node { operation resourceType fieldGroup outcome } } } }`, nil)
+	kinds := map[string]bool{}
+	for _, e := range testenv.Get(ev.Data, "auditEvents", "edges").([]any) {
+		n := e.(map[string]any)["node"].(map[string]any)
+		if strings.HasPrefix(n["operation"].(string), "fhir ") {
+			kinds[n["resourceType"].(string)+" "+n["fieldGroup"].(string)] = true
+		}
+	}
+	assert.True(t, kinds["Patient patient.demographic"], kinds)
+	assert.True(t, kinds["Case case.clinical"], kinds)
+}
+
+func TestOpinionDocument(t *testing.T) {
+	env := testenv.Start(t)
+	ops := env.As(t, "partner", `{ opinions(first: 100) { edges { node { id status } } } }`, nil)
+	var id string
+	for _, e := range testenv.Get(ops.Data, "opinions", "edges").([]any) {
+		n := e.(map[string]any)["node"].(map[string]any)
+		if n["status"] == "DELIVERED" {
+			_, id, _ = graph.ParseGlobalID(n["id"].(string))
+			break
+		}
+	}
+	if id == "" {
+		t.Skip("the seed gave the partner no delivered opinion")
+	}
+	code, b := call(t, env, env.Token(t, testenv.Persona("partner")), "GET", "/fhir/r4/Composition/"+fhir.ID(id)+"/$document", nil)
+	require.Equal(t, http.StatusOK, code, b)
+	assert.Equal(t, "document", b["type"])
+	es := entries(b)
+	require.NotEmpty(t, es)
+	assert.Equal(t, "Composition", es[0]["resourceType"])
+	assert.Equal(t, "11488-4", testenv.Get(es[0], "type", "coding", 0, "code"))
+	for _, e := range es {
+		if e["resourceType"] == "Patient" {
+			assert.Nil(t, e["name"], "a partner's patient is de-identified")
+		}
+	}
+	// The insurer never reads an opinion's content.
+	code, b = call(t, env, env.Token(t, testenv.Persona("coordinator")), "GET", "/fhir/r4/Composition/"+fhir.ID(id)+"/$document", nil)
+	require.Equal(t, http.StatusOK, code, b)
+	code, b = call(t, env, env.Token(t, testenv.Persona("insurer")), "GET", "/fhir/r4/Composition/"+fhir.ID(id)+"/$document", nil)
+	assert.Contains(t, []int{http.StatusForbidden, http.StatusNotFound}, code, b)
+}
+
+func readExample(t *testing.T, name string, repl map[string]string) []byte {
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	s := string(b)
+	for k, v := range repl {
+		s = strings.ReplaceAll(s, k, v)
+	}
+	return []byte(s)
+}
+
+func TestReferralBundleImportIsIdempotent(t *testing.T) {
+	env := testenv.Start(t)
+	pol := env.As(t, "insurer", `mutation { createPolicy(input: { policyNumber: "FHIR-1", product: CRITICAL_ILLNESS, effectiveFrom: "2020-01-01",
+		secondOpinion: { covered: true, casesPerYear: 5, international: true },
+		insured: [{ memberId: "m-fhir-1", givenName: "Ada", familyName: "Lovelace", dateOfBirth: "1970-05-01", sex: FEMALE, country: "CA", language: "en" }] }) { policy { id } } }`, nil)
+	require.Empty(t, pol.Errors)
+	_, policyID, _ := graph.ParseGlobalID(testenv.Get(pol.Data, "createPolicy", "policy", "id").(string))
+	tok := env.Token(t, testenv.Persona("insurer"))
+	bundle := readExample(t, "referral-bundle.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "m-fhir-1", "{{BUNDLE}}": "ref-0001"})
+
+	code, first := call(t, env, tok, "POST", "/fhir/r4", bundle)
+	require.Equal(t, http.StatusOK, code, first)
+	assert.Equal(t, "transaction-response", first["type"])
+	loc := testenv.Get(first, "entry", 0, "response", "location").(string)
+	require.True(t, strings.HasPrefix(loc, "ServiceRequest/"))
+
+	t.Run("a replay returns the first result", func(t *testing.T) {
+		code, again := call(t, env, tok, "POST", "/fhir/r4", bundle)
+		require.Equal(t, http.StatusOK, code, again)
+		assert.Equal(t, loc, testenv.Get(again, "entry", 0, "response", "location"))
+	})
+	t.Run("another bundle with the same identifier is refused", func(t *testing.T) {
+		other := bytes.Replace(bundle, []byte("C50.9"), []byte("C50.1"), 1)
+		code, b := call(t, env, tok, "POST", "/fhir/r4", other)
+		assert.Equal(t, http.StatusConflict, code)
+		assert.Equal(t, string(domain.CodeIdempotencyKeyReused), outcomeCode(b))
+	})
+	t.Run("the case reads back as the insurer may see it", func(t *testing.T) {
+		code, sr := call(t, env, tok, "GET", "/fhir/r4/"+loc, nil)
+		require.Equal(t, http.StatusOK, code, sr)
+		assert.Equal(t, "oncology", testenv.Get(sr, "code", "coding", 0, "code"))
+		assert.Nil(t, sr["reasonCode"], "insurers never read the diagnosis")
+		code, sr = call(t, env, env.Token(t, testenv.Persona("coordinator")), "GET", "/fhir/r4/"+loc, nil)
+		require.Equal(t, http.StatusOK, code, sr)
+		assert.Equal(t, "C50.9", testenv.Get(sr, "reasonCode", 0, "coding", 0, "code"))
+	})
+	t.Run("eligibility errors keep their code", func(t *testing.T) {
+		b := readExample(t, "referral-bundle.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "someone-else", "{{BUNDLE}}": "ref-0002"})
+		code, out := call(t, env, tok, "POST", "/fhir/r4", b)
+		assert.Equal(t, http.StatusUnprocessableEntity, code, out)
+		assert.Equal(t, string(domain.CodeNotEligible), outcomeCode(out))
+	})
+	t.Run("a provider may not import referrals", func(t *testing.T) {
+		b := readExample(t, "referral-bundle.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "m-fhir-1", "{{BUNDLE}}": "ref-0003"})
+		code, out := call(t, env, env.Token(t, testenv.Persona("provider")), "POST", "/fhir/r4", b)
+		assert.Equal(t, http.StatusForbidden, code, out)
+		assert.Equal(t, string(domain.CodeForbidden), outcomeCode(out))
+	})
+	t.Run("a coordinator imports records with the referral", func(t *testing.T) {
+		b := readExample(t, "referral-bundle-records.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "m-fhir-1", "{{BUNDLE}}": "ref-0004"})
+		ctok := env.Token(t, testenv.Persona("coordinator"))
+		code, out := call(t, env, ctok, "POST", "/fhir/r4", b)
+		require.Equal(t, http.StatusOK, code, out)
+		loc := testenv.Get(out, "entry", 0, "response", "location").(string)
+		id := strings.TrimPrefix(loc, "ServiceRequest/")
+		code, docs := call(t, env, ctok, "GET", "/fhir/r4/DocumentReference?_id="+id+"."+"x", nil)
+		require.Equal(t, http.StatusOK, code, docs)
+		code, sr := call(t, env, ctok, "GET", "/fhir/r4/"+loc, nil)
+		require.Equal(t, http.StatusOK, code, sr)
+		assert.Len(t, sr["supportingInfo"], 1)
+	})
+}

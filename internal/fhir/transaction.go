@@ -1,0 +1,271 @@
+package fhir
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	fm "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/workflow"
+)
+
+// transaction imports a referral: a transaction Bundle of Patient,
+// Coverage, ServiceRequest, Condition and DocumentReference becomes one case
+// through workflow.ImportReferral (requestSecondOpinion's rules), idempotent
+// on Bundle.identifier.
+func (h *Handler) transaction(w http.ResponseWriter, r *http.Request) {
+	ctx, p, err := h.begin(r, "POST transaction")
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if mt := strings.TrimSpace(strings.SplitN(r.Header.Get("Content-Type"), ";", 2)[0]); mt != ContentType && mt != "application/json" {
+		h.failCtx(ctx, w, domain.Errorf(domain.CodeBadUserInput, "send the Bundle as %s", ContentType))
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		h.failCtx(ctx, w, domain.Errorf(domain.CodeBadUserInput, "the request body could not be read"))
+		return
+	}
+	ref, key, err := parseReferral(body)
+	if err != nil {
+		h.failCtx(ctx, w, err)
+		return
+	}
+	sum := sha256.Sum256(canonical(body))
+	c, err := h.cfg.Workflow.ImportReferral(ctx, p, key, hex.EncodeToString(sum[:]), ref)
+	if err != nil {
+		h.failCtx(ctx, w, err)
+		return
+	}
+	created := "201 Created"
+	resp := fm.Bundle{Type: fm.BundleTypeTransactionResponse, Timestamp: ptr(fhirTime(time.Now()))}
+	for _, e := range []struct{ typ, id string }{{"ServiceRequest", c.ID}, {"Task", c.ID}} {
+		resp.Entry = append(resp.Entry, fm.BundleEntry{
+			FullUrl:  ptr(baseURL(r) + "/" + e.typ + "/" + ID(e.id)),
+			Response: &fm.BundleEntryResponse{Status: created, Location: ptr(e.typ + "/" + ID(e.id)), LastModified: ptr(fhirTime(c.UpdatedAt))},
+		})
+	}
+	h.respond(ctx, w, http.StatusOK, resp)
+}
+
+// canonical re-encodes JSON so that whitespace and key order do not make
+// a replay look like another Bundle.
+func canonical(b []byte) []byte {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return b
+	}
+	out, _ := json.Marshal(v)
+	return out
+}
+
+func bad(format string, args ...any) error {
+	return domain.Errorf(domain.CodeBadUserInput, format, args...)
+}
+
+// parseReferral reads the Bundle into a workflow.Referral and its
+// idempotency key (system|value of Bundle.identifier).
+func parseReferral(body []byte) (workflow.Referral, string, error) {
+	var out workflow.Referral
+	var probe struct {
+		ResourceType string `json:"resourceType"`
+	}
+	if err := json.Unmarshal(body, &probe); err != nil || probe.ResourceType != "Bundle" {
+		return out, "", bad("the body must be a FHIR Bundle")
+	}
+	b, err := fm.UnmarshalBundle(body)
+	if err != nil {
+		return out, "", bad("the Bundle is not valid FHIR JSON")
+	}
+	if b.Type != fm.BundleTypeTransaction {
+		return out, "", bad("only transaction Bundles are accepted")
+	}
+	if b.Identifier == nil || b.Identifier.Value == nil || *b.Identifier.Value == "" {
+		return out, "", bad("Bundle.identifier is required: it makes the import idempotent")
+	}
+	key := *b.Identifier.Value
+	if b.Identifier.System != nil {
+		key = *b.Identifier.System + "|" + key
+	}
+	seen := map[string]int{}
+	var (
+		sr   *fm.ServiceRequest
+		cond *fm.Condition
+		pat  *fm.Patient
+		cov  *fm.Coverage
+	)
+	for i, e := range b.Entry {
+		if e.Request == nil || e.Request.Method != fm.HTTPVerbPOST {
+			return out, "", bad("entry %d: only POST entries are accepted", i)
+		}
+		var rt struct {
+			ResourceType string `json:"resourceType"`
+		}
+		if err := json.Unmarshal(e.Resource, &rt); err != nil {
+			return out, "", bad("entry %d has no resource", i)
+		}
+		seen[rt.ResourceType]++
+		var uerr error
+		switch rt.ResourceType {
+		case "ServiceRequest":
+			var x fm.ServiceRequest
+			x, uerr = fm.UnmarshalServiceRequest(e.Resource)
+			sr = &x
+		case "Condition":
+			var x fm.Condition
+			x, uerr = fm.UnmarshalCondition(e.Resource)
+			cond = &x
+		case "Patient":
+			var x fm.Patient
+			x, uerr = fm.UnmarshalPatient(e.Resource)
+			pat = &x
+		case "Coverage":
+			var x fm.Coverage
+			x, uerr = fm.UnmarshalCoverage(e.Resource)
+			cov = &x
+		case "DocumentReference":
+			var x fm.DocumentReference
+			x, uerr = fm.UnmarshalDocumentReference(e.Resource)
+			if uerr == nil {
+				rec, err := recordOf(i, x)
+				if err != nil {
+					return out, "", err
+				}
+				out.Records = append(out.Records, rec)
+			}
+		default:
+			return out, "", bad("entry %d: %s is not part of a referral (Patient, Coverage, ServiceRequest, Condition, DocumentReference)", i, rt.ResourceType)
+		}
+		if uerr != nil {
+			return out, "", bad("entry %d: %s is not valid FHIR JSON", i, rt.ResourceType)
+		}
+	}
+	for _, t := range []string{"ServiceRequest", "Condition", "Patient", "Coverage"} {
+		if seen[t] != 1 {
+			return out, "", bad("a referral holds exactly one %s (found %d)", t, seen[t])
+		}
+	}
+	req := &out.Request
+	// Coverage names the policy; Patient (or Coverage.subscriberId) the member.
+	for _, id := range cov.Identifier {
+		if id.Value != nil && (id.System == nil || *id.System == sysPolicyID) {
+			req.PolicyID = *id.Value
+		}
+	}
+	if req.PolicyID == "" {
+		return out, "", bad("Coverage.identifier must name the policy (system %s)", sysPolicyID)
+	}
+	for _, id := range pat.Identifier {
+		if id.Value != nil && (id.System == nil || *id.System == sysMemberID) {
+			req.PatientMemberID = *id.Value
+		}
+	}
+	if req.PatientMemberID == "" && cov.SubscriberId != nil {
+		req.PatientMemberID = *cov.SubscriberId
+	}
+	if req.PatientMemberID == "" {
+		return out, "", bad("Patient.identifier must name the member (system %s)", sysMemberID)
+	}
+	if sr.Code != nil {
+		req.Specialty = conceptText(*sr.Code)
+	}
+	if sr.Priority != nil && *sr.Priority != fm.RequestPriorityRoutine {
+		req.Urgency = domain.UrgencyUrgent
+	}
+	for _, n := range sr.Note {
+		req.Questions = append(req.Questions, n.Text)
+	}
+	for _, d := range sr.OrderDetail {
+		req.ProposedTreatment = strings.TrimPrefix(conceptText(d), "proposed treatment: ")
+	}
+	if len(pat.Communication) > 0 {
+		req.PreferredLanguage = conceptCode(pat.Communication[0].Language)
+	}
+	if cond.Code == nil {
+		return out, "", bad("Condition.code must carry the ICD-10 diagnosis")
+	}
+	for _, c := range cond.Code.Coding {
+		if c.System != nil && *c.System == sysICD10 && c.Code != nil {
+			req.Diagnosis.Code = *c.Code
+			if c.Display != nil {
+				req.Diagnosis.Description = *c.Display
+			}
+		}
+	}
+	if req.Diagnosis.Code == "" {
+		return out, "", bad("Condition.code needs a coding in %s", sysICD10)
+	}
+	if cond.Code.Text != nil {
+		req.Diagnosis.Description = *cond.Code.Text
+	}
+	return out, key, nil
+}
+
+func recordOf(i int, d fm.DocumentReference) (workflow.RecordInput, error) {
+	var rec workflow.RecordInput
+	rec.Kind = domain.RecordOther
+	if d.Type != nil {
+		if k := domain.RecordKind(strings.ToUpper(conceptCode(*d.Type))); k != "" {
+			switch k {
+			case domain.RecordPathology, domain.RecordImaging, domain.RecordLab, domain.RecordClinicalNote, domain.RecordOther:
+				rec.Kind = k
+			}
+		}
+	}
+	for _, c := range d.Content {
+		if c.Attachment.Data != nil || c.Attachment.Url != nil {
+			// No document store exists in this version: accepting the
+			// bytes would drop them silently.
+			return rec, bad("entry %d: DocumentReference attachments with data or url are not accepted by this server; send the record's metadata only", i)
+		}
+		if rec.Title == "" && c.Attachment.Title != nil {
+			rec.Title = *c.Attachment.Title
+		}
+	}
+	if d.Description != nil {
+		rec.Title = *d.Description
+	}
+	if d.Date != nil {
+		t, err := parseInstant(*d.Date)
+		if err != nil {
+			return rec, bad("entry %d: DocumentReference.date is not an instant", i)
+		}
+		rec.RecordedOn = &t
+	}
+	return rec, nil
+}
+
+func conceptText(c fm.CodeableConcept) string {
+	if c.Text != nil && *c.Text != "" {
+		return *c.Text
+	}
+	for _, x := range c.Coding {
+		if x.Display != nil {
+			return *x.Display
+		}
+		if x.Code != nil {
+			return *x.Code
+		}
+	}
+	return ""
+}
+
+func conceptCode(c fm.CodeableConcept) string {
+	for _, x := range c.Coding {
+		if x.Code != nil {
+			return *x.Code
+		}
+	}
+	if c.Text != nil {
+		return *c.Text
+	}
+	return ""
+}
