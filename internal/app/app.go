@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/secondopinion/gateway/internal/events"
 	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/server"
+	"github.com/secondopinion/gateway/internal/signing"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/telemetry"
 	"github.com/secondopinion/gateway/internal/trusted"
@@ -161,7 +163,13 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 			return err
 		}
 	}
+	signer, err := opinionSigner(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("opinion signing key", "kid", signer.KeyID(), "published_keys", len(signer.PublicKeys()))
 	h := server.New(server.Deps{
+		Signer:  signer,
 		Trusted: docs,
 		Store:   st, Verifier: verifier, Logger: log, Production: cfg.Production(),
 		RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
@@ -356,4 +364,16 @@ func rateLimits(cfg config.Config) server.RateLimits {
 		l.PerPrincipal, l.PrincipalBurst = rate.Limit(r), max(1, int(2*r))
 	}
 	return l
+}
+
+// opinionSigner loads OPINION_SIGNING_KEY_FILE; in development without it,
+// the key under DATA_DIR (created on first start).
+func opinionSigner(cfg config.Config) (*signing.Signer, error) {
+	if cfg.OpinionSigningKeyFile != "" {
+		return signing.Load(cfg.OpinionSigningKeyFile)
+	}
+	if cfg.Production() {
+		return nil, errors.New("production needs OPINION_SIGNING_KEY_FILE")
+	}
+	return signing.LoadOrCreate(filepath.Join(cfg.DataDir, "opinion-signing-key.pem"))
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/events"
 	"github.com/secondopinion/gateway/internal/loader"
+	"github.com/secondopinion/gateway/internal/signing"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/telemetry"
 	"github.com/secondopinion/gateway/internal/trusted"
@@ -77,6 +78,10 @@ type Deps struct {
 	MetricsApart bool
 	// Tracer makes the spans (no-op when nil).
 	Tracer trace.TracerProvider
+	// Signer signs delivered opinions; its public keys are served at
+	// /.well-known/jwks.json (a key generated for this process when nil:
+	// tests; internal/app loads OPINION_SIGNING_KEY_FILE).
+	Signer *signing.Signer
 	// Operations are the operation names that keep their own metric label
 	// (docs.OperationNames() when nil); others count as "other".
 	Operations telemetry.OperationNames
@@ -144,6 +149,13 @@ func New(d Deps) *Handler {
 	if d.Events != nil {
 		d.Metrics.WatchSubscriptions(d.Events.Active)
 	}
+	if d.Signer == nil {
+		sg, err := signing.Generate()
+		if err != nil {
+			panic("server: no randomness for an opinion-signing key: " + err.Error())
+		}
+		d.Signer = sg
+	}
 	obs := &observer{log: d.Logger, metrics: d.Metrics, tracer: d.Tracer.Tracer(telemetry.TracerName), names: d.Operations, ws: newWSTracker()}
 	gql := newGraphQL(d, obs)
 	mux := http.NewServeMux()
@@ -152,6 +164,7 @@ func New(d Deps) *Handler {
 	if !d.Production && !d.MetricsApart {
 		mux.Handle("GET /metrics", d.Metrics.Handler())
 	}
+	mux.Handle("GET /.well-known/jwks.json", jwksHandler(d.Signer))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
 	})
@@ -175,7 +188,7 @@ func New(d Deps) *Handler {
 
 func newGraphQL(d Deps, obs *observer) http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{
-		Resolvers:  &graph.Resolver{Store: d.Store, Workflow: workflow.New(d.Store), Events: d.Events, Webhooks: d.Webhooks},
+		Resolvers:  &graph.Resolver{Store: d.Store, Workflow: workflow.New(d.Store, workflow.WithSigner(d.Signer)), Events: d.Events, Webhooks: d.Webhooks},
 		Complexity: complexity(),
 	}))
 	readLimit := int64(64 << 10)
