@@ -171,20 +171,20 @@ type caseDoc struct {
 	SpecialistID    string `bson:"specialistId,omitempty"`
 	SpecialistOrgID string `bson:"specialistOrgId,omitempty"`
 	// PatientPseudonym is the patient's pseudonym for the assigned network.
-	PatientPseudonym string       `bson:"patientPseudonym,omitempty"`
-	Decision         string       `bson:"decision,omitempty"`
-	DecisionNote     string       `bson:"decisionNote,omitempty"`
-	CancelReason     string       `bson:"cancelReason,omitempty"`
-	DueAt            time.Time    `bson:"dueAt"`
+	PatientPseudonym string    `bson:"patientPseudonym,omitempty"`
+	Decision         string    `bson:"decision,omitempty"`
+	DecisionNote     string    `bson:"decisionNote,omitempty"`
+	CancelReason     string    `bson:"cancelReason,omitempty"`
+	DueAt            time.Time `bson:"dueAt"`
 	// RecordsCompleteAt is when the case entered TRIAGE: the SLA clock's
 	// start (absent on cases older than the field, which keep their dueAt).
-	RecordsCompleteAt *time.Time `bson:"recordsCompleteAt,omitempty"`
-	SubmittedAt       time.Time  `bson:"submittedAt"`
-	UpdatedAt        time.Time    `bson:"updatedAt"`
-	DeliveredAt      *time.Time   `bson:"deliveredAt,omitempty"`
-	Events           []eventDoc   `bson:"events"`
-	Version          int          `bson:"version"`
-	Clinical         *clinicalDoc `bson:"clinical,omitempty"`
+	RecordsCompleteAt *time.Time   `bson:"recordsCompleteAt,omitempty"`
+	SubmittedAt       time.Time    `bson:"submittedAt"`
+	UpdatedAt         time.Time    `bson:"updatedAt"`
+	DeliveredAt       *time.Time   `bson:"deliveredAt,omitempty"`
+	Events            []eventDoc   `bson:"events"`
+	Version           int          `bson:"version"`
+	Clinical          *clinicalDoc `bson:"clinical,omitempty"`
 	// FollowUps are the member's questions after delivery and their
 	// answers (opinion content: projected away for roles that may not
 	// read it).
