@@ -50,7 +50,7 @@ func TestProductionServesMetricsOnlyOnTheirOwnListener(t *testing.T) {
 	require.NoError(t, err)
 	env := map[string]string{
 		"OPINION_SIGNING_KEY_FILE": keyFile,
-		"APP_ENV": "production", "ADDR": "127.0.0.1:0", "METRICS_ADDR": metricsAddr,
+		"APP_ENV":                  "production", "ADDR": "127.0.0.1:0", "METRICS_ADDR": metricsAddr,
 		"MONGODB_URI": testenv.URI(t), "MONGODB_DATABASE": fmt.Sprintf("metrics_%d", time.Now().UnixNano()),
 		"JWT_JWKS_FILE": jwks, "JWT_ISSUER": issuerEuro, "JWT_AUDIENCE": "second-opinion-gateway",
 	}
