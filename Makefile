@@ -76,7 +76,7 @@ schema-snapshot:
 
 ## bench: Go benchmarks (hot paths, -benchmem) and the load run (gateway vs hand-written baseline) on the embedded store
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/auth ./internal/server
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/auth ./internal/server ./internal/workflow
 	$(GO) run ./cmd/loadrun
 
 ## conformance: the graphql-http GraphQL-over-HTTP audits against the live server

@@ -18,6 +18,7 @@ import (
 	"github.com/secondopinion/gateway/graph/model"
 	"github.com/secondopinion/gateway/graph/scalar"
 	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/workflow"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -38,6 +39,7 @@ type ResolverRoot interface {
 	CaseConnection() CaseConnectionResolver
 	CaseEvent() CaseEventResolver
 	CaseEventNotice() CaseEventNoticeResolver
+	FollowUp() FollowUpResolver
 	Mutation() MutationResolver
 	Opinion() OpinionResolver
 	OpinionConnection() OpinionConnectionResolver
@@ -67,6 +69,16 @@ type ComplexityRoot struct {
 	Answer struct {
 		Answer   func(childComplexity int) int
 		Question func(childComplexity int) int
+	}
+
+	AnswerFollowUpPayload struct {
+		Case     func(childComplexity int) int
+		FollowUp func(childComplexity int) int
+	}
+
+	AskFollowUpPayload struct {
+		Case     func(childComplexity int) int
+		FollowUp func(childComplexity int) int
 	}
 
 	AssignSpecialistPayload struct {
@@ -111,6 +123,7 @@ type ComplexityRoot struct {
 		Events            func(childComplexity int) int
 		ID                func(childComplexity int) int
 		Opinion           func(childComplexity int) int
+		Outcome           func(childComplexity int) int
 		Overdue           func(childComplexity int) int
 		Patient           func(childComplexity int) int
 		Policy            func(childComplexity int) int
@@ -118,6 +131,7 @@ type ComplexityRoot struct {
 		ProposedTreatment func(childComplexity int) int
 		Questions         func(childComplexity int) int
 		Records           func(childComplexity int) int
+		RecordsCompleteAt func(childComplexity int) int
 		Reference         func(childComplexity int) int
 		Specialist        func(childComplexity int) int
 		Specialty         func(childComplexity int) int
@@ -152,6 +166,14 @@ type ComplexityRoot struct {
 		Event   func(childComplexity int) int
 		Status  func(childComplexity int) int
 		Version func(childComplexity int) int
+	}
+
+	CaseOutcome struct {
+		Decision         func(childComplexity int) int
+		Note             func(childComplexity int) int
+		RecordedAt       func(childComplexity int) int
+		Satisfaction     func(childComplexity int) int
+		TreatmentChanged func(childComplexity int) int
 	}
 
 	ClinicalTrial struct {
@@ -194,6 +216,16 @@ type ComplexityRoot struct {
 		Description func(childComplexity int) int
 	}
 
+	FollowUp struct {
+		Answer     func(childComplexity int) int
+		AnsweredAt func(childComplexity int) int
+		AskedAt    func(childComplexity int) int
+		DueAt      func(childComplexity int) int
+		ID         func(childComplexity int) int
+		Overdue    func(childComplexity int) int
+		Question   func(childComplexity int) int
+	}
+
 	MedicalRecord struct {
 		ID         func(childComplexity int) int
 		Kind       func(childComplexity int) int
@@ -203,6 +235,8 @@ type ComplexityRoot struct {
 
 	Mutation struct {
 		AddMedicalRecord          func(childComplexity int, input model.AddMedicalRecordInput) int
+		AnswerFollowUp            func(childComplexity int, input model.AnswerFollowUpInput) int
+		AskFollowUp               func(childComplexity int, input model.AskFollowUpInput) int
 		AssignSpecialist          func(childComplexity int, input model.AssignSpecialistInput) int
 		CancelCase                func(childComplexity int, input model.CancelCaseInput) int
 		CreatePolicy              func(childComplexity int, input model.CreatePolicyInput) int
@@ -211,6 +245,7 @@ type ComplexityRoot struct {
 		DeliverOpinion            func(childComplexity int, input model.DeliverOpinionInput) int
 		GrantConsent              func(childComplexity int, input model.ConsentInput) int
 		RecordDecision            func(childComplexity int, input model.RecordDecisionInput) int
+		RecordOutcome             func(childComplexity int, input model.RecordOutcomeInput) int
 		RedeliverWebhook          func(childComplexity int, input model.RedeliverWebhookInput) int
 		RegisterOrganization      func(childComplexity int, input model.RegisterOrganizationInput) int
 		RequestSecondOpinion      func(childComplexity int, input model.RequestSecondOpinionInput) int
@@ -229,11 +264,13 @@ type ComplexityRoot struct {
 		ClinicalTrials         func(childComplexity int) int
 		DeliveredAt            func(childComplexity int) int
 		DiagnosisAssessment    func(childComplexity int) int
+		FollowUps              func(childComplexity int) int
 		ID                     func(childComplexity int) int
 		MemberSummary          func(childComplexity int) int
 		QuestionsForYourDoctor func(childComplexity int) int
 		Report                 func(childComplexity int) int
 		RevisedDiagnosis       func(childComplexity int) int
+		Signature              func(childComplexity int) int
 		Specialist             func(childComplexity int) int
 		Status                 func(childComplexity int) int
 		TreatmentAssessment    func(childComplexity int) int
@@ -249,6 +286,13 @@ type ComplexityRoot struct {
 	OpinionEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	OpinionSignature struct {
+		JWS      func(childComplexity int) int
+		KeyID    func(childComplexity int) int
+		Payload  func(childComplexity int) int
+		SignedAt func(childComplexity int) int
 	}
 
 	Organization struct {
@@ -270,6 +314,21 @@ type ComplexityRoot struct {
 	OrganizationEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	OutcomeStatistics struct {
+		Cases              func(childComplexity int) int
+		Delivered          func(childComplexity int) int
+		DiagnosisChanged   func(childComplexity int) int
+		DiagnosisConfirmed func(childComplexity int) int
+		DiagnosisModified  func(childComplexity int) int
+		From               func(childComplexity int) int
+		SatisfactionMean   func(childComplexity int) int
+		Suppressed         func(childComplexity int) int
+		To                 func(childComplexity int) int
+		TreatmentChanged   func(childComplexity int) int
+		TurnaroundDaysP50  func(childComplexity int) int
+		TurnaroundDaysP90  func(childComplexity int) int
 	}
 
 	PageInfo struct {
@@ -326,6 +385,7 @@ type ComplexityRoot struct {
 		Opinions             func(childComplexity int, first *int, after *string, filter *model.OpinionFilter) int
 		Organization         func(childComplexity int, id string) int
 		Organizations        func(childComplexity int, first *int, after *string, filter *model.OrganizationFilter) int
+		OutcomeStatistics    func(childComplexity int, filter model.OutcomeStatisticsFilter) int
 		Policies             func(childComplexity int, first *int, after *string, filter *model.PolicyFilter) int
 		Policy               func(childComplexity int, id string) int
 		Specialist           func(childComplexity int, id string) int
@@ -336,6 +396,10 @@ type ComplexityRoot struct {
 	}
 
 	RecordDecisionPayload struct {
+		Case func(childComplexity int) int
+	}
+
+	RecordOutcomePayload struct {
 		Case func(childComplexity int) int
 	}
 
@@ -492,6 +556,9 @@ type CaseEventResolver interface {
 type CaseEventNoticeResolver interface {
 	CaseID(ctx context.Context, obj *model.CaseEventNotice) (string, error)
 }
+type FollowUpResolver interface {
+	ID(ctx context.Context, obj *domain.FollowUp) (string, error)
+}
 type MutationResolver interface {
 	CreatePolicy(ctx context.Context, input model.CreatePolicyInput) (*model.CreatePolicyPayload, error)
 	UpdatePolicy(ctx context.Context, input model.UpdatePolicyInput) (*model.UpdatePolicyPayload, error)
@@ -509,6 +576,9 @@ type MutationResolver interface {
 	CreateWebhookSubscription(ctx context.Context, input model.CreateWebhookSubscriptionInput) (*model.CreateWebhookSubscriptionPayload, error)
 	DeleteWebhookSubscription(ctx context.Context, input model.DeleteWebhookSubscriptionInput) (*model.DeleteWebhookSubscriptionPayload, error)
 	RedeliverWebhook(ctx context.Context, input model.RedeliverWebhookInput) (*model.RedeliverWebhookPayload, error)
+	AskFollowUp(ctx context.Context, input model.AskFollowUpInput) (*model.AskFollowUpPayload, error)
+	AnswerFollowUp(ctx context.Context, input model.AnswerFollowUpInput) (*model.AnswerFollowUpPayload, error)
+	RecordOutcome(ctx context.Context, input model.RecordOutcomeInput) (*model.RecordOutcomePayload, error)
 	RegisterOrganization(ctx context.Context, input model.RegisterOrganizationInput) (*model.RegisterOrganizationPayload, error)
 	UpdateOrganization(ctx context.Context, input model.UpdateOrganizationInput) (*model.UpdateOrganizationPayload, error)
 }
@@ -516,6 +586,8 @@ type OpinionResolver interface {
 	ID(ctx context.Context, obj *domain.Opinion) (string, error)
 	Case(ctx context.Context, obj *domain.Opinion) (*domain.Case, error)
 	Specialist(ctx context.Context, obj *domain.Opinion) (*domain.Specialist, error)
+
+	FollowUps(ctx context.Context, obj *domain.Opinion) ([]domain.FollowUp, error)
 }
 type OpinionConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *model.OpinionConnection) (int, error)
@@ -552,6 +624,7 @@ type QueryResolver interface {
 	SpecialistMatches(ctx context.Context, caseID string, first *int) ([]model.SpecialistMatch, error)
 	AuditEvents(ctx context.Context, first *int, after *string, filter *model.AuditEventFilter) (*model.AuditEventConnection, error)
 	WebhookSubscriptions(ctx context.Context, first *int, after *string) (*model.WebhookSubscriptionConnection, error)
+	OutcomeStatistics(ctx context.Context, filter model.OutcomeStatisticsFilter) (*workflow.Statistics, error)
 	Organizations(ctx context.Context, first *int, after *string, filter *model.OrganizationFilter) (*model.OrganizationConnection, error)
 	Organization(ctx context.Context, id string) (*domain.Organization, error)
 }
@@ -624,6 +697,32 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Answer.Question(childComplexity), true
+
+	case "AnswerFollowUpPayload.case":
+		if e.ComplexityRoot.AnswerFollowUpPayload.Case == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AnswerFollowUpPayload.Case(childComplexity), true
+	case "AnswerFollowUpPayload.followUp":
+		if e.ComplexityRoot.AnswerFollowUpPayload.FollowUp == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AnswerFollowUpPayload.FollowUp(childComplexity), true
+
+	case "AskFollowUpPayload.case":
+		if e.ComplexityRoot.AskFollowUpPayload.Case == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AskFollowUpPayload.Case(childComplexity), true
+	case "AskFollowUpPayload.followUp":
+		if e.ComplexityRoot.AskFollowUpPayload.FollowUp == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AskFollowUpPayload.FollowUp(childComplexity), true
 
 	case "AssignSpecialistPayload.case":
 		if e.ComplexityRoot.AssignSpecialistPayload.Case == nil {
@@ -786,6 +885,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Case.Opinion(childComplexity), true
+	case "Case.outcome":
+		if e.ComplexityRoot.Case.Outcome == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Case.Outcome(childComplexity), true
 	case "Case.overdue":
 		if e.ComplexityRoot.Case.Overdue == nil {
 			break
@@ -828,6 +933,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Case.Records(childComplexity), true
+	case "Case.recordsCompleteAt":
+		if e.ComplexityRoot.Case.RecordsCompleteAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Case.RecordsCompleteAt(childComplexity), true
 	case "Case.reference":
 		if e.ComplexityRoot.Case.Reference == nil {
 			break
@@ -965,6 +1076,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CaseEventNotice.Version(childComplexity), true
 
+	case "CaseOutcome.decision":
+		if e.ComplexityRoot.CaseOutcome.Decision == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseOutcome.Decision(childComplexity), true
+	case "CaseOutcome.note":
+		if e.ComplexityRoot.CaseOutcome.Note == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseOutcome.Note(childComplexity), true
+	case "CaseOutcome.recordedAt":
+		if e.ComplexityRoot.CaseOutcome.RecordedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseOutcome.RecordedAt(childComplexity), true
+	case "CaseOutcome.satisfaction":
+		if e.ComplexityRoot.CaseOutcome.Satisfaction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseOutcome.Satisfaction(childComplexity), true
+	case "CaseOutcome.treatmentChanged":
+		if e.ComplexityRoot.CaseOutcome.TreatmentChanged == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseOutcome.TreatmentChanged(childComplexity), true
+
 	case "ClinicalTrial.registryId":
 		if e.ComplexityRoot.ClinicalTrial.RegistryID == nil {
 			break
@@ -1069,6 +1211,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Diagnosis.Description(childComplexity), true
 
+	case "FollowUp.answer":
+		if e.ComplexityRoot.FollowUp.Answer == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FollowUp.Answer(childComplexity), true
+	case "FollowUp.answeredAt":
+		if e.ComplexityRoot.FollowUp.AnsweredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FollowUp.AnsweredAt(childComplexity), true
+	case "FollowUp.askedAt":
+		if e.ComplexityRoot.FollowUp.AskedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FollowUp.AskedAt(childComplexity), true
+	case "FollowUp.dueAt":
+		if e.ComplexityRoot.FollowUp.DueAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FollowUp.DueAt(childComplexity), true
+	case "FollowUp.id":
+		if e.ComplexityRoot.FollowUp.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FollowUp.ID(childComplexity), true
+	case "FollowUp.overdue":
+		if e.ComplexityRoot.FollowUp.Overdue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FollowUp.Overdue(childComplexity), true
+	case "FollowUp.question":
+		if e.ComplexityRoot.FollowUp.Question == nil {
+			break
+		}
+
+		return e.ComplexityRoot.FollowUp.Question(childComplexity), true
+
 	case "MedicalRecord.id":
 		if e.ComplexityRoot.MedicalRecord.ID == nil {
 			break
@@ -1105,6 +1290,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AddMedicalRecord(childComplexity, args["input"].(model.AddMedicalRecordInput)), true
+	case "Mutation.answerFollowUp":
+		if e.ComplexityRoot.Mutation.AnswerFollowUp == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_answerFollowUp_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AnswerFollowUp(childComplexity, args["input"].(model.AnswerFollowUpInput)), true
+	case "Mutation.askFollowUp":
+		if e.ComplexityRoot.Mutation.AskFollowUp == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_askFollowUp_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AskFollowUp(childComplexity, args["input"].(model.AskFollowUpInput)), true
 	case "Mutation.assignSpecialist":
 		if e.ComplexityRoot.Mutation.AssignSpecialist == nil {
 			break
@@ -1193,6 +1400,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RecordDecision(childComplexity, args["input"].(model.RecordDecisionInput)), true
+	case "Mutation.recordOutcome":
+		if e.ComplexityRoot.Mutation.RecordOutcome == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_recordOutcome_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RecordOutcome(childComplexity, args["input"].(model.RecordOutcomeInput)), true
 	case "Mutation.redeliverWebhook":
 		if e.ComplexityRoot.Mutation.RedeliverWebhook == nil {
 			break
@@ -1329,6 +1547,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Opinion.DiagnosisAssessment(childComplexity), true
+	case "Opinion.followUps":
+		if e.ComplexityRoot.Opinion.FollowUps == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Opinion.FollowUps(childComplexity), true
 	case "Opinion.id":
 		if e.ComplexityRoot.Opinion.ID == nil {
 			break
@@ -1359,6 +1583,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Opinion.RevisedDiagnosis(childComplexity), true
+	case "Opinion.signature":
+		if e.ComplexityRoot.Opinion.Signature == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Opinion.Signature(childComplexity), true
 	case "Opinion.specialist":
 		if e.ComplexityRoot.Opinion.Specialist == nil {
 			break
@@ -1415,6 +1645,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.OpinionEdge.Node(childComplexity), true
+
+	case "OpinionSignature.jws":
+		if e.ComplexityRoot.OpinionSignature.JWS == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OpinionSignature.JWS(childComplexity), true
+	case "OpinionSignature.keyId":
+		if e.ComplexityRoot.OpinionSignature.KeyID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OpinionSignature.KeyID(childComplexity), true
+	case "OpinionSignature.payload":
+		if e.ComplexityRoot.OpinionSignature.Payload == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OpinionSignature.Payload(childComplexity), true
+	case "OpinionSignature.signedAt":
+		if e.ComplexityRoot.OpinionSignature.SignedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OpinionSignature.SignedAt(childComplexity), true
 
 	case "Organization.country":
 		if e.ComplexityRoot.Organization.Country == nil {
@@ -1490,6 +1745,79 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.OrganizationEdge.Node(childComplexity), true
+
+	case "OutcomeStatistics.cases":
+		if e.ComplexityRoot.OutcomeStatistics.Cases == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutcomeStatistics.Cases(childComplexity), true
+	case "OutcomeStatistics.delivered":
+		if e.ComplexityRoot.OutcomeStatistics.Delivered == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutcomeStatistics.Delivered(childComplexity), true
+	case "OutcomeStatistics.diagnosisChanged":
+		if e.ComplexityRoot.OutcomeStatistics.DiagnosisChanged == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutcomeStatistics.DiagnosisChanged(childComplexity), true
+	case "OutcomeStatistics.diagnosisConfirmed":
+		if e.ComplexityRoot.OutcomeStatistics.DiagnosisConfirmed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutcomeStatistics.DiagnosisConfirmed(childComplexity), true
+	case "OutcomeStatistics.diagnosisModified":
+		if e.ComplexityRoot.OutcomeStatistics.DiagnosisModified == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutcomeStatistics.DiagnosisModified(childComplexity), true
+	case "OutcomeStatistics.from":
+		if e.ComplexityRoot.OutcomeStatistics.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutcomeStatistics.From(childComplexity), true
+	case "OutcomeStatistics.satisfactionMean":
+		if e.ComplexityRoot.OutcomeStatistics.SatisfactionMean == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutcomeStatistics.SatisfactionMean(childComplexity), true
+	case "OutcomeStatistics.suppressed":
+		if e.ComplexityRoot.OutcomeStatistics.Suppressed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutcomeStatistics.Suppressed(childComplexity), true
+	case "OutcomeStatistics.to":
+		if e.ComplexityRoot.OutcomeStatistics.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutcomeStatistics.To(childComplexity), true
+	case "OutcomeStatistics.treatmentChanged":
+		if e.ComplexityRoot.OutcomeStatistics.TreatmentChanged == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutcomeStatistics.TreatmentChanged(childComplexity), true
+	case "OutcomeStatistics.turnaroundDaysP50":
+		if e.ComplexityRoot.OutcomeStatistics.TurnaroundDaysP50 == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutcomeStatistics.TurnaroundDaysP50(childComplexity), true
+	case "OutcomeStatistics.turnaroundDaysP90":
+		if e.ComplexityRoot.OutcomeStatistics.TurnaroundDaysP90 == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OutcomeStatistics.TurnaroundDaysP90(childComplexity), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -1765,6 +2093,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Organizations(childComplexity, args["first"].(*int), args["after"].(*string), args["filter"].(*model.OrganizationFilter)), true
+	case "Query.outcomeStatistics":
+		if e.ComplexityRoot.Query.OutcomeStatistics == nil {
+			break
+		}
+
+		args, err := ec.field_Query_outcomeStatistics_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.OutcomeStatistics(childComplexity, args["filter"].(model.OutcomeStatisticsFilter)), true
 	case "Query.policies":
 		if e.ComplexityRoot.Query.Policies == nil {
 			break
@@ -1844,6 +2183,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.RecordDecisionPayload.Case(childComplexity), true
+
+	case "RecordOutcomePayload.case":
+		if e.ComplexityRoot.RecordOutcomePayload.Case == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RecordOutcomePayload.Case(childComplexity), true
 
 	case "RedeliverWebhookPayload.delivery":
 		if e.ComplexityRoot.RedeliverWebhookPayload.Delivery == nil {
@@ -2257,7 +2603,9 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("AddMedicalRecordInput", ec.unmarshalInputAddMedicalRecordInput),
+			graphql.NewInputUnmarshaler("AnswerFollowUpInput", ec.unmarshalInputAnswerFollowUpInput),
 			graphql.NewInputUnmarshaler("AnswerInput", ec.unmarshalInputAnswerInput),
+			graphql.NewInputUnmarshaler("AskFollowUpInput", ec.unmarshalInputAskFollowUpInput),
 			graphql.NewInputUnmarshaler("AssignSpecialistInput", ec.unmarshalInputAssignSpecialistInput),
 			graphql.NewInputUnmarshaler("AuditEventFilter", ec.unmarshalInputAuditEventFilter),
 			graphql.NewInputUnmarshaler("CancelCaseInput", ec.unmarshalInputCancelCaseInput),
@@ -2272,8 +2620,10 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("InsuredInput", ec.unmarshalInputInsuredInput),
 			graphql.NewInputUnmarshaler("OpinionFilter", ec.unmarshalInputOpinionFilter),
 			graphql.NewInputUnmarshaler("OrganizationFilter", ec.unmarshalInputOrganizationFilter),
+			graphql.NewInputUnmarshaler("OutcomeStatisticsFilter", ec.unmarshalInputOutcomeStatisticsFilter),
 			graphql.NewInputUnmarshaler("PolicyFilter", ec.unmarshalInputPolicyFilter),
 			graphql.NewInputUnmarshaler("RecordDecisionInput", ec.unmarshalInputRecordDecisionInput),
+			graphql.NewInputUnmarshaler("RecordOutcomeInput", ec.unmarshalInputRecordOutcomeInput),
 			graphql.NewInputUnmarshaler("RedeliverWebhookInput", ec.unmarshalInputRedeliverWebhookInput),
 			graphql.NewInputUnmarshaler("RegisterOrganizationInput", ec.unmarshalInputRegisterOrganizationInput),
 			graphql.NewInputUnmarshaler("RequestSecondOpinionInput", ec.unmarshalInputRequestSecondOpinionInput),
@@ -2377,7 +2727,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "schema/orgs.graphqls"
+//go:embed "schema/after.graphqls" "schema/orgs.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -2439,6 +2789,10 @@ enum FieldGroup {
   WEBHOOK
   "An organisation's country, status and version: coordinators."
   ORGANIZATION_ADMIN
+  "What the member did after the opinion: the member and coordinators (insurers see outcomes only in aggregate)."
+  CASE_OUTCOME
+  "Aggregate outcome statistics, no row-level data: insurers (own policies) and coordinators."
+  STATISTICS
 }
 
 """
@@ -3426,7 +3780,7 @@ type Mutation {
   "Delivers the draft opinion to the member."
   deliverOpinion("The case." input: DeliverOpinionInput!): DeliverOpinionPayload!
   "Records the member's decision and closes the case (members)."
-  recordDecision("The decision." input: RecordDecisionInput!): RecordDecisionPayload!
+  recordDecision("The decision." input: RecordDecisionInput!): RecordDecisionPayload! @deprecated(reason: "Use recordOutcome, which also records whether the treatment changed and the member's satisfaction.")
   "Cancels a case before delivery (members, coordinators)."
   cancelCase("The cancellation." input: CancelCaseInput!): CancelCasePayload!
   "Registers a webhook endpoint for your organisation (insurers, providers, partners); the answer holds its signing secret, shown this once."
@@ -3553,6 +3907,7 @@ type RedeliverWebhookPayload {
   delivery: WebhookDelivery!
 }
 `, BuiltIn: false},
+	{Name: "schema/after.graphqls", Input: sourceData("schema/after.graphqls"), BuiltIn: false},
 	{Name: "schema/orgs.graphqls", Input: sourceData("schema/orgs.graphqls"), BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -3579,6 +3934,26 @@ func (ec *executionContext) childFields_Answer(ctx context.Context, field graphq
 		return ec.fieldContext_Answer_answer(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Answer", field.Name)
+}
+
+func (ec *executionContext) childFields_AnswerFollowUpPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "case":
+		return ec.fieldContext_AnswerFollowUpPayload_case(ctx, field)
+	case "followUp":
+		return ec.fieldContext_AnswerFollowUpPayload_followUp(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AnswerFollowUpPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_AskFollowUpPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "case":
+		return ec.fieldContext_AskFollowUpPayload_case(ctx, field)
+	case "followUp":
+		return ec.fieldContext_AskFollowUpPayload_followUp(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AskFollowUpPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_AssignSpecialistPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3695,6 +4070,10 @@ func (ec *executionContext) childFields_Case(ctx context.Context, field graphql.
 		return ec.fieldContext_Case_events(ctx, field)
 	case "version":
 		return ec.fieldContext_Case_version(ctx, field)
+	case "recordsCompleteAt":
+		return ec.fieldContext_Case_recordsCompleteAt(ctx, field)
+	case "outcome":
+		return ec.fieldContext_Case_outcome(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Case", field.Name)
 }
@@ -3749,6 +4128,22 @@ func (ec *executionContext) childFields_CaseEventNotice(ctx context.Context, fie
 		return ec.fieldContext_CaseEventNotice_version(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CaseEventNotice", field.Name)
+}
+
+func (ec *executionContext) childFields_CaseOutcome(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "decision":
+		return ec.fieldContext_CaseOutcome_decision(ctx, field)
+	case "treatmentChanged":
+		return ec.fieldContext_CaseOutcome_treatmentChanged(ctx, field)
+	case "satisfaction":
+		return ec.fieldContext_CaseOutcome_satisfaction(ctx, field)
+	case "note":
+		return ec.fieldContext_CaseOutcome_note(ctx, field)
+	case "recordedAt":
+		return ec.fieldContext_CaseOutcome_recordedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CaseOutcome", field.Name)
 }
 
 func (ec *executionContext) childFields_ClinicalTrial(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3831,6 +4226,26 @@ func (ec *executionContext) childFields_Diagnosis(ctx context.Context, field gra
 	return nil, fmt.Errorf("no field named %q was found under type Diagnosis", field.Name)
 }
 
+func (ec *executionContext) childFields_FollowUp(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_FollowUp_id(ctx, field)
+	case "question":
+		return ec.fieldContext_FollowUp_question(ctx, field)
+	case "askedAt":
+		return ec.fieldContext_FollowUp_askedAt(ctx, field)
+	case "answer":
+		return ec.fieldContext_FollowUp_answer(ctx, field)
+	case "answeredAt":
+		return ec.fieldContext_FollowUp_answeredAt(ctx, field)
+	case "dueAt":
+		return ec.fieldContext_FollowUp_dueAt(ctx, field)
+	case "overdue":
+		return ec.fieldContext_FollowUp_overdue(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type FollowUp", field.Name)
+}
+
 func (ec *executionContext) childFields_MedicalRecord(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -3877,6 +4292,10 @@ func (ec *executionContext) childFields_Opinion(ctx context.Context, field graph
 		return ec.fieldContext_Opinion_report(ctx, field)
 	case "deliveredAt":
 		return ec.fieldContext_Opinion_deliveredAt(ctx, field)
+	case "followUps":
+		return ec.fieldContext_Opinion_followUps(ctx, field)
+	case "signature":
+		return ec.fieldContext_Opinion_signature(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Opinion", field.Name)
 }
@@ -3901,6 +4320,20 @@ func (ec *executionContext) childFields_OpinionEdge(ctx context.Context, field g
 		return ec.fieldContext_OpinionEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type OpinionEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_OpinionSignature(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "jws":
+		return ec.fieldContext_OpinionSignature_jws(ctx, field)
+	case "keyId":
+		return ec.fieldContext_OpinionSignature_keyId(ctx, field)
+	case "signedAt":
+		return ec.fieldContext_OpinionSignature_signedAt(ctx, field)
+	case "payload":
+		return ec.fieldContext_OpinionSignature_payload(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OpinionSignature", field.Name)
 }
 
 func (ec *executionContext) childFields_Organization(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3943,6 +4376,36 @@ func (ec *executionContext) childFields_OrganizationEdge(ctx context.Context, fi
 		return ec.fieldContext_OrganizationEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type OrganizationEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_OutcomeStatistics(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "from":
+		return ec.fieldContext_OutcomeStatistics_from(ctx, field)
+	case "to":
+		return ec.fieldContext_OutcomeStatistics_to(ctx, field)
+	case "cases":
+		return ec.fieldContext_OutcomeStatistics_cases(ctx, field)
+	case "delivered":
+		return ec.fieldContext_OutcomeStatistics_delivered(ctx, field)
+	case "diagnosisConfirmed":
+		return ec.fieldContext_OutcomeStatistics_diagnosisConfirmed(ctx, field)
+	case "diagnosisModified":
+		return ec.fieldContext_OutcomeStatistics_diagnosisModified(ctx, field)
+	case "diagnosisChanged":
+		return ec.fieldContext_OutcomeStatistics_diagnosisChanged(ctx, field)
+	case "treatmentChanged":
+		return ec.fieldContext_OutcomeStatistics_treatmentChanged(ctx, field)
+	case "turnaroundDaysP50":
+		return ec.fieldContext_OutcomeStatistics_turnaroundDaysP50(ctx, field)
+	case "turnaroundDaysP90":
+		return ec.fieldContext_OutcomeStatistics_turnaroundDaysP90(ctx, field)
+	case "satisfactionMean":
+		return ec.fieldContext_OutcomeStatistics_satisfactionMean(ctx, field)
+	case "suppressed":
+		return ec.fieldContext_OutcomeStatistics_suppressed(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OutcomeStatistics", field.Name)
 }
 
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4041,6 +4504,14 @@ func (ec *executionContext) childFields_RecordDecisionPayload(ctx context.Contex
 		return ec.fieldContext_RecordDecisionPayload_case(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type RecordDecisionPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_RecordOutcomePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "case":
+		return ec.fieldContext_RecordOutcomePayload_case(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RecordOutcomePayload", field.Name)
 }
 
 func (ec *executionContext) childFields_RedeliverWebhookPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4409,6 +4880,34 @@ func (ec *executionContext) field_Mutation_addMedicalRecord_args(ctx context.Con
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_answerFollowUp_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.AnswerFollowUpInput, error) {
+			return ec.unmarshalNAnswerFollowUpInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAnswerFollowUpInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_askFollowUp_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.AskFollowUpInput, error) {
+			return ec.unmarshalNAskFollowUpInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAskFollowUpInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_assignSpecialist_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4513,6 +5012,20 @@ func (ec *executionContext) field_Mutation_recordDecision_args(ctx context.Conte
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.RecordDecisionInput, error) {
 			return ec.unmarshalNRecordDecisionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRecordDecisionInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_recordOutcome_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.RecordOutcomeInput, error) {
+			return ec.unmarshalNRecordOutcomeInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRecordOutcomeInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -4834,6 +5347,20 @@ func (ec *executionContext) field_Query_organizations_args(ctx context.Context, 
 		return nil, err
 	}
 	args["filter"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_outcomeStatistics_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "filter",
+		func(ctx context.Context, v any) (model.OutcomeStatisticsFilter, error) {
+			return ec.unmarshalNOutcomeStatisticsFilter2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐOutcomeStatisticsFilter(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["filter"] = arg0
 	return args, nil
 }
 
@@ -5187,6 +5714,134 @@ func (ec *executionContext) _Answer_answer(ctx context.Context, field graphql.Co
 }
 func (ec *executionContext) fieldContext_Answer_answer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Answer", field, false, false, "String")
+}
+
+func (ec *executionContext) _AnswerFollowUpPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.AnswerFollowUpPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AnswerFollowUpPayload_case(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Case, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Case) graphql.Marshaler {
+			return ec.marshalOCase2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCase(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AnswerFollowUpPayload_case(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AnswerFollowUpPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Case(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AnswerFollowUpPayload_followUp(ctx context.Context, field graphql.CollectedField, obj *model.AnswerFollowUpPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AnswerFollowUpPayload_followUp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FollowUp, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.FollowUp) graphql.Marshaler {
+			return ec.marshalNFollowUp2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐFollowUp(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AnswerFollowUpPayload_followUp(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AnswerFollowUpPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FollowUp(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AskFollowUpPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.AskFollowUpPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AskFollowUpPayload_case(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Case, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Case) graphql.Marshaler {
+			return ec.marshalOCase2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCase(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AskFollowUpPayload_case(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AskFollowUpPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Case(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AskFollowUpPayload_followUp(ctx context.Context, field graphql.CollectedField, obj *model.AskFollowUpPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AskFollowUpPayload_followUp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FollowUp, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.FollowUp) graphql.Marshaler {
+			return ec.marshalNFollowUp2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐFollowUp(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AskFollowUpPayload_followUp(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AskFollowUpPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FollowUp(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _AssignSpecialistPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.AssignSpecialistPayload) (ret graphql.Marshaler) {
@@ -6249,6 +6904,61 @@ func (ec *executionContext) fieldContext_Case_version(_ context.Context, field g
 	return graphql.NewScalarFieldContext("Case", field, false, false, "Int")
 }
 
+func (ec *executionContext) _Case_recordsCompleteAt(ctx context.Context, field graphql.CollectedField, obj *domain.Case) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Case_recordsCompleteAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordsCompleteAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalODateTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Case_recordsCompleteAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Case", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _Case_outcome(ctx context.Context, field graphql.CollectedField, obj *domain.Case) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Case_outcome(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Outcome, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Outcome) graphql.Marshaler {
+			return ec.marshalOCaseOutcome2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐOutcome(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Case_outcome(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Case",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CaseOutcome(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _CaseConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.CaseConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6605,6 +7315,121 @@ func (ec *executionContext) _CaseEventNotice_version(ctx context.Context, field 
 }
 func (ec *executionContext) fieldContext_CaseEventNotice_version(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CaseEventNotice", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CaseOutcome_decision(ctx context.Context, field graphql.CollectedField, obj *domain.Outcome) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseOutcome_decision(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Decision, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.Decision) graphql.Marshaler {
+			return ec.marshalNDecision2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDecision(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseOutcome_decision(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CaseOutcome", field, false, false, "Decision")
+}
+
+func (ec *executionContext) _CaseOutcome_treatmentChanged(ctx context.Context, field graphql.CollectedField, obj *domain.Outcome) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseOutcome_treatmentChanged(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TreatmentChanged, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CaseOutcome_treatmentChanged(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CaseOutcome", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _CaseOutcome_satisfaction(ctx context.Context, field graphql.CollectedField, obj *domain.Outcome) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseOutcome_satisfaction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Satisfaction, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CaseOutcome_satisfaction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CaseOutcome", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CaseOutcome_note(ctx context.Context, field graphql.CollectedField, obj *domain.Outcome) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseOutcome_note(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Note, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CaseOutcome_note(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CaseOutcome", field, false, false, "String")
+}
+
+func (ec *executionContext) _CaseOutcome_recordedAt(ctx context.Context, field graphql.CollectedField, obj *domain.Outcome) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseOutcome_recordedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RecordedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseOutcome_recordedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CaseOutcome", field, false, false, "DateTime")
 }
 
 func (ec *executionContext) _ClinicalTrial_registryId(ctx context.Context, field graphql.CollectedField, obj *domain.ClinicalTrial) (ret graphql.Marshaler) {
@@ -7018,6 +7843,167 @@ func (ec *executionContext) _Diagnosis_description(ctx context.Context, field gr
 }
 func (ec *executionContext) fieldContext_Diagnosis_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Diagnosis", field, false, false, "String")
+}
+
+func (ec *executionContext) _FollowUp_id(ctx context.Context, field graphql.CollectedField, obj *domain.FollowUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FollowUp_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.FollowUp().ID(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FollowUp_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FollowUp", field, true, true, "ID")
+}
+
+func (ec *executionContext) _FollowUp_question(ctx context.Context, field graphql.CollectedField, obj *domain.FollowUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FollowUp_question(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Question, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FollowUp_question(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FollowUp", field, false, false, "String")
+}
+
+func (ec *executionContext) _FollowUp_askedAt(ctx context.Context, field graphql.CollectedField, obj *domain.FollowUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FollowUp_askedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AskedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FollowUp_askedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FollowUp", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _FollowUp_answer(ctx context.Context, field graphql.CollectedField, obj *domain.FollowUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FollowUp_answer(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Answer, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_FollowUp_answer(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FollowUp", field, false, false, "String")
+}
+
+func (ec *executionContext) _FollowUp_answeredAt(ctx context.Context, field graphql.CollectedField, obj *domain.FollowUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FollowUp_answeredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AnsweredAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalODateTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_FollowUp_answeredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FollowUp", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _FollowUp_dueAt(ctx context.Context, field graphql.CollectedField, obj *domain.FollowUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FollowUp_dueAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DueAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FollowUp_dueAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FollowUp", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _FollowUp_overdue(ctx context.Context, field graphql.CollectedField, obj *domain.FollowUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_FollowUp_overdue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Overdue(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_FollowUp_overdue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("FollowUp", field, true, false, "Boolean")
 }
 
 func (ec *executionContext) _MedicalRecord_id(ctx context.Context, field graphql.CollectedField, obj *domain.Record) (ret graphql.Marshaler) {
@@ -7816,6 +8802,138 @@ func (ec *executionContext) fieldContext_Mutation_redeliverWebhook(ctx context.C
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_askFollowUp(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_askFollowUp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AskFollowUp(ctx, fc.Args["input"].(model.AskFollowUpInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AskFollowUpPayload) graphql.Marshaler {
+			return ec.marshalNAskFollowUpPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAskFollowUpPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_askFollowUp(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AskFollowUpPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_askFollowUp_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_answerFollowUp(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_answerFollowUp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AnswerFollowUp(ctx, fc.Args["input"].(model.AnswerFollowUpInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AnswerFollowUpPayload) graphql.Marshaler {
+			return ec.marshalNAnswerFollowUpPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAnswerFollowUpPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_answerFollowUp(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AnswerFollowUpPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_answerFollowUp_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_recordOutcome(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_recordOutcome(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RecordOutcome(ctx, fc.Args["input"].(model.RecordOutcomeInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RecordOutcomePayload) graphql.Marshaler {
+			return ec.marshalNRecordOutcomePayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRecordOutcomePayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_recordOutcome(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RecordOutcomePayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_recordOutcome_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_registerOrganization(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8303,6 +9421,70 @@ func (ec *executionContext) fieldContext_Opinion_deliveredAt(_ context.Context, 
 	return graphql.NewScalarFieldContext("Opinion", field, false, false, "DateTime")
 }
 
+func (ec *executionContext) _Opinion_followUps(ctx context.Context, field graphql.CollectedField, obj *domain.Opinion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Opinion_followUps(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Opinion().FollowUps(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []domain.FollowUp) graphql.Marshaler {
+			return ec.marshalOFollowUp2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐFollowUpᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Opinion_followUps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Opinion",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_FollowUp(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Opinion_signature(ctx context.Context, field graphql.CollectedField, obj *domain.Opinion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Opinion_signature(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Signature()
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Signature) graphql.Marshaler {
+			return ec.marshalOOpinionSignature2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐSignature(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Opinion_signature(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Opinion",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OpinionSignature(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _OpinionConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.OpinionConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8443,6 +9625,98 @@ func (ec *executionContext) fieldContext_OpinionEdge_node(_ context.Context, fie
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _OpinionSignature_jws(ctx context.Context, field graphql.CollectedField, obj *domain.Signature) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OpinionSignature_jws(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.JWS, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OpinionSignature_jws(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OpinionSignature", field, false, false, "String")
+}
+
+func (ec *executionContext) _OpinionSignature_keyId(ctx context.Context, field graphql.CollectedField, obj *domain.Signature) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OpinionSignature_keyId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.KeyID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OpinionSignature_keyId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OpinionSignature", field, false, false, "String")
+}
+
+func (ec *executionContext) _OpinionSignature_signedAt(ctx context.Context, field graphql.CollectedField, obj *domain.Signature) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OpinionSignature_signedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SignedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OpinionSignature_signedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OpinionSignature", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _OpinionSignature_payload(ctx context.Context, field graphql.CollectedField, obj *domain.Signature) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OpinionSignature_payload(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Payload, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OpinionSignature_payload(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OpinionSignature", field, false, false, "String")
 }
 
 func (ec *executionContext) _Organization_id(ctx context.Context, field graphql.CollectedField, obj *domain.Organization) (ret graphql.Marshaler) {
@@ -8746,6 +10020,282 @@ func (ec *executionContext) fieldContext_OrganizationEdge_node(_ context.Context
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _OutcomeStatistics_from(ctx context.Context, field graphql.CollectedField, obj *workflow.Statistics) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutcomeStatistics_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutcomeStatistics_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutcomeStatistics", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _OutcomeStatistics_to(ctx context.Context, field graphql.CollectedField, obj *workflow.Statistics) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutcomeStatistics_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutcomeStatistics_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutcomeStatistics", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _OutcomeStatistics_cases(ctx context.Context, field graphql.CollectedField, obj *workflow.Statistics) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutcomeStatistics_cases(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cases, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OutcomeStatistics_cases(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutcomeStatistics", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OutcomeStatistics_delivered(ctx context.Context, field graphql.CollectedField, obj *workflow.Statistics) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutcomeStatistics_delivered(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Delivered, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OutcomeStatistics_delivered(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutcomeStatistics", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OutcomeStatistics_diagnosisConfirmed(ctx context.Context, field graphql.CollectedField, obj *workflow.Statistics) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutcomeStatistics_diagnosisConfirmed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DiagnosisConfirmed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OutcomeStatistics_diagnosisConfirmed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutcomeStatistics", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OutcomeStatistics_diagnosisModified(ctx context.Context, field graphql.CollectedField, obj *workflow.Statistics) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutcomeStatistics_diagnosisModified(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DiagnosisModified, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OutcomeStatistics_diagnosisModified(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutcomeStatistics", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OutcomeStatistics_diagnosisChanged(ctx context.Context, field graphql.CollectedField, obj *workflow.Statistics) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutcomeStatistics_diagnosisChanged(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DiagnosisChanged, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OutcomeStatistics_diagnosisChanged(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutcomeStatistics", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OutcomeStatistics_treatmentChanged(ctx context.Context, field graphql.CollectedField, obj *workflow.Statistics) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutcomeStatistics_treatmentChanged(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TreatmentChanged, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OutcomeStatistics_treatmentChanged(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutcomeStatistics", field, false, false, "Int")
+}
+
+func (ec *executionContext) _OutcomeStatistics_turnaroundDaysP50(ctx context.Context, field graphql.CollectedField, obj *workflow.Statistics) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutcomeStatistics_turnaroundDaysP50(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TurnaroundDaysP50, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OutcomeStatistics_turnaroundDaysP50(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutcomeStatistics", field, false, false, "Float")
+}
+
+func (ec *executionContext) _OutcomeStatistics_turnaroundDaysP90(ctx context.Context, field graphql.CollectedField, obj *workflow.Statistics) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutcomeStatistics_turnaroundDaysP90(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TurnaroundDaysP90, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OutcomeStatistics_turnaroundDaysP90(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutcomeStatistics", field, false, false, "Float")
+}
+
+func (ec *executionContext) _OutcomeStatistics_satisfactionMean(ctx context.Context, field graphql.CollectedField, obj *workflow.Statistics) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutcomeStatistics_satisfactionMean(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SatisfactionMean, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OutcomeStatistics_satisfactionMean(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutcomeStatistics", field, false, false, "Float")
+}
+
+func (ec *executionContext) _OutcomeStatistics_suppressed(ctx context.Context, field graphql.CollectedField, obj *workflow.Statistics) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OutcomeStatistics_suppressed(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Suppressed, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OutcomeStatistics_suppressed(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OutcomeStatistics", field, false, false, "String")
 }
 
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
@@ -10043,6 +11593,50 @@ func (ec *executionContext) fieldContext_Query_webhookSubscriptions(ctx context.
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_outcomeStatistics(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_outcomeStatistics(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().OutcomeStatistics(ctx, fc.Args["filter"].(model.OutcomeStatisticsFilter))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *workflow.Statistics) graphql.Marshaler {
+			return ec.marshalNOutcomeStatistics2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋworkflowᚐStatistics(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_outcomeStatistics(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OutcomeStatistics(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_outcomeStatistics_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_organizations(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -10229,6 +11823,38 @@ func (ec *executionContext) _RecordDecisionPayload_case(ctx context.Context, fie
 func (ec *executionContext) fieldContext_RecordDecisionPayload_case(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	fc = &graphql.FieldContext{
 		Object:     "RecordDecisionPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Case(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _RecordOutcomePayload_case(ctx context.Context, field graphql.CollectedField, obj *model.RecordOutcomePayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RecordOutcomePayload_case(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Case, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Case) graphql.Marshaler {
+			return ec.marshalNCase2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCase(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RecordOutcomePayload_case(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RecordOutcomePayload",
 		Field:      field,
 		IsMethod:   false,
 		IsResolver: false,
@@ -12978,6 +14604,55 @@ func UnmarshalAddMedicalRecordInput(ctx context.Context, raw any) (model.AddMedi
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputAnswerFollowUpInput(ctx context.Context, obj any) (model.AnswerFollowUpInput, error) {
+	var it model.AnswerFollowUpInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"followUpId", "answer"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "followUpId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("followUpId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.FollowUpID = data
+		case "answer":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("answer"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Answer = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAnswerFollowUpInput unmarshals raw into the AnswerFollowUpInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAnswerFollowUpInput(ctx context.Context, raw any) (model.AnswerFollowUpInput, error) {
+	var out model.AnswerFollowUpInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AnswerFollowUpInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputAnswerInput(ctx context.Context, obj any) (model.AnswerInput, error) {
 	var it model.AnswerInput
 	if obj == nil {
@@ -13024,6 +14699,55 @@ func (ec *executionContext) unmarshalInputAnswerInput(ctx context.Context, obj a
 func UnmarshalAnswerInput(ctx context.Context, raw any) (model.AnswerInput, error) {
 	var out model.AnswerInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "AnswerInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputAskFollowUpInput(ctx context.Context, obj any) (model.AskFollowUpInput, error) {
+	var it model.AskFollowUpInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"caseId", "question"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "caseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("caseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CaseID = data
+		case "question":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("question"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Question = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAskFollowUpInput unmarshals raw into the AskFollowUpInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAskFollowUpInput(ctx context.Context, raw any) (model.AskFollowUpInput, error) {
+	var out model.AskFollowUpInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AskFollowUpInput", raw, &out)
 	return out, err
 }
 
@@ -13790,6 +15514,69 @@ func UnmarshalOrganizationFilter(ctx context.Context, raw any) (model.Organizati
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputOutcomeStatisticsFilter(ctx context.Context, obj any) (model.OutcomeStatisticsFilter, error) {
+	var it model.OutcomeStatisticsFilter
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"from", "to", "specialty", "insurerId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "from":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("from"))
+			data, err := ec.unmarshalNDate2timeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.From = data
+		case "to":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("to"))
+			data, err := ec.unmarshalNDate2timeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.To = data
+		case "specialty":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("specialty"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Specialty = data
+		case "insurerId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("insurerId"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.InsurerID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalOutcomeStatisticsFilter unmarshals raw into the OutcomeStatisticsFilter input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalOutcomeStatisticsFilter(ctx context.Context, raw any) (model.OutcomeStatisticsFilter, error) {
+	var out model.OutcomeStatisticsFilter
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "OutcomeStatisticsFilter", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputPolicyFilter(ctx context.Context, obj any) (model.PolicyFilter, error) {
 	var it model.PolicyFilter
 	if obj == nil {
@@ -13885,6 +15672,76 @@ func (ec *executionContext) unmarshalInputRecordDecisionInput(ctx context.Contex
 func UnmarshalRecordDecisionInput(ctx context.Context, raw any) (model.RecordDecisionInput, error) {
 	var out model.RecordDecisionInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "RecordDecisionInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputRecordOutcomeInput(ctx context.Context, obj any) (model.RecordOutcomeInput, error) {
+	var it model.RecordOutcomeInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"caseId", "decision", "treatmentChanged", "satisfaction", "note"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "caseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("caseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CaseID = data
+		case "decision":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("decision"))
+			data, err := ec.unmarshalNDecision2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDecision(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Decision = data
+		case "treatmentChanged":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("treatmentChanged"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TreatmentChanged = data
+		case "satisfaction":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("satisfaction"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Satisfaction = data
+		case "note":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("note"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Note = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalRecordOutcomeInput unmarshals raw into the RecordOutcomeInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRecordOutcomeInput(ctx context.Context, raw any) (model.RecordOutcomeInput, error) {
+	var out model.RecordOutcomeInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RecordOutcomeInput", raw, &out)
 	return out, err
 }
 
@@ -14814,6 +16671,82 @@ func (ec *executionContext) _Answer(ctx context.Context, sel ast.SelectionSet, o
 	return out
 }
 
+var answerFollowUpPayloadImplementors = []string{"AnswerFollowUpPayload"}
+
+func (ec *executionContext) _AnswerFollowUpPayload(ctx context.Context, sel ast.SelectionSet, obj *model.AnswerFollowUpPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, answerFollowUpPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AnswerFollowUpPayload")
+		case "case":
+			out.Values[i] = ec._AnswerFollowUpPayload_case(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "followUp":
+			out.Values[i] = ec._AnswerFollowUpPayload_followUp(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var askFollowUpPayloadImplementors = []string{"AskFollowUpPayload"}
+
+func (ec *executionContext) _AskFollowUpPayload(ctx context.Context, sel ast.SelectionSet, obj *model.AskFollowUpPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, askFollowUpPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AskFollowUpPayload")
+		case "case":
+			out.Values[i] = ec._AskFollowUpPayload_case(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "followUp":
+			out.Values[i] = ec._AskFollowUpPayload_followUp(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var assignSpecialistPayloadImplementors = []string{"AssignSpecialistPayload"}
 
 func (ec *executionContext) _AssignSpecialistPayload(ctx context.Context, sel ast.SelectionSet, obj *model.AssignSpecialistPayload) graphql.Marshaler {
@@ -15178,6 +17111,16 @@ func (ec *executionContext) _Case(ctx context.Context, sel ast.SelectionSet, obj
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "recordsCompleteAt":
+			out.Values[i] = ec._Case_recordsCompleteAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "outcome":
+			out.Values[i] = ec._Case_outcome(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -15362,6 +17305,59 @@ func (ec *executionContext) _CaseEventNotice(ctx context.Context, sel ast.Select
 			out.Values[i] = ec._CaseEventNotice_version(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var caseOutcomeImplementors = []string{"CaseOutcome"}
+
+func (ec *executionContext) _CaseOutcome(ctx context.Context, sel ast.SelectionSet, obj *domain.Outcome) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, caseOutcomeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CaseOutcome")
+		case "decision":
+			out.Values[i] = ec._CaseOutcome_decision(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "treatmentChanged":
+			out.Values[i] = ec._CaseOutcome_treatmentChanged(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "satisfaction":
+			out.Values[i] = ec._CaseOutcome_satisfaction(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "note":
+			out.Values[i] = ec._CaseOutcome_note(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "recordedAt":
+			out.Values[i] = ec._CaseOutcome_recordedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -15684,6 +17680,70 @@ func (ec *executionContext) _Diagnosis(ctx context.Context, sel ast.SelectionSet
 	return out
 }
 
+var followUpImplementors = []string{"FollowUp"}
+
+func (ec *executionContext) _FollowUp(ctx context.Context, sel ast.SelectionSet, obj *domain.FollowUp) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, followUpImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("FollowUp")
+		case "id":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._FollowUp_id(ctx, field, obj)
+				})
+		case "question":
+			out.Values[i] = ec._FollowUp_question(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "askedAt":
+			out.Values[i] = ec._FollowUp_askedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "answer":
+			out.Values[i] = ec._FollowUp_answer(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "answeredAt":
+			out.Values[i] = ec._FollowUp_answeredAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "dueAt":
+			out.Values[i] = ec._FollowUp_dueAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "overdue":
+			out.Values[i] = ec._FollowUp_overdue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var medicalRecordImplementors = []string{"MedicalRecord"}
 
 func (ec *executionContext) _MedicalRecord(ctx context.Context, sel ast.SelectionSet, obj *domain.Record) graphql.Marshaler {
@@ -15863,6 +17923,27 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "askFollowUp":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_askFollowUp(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "answerFollowUp":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_answerFollowUp(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "recordOutcome":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_recordOutcome(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "registerOrganization":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_registerOrganization(ctx, field)
@@ -15983,6 +18064,17 @@ func (ec *executionContext) _Opinion(ctx context.Context, sel ast.SelectionSet, 
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "followUps":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Opinion_followUps(ctx, field, obj)
+				})
+		case "signature":
+			out.Values[i] = ec._Opinion_signature(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -16062,6 +18154,54 @@ func (ec *executionContext) _OpinionEdge(ctx context.Context, sel ast.SelectionS
 			}
 		case "node":
 			out.Values[i] = ec._OpinionEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var opinionSignatureImplementors = []string{"OpinionSignature"}
+
+func (ec *executionContext) _OpinionSignature(ctx context.Context, sel ast.SelectionSet, obj *domain.Signature) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, opinionSignatureImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OpinionSignature")
+		case "jws":
+			out.Values[i] = ec._OpinionSignature_jws(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "keyId":
+			out.Values[i] = ec._OpinionSignature_keyId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "signedAt":
+			out.Values[i] = ec._OpinionSignature_signedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "payload":
+			out.Values[i] = ec._OpinionSignature_payload(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -16209,6 +18349,94 @@ func (ec *executionContext) _OrganizationEdge(ctx context.Context, sel ast.Selec
 			}
 		case "node":
 			out.Values[i] = ec._OrganizationEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var outcomeStatisticsImplementors = []string{"OutcomeStatistics"}
+
+func (ec *executionContext) _OutcomeStatistics(ctx context.Context, sel ast.SelectionSet, obj *workflow.Statistics) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, outcomeStatisticsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OutcomeStatistics")
+		case "from":
+			out.Values[i] = ec._OutcomeStatistics_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._OutcomeStatistics_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cases":
+			out.Values[i] = ec._OutcomeStatistics_cases(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "delivered":
+			out.Values[i] = ec._OutcomeStatistics_delivered(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "diagnosisConfirmed":
+			out.Values[i] = ec._OutcomeStatistics_diagnosisConfirmed(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "diagnosisModified":
+			out.Values[i] = ec._OutcomeStatistics_diagnosisModified(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "diagnosisChanged":
+			out.Values[i] = ec._OutcomeStatistics_diagnosisChanged(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "treatmentChanged":
+			out.Values[i] = ec._OutcomeStatistics_treatmentChanged(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "turnaroundDaysP50":
+			out.Values[i] = ec._OutcomeStatistics_turnaroundDaysP50(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "turnaroundDaysP90":
+			out.Values[i] = ec._OutcomeStatistics_turnaroundDaysP90(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "satisfactionMean":
+			out.Values[i] = ec._OutcomeStatistics_satisfactionMean(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "suppressed":
+			out.Values[i] = ec._OutcomeStatistics_suppressed(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -16620,6 +18848,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_webhookSubscriptions(ctx, field)
 				})
+		case "outcomeStatistics":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_outcomeStatistics(ctx, field)
+				})
 		case "organizations":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -16677,6 +18911,39 @@ func (ec *executionContext) _RecordDecisionPayload(ctx context.Context, sel ast.
 		case "case":
 			out.Values[i] = ec._RecordDecisionPayload_case(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var recordOutcomePayloadImplementors = []string{"RecordOutcomePayload"}
+
+func (ec *executionContext) _RecordOutcomePayload(ctx context.Context, sel ast.SelectionSet, obj *model.RecordOutcomePayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, recordOutcomePayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RecordOutcomePayload")
+		case "case":
+			out.Values[i] = ec._RecordOutcomePayload_case(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		default:
@@ -17941,9 +20208,35 @@ func (ec *executionContext) marshalNAnswer2githubᚗcomᚋsecondopinionᚋgatewa
 	return ec._Answer(ctx, sel, &v)
 }
 
+func (ec *executionContext) unmarshalNAnswerFollowUpInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAnswerFollowUpInput(ctx context.Context, v any) (model.AnswerFollowUpInput, error) {
+	res, err := ec.unmarshalInputAnswerFollowUpInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAnswerFollowUpPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAnswerFollowUpPayload(ctx context.Context, sel ast.SelectionSet, v *model.AnswerFollowUpPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AnswerFollowUpPayload!")
+		return graphql.Null
+	}
+	return ec._AnswerFollowUpPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNAnswerInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAnswerInput(ctx context.Context, v any) (model.AnswerInput, error) {
 	res, err := ec.unmarshalInputAnswerInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNAskFollowUpInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAskFollowUpInput(ctx context.Context, v any) (model.AskFollowUpInput, error) {
+	res, err := ec.unmarshalInputAskFollowUpInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAskFollowUpPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAskFollowUpPayload(ctx context.Context, sel ast.SelectionSet, v *model.AskFollowUpPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AskFollowUpPayload!")
+		return graphql.Null
+	}
+	return ec._AskFollowUpPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNAssignSpecialistInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAssignSpecialistInput(ctx context.Context, v any) (model.AssignSpecialistInput, error) {
@@ -18305,6 +20598,18 @@ func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.S
 	return graphql.WrapContextMarshaler(ctx, res)
 }
 
+func (ec *executionContext) marshalNFollowUp2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐFollowUp(ctx context.Context, sel ast.SelectionSet, v domain.FollowUp) graphql.Marshaler {
+	return ec._FollowUp(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNFollowUp2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐFollowUp(ctx context.Context, sel ast.SelectionSet, v *domain.FollowUp) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "FollowUp!")
+		return graphql.Null
+	}
+	return ec._FollowUp(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalID(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -18458,6 +20763,19 @@ func (ec *executionContext) marshalNOrganizationKind2githubᚗcomᚋsecondopinio
 	return res
 }
 
+func (ec *executionContext) marshalNOutcomeStatistics2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋworkflowᚐStatistics(ctx context.Context, sel ast.SelectionSet, v *workflow.Statistics) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "OutcomeStatistics!")
+		return graphql.Null
+	}
+	return ec._OutcomeStatistics(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNOutcomeStatisticsFilter2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐOutcomeStatisticsFilter(ctx context.Context, v any) (model.OutcomeStatisticsFilter, error) {
+	res, err := ec.unmarshalInputOutcomeStatisticsFilter(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalNPageInfo2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v model.PageInfo) graphql.Marshaler {
 	return ec._PageInfo(ctx, sel, &v)
 }
@@ -18582,6 +20900,19 @@ func (ec *executionContext) marshalNRecordKind2githubᚗcomᚋsecondopinionᚋga
 		graphql.AddInvalidNullFromMarshaler(ctx, "RecordKind!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalNRecordOutcomeInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRecordOutcomeInput(ctx context.Context, v any) (model.RecordOutcomeInput, error) {
+	res, err := ec.unmarshalInputRecordOutcomeInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRecordOutcomePayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRecordOutcomePayload(ctx context.Context, sel ast.SelectionSet, v *model.RecordOutcomePayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RecordOutcomePayload!")
+		return graphql.Null
+	}
+	return ec._RecordOutcomePayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNRedeliverWebhookInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRedeliverWebhookInput(ctx context.Context, v any) (model.RedeliverWebhookInput, error) {
@@ -19163,6 +21494,13 @@ func (ec *executionContext) unmarshalOCaseFilter2ᚖgithubᚗcomᚋsecondopinion
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalOCaseOutcome2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐOutcome(ctx context.Context, sel ast.SelectionSet, v *domain.Outcome) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._CaseOutcome(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOCaseStatus2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCaseStatusᚄ(ctx context.Context, v any) ([]domain.CaseStatus, error) {
 	if v == nil {
 		return nil, nil
@@ -19362,6 +21700,42 @@ func (ec *executionContext) unmarshalODiagnosisInput2ᚖgithubᚗcomᚋsecondopi
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFloat2ᚖfloat64(ctx context.Context, sel ast.SelectionSet, v *float64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalFloatContext(*v)
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
+func (ec *executionContext) marshalOFollowUp2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐFollowUpᚄ(ctx context.Context, sel ast.SelectionSet, v []domain.FollowUp) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNFollowUp2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐFollowUp(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {
 	if v == nil {
 		return nil, nil
@@ -19488,6 +21862,13 @@ func (ec *executionContext) unmarshalOOpinionFilter2ᚖgithubᚗcomᚋsecondopin
 	}
 	res, err := ec.unmarshalInputOpinionFilter(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOOpinionSignature2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐSignature(ctx context.Context, sel ast.SelectionSet, v *domain.Signature) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._OpinionSignature(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalOOrganization2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐOrganization(ctx context.Context, sel ast.SelectionSet, v *domain.Organization) graphql.Marshaler {

@@ -39,12 +39,44 @@ type AddMedicalRecordPayload struct {
 	Record *domain.Record `json:"record,omitempty"`
 }
 
+// Answers a follow-up question (the opinion's provider or partner).
+type AnswerFollowUpInput struct {
+	// The follow-up.
+	FollowUpID string `json:"followUpId"`
+	// The answer, at most 10,000 characters.
+	Answer string `json:"answer"`
+}
+
+// The answered question.
+type AnswerFollowUpPayload struct {
+	// The case.
+	Case *domain.Case `json:"case,omitempty"`
+	// The follow-up.
+	FollowUp *domain.FollowUp `json:"followUp"`
+}
+
 // An answer as input.
 type AnswerInput struct {
 	// The question, as asked.
 	Question string `json:"question"`
 	// The answer.
 	Answer string `json:"answer"`
+}
+
+// Asks a follow-up question on a delivered or closed case (members): at most 3 per case, within 30 days of delivery.
+type AskFollowUpInput struct {
+	// The case.
+	CaseID string `json:"caseId"`
+	// The question, at most 2,000 characters.
+	Question string `json:"question"`
+}
+
+// The question asked.
+type AskFollowUpPayload struct {
+	// The case.
+	Case *domain.Case `json:"case,omitempty"`
+	// The follow-up.
+	FollowUp *domain.FollowUp `json:"followUp"`
 }
 
 // Input of `assignSpecialist`.
@@ -231,6 +263,18 @@ type OrganizationFilter struct {
 	Kind *domain.OrgKind `json:"kind,omitempty"`
 }
 
+// Which outcomes to count. The period is rounded out to whole calendar months (UTC); `to` is exclusive when it is a month's first day.
+type OutcomeStatisticsFilter struct {
+	// The period's first day.
+	From time.Time `json:"from"`
+	// The period's last day.
+	To time.Time `json:"to"`
+	// Only cases of this specialty.
+	Specialty *string `json:"specialty,omitempty"`
+	// Only this insurer's policies (coordinators; an insurer always reads its own).
+	InsurerID *string `json:"insurerId,omitempty"`
+}
+
 // Filters for `policies`.
 type PolicyFilter struct {
 	// Only policies with this status.
@@ -255,6 +299,26 @@ type RecordDecisionInput struct {
 type RecordDecisionPayload struct {
 	// The case.
 	Case *domain.Case `json:"case,omitempty"`
+}
+
+// Records what the member did after the opinion and closes the case (members).
+type RecordOutcomeInput struct {
+	// The case.
+	CaseID string `json:"caseId"`
+	// What the member decided.
+	Decision domain.Decision `json:"decision"`
+	// Whether the treatment changed.
+	TreatmentChanged *bool `json:"treatmentChanged,omitempty"`
+	// Satisfaction from 1 to 5.
+	Satisfaction *int `json:"satisfaction,omitempty"`
+	// A note, at most 2,000 characters.
+	Note *string `json:"note,omitempty"`
+}
+
+// The closed case.
+type RecordOutcomePayload struct {
+	// The case.
+	Case *domain.Case `json:"case"`
 }
 
 // Input of `redeliverWebhook`.
@@ -529,6 +593,10 @@ const (
 	FieldGroupWebhook FieldGroup = "WEBHOOK"
 	// An organisation's country, status and version: coordinators.
 	FieldGroupOrganizationAdmin FieldGroup = "ORGANIZATION_ADMIN"
+	// What the member did after the opinion: the member and coordinators (insurers see outcomes only in aggregate).
+	FieldGroupCaseOutcome FieldGroup = "CASE_OUTCOME"
+	// Aggregate outcome statistics, no row-level data: insurers (own policies) and coordinators.
+	FieldGroupStatistics FieldGroup = "STATISTICS"
 )
 
 var AllFieldGroup = []FieldGroup{
@@ -545,11 +613,13 @@ var AllFieldGroup = []FieldGroup{
 	FieldGroupAudit,
 	FieldGroupWebhook,
 	FieldGroupOrganizationAdmin,
+	FieldGroupCaseOutcome,
+	FieldGroupStatistics,
 }
 
 func (e FieldGroup) IsValid() bool {
 	switch e {
-	case FieldGroupPublic, FieldGroupPolicy, FieldGroupPatientDemographic, FieldGroupPatientIdentity, FieldGroupCaseAdmin, FieldGroupCaseClinical, FieldGroupOpinionMeta, FieldGroupOpinionContent, FieldGroupSpecialistPublic, FieldGroupSpecialistInternal, FieldGroupAudit, FieldGroupWebhook, FieldGroupOrganizationAdmin:
+	case FieldGroupPublic, FieldGroupPolicy, FieldGroupPatientDemographic, FieldGroupPatientIdentity, FieldGroupCaseAdmin, FieldGroupCaseClinical, FieldGroupOpinionMeta, FieldGroupOpinionContent, FieldGroupSpecialistPublic, FieldGroupSpecialistInternal, FieldGroupAudit, FieldGroupWebhook, FieldGroupOrganizationAdmin, FieldGroupCaseOutcome, FieldGroupStatistics:
 		return true
 	}
 	return false

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/secondopinion/gateway/internal/embedded"
 	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/server"
+	"github.com/secondopinion/gateway/internal/signing"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/telemetry"
 	"github.com/secondopinion/gateway/internal/trusted"
@@ -132,8 +134,13 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 			return err
 		}
 	}
+	signer, err := opinionSigner(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("opinion signing key", "kid", signer.KeyID(), "published_keys", len(signer.PublicKeys()))
 	built, err := Build(Deps{
-		Store: st, Verifier: verifier, Logger: log, Production: cfg.Production(), Trusted: docs,
+		Store: st, Verifier: verifier, Signer: signer, Logger: log, Production: cfg.Production(), Trusted: docs,
 		RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes, AllowedOrigins: cfg.WSAllowedOrigins,
 		Metrics: metrics, MetricsApart: cfg.MetricsAddr != "", Tracer: tracing.Provider, RateLimits: rateLimits(cfg),
 		Dispatcher: &webhooks.Options{
@@ -339,4 +346,16 @@ func rateLimits(cfg config.Config) server.RateLimits {
 		l.PerPrincipal, l.PrincipalBurst = rate.Limit(r), max(1, int(2*r))
 	}
 	return l
+}
+
+// opinionSigner loads OPINION_SIGNING_KEY_FILE; in development without it,
+// the key under DATA_DIR (created on first start).
+func opinionSigner(cfg config.Config) (*signing.Signer, error) {
+	if cfg.OpinionSigningKeyFile != "" {
+		return signing.Load(cfg.OpinionSigningKeyFile)
+	}
+	if cfg.Production() {
+		return nil, errors.New("production needs OPINION_SIGNING_KEY_FILE")
+	}
+	return signing.LoadOrCreate(filepath.Join(cfg.DataDir, "opinion-signing-key.pem"))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/secondopinion/gateway/internal/fhir"
 	"github.com/secondopinion/gateway/internal/loader"
 	"github.com/secondopinion/gateway/internal/server"
+	"github.com/secondopinion/gateway/internal/signing"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/telemetry"
 	"github.com/secondopinion/gateway/internal/trusted"
@@ -47,6 +48,9 @@ type Deps struct {
 	// HubInterval is how often the event hub tails case events (0: its
 	// default).
 	HubInterval time.Duration
+	// Signer signs delivered opinions (a key generated for this process
+	// when nil: tests); its public keys are served at /.well-known/jwks.json.
+	Signer *signing.Signer
 	// Dispatcher, when set, runs the webhook dispatcher with these options
 	// (tests that exercise webhooks run their own).
 	Dispatcher *webhooks.Options
@@ -84,7 +88,7 @@ func Build(d Deps) (*App, error) {
 		d.AuditSink = audit.NewBatcher(d.Store, 0, d.RequestTimeout)
 	}
 	a := &App{
-		Store: d.Store, Workflow: workflow.New(d.Store), Hub: events.NewHub(d.Store, d.HubInterval, d.Logger),
+		Store: d.Store, Workflow: workflow.New(d.Store, workflow.WithSigner(d.Signer)), Hub: events.NewHub(d.Store, d.HubInterval, d.Logger),
 		Webhooks: webhooks.NewService(d.Store, d.Production), log: d.Logger,
 	}
 	if d.Dispatcher != nil {
@@ -107,8 +111,11 @@ func Build(d Deps) (*App, error) {
 	// is public, as FHIR clients read it before they hold a token.
 	fhirDoor := fhir.New(fhir.Config{Store: st, Workflow: a.Workflow, Audit: d.AuditSink, RequestID: server.RequestID, Logger: d.Logger})
 	a.Handler = server.New(server.Deps{
-		Routes:       map[string]http.Handler{fhir.Prefix + "/": fhirDoor, fhir.Prefix: fhirDoor},
-		PublicRoutes: map[string]http.Handler{"GET " + fhir.Prefix + "/metadata": fhirDoor},
+		Routes: map[string]http.Handler{fhir.Prefix + "/": fhirDoor, fhir.Prefix: fhirDoor},
+		PublicRoutes: map[string]http.Handler{
+			"GET " + fhir.Prefix + "/metadata": fhirDoor,
+			"GET /.well-known/jwks.json":       signing.JWKSHandler(a.Workflow.Signer()),
+		},
 		Schema: graph.NewExecutableSchema(graph.Config{
 			Resolvers:  &graph.Resolver{Workflow: a.Workflow, Events: a.Hub, Webhooks: a.Webhooks},
 			Complexity: graph.Complexity(),

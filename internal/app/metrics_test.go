@@ -15,6 +15,7 @@ import (
 
 	"github.com/secondopinion/gateway/internal/app"
 	"github.com/secondopinion/gateway/internal/auth/authtest"
+	"github.com/secondopinion/gateway/internal/signing"
 	"github.com/secondopinion/gateway/internal/testenv"
 )
 
@@ -44,8 +45,12 @@ func TestProductionServesMetricsOnlyOnTheirOwnListener(t *testing.T) {
 	jwks := filepath.Join(dir, "jwks.json")
 	authtest.WriteJWKS(t, jwks, authtest.NewRSAKey(t))
 	metricsAddr := freeAddr(t)
+	keyFile := filepath.Join(dir, "opinion-signing-key.pem")
+	_, err := signing.LoadOrCreate(keyFile)
+	require.NoError(t, err)
 	env := map[string]string{
-		"APP_ENV": "production", "ADDR": "127.0.0.1:0", "METRICS_ADDR": metricsAddr,
+		"OPINION_SIGNING_KEY_FILE": keyFile,
+		"APP_ENV":                  "production", "ADDR": "127.0.0.1:0", "METRICS_ADDR": metricsAddr,
 		"MONGODB_URI": testenv.URI(t), "MONGODB_DATABASE": fmt.Sprintf("metrics_%d", time.Now().UnixNano()),
 		"JWT_JWKS_FILE": jwks, "JWT_ISSUER": issuerEuro, "JWT_AUDIENCE": "second-opinion-gateway",
 	}
@@ -80,6 +85,6 @@ func TestProductionServesMetricsOnlyOnTheirOwnListener(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("gateway did not stop")
 	}
-	_, err := net.DialTimeout("tcp", metricsAddr, time.Second)
+	_, err = net.DialTimeout("tcp", metricsAddr, time.Second)
 	assert.Error(t, err, "the metrics listener stops with the gateway")
 }

@@ -59,6 +59,11 @@ type Config struct {
 	MongoDatabase string
 	// DataDir holds the embedded store's files (DATA_DIR).
 	DataDir string
+	// OpinionSigningKeyFile is the PEM file whose first private key signs
+	// delivered opinions; later keys stay published for verification
+	// (OPINION_SIGNING_KEY_FILE). Required in production; development
+	// creates DATA_DIR/opinion-signing-key.pem when unset.
+	OpinionSigningKeyFile string
 	// JWTIssuer is the expected iss claim (JWT_ISSUER); empty is not checked.
 	JWTIssuer string
 	// JWTAudiences are the accepted aud values (JWT_AUDIENCE,
@@ -124,23 +129,24 @@ func (c Config) HasJWKS() bool {
 func Load(getenv func(string) string) (Config, error) {
 	get := func(k string) string { return strings.TrimSpace(getenv(k)) }
 	c := Config{
-		Addr:                 or(get("ADDR"), DefaultAddr),
-		MetricsAddr:          get("METRICS_ADDR"),
-		Env:                  or(get("APP_ENV"), EnvDevelopment),
-		MongoURI:             get("MONGODB_URI"),
-		MongoDatabase:        or(get("MONGODB_DATABASE"), DefaultDatabase),
-		OperatorOrg:          or(get("OPERATOR_ORG"), DefaultOperatorOrg),
-		DataDir:              or(get("DATA_DIR"), DefaultDataDir),
-		JWTIssuer:            get("JWT_ISSUER"),
-		JWTAudiences:         list(get("JWT_AUDIENCE")),
-		JWTJWKSURL:           get("JWT_JWKS_URL"),
-		JWTJWKSFile:          get("JWT_JWKS_FILE"),
-		JWTTrustFile:         get("JWT_TRUST_FILE"),
-		TrustedDocumentsFile: get("TRUSTED_DOCUMENTS_FILE"),
-		JWTMaxLifetime:       DefaultJWTMaxLifetime,
-		RequestTimeout:       DefaultRequestTimeout,
-		MaxBodyBytes:         DefaultMaxBodyBytes,
-		WSAllowedOrigins:     list(get("WS_ALLOWED_ORIGINS")),
+		Addr:                  or(get("ADDR"), DefaultAddr),
+		MetricsAddr:           get("METRICS_ADDR"),
+		Env:                   or(get("APP_ENV"), EnvDevelopment),
+		MongoURI:              get("MONGODB_URI"),
+		MongoDatabase:         or(get("MONGODB_DATABASE"), DefaultDatabase),
+		OperatorOrg:           or(get("OPERATOR_ORG"), DefaultOperatorOrg),
+		DataDir:               or(get("DATA_DIR"), DefaultDataDir),
+		OpinionSigningKeyFile: get("OPINION_SIGNING_KEY_FILE"),
+		JWTIssuer:             get("JWT_ISSUER"),
+		JWTAudiences:          list(get("JWT_AUDIENCE")),
+		JWTJWKSURL:            get("JWT_JWKS_URL"),
+		JWTJWKSFile:           get("JWT_JWKS_FILE"),
+		JWTTrustFile:          get("JWT_TRUST_FILE"),
+		TrustedDocumentsFile:  get("TRUSTED_DOCUMENTS_FILE"),
+		JWTMaxLifetime:        DefaultJWTMaxLifetime,
+		RequestTimeout:        DefaultRequestTimeout,
+		MaxBodyBytes:          DefaultMaxBodyBytes,
+		WSAllowedOrigins:      list(get("WS_ALLOWED_ORIGINS")),
 	}
 	// The secret is taken as is: spaces may be part of it.
 	if s := getenv("JWT_HS256_SECRET"); s != "" {
@@ -251,6 +257,9 @@ func Load(getenv func(string) string) (Config, error) {
 		if !c.HasJWKS() {
 			errs = append(errs, errors.New("production needs JWT_JWKS_URL, JWT_JWKS_FILE or JWT_TRUST_FILE"))
 		}
+		if c.OpinionSigningKeyFile == "" {
+			errs = append(errs, errors.New("production needs OPINION_SIGNING_KEY_FILE (the key that signs delivered opinions)"))
+		}
 		// The operator's issuer without iss and aud would accept a token its
 		// keys signed for any other relying party. (Trust-file entries are
 		// held to the same when the file is loaded.)
@@ -285,6 +294,7 @@ func (c Config) String() string {
 		"MONGODB_DATABASE=" + c.MongoDatabase,
 		"OPERATOR_ORG=" + c.OperatorOrg,
 		"DATA_DIR=" + c.DataDir,
+		"OPINION_SIGNING_KEY_FILE=" + c.OpinionSigningKeyFile,
 		"JWT_ISSUER=" + c.JWTIssuer,
 		"JWT_AUDIENCE=" + strings.Join(c.JWTAudiences, ","),
 		"JWT_JWKS_URL=" + c.JWTJWKSURL,

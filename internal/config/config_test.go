@@ -81,6 +81,7 @@ func TestLoadProduction(t *testing.T) {
 		m := map[string]string{
 			"APP_ENV": "production", "JWT_JWKS_URL": "https://idp.test/jwks.json",
 			"JWT_ISSUER": "https://idp.test/", "JWT_AUDIENCE": "second-opinion-gateway",
+			"OPINION_SIGNING_KEY_FILE": "/etc/so/opinion-signing-key.pem",
 		}
 		for k, v := range extra {
 			m[k] = v
@@ -133,13 +134,21 @@ func TestLoadProduction(t *testing.T) {
 		_, err := config.Load(env(map[string]string{
 			"APP_ENV": "production", "JWT_JWKS_FILE": "/etc/so/jwks.json",
 			"JWT_ISSUER": "https://idp.test/", "JWT_AUDIENCE": "second-opinion-gateway",
+			"OPINION_SIGNING_KEY_FILE": "/etc/so/opinion-signing-key.pem",
 		}))
 		assert.NoError(t, err)
 	})
 
 	t.Run("a trust file alone needs no JWT_ISSUER: its entries carry their own", func(t *testing.T) {
-		_, err := config.Load(env(map[string]string{"APP_ENV": "production", "JWT_TRUST_FILE": "/etc/so/trust.json"}))
+		_, err := config.Load(env(map[string]string{"APP_ENV": "production", "JWT_TRUST_FILE": "/etc/so/trust.json",
+			"OPINION_SIGNING_KEY_FILE": "/etc/so/opinion-signing-key.pem"}))
 		assert.NoError(t, err)
+	})
+
+	t.Run("production requires the opinion-signing key", func(t *testing.T) {
+		_, err := config.Load(env(prod(map[string]string{"OPINION_SIGNING_KEY_FILE": ""})))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "OPINION_SIGNING_KEY_FILE")
 	})
 }
 

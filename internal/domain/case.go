@@ -125,13 +125,25 @@ type Case struct {
 	// network; never shown to anyone else.
 	PatientPseudonym string
 	Decision         *Decision
-	DueAt            time.Time
-	SubmittedAt      time.Time
-	UpdatedAt        time.Time
-	DeliveredAt      *time.Time
-	Events           []CaseEvent
-	Version          int
-	Clinical         *CaseClinical
+	// DueAt is the SLA: it counts from RecordsCompleteAt, when the case
+	// entered TRIAGE; before that it is provisional (from submission), and
+	// a case that entered TRIAGE before the clock moved keeps its date.
+	DueAt time.Time
+	// RecordsCompleteAt is when the case entered TRIAGE (records and
+	// consent in); nil before, and for cases older than the field.
+	RecordsCompleteAt *time.Time
+	SubmittedAt       time.Time
+	UpdatedAt         time.Time
+	DeliveredAt       *time.Time
+	Events            []CaseEvent
+	Version           int
+	Clinical          *CaseClinical
+	// FollowUps are the questions after delivery (opinion content: nil when
+	// not fetched for the caller).
+	FollowUps []FollowUp
+	// Outcome is what the member did after the opinion (member and
+	// coordinators only: nil when not fetched).
+	Outcome *Outcome
 }
 
 // ResourceID names the object in audit events.
@@ -152,7 +164,8 @@ func (c *Case) Overdue() bool { return c.OverdueAt(time.Now()) }
 
 // OverdueAt reports whether the case is overdue at the given time.
 func (c *Case) OverdueAt(at time.Time) bool {
-	if c.DeliveredAt != nil || c.Status == StatusCancelled || c.Status == StatusClosed {
+	// The clock starts when the records are complete (TRIAGE).
+	if c.DeliveredAt != nil || c.Status == StatusCancelled || c.Status == StatusClosed || c.Status == StatusSubmitted {
 		return false
 	}
 	return at.After(c.DueAt)

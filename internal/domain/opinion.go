@@ -95,7 +95,18 @@ type Opinion struct {
 	DeliveredAt  *time.Time
 	UpdatedAt    time.Time
 	Content      *OpinionContent
-	Version      int
+	// Sig is the service's signature over the delivered opinion (nil for a
+	// draft, and when the content was not fetched).
+	Sig     *Signature
+	Version int
+}
+
+// Signature is content: it carries the signed canonical JSON.
+func (o *Opinion) Signature() (*Signature, error) {
+	if _, err := o.content(); err != nil {
+		return nil, err
+	}
+	return o.Sig, nil
 }
 
 // ResourceID names the object in audit events.

@@ -24,8 +24,14 @@ const (
 	GroupCaseClinical Group = "case.clinical"
 	// GroupOpinionMeta: that and when an opinion was delivered.
 	GroupOpinionMeta Group = "opinion.meta"
-	// GroupOpinionContent: the written opinion itself.
+	// GroupOpinionContent: the written opinion itself, its follow-ups and
+	// its signature.
 	GroupOpinionContent Group = "opinion.content"
+	// GroupCaseOutcome: what the member did after the opinion (insurers
+	// see outcomes only in aggregate, through outcomeStatistics).
+	GroupCaseOutcome Group = "case.outcome"
+	// GroupStatistics: aggregate outcome statistics (no row-level data).
+	GroupStatistics Group = "statistics"
 	// GroupSpecialistPublic: the public profile.
 	GroupSpecialistPublic Group = "specialist.public"
 	// GroupSpecialistInternal: load and contact; the store further limits
@@ -50,6 +56,8 @@ var groupRoles = map[Group][]Role{
 	GroupCaseClinical:       {RoleMember, RoleProvider, RolePartner, RoleCoordinator},
 	GroupOpinionMeta:        Roles,
 	GroupOpinionContent:     {RoleMember, RoleProvider, RolePartner, RoleCoordinator},
+	GroupCaseOutcome:        {RoleMember, RoleCoordinator},
+	GroupStatistics:         {RoleInsurer, RoleCoordinator},
 	GroupSpecialistPublic:   Roles,
 	GroupSpecialistInternal: {RoleProvider, RolePartner, RoleCoordinator},
 	GroupAudit:              {RoleCoordinator},
@@ -65,7 +73,7 @@ func CanRead(r Role, g Group) bool { return slices.Contains(groupRoles[g], r) }
 // and must be audited.
 func PHI(g Group) bool {
 	switch g {
-	case GroupPatientIdentity, GroupPatientDemographic, GroupCaseClinical, GroupOpinionMeta, GroupOpinionContent:
+	case GroupPatientIdentity, GroupPatientDemographic, GroupCaseClinical, GroupOpinionMeta, GroupOpinionContent, GroupCaseOutcome:
 		return true
 	}
 	return false

@@ -27,7 +27,14 @@ type CaseUpdate struct {
 	DecisionNote     *string
 	CancelReason     *string
 	DeliveredAt      *time.Time
-	Events           []domain.CaseEvent
+	// RecordsCompleteAt and DueAt restart the SLA clock when the case
+	// enters TRIAGE.
+	RecordsCompleteAt *time.Time
+	DueAt             *time.Time
+	// FollowUps replaces the follow-up questions whole.
+	FollowUps []domain.FollowUp
+	Outcome   *domain.Outcome
+	Events    []domain.CaseEvent
 }
 
 // MutateCase applies one move to a case in p's scope. change sees the whole
@@ -105,6 +112,18 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 		}
 		if up.DeliveredAt != nil {
 			set = append(set, bson.E{Key: "deliveredAt", Value: *up.DeliveredAt})
+		}
+		if up.RecordsCompleteAt != nil {
+			set = append(set, bson.E{Key: "recordsCompleteAt", Value: *up.RecordsCompleteAt})
+		}
+		if up.DueAt != nil {
+			set = append(set, bson.E{Key: "dueAt", Value: *up.DueAt})
+		}
+		if up.FollowUps != nil {
+			set = append(set, bson.E{Key: "followUps", Value: fromFollowUps(up.FollowUps)})
+		}
+		if up.Outcome != nil {
+			set = append(set, bson.E{Key: "outcome", Value: fromOutcome(*up.Outcome)})
 		}
 		var newEvents []eventDoc
 		if len(up.Events) > 0 {

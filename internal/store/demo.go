@@ -134,7 +134,14 @@ func fromCase(c *domain.Case) caseDoc {
 		PreferredLanguage: c.PreferredLanguage, IntlConsent: c.ConsentActive(domain.ConsentInternationalSharing),
 		SpecialistID: c.SpecialistID, SpecialistOrgID: c.SpecialistOrgID, SpecialistAbroad: c.SpecialistAbroad, DueAt: c.DueAt,
 		SubmittedAt: c.SubmittedAt, UpdatedAt: c.UpdatedAt, DeliveredAt: c.DeliveredAt, Version: c.Version,
-		Consents: []consentDoc{}, Events: []eventDoc{},
+		Consents: []consentDoc{}, Events: []eventDoc{}, RecordsCompleteAt: c.RecordsCompleteAt,
+	}
+	if len(c.FollowUps) > 0 {
+		d.FollowUps = fromFollowUps(c.FollowUps)
+	}
+	if c.Outcome != nil {
+		o := fromOutcome(*c.Outcome)
+		d.Outcome = &o
 	}
 	if c.Decision != nil {
 		d.Decision = string(*c.Decision)
@@ -178,5 +185,6 @@ func fromOpinion(o *domain.Opinion, cases []*domain.Case) opinionDoc {
 		cd := toOpinionContentDoc(*o.Content)
 		d.Content = &cd
 	}
+	d.Signature = fromSignature(o.Sig)
 	return d
 }

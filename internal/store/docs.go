@@ -174,17 +174,27 @@ type caseDoc struct {
 	// country changes): see domain.Case.SpecialistAbroad.
 	SpecialistAbroad bool `bson:"specialistAbroad,omitempty"`
 	// PatientPseudonym is the patient's pseudonym for the assigned network.
-	PatientPseudonym string       `bson:"patientPseudonym,omitempty"`
-	Decision         string       `bson:"decision,omitempty"`
-	DecisionNote     string       `bson:"decisionNote,omitempty"`
-	CancelReason     string       `bson:"cancelReason,omitempty"`
-	DueAt            time.Time    `bson:"dueAt"`
-	SubmittedAt      time.Time    `bson:"submittedAt"`
-	UpdatedAt        time.Time    `bson:"updatedAt"`
-	DeliveredAt      *time.Time   `bson:"deliveredAt,omitempty"`
-	Events           []eventDoc   `bson:"events"`
-	Version          int          `bson:"version"`
-	Clinical         *clinicalDoc `bson:"clinical,omitempty"`
+	PatientPseudonym string    `bson:"patientPseudonym,omitempty"`
+	Decision         string    `bson:"decision,omitempty"`
+	DecisionNote     string    `bson:"decisionNote,omitempty"`
+	CancelReason     string    `bson:"cancelReason,omitempty"`
+	DueAt            time.Time `bson:"dueAt"`
+	// RecordsCompleteAt is when the case entered TRIAGE: the SLA clock's
+	// start (absent on cases older than the field, which keep their dueAt).
+	RecordsCompleteAt *time.Time   `bson:"recordsCompleteAt,omitempty"`
+	SubmittedAt       time.Time    `bson:"submittedAt"`
+	UpdatedAt         time.Time    `bson:"updatedAt"`
+	DeliveredAt       *time.Time   `bson:"deliveredAt,omitempty"`
+	Events            []eventDoc   `bson:"events"`
+	Version           int          `bson:"version"`
+	Clinical          *clinicalDoc `bson:"clinical,omitempty"`
+	// FollowUps are the member's questions after delivery and their
+	// answers (opinion content: projected away for roles that may not
+	// read it).
+	FollowUps []followUpDoc `bson:"followUps,omitempty"`
+	// Outcome is what the member did after the opinion (member and
+	// coordinators; statistics read it in aggregate).
+	Outcome *outcomeDoc `bson:"outcome,omitempty"`
 	// Outbox holds the events of the last write until they are copied to
 	// case_events (see events.go).
 	Outbox []CaseEventRecord `bson:"outbox,omitempty"`
@@ -197,7 +207,8 @@ func toCase(d *caseDoc) *domain.Case {
 		Urgency: domain.Urgency(d.Urgency), PreferredLanguage: d.PreferredLanguage,
 		SpecialistID: d.SpecialistID, SpecialistOrgID: d.SpecialistOrgID, SpecialistAbroad: d.SpecialistAbroad, PatientPseudonym: d.PatientPseudonym,
 		DueAt: d.DueAt.UTC(), SubmittedAt: d.SubmittedAt.UTC(), UpdatedAt: d.UpdatedAt.UTC(),
-		DeliveredAt: utcPtr(d.DeliveredAt), Version: d.Version,
+		DeliveredAt: utcPtr(d.DeliveredAt), Version: d.Version, RecordsCompleteAt: utcPtr(d.RecordsCompleteAt),
+		FollowUps: toFollowUps(d.FollowUps), Outcome: toOutcome(d.Outcome),
 	}
 	if d.Decision != "" {
 		dec := domain.Decision(d.Decision)
@@ -327,7 +338,10 @@ type opinionDoc struct {
 	DeliveredAt  *time.Time         `bson:"deliveredAt,omitempty"`
 	UpdatedAt    time.Time          `bson:"updatedAt"`
 	Content      *opinionContentDoc `bson:"content,omitempty"`
-	Version      int                `bson:"version"`
+	// Signature is the service's signature over the delivered content
+	// (and the answered follow-ups); projected away with the content.
+	Signature *signatureDoc `bson:"signature,omitempty"`
+	Version   int           `bson:"version"`
 }
 
 func toOpinionContentDoc(c domain.OpinionContent) opinionContentDoc {
@@ -389,6 +403,7 @@ func toOpinion(d *opinionDoc) *domain.Opinion {
 			oc.Answers = append(oc.Answers, domain.Answer{Question: a.Question, Answer: a.Answer})
 		}
 		o.Content = oc
+		o.Sig = toSignature(d.Signature)
 	}
 	return o
 }

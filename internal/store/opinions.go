@@ -83,9 +83,11 @@ func (s *Store) OpinionState(ctx context.Context, p domain.Principal, c *domain.
 	return s.opinionState(ctx, c.ID)
 }
 
-// FreezeOpinion marks a case's draft delivered at the given time; freezing a
-// delivered one is a no-op, so a retried delivery completes.
-func (s *Store) FreezeOpinion(ctx context.Context, p domain.Principal, c *domain.Case, at time.Time) (*domain.Opinion, error) {
+// FreezeOpinion marks a case's draft delivered at the given time and, with
+// sign, stores the service's signature over exactly the content frozen (in
+// the same compare-and-set); freezing a delivered one is a no-op, so a
+// retried delivery completes.
+func (s *Store) FreezeOpinion(ctx context.Context, p domain.Principal, c *domain.Case, at time.Time, sign SignFunc) (*domain.Opinion, error) {
 	if !caseScope(p).allow(c) {
 		return nil, domain.ErrNotFound("case")
 	}
@@ -94,16 +96,26 @@ func (s *Store) FreezeOpinion(ctx context.Context, p domain.Principal, c *domain
 		if err := retryPause(ctx, attempt); err != nil {
 			return nil, translate(err, "opinion")
 		}
-		cur, err := findByID[opinionDoc](ctx, s, colOpinions, id, bson.D{{Key: "content", Value: 0}})
+		cur, err := findByID[opinionDoc](ctx, s, colOpinions, id, nil)
 		if err != nil {
 			return nil, translate(err, "opinion")
 		}
 		if cur.Status == string(domain.OpinionDelivered) {
 			return s.Opinion(ctx, p, id)
 		}
-		ok, err := s.casUpdate(ctx, colOpinions, id, cur.Version, bson.D{
+		set := bson.D{
 			{Key: "status", Value: string(domain.OpinionDelivered)}, {Key: "deliveredAt", Value: at}, {Key: "updatedAt", Value: at},
-		})
+		}
+		if sign != nil {
+			o := toOpinion(cur)
+			o.Status, o.DeliveredAt = domain.OpinionDelivered, &at
+			sig, err := sign(o)
+			if err != nil {
+				return nil, err
+			}
+			set = append(set, bson.E{Key: "signature", Value: fromSignature(sig)})
+		}
+		ok, err := s.casUpdate(ctx, colOpinions, id, cur.Version, set)
 		if err != nil {
 			return nil, translate(err, "opinion")
 		}

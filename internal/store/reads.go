@@ -112,10 +112,10 @@ type CaseFilter struct {
 	UpdatedFrom, UpdatedTo *time.Time
 }
 
-// openStatuses are the statuses whose SLA still runs.
+// openStatuses are the statuses whose SLA clock runs: it starts when the
+// records are complete (TRIAGE), so a SUBMITTED case is never overdue.
 var openStatuses = []string{
-	string(domain.StatusSubmitted), string(domain.StatusTriage),
-	string(domain.StatusAssigned), string(domain.StatusInReview),
+	string(domain.StatusTriage), string(domain.StatusAssigned), string(domain.StatusInReview),
 }
 
 func (f CaseFilter) bson(s *Store) bson.D {

@@ -252,12 +252,17 @@ func caseProjectionFor(p domain.Principal, v CaseView) bson.D {
 	if !v.Events {
 		proj = append(proj, bson.E{Key: "events", Value: 0})
 	}
+	// Follow-ups are opinion content, read through Opinion.followUps.
+	proj = append(proj, bson.E{Key: "followUps", Value: 0})
+	if !domain.CanRead(p.Role, domain.GroupCaseOutcome) {
+		proj = append(proj, bson.E{Key: "outcome", Value: 0})
+	}
 	return proj
 }
 
 func opinionProjection(p domain.Principal) bson.D {
 	if !domain.CanRead(p.Role, domain.GroupOpinionContent) {
-		return bson.D{{Key: "content", Value: 0}}
+		return bson.D{{Key: "content", Value: 0}, {Key: "signature", Value: 0}}
 	}
 	return nil
 }

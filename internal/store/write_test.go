@@ -163,7 +163,7 @@ func TestFreezeOpinionOutOfAttemptsIsAConflict(t *testing.T) {
 			bson.D{{Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}}})
 		return err
 	}
-	_, err = s.FreezeOpinion(ctx, coordinator, c, s.Now())
+	_, err = s.FreezeOpinion(ctx, coordinator, c, s.Now(), nil)
 	s.beforeWrite = nil
 	assert.Equal(t, domain.CodeConflict, domain.ErrorCode(err), "%v", err)
 	got, err := findByID[opinionDoc](ctx, s, colOpinions, OpinionIDForCase(c.ID), nil)

@@ -25,6 +25,10 @@ func autoTriage(c *domain.Case, up *store.CaseUpdate, role domain.Role, at time.
 	if domain.ReadyForTriage(c) {
 		s := domain.StatusTriage
 		up.Status = &s
+		// The SLA clock starts now, when the records are complete, as
+		// insurers' contracts measure it.
+		due := at.Add(c.Urgency.SLA())
+		up.RecordsCompleteAt, up.DueAt = &at, &due
 		up.Events = append(up.Events, statusEvent(domain.StatusSubmitted, domain.StatusTriage, role, at))
 	}
 }
@@ -329,7 +333,7 @@ func (s *Service) deliver(ctx context.Context, p domain.Principal, caseID string
 	}
 	if c.Status == domain.StatusOpinionDelivered && exists && !delivered {
 		// A previous delivery moved the case but did not freeze the opinion.
-		_, err := s.store.FreezeOpinion(ctx, p, c, deref(c.DeliveredAt, s.store.Now()))
+		_, err := s.store.FreezeOpinion(ctx, p, c, deref(c.DeliveredAt, s.store.Now()), s.signFor(ctx, p, c))
 		return c, err
 	}
 	if !exists {
@@ -349,7 +353,7 @@ func (s *Service) deliver(ctx context.Context, p domain.Principal, caseID string
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.store.FreezeOpinion(ctx, p, c, now); err != nil {
+	if _, err := s.store.FreezeOpinion(ctx, p, c, now, s.signFor(ctx, p, c)); err != nil {
 		return nil, err
 	}
 	_ = s.store.AdjustLoad(context.WithoutCancel(ctx), c.SpecialistID, -1)
@@ -363,7 +367,8 @@ func deref(t *time.Time, def time.Time) time.Time {
 	return *t
 }
 
-// RecordDecision closes a delivered case with the member's decision.
+// RecordDecision closes a delivered case with the member's decision
+// (deprecated in the schema for recordOutcome, which records more).
 func (s *Service) RecordDecision(ctx context.Context, p domain.Principal, caseID string, d domain.Decision, note string) (*domain.Case, error) {
 	if err := p.Require(domain.ScopeCasesWrite); err != nil {
 		return nil, err

@@ -12,16 +12,48 @@ import (
 	"time"
 
 	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/signing"
 	"github.com/secondopinion/gateway/internal/store"
 )
 
 // Service runs the use cases.
 type Service struct {
-	store auditedStore
+	store  auditedStore
+	signer *signing.Signer
 }
 
-// New returns a Service over st.
-func New(st *store.Store) *Service { return &Service{store: auditedStore{st}} }
+// Option configures a Service.
+type Option func(*Service)
+
+// WithSigner sets the key that signs delivered opinions.
+func WithSigner(sg *signing.Signer) Option {
+	return func(s *Service) {
+		if sg != nil {
+			s.signer = sg
+		}
+	}
+}
+
+// New returns a Service over st. Without WithSigner, delivered opinions are
+// signed with a key generated for this process (tests).
+func New(st *store.Store, opts ...Option) *Service {
+	s := &Service{store: auditedStore{st}}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.signer == nil {
+		sg, err := signing.Generate()
+		if err != nil {
+			panic("workflow: no randomness for a signing key: " + err.Error())
+		}
+		s.signer = sg
+	}
+	return s
+}
+
+// Signer is the key that signs delivered opinions (its public keys are the
+// JWKS at /.well-known/jwks.json).
+func (s *Service) Signer() *signing.Signer { return s.signer }
 
 // auditedStore is the store as the use cases use it: a write that cannot
 // find its case, or a lookup of a case before a move, is audited like a

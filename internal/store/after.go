@@ -1,0 +1,230 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// After the opinion: follow-ups and outcomes live on the case (written by
+// MutateCase with their events, so limits hold under the case's
+// compare-and-set); the signature lives on the opinion.
+
+type followUpDoc struct {
+	ID         string     `bson:"id"`
+	Question   string     `bson:"question"`
+	AskedAt    time.Time  `bson:"askedAt"`
+	Answer     *string    `bson:"answer,omitempty"`
+	AnsweredAt *time.Time `bson:"answeredAt,omitempty"`
+	DueAt      time.Time  `bson:"dueAt"`
+}
+
+type outcomeDoc struct {
+	Decision         string    `bson:"decision"`
+	TreatmentChanged *bool     `bson:"treatmentChanged,omitempty"`
+	Satisfaction     *int      `bson:"satisfaction,omitempty"`
+	Note             string    `bson:"note,omitempty"`
+	RecordedAt       time.Time `bson:"recordedAt"`
+}
+
+type signatureDoc struct {
+	JWS      string    `bson:"jws"`
+	KeyID    string    `bson:"keyId"`
+	SignedAt time.Time `bson:"signedAt"`
+	Payload  string    `bson:"payload"`
+}
+
+func toFollowUps(ds []followUpDoc) []domain.FollowUp {
+	if ds == nil {
+		return nil
+	}
+	out := make([]domain.FollowUp, 0, len(ds))
+	for _, d := range ds {
+		out = append(out, domain.FollowUp{
+			ID: d.ID, Question: d.Question, AskedAt: d.AskedAt.UTC(), Answer: d.Answer,
+			AnsweredAt: utcPtr(d.AnsweredAt), DueAt: d.DueAt.UTC(),
+		})
+	}
+	return out
+}
+
+func fromFollowUps(fs []domain.FollowUp) []followUpDoc {
+	out := make([]followUpDoc, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, followUpDoc{ID: f.ID, Question: f.Question, AskedAt: f.AskedAt, Answer: f.Answer, AnsweredAt: f.AnsweredAt, DueAt: f.DueAt})
+	}
+	return out
+}
+
+func toOutcome(d *outcomeDoc) *domain.Outcome {
+	if d == nil {
+		return nil
+	}
+	return &domain.Outcome{
+		Decision: domain.Decision(d.Decision), TreatmentChanged: d.TreatmentChanged, Satisfaction: d.Satisfaction,
+		Note: d.Note, RecordedAt: d.RecordedAt.UTC(),
+	}
+}
+
+func fromOutcome(o domain.Outcome) outcomeDoc {
+	return outcomeDoc{Decision: string(o.Decision), TreatmentChanged: o.TreatmentChanged, Satisfaction: o.Satisfaction, Note: o.Note, RecordedAt: o.RecordedAt}
+}
+
+func toSignature(d *signatureDoc) *domain.Signature {
+	if d == nil {
+		return nil
+	}
+	return &domain.Signature{JWS: d.JWS, KeyID: d.KeyID, SignedAt: d.SignedAt.UTC(), Payload: d.Payload}
+}
+
+// CaseForFollowUps returns case id in p's scope with its follow-ups, for
+// the workflow (which checks the role may read opinion content).
+func (s *Store) CaseForFollowUps(ctx context.Context, p domain.Principal, id string) (*domain.Case, error) {
+	sc := caseScope(p)
+	if sc.none {
+		return nil, domain.ErrNotFound("case")
+	}
+	d, err := findByID[caseDoc](ctx, s, colCases, id, bson.D{{Key: "clinical", Value: 0}, {Key: "events", Value: 0}, {Key: "outcome", Value: 0}, {Key: "outbox", Value: 0}})
+	if err != nil {
+		return nil, translate(err, "case")
+	}
+	c := toCase(d)
+	if !sc.allow(c) {
+		return nil, domain.ErrNotFound("case")
+	}
+	if c.FollowUps == nil {
+		c.FollowUps = []domain.FollowUp{}
+	}
+	return c, nil
+}
+
+// SignFunc signs a delivered opinion as it stands (content, delivery time).
+type SignFunc func(o *domain.Opinion) (*domain.Signature, error)
+
+// ResignOpinion signs the delivered opinion of case caseID again (after a
+// follow-up answer): sign runs on each attempt of the compare-and-set, so
+// the signature stored last covers everything written before it read.
+func (s *Store) ResignOpinion(ctx context.Context, caseID string, sign SignFunc) error {
+	id := OpinionIDForCase(caseID)
+	for attempt := 0; attempt < 10; attempt++ {
+		if err := retryPause(ctx, attempt); err != nil {
+			return translate(err, "opinion")
+		}
+		cur, err := findByID[opinionDoc](ctx, s, colOpinions, id, nil)
+		if err != nil {
+			return translate(err, "opinion")
+		}
+		if cur.Status != string(domain.OpinionDelivered) {
+			return domain.Errorf(domain.CodeInvalidTransition, "the opinion is not delivered")
+		}
+		sig, err := sign(toOpinion(cur))
+		if err != nil {
+			return err
+		}
+		ok, err := s.casUpdate(ctx, colOpinions, id, cur.Version, bson.D{{Key: "signature", Value: fromSignature(sig)}})
+		if err != nil {
+			return translate(err, "opinion")
+		}
+		if ok {
+			return nil
+		}
+	}
+	return errBusy("opinion")
+}
+
+func fromSignature(sig *domain.Signature) *signatureDoc {
+	if sig == nil {
+		return nil
+	}
+	return &signatureDoc{JWS: sig.JWS, KeyID: sig.KeyID, SignedAt: sig.SignedAt, Payload: sig.Payload}
+}
+
+// StatsFilter narrows the rows outcome statistics are computed from.
+type StatsFilter struct {
+	From, To  time.Time
+	InsurerID string
+	Specialty string
+}
+
+// StatsRow is one case as outcome statistics read it: no identity, no
+// clinical text.
+type StatsRow struct {
+	InsurerID         string
+	Specialty         string
+	SubmittedAt       time.Time
+	RecordsCompleteAt *time.Time
+	DeliveredAt       *time.Time
+	Assessment        domain.DiagnosisAssessment
+	TreatmentChanged  *bool
+	Satisfaction      *int
+}
+
+// StatsRows returns the cases submitted or delivered in [From, To) of
+// the filter, with their opinion's diagnosis assessment: two projections
+// that read only the fields statistics need (statistics are aggregate
+// only; the workflow decides who may ask).
+func (s *Store) StatsRows(ctx context.Context, f StatsFilter) ([]StatsRow, error) {
+	window := bson.D{{Key: "$gte", Value: f.From}, {Key: "$lt", Value: f.To}}
+	base := bson.D{}
+	if f.InsurerID != "" {
+		base = append(base, bson.E{Key: "insurerId", Value: f.InsurerID})
+	}
+	if f.Specialty != "" {
+		base = append(base, bson.E{Key: "specialty", Value: f.Specialty})
+	}
+	filter := append(base, bson.E{Key: "$or", Value: bson.A{
+		bson.D{{Key: "submittedAt", Value: window}}, bson.D{{Key: "deliveredAt", Value: window}},
+	}})
+	type row struct {
+		ID                string      `bson:"_id"`
+		InsurerID         string      `bson:"insurerId"`
+		Specialty         string      `bson:"specialty"`
+		SubmittedAt       time.Time   `bson:"submittedAt"`
+		RecordsCompleteAt *time.Time  `bson:"recordsCompleteAt"`
+		DeliveredAt       *time.Time  `bson:"deliveredAt"`
+		Outcome           *outcomeDoc `bson:"outcome"`
+	}
+	proj := bson.D{{Key: "insurerId", Value: 1}, {Key: "specialty", Value: 1}, {Key: "submittedAt", Value: 1},
+		{Key: "recordsCompleteAt", Value: 1}, {Key: "deliveredAt", Value: 1}, {Key: "outcome", Value: 1}}
+	cases, err := findAll[row](ctx, s, colCases, filter, options.Find().SetProjection(proj))
+	if err != nil {
+		return nil, translate(err, "cases")
+	}
+	type op struct {
+		CaseID  string `bson:"caseId"`
+		Content *struct {
+			DiagnosisAssessment string `bson:"diagnosisAssessment"`
+		} `bson:"content"`
+	}
+	opFilter := bson.D{{Key: "status", Value: string(domain.OpinionDelivered)}, {Key: "deliveredAt", Value: window}}
+	if f.InsurerID != "" {
+		opFilter = append(opFilter, bson.E{Key: "insurerId", Value: f.InsurerID})
+	}
+	ops, err := findAll[op](ctx, s, colOpinions, opFilter,
+		options.Find().SetProjection(bson.D{{Key: "caseId", Value: 1}, {Key: "content.diagnosisAssessment", Value: 1}}))
+	if err != nil {
+		return nil, translate(err, "opinions")
+	}
+	assessment := make(map[string]domain.DiagnosisAssessment, len(ops))
+	for _, o := range ops {
+		if o.Content != nil {
+			assessment[o.CaseID] = domain.DiagnosisAssessment(o.Content.DiagnosisAssessment)
+		}
+	}
+	out := make([]StatsRow, 0, len(cases))
+	for _, c := range cases {
+		r := StatsRow{
+			InsurerID: c.InsurerID, Specialty: c.Specialty, SubmittedAt: c.SubmittedAt.UTC(),
+			RecordsCompleteAt: utcPtr(c.RecordsCompleteAt), DeliveredAt: utcPtr(c.DeliveredAt), Assessment: assessment[c.ID],
+		}
+		if c.Outcome != nil {
+			r.TreatmentChanged, r.Satisfaction = c.Outcome.TreatmentChanged, c.Outcome.Satisfaction
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}

@@ -1,0 +1,158 @@
+package workflow_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/seed"
+	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/testenv"
+	"github.com/secondopinion/gateway/internal/workflow"
+)
+
+var (
+	jan  = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	feb  = time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)
+	yes  = true
+	no   = false
+	four = 4
+	five = 5
+)
+
+// rows makes n delivered cases of one specialty in January 2025: records
+// complete on the 2nd, delivered days later, with the given assessment.
+func rows(n int, specialty string, a domain.DiagnosisAssessment, days float64, changed *bool, sat *int) []store.StatsRow {
+	out := make([]store.StatsRow, 0, n)
+	for i := 0; i < n; i++ {
+		sub := jan.Add(24 * time.Hour)
+		rc := sub.Add(24 * time.Hour)
+		del := rc.Add(time.Duration(days * 24 * float64(time.Hour)))
+		out = append(out, store.StatsRow{InsurerID: "ins-a", Specialty: specialty, SubmittedAt: sub, RecordsCompleteAt: &rc,
+			DeliveredAt: &del, Assessment: a, TreatmentChanged: changed, Satisfaction: sat})
+	}
+	return out
+}
+
+func concat(parts ...[]store.StatsRow) []store.StatsRow {
+	var out []store.StatsRow
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+func only(rs []store.StatsRow, specialty string) []store.StatsRow {
+	var out []store.StatsRow
+	for _, r := range rs {
+		if r.Specialty == specialty {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func ip(v int) *int         { return &v }
+func fp(v float64) *float64 { return &v }
+
+func TestOutcomeStatisticsExactFigures(t *testing.T) {
+	// Oncology: 20 confirmed (4 days, treatment changed, satisfaction 5),
+	// 12 modified (6 days, unchanged, satisfaction 4) = 32 delivered.
+	data := concat(
+		rows(20, "oncology", domain.DiagnosisConfirmed, 4, &yes, &five),
+		rows(12, "oncology", domain.DiagnosisModified, 6, &no, &four),
+	)
+	st := workflow.ComputeStatistics(data, jan, feb)
+	assert.Equal(t, ip(32), st.Cases)
+	assert.Equal(t, ip(32), st.Delivered)
+	assert.Equal(t, ip(20), st.DiagnosisConfirmed)
+	assert.Equal(t, ip(12), st.DiagnosisModified)
+	assert.Equal(t, ip(0), st.DiagnosisChanged)
+	assert.Equal(t, ip(20), st.TreatmentChanged)
+	assert.Equal(t, fp(4), st.TurnaroundDaysP50, "nearest rank: the 16th of 32")
+	assert.Equal(t, fp(6), st.TurnaroundDaysP90)
+	assert.Equal(t, fp(4.63), st.SatisfactionMean, "(20×5 + 12×4) / 32 = 4.625")
+	assert.Empty(t, st.Suppressed)
+}
+
+func TestOutcomeStatisticsSuppression(t *testing.T) {
+	// Oncology: 20 confirmed, 7 changed (a cell of 7), 15 modified.
+	// Cardiology: 30 confirmed.
+	onc := concat(
+		rows(20, "oncology", domain.DiagnosisConfirmed, 4, nil, nil),
+		rows(15, "oncology", domain.DiagnosisModified, 5, nil, nil),
+		rows(7, "oncology", domain.DiagnosisChanged, 6, nil, nil),
+	)
+	card := rows(30, "cardiology", domain.DiagnosisConfirmed, 3, nil, nil)
+	all := concat(onc, card)
+
+	t.Run("a cell of 7 is null and named", func(t *testing.T) {
+		st := workflow.ComputeStatistics(onc, jan, feb)
+		assert.Nil(t, st.DiagnosisChanged)
+		assert.Contains(t, st.Suppressed, workflow.FigDiagnosisChanged)
+		assert.Equal(t, ip(42), st.Delivered)
+	})
+	t.Run("complementary suppression: a second diagnosis count hides with it", func(t *testing.T) {
+		st := workflow.ComputeStatistics(onc, jan, feb)
+		assert.Nil(t, st.DiagnosisModified, "15 is the smallest non-zero sibling")
+		assert.Equal(t, ip(20), st.DiagnosisConfirmed)
+		assert.Equal(t, []string{workflow.FigDiagnosisModified, workflow.FigDiagnosisChanged}, st.Suppressed)
+	})
+	t.Run("subtracting the specialty query from the unfiltered one recovers nothing", func(t *testing.T) {
+		whole := workflow.ComputeStatistics(all, jan, feb)
+		cardio := workflow.ComputeStatistics(only(all, "cardiology"), jan, feb)
+		oncology := workflow.ComputeStatistics(only(all, "oncology"), jan, feb)
+		// Every pair of figures shown on both sides differs by a sum of
+		// shown cells; the suppressed ones are hidden in the total too.
+		for _, fig := range []struct {
+			name    string
+			w, c, o *int
+		}{
+			{"changed", whole.DiagnosisChanged, cardio.DiagnosisChanged, oncology.DiagnosisChanged},
+			{"modified", whole.DiagnosisModified, cardio.DiagnosisModified, oncology.DiagnosisModified},
+		} {
+			assert.Nil(t, fig.w, "%s: the unfiltered figure covers the suppressed cell", fig.name)
+			assert.Nil(t, fig.o, fig.name)
+		}
+		require.NotNil(t, whole.Delivered)
+		require.NotNil(t, cardio.Delivered)
+		assert.Equal(t, 42, *whole.Delivered-*cardio.Delivered, "a difference of shown figures is a shown figure (oncology's 42)")
+		// Delivered minus the shown diagnosis counts cannot isolate the 7.
+		assert.Nil(t, whole.DiagnosisModified)
+	})
+	t.Run("a figure over a suppressed delivered count hides its percentiles", func(t *testing.T) {
+		st := workflow.ComputeStatistics(rows(7, "neurology", domain.DiagnosisConfirmed, 2, nil, &five), jan, feb)
+		assert.Nil(t, st.Delivered)
+		assert.Nil(t, st.TurnaroundDaysP50)
+		assert.Nil(t, st.SatisfactionMean)
+		assert.Contains(t, st.Suppressed, workflow.FigTurnaroundP50)
+		assert.Contains(t, st.Suppressed, workflow.FigSatisfactionMean)
+	})
+	t.Run("nested periods differ by whole months, each suppressed on its own", func(t *testing.T) {
+		late := rows(5, "oncology", domain.DiagnosisConfirmed, 2, nil, nil)
+		for i := range late {
+			d := feb.Add(48 * time.Hour)
+			late[i].DeliveredAt = &d
+		}
+		twoMonths := workflow.ComputeStatistics(concat(card, late), jan, feb.AddDate(0, 1, 0))
+		assert.Nil(t, twoMonths.Delivered, "February's 5 hide the two-month total, so January's 30 cannot be subtracted")
+	})
+}
+
+func BenchmarkOutcomeStatistics2000Cases(b *testing.B) {
+	env := testenv.Start(b, testenv.Options{Seed: seed.Size{Policies: 50, Specialists: 40, Cases: 2000}})
+	svc := workflow.New(env.Store)
+	p := testenv.Persona("coordinator")
+	q := workflow.StatsQuery{From: env.Now.AddDate(-1, 0, 0), To: env.Now.AddDate(0, 0, 1)}
+	ctx := context.Background()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := svc.OutcomeStatistics(ctx, p, q); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
