@@ -91,11 +91,13 @@ type Opinion struct {
 	CaseID       string
 	SpecialistID string
 	OrgID        string
-	Status       OpinionStatus
-	DeliveredAt  *time.Time
-	UpdatedAt    time.Time
-	Content      *OpinionContent
-	Version      int
+	// PatientID is the member key of the case's patient, for the audit.
+	PatientID   string
+	Status      OpinionStatus
+	DeliveredAt *time.Time
+	UpdatedAt   time.Time
+	Content     *OpinionContent
+	Version     int
 }
 
 // ResourceID names the object in audit events.
@@ -212,4 +214,7 @@ type AuditEvent struct {
 	RequestID    string
 	Outcome      string
 	CaseID       string
+	// PatientID is the member key of the patient whose data was touched,
+	// where the object read tells it (cases, patients, opinions).
+	PatientID string
 }

@@ -95,7 +95,7 @@ var identityFields = []string{"givenName", "familyName", "dateOfBirth", "email",
 // Harbor), at the price of showing "90+" a few months early.
 func toPatient(d *patientDoc, p domain.Principal, id string, now time.Time) *domain.Patient {
 	pt := &domain.Patient{
-		ID: id, Sex: domain.Sex(d.Sex), Country: d.Country, Language: d.Language,
+		ID: id, MemberKey: d.ID, Sex: domain.Sex(d.Sex), Country: d.Country, Language: d.Language,
 		Identity: identityFor(p, d),
 	}
 	age := now.Year() - d.BirthYear
@@ -355,7 +355,7 @@ func toOpinionContentDoc(c domain.OpinionContent) opinionContentDoc {
 
 func toOpinion(d *opinionDoc) *domain.Opinion {
 	o := &domain.Opinion{
-		ID: d.ID, CaseID: d.CaseID, SpecialistID: d.SpecialistID, OrgID: d.OrgID,
+		ID: d.ID, CaseID: d.CaseID, SpecialistID: d.SpecialistID, OrgID: d.OrgID, PatientID: d.PatientID,
 		Status: domain.OpinionStatus(d.Status), DeliveredAt: utcPtr(d.DeliveredAt),
 		UpdatedAt: d.UpdatedAt.UTC(), Version: d.Version,
 	}
@@ -406,6 +406,7 @@ type auditDoc struct {
 	RequestID    string    `bson:"requestId"`
 	Outcome      string    `bson:"outcome"`
 	CaseID       string    `bson:"caseId,omitempty"`
+	PatientID    string    `bson:"patientId,omitempty"`
 }
 
 func toAuditEvent(d *auditDoc) *domain.AuditEvent {
@@ -413,6 +414,7 @@ func toAuditEvent(d *auditDoc) *domain.AuditEvent {
 		ID: d.ID, At: d.At.UTC(), Subject: d.Subject, Role: domain.Role(d.Role), Org: d.Org,
 		Operation: d.Operation, ResourceType: d.ResourceType, ResourceID: d.ResourceID,
 		FieldGroup: d.FieldGroup, RequestID: d.RequestID, Outcome: d.Outcome, CaseID: d.CaseID,
+		PatientID: d.PatientID,
 	}
 }
 
@@ -420,7 +422,7 @@ func toAuditDoc(e domain.AuditEvent) auditDoc {
 	return auditDoc{
 		ID: e.ID, At: e.At, Subject: e.Subject, Role: string(e.Role), Org: e.Org, Operation: e.Operation,
 		ResourceType: e.ResourceType, ResourceID: e.ResourceID, FieldGroup: e.FieldGroup,
-		RequestID: e.RequestID, Outcome: e.Outcome, CaseID: e.CaseID,
+		RequestID: e.RequestID, Outcome: e.Outcome, CaseID: e.CaseID, PatientID: e.PatientID,
 	}
 }
 
