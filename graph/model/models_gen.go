@@ -15,6 +15,16 @@ type Node interface {
 	GetID() string
 }
 
+// Narrows the access log.
+type AccessLogFilter struct {
+	// Only entries with a read at or after this time.
+	From *time.Time `json:"from,omitempty"`
+	// Only entries with a read at or before this time.
+	To *time.Time `json:"to,omitempty"`
+	// Only reads by organisations of this kind.
+	OrganizationKind *domain.OrgKind `json:"organizationKind,omitempty"`
+}
+
 // Input of `addMedicalRecord`.
 type AddMedicalRecordInput struct {
 	// The case's global id.

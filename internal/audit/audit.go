@@ -105,7 +105,7 @@ func (r *Recorder) Record(e Entry) {
 		At: r.now().UTC(), Subject: r.principal.Subject, Role: r.principal.Role, Org: r.principal.Org,
 		Operation: r.operation, ResourceType: e.ResourceType, ResourceID: e.ResourceID,
 		FieldGroup: string(e.Group), RequestID: r.requestID, Outcome: e.Outcome, CaseID: caseID,
-		PatientID: e.PatientID,
+		PatientID: e.PatientID, ClientID: r.principal.ClientID,
 	})
 }
 

@@ -217,4 +217,6 @@ type AuditEvent struct {
 	// PatientID is the member key of the patient whose data was touched,
 	// where the object read tells it (cases, patients, opinions).
 	PatientID string
+	// ClientID is the token's azp or client_id, when it named one.
+	ClientID string
 }

@@ -37,6 +37,8 @@ const (
 	// GroupWebhook: an organisation's webhook subscriptions and their
 	// deliveries; the store further limits rows to the caller's own org.
 	GroupWebhook Group = "webhook"
+	// GroupAccessLog: a member's own access log ("who saw my data").
+	GroupAccessLog Group = "accesslog"
 )
 
 // groupRoles says which roles may read each group, given the row is in scope.
@@ -55,6 +57,9 @@ var groupRoles = map[Group][]Role{
 	GroupOrgAdmin:           {RoleCoordinator},
 	// Coordinators may read the fields, but no webhook row is in their scope.
 	GroupWebhook: {RoleInsurer, RoleProvider, RolePartner, RoleCoordinator},
+	// Coordinators may read the fields, but no access-log row is ever in
+	// their scope: the store gives a member's entries to that member alone.
+	GroupAccessLog: {RoleMember, RoleCoordinator},
 }
 
 // CanRead reports whether role r may read fields of group g.
@@ -146,6 +151,13 @@ var FieldGroups = map[string]Group{
 	"Organization.id": GroupPublic, "Organization.orgId": GroupPublic, "Organization.name": GroupPublic,
 	"Organization.kind": GroupPublic, "Organization.country": GroupOrgAdmin, "Organization.status": GroupOrgAdmin,
 	"Organization.version": GroupOrgAdmin,
+
+	// A member's access log: the store gives an entry to nobody else.
+	"AccessLogEntry.at": GroupAccessLog, "AccessLogEntry.firstAt": GroupAccessLog, "AccessLogEntry.day": GroupAccessLog,
+	"AccessLogEntry.count": GroupAccessLog, "AccessLogEntry.organization": GroupAccessLog,
+	"AccessLogEntry.role": GroupAccessLog, "AccessLogEntry.dataCategories": GroupAccessLog,
+	"AccessLogEntry.purpose": GroupAccessLog, "AccessLogEntry.actor": GroupAccessLog,
+	"AccessLogEntry.caseReference": GroupAccessLog,
 
 	"WebhookSubscription.id": GroupWebhook, "WebhookSubscription.url": GroupWebhook,
 	"WebhookSubscription.eventTypes": GroupWebhook, "WebhookSubscription.createdBy": GroupWebhook,

@@ -407,6 +407,7 @@ type auditDoc struct {
 	Outcome      string    `bson:"outcome"`
 	CaseID       string    `bson:"caseId,omitempty"`
 	PatientID    string    `bson:"patientId,omitempty"`
+	ClientID     string    `bson:"clientId,omitempty"`
 }
 
 func toAuditEvent(d *auditDoc) *domain.AuditEvent {
@@ -414,7 +415,7 @@ func toAuditEvent(d *auditDoc) *domain.AuditEvent {
 		ID: d.ID, At: d.At.UTC(), Subject: d.Subject, Role: domain.Role(d.Role), Org: d.Org,
 		Operation: d.Operation, ResourceType: d.ResourceType, ResourceID: d.ResourceID,
 		FieldGroup: d.FieldGroup, RequestID: d.RequestID, Outcome: d.Outcome, CaseID: d.CaseID,
-		PatientID: d.PatientID,
+		PatientID: d.PatientID, ClientID: d.ClientID,
 	}
 }
 
@@ -423,6 +424,7 @@ func toAuditDoc(e domain.AuditEvent) auditDoc {
 		ID: e.ID, At: e.At, Subject: e.Subject, Role: string(e.Role), Org: e.Org, Operation: e.Operation,
 		ResourceType: e.ResourceType, ResourceID: e.ResourceID, FieldGroup: e.FieldGroup,
 		RequestID: e.RequestID, Outcome: e.Outcome, CaseID: e.CaseID, PatientID: e.PatientID,
+		ClientID: e.ClientID,
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,7 @@ const (
 	colIdempotency = "idempotency"
 	colCaseEvents  = "case_events"
 	colOrgs        = "organizations"
+	colAccessLog   = "access_log"
 
 	colWebhookSubs       = "webhook_subscriptions"
 	colWebhookDeliveries = "webhook_deliveries"
@@ -74,6 +76,9 @@ type Store struct {
 	// whole collection (any filter but exactly {_id}): per collection, as
 	// many at once as the process has CPUs (see admitScan). Nil on MongoDB.
 	scanSlots map[string]chan struct{}
+	// appendMu serialises AppendAudit in this process: the audit chain
+	// and the access log are extended by one batch at a time.
+	appendMu sync.Mutex
 }
 
 // Options configure Open.
@@ -245,6 +250,7 @@ func (s *Store) isFerretDB(ctx context.Context) bool {
 var collections = []string{
 	colPolicies, colPatients, colPseudonyms, colCases, colSpecialists, colOpinions, colAudit,
 	colCounters, colIdempotency, colCaseEvents, colOrgs, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
+	colAccessLog,
 }
 
 // ensureCollections creates the collections up front (rather than at first
