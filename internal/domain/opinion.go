@@ -219,4 +219,11 @@ type AuditEvent struct {
 	PatientID string
 	// ClientID is the token's azp or client_id, when it named one.
 	ClientID string
+	// Chain, Seq, Prev and Hash link the event into its tamper-evident
+	// chain: its chain's name, its position from 1, the hash of the event
+	// before it ("" for the first) and its own hash.
+	Chain string
+	Seq   int64
+	Prev  string
+	Hash  string
 }

@@ -408,6 +408,10 @@ type auditDoc struct {
 	CaseID       string    `bson:"caseId,omitempty"`
 	PatientID    string    `bson:"patientId,omitempty"`
 	ClientID     string    `bson:"clientId,omitempty"`
+	Chain        string    `bson:"chain,omitempty"`
+	Seq          int64     `bson:"seq,omitempty"`
+	Prev         string    `bson:"prev,omitempty"`
+	Hash         string    `bson:"hash,omitempty"`
 }
 
 func toAuditEvent(d *auditDoc) *domain.AuditEvent {
@@ -415,7 +419,7 @@ func toAuditEvent(d *auditDoc) *domain.AuditEvent {
 		ID: d.ID, At: d.At.UTC(), Subject: d.Subject, Role: domain.Role(d.Role), Org: d.Org,
 		Operation: d.Operation, ResourceType: d.ResourceType, ResourceID: d.ResourceID,
 		FieldGroup: d.FieldGroup, RequestID: d.RequestID, Outcome: d.Outcome, CaseID: d.CaseID,
-		PatientID: d.PatientID, ClientID: d.ClientID,
+		PatientID: d.PatientID, ClientID: d.ClientID, Chain: d.Chain, Seq: d.Seq, Prev: d.Prev, Hash: d.Hash,
 	}
 }
 
@@ -424,7 +428,7 @@ func toAuditDoc(e domain.AuditEvent) auditDoc {
 		ID: e.ID, At: e.At, Subject: e.Subject, Role: string(e.Role), Org: e.Org, Operation: e.Operation,
 		ResourceType: e.ResourceType, ResourceID: e.ResourceID, FieldGroup: e.FieldGroup,
 		RequestID: e.RequestID, Outcome: e.Outcome, CaseID: e.CaseID, PatientID: e.PatientID,
-		ClientID: e.ClientID,
+		ClientID: e.ClientID, Chain: e.Chain, Seq: e.Seq, Prev: e.Prev, Hash: e.Hash,
 	}
 }
 

@@ -786,6 +786,9 @@ func (s *Store) AppendAudit(ctx context.Context, events []domain.AuditEvent) err
 	if _, err := s.c(colAudit).InsertMany(ictx, docs, options.InsertMany().SetOrdered(false)); err != nil {
 		return translate(err, "audit")
 	}
+	if err := s.recordChainHeads(ctx, events); err != nil {
+		return translate(err, "audit chain")
+	}
 	// The reads are not recorded until the member can see them too.
 	return translate(s.updateAccessLog(ctx, accessLogEntries(events)), "access log")
 }

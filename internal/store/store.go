@@ -44,6 +44,7 @@ const (
 	colCaseEvents  = "case_events"
 	colOrgs        = "organizations"
 	colAccessLog   = "access_log"
+	colAuditChains = "audit_chains"
 
 	colWebhookSubs       = "webhook_subscriptions"
 	colWebhookDeliveries = "webhook_deliveries"
@@ -207,6 +208,8 @@ var indexes = []index{
 	{colCaseEvents, bson.D{{Key: "seq", Value: 1}}, true},
 	{colOrgs, bson.D{{Key: "kind", Value: 1}}, false},
 	{colAudit, bson.D{{Key: "subject", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colAudit, bson.D{{Key: "chain", Value: 1}, {Key: "seq", Value: 1}}, false},
+	{colAuditChains, bson.D{{Key: "day", Value: 1}}, false},
 	{colWebhookSubs, bson.D{{Key: "org", Value: 1}, {Key: "role", Value: 1}, {Key: "_id", Value: 1}}, false},
 	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "status", Value: 1}, {Key: "seq", Value: 1}}, false},
 	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "_id", Value: -1}}, false},
@@ -250,7 +253,7 @@ func (s *Store) isFerretDB(ctx context.Context) bool {
 var collections = []string{
 	colPolicies, colPatients, colPseudonyms, colCases, colSpecialists, colOpinions, colAudit,
 	colCounters, colIdempotency, colCaseEvents, colOrgs, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
-	colAccessLog,
+	colAccessLog, colAuditChains,
 }
 
 // ensureCollections creates the collections up front (rather than at first
