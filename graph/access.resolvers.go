@@ -97,6 +97,15 @@ func (r *queryResolver) MyAccessLog(ctx context.Context, first *int, after *stri
 	return conn, nil
 }
 
+// AuditIntegrity is the resolver for the auditIntegrity field.
+func (r *queryResolver) AuditIntegrity(ctx context.Context, from time.Time, to time.Time) (*model.AuditIntegrity, error) {
+	p, err := readable(ctx, domain.ScopeAuditRead)
+	if err != nil {
+		return nil, err
+	}
+	return auditIntegrity(ctx, r.Store, p, from, to)
+}
+
 // AccessLogConnection returns AccessLogConnectionResolver implementation.
 func (r *Resolver) AccessLogConnection() AccessLogConnectionResolver {
 	return &accessLogConnectionResolver{r}

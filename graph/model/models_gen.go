@@ -69,12 +69,36 @@ type AssignSpecialistPayload struct {
 	Case *domain.Case `json:"case,omitempty"`
 }
 
+// One chain's first broken or missing link.
+type AuditChainBreak struct {
+	// The chain: `<instance>/<UTC day>/<segment>`; empty for an event that names no chain.
+	Chain string `json:"chain"`
+	// The position (from 1) of the first broken or missing link.
+	Position int `json:"position"`
+	// The event at that position, when there is one.
+	EventID *string `json:"eventId,omitempty"`
+	// MISSING, EDITED, BROKEN_LINK, INSERTED, BEYOND_HEAD, HEAD or UNCHAINED.
+	Reason string `json:"reason"`
+}
+
 // Filters for `auditEvents`.
 type AuditEventFilter struct {
 	// Only events about this case.
 	CaseID *string `json:"caseId,omitempty"`
 	// Only events caused by this subject.
 	Subject *string `json:"subject,omitempty"`
+}
+
+// The audit hash chains of a period, recomputed.
+type AuditIntegrity struct {
+	// Whether every chain verified.
+	Ok bool `json:"ok"`
+	// How many chains were checked.
+	Chains int `json:"chains"`
+	// How many events were checked.
+	Events int `json:"events"`
+	// Per broken chain, its first broken or missing link.
+	Breaks []AuditChainBreak `json:"breaks"`
 }
 
 // Input of `cancelCase`.

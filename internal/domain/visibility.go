@@ -152,6 +152,10 @@ var FieldGroups = map[string]Group{
 	"Organization.kind": GroupPublic, "Organization.country": GroupOrgAdmin, "Organization.status": GroupOrgAdmin,
 	"Organization.version": GroupOrgAdmin,
 
+	"AuditIntegrity.ok": GroupAudit, "AuditIntegrity.chains": GroupAudit, "AuditIntegrity.events": GroupAudit,
+	"AuditIntegrity.breaks": GroupAudit, "AuditChainBreak.chain": GroupAudit, "AuditChainBreak.position": GroupAudit,
+	"AuditChainBreak.eventId": GroupAudit, "AuditChainBreak.reason": GroupAudit,
+
 	// A member's access log: the store gives an entry to nobody else.
 	"AccessLogEntry.at": GroupAccessLog, "AccessLogEntry.firstAt": GroupAccessLog, "AccessLogEntry.day": GroupAccessLog,
 	"AccessLogEntry.count": GroupAccessLog, "AccessLogEntry.organization": GroupAccessLog,
