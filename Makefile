@@ -2,7 +2,7 @@
 GO ?= go
 ADDR ?= :8080
 
-.PHONY: run test generate check-generated lint bench build conformance fuzz schema-tools schema-lint schema-diff schema-snapshot fhir-tools
+.PHONY: audit-verify run test generate check-generated lint bench build conformance fuzz schema-tools schema-lint schema-diff schema-snapshot fhir-tools
 
 ## run: build and start the gateway on the embedded store with demo data; prints dev tokens
 run:
@@ -73,6 +73,10 @@ schema-diff: schema-tools
 ## schema-snapshot: accept the current schema as the new contract baseline (on purpose: commit it with the change)
 schema-snapshot:
 	cat schema.graphqls graph/schema/*.graphqls > schema/snapshot.graphqls
+
+## audit-verify: recompute the audit hash chains (ARGS: -uri/-db and -from/-to YYYY-MM-DD, or -file export.ndjson offline)
+audit-verify:
+	$(GO) run ./cmd/audit-verify $(ARGS)
 
 ## bench: Go benchmarks (hot paths, -benchmem) and the load run (gateway vs hand-written baseline) on the embedded store
 bench:

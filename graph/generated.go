@@ -33,6 +33,8 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	AccessLogConnection() AccessLogConnectionResolver
+	AccessLogEntry() AccessLogEntryResolver
 	AuditEvent() AuditEventResolver
 	AuditEventConnection() AuditEventConnectionResolver
 	Case() CaseResolver
@@ -61,6 +63,30 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	AccessLogConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	AccessLogEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	AccessLogEntry struct {
+		Actor          func(childComplexity int) int
+		At             func(childComplexity int) int
+		CaseReference  func(childComplexity int) int
+		Count          func(childComplexity int) int
+		DataCategories func(childComplexity int) int
+		Day            func(childComplexity int) int
+		FirstAt        func(childComplexity int) int
+		Organization   func(childComplexity int) int
+		Purpose        func(childComplexity int) int
+		Role           func(childComplexity int) int
+	}
+
 	AddMedicalRecordPayload struct {
 		Case   func(childComplexity int) int
 		Record func(childComplexity int) int
@@ -83,6 +109,13 @@ type ComplexityRoot struct {
 
 	AssignSpecialistPayload struct {
 		Case func(childComplexity int) int
+	}
+
+	AuditChainBreak struct {
+		Chain    func(childComplexity int) int
+		EventID  func(childComplexity int) int
+		Position func(childComplexity int) int
+		Reason   func(childComplexity int) int
 	}
 
 	AuditEvent struct {
@@ -108,6 +141,13 @@ type ComplexityRoot struct {
 	AuditEventEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	AuditIntegrity struct {
+		Breaks func(childComplexity int) int
+		Chains func(childComplexity int) int
+		Events func(childComplexity int) int
+		Ok     func(childComplexity int) int
 	}
 
 	CancelCasePayload struct {
@@ -378,8 +418,10 @@ type ComplexityRoot struct {
 
 	Query struct {
 		AuditEvents          func(childComplexity int, first *int, after *string, filter *model.AuditEventFilter) int
+		AuditIntegrity       func(childComplexity int, from time.Time, to time.Time) int
 		Case                 func(childComplexity int, id string) int
 		Cases                func(childComplexity int, first *int, after *string, filter *model.CaseFilter) int
+		MyAccessLog          func(childComplexity int, first *int, after *string, filter *model.AccessLogFilter) int
 		Node                 func(childComplexity int, id string) int
 		Opinion              func(childComplexity int, id string) int
 		Opinions             func(childComplexity int, first *int, after *string, filter *model.OpinionFilter) int
@@ -530,6 +572,20 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type AccessLogConnectionResolver interface {
+	TotalCount(ctx context.Context, obj *model.AccessLogConnection) (int, error)
+}
+type AccessLogEntryResolver interface {
+	At(ctx context.Context, obj *domain.AccessLogEntry) (*time.Time, error)
+
+	Day(ctx context.Context, obj *domain.AccessLogEntry) (*time.Time, error)
+
+	Organization(ctx context.Context, obj *domain.AccessLogEntry) (*domain.Organization, error)
+	Role(ctx context.Context, obj *domain.AccessLogEntry) (model.Role, error)
+	DataCategories(ctx context.Context, obj *domain.AccessLogEntry) ([]domain.DataCategory, error)
+
+	CaseReference(ctx context.Context, obj *domain.AccessLogEntry) (*string, error)
+}
 type AuditEventResolver interface {
 	ID(ctx context.Context, obj *domain.AuditEvent) (string, error)
 
@@ -624,6 +680,8 @@ type QueryResolver interface {
 	SpecialistMatches(ctx context.Context, caseID string, first *int) ([]model.SpecialistMatch, error)
 	AuditEvents(ctx context.Context, first *int, after *string, filter *model.AuditEventFilter) (*model.AuditEventConnection, error)
 	WebhookSubscriptions(ctx context.Context, first *int, after *string) (*model.WebhookSubscriptionConnection, error)
+	MyAccessLog(ctx context.Context, first *int, after *string, filter *model.AccessLogFilter) (*model.AccessLogConnection, error)
+	AuditIntegrity(ctx context.Context, from time.Time, to time.Time) (*model.AuditIntegrity, error)
 	OutcomeStatistics(ctx context.Context, filter model.OutcomeStatisticsFilter) (*workflow.Statistics, error)
 	Organizations(ctx context.Context, first *int, after *string, filter *model.OrganizationFilter) (*model.OrganizationConnection, error)
 	Organization(ctx context.Context, id string) (*domain.Organization, error)
@@ -671,6 +729,99 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "AccessLogConnection.edges":
+		if e.ComplexityRoot.AccessLogConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogConnection.Edges(childComplexity), true
+	case "AccessLogConnection.pageInfo":
+		if e.ComplexityRoot.AccessLogConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogConnection.PageInfo(childComplexity), true
+	case "AccessLogConnection.totalCount":
+		if e.ComplexityRoot.AccessLogConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogConnection.TotalCount(childComplexity), true
+
+	case "AccessLogEdge.cursor":
+		if e.ComplexityRoot.AccessLogEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogEdge.Cursor(childComplexity), true
+	case "AccessLogEdge.node":
+		if e.ComplexityRoot.AccessLogEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogEdge.Node(childComplexity), true
+
+	case "AccessLogEntry.actor":
+		if e.ComplexityRoot.AccessLogEntry.Actor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogEntry.Actor(childComplexity), true
+	case "AccessLogEntry.at":
+		if e.ComplexityRoot.AccessLogEntry.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogEntry.At(childComplexity), true
+	case "AccessLogEntry.caseReference":
+		if e.ComplexityRoot.AccessLogEntry.CaseReference == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogEntry.CaseReference(childComplexity), true
+	case "AccessLogEntry.count":
+		if e.ComplexityRoot.AccessLogEntry.Count == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogEntry.Count(childComplexity), true
+	case "AccessLogEntry.dataCategories":
+		if e.ComplexityRoot.AccessLogEntry.DataCategories == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogEntry.DataCategories(childComplexity), true
+	case "AccessLogEntry.day":
+		if e.ComplexityRoot.AccessLogEntry.Day == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogEntry.Day(childComplexity), true
+	case "AccessLogEntry.firstAt":
+		if e.ComplexityRoot.AccessLogEntry.FirstAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogEntry.FirstAt(childComplexity), true
+	case "AccessLogEntry.organization":
+		if e.ComplexityRoot.AccessLogEntry.Organization == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogEntry.Organization(childComplexity), true
+	case "AccessLogEntry.purpose":
+		if e.ComplexityRoot.AccessLogEntry.Purpose == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogEntry.Purpose(childComplexity), true
+	case "AccessLogEntry.role":
+		if e.ComplexityRoot.AccessLogEntry.Role == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AccessLogEntry.Role(childComplexity), true
 
 	case "AddMedicalRecordPayload.case":
 		if e.ComplexityRoot.AddMedicalRecordPayload.Case == nil {
@@ -730,6 +881,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AssignSpecialistPayload.Case(childComplexity), true
+
+	case "AuditChainBreak.chain":
+		if e.ComplexityRoot.AuditChainBreak.Chain == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditChainBreak.Chain(childComplexity), true
+	case "AuditChainBreak.eventId":
+		if e.ComplexityRoot.AuditChainBreak.EventID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditChainBreak.EventID(childComplexity), true
+	case "AuditChainBreak.position":
+		if e.ComplexityRoot.AuditChainBreak.Position == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditChainBreak.Position(childComplexity), true
+	case "AuditChainBreak.reason":
+		if e.ComplexityRoot.AuditChainBreak.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditChainBreak.Reason(childComplexity), true
 
 	case "AuditEvent.at":
 		if e.ComplexityRoot.AuditEvent.At == nil {
@@ -829,6 +1005,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AuditEventEdge.Node(childComplexity), true
+
+	case "AuditIntegrity.breaks":
+		if e.ComplexityRoot.AuditIntegrity.Breaks == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditIntegrity.Breaks(childComplexity), true
+	case "AuditIntegrity.chains":
+		if e.ComplexityRoot.AuditIntegrity.Chains == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditIntegrity.Chains(childComplexity), true
+	case "AuditIntegrity.events":
+		if e.ComplexityRoot.AuditIntegrity.Events == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditIntegrity.Events(childComplexity), true
+	case "AuditIntegrity.ok":
+		if e.ComplexityRoot.AuditIntegrity.Ok == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditIntegrity.Ok(childComplexity), true
 
 	case "CancelCasePayload.case":
 		if e.ComplexityRoot.CancelCasePayload.Case == nil {
@@ -2015,6 +2216,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.AuditEvents(childComplexity, args["first"].(*int), args["after"].(*string), args["filter"].(*model.AuditEventFilter)), true
+	case "Query.auditIntegrity":
+		if e.ComplexityRoot.Query.AuditIntegrity == nil {
+			break
+		}
+
+		args, err := ec.field_Query_auditIntegrity_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.AuditIntegrity(childComplexity, args["from"].(time.Time), args["to"].(time.Time)), true
 	case "Query.case":
 		if e.ComplexityRoot.Query.Case == nil {
 			break
@@ -2038,6 +2250,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.Cases(childComplexity, args["first"].(*int), args["after"].(*string), args["filter"].(*model.CaseFilter)), true
 
+	case "Query.myAccessLog":
+		if e.ComplexityRoot.Query.MyAccessLog == nil {
+			break
+		}
+
+		args, err := ec.field_Query_myAccessLog_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.MyAccessLog(childComplexity, args["first"].(*int), args["after"].(*string), args["filter"].(*model.AccessLogFilter)), true
 	case "Query.node":
 		if e.ComplexityRoot.Query.Node == nil {
 			break
@@ -2602,6 +2825,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("AccessLogFilter", ec.unmarshalInputAccessLogFilter),
 			graphql.NewInputUnmarshaler("AddMedicalRecordInput", ec.unmarshalInputAddMedicalRecordInput),
 			graphql.NewInputUnmarshaler("AnswerFollowUpInput", ec.unmarshalInputAnswerFollowUpInput),
 			graphql.NewInputUnmarshaler("AnswerInput", ec.unmarshalInputAnswerInput),
@@ -2727,7 +2951,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "schema/after.graphqls" "schema/orgs.graphqls"
+//go:embed "schema/access.graphqls" "schema/after.graphqls" "schema/orgs.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -2793,6 +3017,8 @@ enum FieldGroup {
   CASE_OUTCOME
   "Aggregate outcome statistics, no row-level data: insurers (own policies) and coordinators."
   STATISTICS
+  "A member's own access log: the member."
+  ACCESSLOG
 }
 
 """
@@ -3907,6 +4133,7 @@ type RedeliverWebhookPayload {
   delivery: WebhookDelivery!
 }
 `, BuiltIn: false},
+	{Name: "schema/access.graphqls", Input: sourceData("schema/access.graphqls"), BuiltIn: false},
 	{Name: "schema/after.graphqls", Input: sourceData("schema/after.graphqls"), BuiltIn: false},
 	{Name: "schema/orgs.graphqls", Input: sourceData("schema/orgs.graphqls"), BuiltIn: false},
 }
@@ -3915,6 +4142,54 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // childFields_* functions provide shared child field context lookups.
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
+
+func (ec *executionContext) childFields_AccessLogConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_AccessLogConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_AccessLogConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_AccessLogConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AccessLogConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_AccessLogEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_AccessLogEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_AccessLogEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AccessLogEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_AccessLogEntry(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "at":
+		return ec.fieldContext_AccessLogEntry_at(ctx, field)
+	case "firstAt":
+		return ec.fieldContext_AccessLogEntry_firstAt(ctx, field)
+	case "day":
+		return ec.fieldContext_AccessLogEntry_day(ctx, field)
+	case "count":
+		return ec.fieldContext_AccessLogEntry_count(ctx, field)
+	case "organization":
+		return ec.fieldContext_AccessLogEntry_organization(ctx, field)
+	case "role":
+		return ec.fieldContext_AccessLogEntry_role(ctx, field)
+	case "dataCategories":
+		return ec.fieldContext_AccessLogEntry_dataCategories(ctx, field)
+	case "purpose":
+		return ec.fieldContext_AccessLogEntry_purpose(ctx, field)
+	case "actor":
+		return ec.fieldContext_AccessLogEntry_actor(ctx, field)
+	case "caseReference":
+		return ec.fieldContext_AccessLogEntry_caseReference(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AccessLogEntry", field.Name)
+}
 
 func (ec *executionContext) childFields_AddMedicalRecordPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
@@ -3962,6 +4237,20 @@ func (ec *executionContext) childFields_AssignSpecialistPayload(ctx context.Cont
 		return ec.fieldContext_AssignSpecialistPayload_case(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AssignSpecialistPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_AuditChainBreak(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "chain":
+		return ec.fieldContext_AuditChainBreak_chain(ctx, field)
+	case "position":
+		return ec.fieldContext_AuditChainBreak_position(ctx, field)
+	case "eventId":
+		return ec.fieldContext_AuditChainBreak_eventId(ctx, field)
+	case "reason":
+		return ec.fieldContext_AuditChainBreak_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AuditChainBreak", field.Name)
 }
 
 func (ec *executionContext) childFields_AuditEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4012,6 +4301,20 @@ func (ec *executionContext) childFields_AuditEventEdge(ctx context.Context, fiel
 		return ec.fieldContext_AuditEventEdge_node(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AuditEventEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_AuditIntegrity(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "ok":
+		return ec.fieldContext_AuditIntegrity_ok(ctx, field)
+	case "chains":
+		return ec.fieldContext_AuditIntegrity_chains(ctx, field)
+	case "events":
+		return ec.fieldContext_AuditIntegrity_events(ctx, field)
+	case "breaks":
+		return ec.fieldContext_AuditIntegrity_breaks(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AuditIntegrity", field.Name)
 }
 
 func (ec *executionContext) childFields_CancelCasePayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5204,6 +5507,28 @@ func (ec *executionContext) field_Query_auditEvents_args(ctx context.Context, ra
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_auditIntegrity_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNDateTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNDateTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_case_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5240,6 +5565,36 @@ func (ec *executionContext) field_Query_cases_args(ctx context.Context, rawArgs 
 	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "filter",
 		func(ctx context.Context, v any) (*model.CaseFilter, error) {
 			return ec.unmarshalOCaseFilter2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseFilter(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["filter"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_myAccessLog_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "filter",
+		func(ctx context.Context, v any) (*model.AccessLogFilter, error) {
+			return ec.unmarshalOAccessLogFilter2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAccessLogFilter(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -5606,6 +5961,387 @@ func (ec *executionContext) field___Type_inputFields_args(ctx context.Context, r
 
 // region    **************************** field.gotpl *****************************
 
+func (ec *executionContext) _AccessLogConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.AccessLogConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.AccessLogEdge) graphql.Marshaler {
+			return ec.marshalNAccessLogEdge2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAccessLogEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AccessLogConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AccessLogEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AccessLogConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.AccessLogConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AccessLogConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AccessLogConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.AccessLogConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AccessLogConnection().TotalCount(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccessLogConnection", field, true, true, "Int")
+}
+
+func (ec *executionContext) _AccessLogEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.AccessLogEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccessLogEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _AccessLogEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.AccessLogEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.AccessLogEntry) graphql.Marshaler {
+			return ec.marshalNAccessLogEntry2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐAccessLogEntry(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AccessLogEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AccessLogEntry(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AccessLogEntry_at(ctx context.Context, field graphql.CollectedField, obj *domain.AccessLogEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogEntry_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AccessLogEntry().At(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogEntry_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccessLogEntry", field, true, true, "DateTime")
+}
+
+func (ec *executionContext) _AccessLogEntry_firstAt(ctx context.Context, field graphql.CollectedField, obj *domain.AccessLogEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogEntry_firstAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FirstAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogEntry_firstAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccessLogEntry", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _AccessLogEntry_day(ctx context.Context, field graphql.CollectedField, obj *domain.AccessLogEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogEntry_day(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AccessLogEntry().Day(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalNDate2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogEntry_day(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccessLogEntry", field, true, true, "Date")
+}
+
+func (ec *executionContext) _AccessLogEntry_count(ctx context.Context, field graphql.CollectedField, obj *domain.AccessLogEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogEntry_count(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Count, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogEntry_count(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccessLogEntry", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AccessLogEntry_organization(ctx context.Context, field graphql.CollectedField, obj *domain.AccessLogEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogEntry_organization(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AccessLogEntry().Organization(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Organization) graphql.Marshaler {
+			return ec.marshalNOrganization2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐOrganization(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogEntry_organization(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AccessLogEntry",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Organization(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AccessLogEntry_role(ctx context.Context, field graphql.CollectedField, obj *domain.AccessLogEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogEntry_role(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AccessLogEntry().Role(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v model.Role) graphql.Marshaler {
+			return ec.marshalNRole2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRole(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogEntry_role(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccessLogEntry", field, true, true, "Role")
+}
+
+func (ec *executionContext) _AccessLogEntry_dataCategories(ctx context.Context, field graphql.CollectedField, obj *domain.AccessLogEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogEntry_dataCategories(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AccessLogEntry().DataCategories(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []domain.DataCategory) graphql.Marshaler {
+			return ec.marshalNDataCategory2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDataCategoryᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogEntry_dataCategories(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccessLogEntry", field, true, true, "DataCategory")
+}
+
+func (ec *executionContext) _AccessLogEntry_purpose(ctx context.Context, field graphql.CollectedField, obj *domain.AccessLogEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogEntry_purpose(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Purpose(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.AccessPurpose) graphql.Marshaler {
+			return ec.marshalNAccessPurpose2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐAccessPurpose(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogEntry_purpose(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccessLogEntry", field, true, false, "AccessPurpose")
+}
+
+func (ec *executionContext) _AccessLogEntry_actor(ctx context.Context, field graphql.CollectedField, obj *domain.AccessLogEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogEntry_actor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.Actor) graphql.Marshaler {
+			return ec.marshalNAccessActor2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐActor(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogEntry_actor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccessLogEntry", field, false, false, "AccessActor")
+}
+
+func (ec *executionContext) _AccessLogEntry_caseReference(ctx context.Context, field graphql.CollectedField, obj *domain.AccessLogEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AccessLogEntry_caseReference(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AccessLogEntry().CaseReference(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AccessLogEntry_caseReference(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AccessLogEntry", field, true, true, "String")
+}
+
 func (ec *executionContext) _AddMedicalRecordPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.AddMedicalRecordPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5874,6 +6610,98 @@ func (ec *executionContext) fieldContext_AssignSpecialistPayload_case(_ context.
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _AuditChainBreak_chain(ctx context.Context, field graphql.CollectedField, obj *model.AuditChainBreak) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditChainBreak_chain(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Chain, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditChainBreak_chain(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditChainBreak", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditChainBreak_position(ctx context.Context, field graphql.CollectedField, obj *model.AuditChainBreak) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditChainBreak_position(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Position, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditChainBreak_position(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditChainBreak", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditChainBreak_eventId(ctx context.Context, field graphql.CollectedField, obj *model.AuditChainBreak) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditChainBreak_eventId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EventID, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AuditChainBreak_eventId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditChainBreak", field, false, false, "String")
+}
+
+func (ec *executionContext) _AuditChainBreak_reason(ctx context.Context, field graphql.CollectedField, obj *model.AuditChainBreak) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditChainBreak_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditChainBreak_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditChainBreak", field, false, false, "String")
 }
 
 func (ec *executionContext) _AuditEvent_id(ctx context.Context, field graphql.CollectedField, obj *domain.AuditEvent) (ret graphql.Marshaler) {
@@ -6266,6 +7094,107 @@ func (ec *executionContext) fieldContext_AuditEventEdge_node(_ context.Context, 
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_AuditEvent(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AuditIntegrity_ok(ctx context.Context, field graphql.CollectedField, obj *model.AuditIntegrity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditIntegrity_ok(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Ok, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditIntegrity_ok(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditIntegrity", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _AuditIntegrity_chains(ctx context.Context, field graphql.CollectedField, obj *model.AuditIntegrity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditIntegrity_chains(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Chains, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditIntegrity_chains(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditIntegrity", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditIntegrity_events(ctx context.Context, field graphql.CollectedField, obj *model.AuditIntegrity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditIntegrity_events(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Events, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditIntegrity_events(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditIntegrity", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditIntegrity_breaks(ctx context.Context, field graphql.CollectedField, obj *model.AuditIntegrity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditIntegrity_breaks(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Breaks, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.AuditChainBreak) graphql.Marshaler {
+			return ec.marshalNAuditChainBreak2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAuditChainBreakᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditIntegrity_breaks(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AuditIntegrity",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuditChainBreak(ctx, field)
 		},
 	}
 	return fc, nil
@@ -11593,6 +12522,94 @@ func (ec *executionContext) fieldContext_Query_webhookSubscriptions(ctx context.
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_myAccessLog(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_myAccessLog(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().MyAccessLog(ctx, fc.Args["first"].(*int), fc.Args["after"].(*string), fc.Args["filter"].(*model.AccessLogFilter))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AccessLogConnection) graphql.Marshaler {
+			return ec.marshalNAccessLogConnection2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAccessLogConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_myAccessLog(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AccessLogConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_myAccessLog_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_auditIntegrity(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_auditIntegrity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().AuditIntegrity(ctx, fc.Args["from"].(time.Time), fc.Args["to"].(time.Time))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AuditIntegrity) graphql.Marshaler {
+			return ec.marshalNAuditIntegrity2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAuditIntegrity(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_auditIntegrity(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AuditIntegrity(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_auditIntegrity_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_outcomeStatistics(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -14541,6 +15558,62 @@ func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field
 
 // region    **************************** input.gotpl *****************************
 
+func (ec *executionContext) unmarshalInputAccessLogFilter(ctx context.Context, obj any) (model.AccessLogFilter, error) {
+	var it model.AccessLogFilter
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"from", "to", "organizationKind"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "from":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("from"))
+			data, err := ec.unmarshalODateTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.From = data
+		case "to":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("to"))
+			data, err := ec.unmarshalODateTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.To = data
+		case "organizationKind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("organizationKind"))
+			data, err := ec.unmarshalOOrganizationKind2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐOrgKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OrganizationKind = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAccessLogFilter unmarshals raw into the AccessLogFilter input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAccessLogFilter(ctx context.Context, raw any) (model.AccessLogFilter, error) {
+	var out model.AccessLogFilter
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AccessLogFilter", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputAddMedicalRecordInput(ctx context.Context, obj any) (model.AddMedicalRecordInput, error) {
 	var it model.AddMedicalRecordInput
 	if obj == nil {
@@ -16595,6 +17668,172 @@ func (ec *executionContext) _Node(ctx context.Context, sel ast.SelectionSet, obj
 
 // region    **************************** object.gotpl ****************************
 
+var accessLogConnectionImplementors = []string{"AccessLogConnection"}
+
+func (ec *executionContext) _AccessLogConnection(ctx context.Context, sel ast.SelectionSet, obj *model.AccessLogConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, accessLogConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AccessLogConnection")
+		case "edges":
+			out.Values[i] = ec._AccessLogConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "pageInfo":
+			out.Values[i] = ec._AccessLogConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "totalCount":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AccessLogConnection_totalCount(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var accessLogEdgeImplementors = []string{"AccessLogEdge"}
+
+func (ec *executionContext) _AccessLogEdge(ctx context.Context, sel ast.SelectionSet, obj *model.AccessLogEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, accessLogEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AccessLogEdge")
+		case "cursor":
+			out.Values[i] = ec._AccessLogEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._AccessLogEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var accessLogEntryImplementors = []string{"AccessLogEntry"}
+
+func (ec *executionContext) _AccessLogEntry(ctx context.Context, sel ast.SelectionSet, obj *domain.AccessLogEntry) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, accessLogEntryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AccessLogEntry")
+		case "at":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AccessLogEntry_at(ctx, field, obj)
+				})
+		case "firstAt":
+			out.Values[i] = ec._AccessLogEntry_firstAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "day":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AccessLogEntry_day(ctx, field, obj)
+				})
+		case "count":
+			out.Values[i] = ec._AccessLogEntry_count(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "organization":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AccessLogEntry_organization(ctx, field, obj)
+				})
+		case "role":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AccessLogEntry_role(ctx, field, obj)
+				})
+		case "dataCategories":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AccessLogEntry_dataCategories(ctx, field, obj)
+				})
+		case "purpose":
+			out.Values[i] = ec._AccessLogEntry_purpose(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "actor":
+			out.Values[i] = ec._AccessLogEntry_actor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "caseReference":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AccessLogEntry_caseReference(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var addMedicalRecordPayloadImplementors = []string{"AddMedicalRecordPayload"}
 
 func (ec *executionContext) _AddMedicalRecordPayload(ctx context.Context, sel ast.SelectionSet, obj *model.AddMedicalRecordPayload) graphql.Marshaler {
@@ -16780,6 +18019,54 @@ func (ec *executionContext) _AssignSpecialistPayload(ctx context.Context, sel as
 	return out
 }
 
+var auditChainBreakImplementors = []string{"AuditChainBreak"}
+
+func (ec *executionContext) _AuditChainBreak(ctx context.Context, sel ast.SelectionSet, obj *model.AuditChainBreak) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, auditChainBreakImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AuditChainBreak")
+		case "chain":
+			out.Values[i] = ec._AuditChainBreak_chain(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "position":
+			out.Values[i] = ec._AuditChainBreak_position(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "eventId":
+			out.Values[i] = ec._AuditChainBreak_eventId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._AuditChainBreak_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var auditEventImplementors = []string{"AuditEvent", "Node"}
 
 func (ec *executionContext) _AuditEvent(ctx context.Context, sel ast.SelectionSet, obj *domain.AuditEvent) graphql.Marshaler {
@@ -16927,6 +18214,54 @@ func (ec *executionContext) _AuditEventEdge(ctx context.Context, sel ast.Selecti
 			}
 		case "node":
 			out.Values[i] = ec._AuditEventEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var auditIntegrityImplementors = []string{"AuditIntegrity"}
+
+func (ec *executionContext) _AuditIntegrity(ctx context.Context, sel ast.SelectionSet, obj *model.AuditIntegrity) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, auditIntegrityImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AuditIntegrity")
+		case "ok":
+			out.Values[i] = ec._AuditIntegrity_ok(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "chains":
+			out.Values[i] = ec._AuditIntegrity_chains(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "events":
+			out.Values[i] = ec._AuditIntegrity_events(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "breaks":
+			out.Values[i] = ec._AuditIntegrity_breaks(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -18848,6 +20183,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_webhookSubscriptions(ctx, field)
 				})
+		case "myAccessLog":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_myAccessLog(ctx, field)
+				})
+		case "auditIntegrity":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_auditIntegrity(ctx, field)
+				})
 		case "outcomeStatistics":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -20191,6 +21538,72 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 
 // region    ***************************** type.gotpl *****************************
 
+func (ec *executionContext) unmarshalNAccessActor2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐActor(ctx context.Context, v any) (domain.Actor, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := domain.Actor(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAccessActor2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐActor(ctx context.Context, sel ast.SelectionSet, v domain.Actor) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "AccessActor!")
+	}
+	return res
+}
+
+func (ec *executionContext) marshalNAccessLogConnection2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAccessLogConnection(ctx context.Context, sel ast.SelectionSet, v *model.AccessLogConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AccessLogConnection!")
+		return graphql.Null
+	}
+	return ec._AccessLogConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAccessLogEdge2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAccessLogEdge(ctx context.Context, sel ast.SelectionSet, v model.AccessLogEdge) graphql.Marshaler {
+	return ec._AccessLogEdge(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNAccessLogEdge2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAccessLogEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []model.AccessLogEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAccessLogEdge2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAccessLogEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAccessLogEntry2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐAccessLogEntry(ctx context.Context, sel ast.SelectionSet, v *domain.AccessLogEntry) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AccessLogEntry!")
+		return graphql.Null
+	}
+	return ec._AccessLogEntry(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAccessPurpose2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐAccessPurpose(ctx context.Context, v any) (domain.AccessPurpose, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := domain.AccessPurpose(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNAccessPurpose2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐAccessPurpose(ctx context.Context, sel ast.SelectionSet, v domain.AccessPurpose) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "AccessPurpose!")
+	}
+	return res
+}
+
 func (ec *executionContext) unmarshalNAddMedicalRecordInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAddMedicalRecordInput(ctx context.Context, v any) (model.AddMedicalRecordInput, error) {
 	res, err := ec.unmarshalInputAddMedicalRecordInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -20252,6 +21665,26 @@ func (ec *executionContext) marshalNAssignSpecialistPayload2ᚖgithubᚗcomᚋse
 	return ec._AssignSpecialistPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNAuditChainBreak2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAuditChainBreak(ctx context.Context, sel ast.SelectionSet, v model.AuditChainBreak) graphql.Marshaler {
+	return ec._AuditChainBreak(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNAuditChainBreak2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAuditChainBreakᚄ(ctx context.Context, sel ast.SelectionSet, v []model.AuditChainBreak) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAuditChainBreak2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAuditChainBreak(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) marshalNAuditEvent2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐAuditEvent(ctx context.Context, sel ast.SelectionSet, v *domain.AuditEvent) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "AuditEvent!")
@@ -20286,6 +21719,14 @@ func (ec *executionContext) marshalNAuditEventEdge2ᚕgithubᚗcomᚋsecondopini
 	}
 
 	return ret
+}
+
+func (ec *executionContext) marshalNAuditIntegrity2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAuditIntegrity(ctx context.Context, sel ast.SelectionSet, v *model.AuditIntegrity) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AuditIntegrity!")
+		return graphql.Null
+	}
+	return ec._AuditIntegrity(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNBoolean2bool(ctx context.Context, v any) (bool, error) {
@@ -20485,6 +21926,51 @@ func (ec *executionContext) marshalNCreateWebhookSubscriptionPayload2ᚖgithub�
 	return ec._CreateWebhookSubscriptionPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNDataCategory2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDataCategory(ctx context.Context, v any) (domain.DataCategory, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := domain.DataCategory(tmp)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDataCategory2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDataCategory(ctx context.Context, sel ast.SelectionSet, v domain.DataCategory) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(string(v))
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "DataCategory!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNDataCategory2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDataCategoryᚄ(ctx context.Context, v any) ([]domain.DataCategory, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]domain.DataCategory, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNDataCategory2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDataCategory(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNDataCategory2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDataCategoryᚄ(ctx context.Context, sel ast.SelectionSet, v []domain.DataCategory) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDataCategory2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDataCategory(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalNDate2timeᚐTime(ctx context.Context, v any) (time.Time, error) {
 	res, err := scalar.UnmarshalDate(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -20499,6 +21985,24 @@ func (ec *executionContext) marshalNDate2timeᚐTime(ctx context.Context, sel as
 	return res
 }
 
+func (ec *executionContext) unmarshalNDate2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
+	res, err := scalar.UnmarshalDate(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDate2ᚖtimeᚐTime(ctx context.Context, sel ast.SelectionSet, v *time.Time) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Date!")
+		return graphql.Null
+	}
+	_ = sel
+	res := scalar.MarshalDate(*v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Date!")
+	}
+	return res
+}
+
 func (ec *executionContext) unmarshalNDateTime2timeᚐTime(ctx context.Context, v any) (time.Time, error) {
 	res, err := graphql.UnmarshalTime(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -20507,6 +22011,24 @@ func (ec *executionContext) unmarshalNDateTime2timeᚐTime(ctx context.Context, 
 func (ec *executionContext) marshalNDateTime2timeᚐTime(ctx context.Context, sel ast.SelectionSet, v time.Time) graphql.Marshaler {
 	_ = sel
 	res := graphql.MarshalTime(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "DateTime!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNDateTime2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
+	res, err := graphql.UnmarshalTime(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDateTime2ᚖtimeᚐTime(ctx context.Context, sel ast.SelectionSet, v *time.Time) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DateTime!")
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalTime(*v)
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "DateTime!")
 	}
@@ -21403,6 +22925,14 @@ func (ec *executionContext) marshalN__TypeKind2string(ctx context.Context, sel a
 		graphql.AddInvalidNullFromMarshaler(ctx, "__TypeKind!")
 	}
 	return res
+}
+
+func (ec *executionContext) unmarshalOAccessLogFilter2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐAccessLogFilter(ctx context.Context, v any) (*model.AccessLogFilter, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := ec.unmarshalInputAccessLogFilter(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalOAnswer2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐAnswerᚄ(ctx context.Context, sel ast.SelectionSet, v []domain.Answer) graphql.Marshaler {

@@ -113,8 +113,17 @@ func recordField(ctx context.Context, fc *graphql.FieldContext, group domain.Gro
 		return
 	}
 	entry := audit.Entry{ResourceType: fc.Object, ResourceID: id, Group: group, Outcome: outcome}
-	if o, ok := fc.Parent.Result.(*domain.Opinion); ok {
-		entry.CaseID = o.CaseID
+	// Whose data it is, for the member's access log: the member key, never
+	// the pseudonym a partner sees as the patient's id.
+	switch v := fc.Parent.Result.(type) {
+	case *domain.Opinion:
+		entry.CaseID, entry.PatientID = v.CaseID, v.PatientID
+	case *domain.Case:
+		entry.PatientID = v.PatientID
+	case *domain.Patient:
+		entry.PatientID = v.MemberKey
+	case domain.Patient:
+		entry.PatientID = v.MemberKey
 	}
 	audit.Record(ctx, entry)
 }

@@ -120,3 +120,16 @@ type OrganizationEdge struct {
 	Cursor string
 	Node   *domain.Organization
 }
+
+// AccessLogConnection is a page of a member's access log.
+type AccessLogConnection struct {
+	Edges    []AccessLogEdge
+	PageInfo PageInfo
+	Count    Counter
+}
+
+// AccessLogEdge is one access-log entry of a page.
+type AccessLogEdge struct {
+	Cursor string
+	Node   *domain.AccessLogEntry
+}

@@ -19,6 +19,16 @@ type Node interface {
 	GetID() string
 }
 
+// Narrows the access log.
+type AccessLogFilter struct {
+	// Only entries with a read at or after this time.
+	From *time.Time `json:"from,omitempty"`
+	// Only entries with a read at or before this time.
+	To *time.Time `json:"to,omitempty"`
+	// Only reads by organisations of this kind.
+	OrganizationKind *domain.OrgKind `json:"organizationKind,omitempty"`
+}
+
 // Input of `addMedicalRecord`.
 type AddMedicalRecordInput struct {
 	// The case's global id.
@@ -95,12 +105,36 @@ type AssignSpecialistPayload struct {
 	Case *domain.Case `json:"case,omitempty"`
 }
 
+// One chain's first broken or missing link.
+type AuditChainBreak struct {
+	// The chain: `<instance>/<UTC day>/<segment>`; empty for an event that names no chain.
+	Chain string `json:"chain"`
+	// The position (from 1) of the first broken or missing link.
+	Position int `json:"position"`
+	// The event at that position, when there is one.
+	EventID *string `json:"eventId,omitempty"`
+	// MISSING, EDITED, BROKEN_LINK, INSERTED, BEYOND_HEAD, HEAD or UNCHAINED.
+	Reason string `json:"reason"`
+}
+
 // Filters for `auditEvents`.
 type AuditEventFilter struct {
 	// Only events about this case.
 	CaseID *string `json:"caseId,omitempty"`
 	// Only events caused by this subject.
 	Subject *string `json:"subject,omitempty"`
+}
+
+// The audit hash chains of a period, recomputed.
+type AuditIntegrity struct {
+	// Whether every chain verified.
+	Ok bool `json:"ok"`
+	// How many chains were checked.
+	Chains int `json:"chains"`
+	// How many events were checked.
+	Events int `json:"events"`
+	// Per broken chain, its first broken or missing link.
+	Breaks []AuditChainBreak `json:"breaks"`
 }
 
 // Input of `cancelCase`.
@@ -597,6 +631,8 @@ const (
 	FieldGroupCaseOutcome FieldGroup = "CASE_OUTCOME"
 	// Aggregate outcome statistics, no row-level data: insurers (own policies) and coordinators.
 	FieldGroupStatistics FieldGroup = "STATISTICS"
+	// A member's own access log: the member.
+	FieldGroupAccesslog FieldGroup = "ACCESSLOG"
 )
 
 var AllFieldGroup = []FieldGroup{
@@ -615,11 +651,12 @@ var AllFieldGroup = []FieldGroup{
 	FieldGroupOrganizationAdmin,
 	FieldGroupCaseOutcome,
 	FieldGroupStatistics,
+	FieldGroupAccesslog,
 }
 
 func (e FieldGroup) IsValid() bool {
 	switch e {
-	case FieldGroupPublic, FieldGroupPolicy, FieldGroupPatientDemographic, FieldGroupPatientIdentity, FieldGroupCaseAdmin, FieldGroupCaseClinical, FieldGroupOpinionMeta, FieldGroupOpinionContent, FieldGroupSpecialistPublic, FieldGroupSpecialistInternal, FieldGroupAudit, FieldGroupWebhook, FieldGroupOrganizationAdmin, FieldGroupCaseOutcome, FieldGroupStatistics:
+	case FieldGroupPublic, FieldGroupPolicy, FieldGroupPatientDemographic, FieldGroupPatientIdentity, FieldGroupCaseAdmin, FieldGroupCaseClinical, FieldGroupOpinionMeta, FieldGroupOpinionContent, FieldGroupSpecialistPublic, FieldGroupSpecialistInternal, FieldGroupAudit, FieldGroupWebhook, FieldGroupOrganizationAdmin, FieldGroupCaseOutcome, FieldGroupStatistics, FieldGroupAccesslog:
 		return true
 	}
 	return false

@@ -80,6 +80,9 @@ type Entry struct {
 	Group        domain.Group
 	Outcome      string
 	CaseID       string
+	// PatientID is the member key of the patient whose data this is, where
+	// the object read tells it.
+	PatientID string
 }
 
 // Record notes one access; repeats within the operation are kept once.
@@ -102,6 +105,7 @@ func (r *Recorder) Record(e Entry) {
 		At: r.now().UTC(), Subject: r.principal.Subject, Role: r.principal.Role, Org: r.principal.Org,
 		Operation: r.operation, ResourceType: e.ResourceType, ResourceID: e.ResourceID,
 		FieldGroup: string(e.Group), RequestID: r.requestID, Outcome: e.Outcome, CaseID: caseID,
+		PatientID: e.PatientID, ClientID: r.principal.ClientID,
 	})
 }
 

@@ -37,6 +37,10 @@ type Batcher struct {
 	max     int
 	maxWait time.Duration
 
+	// chain links each batch into this instance's hash chain; only the
+	// drain goroutine (one at a time) touches it.
+	chain *Chainer
+
 	mu      sync.Mutex
 	queue   []*waiter
 	running bool
@@ -58,7 +62,7 @@ func NewBatcher(sink Sink, maxEvents int, maxWait time.Duration) *Batcher {
 	if maxWait <= 0 {
 		maxWait = DefaultBatchWait
 	}
-	return &Batcher{sink: sink, max: maxEvents, maxWait: maxWait}
+	return &Batcher{sink: sink, max: maxEvents, maxWait: maxWait, chain: NewChainer(nil)}
 }
 
 // AppendAudit queues events and waits for the insert that carries them.
@@ -116,8 +120,10 @@ func (b *Batcher) drain(ctx context.Context) {
 		for _, w := range batch {
 			events = append(events, w.events...)
 		}
+		b.chain.Link(events)
 		err := b.insert(ctx, events)
 		if err != nil {
+			b.chain.Broken()
 			// The database just failed: fail those queued behind too.
 			b.mu.Lock()
 			batch = append(batch, b.queue...)

@@ -92,8 +92,12 @@ type PatientIdentity struct {
 // Patient is an insured member as a case or policy shows them. For a partner
 // ID is a stable pseudonym and Identity is nil.
 type Patient struct {
-	ID       string
-	Identity *PatientIdentity
+	ID string
+	// MemberKey is the member's real key (MemberKey(insurer, member id))
+	// whatever ID shows: the audit names whose data was read with it. It is
+	// never sent to a client.
+	MemberKey string
+	Identity  *PatientIdentity
 	// BirthYear is nil where it would reveal an age of 90 or more to a
 	// role that reads de-identified demographics (HIPAA Safe Harbor).
 	BirthYear *int

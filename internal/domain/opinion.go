@@ -91,6 +91,8 @@ type Opinion struct {
 	CaseID       string
 	SpecialistID string
 	OrgID        string
+	// PatientID is the member key of the case's patient, for the audit.
+	PatientID    string
 	Status       OpinionStatus
 	DeliveredAt  *time.Time
 	UpdatedAt    time.Time
@@ -223,4 +225,16 @@ type AuditEvent struct {
 	RequestID    string
 	Outcome      string
 	CaseID       string
+	// PatientID is the member key of the patient whose data was touched,
+	// where the object read tells it (cases, patients, opinions).
+	PatientID string
+	// ClientID is the token's azp or client_id, when it named one.
+	ClientID string
+	// Chain, Seq, Prev and Hash link the event into its tamper-evident
+	// chain: its chain's name, its position from 1, the hash of the event
+	// before it ("" for the first) and its own hash.
+	Chain string
+	Seq   int64
+	Prev  string
+	Hash  string
 }

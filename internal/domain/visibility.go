@@ -44,6 +44,8 @@ const (
 	// GroupWebhook: an organisation's webhook subscriptions and their
 	// deliveries; the store further limits rows to the caller's own org.
 	GroupWebhook Group = "webhook"
+	// GroupAccessLog: a member's own access log ("who saw my data").
+	GroupAccessLog Group = "accesslog"
 )
 
 // groupRoles says which roles may read each group, given the row is in scope.
@@ -64,6 +66,9 @@ var groupRoles = map[Group][]Role{
 	GroupOrgAdmin:           {RoleCoordinator},
 	// Coordinators may read the fields, but no webhook row is in their scope.
 	GroupWebhook: {RoleInsurer, RoleProvider, RolePartner, RoleCoordinator},
+	// Coordinators may read the fields, but no access-log row is ever in
+	// their scope: the store gives a member's entries to that member alone.
+	GroupAccessLog: {RoleMember, RoleCoordinator},
 }
 
 // CanRead reports whether role r may read fields of group g.

@@ -95,7 +95,7 @@ var identityFields = []string{"givenName", "familyName", "dateOfBirth", "email",
 // Harbor), at the price of showing "90+" a few months early.
 func toPatient(d *patientDoc, p domain.Principal, id string, now time.Time) *domain.Patient {
 	pt := &domain.Patient{
-		ID: id, Sex: domain.Sex(d.Sex), Country: d.Country, Language: d.Language,
+		ID: id, MemberKey: d.ID, Sex: domain.Sex(d.Sex), Country: d.Country, Language: d.Language,
 		Identity: identityFor(p, d),
 	}
 	age := now.Year() - d.BirthYear
@@ -369,7 +369,7 @@ func toOpinionContentDoc(c domain.OpinionContent) opinionContentDoc {
 
 func toOpinion(d *opinionDoc) *domain.Opinion {
 	o := &domain.Opinion{
-		ID: d.ID, CaseID: d.CaseID, SpecialistID: d.SpecialistID, OrgID: d.OrgID,
+		ID: d.ID, CaseID: d.CaseID, SpecialistID: d.SpecialistID, OrgID: d.OrgID, PatientID: d.PatientID,
 		Status: domain.OpinionStatus(d.Status), DeliveredAt: utcPtr(d.DeliveredAt),
 		UpdatedAt: d.UpdatedAt.UTC(), Version: d.Version,
 	}
@@ -421,6 +421,12 @@ type auditDoc struct {
 	RequestID    string    `bson:"requestId"`
 	Outcome      string    `bson:"outcome"`
 	CaseID       string    `bson:"caseId,omitempty"`
+	PatientID    string    `bson:"patientId,omitempty"`
+	ClientID     string    `bson:"clientId,omitempty"`
+	Chain        string    `bson:"chain,omitempty"`
+	Seq          int64     `bson:"seq,omitempty"`
+	Prev         string    `bson:"prev,omitempty"`
+	Hash         string    `bson:"hash,omitempty"`
 }
 
 func toAuditEvent(d *auditDoc) *domain.AuditEvent {
@@ -428,6 +434,7 @@ func toAuditEvent(d *auditDoc) *domain.AuditEvent {
 		ID: d.ID, At: d.At.UTC(), Subject: d.Subject, Role: domain.Role(d.Role), Org: d.Org,
 		Operation: d.Operation, ResourceType: d.ResourceType, ResourceID: d.ResourceID,
 		FieldGroup: d.FieldGroup, RequestID: d.RequestID, Outcome: d.Outcome, CaseID: d.CaseID,
+		PatientID: d.PatientID, ClientID: d.ClientID, Chain: d.Chain, Seq: d.Seq, Prev: d.Prev, Hash: d.Hash,
 	}
 }
 
@@ -435,7 +442,8 @@ func toAuditDoc(e domain.AuditEvent) auditDoc {
 	return auditDoc{
 		ID: e.ID, At: e.At, Subject: e.Subject, Role: string(e.Role), Org: e.Org, Operation: e.Operation,
 		ResourceType: e.ResourceType, ResourceID: e.ResourceID, FieldGroup: e.FieldGroup,
-		RequestID: e.RequestID, Outcome: e.Outcome, CaseID: e.CaseID,
+		RequestID: e.RequestID, Outcome: e.Outcome, CaseID: e.CaseID, PatientID: e.PatientID,
+		ClientID: e.ClientID, Chain: e.Chain, Seq: e.Seq, Prev: e.Prev, Hash: e.Hash,
 	}
 }
 

@@ -772,8 +772,16 @@ func (s *Store) AppendAudit(ctx context.Context, events []domain.AuditEvent) err
 		}
 		docs[i] = toAuditDoc(e)
 	}
-	ctx, cancel := s.op(ctx)
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	ictx, cancel := s.op(ctx)
 	defer cancel()
-	_, err := s.c(colAudit).InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
-	return translate(err, "audit")
+	if _, err := s.c(colAudit).InsertMany(ictx, docs, options.InsertMany().SetOrdered(false)); err != nil {
+		return translate(err, "audit")
+	}
+	if err := s.recordChainHeads(ctx, events); err != nil {
+		return translate(err, "audit chain")
+	}
+	// The reads are not recorded until the member can see them too.
+	return translate(s.updateAccessLog(ctx, accessLogEntries(events)), "access log")
 }

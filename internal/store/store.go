@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,8 @@ const (
 	colIdempotency = "idempotency"
 	colCaseEvents  = "case_events"
 	colOrgs        = "organizations"
+	colAccessLog   = "access_log"
+	colAuditChains = "audit_chains"
 
 	colWebhookSubs       = "webhook_subscriptions"
 	colWebhookDeliveries = "webhook_deliveries"
@@ -77,6 +80,9 @@ type Store struct {
 	// whole collection (any filter but exactly {_id}): per collection, as
 	// many at once as the process has CPUs (see admitScan). Nil on MongoDB.
 	scanSlots map[string]chan struct{}
+	// appendMu serialises AppendAudit in this process: the audit chain
+	// and the access log are extended by one batch at a time.
+	appendMu sync.Mutex
 }
 
 // Options configure Open.
@@ -213,6 +219,8 @@ var indexes = []index{
 	{colCaseEvents, bson.D{{Key: "seq", Value: 1}}, true},
 	{colOrgs, bson.D{{Key: "kind", Value: 1}}, false},
 	{colAudit, bson.D{{Key: "subject", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colAudit, bson.D{{Key: "chain", Value: 1}, {Key: "seq", Value: 1}}, false},
+	{colAuditChains, bson.D{{Key: "day", Value: 1}}, false},
 	{colWebhookSubs, bson.D{{Key: "org", Value: 1}, {Key: "role", Value: 1}, {Key: "_id", Value: 1}}, false},
 	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "status", Value: 1}, {Key: "seq", Value: 1}}, false},
 	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "_id", Value: -1}}, false},
@@ -256,6 +264,7 @@ func (s *Store) isFerretDB(ctx context.Context) bool {
 var collections = []string{
 	colPolicies, colPatients, colPseudonyms, colCases, colSpecialists, colOpinions, colAudit,
 	colCounters, colIdempotency, colCaseEvents, colOrgs, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
+	colAccessLog, colAuditChains,
 }
 
 // ensureCollections creates the collections up front (rather than at first

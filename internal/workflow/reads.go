@@ -1,6 +1,8 @@
 package workflow
 
 import (
+	"time"
+
 	"context"
 
 	"github.com/secondopinion/gateway/internal/audit"
@@ -172,4 +174,26 @@ func (s *Service) CountWebhookSubscriptions(ctx context.Context, p domain.Princi
 func (s *Service) SubscribeCheck(ctx context.Context, p domain.Principal, id string) error {
 	_, err := s.Case(ctx, p, id, CaseView{})
 	return err
+}
+
+// AccessLogFilter narrows a member's access log.
+type AccessLogFilter = store.AccessLogFilter
+
+// ChainHead is the head of one audit hash chain.
+type ChainHead = store.ChainHead
+
+// AccessLog returns one page of the member's own access log.
+func (s *Service) AccessLog(ctx context.Context, p domain.Principal, f AccessLogFilter, pg Page) ([]*domain.AccessLogEntry, bool, error) {
+	return s.store.AccessLog(ctx, p, f, pg)
+}
+
+// CountAccessLog counts the member's access-log entries matching f.
+func (s *Service) CountAccessLog(ctx context.Context, p domain.Principal, f AccessLogFilter) (int, error) {
+	return s.store.CountAccessLog(ctx, p, f)
+}
+
+// AuditChains returns the audit chain heads and events between from and to
+// (coordinators), for verification.
+func (s *Service) AuditChains(ctx context.Context, p domain.Principal, from, to time.Time) ([]ChainHead, []domain.AuditEvent, error) {
+	return s.store.AuditChains(ctx, p, from, to)
 }

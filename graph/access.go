@@ -1,0 +1,40 @@
+package graph
+
+import (
+	"context"
+	"time"
+
+	"github.com/secondopinion/gateway/graph/model"
+	"github.com/secondopinion/gateway/internal/audit"
+	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/workflow"
+)
+
+// maxIntegrityDays bounds one auditIntegrity call: each day's chains are
+// read whole.
+const maxIntegrityDays = 366
+
+// auditIntegrity recomputes the chains of the days from..to.
+func auditIntegrity(ctx context.Context, st *workflow.Service, p domain.Principal, from, to time.Time) (*model.AuditIntegrity, error) {
+	if to.Before(from) || to.Sub(from) > maxIntegrityDays*24*time.Hour {
+		return nil, domain.Errorf(domain.CodeBadUserInput, "from must not be after to, at most %d days apart", maxIntegrityDays)
+	}
+	heads, events, err := st.AuditChains(ctx, p, from, to)
+	if err != nil {
+		return nil, err
+	}
+	hs := make([]audit.ChainHead, 0, len(heads))
+	for _, h := range heads {
+		hs = append(hs, audit.ChainHead{Chain: h.Chain, Seq: h.Seq, Hash: h.Hash})
+	}
+	rep := audit.Verify(hs, events)
+	out := &model.AuditIntegrity{Ok: rep.OK(), Chains: rep.Chains, Events: rep.Events, Breaks: []model.AuditChainBreak{}}
+	for _, b := range rep.Breaks {
+		ab := model.AuditChainBreak{Chain: b.Chain, Position: int(b.Position), Reason: b.Reason}
+		if b.EventID != "" {
+			ab.EventID = &b.EventID
+		}
+		out.Breaks = append(out.Breaks, ab)
+	}
+	return out, nil
+}

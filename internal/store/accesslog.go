@@ -1,0 +1,238 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// The member's access log ("who saw my data", DESIGN.md §3).
+//
+// It is kept pre-aggregated in its own collection, one document per
+// (member, organisation, role, case, data category, actor, UTC day), written
+// by AppendAudit with the audit batch that carries the reads: counting and
+// grouping years of raw audit rows at read time would decode the whole
+// audit collection on the embedded store. The _id is
+//
+//	<member prefix>:<YYYY-MM-DD>:<key hash>
+//
+// where the member prefix is a fixed-length hash of the member key, so one
+// member's entries are one contiguous _id range (no member key is a prefix
+// of another's range) and a page, newest day first, is one range read on
+// _id. Every read is bounded to the caller's own range, so no cursor can
+// reach another member's entries.
+//
+// Only reads that showed data are logged (outcome ALLOWED) and only of
+// another party: the member's own reads are left out of the log.
+
+type accessLogDoc struct {
+	ID       string    `bson:"_id"`
+	Member   string    `bson:"member"`
+	Day      string    `bson:"day"`
+	Org      string    `bson:"org"`
+	OrgKind  string    `bson:"orgKind"`
+	Role     string    `bson:"role"`
+	CaseID   string    `bson:"caseId,omitempty"`
+	Category string    `bson:"category"`
+	Actor    string    `bson:"actor"`
+	FirstAt  time.Time `bson:"firstAt"`
+	LastAt   time.Time `bson:"lastAt"`
+	Count    int       `bson:"count"`
+}
+
+// memberPrefix is the fixed-length start of every access-log _id of one
+// member: 128 bits of SHA-256 over the member key.
+func memberPrefix(member string) string {
+	h := sha256.Sum256([]byte(member))
+	return hex.EncodeToString(h[:16])
+}
+
+func accessLogID(d accessLogDoc) string {
+	h := sha256.Sum256([]byte(strings.Join([]string{d.Org, d.Role, d.CaseID, d.Category, d.Actor}, "\x00")))
+	return memberPrefix(d.Member) + ":" + d.Day + ":" + hex.EncodeToString(h[:8])
+}
+
+// accessLogEntries groups the loggable reads of one audit batch.
+func accessLogEntries(events []domain.AuditEvent) []accessLogDoc {
+	byID := map[string]int{}
+	var out []accessLogDoc
+	for _, e := range events {
+		if e.Outcome != "ALLOWED" || e.PatientID == "" || e.Role == domain.RoleMember {
+			continue
+		}
+		cat, ok := domain.CategoryOf(e.ResourceType, e.FieldGroup)
+		if !ok {
+			continue
+		}
+		actor := domain.ActorPerson
+		if e.ClientID != "" {
+			actor = domain.ActorSystem
+		}
+		at := e.At.UTC().Truncate(time.Millisecond)
+		d := accessLogDoc{
+			Member: e.PatientID, Day: at.Format(time.DateOnly), Org: e.Org, OrgKind: string(domain.OrgKindOf(e.Role)),
+			Role: string(e.Role), CaseID: e.CaseID, Category: string(cat), Actor: string(actor),
+			FirstAt: at, LastAt: at, Count: 1,
+		}
+		d.ID = accessLogID(d)
+		if i, ok := byID[d.ID]; ok {
+			o := &out[i]
+			o.Count++
+			if at.Before(o.FirstAt) {
+				o.FirstAt = at
+			}
+			if at.After(o.LastAt) {
+				o.LastAt = at
+			}
+			continue
+		}
+		byID[d.ID] = len(out)
+		out = append(out, d)
+	}
+	return out
+}
+
+// updateAccessLog folds one audit batch into the access log: one command
+// of upserts, each by _id alone. AppendAudit runs it under appendMu, so on
+// the embedded store (where an upsert is a read and a write back) no two
+// run at once.
+func (s *Store) updateAccessLog(ctx context.Context, docs []accessLogDoc) error {
+	if len(docs) == 0 {
+		return nil
+	}
+	models := make([]mongo.WriteModel, len(docs))
+	for i, d := range docs {
+		models[i] = mongo.NewUpdateOneModel().SetFilter(bson.D{{Key: "_id", Value: d.ID}}).SetUpsert(true).
+			SetUpdate(bson.D{
+				{Key: "$setOnInsert", Value: bson.D{
+					{Key: "member", Value: d.Member}, {Key: "day", Value: d.Day}, {Key: "org", Value: d.Org},
+					{Key: "orgKind", Value: d.OrgKind}, {Key: "role", Value: d.Role}, {Key: "caseId", Value: d.CaseID},
+					{Key: "category", Value: d.Category}, {Key: "actor", Value: d.Actor},
+				}},
+				{Key: "$min", Value: bson.D{{Key: "firstAt", Value: d.FirstAt}}},
+				{Key: "$max", Value: bson.D{{Key: "lastAt", Value: d.LastAt}}},
+				{Key: "$inc", Value: bson.D{{Key: "count", Value: d.Count}}},
+			})
+	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	_, err := s.c(colAccessLog).BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	return err
+}
+
+// AccessLogFilter narrows a member's access log.
+type AccessLogFilter struct {
+	From, To *time.Time
+	OrgKind  *domain.OrgKind
+}
+
+// AccessLog returns one page of the access log of the member p is, newest
+// day first, with each entry's organisation from the registry. Any other
+// principal has no access log: the page is empty. The cursor is an entry's
+// _id; one outside the member's own range is refused.
+func (s *Store) AccessLog(ctx context.Context, p domain.Principal, f AccessLogFilter, pg Page) ([]*domain.AccessLogEntry, bool, error) {
+	member := p.MemberKey()
+	if p.Role != domain.RoleMember || member == "" {
+		return nil, false, nil
+	}
+	prefix := memberPrefix(member)
+	lo, hi := accessLogRange(member, f)
+	if pg.After != "" {
+		if !strings.HasPrefix(pg.After, prefix+":") {
+			return nil, false, domain.Errorf(domain.CodeBadUserInput, "after is not a cursor of this list")
+		}
+		hi = min(hi, pg.After)
+	}
+	filter := accessLogFilter(member, lo, hi, f)
+	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(pg.First + 1))
+	docs, err := findAll[accessLogDoc](ctx, s, colAccessLog, filter, opts)
+	if err != nil {
+		return nil, false, translate(err, "access log")
+	}
+	return s.accessLogPage(ctx, docs, pg)
+}
+
+// CountAccessLog counts the entries of the member p is that match f.
+func (s *Store) CountAccessLog(ctx context.Context, p domain.Principal, f AccessLogFilter) (int, error) {
+	member := p.MemberKey()
+	if p.Role != domain.RoleMember || member == "" {
+		return 0, nil
+	}
+	lo, hi := accessLogRange(member, f)
+	n, err := count(ctx, s, colAccessLog, accessLogFilter(member, lo, hi, f))
+	return n, translate(err, "access log")
+}
+
+// accessLogRange is the _id range of one member's entries within f's days.
+func accessLogRange(member string, f AccessLogFilter) (lo, hi string) {
+	prefix := memberPrefix(member)
+	lo, hi = prefix+":", prefix+";"
+	if f.From != nil {
+		lo = prefix + ":" + f.From.UTC().Format(time.DateOnly)
+	}
+	if f.To != nil {
+		hi = min(hi, prefix+":"+f.To.UTC().Format(time.DateOnly)+";")
+	}
+	return lo, hi
+}
+
+func accessLogFilter(member, lo, hi string, f AccessLogFilter) bson.D {
+	filter := bson.D{
+		{Key: "_id", Value: bson.D{{Key: "$gte", Value: lo}, {Key: "$lt", Value: hi}}},
+		// The range is the member's; the key makes sure of it.
+		{Key: "member", Value: member},
+	}
+	if f.From != nil {
+		filter = append(filter, bson.E{Key: "lastAt", Value: bson.D{{Key: "$gte", Value: f.From.UTC()}}})
+	}
+	if f.To != nil {
+		filter = append(filter, bson.E{Key: "firstAt", Value: bson.D{{Key: "$lte", Value: f.To.UTC()}}})
+	}
+	if f.OrgKind != nil {
+		filter = append(filter, bson.E{Key: "orgKind", Value: string(*f.OrgKind)})
+	}
+	return filter
+}
+
+// accessLogPage cuts a page and names each entry's organisation from the
+// registry (one read by _id for the page's organisations).
+func (s *Store) accessLogPage(ctx context.Context, docs []*accessLogDoc, pg Page) ([]*domain.AccessLogEntry, bool, error) {
+	more := len(docs) > pg.First
+	if more {
+		docs = docs[:pg.First]
+	}
+	orgIDs := make([]string, 0, len(docs))
+	for _, d := range docs {
+		orgIDs = append(orgIDs, d.Org)
+	}
+	orgs, err := findByIDs[orgDoc](ctx, s, colOrgs, orgIDs, nil)
+	if err != nil {
+		return nil, false, translate(err, "organizations")
+	}
+	byOrg := make(map[string]*domain.Organization, len(orgs))
+	for _, o := range orgs {
+		byOrg[o.ID] = toOrg(o)
+	}
+	out := make([]*domain.AccessLogEntry, 0, len(docs))
+	for _, d := range docs {
+		org := byOrg[d.Org]
+		if org == nil {
+			// Registered when it read; kept by name if since removed.
+			org = &domain.Organization{ID: d.Org, Name: d.Org, Kind: domain.OrgKind(d.OrgKind)}
+		}
+		out = append(out, &domain.AccessLogEntry{
+			ID: d.ID, Day: d.Day, FirstAt: d.FirstAt.UTC(), LastAt: d.LastAt.UTC(), Count: d.Count,
+			OrgID: d.Org, Org: org, Role: domain.Role(d.Role), CaseID: d.CaseID,
+			Category: domain.DataCategory(d.Category), Actor: domain.Actor(d.Actor),
+		})
+	}
+	return out, more, nil
+}
