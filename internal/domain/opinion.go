@@ -92,11 +92,11 @@ type Opinion struct {
 	SpecialistID string
 	OrgID        string
 	// PatientID is the member key of the case's patient, for the audit.
-	PatientID    string
-	Status       OpinionStatus
-	DeliveredAt  *time.Time
-	UpdatedAt    time.Time
-	Content      *OpinionContent
+	PatientID   string
+	Status      OpinionStatus
+	DeliveredAt *time.Time
+	UpdatedAt   time.Time
+	Content     *OpinionContent
 	// Sig is the service's signature over the delivered opinion (nil for a
 	// draft, and when the content was not fetched).
 	Sig     *Signature
