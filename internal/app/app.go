@@ -166,7 +166,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		Store:   st, Verifier: verifier, Logger: log, Production: cfg.Production(),
 		RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes,
 		Events: hub, AllowedOrigins: cfg.WSAllowedOrigins,
-		Metrics: metrics, Tracer: tracing.Provider, RateLimits: rateLimits(cfg),
+		Metrics: metrics, Tracer: tracing.Provider, RateLimits: rateLimits(cfg), WSLimits: wsLimits(cfg),
 		MetricsApart: cfg.MetricsAddr != "",
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -343,6 +343,18 @@ func printDevInfo(w io.Writer, addr, issuer string, audiences []string, secret [
 		fmt.Fprintf(w, "  %-12s %s\n", p.Name+":", tok)
 	}
 	fmt.Fprintln(w)
+}
+
+// wsLimits are the server's websocket defaults with the configured caps.
+func wsLimits(cfg config.Config) server.WSLimits {
+	l := server.DefaultWSLimits
+	if n := cfg.WSMaxSubscriptionsPerConnection; n > 0 {
+		l.MaxSubscriptionsPerConnection = n
+	}
+	if n := cfg.WSMaxSubscriptionsPerPrincipal; n > 0 {
+		l.MaxSubscriptionsPerPrincipal = n
+	}
+	return l
 }
 
 // rateLimits are the server's defaults with the configured rates, each with a

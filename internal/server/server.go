@@ -57,6 +57,9 @@ type Deps struct {
 	Limits Limits
 	// RateLimits bound request rates (DefaultRateLimits when zero).
 	RateLimits RateLimits
+	// WSLimits bound subscriptions and messages per websocket
+	// (DefaultWSLimits when zero).
+	WSLimits WSLimits
 	// Trusted binds partner clients to allow-lists of operations (nil: none).
 	Trusted *trusted.Registry
 	// Events fans case events out to subscriptions; nil disables them.
@@ -123,6 +126,9 @@ func New(d Deps) *Handler {
 	if d.RateLimits == (RateLimits{}) {
 		d.RateLimits = DefaultRateLimits
 	}
+	if d.WSLimits == (WSLimits{}) {
+		d.WSLimits = DefaultWSLimits
+	}
 	if d.Limits == (Limits{}) {
 		d.Limits = DefaultLimits
 	}
@@ -145,10 +151,11 @@ func New(d Deps) *Handler {
 		d.Metrics.WatchSubscriptions(d.Events.Active)
 	}
 	obs := &observer{log: d.Logger, metrics: d.Metrics, tracer: d.Tracer.Tracer(telemetry.TracerName), names: d.Operations, ws: newWSTracker()}
-	gql := newGraphQL(d, obs)
+	principals := newLimiterSet(d.RateLimits.PerPrincipal, d.RateLimits.PrincipalBurst, d.RateLimits.MaxTrackedKeys, d.RateLimits.IdleForgetAfter)
+	gql := newGraphQL(d, obs, newWSGuard(d.WSLimits, principals, d.RequestTimeout))
 	mux := http.NewServeMux()
 	authn := d.Verifier.MiddlewareWith(obs.authRefused)
-	mux.Handle("/graphql", limitByAddress(d.RateLimits, authn(notePrincipal(limitByPrincipal(d.RateLimits, guardTransport(gql))))))
+	mux.Handle("/graphql", limitByAddress(d.RateLimits, authn(notePrincipal(limitByPrincipal(principals, guardTransport(gql))))))
 	if !d.Production && !d.MetricsApart {
 		mux.Handle("GET /metrics", d.Metrics.Handler())
 	}
@@ -173,7 +180,7 @@ func New(d Deps) *Handler {
 	return &Handler{Handler: h, metrics: d.Metrics, ws: obs.ws}
 }
 
-func newGraphQL(d Deps, obs *observer) http.Handler {
+func newGraphQL(d Deps, obs *observer, ws *wsGuard) http.Handler {
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{
 		Resolvers:  &graph.Resolver{Store: d.Store, Workflow: workflow.New(d.Store), Events: d.Events, Webhooks: d.Webhooks},
 		Complexity: complexity(),
@@ -182,7 +189,7 @@ func newGraphQL(d Deps, obs *observer) http.Handler {
 	srv.AddTransport(transport.Websocket{
 		Implementation: trackingWS{inner: transport.CoderWebsocketImplementation{
 			AcceptOptions: coderws.AcceptOptions{OriginPatterns: d.AllowedOrigins},
-		}, tracker: obs.ws},
+		}, tracker: obs.ws, limits: d.WSLimits},
 		InitFunc:              wsInit(d.Verifier, obs),
 		InitTimeout:           10 * time.Second,
 		KeepAlivePingInterval: 25 * time.Second,
@@ -210,6 +217,7 @@ func newGraphQL(d Deps, obs *observer) http.Handler {
 	srv.SetRecoverFunc(graph.Recover(d.Logger))
 
 	srv.AroundOperations(obs.aroundOperations)
+	srv.AroundOperations(ws.aroundOperations)
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		p, ok := domain.PrincipalFrom(ctx)
 		if !ok {
@@ -275,7 +283,7 @@ func wsInit(v *auth.Verifier, obs *observer) transport.WebsocketInitFunc {
 			ctx = transport.AppendCloseReason(ctx, "Unauthorized")
 			return ctx, nil, errors.New("authentication required")
 		}
-		ctx = domain.WithPrincipal(ctx, p)
+		ctx = withConnState(domain.WithPrincipal(ctx, p))
 		telemetry.RecordFrom(ctx).SetPrincipal(p.Subject, string(p.Role), p.Org)
 		if !exp.IsZero() {
 			var cancel context.CancelFunc

@@ -102,6 +102,12 @@ type Options struct {
 	Production bool
 	// RateLimits replaces the default rate limits.
 	RateLimits server.RateLimits
+	// WSLimits replace the websocket limits (the defaults, without a
+	// message rate, when zero).
+	WSLimits server.WSLimits
+	// RequestTimeout replaces the request deadline (the server's default
+	// when zero).
+	RequestTimeout time.Duration
 	// Trusted binds clients to trusted documents.
 	Trusted *trusted.Registry
 	// Tracer records spans (tracing is off when nil); database commands get
@@ -149,7 +155,12 @@ func Start(t testing.TB, opts ...Options) *Env {
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	t.Cleanup(stopHub)
 	go hub.Run(hubCtx)
+	if o.WSLimits == (server.WSLimits{}) {
+		o.WSLimits = server.DefaultWSLimits
+		o.WSLimits.MessagesPerSecond, o.WSLimits.MessageBurst = 1e6, 1e6
+	}
 	deps := server.Deps{Store: st, Verifier: v, Production: o.Production, Logger: logger, Events: hub, RateLimits: o.RateLimits, Trusted: o.Trusted,
+		WSLimits: o.WSLimits, RequestTimeout: o.RequestTimeout,
 		Metrics: metrics, Tracer: o.Tracer}
 	if o.AuditSink != nil {
 		deps.AuditSink = o.AuditSink(st)
