@@ -142,7 +142,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	built, err := Build(Deps{
 		Store: st, Verifier: verifier, Signer: signer, Logger: log, Production: cfg.Production(), Trusted: docs,
 		RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes, AllowedOrigins: cfg.WSAllowedOrigins,
-		Metrics: metrics, MetricsApart: cfg.MetricsAddr != "", Tracer: tracing.Provider, RateLimits: rateLimits(cfg),
+		Metrics: metrics, MetricsApart: cfg.MetricsAddr != "", Tracer: tracing.Provider, RateLimits: rateLimits(cfg), WSLimits: wsLimits(cfg),
 		Dispatcher: &webhooks.Options{
 			Production: cfg.Production(), Timeout: cfg.WebhookTimeout, BackoffBase: cfg.WebhookBackoff, MaxAttempts: cfg.WebhookMaxAttempts,
 		},
@@ -333,6 +333,18 @@ func printDevInfo(w io.Writer, addr, issuer string, audiences []string, secret [
 		fmt.Fprintf(w, "  %-12s %s\n", p.Name+":", tok)
 	}
 	fmt.Fprintln(w)
+}
+
+// wsLimits are the server's websocket defaults with the configured caps.
+func wsLimits(cfg config.Config) server.WSLimits {
+	l := server.DefaultWSLimits
+	if n := cfg.WSMaxSubscriptionsPerConnection; n > 0 {
+		l.MaxSubscriptionsPerConnection = n
+	}
+	if n := cfg.WSMaxSubscriptionsPerPrincipal; n > 0 {
+		l.MaxSubscriptionsPerPrincipal = n
+	}
+	return l
 }
 
 // rateLimits are the server's defaults with the configured rates, each with a

@@ -37,6 +37,7 @@ type Deps struct {
 	RequestTimeout time.Duration
 	MaxBodyBytes   int64
 	RateLimits     server.RateLimits
+	WSLimits       server.WSLimits
 	Trusted        *trusted.Registry
 	AllowedOrigins []string
 	Metrics        *telemetry.Metrics
@@ -131,7 +132,7 @@ func Build(d Deps) (*App, error) {
 		ActiveSubscriptions: a.Hub.Active,
 		Operations:          telemetry.NewOperationNames(docs.OperationNames()...),
 		Verifier:            d.Verifier, Logger: d.Logger, Production: d.Production,
-		RequestTimeout: d.RequestTimeout, MaxBodyBytes: d.MaxBodyBytes, RateLimits: d.RateLimits,
+		RequestTimeout: d.RequestTimeout, MaxBodyBytes: d.MaxBodyBytes, RateLimits: d.RateLimits, WSLimits: d.WSLimits,
 		Trusted: d.Trusted, AllowedOrigins: d.AllowedOrigins, Metrics: d.Metrics, MetricsApart: d.MetricsApart,
 		Tracer: d.Tracer,
 	})

@@ -112,6 +112,12 @@ type Config struct {
 	// WebhookMaxAttempts before a delivery is dead-lettered
 	// (WEBHOOK_MAX_ATTEMPTS; 0: default 12).
 	WebhookMaxAttempts int
+	// WSMaxSubscriptionsPerConnection and WSMaxSubscriptionsPerPrincipal
+	// cap active subscriptions per socket and per principal
+	// (WS_MAX_SUBSCRIPTIONS_PER_CONNECTION, _PER_PRINCIPAL; 0: defaults 20
+	// and 50).
+	WSMaxSubscriptionsPerConnection int
+	WSMaxSubscriptionsPerPrincipal  int
 	// LogLevel is the slog level (LOG_LEVEL: debug, info, warn, error).
 	LogLevel slog.Level
 }
@@ -202,6 +208,16 @@ func Load(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("WEBHOOK_MAX_ATTEMPTS: %q is not a number from 1 to 100", s))
 		} else {
 			c.WebhookMaxAttempts = n
+		}
+	}
+	for name, dst := range map[string]*int{"WS_MAX_SUBSCRIPTIONS_PER_CONNECTION": &c.WSMaxSubscriptionsPerConnection, "WS_MAX_SUBSCRIPTIONS_PER_PRINCIPAL": &c.WSMaxSubscriptionsPerPrincipal} {
+		if s := get(name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > 10_000 {
+				errs = append(errs, fmt.Errorf("%s: %q is not a number from 1 to 10000", name, s))
+			} else {
+				*dst = n
+			}
 		}
 	}
 	if s := get("MAX_BODY_BYTES"); s != "" {
@@ -312,6 +328,8 @@ func (c Config) String() string {
 		"WEBHOOK_TIMEOUT=" + c.WebhookTimeout.String(),
 		"WEBHOOK_BACKOFF=" + c.WebhookBackoff.String(),
 		"WEBHOOK_MAX_ATTEMPTS=" + strconv.Itoa(c.WebhookMaxAttempts),
+		"WS_MAX_SUBSCRIPTIONS_PER_CONNECTION=" + strconv.Itoa(c.WSMaxSubscriptionsPerConnection),
+		"WS_MAX_SUBSCRIPTIONS_PER_PRINCIPAL=" + strconv.Itoa(c.WSMaxSubscriptionsPerPrincipal),
 		"LOG_LEVEL=" + c.LogLevel.String(),
 	}
 	return strings.Join(fields, " ")

@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
+	"github.com/secondopinion/gateway/graph"
 	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/testenv"
 )
@@ -66,5 +68,42 @@ func BenchmarkCaseDetail(b *testing.B) {
 		if len(r.Errors) > 0 {
 			b.Fatal(r.Raw)
 		}
+	}
+}
+
+// BenchmarkCaseOutsideScopeVersusMissing is issue 14, finding 11: a member
+// asking case(id:) for another member's case and for an id that does not
+// exist gets the same null, and should spend the same time on it. Compare
+// the two ns/op (benchstat over -count=10): both are one findByID on _id;
+// the out-of-scope one also decodes the document and runs the scope check
+// in memory, a difference that must stay within the run's noise.
+func BenchmarkCaseOutsideScopeVersusMissing(b *testing.B) {
+	env := bigEnv(b)
+	coord := env.Token(b, testenv.Persona("coordinator"))
+	member := env.Token(b, testenv.Persona("member"))
+	res := env.Do(b, coord, `{ cases(first: 100) { edges { node { id } } } }`, nil)
+	var outside string
+	for _, e := range testenv.Get(res.Data, "cases", "edges").([]any) {
+		id := testenv.Get(e, "node", "id").(string)
+		if r := env.Do(b, member, `query($id: ID!) { case(id: $id) { id } }`, map[string]any{"id": id}); testenv.Get(r.Data, "case") == nil {
+			outside = id
+			break
+		}
+	}
+	if outside == "" {
+		b.Fatal("no case outside the member's scope")
+	}
+	_, raw, _ := graph.ParseGlobalID(outside)
+	missing := graph.GlobalID("Case", strings.Repeat("0", len(raw)))
+	for _, tc := range []struct{ name, id string }{{"outside scope", outside}, {"missing", missing}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				r := env.Do(b, member, `query($id: ID!) { case(id: $id) { id reference } }`, map[string]any{"id": tc.id})
+				if testenv.Get(r.Data, "case") != nil {
+					b.Fatal(r.Raw)
+				}
+			}
+		})
 	}
 }

@@ -375,6 +375,7 @@ const closeGoingAway = 1001
 type trackingWS struct {
 	inner   transport.WebsocketImplementation
 	tracker *wsTracker
+	limits  WSLimits
 }
 
 func (w trackingWS) Accept(rw http.ResponseWriter, r *http.Request, opts transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
@@ -383,6 +384,9 @@ func (w trackingWS) Accept(rw http.ResponseWriter, r *http.Request, opts transpo
 		return nil, err
 	}
 	tc := &trackedConn{WebsocketConn: c, tracker: w.tracker}
+	if w.limits.MessagesPerSecond > 0 {
+		tc.messages = newMessageLimiter(w.limits)
+	}
 	w.tracker.mu.Lock()
 	w.tracker.conns[tc] = struct{}{}
 	draining := w.tracker.draining
@@ -395,7 +399,8 @@ func (w trackingWS) Accept(rw http.ResponseWriter, r *http.Request, opts transpo
 
 type trackedConn struct {
 	transport.WebsocketConn
-	tracker *wsTracker
+	tracker  *wsTracker
+	messages *messageLimiter // nil: no message rate
 }
 
 func (c *trackedConn) Close() error {

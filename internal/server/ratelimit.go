@@ -120,11 +120,11 @@ func limitByAddress(l RateLimits, next http.Handler) http.Handler {
 }
 
 // limitByPrincipal applies the per-principal bucket after authentication.
-func limitByPrincipal(l RateLimits, next http.Handler) http.Handler {
-	set := newLimiterSet(l.PerPrincipal, l.PrincipalBurst, l.MaxTrackedKeys, l.IdleForgetAfter)
+// The same buckets serve operations over websockets (wsGuard).
+func limitByPrincipal(set *limiterSet, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p, ok := domain.PrincipalFrom(r.Context()); ok {
-			if ok, wait := set.allow(string(p.Role)+"\x00"+p.Subject+"\x00"+p.Org, time.Now()); !ok {
+			if ok, wait := set.allow(principalKey(p), time.Now()); !ok {
 				tooMany(w, wait, "caller")
 				return
 			}

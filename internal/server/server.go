@@ -71,6 +71,9 @@ type Deps struct {
 	Limits Limits
 	// RateLimits bound request rates (DefaultRateLimits when zero).
 	RateLimits RateLimits
+	// WSLimits bound subscriptions and messages per websocket
+	// (DefaultWSLimits when zero).
+	WSLimits WSLimits
 	// Trusted binds partner clients to allow-lists of operations (nil: none).
 	Trusted *trusted.Registry
 	// AllowedOrigins lists the browser origins allowed to open websockets
@@ -126,6 +129,9 @@ func New(d Deps) *Handler {
 	if d.RateLimits == (RateLimits{}) {
 		d.RateLimits = DefaultRateLimits
 	}
+	if d.WSLimits == (WSLimits{}) {
+		d.WSLimits = DefaultWSLimits
+	}
 	if d.Limits == (Limits{}) {
 		d.Limits = DefaultLimits
 	}
@@ -145,12 +151,13 @@ func New(d Deps) *Handler {
 		d.Metrics.WatchSubscriptions(d.ActiveSubscriptions)
 	}
 	obs := &observer{log: d.Logger, metrics: d.Metrics, tracer: d.Tracer.Tracer(telemetry.TracerName), names: d.Operations, ws: newWSTracker()}
-	gql := newGraphQL(d, obs)
+	principals := newLimiterSet(d.RateLimits.PerPrincipal, d.RateLimits.PrincipalBurst, d.RateLimits.MaxTrackedKeys, d.RateLimits.IdleForgetAfter)
+	gql := newGraphQL(d, obs, newWSGuard(d.WSLimits, principals, d.RequestTimeout))
 	mux := http.NewServeMux()
 	authn := d.Verifier.MiddlewareWith(obs.authRefused)
-	mux.Handle("/graphql", limitByAddress(d.RateLimits, authn(notePrincipal(limitByPrincipal(d.RateLimits, guardTransport(gql))))))
+	mux.Handle("/graphql", limitByAddress(d.RateLimits, authn(notePrincipal(limitByPrincipal(principals, guardTransport(gql))))))
 	for pattern, h := range d.Routes {
-		mux.Handle(pattern, limitByAddress(d.RateLimits, authn(notePrincipal(limitByPrincipal(d.RateLimits, h)))))
+		mux.Handle(pattern, limitByAddress(d.RateLimits, authn(notePrincipal(limitByPrincipal(principals, h)))))
 	}
 	for pattern, h := range d.PublicRoutes {
 		mux.Handle(pattern, limitByAddress(d.RateLimits, h))
@@ -179,13 +186,13 @@ func New(d Deps) *Handler {
 	return &Handler{Handler: h, metrics: d.Metrics, ws: obs.ws}
 }
 
-func newGraphQL(d Deps, obs *observer) http.Handler {
+func newGraphQL(d Deps, obs *observer, ws *wsGuard) http.Handler {
 	srv := handler.New(d.Schema)
 	readLimit := int64(64 << 10)
 	srv.AddTransport(transport.Websocket{
 		Implementation: trackingWS{inner: transport.CoderWebsocketImplementation{
 			AcceptOptions: coderws.AcceptOptions{OriginPatterns: d.AllowedOrigins},
-		}, tracker: obs.ws},
+		}, tracker: obs.ws, limits: d.WSLimits},
 		InitFunc:              wsInit(d.Verifier, obs),
 		InitTimeout:           10 * time.Second,
 		KeepAlivePingInterval: 25 * time.Second,
@@ -213,6 +220,7 @@ func newGraphQL(d Deps, obs *observer) http.Handler {
 	srv.SetRecoverFunc(d.Recover)
 
 	srv.AroundOperations(obs.aroundOperations)
+	srv.AroundOperations(ws.aroundOperations)
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		p, ok := domain.PrincipalFrom(ctx)
 		if !ok {
@@ -278,7 +286,7 @@ func wsInit(v *auth.Verifier, obs *observer) transport.WebsocketInitFunc {
 			ctx = transport.AppendCloseReason(ctx, "Unauthorized")
 			return ctx, nil, errors.New("authentication required")
 		}
-		ctx = domain.WithPrincipal(ctx, p)
+		ctx = withConnState(domain.WithPrincipal(ctx, p))
 		telemetry.RecordFrom(ctx).SetPrincipal(p.Subject, string(p.Role), p.Org)
 		if !exp.IsZero() {
 			var cancel context.CancelFunc

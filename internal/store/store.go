@@ -223,7 +223,9 @@ var indexes = []index{
 	{colAuditChains, bson.D{{Key: "day", Value: 1}}, false},
 	{colWebhookSubs, bson.D{{Key: "org", Value: 1}, {Key: "role", Value: 1}, {Key: "_id", Value: 1}}, false},
 	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "status", Value: 1}, {Key: "seq", Value: 1}}, false},
-	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "_id", Value: -1}}, false},
+	// One delivery per (subscription, event): the key that keeps enqueueing
+	// idempotent now that delivery ids are random; it also orders listings.
+	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "seq", Value: 1}}, true},
 	{colWebhookDeliveries, bson.D{{Key: "status", Value: 1}, {Key: "createdAt", Value: 1}}, false},
 }
 

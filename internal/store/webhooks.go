@@ -2,8 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
-	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -78,9 +78,11 @@ func toWebhookDelivery(d *webhookDeliveryDoc) *domain.WebhookDelivery {
 	}
 }
 
-// WebhookDeliveryID is the id of the delivery of event seq to subscription
-// subID: one per pair, and in event order within a subscription.
-func WebhookDeliveryID(subID string, seq int64) string { return fmt.Sprintf("%s-%019d", subID, seq) }
+// WebhookDeliveryID is a fresh random delivery id: it tells a receiver
+// nothing of the platform's event volume. A delivery stays unique per
+// (subscription, event) by the unique index on (subscriptionId, seq), so a
+// repeated fan-out keeps the first delivery and its id.
+func WebhookDeliveryID() string { return "whd_" + rand.Text() }
 
 // withoutSecret is the projection of every read made for the API.
 var withoutSecret = bson.D{{Key: "secret", Value: 0}}
@@ -167,7 +169,7 @@ func (s *Store) WebhookDeliveries(ctx context.Context, p domain.Principal, subID
 		f = append(f, bson.E{Key: "status", Value: string(*status)})
 	}
 	docs, err := findAll[webhookDeliveryDoc](ctx, s, colWebhookDeliveries, f,
-		options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(limit)))
+		options.Find().SetSort(bson.D{{Key: "seq", Value: -1}}).SetLimit(int64(limit)))
 	if err != nil {
 		return nil, translate(err, "webhook deliveries")
 	}

@@ -102,6 +102,12 @@ type Options struct {
 	Production bool
 	// RateLimits replaces the default rate limits.
 	RateLimits server.RateLimits
+	// WSLimits replace the websocket limits (the defaults, without a
+	// message rate, when zero).
+	WSLimits server.WSLimits
+	// RequestTimeout replaces the request deadline (the server's default
+	// when zero).
+	RequestTimeout time.Duration
 	// Trusted binds clients to trusted documents.
 	Trusted *trusted.Registry
 	// BatchByID overrides how the store reads a batch of known ids (see
@@ -152,9 +158,13 @@ func Start(t testing.TB, opts ...Options) *Env {
 	}
 	logs := &bytes.Buffer{}
 	logger := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if o.WSLimits == (server.WSLimits{}) {
+		o.WSLimits = server.DefaultWSLimits
+		o.WSLimits.MessagesPerSecond, o.WSLimits.MessageBurst = 1e6, 1e6
+	}
 	// The gateway is built as server.go builds it (app.Build); webhook
 	// tests run their own dispatcher.
-	deps := app.Deps{Store: st, Verifier: v, Production: o.Production, Logger: logger, RateLimits: o.RateLimits, Trusted: o.Trusted,
+	deps := app.Deps{Store: st, Verifier: v, Production: o.Production, Logger: logger, RateLimits: o.RateLimits, WSLimits: o.WSLimits, RequestTimeout: o.RequestTimeout, Trusted: o.Trusted,
 		Metrics: metrics, Tracer: o.Tracer, HubInterval: 50 * time.Millisecond}
 	if o.AuditSink != nil {
 		deps.AuditSink = o.AuditSink(st)

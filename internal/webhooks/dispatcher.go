@@ -292,7 +292,7 @@ func (d *Dispatcher) delivery(s *domain.WebhookSubscription, r *store.CaseEventR
 		CaseID: d.o.GlobalID("Case", r.CaseID), EventType: r.Type, Status: r.Status, At: at, Version: r.Version,
 	}})
 	return &domain.WebhookDelivery{
-		ID: store.WebhookDeliveryID(s.ID, r.Seq), SubscriptionID: s.ID, CaseID: r.CaseID, Seq: r.Seq,
+		ID: store.WebhookDeliveryID(), SubscriptionID: s.ID, CaseID: r.CaseID, Seq: r.Seq,
 		EventType: r.Type, Payload: string(body), CreatedAt: d.st.Now(),
 	}
 }
