@@ -21,6 +21,9 @@ const (
 	GroupCaseAdmin Group = "case.admin"
 	// GroupCaseClinical: diagnosis, proposed treatment, questions, records.
 	GroupCaseClinical Group = "case.clinical"
+	// GroupRecordDocument: a record's stored file (its metadata and download
+	// link); for the case's reviewers only while RECORDS_RELEASE is active.
+	GroupRecordDocument Group = "record.document"
 	// GroupOpinionMeta: that and when an opinion was delivered.
 	GroupOpinionMeta Group = "opinion.meta"
 	// GroupOpinionContent: the written opinion itself.
@@ -47,6 +50,7 @@ var groupRoles = map[Group][]Role{
 	GroupPatientIdentity:    {RoleMember, RoleInsurer, RoleProvider, RoleCoordinator},
 	GroupCaseAdmin:          Roles,
 	GroupCaseClinical:       {RoleMember, RoleProvider, RolePartner, RoleCoordinator},
+	GroupRecordDocument:     {RoleMember, RoleProvider, RolePartner, RoleCoordinator},
 	GroupOpinionMeta:        Roles,
 	GroupOpinionContent:     {RoleMember, RoleProvider, RolePartner, RoleCoordinator},
 	GroupSpecialistPublic:   Roles,
@@ -64,7 +68,7 @@ func CanRead(r Role, g Group) bool { return slices.Contains(groupRoles[g], r) }
 // and must be audited.
 func PHI(g Group) bool {
 	switch g {
-	case GroupPatientIdentity, GroupPatientDemographic, GroupCaseClinical, GroupOpinionMeta, GroupOpinionContent:
+	case GroupPatientIdentity, GroupPatientDemographic, GroupCaseClinical, GroupRecordDocument, GroupOpinionMeta, GroupOpinionContent:
 		return true
 	}
 	return false
@@ -111,6 +115,10 @@ var FieldGroups = map[string]Group{
 	"Diagnosis.code": GroupPublic, "Diagnosis.description": GroupPublic,
 	"MedicalRecord.id": GroupCaseClinical, "MedicalRecord.title": GroupCaseClinical,
 	"MedicalRecord.kind": GroupCaseClinical, "MedicalRecord.recordedOn": GroupCaseClinical,
+	"MedicalRecord.document": GroupRecordDocument,
+	"Document.contentType":   GroupRecordDocument, "Document.sizeBytes": GroupRecordDocument,
+	"Document.sha256": GroupRecordDocument, "Document.uploadedAt": GroupRecordDocument,
+	"Document.downloadUrl": GroupRecordDocument,
 
 	"Specialist.id": GroupSpecialistPublic, "Specialist.name": GroupSpecialistPublic,
 	"Specialist.credentials": GroupSpecialistPublic, "Specialist.specialties": GroupSpecialistPublic,
