@@ -5,6 +5,7 @@ package model
 import (
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/secondopinion/gateway/internal/domain"
 )
 
@@ -283,6 +284,20 @@ type RegisterOrganizationPayload struct {
 	Organization *domain.Organization `json:"organization"`
 }
 
+// Input of `removeMedicalRecord`.
+type RemoveMedicalRecordInput struct {
+	// The case's global id.
+	CaseID string `json:"caseId"`
+	// The record's id within the case.
+	RecordID string `json:"recordId"`
+}
+
+// What `removeMedicalRecord` removed.
+type RemoveMedicalRecordPayload struct {
+	// The case, as it is now; its history shows RECORD_REMOVED.
+	Case *domain.Case `json:"case"`
+}
+
 // Input of `requestSecondOpinion`.
 type RequestSecondOpinionInput struct {
 	// The covering policy's global id.
@@ -427,6 +442,28 @@ type UpdatePolicyInput struct {
 type UpdatePolicyPayload struct {
 	// The updated policy.
 	Policy *domain.Policy `json:"policy"`
+}
+
+// Input of `uploadMedicalRecord`.
+type UploadMedicalRecordInput struct {
+	// The case's global id.
+	CaseID string `json:"caseId"`
+	// A short title.
+	Title string `json:"title"`
+	// The kind of record.
+	Kind domain.RecordKind `json:"kind"`
+	// When the record was made.
+	RecordedOn *time.Time `json:"recordedOn,omitempty"`
+	// The file: PDF, JPEG, PNG, TIFF, DICOM Part 10 or plain text (detected from its bytes), at most MAX_UPLOAD_BYTES (50 MiB by default; larger is HTTP 413).
+	File graphql.Upload `json:"file"`
+}
+
+// What `uploadMedicalRecord` added.
+type UploadMedicalRecordPayload struct {
+	// The case, as it is now.
+	Case *domain.Case `json:"case"`
+	// The new record, with its document.
+	Record *domain.Record `json:"record"`
 }
 
 // Input of `upsertSpecialist`.

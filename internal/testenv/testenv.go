@@ -24,14 +24,18 @@ import (
 
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/auth"
+	"github.com/secondopinion/gateway/internal/blob"
+	"github.com/secondopinion/gateway/internal/documents"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/embedded"
 	"github.com/secondopinion/gateway/internal/events"
+	"github.com/secondopinion/gateway/internal/keys"
 	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/telemetry"
 	"github.com/secondopinion/gateway/internal/trusted"
+	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 var (
@@ -86,6 +90,11 @@ type Env struct {
 	Metrics *telemetry.Metrics
 	// Gateway is Handler with its shutdown methods.
 	Gateway *server.Handler
+	// Documents is the documents service; BlobDir the directory its
+	// encrypted files are stored in; Keys its master keys.
+	Documents *documents.Service
+	BlobDir   string
+	Keys      *keys.Keyring
 }
 
 // Options tune Start.
@@ -107,6 +116,10 @@ type Options struct {
 	// Tracer records spans (tracing is off when nil); database commands get
 	// spans too.
 	Tracer trace.TracerProvider
+	// MaxUploadBytes caps an uploaded file (the default 50 MiB when 0).
+	MaxUploadBytes int64
+	// Blobs replaces the directory blob store.
+	Blobs blob.Store
 }
 
 // Start opens a fresh database, seeds the demo data and builds the handler.
@@ -149,13 +162,31 @@ func Start(t testing.TB, opts ...Options) *Env {
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	t.Cleanup(stopHub)
 	go hub.Run(hubCtx)
+	kr, err := keys.Parse(strings.NewReader(mustGenerateKey(t)))
+	require.NoError(t, err)
+	blobDir := t.TempDir()
+	blobs := o.Blobs
+	if blobs == nil {
+		d, err := blob.NewDir(blobDir)
+		require.NoError(t, err)
+		blobs = d
+	}
+	docs := documents.New(st, workflow.New(st), blobs, kr, documents.Options{MaxBytes: o.MaxUploadBytes, Logger: logger})
 	deps := server.Deps{Store: st, Verifier: v, Production: o.Production, Logger: logger, Events: hub, RateLimits: o.RateLimits, Trusted: o.Trusted,
-		Metrics: metrics, Tracer: o.Tracer}
+		Metrics: metrics, Tracer: o.Tracer, Documents: docs, MaxUploadBytes: o.MaxUploadBytes}
 	if o.AuditSink != nil {
 		deps.AuditSink = o.AuditSink(st)
 	}
 	h := server.New(deps)
-	return &Env{Store: st, Handler: h, Secret: secret, DB: db, Now: st.Now(), Logs: logs, Metrics: metrics, Gateway: h}
+	return &Env{Store: st, Handler: h, Secret: secret, DB: db, Now: st.Now(), Logs: logs, Metrics: metrics, Gateway: h,
+		Documents: docs, BlobDir: blobDir, Keys: kr}
+}
+
+func mustGenerateKey(t testing.TB) string {
+	t.Helper()
+	text, err := keys.Generate()
+	require.NoError(t, err)
+	return text
 }
 
 type lockedWriter struct {
