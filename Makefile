@@ -2,7 +2,8 @@
 GO ?= go
 ADDR ?= :8080
 
-.PHONY: run test generate check-generated lint bench build conformance fuzz schema-tools schema-lint schema-diff schema-snapshot
+NEW_KEY ?= data-key.new.txt
+.PHONY: rotate-keys run test generate check-generated lint bench build conformance fuzz schema-tools schema-lint schema-diff schema-snapshot
 
 ## run: build and start the gateway on the embedded store with demo data; prints dev tokens
 run:
@@ -71,6 +72,10 @@ schema-snapshot:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/auth ./internal/server
 	$(GO) run ./cmd/loadrun
+
+## rotate-keys: re-wrap every document's data key under the key in NEW_KEY (generated when the file does not exist); then point DATA_KEY_FILE at it
+rotate-keys:
+	@if [ -f "$(NEW_KEY)" ]; then $(GO) run ./cmd/rotate-keys -new "$(NEW_KEY)"; else $(GO) run ./cmd/rotate-keys -new "$(NEW_KEY)" -generate; fi
 
 ## conformance: the graphql-http GraphQL-over-HTTP audits against the live server
 conformance:
