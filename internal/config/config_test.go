@@ -134,13 +134,13 @@ func TestLoadProduction(t *testing.T) {
 	t.Run("a JWKS file with issuer and audience is enough in production", func(t *testing.T) {
 		_, err := config.Load(env(map[string]string{
 			"APP_ENV": "production", "JWT_JWKS_FILE": "/etc/so/jwks.json",
-			"JWT_ISSUER": "https://idp.test/", "JWT_AUDIENCE": "second-opinion-gateway",
+			"JWT_ISSUER": "https://idp.test/", "JWT_AUDIENCE": "second-opinion-gateway", "DATA_KEY_FILE": "/etc/so/data-key.txt",
 		}))
 		assert.NoError(t, err)
 	})
 
 	t.Run("a trust file alone needs no JWT_ISSUER: its entries carry their own", func(t *testing.T) {
-		_, err := config.Load(env(map[string]string{"APP_ENV": "production", "JWT_TRUST_FILE": "/etc/so/trust.json"}))
+		_, err := config.Load(env(map[string]string{"APP_ENV": "production", "JWT_TRUST_FILE": "/etc/so/trust.json", "DATA_KEY_FILE": "/etc/so/data-key.txt"}))
 		assert.NoError(t, err)
 	})
 }

@@ -112,8 +112,6 @@ func (s *Service) verify(token string) (domain.Principal, linkClaims, error) {
 
 // Download is an open document: its metadata and its decrypted bytes.
 type Download struct {
-	// Principal is who the link was issued to, for the audit.
-	Principal   domain.Principal
 	CaseID      string
 	RecordID    string
 	ContentType string
@@ -123,28 +121,40 @@ type Download struct {
 	Body io.ReadCloser
 }
 
+// LinkTarget is who a genuine link was issued to and what it names.
+type LinkTarget struct {
+	Principal domain.Principal
+	CaseID    string
+	RecordID  string
+}
+
 // Open verifies a link's token and, when the principal it names may still
 // read the document now (same scope and consent rules as when it was
-// issued), opens the document. Any refusal is NOT_FOUND; the principal is
-// returned whenever the token itself was genuine, for the audit.
-func (s *Service) Open(ctx context.Context, token string) (*Download, domain.Principal, error) {
+// issued), opens the document. Any refusal is NOT_FOUND; the target is
+// returned whenever the token itself was genuine and current, for the audit.
+func (s *Service) Open(ctx context.Context, token string) (*Download, *LinkTarget, error) {
 	p, c, err := s.verify(token)
 	if err != nil {
-		return nil, domain.Principal{}, err
+		return nil, nil, err
 	}
+	dl, err := s.open(ctx, p, c)
+	return dl, &LinkTarget{Principal: p, CaseID: c.Case, RecordID: c.Record}, err
+}
+
+func (s *Service) open(ctx context.Context, p domain.Principal, c linkClaims) (*Download, error) {
 	if err := p.Require(domain.ScopeCasesRead); err != nil {
-		return nil, p, errBadLink
+		return nil, errBadLink
 	}
 	cs, err := s.st.CaseWith(ctx, p, c.Case, store.CaseView{Clinical: true})
 	if err != nil {
 		var de *domain.Error
 		if errors.As(err, &de) && de.Code == domain.CodeNotFound {
-			return nil, p, errBadLink
+			return nil, errBadLink
 		}
-		return nil, p, err
+		return nil, err
 	}
 	if !domain.CanReadDocument(p.Role, cs.ConsentActive(domain.ConsentRecordsRelease)) || cs.Clinical == nil {
-		return nil, p, errBadLink
+		return nil, errBadLink
 	}
 	var doc *domain.Document
 	for _, r := range cs.Clinical.Records {
@@ -153,28 +163,28 @@ func (s *Service) Open(ctx context.Context, token string) (*Download, domain.Pri
 		}
 	}
 	if doc == nil {
-		return nil, p, errBadLink
+		return nil, errBadLink
 	}
 	dk, err := s.keys.Unwrap(keys.Wrapped{KeyID: doc.KeyID, Key: doc.WrappedKey})
 	if err != nil {
-		return nil, p, err
+		return nil, err
 	}
 	f, err := s.blobs.Get(ctx, doc.BlobKey)
 	if errors.Is(err, blob.ErrNotFound) {
-		return nil, p, errBadLink
+		return nil, errBadLink
 	}
 	if err != nil {
-		return nil, p, err
+		return nil, err
 	}
 	plain, err := dk.Decrypt(f)
 	if err != nil {
 		_ = f.Close()
-		return nil, p, err
+		return nil, err
 	}
 	return &Download{
-		Principal: p, CaseID: c.Case, RecordID: c.Record, ContentType: doc.ContentType, SizeBytes: doc.SizeBytes,
+		CaseID: c.Case, RecordID: c.Record, ContentType: doc.ContentType, SizeBytes: doc.SizeBytes,
 		Body: readCloser{Reader: plain, Closer: f},
-	}, p, nil
+	}, nil
 }
 
 type readCloser struct {

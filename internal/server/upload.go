@@ -192,18 +192,18 @@ func filesHandler(d Deps) http.Handler {
 			return
 		}
 		token := r.PathValue("token")
-		dl, p, err := d.Documents.Open(r.Context(), token)
-		if p.Role == "" {
+		dl, target, err := d.Documents.Open(r.Context(), token)
+		if target == nil {
 			// Not a genuine, current link: nobody to attribute it to.
 			notFound()
 			return
 		}
-		rec := audit.NewRecorder(p, RequestID(r.Context()), "GET /files", nil)
-		entry := audit.Entry{ResourceType: "Document", Group: domain.GroupRecordDocument, Outcome: audit.OutcomeAllowed}
+		rec := audit.NewRecorder(target.Principal, RequestID(r.Context()), "GET /files", nil)
+		entry := audit.Entry{ResourceType: "Document", ResourceID: target.RecordID, CaseID: target.CaseID,
+			Group: domain.GroupRecordDocument, Outcome: audit.OutcomeAllowed}
 		var de *domain.Error
 		switch {
 		case err == nil:
-			entry.ResourceID, entry.CaseID = dl.RecordID, dl.CaseID
 			defer func() { _ = dl.Body.Close() }()
 		case errors.As(err, &de) && de.Code == domain.CodeNotFound:
 			entry.Outcome = audit.OutcomeNotFound

@@ -130,9 +130,9 @@ type consentDoc struct {
 }
 
 type recordDoc struct {
-	ID         string     `bson:"id"`
-	Title      string     `bson:"title"`
-	Kind       string     `bson:"kind"`
+	ID         string       `bson:"id"`
+	Title      string       `bson:"title"`
+	Kind       string       `bson:"kind"`
 	RecordedOn *time.Time   `bson:"recordedOn,omitempty"`
 	AddedAt    time.Time    `bson:"addedAt"`
 	Document   *documentDoc `bson:"document,omitempty"`
