@@ -95,6 +95,8 @@ type Env struct {
 	Documents *documents.Service
 	BlobDir   string
 	Keys      *keys.Keyring
+	// KeyText is the key file Keys was read from.
+	KeyText string
 }
 
 // Options tune Start.
@@ -162,7 +164,8 @@ func Start(t testing.TB, opts ...Options) *Env {
 	hubCtx, stopHub := context.WithCancel(context.Background())
 	t.Cleanup(stopHub)
 	go hub.Run(hubCtx)
-	kr, err := keys.Parse(strings.NewReader(mustGenerateKey(t)))
+	keyText := mustGenerateKey(t)
+	kr, err := keys.Parse(strings.NewReader(keyText))
 	require.NoError(t, err)
 	blobDir := t.TempDir()
 	blobs := o.Blobs
@@ -179,7 +182,7 @@ func Start(t testing.TB, opts ...Options) *Env {
 	}
 	h := server.New(deps)
 	return &Env{Store: st, Handler: h, Secret: secret, DB: db, Now: st.Now(), Logs: logs, Metrics: metrics, Gateway: h,
-		Documents: docs, BlobDir: blobDir, Keys: kr}
+		Documents: docs, BlobDir: blobDir, Keys: kr, KeyText: keyText}
 }
 
 func mustGenerateKey(t testing.TB) string {
