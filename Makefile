@@ -71,6 +71,7 @@ schema-snapshot:
 ## bench: Go benchmarks (hot paths, -benchmem) and the load run (gateway vs hand-written baseline) on the embedded store
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/auth ./internal/server
+	$(GO) test -run '^$$' -bench 20MiB -benchmem -benchtime 5x ./internal/documents
 	$(GO) run ./cmd/loadrun
 
 ## rotate-keys: re-wrap every document's data key under the key in NEW_KEY (generated when the file does not exist); then point DATA_KEY_FILE at it

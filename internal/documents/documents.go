@@ -5,6 +5,7 @@
 package documents
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -147,7 +148,10 @@ func (s *Service) put(ctx context.Context, key string, dk *keys.DataKey, src io.
 	done := make(chan error, 1)
 	go func() {
 		err := func() error {
-			enc, err := dk.Encrypt(pw)
+			// Larger writes to storage than age's 64 KiB chunks: fewer
+			// hand-offs through the pipe.
+			buf := bufio.NewWriterSize(pw, 1<<20)
+			enc, err := dk.Encrypt(buf)
 			if err != nil {
 				return err
 			}
@@ -159,7 +163,10 @@ func (s *Service) put(ctx context.Context, key string, dk *keys.DataKey, src io.
 			if n > s.maxBytes {
 				return ErrTooLarge
 			}
-			return enc.Close()
+			if err := enc.Close(); err != nil {
+				return err
+			}
+			return buf.Flush()
 		}()
 		pw.CloseWithError(err) // nil: EOF for the reader
 		done <- err
