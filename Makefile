@@ -2,7 +2,8 @@
 GO ?= go
 ADDR ?= :8080
 
-.PHONY: audit-verify run test generate check-generated lint bench build conformance fuzz schema-tools schema-lint schema-diff schema-snapshot fhir-tools
+NEW_KEY ?= data-key.new.txt
+.PHONY: rotate-keys audit-verify run test generate check-generated lint bench build conformance fuzz schema-tools schema-lint schema-diff schema-snapshot fhir-tools
 
 ## run: build and start the gateway on the embedded store with demo data; prints dev tokens
 run:
@@ -82,7 +83,12 @@ audit-verify:
 ## bench: Go benchmarks (hot paths, -benchmem) and the load run (gateway vs hand-written baseline) on the embedded store
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/auth ./internal/server ./internal/workflow
+	$(GO) test -run '^$$' -bench 20MiB -benchmem -benchtime 5x ./internal/documents
 	$(GO) run ./cmd/loadrun
+
+## rotate-keys: re-wrap every document's data key under the key in NEW_KEY (generated when the file does not exist); then point DATA_KEY_FILE at it
+rotate-keys:
+	@if [ -f "$(NEW_KEY)" ]; then $(GO) run ./cmd/rotate-keys -new "$(NEW_KEY)"; else $(GO) run ./cmd/rotate-keys -new "$(NEW_KEY)" -generate; fi
 
 ## conformance: the graphql-http GraphQL-over-HTTP audits against the live server
 conformance:

@@ -41,7 +41,9 @@ type ResolverRoot interface {
 	CaseConnection() CaseConnectionResolver
 	CaseEvent() CaseEventResolver
 	CaseEventNotice() CaseEventNoticeResolver
+	Document() DocumentResolver
 	FollowUp() FollowUpResolver
+	MedicalRecord() MedicalRecordResolver
 	Mutation() MutationResolver
 	Opinion() OpinionResolver
 	OpinionConnection() OpinionConnectionResolver
@@ -256,6 +258,14 @@ type ComplexityRoot struct {
 		Description func(childComplexity int) int
 	}
 
+	Document struct {
+		ContentType func(childComplexity int) int
+		DownloadURL func(childComplexity int, expiresInSeconds *int) int
+		SHA256      func(childComplexity int) int
+		SizeBytes   func(childComplexity int) int
+		UploadedAt  func(childComplexity int) int
+	}
+
 	FollowUp struct {
 		Answer     func(childComplexity int) int
 		AnsweredAt func(childComplexity int) int
@@ -267,6 +277,7 @@ type ComplexityRoot struct {
 	}
 
 	MedicalRecord struct {
+		Document   func(childComplexity int) int
 		ID         func(childComplexity int) int
 		Kind       func(childComplexity int) int
 		RecordedOn func(childComplexity int) int
@@ -288,12 +299,14 @@ type ComplexityRoot struct {
 		RecordOutcome             func(childComplexity int, input model.RecordOutcomeInput) int
 		RedeliverWebhook          func(childComplexity int, input model.RedeliverWebhookInput) int
 		RegisterOrganization      func(childComplexity int, input model.RegisterOrganizationInput) int
+		RemoveMedicalRecord       func(childComplexity int, input model.RemoveMedicalRecordInput) int
 		RequestSecondOpinion      func(childComplexity int, input model.RequestSecondOpinionInput) int
 		RevokeConsent             func(childComplexity int, input model.ConsentInput) int
 		SaveOpinionDraft          func(childComplexity int, input model.SaveOpinionDraftInput) int
 		StartReview               func(childComplexity int, input model.StartReviewInput) int
 		UpdateOrganization        func(childComplexity int, input model.UpdateOrganizationInput) int
 		UpdatePolicy              func(childComplexity int, input model.UpdatePolicyInput) int
+		UploadMedicalRecord       func(childComplexity int, input model.UploadMedicalRecordInput) int
 		UpsertSpecialist          func(childComplexity int, input model.UpsertSpecialistInput) int
 	}
 
@@ -453,6 +466,10 @@ type ComplexityRoot struct {
 		Organization func(childComplexity int) int
 	}
 
+	RemoveMedicalRecordPayload struct {
+		Case func(childComplexity int) int
+	}
+
 	RequestSecondOpinionPayload struct {
 		Case func(childComplexity int) int
 	}
@@ -520,6 +537,11 @@ type ComplexityRoot struct {
 
 	UpdatePolicyPayload struct {
 		Policy func(childComplexity int) int
+	}
+
+	UploadMedicalRecordPayload struct {
+		Case   func(childComplexity int) int
+		Record func(childComplexity int) int
 	}
 
 	UpsertSpecialistPayload struct {
@@ -612,8 +634,14 @@ type CaseEventResolver interface {
 type CaseEventNoticeResolver interface {
 	CaseID(ctx context.Context, obj *model.CaseEventNotice) (string, error)
 }
+type DocumentResolver interface {
+	DownloadURL(ctx context.Context, obj *domain.Document, expiresInSeconds *int) (*string, error)
+}
 type FollowUpResolver interface {
 	ID(ctx context.Context, obj *domain.FollowUp) (string, error)
+}
+type MedicalRecordResolver interface {
+	Document(ctx context.Context, obj *domain.Record) (*domain.Document, error)
 }
 type MutationResolver interface {
 	CreatePolicy(ctx context.Context, input model.CreatePolicyInput) (*model.CreatePolicyPayload, error)
@@ -635,6 +663,8 @@ type MutationResolver interface {
 	AskFollowUp(ctx context.Context, input model.AskFollowUpInput) (*model.AskFollowUpPayload, error)
 	AnswerFollowUp(ctx context.Context, input model.AnswerFollowUpInput) (*model.AnswerFollowUpPayload, error)
 	RecordOutcome(ctx context.Context, input model.RecordOutcomeInput) (*model.RecordOutcomePayload, error)
+	UploadMedicalRecord(ctx context.Context, input model.UploadMedicalRecordInput) (*model.UploadMedicalRecordPayload, error)
+	RemoveMedicalRecord(ctx context.Context, input model.RemoveMedicalRecordInput) (*model.RemoveMedicalRecordPayload, error)
 	RegisterOrganization(ctx context.Context, input model.RegisterOrganizationInput) (*model.RegisterOrganizationPayload, error)
 	UpdateOrganization(ctx context.Context, input model.UpdateOrganizationInput) (*model.UpdateOrganizationPayload, error)
 }
@@ -1412,6 +1442,42 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Diagnosis.Description(childComplexity), true
 
+	case "Document.contentType":
+		if e.ComplexityRoot.Document.ContentType == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Document.ContentType(childComplexity), true
+	case "Document.downloadUrl":
+		if e.ComplexityRoot.Document.DownloadURL == nil {
+			break
+		}
+
+		args, err := ec.field_Document_downloadUrl_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Document.DownloadURL(childComplexity, args["expiresInSeconds"].(*int)), true
+	case "Document.sha256":
+		if e.ComplexityRoot.Document.SHA256 == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Document.SHA256(childComplexity), true
+	case "Document.sizeBytes":
+		if e.ComplexityRoot.Document.SizeBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Document.SizeBytes(childComplexity), true
+	case "Document.uploadedAt":
+		if e.ComplexityRoot.Document.UploadedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Document.UploadedAt(childComplexity), true
+
 	case "FollowUp.answer":
 		if e.ComplexityRoot.FollowUp.Answer == nil {
 			break
@@ -1455,6 +1521,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.FollowUp.Question(childComplexity), true
 
+	case "MedicalRecord.document":
+		if e.ComplexityRoot.MedicalRecord.Document == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MedicalRecord.Document(childComplexity), true
 	case "MedicalRecord.id":
 		if e.ComplexityRoot.MedicalRecord.ID == nil {
 			break
@@ -1634,6 +1706,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RegisterOrganization(childComplexity, args["input"].(model.RegisterOrganizationInput)), true
+	case "Mutation.removeMedicalRecord":
+		if e.ComplexityRoot.Mutation.RemoveMedicalRecord == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_removeMedicalRecord_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RemoveMedicalRecord(childComplexity, args["input"].(model.RemoveMedicalRecordInput)), true
 	case "Mutation.requestSecondOpinion":
 		if e.ComplexityRoot.Mutation.RequestSecondOpinion == nil {
 			break
@@ -1700,6 +1783,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.UpdatePolicy(childComplexity, args["input"].(model.UpdatePolicyInput)), true
+	case "Mutation.uploadMedicalRecord":
+		if e.ComplexityRoot.Mutation.UploadMedicalRecord == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_uploadMedicalRecord_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UploadMedicalRecord(childComplexity, args["input"].(model.UploadMedicalRecordInput)), true
 	case "Mutation.upsertSpecialist":
 		if e.ComplexityRoot.Mutation.UpsertSpecialist == nil {
 			break
@@ -2428,6 +2522,13 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.RegisterOrganizationPayload.Organization(childComplexity), true
 
+	case "RemoveMedicalRecordPayload.case":
+		if e.ComplexityRoot.RemoveMedicalRecordPayload.Case == nil {
+			break
+		}
+
+		return e.ComplexityRoot.RemoveMedicalRecordPayload.Case(childComplexity), true
+
 	case "RequestSecondOpinionPayload.case":
 		if e.ComplexityRoot.RequestSecondOpinionPayload.Case == nil {
 			break
@@ -2643,6 +2744,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.UpdatePolicyPayload.Policy(childComplexity), true
 
+	case "UploadMedicalRecordPayload.case":
+		if e.ComplexityRoot.UploadMedicalRecordPayload.Case == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UploadMedicalRecordPayload.Case(childComplexity), true
+	case "UploadMedicalRecordPayload.record":
+		if e.ComplexityRoot.UploadMedicalRecordPayload.Record == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UploadMedicalRecordPayload.Record(childComplexity), true
+
 	case "UpsertSpecialistPayload.specialist":
 		if e.ComplexityRoot.UpsertSpecialistPayload.Specialist == nil {
 			break
@@ -2850,6 +2964,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("RecordOutcomeInput", ec.unmarshalInputRecordOutcomeInput),
 			graphql.NewInputUnmarshaler("RedeliverWebhookInput", ec.unmarshalInputRedeliverWebhookInput),
 			graphql.NewInputUnmarshaler("RegisterOrganizationInput", ec.unmarshalInputRegisterOrganizationInput),
+			graphql.NewInputUnmarshaler("RemoveMedicalRecordInput", ec.unmarshalInputRemoveMedicalRecordInput),
 			graphql.NewInputUnmarshaler("RequestSecondOpinionInput", ec.unmarshalInputRequestSecondOpinionInput),
 			graphql.NewInputUnmarshaler("SaveOpinionDraftInput", ec.unmarshalInputSaveOpinionDraftInput),
 			graphql.NewInputUnmarshaler("SecondOpinionBenefitInput", ec.unmarshalInputSecondOpinionBenefitInput),
@@ -2858,6 +2973,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("TreatmentOptionInput", ec.unmarshalInputTreatmentOptionInput),
 			graphql.NewInputUnmarshaler("UpdateOrganizationInput", ec.unmarshalInputUpdateOrganizationInput),
 			graphql.NewInputUnmarshaler("UpdatePolicyInput", ec.unmarshalInputUpdatePolicyInput),
+			graphql.NewInputUnmarshaler("UploadMedicalRecordInput", ec.unmarshalInputUploadMedicalRecordInput),
 			graphql.NewInputUnmarshaler("UpsertSpecialistInput", ec.unmarshalInputUpsertSpecialistInput),
 		)
 	}
@@ -2951,7 +3067,7 @@ func newExecutionContext(
 	}
 }
 
-//go:embed "schema/access.graphqls" "schema/after.graphqls" "schema/orgs.graphqls"
+//go:embed "schema/access.graphqls" "schema/after.graphqls" "schema/documents.graphqls" "schema/orgs.graphqls"
 var sourcesFS embed.FS
 
 func sourceData(filename string) string {
@@ -3019,6 +3135,8 @@ enum FieldGroup {
   STATISTICS
   "A member's own access log: the member."
   ACCESSLOG
+  "A record's stored file (its metadata and download link): whoever reads the case's clinical fields; never insurers."
+  RECORD_DOCUMENT
 }
 
 """
@@ -4135,6 +4253,7 @@ type RedeliverWebhookPayload {
 `, BuiltIn: false},
 	{Name: "schema/access.graphqls", Input: sourceData("schema/access.graphqls"), BuiltIn: false},
 	{Name: "schema/after.graphqls", Input: sourceData("schema/after.graphqls"), BuiltIn: false},
+	{Name: "schema/documents.graphqls", Input: sourceData("schema/documents.graphqls"), BuiltIn: false},
 	{Name: "schema/orgs.graphqls", Input: sourceData("schema/orgs.graphqls"), BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -4529,6 +4648,22 @@ func (ec *executionContext) childFields_Diagnosis(ctx context.Context, field gra
 	return nil, fmt.Errorf("no field named %q was found under type Diagnosis", field.Name)
 }
 
+func (ec *executionContext) childFields_Document(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "contentType":
+		return ec.fieldContext_Document_contentType(ctx, field)
+	case "sizeBytes":
+		return ec.fieldContext_Document_sizeBytes(ctx, field)
+	case "sha256":
+		return ec.fieldContext_Document_sha256(ctx, field)
+	case "uploadedAt":
+		return ec.fieldContext_Document_uploadedAt(ctx, field)
+	case "downloadUrl":
+		return ec.fieldContext_Document_downloadUrl(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Document", field.Name)
+}
+
 func (ec *executionContext) childFields_FollowUp(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -4559,6 +4694,8 @@ func (ec *executionContext) childFields_MedicalRecord(ctx context.Context, field
 		return ec.fieldContext_MedicalRecord_kind(ctx, field)
 	case "recordedOn":
 		return ec.fieldContext_MedicalRecord_recordedOn(ctx, field)
+	case "document":
+		return ec.fieldContext_MedicalRecord_document(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MedicalRecord", field.Name)
 }
@@ -4833,6 +4970,14 @@ func (ec *executionContext) childFields_RegisterOrganizationPayload(ctx context.
 	return nil, fmt.Errorf("no field named %q was found under type RegisterOrganizationPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_RemoveMedicalRecordPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "case":
+		return ec.fieldContext_RemoveMedicalRecordPayload_case(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type RemoveMedicalRecordPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_RequestSecondOpinionPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "case":
@@ -4961,6 +5106,16 @@ func (ec *executionContext) childFields_UpdatePolicyPayload(ctx context.Context,
 		return ec.fieldContext_UpdatePolicyPayload_policy(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type UpdatePolicyPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_UploadMedicalRecordPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "case":
+		return ec.fieldContext_UploadMedicalRecordPayload_case(ctx, field)
+	case "record":
+		return ec.fieldContext_UploadMedicalRecordPayload_record(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UploadMedicalRecordPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_UpsertSpecialistPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5169,6 +5324,20 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 
 // region    ***************************** args.gotpl *****************************
 
+func (ec *executionContext) field_Document_downloadUrl_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "expiresInSeconds",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["expiresInSeconds"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_addMedicalRecord_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5365,6 +5534,20 @@ func (ec *executionContext) field_Mutation_registerOrganization_args(ctx context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_removeMedicalRecord_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.RemoveMedicalRecordInput, error) {
+			return ec.unmarshalNRemoveMedicalRecordInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRemoveMedicalRecordInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_requestSecondOpinion_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5441,6 +5624,20 @@ func (ec *executionContext) field_Mutation_updatePolicy_args(ctx context.Context
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
 		func(ctx context.Context, v any) (model.UpdatePolicyInput, error) {
 			return ec.unmarshalNUpdatePolicyInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐUpdatePolicyInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_uploadMedicalRecord_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.UploadMedicalRecordInput, error) {
+			return ec.unmarshalNUploadMedicalRecordInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐUploadMedicalRecordInput(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -8774,6 +8971,142 @@ func (ec *executionContext) fieldContext_Diagnosis_description(_ context.Context
 	return graphql.NewScalarFieldContext("Diagnosis", field, false, false, "String")
 }
 
+func (ec *executionContext) _Document_contentType(ctx context.Context, field graphql.CollectedField, obj *domain.Document) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Document_contentType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ContentType, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Document_contentType(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Document", field, false, false, "String")
+}
+
+func (ec *executionContext) _Document_sizeBytes(ctx context.Context, field graphql.CollectedField, obj *domain.Document) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Document_sizeBytes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SizeBytes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Document_sizeBytes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Document", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Document_sha256(ctx context.Context, field graphql.CollectedField, obj *domain.Document) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Document_sha256(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SHA256, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Document_sha256(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Document", field, false, false, "String")
+}
+
+func (ec *executionContext) _Document_uploadedAt(ctx context.Context, field graphql.CollectedField, obj *domain.Document) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Document_uploadedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UploadedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Document_uploadedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Document", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _Document_downloadUrl(ctx context.Context, field graphql.CollectedField, obj *domain.Document) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Document_downloadUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Document().DownloadURL(ctx, obj, fc.Args["expiresInSeconds"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Document_downloadUrl(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Document",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type String does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Document_downloadUrl_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _FollowUp_id(ctx context.Context, field graphql.CollectedField, obj *domain.FollowUp) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9025,6 +9358,38 @@ func (ec *executionContext) _MedicalRecord_recordedOn(ctx context.Context, field
 }
 func (ec *executionContext) fieldContext_MedicalRecord_recordedOn(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("MedicalRecord", field, false, false, "Date")
+}
+
+func (ec *executionContext) _MedicalRecord_document(ctx context.Context, field graphql.CollectedField, obj *domain.Record) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_MedicalRecord_document(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.MedicalRecord().Document(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Document) graphql.Marshaler {
+			return ec.marshalODocument2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDocument(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_MedicalRecord_document(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "MedicalRecord",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Document(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _Mutation_createPolicy(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -9857,6 +10222,94 @@ func (ec *executionContext) fieldContext_Mutation_recordOutcome(ctx context.Cont
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_recordOutcome_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_uploadMedicalRecord(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_uploadMedicalRecord(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UploadMedicalRecord(ctx, fc.Args["input"].(model.UploadMedicalRecordInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UploadMedicalRecordPayload) graphql.Marshaler {
+			return ec.marshalNUploadMedicalRecordPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐUploadMedicalRecordPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_uploadMedicalRecord(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UploadMedicalRecordPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_uploadMedicalRecord_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_removeMedicalRecord(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_removeMedicalRecord(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RemoveMedicalRecord(ctx, fc.Args["input"].(model.RemoveMedicalRecordInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.RemoveMedicalRecordPayload) graphql.Marshaler {
+			return ec.marshalNRemoveMedicalRecordPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRemoveMedicalRecordPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_removeMedicalRecord(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_RemoveMedicalRecordPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_removeMedicalRecord_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -12946,6 +13399,38 @@ func (ec *executionContext) fieldContext_RegisterOrganizationPayload_organizatio
 	return fc, nil
 }
 
+func (ec *executionContext) _RemoveMedicalRecordPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.RemoveMedicalRecordPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_RemoveMedicalRecordPayload_case(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Case, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Case) graphql.Marshaler {
+			return ec.marshalNCase2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCase(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_RemoveMedicalRecordPayload_case(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "RemoveMedicalRecordPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Case(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _RequestSecondOpinionPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.RequestSecondOpinionPayload) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -13802,6 +14287,70 @@ func (ec *executionContext) fieldContext_UpdatePolicyPayload_policy(_ context.Co
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Policy(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UploadMedicalRecordPayload_case(ctx context.Context, field graphql.CollectedField, obj *model.UploadMedicalRecordPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UploadMedicalRecordPayload_case(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Case, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Case) graphql.Marshaler {
+			return ec.marshalNCase2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCase(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UploadMedicalRecordPayload_case(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UploadMedicalRecordPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Case(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UploadMedicalRecordPayload_record(ctx context.Context, field graphql.CollectedField, obj *model.UploadMedicalRecordPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UploadMedicalRecordPayload_record(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Record, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Record) graphql.Marshaler {
+			return ec.marshalNMedicalRecord2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐRecord(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UploadMedicalRecordPayload_record(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UploadMedicalRecordPayload",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_MedicalRecord(ctx, field)
 		},
 	}
 	return fc, nil
@@ -16923,6 +17472,55 @@ func UnmarshalRegisterOrganizationInput(ctx context.Context, raw any) (model.Reg
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputRemoveMedicalRecordInput(ctx context.Context, obj any) (model.RemoveMedicalRecordInput, error) {
+	var it model.RemoveMedicalRecordInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"caseId", "recordId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "caseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("caseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CaseID = data
+		case "recordId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("recordId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RecordID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalRemoveMedicalRecordInput unmarshals raw into the RemoveMedicalRecordInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalRemoveMedicalRecordInput(ctx context.Context, raw any) (model.RemoveMedicalRecordInput, error) {
+	var out model.RemoveMedicalRecordInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "RemoveMedicalRecordInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputRequestSecondOpinionInput(ctx context.Context, obj any) (model.RequestSecondOpinionInput, error) {
 	var it model.RequestSecondOpinionInput
 	if obj == nil {
@@ -17480,6 +18078,76 @@ func (ec *executionContext) unmarshalInputUpdatePolicyInput(ctx context.Context,
 func UnmarshalUpdatePolicyInput(ctx context.Context, raw any) (model.UpdatePolicyInput, error) {
 	var out model.UpdatePolicyInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "UpdatePolicyInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputUploadMedicalRecordInput(ctx context.Context, obj any) (model.UploadMedicalRecordInput, error) {
+	var it model.UploadMedicalRecordInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"caseId", "title", "kind", "recordedOn", "file"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "caseId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("caseId"))
+			data, err := ec.unmarshalNID2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CaseID = data
+		case "title":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("title"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Title = data
+		case "kind":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("kind"))
+			data, err := ec.unmarshalNRecordKind2githubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐRecordKind(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Kind = data
+		case "recordedOn":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("recordedOn"))
+			data, err := ec.unmarshalODate2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RecordedOn = data
+		case "file":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("file"))
+			data, err := ec.unmarshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.File = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalUploadMedicalRecordInput unmarshals raw into the UploadMedicalRecordInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalUploadMedicalRecordInput(ctx context.Context, raw any) (model.UploadMedicalRecordInput, error) {
+	var out model.UploadMedicalRecordInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "UploadMedicalRecordInput", raw, &out)
 	return out, err
 }
 
@@ -19015,6 +19683,60 @@ func (ec *executionContext) _Diagnosis(ctx context.Context, sel ast.SelectionSet
 	return out
 }
 
+var documentImplementors = []string{"Document"}
+
+func (ec *executionContext) _Document(ctx context.Context, sel ast.SelectionSet, obj *domain.Document) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, documentImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Document")
+		case "contentType":
+			out.Values[i] = ec._Document_contentType(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "sizeBytes":
+			out.Values[i] = ec._Document_sizeBytes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "sha256":
+			out.Values[i] = ec._Document_sha256(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "uploadedAt":
+			out.Values[i] = ec._Document_uploadedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "downloadUrl":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Document_downloadUrl(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var followUpImplementors = []string{"FollowUp"}
 
 func (ec *executionContext) _FollowUp(ctx context.Context, sel ast.SelectionSet, obj *domain.FollowUp) graphql.Marshaler {
@@ -19093,23 +19815,29 @@ func (ec *executionContext) _MedicalRecord(ctx context.Context, sel ast.Selectio
 		case "id":
 			out.Values[i] = ec._MedicalRecord_id(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "title":
 			out.Values[i] = ec._MedicalRecord_title(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "kind":
 			out.Values[i] = ec._MedicalRecord_kind(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "recordedOn":
 			out.Values[i] = ec._MedicalRecord_recordedOn(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
-				out.Invalids++
+				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "document":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._MedicalRecord_document(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -19275,6 +20003,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "recordOutcome":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_recordOutcome(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "uploadMedicalRecord":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_uploadMedicalRecord(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "removeMedicalRecord":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_removeMedicalRecord(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -20376,6 +21118,39 @@ func (ec *executionContext) _RegisterOrganizationPayload(ctx context.Context, se
 	return out
 }
 
+var removeMedicalRecordPayloadImplementors = []string{"RemoveMedicalRecordPayload"}
+
+func (ec *executionContext) _RemoveMedicalRecordPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RemoveMedicalRecordPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, removeMedicalRecordPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("RemoveMedicalRecordPayload")
+		case "case":
+			out.Values[i] = ec._RemoveMedicalRecordPayload_case(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var requestSecondOpinionPayloadImplementors = []string{"RequestSecondOpinionPayload"}
 
 func (ec *executionContext) _RequestSecondOpinionPayload(ctx context.Context, sel ast.SelectionSet, obj *model.RequestSecondOpinionPayload) graphql.Marshaler {
@@ -20846,6 +21621,44 @@ func (ec *executionContext) _UpdatePolicyPayload(ctx context.Context, sel ast.Se
 			out.Values[i] = graphql.MarshalString("UpdatePolicyPayload")
 		case "policy":
 			out.Values[i] = ec._UpdatePolicyPayload_policy(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var uploadMedicalRecordPayloadImplementors = []string{"UploadMedicalRecordPayload"}
+
+func (ec *executionContext) _UploadMedicalRecordPayload(ctx context.Context, sel ast.SelectionSet, obj *model.UploadMedicalRecordPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, uploadMedicalRecordPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UploadMedicalRecordPayload")
+		case "case":
+			out.Values[i] = ec._UploadMedicalRecordPayload_case(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "record":
+			out.Values[i] = ec._UploadMedicalRecordPayload_record(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -22183,6 +22996,14 @@ func (ec *executionContext) marshalNMedicalRecord2githubᚗcomᚋsecondopinion�
 	return ec._MedicalRecord(ctx, sel, &v)
 }
 
+func (ec *executionContext) marshalNMedicalRecord2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐRecord(ctx context.Context, sel ast.SelectionSet, v *domain.Record) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "MedicalRecord!")
+		return graphql.Null
+	}
+	return ec._MedicalRecord(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNOpinion2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐOpinion(ctx context.Context, sel ast.SelectionSet, v *domain.Opinion) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "Opinion!")
@@ -22463,6 +23284,19 @@ func (ec *executionContext) marshalNRegisterOrganizationPayload2ᚖgithubᚗcom�
 	return ec._RegisterOrganizationPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) unmarshalNRemoveMedicalRecordInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRemoveMedicalRecordInput(ctx context.Context, v any) (model.RemoveMedicalRecordInput, error) {
+	res, err := ec.unmarshalInputRemoveMedicalRecordInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNRemoveMedicalRecordPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRemoveMedicalRecordPayload(ctx context.Context, sel ast.SelectionSet, v *model.RemoveMedicalRecordPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "RemoveMedicalRecordPayload!")
+		return graphql.Null
+	}
+	return ec._RemoveMedicalRecordPayload(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNRequestSecondOpinionInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐRequestSecondOpinionInput(ctx context.Context, v any) (model.RequestSecondOpinionInput, error) {
 	res, err := ec.unmarshalInputRequestSecondOpinionInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -22668,6 +23502,33 @@ func (ec *executionContext) marshalNUpdatePolicyPayload2ᚖgithubᚗcomᚋsecond
 		return graphql.Null
 	}
 	return ec._UpdatePolicyPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx context.Context, v any) (graphql.Upload, error) {
+	res, err := graphql.UnmarshalUpload(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNUpload2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚐUpload(ctx context.Context, sel ast.SelectionSet, v graphql.Upload) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalUpload(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Upload!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNUploadMedicalRecordInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐUploadMedicalRecordInput(ctx context.Context, v any) (model.UploadMedicalRecordInput, error) {
+	res, err := ec.unmarshalInputUploadMedicalRecordInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNUploadMedicalRecordPayload2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐUploadMedicalRecordPayload(ctx context.Context, sel ast.SelectionSet, v *model.UploadMedicalRecordPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UploadMedicalRecordPayload!")
+		return graphql.Null
+	}
+	return ec._UploadMedicalRecordPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNUpsertSpecialistInput2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐUpsertSpecialistInput(ctx context.Context, v any) (model.UpsertSpecialistInput, error) {
@@ -23228,6 +24089,13 @@ func (ec *executionContext) unmarshalODiagnosisInput2ᚖgithubᚗcomᚋsecondopi
 	}
 	res, err := ec.unmarshalInputDiagnosisInput(ctx, v)
 	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalODocument2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDocument(ctx context.Context, sel ast.SelectionSet, v *domain.Document) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Document(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {

@@ -6,6 +6,7 @@ package graph
 //go:generate go run github.com/99designs/gqlgen generate
 
 import (
+	"github.com/secondopinion/gateway/internal/documents"
 	"github.com/secondopinion/gateway/internal/events"
 	"github.com/secondopinion/gateway/internal/webhooks"
 	"github.com/secondopinion/gateway/internal/workflow"
@@ -17,4 +18,6 @@ type Resolver struct {
 	Events   *events.Hub
 	// Webhooks registers partners' endpoints; nil disables the webhook API.
 	Webhooks *webhooks.Service
+	// Documents stores and serves records' files; nil disables uploads.
+	Documents *documents.Service
 }

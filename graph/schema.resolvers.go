@@ -712,6 +712,9 @@ func (r *Resolver) CaseEvent() CaseEventResolver { return &caseEventResolver{r} 
 // CaseEventNotice returns CaseEventNoticeResolver implementation.
 func (r *Resolver) CaseEventNotice() CaseEventNoticeResolver { return &caseEventNoticeResolver{r} }
 
+// MedicalRecord returns MedicalRecordResolver implementation.
+func (r *Resolver) MedicalRecord() MedicalRecordResolver { return &medicalRecordResolver{r} }
+
 // Mutation returns MutationResolver implementation.
 func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 
@@ -766,6 +769,7 @@ type (
 	caseConnectionResolver                struct{ *Resolver }
 	caseEventResolver                     struct{ *Resolver }
 	caseEventNoticeResolver               struct{ *Resolver }
+	medicalRecordResolver                 struct{ *Resolver }
 	mutationResolver                      struct{ *Resolver }
 	opinionResolver                       struct{ *Resolver }
 	opinionConnectionResolver             struct{ *Resolver }

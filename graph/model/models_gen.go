@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/secondopinion/gateway/internal/domain"
 )
 
@@ -385,6 +386,20 @@ type RegisterOrganizationPayload struct {
 	Organization *domain.Organization `json:"organization"`
 }
 
+// Input of `removeMedicalRecord`.
+type RemoveMedicalRecordInput struct {
+	// The case's global id.
+	CaseID string `json:"caseId"`
+	// The record's id within the case.
+	RecordID string `json:"recordId"`
+}
+
+// What `removeMedicalRecord` removed.
+type RemoveMedicalRecordPayload struct {
+	// The case, as it is now; its history shows RECORD_REMOVED.
+	Case *domain.Case `json:"case"`
+}
+
 // Input of `requestSecondOpinion`.
 type RequestSecondOpinionInput struct {
 	// The covering policy's global id.
@@ -531,6 +546,28 @@ type UpdatePolicyPayload struct {
 	Policy *domain.Policy `json:"policy"`
 }
 
+// Input of `uploadMedicalRecord`.
+type UploadMedicalRecordInput struct {
+	// The case's global id.
+	CaseID string `json:"caseId"`
+	// A short title.
+	Title string `json:"title"`
+	// The kind of record.
+	Kind domain.RecordKind `json:"kind"`
+	// When the record was made.
+	RecordedOn *time.Time `json:"recordedOn,omitempty"`
+	// The file: PDF, JPEG, PNG, TIFF, DICOM Part 10 or plain text (detected from its bytes), at most MAX_UPLOAD_BYTES (50 MiB by default; larger is HTTP 413).
+	File graphql.Upload `json:"file"`
+}
+
+// What `uploadMedicalRecord` added.
+type UploadMedicalRecordPayload struct {
+	// The case, as it is now.
+	Case *domain.Case `json:"case"`
+	// The new record, with its document.
+	Record *domain.Record `json:"record"`
+}
+
 // Input of `upsertSpecialist`.
 type UpsertSpecialistInput struct {
 	// The specialist's global id, to update; omit to create.
@@ -633,6 +670,8 @@ const (
 	FieldGroupStatistics FieldGroup = "STATISTICS"
 	// A member's own access log: the member.
 	FieldGroupAccesslog FieldGroup = "ACCESSLOG"
+	// A record's stored file (its metadata and download link): whoever reads the case's clinical fields; never insurers.
+	FieldGroupRecordDocument FieldGroup = "RECORD_DOCUMENT"
 )
 
 var AllFieldGroup = []FieldGroup{
@@ -652,11 +691,12 @@ var AllFieldGroup = []FieldGroup{
 	FieldGroupCaseOutcome,
 	FieldGroupStatistics,
 	FieldGroupAccesslog,
+	FieldGroupRecordDocument,
 }
 
 func (e FieldGroup) IsValid() bool {
 	switch e {
-	case FieldGroupPublic, FieldGroupPolicy, FieldGroupPatientDemographic, FieldGroupPatientIdentity, FieldGroupCaseAdmin, FieldGroupCaseClinical, FieldGroupOpinionMeta, FieldGroupOpinionContent, FieldGroupSpecialistPublic, FieldGroupSpecialistInternal, FieldGroupAudit, FieldGroupWebhook, FieldGroupOrganizationAdmin, FieldGroupCaseOutcome, FieldGroupStatistics, FieldGroupAccesslog:
+	case FieldGroupPublic, FieldGroupPolicy, FieldGroupPatientDemographic, FieldGroupPatientIdentity, FieldGroupCaseAdmin, FieldGroupCaseClinical, FieldGroupOpinionMeta, FieldGroupOpinionContent, FieldGroupSpecialistPublic, FieldGroupSpecialistInternal, FieldGroupAudit, FieldGroupWebhook, FieldGroupOrganizationAdmin, FieldGroupCaseOutcome, FieldGroupStatistics, FieldGroupAccesslog, FieldGroupRecordDocument:
 		return true
 	}
 	return false

@@ -18,9 +18,12 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/secondopinion/gateway/internal/auth"
+	"github.com/secondopinion/gateway/internal/blob"
 	"github.com/secondopinion/gateway/internal/config"
+	"github.com/secondopinion/gateway/internal/documents"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/embedded"
+	"github.com/secondopinion/gateway/internal/keys"
 	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/signing"
@@ -28,6 +31,7 @@ import (
 	"github.com/secondopinion/gateway/internal/telemetry"
 	"github.com/secondopinion/gateway/internal/trusted"
 	"github.com/secondopinion/gateway/internal/webhooks"
+	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 // Ready is told the listening address once the server accepts requests.
@@ -125,6 +129,11 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		}
 	}
 
+	documentsSvc, err := openDocuments(ctx, cfg, st, log)
+	if err != nil {
+		return err
+	}
+
 	var docs *trusted.Registry
 	if cfg.TrustedDocumentsFile != "" {
 		if docs, err = trusted.Load(cfg.TrustedDocumentsFile); err != nil {
@@ -143,6 +152,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		Store: st, Verifier: verifier, Signer: signer, Logger: log, Production: cfg.Production(), Trusted: docs,
 		RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes, AllowedOrigins: cfg.WSAllowedOrigins,
 		Metrics: metrics, MetricsApart: cfg.MetricsAddr != "", Tracer: tracing.Provider, RateLimits: rateLimits(cfg), WSLimits: wsLimits(cfg),
+		Documents: documentsSvc, MaxUploadBytes: cfg.MaxUploadBytes,
 		Dispatcher: &webhooks.Options{
 			Production: cfg.Production(), Timeout: cfg.WebhookTimeout, BackoffBase: cfg.WebhookBackoff, MaxAttempts: cfg.WebhookMaxAttempts,
 		},
@@ -213,6 +223,33 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// openDocuments builds the documents service: the master key from
+// DATA_KEY_FILE (development generates one under DATA_DIR on first start;
+// production has refused to start without the variable) and the blob store
+// BLOB_URL names.
+func openDocuments(ctx context.Context, cfg config.Config, st *store.Store, log *slog.Logger) (*documents.Service, error) {
+	var kr *keys.Keyring
+	var err error
+	if cfg.DataKeyFile != "" {
+		kr, err = keys.Load(cfg.DataKeyFile)
+	} else {
+		var created bool
+		path := filepath.Join(cfg.DataDir, config.DevDataKeyFile)
+		kr, created, err = keys.LoadOrCreate(path)
+		if created {
+			log.Warn("development: generated a master data key; keep it, or the documents it encrypts are lost", "path", path)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	blobs, err := blob.Open(ctx, cfg.BlobURL, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	return documents.New(st, workflow.New(st), blobs, kr, documents.Options{MaxBytes: cfg.MaxUploadBytes, Logger: log}), nil
 }
 
 // sweepOutboxes publishes the events left in cases' outboxes whenever a copy

@@ -13,6 +13,7 @@ import (
 	"github.com/secondopinion/gateway/graph"
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/auth"
+	"github.com/secondopinion/gateway/internal/documents"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/events"
 	"github.com/secondopinion/gateway/internal/fhir"
@@ -52,6 +53,10 @@ type Deps struct {
 	// Signer signs delivered opinions (a key generated for this process
 	// when nil: tests); its public keys are served at /.well-known/jwks.json.
 	Signer *signing.Signer
+	// Documents stores and serves records' files (nil disables uploads and
+	// downloads); MaxUploadBytes caps one file.
+	Documents      *documents.Service
+	MaxUploadBytes int64
 	// Dispatcher, when set, runs the webhook dispatcher with these options
 	// (tests that exercise webhooks run their own).
 	Dispatcher *webhooks.Options
@@ -118,7 +123,7 @@ func Build(d Deps) (*App, error) {
 			"GET /.well-known/jwks.json":       signing.JWKSHandler(a.Workflow.Signer()),
 		},
 		Schema: graph.NewExecutableSchema(graph.Config{
-			Resolvers:  &graph.Resolver{Workflow: a.Workflow, Events: a.Hub, Webhooks: a.Webhooks},
+			Resolvers:  &graph.Resolver{Workflow: a.Workflow, Events: a.Hub, Webhooks: a.Webhooks, Documents: d.Documents},
 			Complexity: graph.Complexity(),
 		}),
 		FieldMiddleware: graph.FieldGuard,
@@ -127,7 +132,8 @@ func Build(d Deps) (*App, error) {
 		WithLoaders: func(ctx context.Context, p domain.Principal, batch bool) context.Context {
 			return loader.With(ctx, loader.New(st, p, batch))
 		},
-		AuditSink:           d.AuditSink,
+		AuditSink: d.AuditSink,
+		Documents: d.Documents, MaxUploadBytes: d.MaxUploadBytes,
 		Ping:                st.Ping,
 		ActiveSubscriptions: a.Hub.Active,
 		Operations:          telemetry.NewOperationNames(docs.OperationNames()...),

@@ -53,6 +53,7 @@ func TestProductionServesMetricsOnlyOnTheirOwnListener(t *testing.T) {
 		"APP_ENV":                  "production", "ADDR": "127.0.0.1:0", "METRICS_ADDR": metricsAddr,
 		"MONGODB_URI": testenv.URI(t), "MONGODB_DATABASE": fmt.Sprintf("metrics_%d", time.Now().UnixNano()),
 		"JWT_JWKS_FILE": jwks, "JWT_ISSUER": issuerEuro, "JWT_AUDIENCE": "second-opinion-gateway",
+		"DATA_KEY_FILE": writeDataKey(t, dir), "DATA_DIR": dir,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

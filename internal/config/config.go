@@ -30,7 +30,11 @@ const (
 	DefaultLogLevel       = "info"
 	DefaultJWTMaxLifetime = 24 * time.Hour
 	// DefaultOperatorOrg is OPERATOR_ORG's default.
-	DefaultOperatorOrg = "operator"
+	DefaultOperatorOrg    = "operator"
+	DefaultMaxUploadBytes = 50 << 20
+	// DevDataKeyFile is where development keeps its generated master key,
+	// under DATA_DIR.
+	DevDataKeyFile = "data-key.txt"
 )
 
 // mask replaces secrets in String.
@@ -118,6 +122,16 @@ type Config struct {
 	// and 50).
 	WSMaxSubscriptionsPerConnection int
 	WSMaxSubscriptionsPerPrincipal  int
+	// DataKeyFile holds the master key(s) that wrap documents' data keys
+	// (DATA_KEY_FILE). Required in production; development generates one
+	// at DATA_DIR/data-key.txt when unset.
+	DataKeyFile string
+	// BlobURL says where documents are stored (BLOB_URL): empty or
+	// file://dir for a directory (default DATA_DIR/blobs), s3://bucket/prefix
+	// for an S3-compatible store.
+	BlobURL string
+	// MaxUploadBytes caps one uploaded file (MAX_UPLOAD_BYTES).
+	MaxUploadBytes int64
 	// LogLevel is the slog level (LOG_LEVEL: debug, info, warn, error).
 	LogLevel slog.Level
 }
@@ -153,6 +167,9 @@ func Load(getenv func(string) string) (Config, error) {
 		RequestTimeout:        DefaultRequestTimeout,
 		MaxBodyBytes:          DefaultMaxBodyBytes,
 		WSAllowedOrigins:      list(get("WS_ALLOWED_ORIGINS")),
+		DataKeyFile:           get("DATA_KEY_FILE"),
+		BlobURL:               get("BLOB_URL"),
+		MaxUploadBytes:        DefaultMaxUploadBytes,
 	}
 	// The secret is taken as is: spaces may be part of it.
 	if s := getenv("JWT_HS256_SECRET"); s != "" {
@@ -228,6 +245,17 @@ func Load(getenv func(string) string) (Config, error) {
 			c.MaxBodyBytes = n
 		}
 	}
+	if s := get("MAX_UPLOAD_BYTES"); s != "" {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n <= 0 || n > 5<<30 {
+			errs = append(errs, fmt.Errorf("MAX_UPLOAD_BYTES: %q is not a positive integer up to 5 GiB", s))
+		} else {
+			c.MaxUploadBytes = n
+		}
+	}
+	if c.BlobURL != "" && !strings.HasPrefix(c.BlobURL, "file://") && !strings.HasPrefix(c.BlobURL, "s3://") {
+		errs = append(errs, errors.New("BLOB_URL must be file://dir or s3://bucket/prefix"))
+	}
 	for name, dst := range map[string]*float64{"RATE_LIMIT_PER_ADDRESS": &c.RateLimitPerAddress, "RATE_LIMIT_PER_PRINCIPAL": &c.RateLimitPerPrincipal} {
 		if s := get(name); s != "" {
 			f, err := strconv.ParseFloat(s, 64)
@@ -275,6 +303,9 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		if c.OpinionSigningKeyFile == "" {
 			errs = append(errs, errors.New("production needs OPINION_SIGNING_KEY_FILE (the key that signs delivered opinions)"))
+		}
+		if c.DataKeyFile == "" {
+			errs = append(errs, errors.New("production needs DATA_KEY_FILE: the master key that encrypts documents at rest"))
 		}
 		// The operator's issuer without iss and aud would accept a token its
 		// keys signed for any other relying party. (Trust-file entries are
@@ -330,6 +361,9 @@ func (c Config) String() string {
 		"WEBHOOK_MAX_ATTEMPTS=" + strconv.Itoa(c.WebhookMaxAttempts),
 		"WS_MAX_SUBSCRIPTIONS_PER_CONNECTION=" + strconv.Itoa(c.WSMaxSubscriptionsPerConnection),
 		"WS_MAX_SUBSCRIPTIONS_PER_PRINCIPAL=" + strconv.Itoa(c.WSMaxSubscriptionsPerPrincipal),
+		"DATA_KEY_FILE=" + c.DataKeyFile,
+		"BLOB_URL=" + c.BlobURL,
+		"MAX_UPLOAD_BYTES=" + strconv.FormatInt(c.MaxUploadBytes, 10),
 		"LOG_LEVEL=" + c.LogLevel.String(),
 	}
 	return strings.Join(fields, " ")

@@ -81,7 +81,7 @@ func TestLoadProduction(t *testing.T) {
 		m := map[string]string{
 			"APP_ENV": "production", "JWT_JWKS_URL": "https://idp.test/jwks.json",
 			"JWT_ISSUER": "https://idp.test/", "JWT_AUDIENCE": "second-opinion-gateway",
-			"OPINION_SIGNING_KEY_FILE": "/etc/so/opinion-signing-key.pem",
+			"OPINION_SIGNING_KEY_FILE": "/etc/so/opinion-signing-key.pem", "DATA_KEY_FILE": "/etc/so/data-key.txt",
 		}
 		for k, v := range extra {
 			m[k] = v
@@ -103,6 +103,7 @@ func TestLoadProduction(t *testing.T) {
 		{"production refuses an HS256 secret", prod(map[string]string{"JWT_HS256_SECRET": "0123456789abcdef0123456789abcdef"})},
 		{"production requires a JWKS source", map[string]string{"APP_ENV": "production"}},
 		{"production refuses a plain-http JWKS URL", prod(map[string]string{"JWT_JWKS_URL": "http://idp.test/jwks.json"})},
+		{"production refuses to start without DATA_KEY_FILE", prod(map[string]string{"DATA_KEY_FILE": ""})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,14 +135,14 @@ func TestLoadProduction(t *testing.T) {
 		_, err := config.Load(env(map[string]string{
 			"APP_ENV": "production", "JWT_JWKS_FILE": "/etc/so/jwks.json",
 			"JWT_ISSUER": "https://idp.test/", "JWT_AUDIENCE": "second-opinion-gateway",
-			"OPINION_SIGNING_KEY_FILE": "/etc/so/opinion-signing-key.pem",
+			"OPINION_SIGNING_KEY_FILE": "/etc/so/opinion-signing-key.pem", "DATA_KEY_FILE": "/etc/so/data-key.txt",
 		}))
 		assert.NoError(t, err)
 	})
 
 	t.Run("a trust file alone needs no JWT_ISSUER: its entries carry their own", func(t *testing.T) {
 		_, err := config.Load(env(map[string]string{"APP_ENV": "production", "JWT_TRUST_FILE": "/etc/so/trust.json",
-			"OPINION_SIGNING_KEY_FILE": "/etc/so/opinion-signing-key.pem"}))
+			"OPINION_SIGNING_KEY_FILE": "/etc/so/opinion-signing-key.pem", "DATA_KEY_FILE": "/etc/so/data-key.txt"}))
 		assert.NoError(t, err)
 	})
 
@@ -238,4 +239,25 @@ func TestMetricsAddrIsAListenerApartFromADDR(t *testing.T) {
 	assert.ErrorContains(t, err, "METRICS_ADDR")
 	_, err = config.Load(env(map[string]string{"ADDR": ":8080", "METRICS_ADDR": ":8080"}))
 	assert.ErrorContains(t, err, "METRICS_ADDR must differ from ADDR")
+}
+
+func TestLoadDocuments(t *testing.T) {
+	t.Run("uploads are capped at 50 MiB and stored under DATA_DIR by default", func(t *testing.T) {
+		c, err := config.Load(env(nil))
+		require.NoError(t, err)
+		assert.Equal(t, int64(50<<20), c.MaxUploadBytes)
+		assert.Empty(t, c.BlobURL)
+		assert.Empty(t, c.DataKeyFile)
+	})
+	t.Run("MAX_UPLOAD_BYTES, BLOB_URL and DATA_KEY_FILE are read", func(t *testing.T) {
+		c, err := config.Load(env(map[string]string{"MAX_UPLOAD_BYTES": "1024", "BLOB_URL": "s3://bucket/docs", "DATA_KEY_FILE": "/k"}))
+		require.NoError(t, err)
+		assert.Equal(t, int64(1024), c.MaxUploadBytes)
+		assert.Equal(t, "s3://bucket/docs", c.BlobURL)
+		assert.Equal(t, "/k", c.DataKeyFile)
+	})
+	for _, bad := range []map[string]string{{"MAX_UPLOAD_BYTES": "0"}, {"MAX_UPLOAD_BYTES": "lots"}, {"BLOB_URL": "ftp://x"}} {
+		_, err := config.Load(env(bad))
+		assert.Error(t, err, "%v", bad)
+	}
 }

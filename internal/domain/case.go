@@ -84,6 +84,10 @@ type Record struct {
 	Title      string
 	Kind       RecordKind
 	RecordedOn *time.Time
+	// AddedAt is when the record was added (zero before it is stored).
+	AddedAt time.Time
+	// Document is the record's stored file; nil for a record without one.
+	Document *Document
 }
 
 // CaseEvent is one entry of a case's history.

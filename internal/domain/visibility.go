@@ -22,6 +22,9 @@ const (
 	GroupCaseAdmin Group = "case.admin"
 	// GroupCaseClinical: diagnosis, proposed treatment, questions, records.
 	GroupCaseClinical Group = "case.clinical"
+	// GroupRecordDocument: a record's stored file (its metadata and download
+	// link); for the case's reviewers only while RECORDS_RELEASE is active.
+	GroupRecordDocument Group = "record.document"
 	// GroupOpinionMeta: that and when an opinion was delivered.
 	GroupOpinionMeta Group = "opinion.meta"
 	// GroupOpinionContent: the written opinion itself, its follow-ups and
@@ -56,6 +59,7 @@ var groupRoles = map[Group][]Role{
 	GroupPatientIdentity:    {RoleMember, RoleInsurer, RoleProvider, RoleCoordinator},
 	GroupCaseAdmin:          Roles,
 	GroupCaseClinical:       {RoleMember, RoleProvider, RolePartner, RoleCoordinator},
+	GroupRecordDocument:     {RoleMember, RoleProvider, RolePartner, RoleCoordinator},
 	GroupOpinionMeta:        Roles,
 	GroupOpinionContent:     {RoleMember, RoleProvider, RolePartner, RoleCoordinator},
 	GroupCaseOutcome:        {RoleMember, RoleCoordinator},
@@ -78,7 +82,7 @@ func CanRead(r Role, g Group) bool { return slices.Contains(groupRoles[g], r) }
 // and must be audited.
 func PHI(g Group) bool {
 	switch g {
-	case GroupPatientIdentity, GroupPatientDemographic, GroupCaseClinical, GroupOpinionMeta, GroupOpinionContent, GroupCaseOutcome:
+	case GroupPatientIdentity, GroupPatientDemographic, GroupCaseClinical, GroupRecordDocument, GroupOpinionMeta, GroupOpinionContent, GroupCaseOutcome:
 		return true
 	}
 	return false

@@ -28,6 +28,7 @@ import (
 
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/auth"
+	"github.com/secondopinion/gateway/internal/documents"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/telemetry"
 	"github.com/secondopinion/gateway/internal/trusted"
@@ -89,6 +90,14 @@ type Deps struct {
 	MetricsApart bool
 	// Tracer makes the spans (no-op when nil).
 	Tracer trace.TracerProvider
+	// Documents stores and serves records' files (uploadMedicalRecord,
+	// GET /files/<token>); nil disables both.
+	Documents *documents.Service
+	// MaxUploadBytes caps one uploaded file (MAX_UPLOAD_BYTES; the
+	// documents service's cap when 0).
+	MaxUploadBytes int64
+	// UploadTimeout bounds one upload request (DefaultUploadTimeout when 0).
+	UploadTimeout time.Duration
 	// Operations are the operation names that keep their own metric label;
 	// others count as "other".
 	Operations telemetry.OperationNames
@@ -150,6 +159,15 @@ func New(d Deps) *Handler {
 	if d.ActiveSubscriptions != nil {
 		d.Metrics.WatchSubscriptions(d.ActiveSubscriptions)
 	}
+	if d.MaxUploadBytes <= 0 {
+		d.MaxUploadBytes = documents.DefaultMaxBytes
+		if d.Documents != nil {
+			d.MaxUploadBytes = d.Documents.MaxBytes()
+		}
+	}
+	if d.UploadTimeout <= 0 {
+		d.UploadTimeout = DefaultUploadTimeout
+	}
 	obs := &observer{log: d.Logger, metrics: d.Metrics, tracer: d.Tracer.Tracer(telemetry.TracerName), names: d.Operations, ws: newWSTracker()}
 	principals := newLimiterSet(d.RateLimits.PerPrincipal, d.RateLimits.PrincipalBurst, d.RateLimits.MaxTrackedKeys, d.RateLimits.IdleForgetAfter)
 	gql := newGraphQL(d, obs, newWSGuard(d.WSLimits, principals, d.RequestTimeout))
@@ -162,6 +180,7 @@ func New(d Deps) *Handler {
 	for pattern, h := range d.PublicRoutes {
 		mux.Handle(pattern, limitByAddress(d.RateLimits, h))
 	}
+	mux.Handle("GET "+documents.FilesPath+"{token}", limitByAddress(d.RateLimits, filesHandler(d)))
 	if !d.Production && !d.MetricsApart {
 		mux.Handle("GET /metrics", d.Metrics.Handler())
 	}
@@ -182,7 +201,19 @@ func New(d Deps) *Handler {
 	if !d.Production {
 		mux.Handle("GET /{$}", withGraphiQLPolicy(playground.Handler("Second Opinion Gateway", "/graphql")))
 	}
-	h := withSecurityHeaders(withRequestID(obs.middleware(withTimeout(d.RequestTimeout, withBodyLimit(d.MaxBodyBytes, mux)))))
+	bodyLimit := func(r *http.Request) int64 {
+		if isMultipart(r) {
+			return d.MaxUploadBytes + multipartOverhead
+		}
+		return d.MaxBodyBytes
+	}
+	timeout := func(r *http.Request) time.Duration {
+		if isMultipart(r) {
+			return d.UploadTimeout
+		}
+		return d.RequestTimeout
+	}
+	h := withSecurityHeaders(withRequestID(obs.middleware(withTimeout(timeout, withBodyLimit(bodyLimit, mux)))))
 	return &Handler{Handler: h, metrics: d.Metrics, ws: obs.ws}
 }
 
@@ -201,6 +232,7 @@ func newGraphQL(d Deps, obs *observer, ws *wsGuard) http.Handler {
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
+	srv.AddTransport(streamingUpload{maxFile: d.MaxUploadBytes, timeout: d.UploadTimeout})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.SetParserTokenLimit(d.Limits.MaxTokens)
 	// Trusted documents first: a bound client's stray text is refused before
@@ -316,21 +348,22 @@ func withRequestID(next http.Handler) http.Handler {
 	})
 }
 
-func withTimeout(d time.Duration, next http.Handler) http.Handler {
+func withTimeout(timeout func(*http.Request) time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Websocket connections live longer than one request.
 		if r.Header.Get("Upgrade") != "" {
 			next.ServeHTTP(w, r)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), d)
+		ctx, cancel := context.WithTimeout(r.Context(), timeout(r))
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
-func withBodyLimit(n int64, next http.Handler) http.Handler {
+func withBodyLimit(limit func(*http.Request) int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := limit(r)
 		// Refuse an announced oversize body without reading it.
 		if r.ContentLength > n {
 			w.Header().Set("Connection", "close")

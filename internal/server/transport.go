@@ -16,7 +16,8 @@ import (
 
 // guardTransport admits only what the GraphQL-over-HTTP contract allows,
 // before any GraphQL work: POST with application/json (so no browser form
-// can send a mutation cross-site), a single operation (no JSON array
+// can send a mutation cross-site) or, for uploads, multipart/form-data with
+// a preflight header, a single operation (no JSON array
 // batching), a body that is valid JSON (answered without repeating it: it
 // may hold PHI), and GET for queries only.
 func guardTransport(next http.Handler) http.Handler {
@@ -27,6 +28,16 @@ func guardTransport(next http.Handler) http.Handler {
 		}
 		switch r.Method {
 		case http.MethodPost:
+			if isMultipart(r) {
+				// Uploads (the GraphQL multipart request spec), only with a
+				// header no browser form can send.
+				if !hasPreflightHeader(r) {
+					writeJSON(w, http.StatusBadRequest, errorBody("a multipart request needs the header Apollo-Require-Preflight: true (or X-Upload-Preflight: true)", domain.CodeBadUserInput))
+					return
+				}
+				next.ServeHTTP(w, r.WithContext(markPlainHTTP(r.Context())))
+				return
+			}
 			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 			if err != nil || mt != "application/json" {
 				writeJSON(w, http.StatusUnsupportedMediaType, errorBody("requests must be application/json", domain.CodeBadUserInput))

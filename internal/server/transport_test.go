@@ -36,7 +36,7 @@ func TestTransportRefusesWhatTheContractDoesNotAllow(t *testing.T) {
 	}{
 		{"a text/plain body (a browser form's CSRF) is 415", http.MethodPost, "text/plain", cancel, http.StatusUnsupportedMediaType, ""},
 		{"a urlencoded form is 415", http.MethodPost, "application/x-www-form-urlencoded", "query=mutation", http.StatusUnsupportedMediaType, ""},
-		{"a multipart body is 415", http.MethodPost, "multipart/form-data; boundary=x", "--x--", http.StatusUnsupportedMediaType, ""},
+		{"a multipart body without a preflight header is 400 (CSRF)", http.MethodPost, "multipart/form-data; boundary=x", "--x--", http.StatusBadRequest, ""},
 		{"a JSON array batch is 400", http.MethodPost, "application/json", `[{"query":"{ viewer { role } }"},{"query":"{ viewer { role } }"}]`, http.StatusBadRequest, ""},
 		{"malformed JSON holding PHI is 400 and not echoed", http.MethodPost, "application/json", `{"query": "{ viewer { role } }", "variables": {"name": "Alice Martin C50.9"`, http.StatusBadRequest, "Alice"},
 		{"a body over 1 MiB is 413", http.MethodPost, "application/json", `{"query":"` + strings.Repeat("a", 2<<20) + `"}`, http.StatusRequestEntityTooLarge, ""},

@@ -97,7 +97,7 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 		if up.Records != nil {
 			rs := make([]recordDoc, 0, len(up.Records))
 			for _, r := range up.Records {
-				rs = append(rs, recordDoc{ID: r.ID, Title: r.Title, Kind: string(r.Kind), RecordedOn: r.RecordedOn, AddedAt: now})
+				rs = append(rs, toRecordDoc(r, now))
 			}
 			set = append(set, bson.E{Key: "clinical.records", Value: rs})
 		}

@@ -130,11 +130,53 @@ type consentDoc struct {
 }
 
 type recordDoc struct {
-	ID         string     `bson:"id"`
-	Title      string     `bson:"title"`
-	Kind       string     `bson:"kind"`
-	RecordedOn *time.Time `bson:"recordedOn,omitempty"`
-	AddedAt    time.Time  `bson:"addedAt"`
+	ID         string       `bson:"id"`
+	Title      string       `bson:"title"`
+	Kind       string       `bson:"kind"`
+	RecordedOn *time.Time   `bson:"recordedOn,omitempty"`
+	AddedAt    time.Time    `bson:"addedAt"`
+	Document   *documentDoc `bson:"document,omitempty"`
+}
+
+// documentDoc is a record's stored file: metadata, where the encrypted bytes
+// are, and the data key wrapped under the master key keyId. The file itself
+// is never in the database.
+type documentDoc struct {
+	ContentType string    `bson:"contentType"`
+	SizeBytes   int       `bson:"sizeBytes"`
+	SHA256      string    `bson:"sha256"`
+	UploadedAt  time.Time `bson:"uploadedAt"`
+	BlobKey     string    `bson:"blobKey"`
+	KeyID       string    `bson:"keyId"`
+	WrappedKey  []byte    `bson:"wrappedKey"`
+}
+
+func toRecordDoc(r domain.Record, now time.Time) recordDoc {
+	d := recordDoc{ID: r.ID, Title: r.Title, Kind: string(r.Kind), RecordedOn: r.RecordedOn, AddedAt: r.AddedAt}
+	if d.AddedAt.IsZero() {
+		d.AddedAt = now
+	}
+	if x := r.Document; x != nil {
+		d.Document = &documentDoc{
+			ContentType: x.ContentType, SizeBytes: x.SizeBytes, SHA256: x.SHA256, UploadedAt: x.UploadedAt,
+			BlobKey: x.BlobKey, KeyID: x.KeyID, WrappedKey: x.WrappedKey,
+		}
+	}
+	return d
+}
+
+func toRecord(caseID string, released bool, r recordDoc) domain.Record {
+	rec := domain.Record{
+		ID: r.ID, Title: r.Title, Kind: domain.RecordKind(r.Kind), RecordedOn: utcPtr(r.RecordedOn), AddedAt: r.AddedAt.UTC(),
+	}
+	if x := r.Document; x != nil {
+		rec.Document = &domain.Document{
+			ContentType: x.ContentType, SizeBytes: x.SizeBytes, SHA256: x.SHA256, UploadedAt: x.UploadedAt.UTC(),
+			CaseID: caseID, RecordID: r.ID, Released: released,
+			BlobKey: x.BlobKey, KeyID: x.KeyID, WrappedKey: x.WrappedKey,
+		}
+	}
+	return rec
 }
 
 type eventDoc struct {
@@ -238,10 +280,14 @@ func toCase(d *caseDoc) *domain.Case {
 			ProposedTreatment: d.Clinical.ProposedTreatment,
 			Questions:         d.Clinical.Questions,
 		}
+		released := false
+		for _, x := range d.Consents {
+			if x.Kind == string(domain.ConsentRecordsRelease) {
+				released = x.Active
+			}
+		}
 		for _, r := range d.Clinical.Records {
-			cl.Records = append(cl.Records, domain.Record{
-				ID: r.ID, Title: r.Title, Kind: domain.RecordKind(r.Kind), RecordedOn: utcPtr(r.RecordedOn),
-			})
+			cl.Records = append(cl.Records, toRecord(d.ID, released, r))
 		}
 		if cl.Questions == nil {
 			cl.Questions = []string{}
@@ -460,4 +506,13 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// fromConsents converts a case's consents to their stored form.
+func fromConsents(cs []domain.Consent) []consentDoc {
+	out := make([]consentDoc, 0, len(cs))
+	for _, x := range cs {
+		out = append(out, consentDoc{Kind: string(x.Kind), Active: x.Active, GrantedAt: x.GrantedAt, RevokedAt: x.RevokedAt})
+	}
+	return out
 }

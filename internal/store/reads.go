@@ -217,6 +217,9 @@ func (s *Store) withClinical(ctx context.Context, p domain.Principal, view CaseV
 	}
 	for _, c := range cases {
 		if d, ok := byID[c.ID]; ok && clinicalAllowed(p, c) {
+			// The clinical part was read alone: its documents' release is
+			// the consent of the case read first.
+			d.Consents = fromConsents(c.Consents)
 			c.Clinical = toCase(d).Clinical
 		}
 	}

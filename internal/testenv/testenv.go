@@ -25,13 +25,17 @@ import (
 	"github.com/secondopinion/gateway/internal/app"
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/auth"
+	"github.com/secondopinion/gateway/internal/blob"
+	"github.com/secondopinion/gateway/internal/documents"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/embedded"
+	"github.com/secondopinion/gateway/internal/keys"
 	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/telemetry"
 	"github.com/secondopinion/gateway/internal/trusted"
+	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 var (
@@ -86,6 +90,13 @@ type Env struct {
 	Metrics *telemetry.Metrics
 	// Gateway is Handler with its shutdown methods.
 	Gateway *server.Handler
+	// Documents is the documents service; BlobDir the directory its
+	// encrypted files are stored in; Keys its master keys.
+	Documents *documents.Service
+	BlobDir   string
+	Keys      *keys.Keyring
+	// KeyText is the key file Keys was read from.
+	KeyText string
 }
 
 // Options tune Start.
@@ -116,6 +127,10 @@ type Options struct {
 	// Tracer records spans (tracing is off when nil); database commands get
 	// spans too.
 	Tracer trace.TracerProvider
+	// MaxUploadBytes caps an uploaded file (the default 50 MiB when 0).
+	MaxUploadBytes int64
+	// Blobs replaces the directory blob store.
+	Blobs blob.Store
 }
 
 // Start opens a fresh database, seeds the demo data and builds the handler.
@@ -164,7 +179,18 @@ func Start(t testing.TB, opts ...Options) *Env {
 	}
 	// The gateway is built as server.go builds it (app.Build); webhook
 	// tests run their own dispatcher.
-	deps := app.Deps{Store: st, Verifier: v, Production: o.Production, Logger: logger, RateLimits: o.RateLimits, WSLimits: o.WSLimits, RequestTimeout: o.RequestTimeout, Trusted: o.Trusted,
+	keyText := mustGenerateKey(t)
+	kr, err := keys.Parse(strings.NewReader(keyText))
+	require.NoError(t, err)
+	blobDir := t.TempDir()
+	blobs := o.Blobs
+	if blobs == nil {
+		d, err := blob.NewDir(blobDir)
+		require.NoError(t, err)
+		blobs = d
+	}
+	docs := documents.New(st, workflow.New(st), blobs, kr, documents.Options{MaxBytes: o.MaxUploadBytes, Logger: logger})
+	deps := app.Deps{Documents: docs, MaxUploadBytes: o.MaxUploadBytes, Store: st, Verifier: v, Production: o.Production, Logger: logger, RateLimits: o.RateLimits, WSLimits: o.WSLimits, RequestTimeout: o.RequestTimeout, Trusted: o.Trusted,
 		Metrics: metrics, Tracer: o.Tracer, HubInterval: 50 * time.Millisecond}
 	if o.AuditSink != nil {
 		deps.AuditSink = o.AuditSink(st)
@@ -174,7 +200,15 @@ func Start(t testing.TB, opts ...Options) *Env {
 	built.Start(ctx)
 	t.Cleanup(built.Stop)
 	h := built.Handler
-	return &Env{Store: st, Handler: h, Secret: secret, DB: db, Now: st.Now(), Logs: logs, Metrics: metrics, Gateway: h}
+	return &Env{Store: st, Handler: h, Secret: secret, DB: db, Now: st.Now(), Logs: logs, Metrics: metrics, Gateway: h,
+		Documents: docs, BlobDir: blobDir, Keys: kr, KeyText: keyText}
+}
+
+func mustGenerateKey(t testing.TB) string {
+	t.Helper()
+	text, err := keys.Generate()
+	require.NoError(t, err)
+	return text
 }
 
 type lockedWriter struct {

@@ -102,27 +102,94 @@ type RecordInput struct {
 
 // AddMedicalRecord attaches a record's metadata to a case.
 func (s *Service) AddMedicalRecord(ctx context.Context, p domain.Principal, caseID string, in RecordInput) (*domain.Case, *domain.Record, error) {
-	if err := p.Require(domain.ScopeCasesWrite); err != nil {
+	if err := s.recordRole(p, false); err != nil {
 		return nil, nil, err
 	}
-	if err := p.RequireRole(domain.RoleMember, domain.RoleCoordinator); err != nil {
+	rec := domain.Record{ID: NewRecordID(), Title: in.Title, Kind: in.Kind, RecordedOn: in.RecordedOn}
+	return s.addRecord(ctx, p, caseID, rec, false)
+}
+
+// NewRecordID returns a fresh record id.
+func NewRecordID() string { return "rec-" + store.NewID() }
+
+// CheckRecord checks, before any file is read, that p may add the record in
+// to the case: the right role (with a document, the case's reviewer too),
+// valid metadata, and a case in p's scope that is still open, with room for
+// another record, and (for a reviewer) the member's RECORDS_RELEASE consent.
+// The write checks all of it again.
+func (s *Service) CheckRecord(ctx context.Context, p domain.Principal, caseID string, in RecordInput, withDocument bool) error {
+	if err := s.recordRole(p, withDocument); err != nil {
+		return err
+	}
+	if _, err := clean(in.Title, "title", 200, true); err != nil {
+		return err
+	}
+	if in.RecordedOn != nil && in.RecordedOn.After(time.Now()) {
+		return bad("recordedOn is in the future")
+	}
+	c, err := s.store.CaseWith(ctx, p, caseID, store.CaseView{Clinical: true})
+	if err != nil {
+		return err
+	}
+	return recordRoom(p, c)
+}
+
+// AddUploadedRecord attaches a record whose document is already stored
+// (encrypted, in blob storage) to a case. The caller deletes the blob when
+// this fails.
+func (s *Service) AddUploadedRecord(ctx context.Context, p domain.Principal, caseID string, in RecordInput, recordID string, doc *domain.Document) (*domain.Case, *domain.Record, error) {
+	if err := s.recordRole(p, true); err != nil {
 		return nil, nil, err
 	}
 	title, err := clean(in.Title, "title", 200, true)
 	if err != nil {
 		return nil, nil, err
 	}
-	if in.RecordedOn != nil && in.RecordedOn.After(time.Now()) {
+	rec := domain.Record{ID: recordID, Title: title, Kind: in.Kind, RecordedOn: in.RecordedOn, Document: doc}
+	return s.addRecord(ctx, p, caseID, rec, true)
+}
+
+func (s *Service) recordRole(p domain.Principal, withDocument bool) error {
+	if err := p.Require(domain.ScopeCasesWrite); err != nil {
+		return err
+	}
+	roles := []domain.Role{domain.RoleMember, domain.RoleCoordinator}
+	if withDocument {
+		// A reviewer adds, say, the pathology it re-read; the case scope
+		// limits it to its own assigned cases.
+		roles = append(roles, domain.RoleProvider, domain.RolePartner)
+	}
+	return p.RequireRole(roles...)
+}
+
+// recordRoom is the rule for adding a record to c (already in p's scope).
+func recordRoom(p domain.Principal, c *domain.Case) error {
+	if !c.Status.Open() {
+		return domain.Errorf(domain.CodeInvalidTransition, "the case is %s; records can no longer be added", c.Status)
+	}
+	if p.Role.Reviewer() && !c.ConsentActive(domain.ConsentRecordsRelease) {
+		return domain.Errorf(domain.CodeConsentRequired, "the member's RECORDS_RELEASE consent is not active")
+	}
+	if c.Clinical != nil && len(c.Clinical.Records) >= 100 {
+		return bad("a case holds at most 100 records")
+	}
+	return nil
+}
+
+func (s *Service) addRecord(ctx context.Context, p domain.Principal, caseID string, rec domain.Record, withDocument bool) (*domain.Case, *domain.Record, error) {
+	title, err := clean(rec.Title, "title", 200, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec.Title = title
+	if rec.RecordedOn != nil && rec.RecordedOn.After(time.Now()) {
 		return nil, nil, bad("recordedOn is in the future")
 	}
-	rec := domain.Record{ID: "rec-" + store.NewID(), Title: title, Kind: in.Kind, RecordedOn: in.RecordedOn}
+	rec.AddedAt = s.store.Now()
 	c, err := s.store.MutateCase(ctx, p, caseID, nil, func(c *domain.Case) (store.CaseUpdate, error) {
 		var up store.CaseUpdate
-		if !c.Status.Open() {
-			return up, domain.Errorf(domain.CodeInvalidTransition, "the case is %s; records can no longer be added", c.Status)
-		}
-		if c.Clinical != nil && len(c.Clinical.Records) >= 100 {
-			return up, bad("a case holds at most 100 records")
+		if err := recordRoom(p, c); err != nil {
+			return up, err
 		}
 		var records []domain.Record
 		if c.Clinical != nil {
@@ -131,7 +198,11 @@ func (s *Service) AddMedicalRecord(ctx context.Context, p domain.Principal, case
 		records = append(records, rec)
 		up.Records = records
 		now := s.store.Now()
-		up.Events = append(up.Events, domain.CaseEvent{Type: "RECORD_ADDED", At: now, ActorRole: p.Role})
+		typ := "RECORD_ADDED"
+		if withDocument {
+			typ = "RECORD_UPLOADED"
+		}
+		up.Events = append(up.Events, domain.CaseEvent{Type: typ, At: now, ActorRole: p.Role})
 		next := *c
 		cl := domain.CaseClinical{}
 		if c.Clinical != nil {
@@ -145,7 +216,55 @@ func (s *Service) AddMedicalRecord(ctx context.Context, p domain.Principal, case
 	if err != nil {
 		return nil, nil, err
 	}
+	for _, r := range c.Clinical.Records {
+		if r.ID == rec.ID {
+			return c, &r, nil
+		}
+	}
 	return c, &rec, nil
+}
+
+// RemoveMedicalRecord takes a record off a case before its review starts
+// (member or coordinator) and returns the case and the removed record (with
+// its document, so the caller can shred it). The removal stays in the case's
+// history as RECORD_REMOVED.
+func (s *Service) RemoveMedicalRecord(ctx context.Context, p domain.Principal, caseID, recordID string) (*domain.Case, *domain.Record, error) {
+	if err := p.Require(domain.ScopeCasesWrite); err != nil {
+		return nil, nil, err
+	}
+	if err := p.RequireRole(domain.RoleMember, domain.RoleCoordinator); err != nil {
+		return nil, nil, err
+	}
+	var removed domain.Record
+	c, err := s.store.MutateCase(ctx, p, caseID, nil, func(c *domain.Case) (store.CaseUpdate, error) {
+		var up store.CaseUpdate
+		switch c.Status {
+		case domain.StatusSubmitted, domain.StatusTriage, domain.StatusAssigned:
+		default:
+			return up, domain.Errorf(domain.CodeInvalidTransition, "the case is %s; records can only be removed before the review starts", c.Status)
+		}
+		records := []domain.Record{}
+		found := false
+		if c.Clinical != nil {
+			for _, r := range c.Clinical.Records {
+				if r.ID == recordID {
+					found, removed = true, r
+					continue
+				}
+				records = append(records, r)
+			}
+		}
+		if !found {
+			return up, domain.ErrNotFound("record")
+		}
+		up.Records = records
+		up.Events = append(up.Events, domain.CaseEvent{Type: "RECORD_REMOVED", At: s.store.Now(), ActorRole: p.Role})
+		return up, nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, &removed, nil
 }
 
 // AssignSpecialist assigns (or reassigns, before review) a specialist. A

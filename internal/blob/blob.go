@@ -1,0 +1,135 @@
+// Package blob stores document files (already encrypted by the caller)
+// outside the database: a directory by default, or an S3-compatible bucket.
+package blob
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// ErrNotFound is returned by Get for a key that holds nothing.
+var ErrNotFound = errors.New("blob: not found")
+
+// Store keeps blobs by key.
+type Store interface {
+	// Put streams r into key. On any error nothing is left under key.
+	Put(ctx context.Context, key string, r io.Reader) error
+	// Get opens key for reading.
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// Delete removes key; a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// validKey keeps keys to names that are safe as file names and object keys.
+var validKey = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{7,80}$`)
+
+func checkKey(key string) error {
+	if !validKey.MatchString(key) {
+		return fmt.Errorf("blob: invalid key %q", key)
+	}
+	return nil
+}
+
+// Open returns the store BLOB_URL names: empty or file://path is a directory
+// (empty: dataDir/blobs), s3://bucket/prefix an S3-compatible bucket.
+func Open(ctx context.Context, rawURL, dataDir string) (Store, error) {
+	switch {
+	case rawURL == "":
+		return NewDir(filepath.Join(dataDir, "blobs"))
+	case strings.HasPrefix(rawURL, "file://"):
+		return NewDir(strings.TrimPrefix(rawURL, "file://"))
+	case strings.HasPrefix(rawURL, "s3://"):
+		u, err := url.Parse(rawURL)
+		if err != nil || u.Host == "" {
+			return nil, errors.New("blob: BLOB_URL must be s3://bucket/prefix")
+		}
+		return NewS3(ctx, S3Options{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/")})
+	}
+	return nil, errors.New("blob: BLOB_URL must be empty, file://dir or s3://bucket/prefix")
+}
+
+// Dir keeps each blob as a file in one directory.
+type Dir struct{ root string }
+
+// NewDir returns a store in root, creating it (mode 0700).
+func NewDir(root string) (*Dir, error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("blob: %w", err)
+	}
+	return &Dir{root: root}, nil
+}
+
+// Put writes to a temporary file and renames it into place once complete,
+// so a reader never sees a partial blob and a failure leaves none.
+func (d *Dir) Put(ctx context.Context, key string, r io.Reader) (err error) {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(d.root, ".part-*")
+	if err != nil {
+		return fmt.Errorf("blob: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}()
+	if _, err = io.Copy(f, ctxReader{ctx: ctx, r: r}); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return fmt.Errorf("blob: %w", err)
+	}
+	if err = f.Close(); err != nil {
+		return fmt.Errorf("blob: %w", err)
+	}
+	if err = os.Rename(f.Name(), filepath.Join(d.root, key)); err != nil {
+		return fmt.Errorf("blob: %w", err)
+	}
+	return nil
+}
+
+// Get opens the blob's file.
+func (d *Dir) Get(_ context.Context, key string) (io.ReadCloser, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(filepath.Join(d.root, key))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, ErrNotFound
+	}
+	return f, err
+}
+
+// Delete removes the blob's file.
+func (d *Dir) Delete(_ context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	err := os.Remove(filepath.Join(d.root, key))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// ctxReader stops a copy once ctx ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}

@@ -1,0 +1,193 @@
+package documents
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/secondopinion/gateway/internal/blob"
+	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/keys"
+	"github.com/secondopinion/gateway/internal/store"
+)
+
+// A download link is /files/<token>. The token is base64url(JSON claims) "."
+// base64url(HMAC-SHA256(claims)), under a key derived from the master key:
+// it names the record and the principal it was issued to and expires. It is
+// a bearer capability for a few minutes, never more than an hour; at
+// download the principal's right is checked again as if it asked now.
+
+// FilesPath is the route prefix of download links.
+const FilesPath = "/files/"
+
+type linkClaims struct {
+	Case         string   `json:"c"`
+	Record       string   `json:"r"`
+	Subject      string   `json:"s"`
+	Org          string   `json:"o"`
+	Role         string   `json:"ro"`
+	SpecialistID string   `json:"sp,omitempty"`
+	Scopes       []string `json:"sc,omitempty"`
+	HasScopes    bool     `json:"hs,omitempty"`
+	Expires      int64    `json:"e"`
+}
+
+// errBadLink is every refusal of a token: bad form, bad MAC, expired.
+var errBadLink = domain.ErrNotFound("document")
+
+// Link returns a download URL (a path on the gateway) for doc, read by p
+// under p's scope, valid for ttl (DefaultLinkTTL when 0, at most
+// MaxLinkTTL).
+func (s *Service) Link(p domain.Principal, doc *domain.Document, ttl time.Duration) (string, error) {
+	if ttl == 0 {
+		ttl = DefaultLinkTTL
+	}
+	if ttl < time.Second || ttl > MaxLinkTTL {
+		return "", domain.Errorf(domain.CodeBadUserInput, "expiresInSeconds must be from 1 to %d", int(MaxLinkTTL/time.Second))
+	}
+	if err := p.Require(domain.ScopeCasesRead); err != nil {
+		return "", err
+	}
+	if doc == nil || !domain.CanReadDocument(p.Role, doc.Released) {
+		return "", domain.ErrFieldForbidden
+	}
+	c := linkClaims{
+		Case: doc.CaseID, Record: doc.RecordID, Subject: p.Subject, Org: p.Org, Role: string(p.Role),
+		SpecialistID: p.SpecialistID, HasScopes: p.TokenScopes != nil, Expires: s.now().Add(ttl).Unix(),
+	}
+	for _, sc := range p.TokenScopes {
+		c.Scopes = append(c.Scopes, string(sc))
+	}
+	body, err := json.Marshal(c)
+	if err != nil {
+		return "", err
+	}
+	payload := base64.RawURLEncoding.EncodeToString(body)
+	return FilesPath + payload + "." + base64.RawURLEncoding.EncodeToString(s.mac(payload)), nil
+}
+
+func (s *Service) mac(payload string) []byte {
+	m := hmac.New(sha256.New, s.linkKey)
+	m.Write([]byte(payload))
+	return m.Sum(nil)
+}
+
+// verify checks a token's MAC and expiry and returns the principal and
+// record it names.
+func (s *Service) verify(token string) (domain.Principal, linkClaims, error) {
+	var c linkClaims
+	payload, sig, ok := strings.Cut(token, ".")
+	if !ok || len(token) > 4096 {
+		return domain.Principal{}, c, errBadLink
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || !hmac.Equal(got, s.mac(payload)) {
+		return domain.Principal{}, c, errBadLink
+	}
+	body, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil || json.Unmarshal(body, &c) != nil {
+		return domain.Principal{}, c, errBadLink
+	}
+	if s.now().Unix() >= c.Expires {
+		return domain.Principal{}, c, errBadLink
+	}
+	p := domain.Principal{Subject: c.Subject, Org: c.Org, Role: domain.Role(c.Role), SpecialistID: c.SpecialistID}
+	if c.HasScopes {
+		p.TokenScopes = []domain.Scope{}
+		for _, sc := range c.Scopes {
+			p.TokenScopes = append(p.TokenScopes, domain.Scope(sc))
+		}
+	}
+	if !p.Role.Valid() {
+		return domain.Principal{}, c, errBadLink
+	}
+	return p, c, nil
+}
+
+// Download is an open document: its metadata and its decrypted bytes.
+type Download struct {
+	CaseID      string
+	RecordID    string
+	ContentType string
+	SizeBytes   int
+	// Body streams the plaintext; each chunk is authenticated before it is
+	// returned. Close it.
+	Body io.ReadCloser
+}
+
+// LinkTarget is who a genuine link was issued to and what it names.
+type LinkTarget struct {
+	Principal domain.Principal
+	CaseID    string
+	RecordID  string
+}
+
+// Open verifies a link's token and, when the principal it names may still
+// read the document now (same scope and consent rules as when it was
+// issued), opens the document. Any refusal is NOT_FOUND; the target is
+// returned whenever the token itself was genuine and current, for the audit.
+func (s *Service) Open(ctx context.Context, token string) (*Download, *LinkTarget, error) {
+	p, c, err := s.verify(token)
+	if err != nil {
+		return nil, nil, err
+	}
+	dl, err := s.open(ctx, p, c)
+	return dl, &LinkTarget{Principal: p, CaseID: c.Case, RecordID: c.Record}, err
+}
+
+func (s *Service) open(ctx context.Context, p domain.Principal, c linkClaims) (*Download, error) {
+	if err := p.Require(domain.ScopeCasesRead); err != nil {
+		return nil, errBadLink
+	}
+	cs, err := s.st.CaseWith(ctx, p, c.Case, store.CaseView{Clinical: true})
+	if err != nil {
+		var de *domain.Error
+		if errors.As(err, &de) && de.Code == domain.CodeNotFound {
+			return nil, errBadLink
+		}
+		return nil, err
+	}
+	if !domain.CanReadDocument(p.Role, cs.ConsentActive(domain.ConsentRecordsRelease)) || cs.Clinical == nil {
+		return nil, errBadLink
+	}
+	var doc *domain.Document
+	for _, r := range cs.Clinical.Records {
+		if r.ID == c.Record {
+			doc = r.Document
+		}
+	}
+	if doc == nil {
+		return nil, errBadLink
+	}
+	dk, err := s.keys.Unwrap(keys.Wrapped{KeyID: doc.KeyID, Key: doc.WrappedKey})
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.blobs.Get(ctx, doc.BlobKey)
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil, errBadLink
+	}
+	if err != nil {
+		return nil, err
+	}
+	plain, err := dk.Decrypt(f)
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return &Download{
+		CaseID: c.Case, RecordID: c.Record, ContentType: doc.ContentType, SizeBytes: doc.SizeBytes,
+		Body: readCloser{Reader: plain, Closer: f},
+	}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}

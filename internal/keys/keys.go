@@ -1,0 +1,225 @@
+// Package keys holds the master keys of DATA_KEY_FILE and the per-document
+// data keys they wrap. All cryptography is filippo.io/age: a document is an
+// age file (X25519 recipient, ChaCha20-Poly1305 in 64 KiB authenticated
+// chunks) encrypted to its own data key, and a data key is itself a small age
+// file encrypted to the master key. Rotating the master key re-wraps the data
+// keys and never touches a document; deleting a wrapped data key makes its
+// document unreadable for good (crypto-shredding).
+package keys
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/hkdf"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"filippo.io/age"
+)
+
+// ErrUnknownKey is returned when a wrapped data key names a master key the
+// keyring does not hold.
+var ErrUnknownKey = errors.New("keys: wrapped under a master key this keyring does not hold")
+
+// Keyring is the master keys of DATA_KEY_FILE: the first wraps new data
+// keys, every one unwraps (so a file holding the new key first and the old
+// one after serves both while a rotation runs).
+type Keyring struct {
+	primary *age.X25519Identity
+	byID    map[string]*age.X25519Identity
+	order   []string
+}
+
+// Generate returns the text of a new key file holding one master key.
+func Generate() (string, error) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		return "", err
+	}
+	return "# Second Opinion Gateway master data key (age X25519). Keep it secret; losing it loses every document.\n" +
+		"# public key: " + id.Recipient().String() + "\n" + id.String() + "\n", nil
+}
+
+// Parse reads a key file: age X25519 identities, one a line, '#' comments.
+func Parse(r io.Reader) (*Keyring, error) {
+	k := &Keyring{byID: map[string]*age.X25519Identity{}}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		id, err := age.ParseX25519Identity(line)
+		if err != nil {
+			return nil, errors.New("keys: a line of the key file is not an age X25519 identity (AGE-SECRET-KEY-1…)")
+		}
+		kid := keyID(id)
+		if _, dup := k.byID[kid]; dup {
+			continue
+		}
+		if k.primary == nil {
+			k.primary = id
+		}
+		k.byID[kid] = id
+		k.order = append(k.order, kid)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	if k.primary == nil {
+		return nil, errors.New("keys: the key file holds no key")
+	}
+	return k, nil
+}
+
+// Load reads the key file at path.
+func Load(path string) (*Keyring, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("keys: read DATA_KEY_FILE: %w", err)
+	}
+	return Parse(bytes.NewReader(b))
+}
+
+// LoadOrCreate reads the key file at path, creating it (mode 0600) with a new
+// key when it does not exist. Development only: production is given its key.
+func LoadOrCreate(path string) (*Keyring, bool, error) {
+	if _, err := os.Stat(path); err == nil {
+		k, err := Load(path)
+		return k, false, err
+	}
+	text, err := Generate()
+	if err != nil {
+		return nil, false, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, false, fmt.Errorf("keys: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("keys: create %s: %w", path, err)
+	}
+	if _, err := f.WriteString(text); err != nil {
+		_ = f.Close()
+		return nil, false, fmt.Errorf("keys: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, false, err
+	}
+	k, err := Parse(strings.NewReader(text))
+	return k, true, err
+}
+
+// keyID names a master key by its public half: a hash, so the id reveals
+// nothing and is stable wherever the key is loaded.
+func keyID(id *age.X25519Identity) string {
+	sum := sha256.Sum256([]byte(id.Recipient().String()))
+	return hex.EncodeToString(sum[:8])
+}
+
+// PrimaryID is the id of the key that wraps new data keys.
+func (k *Keyring) PrimaryID() string { return keyID(k.primary) }
+
+// IDs lists the ids of every key held, the primary first.
+func (k *Keyring) IDs() []string { return append([]string(nil), k.order...) }
+
+// Has reports whether the keyring holds the key with id.
+func (k *Keyring) Has(id string) bool { _, ok := k.byID[id]; return ok }
+
+// DataKey is one document's own key.
+type DataKey struct{ id *age.X25519Identity }
+
+// Wrapped is a data key encrypted under a master key, with that key's id.
+type Wrapped struct {
+	KeyID string
+	Key   []byte
+}
+
+// NewDataKey makes a fresh data key.
+func NewDataKey() (*DataKey, error) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		return nil, err
+	}
+	return &DataKey{id: id}, nil
+}
+
+// Wrap encrypts dk under the primary master key.
+func (k *Keyring) Wrap(dk *DataKey) (Wrapped, error) {
+	var buf bytes.Buffer
+	w, err := age.Encrypt(&buf, k.primary.Recipient())
+	if err != nil {
+		return Wrapped{}, err
+	}
+	if _, err := io.WriteString(w, dk.id.String()); err != nil {
+		return Wrapped{}, err
+	}
+	if err := w.Close(); err != nil {
+		return Wrapped{}, err
+	}
+	return Wrapped{KeyID: k.PrimaryID(), Key: buf.Bytes()}, nil
+}
+
+// Unwrap decrypts a wrapped data key with the master key it names.
+func (k *Keyring) Unwrap(w Wrapped) (*DataKey, error) {
+	master, ok := k.byID[w.KeyID]
+	if !ok {
+		return nil, ErrUnknownKey
+	}
+	r, err := age.Decrypt(bytes.NewReader(w.Key), master)
+	if err != nil {
+		return nil, fmt.Errorf("keys: unwrap: %w", err)
+	}
+	b, err := io.ReadAll(io.LimitReader(r, 1024))
+	if err != nil {
+		return nil, fmt.Errorf("keys: unwrap: %w", err)
+	}
+	id, err := age.ParseX25519Identity(string(b))
+	if err != nil {
+		return nil, errors.New("keys: unwrap: not a data key")
+	}
+	return &DataKey{id: id}, nil
+}
+
+// Rewrap moves a wrapped data key under the primary master key; a key
+// already there is returned as it is.
+func (k *Keyring) Rewrap(w Wrapped) (Wrapped, bool, error) {
+	if w.KeyID == k.PrimaryID() {
+		return w, false, nil
+	}
+	dk, err := k.Unwrap(w)
+	if err != nil {
+		return Wrapped{}, false, err
+	}
+	nw, err := k.Wrap(dk)
+	return nw, err == nil, err
+}
+
+// Encrypt returns a writer that encrypts to dst under dk; Close it to write
+// the last chunk.
+func (dk *DataKey) Encrypt(dst io.Writer) (io.WriteCloser, error) {
+	return age.Encrypt(dst, dk.id.Recipient())
+}
+
+// Decrypt returns a reader of src's plaintext. Each chunk is authenticated
+// before it is returned, and a truncated or altered file ends in an error.
+func (dk *DataKey) Decrypt(src io.Reader) (io.Reader, error) {
+	return age.Decrypt(src, dk.id)
+}
+
+// Derive returns a 32-byte key for purpose, derived from the primary master
+// key with HKDF-SHA256, so that secrets such as the download-link MAC key
+// need no file of their own and are the same on every replica.
+func (k *Keyring) Derive(purpose string) []byte {
+	out, err := hkdf.Key(sha256.New, []byte(k.primary.String()), nil, "secondopinion/"+purpose, 32)
+	if err != nil {
+		panic(err) // only for a length HKDF cannot produce
+	}
+	return out
+}
