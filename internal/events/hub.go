@@ -17,7 +17,7 @@ import (
 
 // gapWait is how long a hole in the sequence is awaited (a writer that took
 // a number but has not inserted yet) before it is skipped.
-const gapWait = 3 * time.Second
+const gapWait = 2 * store.DefaultOpTimeout
 
 // Hub tails the case events and dispatches them.
 type Hub struct {

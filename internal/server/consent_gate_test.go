@@ -187,3 +187,30 @@ func TestAWriteToACaseOutOfScopeIsAuditedAsNotFound(t *testing.T) {
 	events := apiFind(apiAuditOf(t, env, "m-intruder"), map[string]any{"outcome": "NOT_FOUND", "resourceType": "Case"})
 	assert.NotEmpty(t, events, "the failed write is in the audit")
 }
+
+// Granting or revoking a consent already in that state changes nothing:
+// no event, no version move (so no webhook either).
+func TestANoOpConsentChangeRecordsNothing(t *testing.T) {
+	env := testenv.Start(t)
+	lc := newLifecycle(t, env, true, 5)
+	lc.open(t)
+	require.Empty(t, lc.consent(t, "grantConsent", "RECORDS_RELEASE").Errors)
+	v := lc.version(t)
+	events := func() int {
+		res := env.As(t, "coordinator", caseDoc, map[string]any{"id": lc.caseID})
+		require.Empty(t, res.Errors, res.Raw)
+		return len(testenv.Get(res.Data, "case", "events").([]any))
+	}
+	n := events()
+	for _, c := range []struct{ op, kind string }{
+		{"grantConsent", "RECORDS_RELEASE"},
+		{"revokeConsent", "INTERNATIONAL_SHARING"},
+	} {
+		res := lc.consent(t, c.op, c.kind)
+		require.Empty(t, res.Errors, res.Raw)
+		assert.Equal(t, v, lc.version(t), "%s %s moved the version", c.op, c.kind)
+		assert.Equal(t, n, events(), "%s %s recorded an event", c.op, c.kind)
+	}
+	require.Empty(t, lc.consent(t, "revokeConsent", "RECORDS_RELEASE").Errors)
+	assert.Equal(t, v+1, lc.version(t), "a real change still moves it")
+}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -63,6 +64,10 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 			return nil, domain.Errorf(domain.CodeConflict, "the case is at version %d, not %d", cur.Version, *expectedVersion)
 		}
 		up, err := change(cur)
+		if errors.Is(err, ErrNoChange) {
+			// Nothing to write: no event, no webhook, the version stays.
+			return s.Case(ctx, p, id)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -29,7 +29,9 @@ import (
 
 // CaseEventRecord is one persisted case event.
 type CaseEventRecord struct {
-	ID              string    `bson:"_id"`
+	// ID is "<case>@<version>.<position>" (an event stored before events
+	// had a seq field has its number here instead: any keeps it readable).
+	ID              any       `bson:"_id"`
 	Seq             int64     `bson:"seq"`
 	CaseID          string    `bson:"caseId"`
 	Type            string    `bson:"type"`

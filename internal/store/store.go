@@ -146,6 +146,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		_ = client.Disconnect(context.Background())
 		return nil, err
 	}
+	if err := s.numberOldEvents(ctx); err != nil {
+		_ = client.Disconnect(context.Background())
+		return nil, err
+	}
 	if err := s.ensureIndexes(ctx); err != nil {
 		_ = client.Disconnect(context.Background())
 		return nil, err
@@ -348,4 +352,30 @@ func NewIDAt(t time.Time) string {
 	id := bson.NewObjectID()
 	binary.BigEndian.PutUint32(id[0:4], uint32(t.Unix()))
 	return id.Hex()
+}
+
+// numberOldEvents gives the case events stored before events had a seq
+// field (their _id was the sequence) that number as seq, so the unique
+// index on seq can be built over them. Idempotent; one read when none is
+// left.
+func (s *Store) numberOldEvents(ctx context.Context) error {
+	old, err := findAll[bson.Raw](ctx, s, colCaseEvents, bson.D{{Key: "seq", Value: bson.D{{Key: "$exists", Value: false}}}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return fmt.Errorf("store: number old case events: %w", err)
+	}
+	for _, d := range old {
+		id := (*d).Lookup("_id")
+		seq, ok := id.AsInt64OK()
+		if !ok {
+			continue
+		}
+		cctx, cancel := s.op(ctx)
+		_, err := s.c(colCaseEvents).UpdateOne(cctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: bson.D{{Key: "seq", Value: seq}}}})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("store: number old case events: %w", err)
+		}
+	}
+	return nil
 }

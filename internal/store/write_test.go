@@ -378,3 +378,19 @@ func newHook(match func(*event.CommandStartedEvent) bool) (*hook, *event.Command
 
 func (h *hook) arm(f func()) { h.f.Store(&f) }
 func (h *hook) fired() bool  { return h.f.Load() == nil }
+
+// Case events stored before events had a seq (their _id was the number) get
+// it at start, so the unique index on seq builds and tailing finds them.
+func TestOldCaseEventsAreNumberedAtStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "oldevents")
+	_, err := s.c(colCaseEvents).InsertOne(ctx, bson.D{{Key: "_id", Value: int64(41)}, {Key: "caseId", Value: "c"}, {Key: "type", Value: "SUBMITTED"}})
+	require.NoError(t, err)
+	require.NoError(t, s.numberOldEvents(ctx))
+	require.NoError(t, s.numberOldEvents(ctx), "idempotent")
+	recs, err := s.CaseEventsAfter(ctx, 40, 10)
+	require.NoError(t, err)
+	require.Len(t, recs, 1)
+	assert.EqualValues(t, 41, recs[0].Seq)
+}

@@ -220,12 +220,12 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 			return nil, translate(err, "specialist")
 		}
 		if ok {
-			if cur.Country != in.Country {
-				// Whether the specialist is abroad decides who may read
-				// their cases: it follows the country at once.
-				if err := s.refreshAbroad(context.WithoutCancel(ctx), in.ID, in.Country); err != nil {
-					return nil, err
-				}
+			// Whether the specialist is abroad decides who may read their
+			// cases: it follows the country at once, and every profile
+			// write runs it, so a refresh that failed halfway is finished
+			// by the next write.
+			if err := s.refreshAbroad(context.WithoutCancel(ctx), in.ID, in.Country); err != nil {
+				return nil, err
 			}
 			return s.Specialist(ctx, p, in.ID)
 		}

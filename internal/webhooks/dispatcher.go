@@ -73,7 +73,10 @@ func (o *Options) defaults() {
 	def(&o.BackoffBase, 30*time.Second)
 	def(&o.BackoffMax, 4*time.Hour)
 	def(&o.Retention, 72*time.Hour)
-	def(&o.GapWait, 5*time.Second)
+	// Longer than one database call may take (store.DefaultOpTimeout): a
+	// slow insert of an event whose number was taken lands before the
+	// dispatcher gives up on it.
+	def(&o.GapWait, 2*store.DefaultOpTimeout)
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 12
 	}

@@ -56,6 +56,10 @@ func (s *Service) setConsent(ctx context.Context, p domain.Principal, caseID str
 		if !c.Status.Open() && grant {
 			return up, domain.Errorf(domain.CodeInvalidTransition, "the case is %s; consents can no longer be granted", c.Status)
 		}
+		if c.ConsentActive(kind) == grant {
+			// Already in that state: nothing changes, nothing is recorded.
+			return up, store.ErrNoChange
+		}
 		now := s.store.Now()
 		consents := make([]domain.Consent, 0, len(c.Consents)+1)
 		found := false
@@ -450,9 +454,9 @@ func (s *Service) deliver(ctx context.Context, p domain.Principal, caseID string
 	if err != nil {
 		return nil, err
 	}
-	if c.Status == domain.StatusOpinionDelivered && exists && !delivered {
+	if (c.Status == domain.StatusOpinionDelivered || c.Status == domain.StatusClosed) && exists && !delivered {
 		// A previous delivery moved the case but did not freeze the opinion.
-		_, err := s.store.FreezeOpinion(ctx, p, c, deref(c.DeliveredAt, s.store.Now()), s.signFor(ctx, p, c))
+		_, err := s.store.FreezeOpinion(context.WithoutCancel(ctx), p, c, deref(c.DeliveredAt, s.store.Now()), s.signFor(ctx, p, c))
 		return c, err
 	}
 	if !exists {
@@ -472,7 +476,9 @@ func (s *Service) deliver(ctx context.Context, p domain.Principal, caseID string
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.store.FreezeOpinion(ctx, p, c, now, s.signFor(ctx, p, c)); err != nil {
+	// The case says delivered: the freeze runs to its end even if the
+	// client has gone, so the opinion is not left a draft behind it.
+	if _, err := s.store.FreezeOpinion(context.WithoutCancel(ctx), p, c, now, s.signFor(ctx, p, c)); err != nil {
 		return nil, err
 	}
 	_ = s.store.AdjustLoad(context.WithoutCancel(ctx), c.SpecialistID, -1)
