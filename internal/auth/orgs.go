@@ -154,3 +154,11 @@ func (c *OrgCache) Org(ctx context.Context, id string) (domain.OrgKind, bool, er
 	}
 	return kind, active, nil
 }
+
+// CheckOrg re-checks, for a connection that outlives one request (a
+// websocket), that p's org is still registered, active and of the kind its
+// role needs; lookups go through the cache, so a suspension shows within
+// its TTL.
+func (v *Verifier) CheckOrg(ctx context.Context, p domain.Principal) error {
+	return v.checkOrg(ctx, p)
+}

@@ -326,7 +326,35 @@ func wsInit(v *auth.Verifier, obs *observer) transport.WebsocketInitFunc {
 			_ = cancel // released when the deadline passes or the connection closes
 			ctx = transport.AppendCloseReason(ctx, "token expired")
 		}
+		// The org is checked again while the socket lives: a suspension
+		// ends it within the registry cache's TTL plus this period.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		go watchOrg(ctx, cancel, v, p, orgRecheck)
+		ctx = transport.AppendCloseReason(ctx, "organisation no longer accepted")
 		return ctx, nil, nil
+	}
+}
+
+// orgRecheck is how often a websocket's org is checked again.
+var orgRecheck = 15 * time.Second
+
+// watchOrg cancels a websocket's context once its principal's org is no
+// longer accepted (suspended, unregistered); a registry that cannot be read
+// is not taken as a refusal.
+func watchOrg(ctx context.Context, cancel context.CancelFunc, v *auth.Verifier, p domain.Principal, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := v.CheckOrg(ctx, p); err != nil && auth.Reason(err) != "org_lookup" && ctx.Err() == nil {
+			cancel()
+			return
+		}
 	}
 }
 

@@ -109,11 +109,13 @@ func TestPayloadsFollowEachRolesVisibility(t *testing.T) {
 	assign(t, env, caseID, specialistIn(t, env, seed.NetworkEuro, "DE"))
 	eventually(t, 10*time.Second, "the partner receives the assignment", func() bool { return len(partnerRC.delivered()) == 1 })
 	m.consent(t, caseID, "revokeConsent", "INTERNATIONAL_SHARING")
-	m.consent(t, caseID, "grantConsent", "RECORDS_RELEASE")
+	m.consent(t, caseID, "revokeConsent", "RECORDS_RELEASE")
+	// Revoked already: a no-op, which records and sends nothing.
+	m.consent(t, caseID, "revokeConsent", "INTERNATIONAL_SHARING")
 
 	// SUBMITTED, CONSENT_GRANTED, RECORD_ADDED, STATUS_CHANGED (TRIAGE),
 	// CONSENT_GRANTED, STATUS_CHANGED (ASSIGNED), CONSENT_REVOKED,
-	// CONSENT_GRANTED.
+	// CONSENT_REVOKED.
 	eventually(t, 10*time.Second, "the insurer receives all 8 events", func() bool { return len(insurerRC.delivered()) == 8 })
 
 	got := insurerRC.delivered()
@@ -128,7 +130,7 @@ func TestPayloadsFollowEachRolesVisibility(t *testing.T) {
 	assert.Equal(t, []string{
 		"SUBMITTED", "CONSENT_GRANTED:RECORDS_RELEASE", "RECORD_ADDED", "STATUS_CHANGED",
 		"CONSENT_GRANTED:INTERNATIONAL_SHARING", "STATUS_CHANGED", "CONSENT_REVOKED:INTERNATIONAL_SHARING",
-		"CONSENT_GRANTED:RECORDS_RELEASE",
+		"CONSENT_REVOKED:RECORDS_RELEASE",
 	}, types, "in the order they happened")
 
 	p := partnerRC.delivered()
