@@ -82,7 +82,7 @@ audit-verify:
 
 ## bench: Go benchmarks (hot paths, -benchmem) and the load run (gateway vs hand-written baseline) on the embedded store
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/auth ./internal/server ./internal/workflow
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/auth ./internal/server ./internal/store ./internal/workflow
 	$(GO) test -run '^$$' -bench 20MiB -benchmem -benchtime 5x ./internal/documents
 	$(GO) run ./cmd/loadrun
 

@@ -786,5 +786,5 @@ func (s *Store) AppendAudit(ctx context.Context, events []domain.AuditEvent) err
 		return translate(err, "audit chain")
 	}
 	// The reads are not recorded until the member can see them too.
-	return translate(s.updateAccessLog(ctx, accessLogEntries(events)), "access log")
+	return translate(s.insertAccessLog(ctx, accessLogEntries(events)), "access log")
 }
