@@ -2,14 +2,469 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
+
+// CaseFilter narrows cases.
+type CaseFilter struct {
+	Statuses  []domain.CaseStatus
+	Specialty *string
+	Overdue   *bool
+	// PatientID keeps the cases of one patient (member key).
+	PatientID *string
+	// PatientPseudonym keeps the cases whose patient has this pseudonym for
+	// the assigned network (how a partner names patients).
+	PatientPseudonym *string
+	// UpdatedFrom and UpdatedTo bound updatedAt, inclusive.
+	UpdatedFrom, UpdatedTo *time.Time
+}
+
+// openStatuses are the statuses whose SLA clock runs: it starts when the
+// records are complete (TRIAGE), so a SUBMITTED case is never overdue.
+var openStatuses = []string{
+	string(domain.StatusTriage), string(domain.StatusAssigned), string(domain.StatusInReview),
+}
+
+func (f CaseFilter) bson(s *Store) bson.D {
+	var parts bson.A
+	if len(f.Statuses) > 0 {
+		st := make([]string, len(f.Statuses))
+		for i, x := range f.Statuses {
+			st[i] = string(x)
+		}
+		parts = append(parts, bson.D{{Key: "status", Value: bson.D{{Key: "$in", Value: st}}}})
+	}
+	if f.Specialty != nil {
+		parts = append(parts, bson.D{{Key: "specialty", Value: strings.ToLower(strings.TrimSpace(*f.Specialty))}})
+	}
+	if f.PatientID != nil {
+		parts = append(parts, bson.D{{Key: "patientId", Value: *f.PatientID}})
+	}
+	if f.PatientPseudonym != nil {
+		parts = append(parts, bson.D{{Key: "patientPseudonym", Value: *f.PatientPseudonym}})
+	}
+	if f.UpdatedFrom != nil {
+		parts = append(parts, bson.D{{Key: "updatedAt", Value: bson.D{{Key: "$gte", Value: f.UpdatedFrom.UTC()}}}})
+	}
+	if f.UpdatedTo != nil {
+		parts = append(parts, bson.D{{Key: "updatedAt", Value: bson.D{{Key: "$lte", Value: f.UpdatedTo.UTC()}}}})
+	}
+	if f.Overdue != nil {
+		now := s.Now()
+		if *f.Overdue {
+			parts = append(parts, bson.D{
+				{Key: "status", Value: bson.D{{Key: "$in", Value: openStatuses}}},
+				{Key: "dueAt", Value: bson.D{{Key: "$lt", Value: now}}},
+			})
+		} else {
+			parts = append(parts, bson.D{{Key: "$or", Value: bson.A{
+				bson.D{{Key: "status", Value: bson.D{{Key: "$nin", Value: openStatuses}}}},
+				bson.D{{Key: "dueAt", Value: bson.D{{Key: "$gte", Value: now}}}},
+			}}})
+		}
+	}
+	switch len(parts) {
+	case 0:
+		return nil
+	case 1:
+		return parts[0].(bson.D)
+	}
+	return bson.D{{Key: "$and", Value: parts}}
+}
+
+// Case returns one case in p's scope, without the clinical fields for roles
+// that may not read them.
+func (s *Store) Case(ctx context.Context, p domain.Principal, id string) (*domain.Case, error) {
+	return s.CaseWith(ctx, p, id, FullCase)
+}
+
+// CaseWith is Case fetching only the parts in view.
+func (s *Store) CaseWith(ctx context.Context, p domain.Principal, id string, view CaseView) (*domain.Case, error) {
+	sc := caseScope(p)
+	if sc.none {
+		return nil, domain.ErrNotFound("case")
+	}
+	d, err := findByID[caseDoc](ctx, s, colCases, id, caseProjectionFor(p, view))
+	if err != nil {
+		return nil, translate(err, "case")
+	}
+	c := toCase(d)
+	if !sc.allow(c) {
+		return nil, domain.ErrNotFound("case")
+	}
+	if err := s.withClinical(ctx, p, view, []*domain.Case{c}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// withClinical fetches, for a reviewer, the clinical part of the cases
+// (read without it) whose RECORDS_RELEASE consent is active, in one read;
+// for other roles the projection already fetched what the role reads.
+func (s *Store) withClinical(ctx context.Context, p domain.Principal, view CaseView, cases []*domain.Case) error {
+	if !reviewer(p) || !view.Clinical {
+		return nil
+	}
+	var ids []string
+	for _, c := range cases {
+		if clinicalAllowed(p, c) {
+			ids = append(ids, c.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	docs, err := findByIDs[caseDoc](ctx, s, colCases, ids, bson.D{{Key: "clinical", Value: 1}})
+	if err != nil {
+		return translate(err, "case")
+	}
+	byID := make(map[string]*caseDoc, len(docs))
+	for _, d := range docs {
+		byID[d.ID] = d
+	}
+	for _, c := range cases {
+		if d, ok := byID[c.ID]; ok && clinicalAllowed(p, c) {
+			// The clinical part was read alone: its documents' release is
+			// the consent of the case read first.
+			d.Consents = fromConsents(c.Consents)
+			c.Clinical = toCase(d).Clinical
+		}
+	}
+	return nil
+}
+
+// CasesByIDs returns the cases among ids that p may see.
+func (s *Store) CasesByIDs(ctx context.Context, p domain.Principal, ids []string) (map[string]*domain.Case, error) {
+	sc := caseScope(p)
+	out := map[string]*domain.Case{}
+	if sc.none {
+		return out, nil
+	}
+	docs, err := findByIDs[caseDoc](ctx, s, colCases, ids, caseProjection(p))
+	if err != nil {
+		return nil, translate(err, "case")
+	}
+	var visible []*domain.Case
+	for _, d := range docs {
+		if c := toCase(d); sc.allow(c) {
+			out[c.ID] = c
+			visible = append(visible, c)
+		}
+	}
+	if err := s.withClinical(ctx, p, FullCase, visible); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Cases returns one page of cases in p's scope, newest first.
+func (s *Store) Cases(ctx context.Context, p domain.Principal, f CaseFilter, pg Page, view CaseView) ([]*domain.Case, bool, error) {
+	sc := caseScope(p)
+	if sc.none {
+		return nil, false, nil
+	}
+	docs, more, err := findPage[caseDoc](ctx, s, colCases, and(sc.filter, f.bson(s)), pg, true, caseProjectionFor(p, view))
+	if err != nil {
+		return nil, false, translate(err, "cases")
+	}
+	out := make([]*domain.Case, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, toCase(d))
+	}
+	if err := s.withClinical(ctx, p, view, out); err != nil {
+		return nil, false, err
+	}
+	return out, more, nil
+}
+
+// CountCases counts the cases in p's scope matching f.
+func (s *Store) CountCases(ctx context.Context, p domain.Principal, f CaseFilter) (int, error) {
+	sc := caseScope(p)
+	if sc.none {
+		return 0, nil
+	}
+	n, err := count(ctx, s, colCases, and(sc.filter, f.bson(s)))
+	return n, translate(err, "cases")
+}
+
+// ErrNoChange is a rule's answer that nothing is to be written.
+var ErrNoChange = errors.New("store: nothing to change")
+
+// NewCase is a case to create.
+type NewCase struct {
+	PolicyID          string
+	PatientID         string
+	InsurerID         string
+	Specialty         string
+	Diagnosis         domain.Diagnosis
+	ProposedTreatment string
+	Questions         []string
+	Urgency           domain.Urgency
+	PreferredLanguage string
+	ActorRole         domain.Role
+	ActorSub          string
+	SubmittedAt       time.Time
+}
+
+// InsertCase stores a new case in SUBMITTED with its first event.
+func (s *Store) InsertCase(ctx context.Context, nc NewCase) (*domain.Case, error) {
+	at := nc.SubmittedAt
+	if at.IsZero() {
+		at = s.Now()
+	}
+	d := caseDoc{
+		ID: NewIDAt(at), Status: string(domain.StatusSubmitted), PolicyID: nc.PolicyID,
+		PatientID: nc.PatientID, InsurerID: nc.InsurerID, Specialty: nc.Specialty, Urgency: string(nc.Urgency),
+		PreferredLanguage: nc.PreferredLanguage, Consents: []consentDoc{}, DueAt: at.Add(nc.Urgency.SLA()),
+		SubmittedAt: at, UpdatedAt: at, Version: 1,
+		Events: []eventDoc{{Type: "SUBMITTED", At: at, ToStatus: string(domain.StatusSubmitted), ActorRole: string(nc.ActorRole), ActorSub: nc.ActorSub}},
+		Clinical: &clinicalDoc{
+			Diagnosis:         diagnosisDoc{Code: nc.Diagnosis.Code, Description: nc.Diagnosis.Description},
+			ProposedTreatment: nc.ProposedTreatment, Questions: nc.Questions, Records: []recordDoc{},
+		},
+	}
+	d.Outbox = outboxFor(&d, d.Events)
+	// References are random, so they tell nothing of how many cases the
+	// platform holds; the unique index refuses the rare repeat.
+	for attempt := 0; ; attempt++ {
+		d.Reference = newReference(at.Year())
+		cctx, cancel := s.op(context.WithoutCancel(ctx))
+		_, err := s.c(colCases).InsertOne(cctx, d)
+		cancel()
+		if err == nil {
+			break
+		}
+		if !isDuplicate(err) || attempt >= 4 {
+			return nil, translate(err, "case")
+		}
+	}
+	_ = s.publishOutbox(ctx, d.ID, d.Version, d.Outbox) // the sweeper retries a failed copy
+	d.Outbox = nil
+	return toCase(&d), nil
+}
+
+// referenceAlphabet is Crockford's base 32: no I, L, O or U to misread.
+const referenceAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// newReference returns SO-<year>-XXXX-XXXX with 40 random bits.
+func newReference(year int) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	out := make([]byte, 0, 9)
+	for i, x := range b {
+		if i == 4 {
+			out = append(out, '-')
+		}
+		out = append(out, referenceAlphabet[x&31])
+	}
+	return fmt.Sprintf("SO-%d-%s", year, out)
+}
+
+type diagnosisDoc struct {
+	Code        string `bson:"code"`
+	Description string `bson:"description"`
+}
+
+type consentDoc struct {
+	Kind      string     `bson:"kind"`
+	Active    bool       `bson:"active"`
+	GrantedAt *time.Time `bson:"grantedAt,omitempty"`
+	RevokedAt *time.Time `bson:"revokedAt,omitempty"`
+}
+
+type recordDoc struct {
+	ID         string       `bson:"id"`
+	Title      string       `bson:"title"`
+	Kind       string       `bson:"kind"`
+	RecordedOn *time.Time   `bson:"recordedOn,omitempty"`
+	AddedAt    time.Time    `bson:"addedAt"`
+	Document   *documentDoc `bson:"document,omitempty"`
+}
+
+// documentDoc is a record's stored file: metadata, where the encrypted bytes
+// are, and the data key wrapped under the master key keyId. The file itself
+// is never in the database.
+type documentDoc struct {
+	ContentType string    `bson:"contentType"`
+	SizeBytes   int       `bson:"sizeBytes"`
+	SHA256      string    `bson:"sha256"`
+	UploadedAt  time.Time `bson:"uploadedAt"`
+	BlobKey     string    `bson:"blobKey"`
+	KeyID       string    `bson:"keyId"`
+	WrappedKey  []byte    `bson:"wrappedKey"`
+}
+
+func toRecordDoc(r domain.Record, now time.Time) recordDoc {
+	d := recordDoc{ID: r.ID, Title: r.Title, Kind: string(r.Kind), RecordedOn: r.RecordedOn, AddedAt: r.AddedAt}
+	if d.AddedAt.IsZero() {
+		d.AddedAt = now
+	}
+	if x := r.Document; x != nil {
+		d.Document = &documentDoc{
+			ContentType: x.ContentType, SizeBytes: x.SizeBytes, SHA256: x.SHA256, UploadedAt: x.UploadedAt,
+			BlobKey: x.BlobKey, KeyID: x.KeyID, WrappedKey: x.WrappedKey,
+		}
+	}
+	return d
+}
+
+func toRecord(caseID string, released bool, r recordDoc) domain.Record {
+	rec := domain.Record{
+		ID: r.ID, Title: r.Title, Kind: domain.RecordKind(r.Kind), RecordedOn: utcPtr(r.RecordedOn), AddedAt: r.AddedAt.UTC(),
+	}
+	if x := r.Document; x != nil {
+		rec.Document = &domain.Document{
+			ContentType: x.ContentType, SizeBytes: x.SizeBytes, SHA256: x.SHA256, UploadedAt: x.UploadedAt.UTC(),
+			CaseID: caseID, RecordID: r.ID, Released: released,
+			BlobKey: x.BlobKey, KeyID: x.KeyID, WrappedKey: x.WrappedKey,
+		}
+	}
+	return rec
+}
+
+type eventDoc struct {
+	Type       string    `bson:"type"`
+	At         time.Time `bson:"at"`
+	FromStatus string    `bson:"fromStatus,omitempty"`
+	ToStatus   string    `bson:"toStatus,omitempty"`
+	ActorRole  string    `bson:"actorRole"`
+	ActorSub   string    `bson:"actorSub,omitempty"`
+	Detail     string    `bson:"detail,omitempty"`
+}
+
+type clinicalDoc struct {
+	Diagnosis         diagnosisDoc `bson:"diagnosis"`
+	ProposedTreatment string       `bson:"proposedTreatment,omitempty"`
+	Questions         []string     `bson:"questions,omitempty"`
+	Records           []recordDoc  `bson:"records,omitempty"`
+}
+
+type caseDoc struct {
+	ID                string       `bson:"_id"`
+	Reference         string       `bson:"reference"`
+	Status            string       `bson:"status"`
+	PolicyID          string       `bson:"policyId"`
+	PatientID         string       `bson:"patientId"`
+	InsurerID         string       `bson:"insurerId"`
+	Specialty         string       `bson:"specialty"`
+	Urgency           string       `bson:"urgency"`
+	PreferredLanguage string       `bson:"preferredLanguage,omitempty"`
+	Consents          []consentDoc `bson:"consents"`
+	// IntlConsent mirrors the INTERNATIONAL_SHARING consent so a partner's
+	// scope is one equality filter.
+	IntlConsent     bool   `bson:"intlConsent"`
+	SpecialistID    string `bson:"specialistId,omitempty"`
+	SpecialistOrgID string `bson:"specialistOrgId,omitempty"`
+	// SpecialistAbroad is set at assignment (and when the specialist's
+	// country changes): see domain.Case.SpecialistAbroad.
+	SpecialistAbroad bool `bson:"specialistAbroad,omitempty"`
+	// PatientPseudonym is the patient's pseudonym for the assigned network.
+	PatientPseudonym string    `bson:"patientPseudonym,omitempty"`
+	Decision         string    `bson:"decision,omitempty"`
+	DecisionNote     string    `bson:"decisionNote,omitempty"`
+	CancelReason     string    `bson:"cancelReason,omitempty"`
+	DueAt            time.Time `bson:"dueAt"`
+	// RecordsCompleteAt is when the case entered TRIAGE: the SLA clock's
+	// start (absent on cases older than the field, which keep their dueAt).
+	RecordsCompleteAt *time.Time   `bson:"recordsCompleteAt,omitempty"`
+	SubmittedAt       time.Time    `bson:"submittedAt"`
+	UpdatedAt         time.Time    `bson:"updatedAt"`
+	DeliveredAt       *time.Time   `bson:"deliveredAt,omitempty"`
+	Events            []eventDoc   `bson:"events"`
+	Version           int          `bson:"version"`
+	Clinical          *clinicalDoc `bson:"clinical,omitempty"`
+	// FollowUps are the member's questions after delivery and their
+	// answers (opinion content: projected away for roles that may not
+	// read it).
+	FollowUps []followUpDoc `bson:"followUps,omitempty"`
+	// Outcome is what the member did after the opinion (member and
+	// coordinators; statistics read it in aggregate).
+	Outcome *outcomeDoc `bson:"outcome,omitempty"`
+	// Outbox holds the events of the last write until they are copied to
+	// case_events (see events.go).
+	Outbox []CaseEventRecord `bson:"outbox,omitempty"`
+}
+
+func toCase(d *caseDoc) *domain.Case {
+	c := &domain.Case{
+		ID: d.ID, Reference: d.Reference, Status: domain.CaseStatus(d.Status), PolicyID: d.PolicyID,
+		PatientID: d.PatientID, InsurerID: d.InsurerID, Specialty: d.Specialty,
+		Urgency: domain.Urgency(d.Urgency), PreferredLanguage: d.PreferredLanguage,
+		SpecialistID: d.SpecialistID, SpecialistOrgID: d.SpecialistOrgID, SpecialistAbroad: d.SpecialistAbroad, PatientPseudonym: d.PatientPseudonym,
+		DueAt: d.DueAt.UTC(), SubmittedAt: d.SubmittedAt.UTC(), UpdatedAt: d.UpdatedAt.UTC(),
+		DeliveredAt: utcPtr(d.DeliveredAt), Version: d.Version, RecordsCompleteAt: utcPtr(d.RecordsCompleteAt),
+		FollowUps: toFollowUps(d.FollowUps), Outcome: toOutcome(d.Outcome),
+	}
+	if d.Decision != "" {
+		dec := domain.Decision(d.Decision)
+		c.Decision = &dec
+	}
+	for _, x := range d.Consents {
+		c.Consents = append(c.Consents, domain.Consent{
+			Kind: domain.ConsentKind(x.Kind), Active: x.Active,
+			GrantedAt: utcPtr(x.GrantedAt), RevokedAt: utcPtr(x.RevokedAt),
+		})
+	}
+	for _, e := range d.Events {
+		ev := domain.CaseEvent{Type: e.Type, At: e.At.UTC(), ActorRole: domain.Role(e.ActorRole)}
+		if e.FromStatus != "" {
+			s := domain.CaseStatus(e.FromStatus)
+			ev.FromStatus = &s
+		}
+		if e.ToStatus != "" {
+			s := domain.CaseStatus(e.ToStatus)
+			ev.ToStatus = &s
+		}
+		c.Events = append(c.Events, ev)
+	}
+	if d.Clinical != nil {
+		cl := &domain.CaseClinical{
+			Diagnosis:         domain.Diagnosis{Code: d.Clinical.Diagnosis.Code, Description: d.Clinical.Diagnosis.Description},
+			ProposedTreatment: d.Clinical.ProposedTreatment,
+			Questions:         d.Clinical.Questions,
+		}
+		released := false
+		for _, x := range d.Consents {
+			if x.Kind == string(domain.ConsentRecordsRelease) {
+				released = x.Active
+			}
+		}
+		for _, r := range d.Clinical.Records {
+			cl.Records = append(cl.Records, toRecord(d.ID, released, r))
+		}
+		if cl.Questions == nil {
+			cl.Questions = []string{}
+		}
+		if cl.Records == nil {
+			cl.Records = []domain.Record{}
+		}
+		c.Clinical = cl
+	}
+	if c.Consents == nil {
+		c.Consents = []domain.Consent{}
+	}
+	if c.Events == nil {
+		c.Events = []domain.CaseEvent{}
+	}
+	return c
+}
+
+// fromConsents converts a case's consents to their stored form.
+func fromConsents(cs []domain.Consent) []consentDoc {
+	out := make([]consentDoc, 0, len(cs))
+	for _, x := range cs {
+		out = append(out, consentDoc{Kind: string(x.Kind), Active: x.Active, GrantedAt: x.GrantedAt, RevokedAt: x.RevokedAt})
+	}
+	return out
+}
 
 // CaseUpdate is what one move changes on a case. Lists replace the stored
 // ones whole: the compare-and-set on version makes that safe.
@@ -209,34 +664,6 @@ func applyCaseUpdate(d *caseDoc, up CaseUpdate) *caseDoc {
 		}
 	}
 	return &after
-}
-
-// AdjustLoad changes a specialist's count of active cases with an $inc
-// (serialised with the specialist's other writes on FerretDB); the profile's
-// version does not move. The stored count is the raw sum (a release may land
-// before the assignment it releases); reads floor it at zero.
-func (s *Store) AdjustLoad(ctx context.Context, specialistID string, delta int) error {
-	if specialistID == "" || delta == 0 {
-		return nil
-	}
-	return translate(s.inc(ctx, colSpecialists, specialistID, bson.D{{Key: "internal.activeCases", Value: delta}}), "specialist")
-}
-
-// CandidateSpecialists returns every specialist with the given specialty, for
-// matching (the public profile plus load, which matching ranks on).
-func (s *Store) CandidateSpecialists(ctx context.Context, specialty string) ([]*domain.Specialist, []int, error) {
-	docs, err := findAll[specialistDoc](ctx, s, colSpecialists, bson.D{{Key: "specialties", Value: specialty}},
-		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(1000))
-	if err != nil {
-		return nil, nil, translate(err, "specialists")
-	}
-	out := make([]*domain.Specialist, 0, len(docs))
-	loads := make([]int, 0, len(docs))
-	for _, d := range docs {
-		out = append(out, toSpecialist(d, false))
-		loads = append(loads, max(0, d.Internal.ActiveCases))
-	}
-	return out, loads, nil
 }
 
 // CaseContext is what the workflow needs to judge a move on a case it may

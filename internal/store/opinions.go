@@ -7,9 +7,269 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
+
+// OpinionFilter narrows opinions.
+type OpinionFilter struct {
+	CaseID *string
+}
+
+func (f OpinionFilter) bson() bson.D {
+	if f.CaseID != nil {
+		return bson.D{{Key: "caseId", Value: *f.CaseID}}
+	}
+	return nil
+}
+
+// Opinion returns one opinion in p's scope.
+func (s *Store) Opinion(ctx context.Context, p domain.Principal, id string) (*domain.Opinion, error) {
+	sc := opinionScope(p)
+	if sc.none {
+		return nil, domain.ErrNotFound("opinion")
+	}
+	d, err := findByID[opinionDoc](ctx, s, colOpinions, id, opinionProjection(p))
+	if err != nil {
+		return nil, translate(err, "opinion")
+	}
+	o := toOpinion(d)
+	if !sc.allow(o) {
+		return nil, domain.ErrNotFound("opinion")
+	}
+	if opinionNeedsCaseCheck(p) {
+		if _, err := s.Case(ctx, p, o.CaseID); err != nil {
+			return nil, domain.ErrNotFound("opinion")
+		}
+	}
+	return o, nil
+}
+
+// OpinionIDForCase is the id of a case's opinion: one opinion per case, so
+// the edge case → opinion is a read by _id.
+func OpinionIDForCase(caseID string) string { return "op-" + caseID }
+
+// OpinionsForCases returns the opinions of the given cases that p may see;
+// the cases must already have been read under p's scope.
+func (s *Store) OpinionsForCases(ctx context.Context, p domain.Principal, cases []*domain.Case) (map[string]*domain.Opinion, error) {
+	sc := opinionScope(p)
+	out := map[string]*domain.Opinion{}
+	if sc.none || len(cases) == 0 {
+		return out, nil
+	}
+	cs := caseScope(p)
+	ids := make([]string, 0, len(cases))
+	for _, c := range cases {
+		if cs.allow(c) {
+			ids = append(ids, OpinionIDForCase(c.ID))
+		}
+	}
+	docs, err := findByIDs[opinionDoc](ctx, s, colOpinions, ids, opinionProjection(p))
+	if err != nil {
+		return nil, translate(err, "opinion")
+	}
+	for _, d := range docs {
+		if o := toOpinion(d); sc.allow(o) {
+			out[o.CaseID] = o
+		}
+	}
+	return out, nil
+}
+
+// keepVisibleCases drops opinions whose case p may not see.
+func (s *Store) keepVisibleCases(ctx context.Context, p domain.Principal, ops []*domain.Opinion) ([]*domain.Opinion, error) {
+	if !opinionNeedsCaseCheck(p) || len(ops) == 0 {
+		return ops, nil
+	}
+	ids := make([]string, len(ops))
+	for i, o := range ops {
+		ids[i] = o.CaseID
+	}
+	visible, err := s.caseAdminByIDs(ctx, p, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := ops[:0]
+	for _, o := range ops {
+		if _, ok := visible[o.CaseID]; ok {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// caseAdminByIDs reads only the fields the case scope needs.
+func (s *Store) caseAdminByIDs(ctx context.Context, p domain.Principal, ids []string) (map[string]*domain.Case, error) {
+	sc := caseScope(p)
+	out := map[string]*domain.Case{}
+	if sc.none {
+		return out, nil
+	}
+	docs, err := findByIDs[caseDoc](ctx, s, colCases, ids, bson.D{{Key: "clinical", Value: 0}, {Key: "events", Value: 0}})
+	if err != nil {
+		return nil, translate(err, "case")
+	}
+	for _, d := range docs {
+		if c := toCase(d); sc.allow(c) {
+			out[c.ID] = c
+		}
+	}
+	return out, nil
+}
+
+// Opinions returns one page of opinions in p's scope.
+func (s *Store) Opinions(ctx context.Context, p domain.Principal, f OpinionFilter, pg Page) ([]*domain.Opinion, bool, error) {
+	sc := opinionScope(p)
+	if sc.none {
+		return nil, false, nil
+	}
+	docs, more, err := findPage[opinionDoc](ctx, s, colOpinions, and(sc.filter, f.bson()), pg, false, opinionProjection(p))
+	if err != nil {
+		return nil, false, translate(err, "opinions")
+	}
+	ops := make([]*domain.Opinion, 0, len(docs))
+	for _, d := range docs {
+		ops = append(ops, toOpinion(d))
+	}
+	ops, err = s.keepVisibleCases(ctx, p, ops)
+	return ops, more, err
+}
+
+// CountOpinions counts the opinions in p's scope matching f.
+func (s *Store) CountOpinions(ctx context.Context, p domain.Principal, f OpinionFilter) (int, error) {
+	sc := opinionScope(p)
+	if sc.none {
+		return 0, nil
+	}
+	if !opinionNeedsCaseCheck(p) || p.Role != domain.RolePartner {
+		n, err := count(ctx, s, colOpinions, and(sc.filter, f.bson()))
+		return n, translate(err, "opinions")
+	}
+	// A partner's count depends on each case's consent: count in Go.
+	docs, err := findAll[opinionDoc](ctx, s, colOpinions, and(sc.filter, f.bson()),
+		options.Find().SetProjection(bson.D{{Key: "content", Value: 0}}))
+	if err != nil {
+		return 0, translate(err, "opinions")
+	}
+	ops := make([]*domain.Opinion, 0, len(docs))
+	for _, d := range docs {
+		ops = append(ops, toOpinion(d))
+	}
+	ops, err = s.keepVisibleCases(ctx, p, ops)
+	return len(ops), err
+}
+
+type treatmentOptionDoc struct {
+	Name         string `bson:"name"`
+	Description  string `bson:"description,omitempty"`
+	Invasiveness string `bson:"invasiveness,omitempty"`
+}
+
+type clinicalTrialDoc struct {
+	RegistryID string `bson:"registryId"`
+	Title      string `bson:"title"`
+	URL        string `bson:"url,omitempty"`
+}
+
+type answerDoc struct {
+	Question string `bson:"question"`
+	Answer   string `bson:"answer"`
+}
+
+type opinionContentDoc struct {
+	DiagnosisAssessment    string               `bson:"diagnosisAssessment"`
+	RevisedDiagnosis       *diagnosisDoc        `bson:"revisedDiagnosis,omitempty"`
+	TreatmentAssessment    string               `bson:"treatmentAssessment"`
+	ClinicalImpact         string               `bson:"clinicalImpact,omitempty"`
+	TreatmentOptions       []treatmentOptionDoc `bson:"treatmentOptions,omitempty"`
+	ClinicalTrials         []clinicalTrialDoc   `bson:"clinicalTrials,omitempty"`
+	Answers                []answerDoc          `bson:"answers,omitempty"`
+	QuestionsForYourDoctor []string             `bson:"questionsForYourDoctor,omitempty"`
+	MemberSummary          string               `bson:"memberSummary"`
+	Report                 string               `bson:"report"`
+}
+
+type opinionDoc struct {
+	ID           string             `bson:"_id"`
+	CaseID       string             `bson:"caseId"`
+	SpecialistID string             `bson:"specialistId"`
+	OrgID        string             `bson:"orgId"`
+	PatientID    string             `bson:"patientId"`
+	InsurerID    string             `bson:"insurerId"`
+	Status       string             `bson:"status"`
+	DeliveredAt  *time.Time         `bson:"deliveredAt,omitempty"`
+	UpdatedAt    time.Time          `bson:"updatedAt"`
+	Content      *opinionContentDoc `bson:"content,omitempty"`
+	// Signature is the service's signature over the delivered content
+	// (and the answered follow-ups); projected away with the content.
+	Signature *signatureDoc `bson:"signature,omitempty"`
+	Version   int           `bson:"version"`
+}
+
+func toOpinionContentDoc(c domain.OpinionContent) opinionContentDoc {
+	cd := opinionContentDoc{
+		DiagnosisAssessment: string(c.DiagnosisAssessment), TreatmentAssessment: string(c.TreatmentAssessment),
+		QuestionsForYourDoctor: c.QuestionsForYourDoctor, MemberSummary: c.MemberSummary, Report: c.Report,
+	}
+	if c.RevisedDiagnosis != nil {
+		cd.RevisedDiagnosis = &diagnosisDoc{Code: c.RevisedDiagnosis.Code, Description: c.RevisedDiagnosis.Description}
+	}
+	if c.ClinicalImpact != nil {
+		cd.ClinicalImpact = string(*c.ClinicalImpact)
+	}
+	for _, t := range c.TreatmentOptions {
+		cd.TreatmentOptions = append(cd.TreatmentOptions, treatmentOptionDoc{Name: t.Name, Description: t.Description, Invasiveness: string(t.Invasiveness)})
+	}
+	for _, t := range c.ClinicalTrials {
+		cd.ClinicalTrials = append(cd.ClinicalTrials, clinicalTrialDoc{RegistryID: t.RegistryID, Title: t.Title, URL: t.URL})
+	}
+	for _, a := range c.Answers {
+		cd.Answers = append(cd.Answers, answerDoc{Question: a.Question, Answer: a.Answer})
+	}
+	return cd
+}
+
+func toOpinion(d *opinionDoc) *domain.Opinion {
+	o := &domain.Opinion{
+		ID: d.ID, CaseID: d.CaseID, SpecialistID: d.SpecialistID, OrgID: d.OrgID, PatientID: d.PatientID,
+		Status: domain.OpinionStatus(d.Status), DeliveredAt: utcPtr(d.DeliveredAt),
+		UpdatedAt: d.UpdatedAt.UTC(), Version: d.Version,
+	}
+	if c := d.Content; c != nil {
+		oc := &domain.OpinionContent{
+			DiagnosisAssessment:    domain.DiagnosisAssessment(c.DiagnosisAssessment),
+			TreatmentAssessment:    domain.TreatmentAssessment(c.TreatmentAssessment),
+			QuestionsForYourDoctor: nonNil(c.QuestionsForYourDoctor),
+			MemberSummary:          c.MemberSummary,
+			Report:                 c.Report,
+			TreatmentOptions:       []domain.TreatmentOption{},
+			ClinicalTrials:         []domain.ClinicalTrial{},
+			Answers:                []domain.Answer{},
+		}
+		if c.RevisedDiagnosis != nil {
+			oc.RevisedDiagnosis = &domain.Diagnosis{Code: c.RevisedDiagnosis.Code, Description: c.RevisedDiagnosis.Description}
+		}
+		if c.ClinicalImpact != "" {
+			ci := domain.ClinicalImpact(c.ClinicalImpact)
+			oc.ClinicalImpact = &ci
+		}
+		for _, t := range c.TreatmentOptions {
+			oc.TreatmentOptions = append(oc.TreatmentOptions, domain.TreatmentOption{
+				Name: t.Name, Description: t.Description, Invasiveness: domain.Invasiveness(t.Invasiveness),
+			})
+		}
+		for _, t := range c.ClinicalTrials {
+			oc.ClinicalTrials = append(oc.ClinicalTrials, domain.ClinicalTrial{RegistryID: t.RegistryID, Title: t.Title, URL: t.URL})
+		}
+		for _, a := range c.Answers {
+			oc.Answers = append(oc.Answers, domain.Answer{Question: a.Question, Answer: a.Answer})
+		}
+		o.Content = oc
+		o.Sig = toSignature(d.Signature)
+	}
+	return o
+}
 
 // SaveOpinionDraft creates or replaces the draft opinion of case c, which the
 // workflow read under p's scope and found in review. A delivered opinion is

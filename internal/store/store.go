@@ -8,6 +8,17 @@
 // updates. Joins and grouping happen in Go; single objects are read by _id
 // (the one filter FerretDB's SQLite backend pushes down) and their scope is
 // checked on the fetched document before it leaves this package.
+//
+// One file per aggregate (policies, patients, cases, specialists, opinions,
+// audit, ...) holds its stored shape, its converters and its reads and
+// writes; write.go and page.go hold the helpers they share.
+//
+// Every exported read takes the caller's principal and returns only what its
+// scope allows; there is no unscoped read. Writes re-read what they change
+// under the caller's scope and update with a compare-and-set on version
+// (write.go), so no update is lost and nothing outside the scope can be
+// touched. The *Doc types are the stored shapes; to*/from* are the only
+// places that cross between them and the domain.
 package store
 
 import (

@@ -1,0 +1,121 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/secondopinion/gateway/internal/domain"
+)
+
+// AuditFilter narrows audit events.
+type AuditFilter struct {
+	CaseID  *string
+	Subject *string
+}
+
+func (f AuditFilter) bson() bson.D {
+	var d bson.D
+	if f.CaseID != nil {
+		d = append(d, bson.E{Key: "caseId", Value: *f.CaseID})
+	}
+	if f.Subject != nil {
+		d = append(d, bson.E{Key: "subject", Value: *f.Subject})
+	}
+	return d
+}
+
+// AuditEvents returns one page of audit events, newest first.
+func (s *Store) AuditEvents(ctx context.Context, p domain.Principal, f AuditFilter, pg Page) ([]*domain.AuditEvent, bool, error) {
+	sc := auditScope(p)
+	if sc.none {
+		return nil, false, nil
+	}
+	docs, more, err := findPage[auditDoc](ctx, s, colAudit, and(sc.filter, f.bson()), pg, true, nil)
+	if err != nil {
+		return nil, false, translate(err, "audit events")
+	}
+	out := make([]*domain.AuditEvent, 0, len(docs))
+	for _, d := range docs {
+		out = append(out, toAuditEvent(d))
+	}
+	return out, more, nil
+}
+
+// CountAuditEvents counts audit events matching f.
+func (s *Store) CountAuditEvents(ctx context.Context, p domain.Principal, f AuditFilter) (int, error) {
+	sc := auditScope(p)
+	if sc.none {
+		return 0, nil
+	}
+	n, err := count(ctx, s, colAudit, and(sc.filter, f.bson()))
+	return n, translate(err, "audit events")
+}
+
+// AppendAudit writes audit events in one command. It is not scoped: every
+// caller's accesses are recorded.
+func (s *Store) AppendAudit(ctx context.Context, events []domain.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	docs := make([]any, len(events))
+	for i, e := range events {
+		if e.ID == "" {
+			e.ID = NewIDAt(e.At)
+		}
+		docs[i] = toAuditDoc(e)
+	}
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	ictx, cancel := s.op(ctx)
+	defer cancel()
+	if _, err := s.c(colAudit).InsertMany(ictx, docs, options.InsertMany().SetOrdered(false)); err != nil {
+		return translate(err, "audit")
+	}
+	if err := s.recordChainHeads(ctx, events); err != nil {
+		return translate(err, "audit chain")
+	}
+	// The reads are not recorded until the member can see them too.
+	return translate(s.insertAccessLog(ctx, accessLogEntries(events)), "access log")
+}
+
+type auditDoc struct {
+	ID           string    `bson:"_id"`
+	At           time.Time `bson:"at"`
+	Subject      string    `bson:"subject"`
+	Role         string    `bson:"role"`
+	Org          string    `bson:"org,omitempty"`
+	Operation    string    `bson:"operation"`
+	ResourceType string    `bson:"resourceType"`
+	ResourceID   string    `bson:"resourceId"`
+	FieldGroup   string    `bson:"fieldGroup"`
+	RequestID    string    `bson:"requestId"`
+	Outcome      string    `bson:"outcome"`
+	CaseID       string    `bson:"caseId,omitempty"`
+	PatientID    string    `bson:"patientId,omitempty"`
+	ClientID     string    `bson:"clientId,omitempty"`
+	Chain        string    `bson:"chain,omitempty"`
+	Seq          int64     `bson:"seq,omitempty"`
+	Prev         string    `bson:"prev,omitempty"`
+	Hash         string    `bson:"hash,omitempty"`
+}
+
+func toAuditEvent(d *auditDoc) *domain.AuditEvent {
+	return &domain.AuditEvent{
+		ID: d.ID, At: d.At.UTC(), Subject: d.Subject, Role: domain.Role(d.Role), Org: d.Org,
+		Operation: d.Operation, ResourceType: d.ResourceType, ResourceID: d.ResourceID,
+		FieldGroup: d.FieldGroup, RequestID: d.RequestID, Outcome: d.Outcome, CaseID: d.CaseID,
+		PatientID: d.PatientID, ClientID: d.ClientID, Chain: d.Chain, Seq: d.Seq, Prev: d.Prev, Hash: d.Hash,
+	}
+}
+
+func toAuditDoc(e domain.AuditEvent) auditDoc {
+	return auditDoc{
+		ID: e.ID, At: e.At, Subject: e.Subject, Role: string(e.Role), Org: e.Org, Operation: e.Operation,
+		ResourceType: e.ResourceType, ResourceID: e.ResourceID, FieldGroup: e.FieldGroup,
+		RequestID: e.RequestID, Outcome: e.Outcome, CaseID: e.CaseID, PatientID: e.PatientID,
+		ClientID: e.ClientID, Chain: e.Chain, Seq: e.Seq, Prev: e.Prev, Hash: e.Hash,
+	}
+}
