@@ -126,10 +126,12 @@ func (s *Store) insertAccessLog(ctx context.Context, docs []accessLogDoc) error 
 	return err
 }
 
-// entryID is the id of the entry a fragment belongs to.
+// entryID is the id of the entry a fragment belongs to. A document the
+// earlier, folded log wrote has no fragment id: it is its own entry's one
+// fragment (and sorts right after the entry's newer fragments).
 func entryID(fragmentID string) string {
-	if i := strings.LastIndexByte(fragmentID, ':'); i > 0 {
-		return fragmentID[:i]
+	if strings.Count(fragmentID, ":") == 3 {
+		return fragmentID[:strings.LastIndexByte(fragmentID, ':')]
 	}
 	return fragmentID
 }

@@ -76,3 +76,30 @@ func TestAccessLogPagesByDayNewestFirst(t *testing.T) {
 		assert.Empty(t, page, "no one but the member has an access log")
 	}
 }
+
+// An entry the earlier, folded log stored (its _id has no fragment id)
+// merges with the fragments written since.
+func TestAccessLogMergesAFoldedEntryWithNewFragments(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "accesslogold")
+	alice := domain.Principal{Subject: "m-1", Role: domain.RoleMember, Org: "ins-a"}
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	read := domain.AuditEvent{At: at, Subject: "u-1", Role: domain.RoleProvider, Org: "prov-x", ResourceType: "Case",
+		ResourceID: "c-1", CaseID: "c-1", FieldGroup: string(domain.GroupCaseClinical), Outcome: "ALLOWED", PatientID: alice.MemberKey()}
+	old := accessLogEntries([]domain.AuditEvent{read})[0]
+	old.Count = 5
+	_, err := s.c(colAccessLog).InsertOne(ctx, old)
+	require.NoError(t, err)
+	later := read
+	later.At = at.Add(time.Hour)
+	require.NoError(t, s.AppendAudit(ctx, []domain.AuditEvent{later}))
+
+	page, _, err := s.AccessLog(ctx, alice, AccessLogFilter{}, Page{First: 10})
+	require.NoError(t, err)
+	require.Len(t, page, 1)
+	assert.Equal(t, old.ID, page[0].ID)
+	assert.Equal(t, 6, page[0].Count)
+	assert.Equal(t, at, page[0].FirstAt)
+	assert.Equal(t, at.Add(time.Hour), page[0].LastAt)
+}
