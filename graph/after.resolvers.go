@@ -10,7 +10,6 @@ import (
 
 	"github.com/secondopinion/gateway/graph/model"
 	"github.com/secondopinion/gateway/internal/domain"
-	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/workflow"
 )
 
@@ -29,7 +28,7 @@ func (r *mutationResolver) AskFollowUp(ctx context.Context, input model.AskFollo
 	if err != nil {
 		return nil, err
 	}
-	auditWrite(ctx, "Opinion", store.OpinionIDForCase(id), domain.GroupOpinionContent, id)
+	auditWrite(ctx, "Opinion", workflow.OpinionIDForCase(id), domain.GroupOpinionContent, id)
 	return &model.AskFollowUpPayload{Case: c, FollowUp: fu}, nil
 }
 
@@ -47,7 +46,7 @@ func (r *mutationResolver) AnswerFollowUp(ctx context.Context, input model.Answe
 	if err != nil {
 		return nil, err
 	}
-	auditWrite(ctx, "Opinion", store.OpinionIDForCase(c.ID), domain.GroupOpinionContent, c.ID)
+	auditWrite(ctx, "Opinion", workflow.OpinionIDForCase(c.ID), domain.GroupOpinionContent, c.ID)
 	return &model.AnswerFollowUpPayload{Case: c, FollowUp: fu}, nil
 }
 

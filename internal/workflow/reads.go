@@ -59,6 +59,9 @@ const (
 // FullCase fetches every part of a case the role may read.
 var FullCase = store.FullCase
 
+// OpinionIDForCase is the id of a case's opinion.
+func OpinionIDForCase(caseID string) string { return store.OpinionIDForCase(caseID) }
+
 // NewPage checks first and after and returns the page.
 func NewPage(first *int, after *string) (Page, error) { return store.NewPage(first, after) }
 
