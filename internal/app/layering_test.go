@@ -58,3 +58,28 @@ func packageImports(t *testing.T, dir string) []string {
 	}
 	return out
 }
+
+// The README's Layout names every package, so a reader finds what owns what.
+func TestTheReadmeNamesEveryPackage(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	require.NoError(t, err)
+	err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == "testdata" || strings.HasPrefix(d.Name(), ".")) && path != root {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || path == root || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		dir, _ := filepath.Rel(root, filepath.Dir(path))
+		if dir != "." {
+			assert.Contains(t, string(readme), "`"+filepath.ToSlash(dir), "README's Layout does not name %s", dir)
+		}
+		return nil
+	})
+	require.NoError(t, err)
+}
