@@ -2,12 +2,14 @@ package fhir
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 
 	fm "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 // document serves GET Composition/<opinion id>/$document: the delivered
@@ -45,31 +47,31 @@ func (h *Handler) opinionDocument(ctx context.Context, p domain.Principal, id, b
 	if !ok {
 		return fm.Bundle{}, errNotFound("Composition")
 	}
-	st := h.cfg.Store
-	o, err := st.Opinion(ctx, p, raw)
-	auditMiss(ctx, "Opinion", raw, domain.GroupOpinionMeta, err)
+	wf := h.cfg.Workflow
+	o, err := wf.Opinion(ctx, p, raw)
 	if err != nil {
 		return fm.Bundle{}, err
 	}
 	if o.Status != domain.OpinionDelivered || o.DeliveredAt == nil {
+		// A draft is no document: the same answer as no opinion.
 		return fm.Bundle{}, errNotFound("Composition")
 	}
-	audit.Record(ctx, audit.Entry{ResourceType: "Opinion", ResourceID: o.ID, Group: domain.GroupOpinionMeta, Outcome: audit.OutcomeAllowed, CaseID: o.CaseID})
+	noteOpinion(ctx, o, domain.GroupOpinionMeta, audit.OutcomeAllowed)
 	if o.Content == nil {
-		audit.Record(ctx, audit.Entry{ResourceType: "Opinion", ResourceID: o.ID, Group: domain.GroupOpinionContent, Outcome: audit.OutcomeDenied, CaseID: o.CaseID})
+		noteOpinion(ctx, o, domain.GroupOpinionContent, audit.OutcomeDenied)
 		return fm.Bundle{}, domain.ErrFieldForbidden
 	}
-	audit.Record(ctx, audit.Entry{ResourceType: "Opinion", ResourceID: o.ID, Group: domain.GroupOpinionContent, Outcome: audit.OutcomeAllowed, CaseID: o.CaseID})
-	c, err := st.Case(ctx, p, o.CaseID)
+	noteOpinion(ctx, o, domain.GroupOpinionContent, audit.OutcomeAllowed)
+	c, err := wf.Case(ctx, p, o.CaseID, workflow.CaseView{})
 	if err != nil {
 		return fm.Bundle{}, err
 	}
-	pts, err := st.PatientsOfCases(ctx, p, []*domain.Case{c})
+	pts, err := wf.PatientsOfCases(ctx, p, []*domain.Case{c})
 	if err != nil {
 		return fm.Bundle{}, err
 	}
 	pt := pts[c.ID]
-	sp, err := st.Specialist(ctx, p, o.SpecialistID)
+	sp, err := wf.Specialist(ctx, p, o.SpecialistID)
 	if err != nil {
 		return fm.Bundle{}, err
 	}
@@ -87,6 +89,7 @@ func (h *Handler) opinionDocument(ctx context.Context, p domain.Principal, id, b
 		Identifier: &fm.Identifier{System: ptr(sysOurs + "/sid/opinion"), Value: ptr(o.ID)},
 		Type:       fm.BundleTypeDocument,
 		Timestamp:  ptr(fhirTime(*o.DeliveredAt)),
+		Signature:  signature(o),
 	}
 	for i, it := range entries {
 		rawRes, _ := jsonOf(it.res)
@@ -157,4 +160,24 @@ func composition(o *domain.Opinion, c *domain.Case, pt *domain.Patient) fm.Compo
 		},
 	}
 	return comp
+}
+
+// signature is the service's signature over the delivered opinion
+// (GraphQL's Opinion.signature) as Bundle.signature: the detached compact
+// JWS in data, verifiable with the keys at /.well-known/jwks.json over the
+// canonical JSON GraphQL's signature.payload gives. It signs the opinion,
+// not this Bundle's bytes; the type says so (author's signature).
+func signature(o *domain.Opinion) *fm.Signature {
+	sig := o.Sig
+	if sig == nil {
+		return nil
+	}
+	return &fm.Signature{
+		Type:         []fm.Coding{{System: ptr("urn:iso-astm:E1762-95:2013"), Code: ptr("1.2.840.10065.1.12.1.1"), Display: ptr("Author's Signature")}},
+		When:         fhirTime(sig.SignedAt),
+		Who:          fm.Reference{Display: ptr("Second Opinion Gateway (key " + sig.KeyID + ")"), Identifier: &fm.Identifier{System: ptr(sysOurs + "/sid/signing-key"), Value: ptr(sig.KeyID)}},
+		TargetFormat: ptr("application/json"),
+		SigFormat:    ptr("application/jose"),
+		Data:         ptr(base64.StdEncoding.EncodeToString([]byte(sig.JWS))),
+	}
 }
