@@ -7,6 +7,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/secondopinion/gateway/graph"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/fhir"
+	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/testenv"
 )
 
@@ -81,89 +84,6 @@ func TestMetadataListsWhatIsImplemented(t *testing.T) {
 	assert.ElementsMatch(t, []string{"Composition", "Condition", "Consent", "Coverage", "DocumentReference", "Patient", "Practitioner", "ServiceRequest", "Task"}, types)
 }
 
-// matrix is the one table both doors are checked against: what each role
-// sees of the same cases.
-var matrix = []struct {
-	persona       string
-	seesCases     bool
-	mayReadClinic bool
-	identity      bool
-}{
-	{"member", true, true, true},
-	{"insurer", true, false, true},
-	{"provider", true, true, true},
-	{"partner", true, true, false},
-	{"coordinator", true, true, true},
-}
-
-const casesQuery = `{ cases(first: 100) { edges { node { reference status diagnosis { code } patient { id } } } } }`
-
-func TestEachRoleSeesTheSameThroughFHIRAndGraphQL(t *testing.T) {
-	env := testenv.Start(t)
-	for _, row := range matrix {
-		t.Run(row.persona+" sees the same cases, diagnoses and patients through both doors", func(t *testing.T) {
-			tok := env.Token(t, testenv.Persona(row.persona))
-			gq := env.As(t, row.persona, casesQuery, nil)
-			type seen struct{ diagnosis, patient string }
-			viaGraphQL := map[string]seen{}
-			for _, e := range testenv.Get(gq.Data, "cases", "edges").([]any) {
-				n := e.(map[string]any)["node"].(map[string]any)
-				var s seen
-				if d, ok := n["diagnosis"].(map[string]any); ok {
-					s.diagnosis = d["code"].(string)
-				}
-				if p, ok := n["patient"].(map[string]any); ok {
-					_, raw, _ := graph.ParseGlobalID(p["id"].(string))
-					s.patient = fhir.ID(raw)
-				}
-				viaGraphQL[n["reference"].(string)] = s
-			}
-			code, b := call(t, env, tok, "GET", "/fhir/r4/ServiceRequest?_count=100", nil)
-			require.Equal(t, http.StatusOK, code, b)
-			viaFHIR := map[string]seen{}
-			for _, sr := range entries(b) {
-				var s seen
-				if rc, ok := sr["reasonCode"].([]any); ok {
-					s.diagnosis = testenv.Get(rc, 0, "coding", 0, "code").(string)
-				}
-				if ref, ok := testenv.Get(sr, "subject", "reference").(string); ok {
-					s.patient = strings.TrimPrefix(ref, "Patient/")
-				}
-				viaFHIR[testenv.Get(sr, "identifier", 0, "value").(string)] = s
-			}
-			assert.Equal(t, viaGraphQL, viaFHIR)
-			assert.Equal(t, row.seesCases, len(viaFHIR) > 0)
-			anyDiagnosis := false
-			for _, s := range viaFHIR {
-				anyDiagnosis = anyDiagnosis || s.diagnosis != ""
-			}
-			if !row.mayReadClinic {
-				assert.False(t, anyDiagnosis, "no diagnosis for %s", row.persona)
-			}
-			// The patient as each door shows it: identity only where GraphQL gives it.
-			for _, s := range viaFHIR {
-				if s.patient == "" {
-					continue
-				}
-				code, pt := call(t, env, tok, "GET", "/fhir/r4/Patient/"+s.patient, nil)
-				require.Equal(t, http.StatusOK, code, pt)
-				_, hasName := pt["name"]
-				assert.Equal(t, row.identity, hasName)
-				raw, _ := fhir.RawID(s.patient)
-				gp := env.As(t, row.persona, `query($id: ID!) { node(id: $id) { ... on Patient { id birthYear } } }`, map[string]any{"id": graph.GlobalID("Patient", raw)})
-				if by, ok := testenv.Get(gp.Data, "node", "birthYear").(float64); ok {
-					assert.True(t, strings.HasPrefix(pt["birthDate"].(string), strings.TrimSuffix(strings.TrimSuffix(jsonNum(by), ".0"), "")))
-				} else if !row.identity {
-					assert.Nil(t, pt["birthDate"], "no birth year at 90+")
-				}
-				break
-			}
-		})
-	}
-}
-
-func jsonNum(f float64) string { b, _ := json.Marshal(f); return string(b) }
-
 func TestUnsupportedSearchParametersAreRefused(t *testing.T) {
 	env := testenv.Start(t)
 	tok := env.Token(t, testenv.Persona("coordinator"))
@@ -208,22 +128,98 @@ func TestSearchPagesWithNextLinks(t *testing.T) {
 	assert.Equal(t, int(testenv.Get(gq.Data, "cases", "totalCount").(float64)), len(seen))
 }
 
+// auditRows are the audit events of one operation label by subject, as
+// "resourceType resourceId fieldGroup outcome".
+func auditRows(t *testing.T, env *testenv.Env, subject, operation string) []string {
+	t.Helper()
+	var rows []string
+	after := ""
+	for {
+		ev := env.As(t, "coordinator", `query($s: String!, $after: String) { auditEvents(first: 100, after: $after, filter: { subject: $s }) { pageInfo { hasNextPage endCursor } edges { node { operation resourceType resourceId fieldGroup outcome } } } }`, map[string]any{"s": subject, "after": after})
+		require.Empty(t, ev.Errors, ev.Raw)
+		for _, e := range testenv.Get(ev.Data, "auditEvents", "edges").([]any) {
+			n := e.(map[string]any)["node"].(map[string]any)
+			if n["operation"] == operation {
+				rows = append(rows, strings.Join([]string{n["resourceType"].(string), n["resourceId"].(string), n["fieldGroup"].(string), n["outcome"].(string)}, " "))
+			}
+		}
+		if testenv.Get(ev.Data, "auditEvents", "pageInfo", "hasNextPage") != true {
+			break
+		}
+		after = testenv.Get(ev.Data, "auditEvents", "pageInfo", "endCursor").(string)
+	}
+	sort.Strings(rows)
+	return rows
+}
+
+// A FHIR read writes the audit rows the GraphQL read of the same fields
+// writes: ServiceRequest is a case's patient and clinical fields; Patient is
+// a patient's demographics and identity.
 func TestFHIRReadsAreAuditedLikeGraphQLReads(t *testing.T) {
 	env := testenv.Start(t)
-	tok := env.Token(t, testenv.Persona("partner"))
-	code, b := call(t, env, tok, "GET", "/fhir/r4/ServiceRequest?_count=5", nil)
-	require.Equal(t, http.StatusOK, code, b)
-	require.NotEmpty(t, entries(b))
-	ev := env.As(t, "coordinator", `{ auditEvents(first: 100, filter: { subject: "u-euro-ops" }) { edges { node { operation resourceType fieldGroup outcome } } } }`, nil)
-	kinds := map[string]bool{}
-	for _, e := range testenv.Get(ev.Data, "auditEvents", "edges").([]any) {
-		n := e.(map[string]any)["node"].(map[string]any)
-		if strings.HasPrefix(n["operation"].(string), "fhir ") {
-			kinds[n["resourceType"].(string)+" "+n["fieldGroup"].(string)] = true
-		}
+	for _, persona := range []string{"member", "insurer", "provider", "partner", "coordinator"} {
+		t.Run(persona+" leaves the same audit rows through both doors", func(t *testing.T) {
+			who := testenv.Persona(persona)
+			tok := env.Token(t, who)
+			gq := env.Do(t, tok, `query ParityCases { cases(first: 100) { edges { node { reference status specialty patient { id } diagnosis { code description } proposedTreatment questions records { id title } } } } }`, nil)
+			require.NotEmpty(t, testenv.Get(gq.Data, "cases", "edges"), gq.Raw)
+			code, b := call(t, env, tok, "GET", "/fhir/r4/ServiceRequest?_count=100", nil)
+			require.Equal(t, http.StatusOK, code, b)
+			viaGraphQL, viaFHIR := auditRows(t, env, who.Subject, "query ParityCases"), auditRows(t, env, who.Subject, "fhir GET ServiceRequest search")
+			require.NotEmpty(t, viaGraphQL)
+			assert.Equal(t, viaGraphQL, viaFHIR, "cases")
+
+			pid := testenv.Get(gq.Data, "cases", "edges", 0, "node", "patient", "id").(string)
+			_, raw, _ := graph.ParseGlobalID(pid)
+			gp := env.Do(t, tok, `query ParityPatient($id: ID!) { node(id: $id) { ... on Patient { id givenName familyName dateOfBirth birthYear ageBand sex email phone country language } } }`, map[string]any{"id": pid})
+			require.NotNil(t, testenv.Get(gp.Data, "node"), gp.Raw)
+			code, b = call(t, env, tok, "GET", "/fhir/r4/Patient/"+fhir.ID(raw), nil)
+			require.Equal(t, http.StatusOK, code, b)
+			viaGraphQL, viaFHIR = auditRows(t, env, who.Subject, "query ParityPatient"), auditRows(t, env, who.Subject, "fhir GET Patient")
+			require.NotEmpty(t, viaGraphQL)
+			assert.Equal(t, viaGraphQL, viaFHIR, "patient")
+		})
 	}
-	assert.True(t, kinds["Patient patient.demographic"], kinds)
-	assert.True(t, kinds["Case case.clinical"], kinds)
+	t.Run("a lookup of a case out of scope is audited as not found, as GraphQL's", func(t *testing.T) {
+		all := env.As(t, "coordinator", `{ cases(first: 100) { edges { node { id specialist { orgId } } } } }`, nil)
+		var outside string
+		for _, e := range testenv.Get(all.Data, "cases", "edges").([]any) {
+			n := e.(map[string]any)["node"].(map[string]any)
+			if testenv.Get(n, "specialist", "orgId") != seed.ProviderToronto {
+				_, outside, _ = graph.ParseGlobalID(n["id"].(string))
+				break
+			}
+		}
+		require.NotEmpty(t, outside)
+		who := testenv.Persona("provider")
+		tok := env.Token(t, who)
+		gq := env.Do(t, tok, `query ParityCase($id: ID!) { case(id: $id) { reference } }`, map[string]any{"id": graph.GlobalID("Case", outside)})
+		assert.Nil(t, testenv.Get(gq.Data, "case"))
+		code, b := call(t, env, tok, "GET", "/fhir/r4/ServiceRequest/"+fhir.ID(outside), nil)
+		assert.Equal(t, http.StatusNotFound, code, b)
+		viaGraphQL, viaFHIR := auditRows(t, env, who.Subject, "query ParityCase"), auditRows(t, env, who.Subject, "fhir GET ServiceRequest")
+		assert.Equal(t, []string{"Case " + outside + " case.admin NOT_FOUND"}, viaGraphQL)
+		assert.Equal(t, viaGraphQL, viaFHIR)
+	})
+	t.Run("the member's access log shows a provider's FHIR read", func(t *testing.T) {
+		log := func() int {
+			r := env.As(t, "member", `{ myAccessLog(first: 100) { edges { node { organization { kind } dataCategories count } } } }`, nil)
+			require.Empty(t, r.Errors, r.Raw)
+			n := 0
+			for _, e := range testenv.Get(r.Data, "myAccessLog", "edges").([]any) {
+				node := e.(map[string]any)["node"].(map[string]any)
+				if testenv.Get(node, "organization", "kind") == "PROVIDER" && slices.Contains(node["dataCategories"].([]any), any("CLINICAL")) {
+					n += int(node["count"].(float64))
+				}
+			}
+			return n
+		}
+		before := log()
+		code, b := call(t, env, env.Token(t, testenv.Persona("provider")), "GET", "/fhir/r4/Condition?_count=100", nil)
+		require.Equal(t, http.StatusOK, code, b)
+		require.NotEmpty(t, entries(b))
+		assert.Greater(t, log(), before)
+	})
 }
 
 func TestOpinionDocument(t *testing.T) {

@@ -173,9 +173,10 @@ func serviceRequest(ctx context.Context, p domain.Principal, c *domain.Case, pt 
 	if c.SpecialistID != "" {
 		sr.Performer = []fm.Reference{ref("Practitioner", c.SpecialistID)}
 	}
-	if domain.CanRead(p.Role, domain.GroupCaseClinical) {
-		noteClinical(ctx, c)
-	}
+	// reasonCode, note, orderDetail and supportingInfo are the case's
+	// clinical fields: read, or denied (an insurer, a reviewer before
+	// RECORDS_RELEASE), as GraphQL records a query of Case.diagnosis.
+	noteClinical(ctx, c)
 	if c.Clinical != nil {
 		d := c.Clinical.Diagnosis
 		sr.ReasonCode = []fm.CodeableConcept{coded(sysICD10, d.Code, d.Description)}
