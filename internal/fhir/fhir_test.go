@@ -278,13 +278,33 @@ func TestReferralBundleImportIsIdempotent(t *testing.T) {
 	code, first := call(t, env, tok, "POST", "/fhir/r4", bundle)
 	require.Equal(t, http.StatusOK, code, first)
 	assert.Equal(t, "transaction-response", first["type"])
-	loc := testenv.Get(first, "entry", 0, "response", "location").(string)
-	require.True(t, strings.HasPrefix(loc, "ServiceRequest/"))
+	loc := location(t, first, "ServiceRequest")
+	caseID := strings.TrimPrefix(loc, "ServiceRequest/")
+	t.Run("the response has one entry per request entry, in order", func(t *testing.T) {
+		var req map[string]any
+		require.NoError(t, json.Unmarshal(bundle, &req))
+		reqEntries, respEntries := req["entry"].([]any), first["entry"].([]any)
+		require.Len(t, respEntries, len(reqEntries))
+		want := map[string]string{"Patient": "200 OK", "Coverage": "200 OK", "Condition": "201 Created", "ServiceRequest": "201 Created"}
+		for i, e := range reqEntries {
+			typ := testenv.Get(e, "resource", "resourceType").(string)
+			assert.Equal(t, want[typ], testenv.Get(respEntries[i], "response", "status"), typ)
+			l := testenv.Get(respEntries[i], "response", "location").(string)
+			assert.True(t, strings.HasPrefix(l, typ+"/"), l)
+			if typ == "Condition" || typ == "ServiceRequest" {
+				assert.Equal(t, typ+"/"+caseID, l)
+			}
+		}
+		assert.Equal(t, "Coverage/"+fhir.ID(policyID), location(t, first, "Coverage"))
+		code, pt := call(t, env, tok, "GET", "/fhir/r4/"+location(t, first, "Patient"), nil)
+		require.Equal(t, http.StatusOK, code, pt)
+		assert.Equal(t, "Lovelace", testenv.Get(pt, "name", 0, "family"))
+	})
 
 	t.Run("a replay returns the first result", func(t *testing.T) {
 		code, again := call(t, env, tok, "POST", "/fhir/r4", bundle)
 		require.Equal(t, http.StatusOK, code, again)
-		assert.Equal(t, loc, testenv.Get(again, "entry", 0, "response", "location"))
+		assert.Equal(t, first["entry"], again["entry"])
 	})
 	t.Run("another bundle with the same identifier is refused", func(t *testing.T) {
 		other := bytes.Replace(bundle, []byte("C50.9"), []byte("C50.1"), 1)
@@ -318,12 +338,27 @@ func TestReferralBundleImportIsIdempotent(t *testing.T) {
 		ctok := env.Token(t, testenv.Persona("coordinator"))
 		code, out := call(t, env, ctok, "POST", "/fhir/r4", b)
 		require.Equal(t, http.StatusOK, code, out)
-		loc := testenv.Get(out, "entry", 0, "response", "location").(string)
-		id := strings.TrimPrefix(loc, "ServiceRequest/")
-		code, docs := call(t, env, ctok, "GET", "/fhir/r4/DocumentReference?_id="+id+"."+"x", nil)
-		require.Equal(t, http.StatusOK, code, docs)
+		loc := location(t, out, "ServiceRequest")
 		code, sr := call(t, env, ctok, "GET", "/fhir/r4/"+loc, nil)
 		require.Equal(t, http.StatusOK, code, sr)
 		assert.Len(t, sr["supportingInfo"], 1)
+		docLoc := location(t, out, "DocumentReference")
+		assert.Equal(t, testenv.Get(sr, "supportingInfo", 0, "reference"), docLoc)
+		code, doc := call(t, env, ctok, "GET", "/fhir/r4/"+docLoc, nil)
+		require.Equal(t, http.StatusOK, code, doc)
+		assert.Equal(t, "current", doc["status"])
 	})
+}
+
+// location is the response location of the transaction-response entry of
+// type typ.
+func location(t *testing.T, b map[string]any, typ string) string {
+	t.Helper()
+	for _, e := range b["entry"].([]any) {
+		if l, ok := testenv.Get(e, "response", "location").(string); ok && strings.HasPrefix(l, typ+"/") {
+			return l
+		}
+	}
+	t.Fatalf("no %s in the transaction-response: %v", typ, b)
+	return ""
 }
