@@ -38,6 +38,10 @@ type query struct {
 	patient  string
 	from, to *time.Time
 	page     workflow.Page
+	// skip is how many resources of the page's first case an earlier page
+	// already returned (a case yields several Consents or
+	// DocumentReferences, and a page holds at most _count of them).
+	skip int
 }
 
 const cursorParam = "_cursor"
@@ -95,11 +99,11 @@ func parseQuery(typ string, v url.Values) (query, error) {
 		}
 	}
 	if c := v.Get(cursorParam); c != "" {
-		pg, err := workflow.NewPage(nil, &c)
-		if err != nil {
+		after, skip, ok := parseCursor(c)
+		if !ok {
 			return q, domain.Errorf(domain.CodeBadUserInput, "%s is not a cursor this server issued", cursorParam)
 		}
-		q.page.After = pg.After
+		q.page.After, q.skip = after, skip
 	}
 	q.page.First = count
 	return q, nil
@@ -466,10 +470,25 @@ func (h *Handler) searchPage(ctx context.Context, p domain.Principal, typ string
 		if err != nil {
 			return nil, "", err
 		}
+		// At most _count resources: a page that fills up inside a case
+		// ends there, and the next starts at that case's next resource.
+		prev, skip := q.page.After, q.skip
 		for _, c := range cases {
-			items = append(items, h.caseResources(ctx, p, typ, c, pts[c.ID], origin)...)
+			res := filterStatus(typ, q, h.caseResources(ctx, p, typ, c, pts[c.ID], origin))
+			offset := min(skip, len(res))
+			skip = 0
+			for j, x := range res[offset:] {
+				if len(items) == q.page.First {
+					return items, pageCursor(prev, offset+j), nil
+				}
+				items = append(items, x)
+			}
+			prev = c.ID
 		}
-		return filterStatus(typ, q, items), cursorIf(more, lastID(len(cases), func(i int) string { return cases[i].ID })), nil
+		if !more || prev == "" {
+			return items, "", nil
+		}
+		return items, pageCursor(prev, 0), nil
 	}
 	return nil, "", domain.Errorf(domain.CodeBadUserInput, "resource type %q is not supported by this server", typ)
 }
@@ -513,6 +532,38 @@ func cursorIf(more bool, last string) string {
 		return ""
 	}
 	return workflow.EncodeCursor(last)
+}
+
+// pageCursor is the cursor of the page that starts after the case after
+// (none: from the first), skipping that many resources of its first case.
+func pageCursor(after string, skip int) string {
+	c := "-"
+	if after != "" {
+		c = workflow.EncodeCursor(after)
+	}
+	if skip == 0 {
+		return c
+	}
+	return c + "." + strconv.Itoa(skip)
+}
+
+// parseCursor reverses pageCursor.
+func parseCursor(c string) (after string, skip int, ok bool) {
+	if i := strings.LastIndexByte(c, '.'); i >= 0 {
+		n, err := strconv.Atoi(c[i+1:])
+		if err != nil || n < 1 {
+			return "", 0, false
+		}
+		c, skip = c[:i], n
+	}
+	if c == "-" {
+		return "", skip, skip > 0
+	}
+	pg, err := workflow.NewPage(nil, &c)
+	if err != nil || pg.After == "" {
+		return "", 0, false
+	}
+	return pg.After, skip, true
 }
 
 func queryString(v url.Values) string {
