@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
+	"regexp"
+	"strings"
 
 	fm "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -133,8 +135,16 @@ func composition(o *domain.Opinion, c *domain.Case, pt *domain.Patient) fm.Compo
 	for _, t := range ct.TreatmentOptions {
 		opts = append(opts, esc(t.Name)+" ("+esc(string(t.Invasiveness))+" invasiveness): "+esc(t.Description))
 	}
+	// Each trial is also a logical reference by its registry identifier,
+	// so a receiving system can match it without parsing the narrative.
+	var trialRefs []fm.Reference
 	for _, t := range ct.ClinicalTrials {
 		trials = append(trials, esc(t.RegistryID)+": "+esc(t.Title)+" "+esc(t.URL))
+		trialRefs = append(trialRefs, fm.Reference{
+			Type:       ptr("ResearchStudy"),
+			Identifier: &fm.Identifier{System: ptr(trialRegistry(t.RegistryID)), Value: ptr(t.RegistryID)},
+			Display:    ptr(t.Title),
+		})
 	}
 	for _, a := range ct.Answers {
 		answers = append(answers, "<b>"+esc(a.Question)+"</b> "+esc(a.Answer))
@@ -153,7 +163,7 @@ func composition(o *domain.Opinion, c *domain.Case, pt *domain.Patient) fm.Compo
 		Section: []fm.CompositionSection{
 			section("Diagnosis assessment", "diagnosis-assessment", diag),
 			section("Treatment options", "treatment-options", list(opts)),
-			section("Clinical trials", "clinical-trials", list(trials)),
+			section("Clinical trials", "clinical-trials", list(trials), trialRefs...),
 			section("Answers to your questions", "answers", list(answers)),
 			section("Summary for the member", "member-summary", "<p>"+esc(ct.MemberSummary)+"</p>"),
 			section("Report", "report", "<p>"+esc(ct.Report)+"</p>"),
@@ -181,3 +191,20 @@ func signature(o *domain.Opinion) *fm.Signature {
 		Data:         ptr(base64.StdEncoding.EncodeToString([]byte(sig.JWS))),
 	}
 }
+
+// trialRegistry is the identifier system of a trial registry id: the
+// registries' own addresses for ClinicalTrials.gov (NCT…), ISRCTN and the
+// EU's CTIS (yyyy-nnnnnn-nn-nn), ours for any other.
+func trialRegistry(id string) string {
+	switch {
+	case strings.HasPrefix(id, "NCT"):
+		return "https://clinicaltrials.gov"
+	case strings.HasPrefix(id, "ISRCTN"):
+		return "https://www.isrctn.com"
+	case euCT.MatchString(id):
+		return "https://euclinicaltrials.eu"
+	}
+	return sysOurs + "/sid/trial-registry"
+}
+
+var euCT = regexp.MustCompile(`^\d{4}-\d{6}-\d{2}(-\d{2})?$`)

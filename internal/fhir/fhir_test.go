@@ -222,39 +222,6 @@ func TestFHIRReadsAreAuditedLikeGraphQLReads(t *testing.T) {
 	})
 }
 
-func TestOpinionDocument(t *testing.T) {
-	env := testenv.Start(t)
-	ops := env.As(t, "partner", `{ opinions(first: 100) { edges { node { id status } } } }`, nil)
-	var id string
-	for _, e := range testenv.Get(ops.Data, "opinions", "edges").([]any) {
-		n := e.(map[string]any)["node"].(map[string]any)
-		if n["status"] == "DELIVERED" {
-			_, id, _ = graph.ParseGlobalID(n["id"].(string))
-			break
-		}
-	}
-	if id == "" {
-		t.Skip("the seed gave the partner no delivered opinion")
-	}
-	code, b := call(t, env, env.Token(t, testenv.Persona("partner")), "GET", "/fhir/r4/Composition/"+fhir.ID(id)+"/$document", nil)
-	require.Equal(t, http.StatusOK, code, b)
-	assert.Equal(t, "document", b["type"])
-	es := entries(b)
-	require.NotEmpty(t, es)
-	assert.Equal(t, "Composition", es[0]["resourceType"])
-	assert.Equal(t, "11488-4", testenv.Get(es[0], "type", "coding", 0, "code"))
-	for _, e := range es {
-		if e["resourceType"] == "Patient" {
-			assert.Nil(t, e["name"], "a partner's patient is de-identified")
-		}
-	}
-	// The insurer never reads an opinion's content.
-	code, b = call(t, env, env.Token(t, testenv.Persona("coordinator")), "GET", "/fhir/r4/Composition/"+fhir.ID(id)+"/$document", nil)
-	require.Equal(t, http.StatusOK, code, b)
-	code, b = call(t, env, env.Token(t, testenv.Persona("insurer")), "GET", "/fhir/r4/Composition/"+fhir.ID(id)+"/$document", nil)
-	assert.Contains(t, []int{http.StatusForbidden, http.StatusNotFound}, code, b)
-}
-
 func readExample(t *testing.T, name string, repl map[string]string) []byte {
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	require.NoError(t, err)

@@ -2,6 +2,7 @@ package fhir_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -632,4 +633,95 @@ func mapsValues(m map[string]int) []int {
 		out = append(out, v)
 	}
 	return out
+}
+
+// The delivered opinion as a FHIR document, for each caller as GraphQL shows
+// it: the content, the patient as the caller may see it, the specialist, and
+// the service's signature.
+func TestOpinionDocument(t *testing.T) {
+	env := testenv.Start(t)
+	fx := setUpParity(t, env)
+	partner := env.Token(t, testenv.Persona("partner"))
+	gq := env.Do(t, partner, `query($id: ID!) { case(id: $id) { opinion { id signature { jws keyId } } } }`, map[string]any{"id": graph.GlobalID("Case", fx.partnerCase)})
+	require.Empty(t, gq.Errors, gq.Raw)
+	opinionID := fhir.ID(rawOf(t, testenv.Get(gq.Data, "case", "opinion", "id").(string)))
+	path := fhir.Prefix + "/Composition/" + opinionID + "/$document"
+
+	code, b := call(t, env, partner, "GET", path, nil)
+	require.Equal(t, http.StatusOK, code, b)
+	assert.Equal(t, "document", b["type"])
+	assert.NotEmpty(t, b["timestamp"])
+	assert.NotEmpty(t, testenv.Get(b, "identifier", "value"))
+	es := entries(b)
+	require.Len(t, es, 3)
+	comp := es[0]
+	assert.Equal(t, "Composition", comp["resourceType"])
+	assert.Equal(t, "final", comp["status"])
+	assert.Equal(t, "11488-4", testenv.Get(comp, "type", "coding", 0, "code"))
+	sections := map[string]map[string]any{}
+	for _, x := range asList(comp["section"]) {
+		sec := x.(map[string]any)
+		sections[str(testenv.Get(sec, "code", "coding", 0, "code"))] = sec
+	}
+	for code, want := range map[string]string{
+		"diagnosis-assessment": "CONFIRMED", "treatment-options": "Parity active surveillance",
+		"clinical-trials": "NCT09999999", "answers": "Parity answer: not yet.",
+		"member-summary": "Parity summary for the member.", "report": "Parity detailed report.",
+	} {
+		require.Contains(t, sections, code)
+		assert.Contains(t, testenv.Get(sections[code], "text", "div"), want, code)
+	}
+	trial := testenv.Get(sections["clinical-trials"], "entry", 0).(map[string]any)
+	assert.Equal(t, "ResearchStudy", trial["type"])
+	assert.Equal(t, "https://clinicaltrials.gov", testenv.Get(trial, "identifier", "system"))
+	assert.Equal(t, "NCT09999999", testenv.Get(trial, "identifier", "value"))
+
+	// The patient is the partner's: a pseudonym, no name, no birth year at 92.
+	pt := es[1]
+	assert.Equal(t, "Patient", pt["resourceType"])
+	assert.Nil(t, pt["name"])
+	assert.Nil(t, pt["birthDate"])
+	assert.Equal(t, "Patient/"+pt["id"].(string), testenv.Get(comp, "subject", "reference"))
+	_, sr := call(t, env, partner, "GET", fhir.Prefix+"/ServiceRequest/"+fhir.ID(fx.partnerCase), nil)
+	assert.Equal(t, testenv.Get(sr, "subject", "reference"), testenv.Get(comp, "subject", "reference"))
+	assert.Equal(t, "Practitioner", es[2]["resourceType"])
+	assert.Equal(t, testenv.Get(sr, "performer", 0, "reference"), "Practitioner/"+es[2]["id"].(string))
+
+	// Bundle.signature carries GraphQL's Opinion.signature.
+	jws, err := base64.StdEncoding.DecodeString(str(testenv.Get(b, "signature", "data")))
+	require.NoError(t, err)
+	assert.Equal(t, testenv.Get(gq.Data, "case", "opinion", "signature", "jws"), string(jws))
+	assert.Equal(t, testenv.Get(gq.Data, "case", "opinion", "signature", "keyId"), testenv.Get(b, "signature", "who", "identifier", "value"))
+	assert.Equal(t, "application/jose", testenv.Get(b, "signature", "sigFormat"))
+
+	t.Run("the member reads it with the patient's identity", func(t *testing.T) {
+		tok := env.Token(t, domain.Principal{Subject: oldMember, Role: domain.RoleMember, Org: seed.InsurerNorthstar})
+		code, b := call(t, env, tok, "GET", path, nil)
+		require.Equal(t, http.StatusOK, code, b)
+		assert.Equal(t, "Paritysmith", testenv.Get(entries(b)[1], "name", 0, "family"))
+		assert.Equal(t, "1934-03-04", entries(b)[1]["birthDate"])
+	})
+	t.Run("the insurer knows the opinion exists but never reads it", func(t *testing.T) {
+		code, b := call(t, env, env.Token(t, testenv.Persona("insurer")), "GET", path, nil)
+		assert.Equal(t, http.StatusForbidden, code, b)
+		assert.Equal(t, "FORBIDDEN", outcomeCode(b))
+	})
+	t.Run("a provider of another case does not learn it exists", func(t *testing.T) {
+		code, b := call(t, env, env.Token(t, testenv.Persona("provider")), "GET", path, nil)
+		assert.Equal(t, http.StatusNotFound, code, b)
+		_, missing := call(t, env, env.Token(t, testenv.Persona("provider")), "GET", fhir.Prefix+"/Composition/no-such-opinion/$document", nil)
+		assert.Equal(t, missing, b, "the same answer as for no opinion at all")
+	})
+	t.Run("a draft is no document", func(t *testing.T) {
+		ops := env.As(t, "coordinator", `{ opinions(first: 100) { edges { node { id status } } } }`, nil)
+		var draft string
+		for _, e := range asList(testenv.Get(ops.Data, "opinions", "edges")) {
+			if testenv.Get(e, "node", "status") == "DRAFT" {
+				draft = fhir.ID(rawOf(t, testenv.Get(e, "node", "id").(string)))
+			}
+		}
+		require.NotEmpty(t, draft, "the demo has a draft")
+		code, b := call(t, env, env.Token(t, testenv.Persona("coordinator")), "GET", fhir.Prefix+"/Composition/"+draft+"/$document", nil)
+		assert.Equal(t, http.StatusNotFound, code, b)
+	})
 }
