@@ -3,6 +3,7 @@ package fhir_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -328,4 +329,78 @@ func location(t *testing.T, b map[string]any, typ string) string {
 	}
 	t.Fatalf("no %s in the transaction-response: %v", typ, b)
 	return ""
+}
+
+// A referral Bundle fails exactly as requestSecondOpinion does with the
+// same input and caller: one table, run through both doors.
+func TestReferralImportFailsAsRequestSecondOpinion(t *testing.T) {
+	env := testenv.Start(t)
+	mkPolicy := func(number string, covered bool) string {
+		r := env.As(t, "insurer", `mutation($n: String!, $c: Boolean!) { createPolicy(input: { policyNumber: $n, product: CRITICAL_ILLNESS, effectiveFrom: "2020-01-01",
+			secondOpinion: { covered: $c, casesPerYear: 50, international: false },
+			insured: [{ memberId: "m-errors", givenName: "Eve", familyName: "Errant", dateOfBirth: "1975-02-03", sex: FEMALE }] }) { policy { id } } }`, map[string]any{"n": number, "c": covered})
+		require.Empty(t, r.Errors, r.Raw)
+		_, raw, _ := graph.ParseGlobalID(testenv.Get(r.Data, "createPolicy", "policy", "id").(string))
+		return raw
+	}
+	covered, uncovered := mkPolicy("NS-ERR-1", true), mkPolicy("NS-ERR-2", false)
+	insurer := testenv.Persona("insurer")
+	for i, tc := range []struct {
+		name      string
+		who       domain.Principal
+		scope     []string
+		policy    string
+		member    string
+		code      string
+		specialty string
+		want      string
+	}{
+		{name: "a valid referral opens a case", policy: covered, want: ""},
+		{name: "a policy without the benefit is not eligible", policy: uncovered, want: "NOT_ELIGIBLE"},
+		{name: "a member the policy does not insure is not eligible", policy: covered, member: "m-nobody", want: "NOT_ELIGIBLE"},
+		{name: "an unknown policy is not found", policy: "6a0000000000000000000000", want: "NOT_FOUND"},
+		{name: "another insurer's policy is not found", who: domain.Principal{Subject: "u-maple", Role: domain.RoleInsurer, Org: "ins-maple"}, policy: covered, want: "NOT_FOUND"},
+		{name: "a malformed ICD-10 code is bad input", policy: covered, code: "not-icd", want: "BAD_USER_INPUT"},
+		{name: "a missing specialty is bad input", policy: covered, specialty: " ", want: "BAD_USER_INPUT"},
+		{name: "a provider may not refer", who: testenv.Persona("provider"), policy: covered, want: "FORBIDDEN"},
+		{name: "a token without cases:write may not refer", scope: []string{"cases:read policies:read"}, policy: covered, want: "FORBIDDEN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			who := tc.who
+			if who.Role == "" {
+				who = insurer
+			}
+			member, code, specialty := tc.member, tc.code, tc.specialty
+			if member == "" {
+				member = "m-errors"
+			}
+			if code == "" {
+				code = "C50.9"
+			}
+			if specialty == "" {
+				specialty = "oncology"
+			}
+			tok := env.Token(t, who, tc.scope...)
+			gq := env.Do(t, tok, `mutation($input: RequestSecondOpinionInput!) { requestSecondOpinion(input: $input) { case { id } } }`, map[string]any{"input": map[string]any{
+				"policyId": graph.GlobalID("Policy", tc.policy), "patientMemberId": member, "specialty": specialty,
+				"diagnosis": map[string]any{"code": code, "description": "Malignant neoplasm of breast, unspecified"},
+			}})
+			viaGraphQL := ""
+			if len(gq.Errors) > 0 {
+				viaGraphQL = gq.Errors[0].Code()
+			}
+			require.Equal(t, tc.want, viaGraphQL, gq.Raw)
+
+			bundle := readExample(t, "referral-bundle.json", map[string]string{"{{POLICY}}": tc.policy, "{{MEMBER}}": member, "{{BUNDLE}}": fmt.Sprintf("errors-%d", i), "C50.9": code, `"text": "oncology"`: `"text": "` + specialty + `"`})
+			status, b := call(t, env, tok, "POST", "/fhir/r4", bundle)
+			if tc.want == "" {
+				assert.Equal(t, http.StatusOK, status, b)
+				assert.Equal(t, "transaction-response", b["type"])
+				return
+			}
+			assert.Equal(t, tc.want, outcomeCode(b), "%v", b)
+			assert.Equal(t, "OperationOutcome", b["resourceType"])
+			assert.GreaterOrEqual(t, status, 400)
+		})
+	}
 }
