@@ -349,7 +349,10 @@ func patient(ctx context.Context, pt *domain.Patient) fm.Patient {
 		out.Communication = []fm.PatientCommunication{{Language: coded(sysLanguage, pt.Language, "")}}
 	}
 	if id := pt.Identity; id != nil {
-		out.Identifier = []fm.Identifier{{System: ptr(sysMemberID), Value: ptr(pt.ID)}}
+		// The member id as the insurer issued it (what a referral names in
+		// Patient.identifier), assigned by that insurer.
+		insurer, member := domain.SplitMemberKey(pt.ID)
+		out.Identifier = []fm.Identifier{{System: ptr(sysMemberID), Value: ptr(member), Assigner: &fm.Reference{Identifier: &fm.Identifier{System: ptr(sysOurs + "/sid/org"), Value: ptr(insurer)}}}}
 		out.Name = []fm.HumanName{{Family: ptr(id.FamilyName), Given: []string{id.GivenName}}}
 		out.BirthDate = ptr(fhirDate(id.DateOfBirth))
 		if id.Email != "" {
