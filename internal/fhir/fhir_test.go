@@ -181,6 +181,35 @@ func TestFHIRReadsAreAuditedLikeGraphQLReads(t *testing.T) {
 			assert.Equal(t, viaGraphQL, viaFHIR, "patient")
 		})
 	}
+	for _, persona := range []string{"member", "insurer", "provider", "partner", "coordinator"} {
+		t.Run(persona+" leaves the same audit rows reading an opinion document", func(t *testing.T) {
+			who := testenv.Persona(persona)
+			tok := env.Token(t, who)
+			ops := env.Do(t, tok, `{ opinions(first: 100) { edges { node { id status } } } }`, nil)
+			var id string
+			for _, e := range asList(testenv.Get(ops.Data, "opinions", "edges")) {
+				if testenv.Get(e, "node", "status") == "DELIVERED" {
+					id = testenv.Get(e, "node", "id").(string)
+					break
+				}
+			}
+			require.NotEmpty(t, id, "the demo gives %s a delivered opinion", persona)
+			_, raw, _ := graph.ParseGlobalID(id)
+			code, b := call(t, env, tok, "GET", "/fhir/r4/Composition/"+fhir.ID(raw)+"/$document", nil)
+			// The GraphQL read of what the document holds: the whole
+			// opinion and its patient; for a role refused the content, the
+			// request stops there in both doors.
+			q := `query ParityDocument($id: ID!) { node(id: $id) { ... on Opinion { status memberSummary case { patient { id givenName familyName dateOfBirth } } } } }`
+			if code != http.StatusOK {
+				require.Equal(t, http.StatusForbidden, code, b)
+				q = `query ParityDocument($id: ID!) { node(id: $id) { ... on Opinion { status memberSummary } } }`
+			}
+			env.Do(t, tok, q, map[string]any{"id": id})
+			viaGraphQL, viaFHIR := auditRows(t, env, who.Subject, "query ParityDocument"), auditRows(t, env, who.Subject, "fhir GET Composition $document")
+			require.NotEmpty(t, viaGraphQL)
+			assert.Equal(t, viaGraphQL, viaFHIR)
+		})
+	}
 	t.Run("a lookup of a case out of scope is audited as not found, as GraphQL's", func(t *testing.T) {
 		all := env.As(t, "coordinator", `{ cases(first: 100) { edges { node { id specialist { orgId } } } } }`, nil)
 		var outside string
