@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sort"
 	"strconv"
@@ -651,6 +652,24 @@ func TestEveryRoleSeesNothingThroughFHIRItCouldNotSeeThroughGraphQL(t *testing.T
 		assert.Nil(t, pt["telecom"])
 		assert.Equal(t, "90+", testenv.Get(pt, "extension", 0, "valueString"))
 		assert.NotContains(t, pid, oldMember, "the partner's patient id is a pseudonym")
+	})
+	t.Run("a DocumentReference's URL downloads the record's file, for whoever may read it", func(t *testing.T) {
+		token := env.Token(t, testenv.Persona("partner"))
+		code, res, _ := searchAll(t, env, token, fhir.Prefix+"/DocumentReference?_count=100")
+		require.Equal(t, http.StatusOK, code)
+		var link string
+		for _, d := range res {
+			if d["description"] == "Parity MRI pelvis" {
+				link = str(testenv.Get(d, "content", 0, "attachment", "url"))
+				assert.Equal(t, "application/pdf", testenv.Get(d, "content", 0, "attachment", "contentType"))
+			}
+		}
+		require.True(t, strings.HasPrefix(link, "http://example.com/files/"), link)
+		req := httptest.NewRequest("GET", strings.TrimPrefix(link, "http://example.com"), nil)
+		rec := httptest.NewRecorder()
+		env.Handler.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		assert.True(t, strings.HasPrefix(rec.Body.String(), "%PDF-1.4"))
 	})
 	t.Run("the provider reads the admin fields of a case whose records release was revoked, and no more", func(t *testing.T) {
 		token := env.Token(t, testenv.Persona("provider"))
