@@ -330,6 +330,15 @@ func TestReferralBundleImportIsIdempotent(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, code, out)
 		assert.Equal(t, string(domain.CodeForbidden), outcomeCode(out))
 	})
+	t.Run("a record sent with its bytes is refused, not dropped, and opens no case", func(t *testing.T) {
+		before := total(t, env, "coordinator", "{}")
+		b := readExample(t, "referral-bundle-records.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "m-fhir-1", "{{BUNDLE}}": "ref-0005", `"attachment": {`: `"attachment": { "data": "aGVsbG8=",`})
+		require.Contains(t, string(b), "aGVsbG8=")
+		code, out := call(t, env, env.Token(t, testenv.Persona("coordinator")), "POST", "/fhir/r4", b)
+		assert.Equal(t, http.StatusBadRequest, code, out)
+		assert.Equal(t, string(domain.CodeBadUserInput), outcomeCode(out))
+		assert.Equal(t, before, total(t, env, "coordinator", "{}"))
+	})
 	t.Run("a coordinator imports records with the referral", func(t *testing.T) {
 		b := readExample(t, "referral-bundle-records.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "m-fhir-1", "{{BUNDLE}}": "ref-0004"})
 		ctok := env.Token(t, testenv.Persona("coordinator"))
