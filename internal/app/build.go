@@ -115,7 +115,11 @@ func Build(d Deps) (*App, error) {
 	// The FHIR door: the same use cases, scopes and audit as GraphQL, behind
 	// the same authentication, limits and deadline; its CapabilityStatement
 	// is public, as FHIR clients read it before they hold a token.
-	fhirDoor := fhir.New(fhir.Config{Store: st, Workflow: a.Workflow, Audit: d.AuditSink, RequestID: server.RequestID, Logger: d.Logger})
+	var fhirLinks fhir.DocumentLinks
+	if d.Documents != nil {
+		fhirLinks = d.Documents
+	}
+	fhirDoor := fhir.New(fhir.Config{Workflow: a.Workflow, Documents: fhirLinks, Audit: d.AuditSink, RequestID: server.RequestID, Logger: d.Logger})
 	a.Handler = server.New(server.Deps{
 		Routes: map[string]http.Handler{fhir.Prefix + "/": fhirDoor, fhir.Prefix: fhirDoor},
 		PublicRoutes: map[string]http.Handler{

@@ -24,6 +24,7 @@ func TestImportsPointOneWay(t *testing.T) {
 		"internal/server": {"graph", "internal/store", "internal/workflow", "docs"},
 		"internal/domain": {"graph", "internal/store", "internal/workflow", "internal/server"},
 		"internal/store":  {"graph", "internal/workflow", "internal/server"},
+		"internal/fhir":   {"internal/store"},
 	}
 	root, err := filepath.Abs("../..")
 	require.NoError(t, err)

@@ -2,12 +2,16 @@ package fhir
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
+	"regexp"
+	"strings"
 
 	fm "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 // document serves GET Composition/<opinion id>/$document: the delivered
@@ -45,31 +49,31 @@ func (h *Handler) opinionDocument(ctx context.Context, p domain.Principal, id, b
 	if !ok {
 		return fm.Bundle{}, errNotFound("Composition")
 	}
-	st := h.cfg.Store
-	o, err := st.Opinion(ctx, p, raw)
-	auditMiss(ctx, "Opinion", raw, domain.GroupOpinionMeta, err)
+	wf := h.cfg.Workflow
+	o, err := wf.Opinion(ctx, p, raw)
 	if err != nil {
 		return fm.Bundle{}, err
 	}
 	if o.Status != domain.OpinionDelivered || o.DeliveredAt == nil {
+		// A draft is no document: the same answer as no opinion.
 		return fm.Bundle{}, errNotFound("Composition")
 	}
-	audit.Record(ctx, audit.Entry{ResourceType: "Opinion", ResourceID: o.ID, Group: domain.GroupOpinionMeta, Outcome: audit.OutcomeAllowed, CaseID: o.CaseID})
+	noteOpinion(ctx, o, domain.GroupOpinionMeta, audit.OutcomeAllowed)
 	if o.Content == nil {
-		audit.Record(ctx, audit.Entry{ResourceType: "Opinion", ResourceID: o.ID, Group: domain.GroupOpinionContent, Outcome: audit.OutcomeDenied, CaseID: o.CaseID})
+		noteOpinion(ctx, o, domain.GroupOpinionContent, audit.OutcomeDenied)
 		return fm.Bundle{}, domain.ErrFieldForbidden
 	}
-	audit.Record(ctx, audit.Entry{ResourceType: "Opinion", ResourceID: o.ID, Group: domain.GroupOpinionContent, Outcome: audit.OutcomeAllowed, CaseID: o.CaseID})
-	c, err := st.Case(ctx, p, o.CaseID)
+	noteOpinion(ctx, o, domain.GroupOpinionContent, audit.OutcomeAllowed)
+	c, err := wf.Case(ctx, p, o.CaseID, workflow.CaseView{})
 	if err != nil {
 		return fm.Bundle{}, err
 	}
-	pts, err := st.PatientsOfCases(ctx, p, []*domain.Case{c})
+	pts, err := wf.PatientsOfCases(ctx, p, []*domain.Case{c})
 	if err != nil {
 		return fm.Bundle{}, err
 	}
 	pt := pts[c.ID]
-	sp, err := st.Specialist(ctx, p, o.SpecialistID)
+	sp, err := wf.Specialist(ctx, p, o.SpecialistID)
 	if err != nil {
 		return fm.Bundle{}, err
 	}
@@ -87,6 +91,7 @@ func (h *Handler) opinionDocument(ctx context.Context, p domain.Principal, id, b
 		Identifier: &fm.Identifier{System: ptr(sysOurs + "/sid/opinion"), Value: ptr(o.ID)},
 		Type:       fm.BundleTypeDocument,
 		Timestamp:  ptr(fhirTime(*o.DeliveredAt)),
+		Signature:  signature(o),
 	}
 	for i, it := range entries {
 		rawRes, _ := jsonOf(it.res)
@@ -130,8 +135,16 @@ func composition(o *domain.Opinion, c *domain.Case, pt *domain.Patient) fm.Compo
 	for _, t := range ct.TreatmentOptions {
 		opts = append(opts, esc(t.Name)+" ("+esc(string(t.Invasiveness))+" invasiveness): "+esc(t.Description))
 	}
+	// Each trial is also a logical reference by its registry identifier,
+	// so a receiving system can match it without parsing the narrative.
+	var trialRefs []fm.Reference
 	for _, t := range ct.ClinicalTrials {
 		trials = append(trials, esc(t.RegistryID)+": "+esc(t.Title)+" "+esc(t.URL))
+		trialRefs = append(trialRefs, fm.Reference{
+			Type:       ptr("ResearchStudy"),
+			Identifier: &fm.Identifier{System: ptr(trialRegistry(t.RegistryID)), Value: ptr(t.RegistryID)},
+			Display:    ptr(t.Title),
+		})
 	}
 	for _, a := range ct.Answers {
 		answers = append(answers, "<b>"+esc(a.Question)+"</b> "+esc(a.Answer))
@@ -150,7 +163,7 @@ func composition(o *domain.Opinion, c *domain.Case, pt *domain.Patient) fm.Compo
 		Section: []fm.CompositionSection{
 			section("Diagnosis assessment", "diagnosis-assessment", diag),
 			section("Treatment options", "treatment-options", list(opts)),
-			section("Clinical trials", "clinical-trials", list(trials)),
+			section("Clinical trials", "clinical-trials", list(trials), trialRefs...),
 			section("Answers to your questions", "answers", list(answers)),
 			section("Summary for the member", "member-summary", "<p>"+esc(ct.MemberSummary)+"</p>"),
 			section("Report", "report", "<p>"+esc(ct.Report)+"</p>"),
@@ -158,3 +171,40 @@ func composition(o *domain.Opinion, c *domain.Case, pt *domain.Patient) fm.Compo
 	}
 	return comp
 }
+
+// signature is the service's signature over the delivered opinion
+// (GraphQL's Opinion.signature) as Bundle.signature: the detached compact
+// JWS in data, verifiable with the keys at /.well-known/jwks.json over the
+// canonical JSON GraphQL's signature.payload gives. It signs the opinion,
+// not this Bundle's bytes; the type says so (author's signature).
+func signature(o *domain.Opinion) *fm.Signature {
+	sig := o.Sig
+	if sig == nil {
+		return nil
+	}
+	return &fm.Signature{
+		Type:         []fm.Coding{{System: ptr("urn:iso-astm:E1762-95:2013"), Code: ptr("1.2.840.10065.1.12.1.1"), Display: ptr("Author's Signature")}},
+		When:         fhirTime(sig.SignedAt),
+		Who:          fm.Reference{Display: ptr("Second Opinion Gateway (key " + sig.KeyID + ")"), Identifier: &fm.Identifier{System: ptr(sysOurs + "/sid/signing-key"), Value: ptr(sig.KeyID)}},
+		TargetFormat: ptr("application/json"),
+		SigFormat:    ptr("application/jose"),
+		Data:         ptr(base64.StdEncoding.EncodeToString([]byte(sig.JWS))),
+	}
+}
+
+// trialRegistry is the identifier system of a trial registry id: the
+// registries' own addresses for ClinicalTrials.gov (NCT…), ISRCTN and the
+// EU's CTIS (yyyy-nnnnnn-nn-nn), ours for any other.
+func trialRegistry(id string) string {
+	switch {
+	case strings.HasPrefix(id, "NCT"):
+		return "https://clinicaltrials.gov"
+	case strings.HasPrefix(id, "ISRCTN"):
+		return "https://www.isrctn.com"
+	case euCT.MatchString(id):
+		return "https://euclinicaltrials.eu"
+	}
+	return sysOurs + "/sid/trial-registry"
+}
+
+var euCT = regexp.MustCompile(`^\d{4}-\d{6}-\d{2}(-\d{2})?$`)

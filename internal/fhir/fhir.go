@@ -1,10 +1,11 @@
 // Package fhir is the FHIR R4 door (DESIGN.md §5): the same rooms as the
-// GraphQL API, entered through FHIR resources. It holds no rules of its own:
-// every read goes through the store's scoped methods with the caller's
-// principal, every write through the workflow use cases, and every read of
-// protected health information is recorded for the audit exactly as the
-// GraphQL field guard records it (same resource types, ids, field groups
-// and outcomes), then flushed before the response leaves (fail closed).
+// GraphQL API, entered through FHIR resources. It holds no rules of its own
+// and never reads the store: every read and write goes through the workflow
+// use cases with the caller's principal (the same scoped reads GraphQL's
+// resolvers and loaders make), and every read of protected health
+// information is recorded for the audit exactly as the GraphQL field guard
+// records it (same resource types, ids, field groups, outcomes and whose
+// data it is), then flushed before the response leaves (fail closed).
 package fhir
 
 import (
@@ -16,12 +17,12 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	fm "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/domain"
-	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/workflow"
 )
 
@@ -36,13 +37,23 @@ const CodeSystem = "https://secondopinion.example/fhir/CodeSystem/error-code"
 
 // Config is what the door needs; it builds nothing itself.
 type Config struct {
-	Store    *store.Store
+	// Workflow is the use cases: every read and write of the door.
 	Workflow *workflow.Service
+	// Documents makes a record's signed download link (GraphQL's
+	// Document.downloadUrl); nil when uploads are not enabled, and then a
+	// DocumentReference carries no URL.
+	Documents DocumentLinks
 	// Audit stores the audit events of each request before it answers.
 	Audit audit.Sink
 	// RequestID returns the request's id for the audit (none when nil).
 	RequestID func(context.Context) string
 	Logger    *slog.Logger
+}
+
+// DocumentLinks makes the short-lived download link of a record's document
+// for p (documents.Service.Link): a path on the gateway.
+type DocumentLinks interface {
+	Link(p domain.Principal, doc *domain.Document, ttl time.Duration) (string, error)
 }
 
 // Handler serves /fhir/r4/…; mount it behind the authentication middleware.

@@ -3,10 +3,13 @@ package fhir_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +20,7 @@ import (
 	"github.com/secondopinion/gateway/graph"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/fhir"
+	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/testenv"
 )
 
@@ -81,89 +85,6 @@ func TestMetadataListsWhatIsImplemented(t *testing.T) {
 	assert.ElementsMatch(t, []string{"Composition", "Condition", "Consent", "Coverage", "DocumentReference", "Patient", "Practitioner", "ServiceRequest", "Task"}, types)
 }
 
-// matrix is the one table both doors are checked against: what each role
-// sees of the same cases.
-var matrix = []struct {
-	persona       string
-	seesCases     bool
-	mayReadClinic bool
-	identity      bool
-}{
-	{"member", true, true, true},
-	{"insurer", true, false, true},
-	{"provider", true, true, true},
-	{"partner", true, true, false},
-	{"coordinator", true, true, true},
-}
-
-const casesQuery = `{ cases(first: 100) { edges { node { reference status diagnosis { code } patient { id } } } } }`
-
-func TestEachRoleSeesTheSameThroughFHIRAndGraphQL(t *testing.T) {
-	env := testenv.Start(t)
-	for _, row := range matrix {
-		t.Run(row.persona+" sees the same cases, diagnoses and patients through both doors", func(t *testing.T) {
-			tok := env.Token(t, testenv.Persona(row.persona))
-			gq := env.As(t, row.persona, casesQuery, nil)
-			type seen struct{ diagnosis, patient string }
-			viaGraphQL := map[string]seen{}
-			for _, e := range testenv.Get(gq.Data, "cases", "edges").([]any) {
-				n := e.(map[string]any)["node"].(map[string]any)
-				var s seen
-				if d, ok := n["diagnosis"].(map[string]any); ok {
-					s.diagnosis = d["code"].(string)
-				}
-				if p, ok := n["patient"].(map[string]any); ok {
-					_, raw, _ := graph.ParseGlobalID(p["id"].(string))
-					s.patient = fhir.ID(raw)
-				}
-				viaGraphQL[n["reference"].(string)] = s
-			}
-			code, b := call(t, env, tok, "GET", "/fhir/r4/ServiceRequest?_count=100", nil)
-			require.Equal(t, http.StatusOK, code, b)
-			viaFHIR := map[string]seen{}
-			for _, sr := range entries(b) {
-				var s seen
-				if rc, ok := sr["reasonCode"].([]any); ok {
-					s.diagnosis = testenv.Get(rc, 0, "coding", 0, "code").(string)
-				}
-				if ref, ok := testenv.Get(sr, "subject", "reference").(string); ok {
-					s.patient = strings.TrimPrefix(ref, "Patient/")
-				}
-				viaFHIR[testenv.Get(sr, "identifier", 0, "value").(string)] = s
-			}
-			assert.Equal(t, viaGraphQL, viaFHIR)
-			assert.Equal(t, row.seesCases, len(viaFHIR) > 0)
-			anyDiagnosis := false
-			for _, s := range viaFHIR {
-				anyDiagnosis = anyDiagnosis || s.diagnosis != ""
-			}
-			if !row.mayReadClinic {
-				assert.False(t, anyDiagnosis, "no diagnosis for %s", row.persona)
-			}
-			// The patient as each door shows it: identity only where GraphQL gives it.
-			for _, s := range viaFHIR {
-				if s.patient == "" {
-					continue
-				}
-				code, pt := call(t, env, tok, "GET", "/fhir/r4/Patient/"+s.patient, nil)
-				require.Equal(t, http.StatusOK, code, pt)
-				_, hasName := pt["name"]
-				assert.Equal(t, row.identity, hasName)
-				raw, _ := fhir.RawID(s.patient)
-				gp := env.As(t, row.persona, `query($id: ID!) { node(id: $id) { ... on Patient { id birthYear } } }`, map[string]any{"id": graph.GlobalID("Patient", raw)})
-				if by, ok := testenv.Get(gp.Data, "node", "birthYear").(float64); ok {
-					assert.True(t, strings.HasPrefix(pt["birthDate"].(string), strings.TrimSuffix(strings.TrimSuffix(jsonNum(by), ".0"), "")))
-				} else if !row.identity {
-					assert.Nil(t, pt["birthDate"], "no birth year at 90+")
-				}
-				break
-			}
-		})
-	}
-}
-
-func jsonNum(f float64) string { b, _ := json.Marshal(f); return string(b) }
-
 func TestUnsupportedSearchParametersAreRefused(t *testing.T) {
 	env := testenv.Start(t)
 	tok := env.Token(t, testenv.Persona("coordinator"))
@@ -208,55 +129,127 @@ func TestSearchPagesWithNextLinks(t *testing.T) {
 	assert.Equal(t, int(testenv.Get(gq.Data, "cases", "totalCount").(float64)), len(seen))
 }
 
-func TestFHIRReadsAreAuditedLikeGraphQLReads(t *testing.T) {
-	env := testenv.Start(t)
-	tok := env.Token(t, testenv.Persona("partner"))
-	code, b := call(t, env, tok, "GET", "/fhir/r4/ServiceRequest?_count=5", nil)
-	require.Equal(t, http.StatusOK, code, b)
-	require.NotEmpty(t, entries(b))
-	ev := env.As(t, "coordinator", `{ auditEvents(first: 100, filter: { subject: "u-euro-ops" }) { edges { node { operation resourceType fieldGroup outcome } } } }`, nil)
-	kinds := map[string]bool{}
-	for _, e := range testenv.Get(ev.Data, "auditEvents", "edges").([]any) {
-		n := e.(map[string]any)["node"].(map[string]any)
-		if strings.HasPrefix(n["operation"].(string), "fhir ") {
-			kinds[n["resourceType"].(string)+" "+n["fieldGroup"].(string)] = true
+// auditRows are the audit events of one operation label by subject, as
+// "resourceType resourceId fieldGroup outcome".
+func auditRows(t *testing.T, env *testenv.Env, subject, operation string) []string {
+	t.Helper()
+	var rows []string
+	after := ""
+	for {
+		ev := env.As(t, "coordinator", `query($s: String!, $after: String) { auditEvents(first: 100, after: $after, filter: { subject: $s }) { pageInfo { hasNextPage endCursor } edges { node { operation resourceType resourceId fieldGroup outcome } } } }`, map[string]any{"s": subject, "after": after})
+		require.Empty(t, ev.Errors, ev.Raw)
+		for _, e := range testenv.Get(ev.Data, "auditEvents", "edges").([]any) {
+			n := e.(map[string]any)["node"].(map[string]any)
+			if n["operation"] == operation {
+				rows = append(rows, strings.Join([]string{n["resourceType"].(string), n["resourceId"].(string), n["fieldGroup"].(string), n["outcome"].(string)}, " "))
+			}
 		}
-	}
-	assert.True(t, kinds["Patient patient.demographic"], kinds)
-	assert.True(t, kinds["Case case.clinical"], kinds)
-}
-
-func TestOpinionDocument(t *testing.T) {
-	env := testenv.Start(t)
-	ops := env.As(t, "partner", `{ opinions(first: 100) { edges { node { id status } } } }`, nil)
-	var id string
-	for _, e := range testenv.Get(ops.Data, "opinions", "edges").([]any) {
-		n := e.(map[string]any)["node"].(map[string]any)
-		if n["status"] == "DELIVERED" {
-			_, id, _ = graph.ParseGlobalID(n["id"].(string))
+		if testenv.Get(ev.Data, "auditEvents", "pageInfo", "hasNextPage") != true {
 			break
 		}
+		after = testenv.Get(ev.Data, "auditEvents", "pageInfo", "endCursor").(string)
 	}
-	if id == "" {
-		t.Skip("the seed gave the partner no delivered opinion")
+	sort.Strings(rows)
+	return rows
+}
+
+// A FHIR read writes the audit rows the GraphQL read of the same fields
+// writes: ServiceRequest is a case's patient and clinical fields; Patient is
+// a patient's demographics and identity.
+func TestFHIRReadsAreAuditedLikeGraphQLReads(t *testing.T) {
+	env := testenv.Start(t)
+	for _, persona := range []string{"member", "insurer", "provider", "partner", "coordinator"} {
+		t.Run(persona+" leaves the same audit rows through both doors", func(t *testing.T) {
+			who := testenv.Persona(persona)
+			tok := env.Token(t, who)
+			gq := env.Do(t, tok, `query ParityCases { cases(first: 100) { edges { node { reference status specialty patient { id } diagnosis { code description } proposedTreatment questions records { id title } } } } }`, nil)
+			require.NotEmpty(t, testenv.Get(gq.Data, "cases", "edges"), gq.Raw)
+			code, b := call(t, env, tok, "GET", "/fhir/r4/ServiceRequest?_count=100", nil)
+			require.Equal(t, http.StatusOK, code, b)
+			viaGraphQL, viaFHIR := auditRows(t, env, who.Subject, "query ParityCases"), auditRows(t, env, who.Subject, "fhir GET ServiceRequest search")
+			require.NotEmpty(t, viaGraphQL)
+			assert.Equal(t, viaGraphQL, viaFHIR, "cases")
+
+			pid := testenv.Get(gq.Data, "cases", "edges", 0, "node", "patient", "id").(string)
+			_, raw, _ := graph.ParseGlobalID(pid)
+			gp := env.Do(t, tok, `query ParityPatient($id: ID!) { node(id: $id) { ... on Patient { id givenName familyName dateOfBirth birthYear ageBand sex email phone country language } } }`, map[string]any{"id": pid})
+			require.NotNil(t, testenv.Get(gp.Data, "node"), gp.Raw)
+			code, b = call(t, env, tok, "GET", "/fhir/r4/Patient/"+fhir.ID(raw), nil)
+			require.Equal(t, http.StatusOK, code, b)
+			viaGraphQL, viaFHIR = auditRows(t, env, who.Subject, "query ParityPatient"), auditRows(t, env, who.Subject, "fhir GET Patient")
+			require.NotEmpty(t, viaGraphQL)
+			assert.Equal(t, viaGraphQL, viaFHIR, "patient")
+		})
 	}
-	code, b := call(t, env, env.Token(t, testenv.Persona("partner")), "GET", "/fhir/r4/Composition/"+fhir.ID(id)+"/$document", nil)
-	require.Equal(t, http.StatusOK, code, b)
-	assert.Equal(t, "document", b["type"])
-	es := entries(b)
-	require.NotEmpty(t, es)
-	assert.Equal(t, "Composition", es[0]["resourceType"])
-	assert.Equal(t, "11488-4", testenv.Get(es[0], "type", "coding", 0, "code"))
-	for _, e := range es {
-		if e["resourceType"] == "Patient" {
-			assert.Nil(t, e["name"], "a partner's patient is de-identified")
+	for _, persona := range []string{"member", "insurer", "provider", "partner", "coordinator"} {
+		t.Run(persona+" leaves the same audit rows reading an opinion document", func(t *testing.T) {
+			who := testenv.Persona(persona)
+			tok := env.Token(t, who)
+			ops := env.Do(t, tok, `{ opinions(first: 100) { edges { node { id status } } } }`, nil)
+			var id string
+			for _, e := range asList(testenv.Get(ops.Data, "opinions", "edges")) {
+				if testenv.Get(e, "node", "status") == "DELIVERED" {
+					id = testenv.Get(e, "node", "id").(string)
+					break
+				}
+			}
+			require.NotEmpty(t, id, "the demo gives %s a delivered opinion", persona)
+			_, raw, _ := graph.ParseGlobalID(id)
+			code, b := call(t, env, tok, "GET", "/fhir/r4/Composition/"+fhir.ID(raw)+"/$document", nil)
+			// The GraphQL read of what the document holds: the whole
+			// opinion and its patient; for a role refused the content, the
+			// request stops there in both doors.
+			q := `query ParityDocument($id: ID!) { node(id: $id) { ... on Opinion { status memberSummary case { patient { id givenName familyName dateOfBirth } } } } }`
+			if code != http.StatusOK {
+				require.Equal(t, http.StatusForbidden, code, b)
+				q = `query ParityDocument($id: ID!) { node(id: $id) { ... on Opinion { status memberSummary } } }`
+			}
+			env.Do(t, tok, q, map[string]any{"id": id})
+			viaGraphQL, viaFHIR := auditRows(t, env, who.Subject, "query ParityDocument"), auditRows(t, env, who.Subject, "fhir GET Composition $document")
+			require.NotEmpty(t, viaGraphQL)
+			assert.Equal(t, viaGraphQL, viaFHIR)
+		})
+	}
+	t.Run("a lookup of a case out of scope is audited as not found, as GraphQL's", func(t *testing.T) {
+		all := env.As(t, "coordinator", `{ cases(first: 100) { edges { node { id specialist { orgId } } } } }`, nil)
+		var outside string
+		for _, e := range testenv.Get(all.Data, "cases", "edges").([]any) {
+			n := e.(map[string]any)["node"].(map[string]any)
+			if testenv.Get(n, "specialist", "orgId") != seed.ProviderToronto {
+				_, outside, _ = graph.ParseGlobalID(n["id"].(string))
+				break
+			}
 		}
-	}
-	// The insurer never reads an opinion's content.
-	code, b = call(t, env, env.Token(t, testenv.Persona("coordinator")), "GET", "/fhir/r4/Composition/"+fhir.ID(id)+"/$document", nil)
-	require.Equal(t, http.StatusOK, code, b)
-	code, b = call(t, env, env.Token(t, testenv.Persona("insurer")), "GET", "/fhir/r4/Composition/"+fhir.ID(id)+"/$document", nil)
-	assert.Contains(t, []int{http.StatusForbidden, http.StatusNotFound}, code, b)
+		require.NotEmpty(t, outside)
+		who := testenv.Persona("provider")
+		tok := env.Token(t, who)
+		gq := env.Do(t, tok, `query ParityCase($id: ID!) { case(id: $id) { reference } }`, map[string]any{"id": graph.GlobalID("Case", outside)})
+		assert.Nil(t, testenv.Get(gq.Data, "case"))
+		code, b := call(t, env, tok, "GET", "/fhir/r4/ServiceRequest/"+fhir.ID(outside), nil)
+		assert.Equal(t, http.StatusNotFound, code, b)
+		viaGraphQL, viaFHIR := auditRows(t, env, who.Subject, "query ParityCase"), auditRows(t, env, who.Subject, "fhir GET ServiceRequest")
+		assert.Equal(t, []string{"Case " + outside + " case.admin NOT_FOUND"}, viaGraphQL)
+		assert.Equal(t, viaGraphQL, viaFHIR)
+	})
+	t.Run("the member's access log shows a provider's FHIR read", func(t *testing.T) {
+		log := func() int {
+			r := env.As(t, "member", `{ myAccessLog(first: 100) { edges { node { organization { kind } dataCategories count } } } }`, nil)
+			require.Empty(t, r.Errors, r.Raw)
+			n := 0
+			for _, e := range testenv.Get(r.Data, "myAccessLog", "edges").([]any) {
+				node := e.(map[string]any)["node"].(map[string]any)
+				if testenv.Get(node, "organization", "kind") == "PROVIDER" && slices.Contains(node["dataCategories"].([]any), any("CLINICAL")) {
+					n += int(node["count"].(float64))
+				}
+			}
+			return n
+		}
+		before := log()
+		code, b := call(t, env, env.Token(t, testenv.Persona("provider")), "GET", "/fhir/r4/Condition?_count=100", nil)
+		require.Equal(t, http.StatusOK, code, b)
+		require.NotEmpty(t, entries(b))
+		assert.Greater(t, log(), before)
+	})
 }
 
 func readExample(t *testing.T, name string, repl map[string]string) []byte {
@@ -282,13 +275,33 @@ func TestReferralBundleImportIsIdempotent(t *testing.T) {
 	code, first := call(t, env, tok, "POST", "/fhir/r4", bundle)
 	require.Equal(t, http.StatusOK, code, first)
 	assert.Equal(t, "transaction-response", first["type"])
-	loc := testenv.Get(first, "entry", 0, "response", "location").(string)
-	require.True(t, strings.HasPrefix(loc, "ServiceRequest/"))
+	loc := location(t, first, "ServiceRequest")
+	caseID := strings.TrimPrefix(loc, "ServiceRequest/")
+	t.Run("the response has one entry per request entry, in order", func(t *testing.T) {
+		var req map[string]any
+		require.NoError(t, json.Unmarshal(bundle, &req))
+		reqEntries, respEntries := req["entry"].([]any), first["entry"].([]any)
+		require.Len(t, respEntries, len(reqEntries))
+		want := map[string]string{"Patient": "200 OK", "Coverage": "200 OK", "Condition": "201 Created", "ServiceRequest": "201 Created"}
+		for i, e := range reqEntries {
+			typ := testenv.Get(e, "resource", "resourceType").(string)
+			assert.Equal(t, want[typ], testenv.Get(respEntries[i], "response", "status"), typ)
+			l := testenv.Get(respEntries[i], "response", "location").(string)
+			assert.True(t, strings.HasPrefix(l, typ+"/"), l)
+			if typ == "Condition" || typ == "ServiceRequest" {
+				assert.Equal(t, typ+"/"+caseID, l)
+			}
+		}
+		assert.Equal(t, "Coverage/"+fhir.ID(policyID), location(t, first, "Coverage"))
+		code, pt := call(t, env, tok, "GET", "/fhir/r4/"+location(t, first, "Patient"), nil)
+		require.Equal(t, http.StatusOK, code, pt)
+		assert.Equal(t, "Lovelace", testenv.Get(pt, "name", 0, "family"))
+	})
 
 	t.Run("a replay returns the first result", func(t *testing.T) {
 		code, again := call(t, env, tok, "POST", "/fhir/r4", bundle)
 		require.Equal(t, http.StatusOK, code, again)
-		assert.Equal(t, loc, testenv.Get(again, "entry", 0, "response", "location"))
+		assert.Equal(t, first["entry"], again["entry"])
 	})
 	t.Run("another bundle with the same identifier is refused", func(t *testing.T) {
 		other := bytes.Replace(bundle, []byte("C50.9"), []byte("C50.1"), 1)
@@ -317,17 +330,115 @@ func TestReferralBundleImportIsIdempotent(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, code, out)
 		assert.Equal(t, string(domain.CodeForbidden), outcomeCode(out))
 	})
+	t.Run("a record sent with its bytes is refused, not dropped, and opens no case", func(t *testing.T) {
+		before := total(t, env, "coordinator", "{}")
+		b := readExample(t, "referral-bundle-records.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "m-fhir-1", "{{BUNDLE}}": "ref-0005", `"attachment": {`: `"attachment": { "data": "aGVsbG8=",`})
+		require.Contains(t, string(b), "aGVsbG8=")
+		code, out := call(t, env, env.Token(t, testenv.Persona("coordinator")), "POST", "/fhir/r4", b)
+		assert.Equal(t, http.StatusBadRequest, code, out)
+		assert.Equal(t, string(domain.CodeBadUserInput), outcomeCode(out))
+		assert.Equal(t, before, total(t, env, "coordinator", "{}"))
+	})
 	t.Run("a coordinator imports records with the referral", func(t *testing.T) {
 		b := readExample(t, "referral-bundle-records.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "m-fhir-1", "{{BUNDLE}}": "ref-0004"})
 		ctok := env.Token(t, testenv.Persona("coordinator"))
 		code, out := call(t, env, ctok, "POST", "/fhir/r4", b)
 		require.Equal(t, http.StatusOK, code, out)
-		loc := testenv.Get(out, "entry", 0, "response", "location").(string)
-		id := strings.TrimPrefix(loc, "ServiceRequest/")
-		code, docs := call(t, env, ctok, "GET", "/fhir/r4/DocumentReference?_id="+id+"."+"x", nil)
-		require.Equal(t, http.StatusOK, code, docs)
+		loc := location(t, out, "ServiceRequest")
 		code, sr := call(t, env, ctok, "GET", "/fhir/r4/"+loc, nil)
 		require.Equal(t, http.StatusOK, code, sr)
 		assert.Len(t, sr["supportingInfo"], 1)
+		docLoc := location(t, out, "DocumentReference")
+		assert.Equal(t, testenv.Get(sr, "supportingInfo", 0, "reference"), docLoc)
+		code, doc := call(t, env, ctok, "GET", "/fhir/r4/"+docLoc, nil)
+		require.Equal(t, http.StatusOK, code, doc)
+		assert.Equal(t, "current", doc["status"])
 	})
+}
+
+// location is the response location of the transaction-response entry of
+// type typ.
+func location(t *testing.T, b map[string]any, typ string) string {
+	t.Helper()
+	for _, e := range b["entry"].([]any) {
+		if l, ok := testenv.Get(e, "response", "location").(string); ok && strings.HasPrefix(l, typ+"/") {
+			return l
+		}
+	}
+	t.Fatalf("no %s in the transaction-response: %v", typ, b)
+	return ""
+}
+
+// A referral Bundle fails exactly as requestSecondOpinion does with the
+// same input and caller: one table, run through both doors.
+func TestReferralImportFailsAsRequestSecondOpinion(t *testing.T) {
+	env := testenv.Start(t)
+	mkPolicy := func(number string, covered bool) string {
+		r := env.As(t, "insurer", `mutation($n: String!, $c: Boolean!) { createPolicy(input: { policyNumber: $n, product: CRITICAL_ILLNESS, effectiveFrom: "2020-01-01",
+			secondOpinion: { covered: $c, casesPerYear: 50, international: false },
+			insured: [{ memberId: "m-errors", givenName: "Eve", familyName: "Errant", dateOfBirth: "1975-02-03", sex: FEMALE }] }) { policy { id } } }`, map[string]any{"n": number, "c": covered})
+		require.Empty(t, r.Errors, r.Raw)
+		_, raw, _ := graph.ParseGlobalID(testenv.Get(r.Data, "createPolicy", "policy", "id").(string))
+		return raw
+	}
+	covered, uncovered := mkPolicy("NS-ERR-1", true), mkPolicy("NS-ERR-2", false)
+	insurer := testenv.Persona("insurer")
+	for i, tc := range []struct {
+		name      string
+		who       domain.Principal
+		scope     []string
+		policy    string
+		member    string
+		code      string
+		specialty string
+		want      string
+	}{
+		{name: "a valid referral opens a case", policy: covered, want: ""},
+		{name: "a policy without the benefit is not eligible", policy: uncovered, want: "NOT_ELIGIBLE"},
+		{name: "a member the policy does not insure is not eligible", policy: covered, member: "m-nobody", want: "NOT_ELIGIBLE"},
+		{name: "an unknown policy is not found", policy: "6a0000000000000000000000", want: "NOT_FOUND"},
+		{name: "another insurer's policy is not found", who: domain.Principal{Subject: "u-maple", Role: domain.RoleInsurer, Org: "ins-maple"}, policy: covered, want: "NOT_FOUND"},
+		{name: "a malformed ICD-10 code is bad input", policy: covered, code: "not-icd", want: "BAD_USER_INPUT"},
+		{name: "a missing specialty is bad input", policy: covered, specialty: " ", want: "BAD_USER_INPUT"},
+		{name: "a provider may not refer", who: testenv.Persona("provider"), policy: covered, want: "FORBIDDEN"},
+		{name: "a token without cases:write may not refer", scope: []string{"cases:read policies:read"}, policy: covered, want: "FORBIDDEN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			who := tc.who
+			if who.Role == "" {
+				who = insurer
+			}
+			member, code, specialty := tc.member, tc.code, tc.specialty
+			if member == "" {
+				member = "m-errors"
+			}
+			if code == "" {
+				code = "C50.9"
+			}
+			if specialty == "" {
+				specialty = "oncology"
+			}
+			tok := env.Token(t, who, tc.scope...)
+			gq := env.Do(t, tok, `mutation($input: RequestSecondOpinionInput!) { requestSecondOpinion(input: $input) { case { id } } }`, map[string]any{"input": map[string]any{
+				"policyId": graph.GlobalID("Policy", tc.policy), "patientMemberId": member, "specialty": specialty,
+				"diagnosis": map[string]any{"code": code, "description": "Malignant neoplasm of breast, unspecified"},
+			}})
+			viaGraphQL := ""
+			if len(gq.Errors) > 0 {
+				viaGraphQL = gq.Errors[0].Code()
+			}
+			require.Equal(t, tc.want, viaGraphQL, gq.Raw)
+
+			bundle := readExample(t, "referral-bundle.json", map[string]string{"{{POLICY}}": tc.policy, "{{MEMBER}}": member, "{{BUNDLE}}": fmt.Sprintf("errors-%d", i), "C50.9": code, `"text": "oncology"`: `"text": "` + specialty + `"`})
+			status, b := call(t, env, tok, "POST", "/fhir/r4", bundle)
+			if tc.want == "" {
+				assert.Equal(t, http.StatusOK, status, b)
+				assert.Equal(t, "transaction-response", b["type"])
+				return
+			}
+			assert.Equal(t, tc.want, outcomeCode(b), "%v", b)
+			assert.Equal(t, "OperationOutcome", b["resourceType"])
+			assert.GreaterOrEqual(t, status, 400)
+		})
+	}
 }

@@ -57,11 +57,16 @@ func meta(updated time.Time) *fm.Meta {
 }
 
 // ---- audit, as graph.FieldGuard records it
+//
+// Each entry names the object read as GraphQL's does (Patient, Case,
+// Opinion and its id), and whose data it is (the member key, never a
+// partner's pseudonym), so the member's access log ("who saw my data")
+// shows a read through FHIR exactly as one through GraphQL.
 
 // notePatient records the read of a patient's demographics and, when the
 // resource carries it, identity; a partner's missing identity is a denial.
 func notePatient(ctx context.Context, pt *domain.Patient, full bool) {
-	audit.Record(ctx, audit.Entry{ResourceType: "Patient", ResourceID: pt.ID, Group: domain.GroupPatientDemographic, Outcome: audit.OutcomeAllowed})
+	audit.Record(ctx, audit.Entry{ResourceType: "Patient", ResourceID: pt.ID, Group: domain.GroupPatientDemographic, Outcome: audit.OutcomeAllowed, PatientID: pt.MemberKey})
 	if !full {
 		return
 	}
@@ -69,7 +74,7 @@ func notePatient(ctx context.Context, pt *domain.Patient, full bool) {
 	if pt.Identity == nil {
 		out = audit.OutcomeDenied
 	}
-	audit.Record(ctx, audit.Entry{ResourceType: "Patient", ResourceID: pt.ID, Group: domain.GroupPatientIdentity, Outcome: out})
+	audit.Record(ctx, audit.Entry{ResourceType: "Patient", ResourceID: pt.ID, Group: domain.GroupPatientIdentity, Outcome: out, PatientID: pt.MemberKey})
 }
 
 // noteClinical records the read (or the denial) of a case's clinical part.
@@ -78,7 +83,12 @@ func noteClinical(ctx context.Context, c *domain.Case) {
 	if c.Clinical == nil {
 		out = audit.OutcomeDenied
 	}
-	audit.Record(ctx, audit.Entry{ResourceType: "Case", ResourceID: c.ID, Group: domain.GroupCaseClinical, Outcome: out})
+	audit.Record(ctx, audit.Entry{ResourceType: "Case", ResourceID: c.ID, Group: domain.GroupCaseClinical, Outcome: out, PatientID: c.PatientID})
+}
+
+// noteOpinion records the read (or the denial) of an opinion's group g.
+func noteOpinion(ctx context.Context, o *domain.Opinion, g domain.Group, outcome string) {
+	audit.Record(ctx, audit.Entry{ResourceType: "Opinion", ResourceID: o.ID, Group: g, Outcome: outcome, CaseID: o.CaseID, PatientID: o.PatientID})
 }
 
 // ---- ServiceRequest and Task: a case and its workflow state
@@ -163,9 +173,10 @@ func serviceRequest(ctx context.Context, p domain.Principal, c *domain.Case, pt 
 	if c.SpecialistID != "" {
 		sr.Performer = []fm.Reference{ref("Practitioner", c.SpecialistID)}
 	}
-	if domain.CanRead(p.Role, domain.GroupCaseClinical) {
-		noteClinical(ctx, c)
-	}
+	// reasonCode, note, orderDetail and supportingInfo are the case's
+	// clinical fields: read, or denied (an insurer, a reviewer before
+	// RECORDS_RELEASE), as GraphQL records a query of Case.diagnosis.
+	noteClinical(ctx, c)
 	if c.Clinical != nil {
 		d := c.Clinical.Diagnosis
 		sr.ReasonCode = []fm.CodeableConcept{coded(sysICD10, d.Code, d.Description)}
@@ -267,17 +278,17 @@ func consent(c *domain.Case, x domain.Consent, pt *domain.Patient) fm.Consent {
 	return out
 }
 
-func documentReference(c *domain.Case, rec domain.Record, pt *domain.Patient) fm.DocumentReference {
+// documentReference is a record of the case; url is its document's signed
+// download link when the caller may download it (else empty).
+func documentReference(c *domain.Case, rec domain.Record, pt *domain.Patient, url string) fm.DocumentReference {
 	d := fm.DocumentReference{
 		Id:          ptr(ID(c.ID + "." + rec.ID)),
 		Meta:        meta(c.UpdatedAt),
 		Status:      fm.DocumentReferenceStatusCurrent,
 		Type:        ptr(coded(sysRecordKind, string(rec.Kind), string(rec.Kind))),
 		Description: ptr(rec.Title),
-		// No signed download exists in this version: the attachment names
-		// the record and carries no URL.
-		Content: []fm.DocumentReferenceContent{{Attachment: fm.Attachment{Title: ptr(rec.Title)}}},
-		Context: &fm.DocumentReferenceContext{Related: []fm.Reference{ref("ServiceRequest", c.ID)}},
+		Content:     []fm.DocumentReferenceContent{{Attachment: attachment(rec, url)}},
+		Context:     &fm.DocumentReferenceContext{Related: []fm.Reference{ref("ServiceRequest", c.ID)}},
 	}
 	if pt != nil {
 		d.Subject = ptr(ref("Patient", pt.ID))
@@ -286,6 +297,22 @@ func documentReference(c *domain.Case, rec domain.Record, pt *domain.Patient) fm
 		d.Date = ptr(fhirTime(*rec.RecordedOn))
 	}
 	return d
+}
+
+// attachment describes a record's file: its title always; its content
+// type, size, upload time and signed link only with a URL, that is when the
+// caller may read the document (GraphQL's MedicalRecord.document).
+func attachment(rec domain.Record, url string) fm.Attachment {
+	a := fm.Attachment{Title: ptr(rec.Title)}
+	if url == "" || rec.Document == nil {
+		return a
+	}
+	d := rec.Document
+	a.Url = ptr(url)
+	a.ContentType = ptr(d.ContentType)
+	a.Size = ptr(d.SizeBytes)
+	a.Creation = ptr(fhirTime(d.UploadedAt))
+	return a
 }
 
 // ---- Patient, Coverage, Practitioner
@@ -322,7 +349,10 @@ func patient(ctx context.Context, pt *domain.Patient) fm.Patient {
 		out.Communication = []fm.PatientCommunication{{Language: coded(sysLanguage, pt.Language, "")}}
 	}
 	if id := pt.Identity; id != nil {
-		out.Identifier = []fm.Identifier{{System: ptr(sysMemberID), Value: ptr(pt.ID)}}
+		// The member id as the insurer issued it (what a referral names in
+		// Patient.identifier), assigned by that insurer.
+		insurer, member := domain.SplitMemberKey(pt.ID)
+		out.Identifier = []fm.Identifier{{System: ptr(sysMemberID), Value: ptr(member), Assigner: &fm.Reference{Identifier: &fm.Identifier{System: ptr(sysOurs + "/sid/org"), Value: ptr(insurer)}}}}
 		out.Name = []fm.HumanName{{Family: ptr(id.FamilyName), Given: []string{id.GivenName}}}
 		out.BirthDate = ptr(fhirDate(id.DateOfBirth))
 		if id.Email != "" {

@@ -10,9 +10,8 @@ import (
 
 	fm "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
-	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/domain"
-	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 // searchParams lists, per resource type, the search parameters the door
@@ -38,7 +37,11 @@ type query struct {
 	status   string
 	patient  string
 	from, to *time.Time
-	page     store.Page
+	page     workflow.Page
+	// skip is how many resources of the page's first case an earlier page
+	// already returned (a case yields several Consents or
+	// DocumentReferences, and a page holds at most _count of them).
+	skip int
 }
 
 const cursorParam = "_cursor"
@@ -46,7 +49,7 @@ const cursorParam = "_cursor"
 func parseQuery(typ string, v url.Values) (query, error) {
 	var q query
 	allowed := searchParams[typ]
-	count := store.DefaultPageSize
+	count := workflow.DefaultPageSize
 	for name, vals := range v {
 		if name == cursorParam || name == "_format" {
 			continue
@@ -73,8 +76,8 @@ func parseQuery(typ string, v url.Values) (query, error) {
 			q.patient = strings.TrimPrefix(val, "Patient/")
 		case "_count":
 			n, err := strconv.Atoi(val)
-			if err != nil || n < 1 || n > store.MaxPageSize {
-				return q, domain.Errorf(domain.CodeBadUserInput, "_count must be between 1 and %d", store.MaxPageSize)
+			if err != nil || n < 1 || n > workflow.MaxPageSize {
+				return q, domain.Errorf(domain.CodeBadUserInput, "_count must be between 1 and %d", workflow.MaxPageSize)
 			}
 			count = n
 		case "_lastUpdated":
@@ -95,14 +98,14 @@ func parseQuery(typ string, v url.Values) (query, error) {
 			}
 		}
 	}
-	q.page = store.Page{First: count}
 	if c := v.Get(cursorParam); c != "" {
-		id, ok := store.DecodeCursor(c)
+		after, skip, ok := parseCursor(c)
 		if !ok {
 			return q, domain.Errorf(domain.CodeBadUserInput, "%s is not a cursor this server issued", cursorParam)
 		}
-		q.page.After = id
+		q.page.After, q.skip = after, skip
 	}
+	q.page.First = count
 	return q, nil
 }
 
@@ -149,8 +152,21 @@ func (h *Handler) require(p domain.Principal, typ string) error {
 		}
 		return p.Require(domain.ScopeCasesRead)
 	}
-	return p.Require(scopeFor(typ))
+	if err := p.Require(scopeFor(typ)); err != nil {
+		return err
+	}
+	if clinical[typ] && !domain.CanRead(p.Role, domain.GroupCaseClinical) {
+		// These resources are nothing but clinical fields (the diagnosis,
+		// the records): a role that never reads them (an insurer) is
+		// refused before anything is read, whatever the id, so the answer
+		// tells nothing about which cases exist.
+		return domain.ErrFieldForbidden
+	}
+	return nil
 }
+
+// clinical are the types made only of a case's clinical fields.
+var clinical = map[string]bool{"Condition": true, "DocumentReference": true}
 
 // ---- read
 
@@ -169,7 +185,7 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request) {
 		h.failCtx(ctx, w, domain.Errorf(domain.CodeBadUserInput, "a read takes no parameters"))
 		return
 	}
-	res, err := h.readOne(ctx, p, typ, id)
+	res, err := h.readOne(ctx, p, typ, id, baseOrigin(r))
 	if err != nil {
 		h.failCtx(ctx, w, err)
 		return
@@ -177,63 +193,59 @@ func (h *Handler) read(w http.ResponseWriter, r *http.Request) {
 	h.respond(ctx, w, http.StatusOK, res)
 }
 
-// readOne returns one resource by its FHIR id, through the same scoped
-// store reads the GraphQL resolvers use.
-func (h *Handler) readOne(ctx context.Context, p domain.Principal, typ, id string) (any, error) {
+// readOne returns one resource by its FHIR id, through the same use-case
+// reads the GraphQL resolvers make (which audit a lookup that found
+// nothing).
+func (h *Handler) readOne(ctx context.Context, p domain.Principal, typ, id, origin string) (any, error) {
 	raw, ok := RawID(id)
 	if !ok {
 		return nil, errNotFound(typ)
 	}
-	st := h.cfg.Store
+	wf := h.cfg.Workflow
 	switch typ {
 	case "Patient":
-		pt, err := st.Patient(ctx, p, raw)
-		auditMiss(ctx, "Patient", raw, domain.GroupPatientDemographic, err)
+		pt, err := wf.Patient(ctx, p, raw)
 		if err != nil {
 			return nil, err
 		}
 		return patient(ctx, pt), nil
 	case "Coverage":
-		pol, err := st.Policy(ctx, p, raw)
+		pol, err := wf.Policy(ctx, p, raw)
 		if err != nil {
 			return nil, err
 		}
 		return h.coverageOf(ctx, p, pol)
 	case "Practitioner":
-		sp, err := st.Specialist(ctx, p, raw)
+		sp, err := wf.Specialist(ctx, p, raw)
 		if err != nil {
 			return nil, err
 		}
 		return practitioner(sp), nil
 	}
-	caseID, part, _ := strings.Cut(raw, ".")
-	c, err := st.Case(ctx, p, caseID)
-	auditMiss(ctx, "Case", caseID, domain.GroupCaseAdmin, err)
-	if err != nil {
+	// The other types are parts of a case: <case id> or <case id>.<part>.
+	caseID, _, _ := strings.Cut(raw, ".")
+	c, err := wf.Case(ctx, p, caseID, workflow.FullCase)
+	if domain.ErrorCode(err) == domain.CodeNotFound {
 		return nil, errNotFound(typ)
 	}
-	pts, err := st.PatientsOfCases(ctx, p, []*domain.Case{c})
 	if err != nil {
 		return nil, err
 	}
-	pt := pts[c.ID]
-	res := caseResources(ctx, p, typ, c, pt)
-	for _, x := range res {
+	pts, err := wf.PatientsOfCases(ctx, p, []*domain.Case{c})
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range h.caseResources(ctx, p, typ, c, pts[c.ID], origin) {
 		if x.id == raw {
 			return x.res, nil
 		}
 	}
-	if (typ == "Condition" || typ == "DocumentReference") && c.Clinical == nil {
+	if clinical[typ] && c.Clinical == nil {
+		// The case is in scope but its clinical fields are not readable
+		// now (a reviewer before RECORDS_RELEASE): GraphQL's FORBIDDEN.
 		return nil, domain.ErrFieldForbidden
 	}
-	_ = part
 	return nil, errNotFound(typ)
-}
-
-func auditMiss(ctx context.Context, typ, id string, g domain.Group, err error) {
-	if domain.ErrorCode(err) == domain.CodeNotFound {
-		audit.Record(ctx, audit.Entry{ResourceType: typ, ResourceID: id, Group: g, Outcome: audit.OutcomeNotFound})
-	}
 }
 
 type idRes struct {
@@ -241,8 +253,9 @@ type idRes struct {
 	res any
 }
 
-// caseResources are the resources of type typ one case yields for p.
-func caseResources(ctx context.Context, p domain.Principal, typ string, c *domain.Case, pt *domain.Patient) []idRes {
+// caseResources are the resources of type typ one case yields for p,
+// recording for the audit what each one reads.
+func (h *Handler) caseResources(ctx context.Context, p domain.Principal, typ string, c *domain.Case, pt *domain.Patient, origin string) []idRes {
 	switch typ {
 	case "ServiceRequest":
 		return []idRes{{c.ID, serviceRequest(ctx, p, c, pt)}}
@@ -276,15 +289,30 @@ func caseResources(ctx context.Context, p domain.Principal, typ string, c *domai
 		}
 		var out []idRes
 		for _, rec := range c.Clinical.Records {
-			out = append(out, idRes{c.ID + "." + rec.ID, documentReference(c, rec, pt)})
+			out = append(out, idRes{c.ID + "." + rec.ID, documentReference(c, rec, pt, h.downloadURL(p, rec, origin))})
 		}
 		return out
 	}
 	return nil
 }
 
+// downloadURL is the record's signed download link as GraphQL's
+// MedicalRecord.document.downloadUrl gives it to p: none for a record
+// without a file, and none while p may not read the document (a reviewer
+// before RECORDS_RELEASE).
+func (h *Handler) downloadURL(p domain.Principal, rec domain.Record, origin string) string {
+	if h.cfg.Documents == nil || rec.Document == nil || !domain.CanReadDocument(p.Role, rec.Document.Released) {
+		return ""
+	}
+	u, err := h.cfg.Documents.Link(p, rec.Document, 0)
+	if err != nil {
+		return ""
+	}
+	return origin + u
+}
+
 func (h *Handler) coverageOf(ctx context.Context, p domain.Principal, pol *domain.Policy) (fm.Coverage, error) {
-	insured, err := h.cfg.Store.PatientsOfPolicies(ctx, p, []*domain.Policy{pol})
+	insured, err := h.cfg.Workflow.PatientsOfPolicies(ctx, p, []*domain.Policy{pol})
 	if err != nil {
 		return fm.Coverage{}, err
 	}
@@ -328,7 +356,7 @@ func (h *Handler) searchBundle(ctx context.Context, p domain.Principal, typ stri
 	var items []idRes
 	next := ""
 	if q.id != "" {
-		res, err := h.readOne(ctx, p, typ, q.id)
+		res, err := h.readOne(ctx, p, typ, q.id, baseOrigin(r))
 		switch code := domain.ErrorCode(err); {
 		case err == nil:
 			raw, _ := RawID(q.id)
@@ -340,7 +368,7 @@ func (h *Handler) searchBundle(ctx context.Context, p domain.Principal, typ stri
 		items = filterStatus(typ, q, items)
 	} else {
 		var err error
-		items, next, err = h.searchPage(ctx, p, typ, q)
+		items, next, err = h.searchPage(ctx, p, typ, q, baseOrigin(r))
 		if err != nil {
 			return b, err
 		}
@@ -358,20 +386,16 @@ func (h *Handler) searchBundle(ctx context.Context, p domain.Principal, typ stri
 
 func (h *Handler) entry(base, typ string, it idRes, mode fm.SearchEntryMode) fm.BundleEntry {
 	raw, _ := jsonOf(it.res)
-	e := fm.BundleEntry{FullUrl: ptr(base + "/" + typ + "/" + ID(it.id)), Resource: raw}
-	if mode != 0 || true {
-		e.Search = &fm.BundleEntrySearch{Mode: &mode}
-	}
-	return e
+	return fm.BundleEntry{FullUrl: ptr(base + "/" + typ + "/" + ID(it.id)), Resource: raw, Search: &fm.BundleEntrySearch{Mode: &mode}}
 }
 
 // searchPage returns one page and the cursor of the next, if any.
-func (h *Handler) searchPage(ctx context.Context, p domain.Principal, typ string, q query) ([]idRes, string, error) {
-	st := h.cfg.Store
+func (h *Handler) searchPage(ctx context.Context, p domain.Principal, typ string, q query, origin string) ([]idRes, string, error) {
+	wf := h.cfg.Workflow
 	var items []idRes
 	switch {
 	case typ == "Coverage":
-		var f store.PolicyFilter
+		var f workflow.PolicyFilter
 		switch q.status {
 		case "":
 		case "active":
@@ -381,11 +405,11 @@ func (h *Handler) searchPage(ctx context.Context, p domain.Principal, typ string
 		default:
 			return nil, "", domain.Errorf(domain.CodeBadUserInput, "Coverage status must be active or cancelled")
 		}
-		pols, more, err := st.Policies(ctx, p, f, q.page)
+		pols, more, err := wf.Policies(ctx, p, f, q.page)
 		if err != nil {
 			return nil, "", err
 		}
-		insured, err := st.PatientsOfPolicies(ctx, p, pols)
+		insured, err := wf.PatientsOfPolicies(ctx, p, pols)
 		if err != nil {
 			return nil, "", err
 		}
@@ -399,7 +423,7 @@ func (h *Handler) searchPage(ctx context.Context, p domain.Principal, typ string
 		}
 		return items, cursorIf(more, lastID(len(pols), func(i int) string { return pols[i].ID })), nil
 	case typ == "Practitioner":
-		sps, more, err := st.Specialists(ctx, p, store.SpecialistFilter{}, q.page)
+		sps, more, err := wf.Specialists(ctx, p, workflow.SpecialistFilter{}, q.page)
 		if err != nil {
 			return nil, "", err
 		}
@@ -410,7 +434,7 @@ func (h *Handler) searchPage(ctx context.Context, p domain.Principal, typ string
 	case typ == "Patient":
 		return nil, "", domain.Errorf(domain.CodeBadUserInput, "Patient search needs _id")
 	case caseBased[typ]:
-		f := store.CaseFilter{UpdatedFrom: q.from, UpdatedTo: q.to}
+		f := workflow.CaseFilter{UpdatedFrom: q.from, UpdatedTo: q.to}
 		if q.status != "" {
 			var ok bool
 			switch typ {
@@ -418,8 +442,10 @@ func (h *Handler) searchPage(ctx context.Context, p domain.Principal, typ string
 				f.Statuses, ok = requestStatuses[q.status]
 			case "Task":
 				f.Statuses, ok = taskStatuses[q.status]
-			default:
-				ok = q.status == "active" || q.status == "inactive" || q.status == "current"
+			case "Consent":
+				ok = q.status == fm.ConsentStateActive.Code() || q.status == fm.ConsentStateInactive.Code()
+			case "DocumentReference":
+				ok = q.status == fm.DocumentReferenceStatusCurrent.Code()
 			}
 			if !ok {
 				return nil, "", domain.Errorf(domain.CodeBadUserInput, "status %q is not a %s status this server knows", q.status, typ)
@@ -436,18 +462,33 @@ func (h *Handler) searchPage(ctx context.Context, p domain.Principal, typ string
 				f.PatientID = &raw
 			}
 		}
-		cases, more, err := st.Cases(ctx, p, f, q.page, store.FullCase)
+		cases, more, err := wf.Cases(ctx, p, f, q.page, workflow.FullCase)
 		if err != nil {
 			return nil, "", err
 		}
-		pts, err := st.PatientsOfCases(ctx, p, cases)
+		pts, err := wf.PatientsOfCases(ctx, p, cases)
 		if err != nil {
 			return nil, "", err
 		}
+		// At most _count resources: a page that fills up inside a case
+		// ends there, and the next starts at that case's next resource.
+		prev, skip := q.page.After, q.skip
 		for _, c := range cases {
-			items = append(items, caseResources(ctx, p, typ, c, pts[c.ID])...)
+			res := filterStatus(typ, q, h.caseResources(ctx, p, typ, c, pts[c.ID], origin))
+			offset := min(skip, len(res))
+			skip = 0
+			for j, x := range res[offset:] {
+				if len(items) == q.page.First {
+					return items, pageCursor(prev, offset+j), nil
+				}
+				items = append(items, x)
+			}
+			prev = c.ID
 		}
-		return filterStatus(typ, q, items), cursorIf(more, lastID(len(cases), func(i int) string { return cases[i].ID })), nil
+		if !more || prev == "" {
+			return items, "", nil
+		}
+		return items, pageCursor(prev, 0), nil
 	}
 	return nil, "", domain.Errorf(domain.CodeBadUserInput, "resource type %q is not supported by this server", typ)
 }
@@ -490,7 +531,39 @@ func cursorIf(more bool, last string) string {
 	if !more || last == "" {
 		return ""
 	}
-	return store.EncodeCursor(last)
+	return workflow.EncodeCursor(last)
+}
+
+// pageCursor is the cursor of the page that starts after the case after
+// (none: from the first), skipping that many resources of its first case.
+func pageCursor(after string, skip int) string {
+	c := "-"
+	if after != "" {
+		c = workflow.EncodeCursor(after)
+	}
+	if skip == 0 {
+		return c
+	}
+	return c + "." + strconv.Itoa(skip)
+}
+
+// parseCursor reverses pageCursor.
+func parseCursor(c string) (after string, skip int, ok bool) {
+	if i := strings.LastIndexByte(c, '.'); i >= 0 {
+		n, err := strconv.Atoi(c[i+1:])
+		if err != nil || n < 1 {
+			return "", 0, false
+		}
+		c, skip = c[:i], n
+	}
+	if c == "-" {
+		return "", skip, skip > 0
+	}
+	pg, err := workflow.NewPage(nil, &c)
+	if err != nil || pg.After == "" {
+		return "", 0, false
+	}
+	return pg.After, skip, true
 }
 
 func queryString(v url.Values) string {
@@ -501,10 +574,13 @@ func queryString(v url.Values) string {
 }
 
 // baseURL is the door's absolute address as the client reached it.
-func baseURL(r *http.Request) string {
+func baseURL(r *http.Request) string { return baseOrigin(r) + Prefix }
+
+// baseOrigin is the gateway's scheme and host as the client reached it.
+func baseOrigin(r *http.Request) string {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	return scheme + "://" + r.Host + Prefix
+	return scheme + "://" + r.Host
 }

@@ -34,7 +34,7 @@ func (h *Handler) transaction(w http.ResponseWriter, r *http.Request) {
 		h.failCtx(ctx, w, domain.Errorf(domain.CodeBadUserInput, "the request body could not be read"))
 		return
 	}
-	ref, key, err := parseReferral(body)
+	ref, key, kinds, err := parseReferral(body)
 	if err != nil {
 		h.failCtx(ctx, w, err)
 		return
@@ -45,13 +45,40 @@ func (h *Handler) transaction(w http.ResponseWriter, r *http.Request) {
 		h.failCtx(ctx, w, err)
 		return
 	}
-	created := "201 Created"
+	pts, err := h.cfg.Workflow.PatientsOfCases(ctx, p, []*domain.Case{c})
+	if err != nil {
+		h.failCtx(ctx, w, err)
+		return
+	}
+	// One response entry per request entry, in the same order (FHIR's
+	// transaction-response): what each became. The case is the
+	// ServiceRequest (its Task and Condition share its id); the Patient
+	// and Coverage existed already and are named as this caller reads them.
 	resp := fm.Bundle{Type: fm.BundleTypeTransactionResponse, Timestamp: ptr(fhirTime(time.Now()))}
-	for _, e := range []struct{ typ, id string }{{"ServiceRequest", c.ID}, {"Task", c.ID}} {
-		resp.Entry = append(resp.Entry, fm.BundleEntry{
-			FullUrl:  ptr(baseURL(r) + "/" + e.typ + "/" + ID(e.id)),
-			Response: &fm.BundleEntryResponse{Status: created, Location: ptr(e.typ + "/" + ID(e.id)), LastModified: ptr(fhirTime(c.UpdatedAt))},
-		})
+	records := 0
+	for _, kind := range kinds {
+		id, status := c.ID, "201 Created"
+		switch kind {
+		case "Patient":
+			id, status = "", "200 OK"
+			if pt := pts[c.ID]; pt != nil {
+				id = pt.ID
+			}
+		case "Coverage":
+			id, status = c.PolicyID, "200 OK"
+		case "DocumentReference":
+			id = ""
+			if c.Clinical != nil && records < len(c.Clinical.Records) {
+				id = c.ID + "." + c.Clinical.Records[records].ID
+			}
+			records++
+		}
+		e := fm.BundleEntry{Response: &fm.BundleEntryResponse{Status: status, LastModified: ptr(fhirTime(c.UpdatedAt))}}
+		if id != "" {
+			e.FullUrl = ptr(baseURL(r) + "/" + kind + "/" + ID(id))
+			e.Response.Location = ptr(kind + "/" + ID(id))
+		}
+		resp.Entry = append(resp.Entry, e)
 	}
 	h.respond(ctx, w, http.StatusOK, resp)
 }
@@ -71,27 +98,27 @@ func bad(format string, args ...any) error {
 	return domain.Errorf(domain.CodeBadUserInput, format, args...)
 }
 
-// parseReferral reads the Bundle into a workflow.Referral and its
-// idempotency key (system|value of Bundle.identifier).
-func parseReferral(body []byte) (workflow.Referral, string, error) {
-	var out workflow.Referral
+// parseReferral reads the Bundle into a workflow.Referral, its idempotency
+// key (system|value of Bundle.identifier) and the resource type of each
+// entry, in order.
+func parseReferral(body []byte) (out workflow.Referral, key string, kinds []string, err error) {
 	var probe struct {
 		ResourceType string `json:"resourceType"`
 	}
 	if err := json.Unmarshal(body, &probe); err != nil || probe.ResourceType != "Bundle" {
-		return out, "", bad("the body must be a FHIR Bundle")
+		return out, "", nil, bad("the body must be a FHIR Bundle")
 	}
-	b, err := fm.UnmarshalBundle(body)
-	if err != nil {
-		return out, "", bad("the Bundle is not valid FHIR JSON")
+	b, uerr := fm.UnmarshalBundle(body)
+	if uerr != nil {
+		return out, "", nil, bad("the Bundle is not valid FHIR JSON")
 	}
 	if b.Type != fm.BundleTypeTransaction {
-		return out, "", bad("only transaction Bundles are accepted")
+		return out, "", nil, bad("only transaction Bundles are accepted")
 	}
 	if b.Identifier == nil || b.Identifier.Value == nil || *b.Identifier.Value == "" {
-		return out, "", bad("Bundle.identifier is required: it makes the import idempotent")
+		return out, "", nil, bad("Bundle.identifier is required: it makes the import idempotent")
 	}
-	key := *b.Identifier.Value
+	key = *b.Identifier.Value
 	if b.Identifier.System != nil {
 		key = *b.Identifier.System + "|" + key
 	}
@@ -104,15 +131,16 @@ func parseReferral(body []byte) (workflow.Referral, string, error) {
 	)
 	for i, e := range b.Entry {
 		if e.Request == nil || e.Request.Method != fm.HTTPVerbPOST {
-			return out, "", bad("entry %d: only POST entries are accepted", i)
+			return out, "", nil, bad("entry %d: only POST entries are accepted", i)
 		}
 		var rt struct {
 			ResourceType string `json:"resourceType"`
 		}
 		if err := json.Unmarshal(e.Resource, &rt); err != nil {
-			return out, "", bad("entry %d has no resource", i)
+			return out, "", nil, bad("entry %d has no resource", i)
 		}
 		seen[rt.ResourceType]++
+		kinds = append(kinds, rt.ResourceType)
 		var uerr error
 		switch rt.ResourceType {
 		case "ServiceRequest":
@@ -137,20 +165,20 @@ func parseReferral(body []byte) (workflow.Referral, string, error) {
 			if uerr == nil {
 				rec, err := recordOf(i, x)
 				if err != nil {
-					return out, "", err
+					return out, "", nil, err
 				}
 				out.Records = append(out.Records, rec)
 			}
 		default:
-			return out, "", bad("entry %d: %s is not part of a referral (Patient, Coverage, ServiceRequest, Condition, DocumentReference)", i, rt.ResourceType)
+			return out, "", nil, bad("entry %d: %s is not part of a referral (Patient, Coverage, ServiceRequest, Condition, DocumentReference)", i, rt.ResourceType)
 		}
 		if uerr != nil {
-			return out, "", bad("entry %d: %s is not valid FHIR JSON", i, rt.ResourceType)
+			return out, "", nil, bad("entry %d: %s is not valid FHIR JSON", i, rt.ResourceType)
 		}
 	}
 	for _, t := range []string{"ServiceRequest", "Condition", "Patient", "Coverage"} {
 		if seen[t] != 1 {
-			return out, "", bad("a referral holds exactly one %s (found %d)", t, seen[t])
+			return out, "", nil, bad("a referral holds exactly one %s (found %d)", t, seen[t])
 		}
 	}
 	req := &out.Request
@@ -161,7 +189,7 @@ func parseReferral(body []byte) (workflow.Referral, string, error) {
 		}
 	}
 	if req.PolicyID == "" {
-		return out, "", bad("Coverage.identifier must name the policy (system %s)", sysPolicyID)
+		return out, "", nil, bad("Coverage.identifier must name the policy (system %s)", sysPolicyID)
 	}
 	for _, id := range pat.Identifier {
 		if id.Value != nil && (id.System == nil || *id.System == sysMemberID) {
@@ -172,7 +200,7 @@ func parseReferral(body []byte) (workflow.Referral, string, error) {
 		req.PatientMemberID = *cov.SubscriberId
 	}
 	if req.PatientMemberID == "" {
-		return out, "", bad("Patient.identifier must name the member (system %s)", sysMemberID)
+		return out, "", nil, bad("Patient.identifier must name the member (system %s)", sysMemberID)
 	}
 	if sr.Code != nil {
 		req.Specialty = conceptText(*sr.Code)
@@ -190,7 +218,7 @@ func parseReferral(body []byte) (workflow.Referral, string, error) {
 		req.PreferredLanguage = conceptCode(pat.Communication[0].Language)
 	}
 	if cond.Code == nil {
-		return out, "", bad("Condition.code must carry the ICD-10 diagnosis")
+		return out, "", nil, bad("Condition.code must carry the ICD-10 diagnosis")
 	}
 	for _, c := range cond.Code.Coding {
 		if c.System != nil && *c.System == sysICD10 && c.Code != nil {
@@ -201,12 +229,12 @@ func parseReferral(body []byte) (workflow.Referral, string, error) {
 		}
 	}
 	if req.Diagnosis.Code == "" {
-		return out, "", bad("Condition.code needs a coding in %s", sysICD10)
+		return out, "", nil, bad("Condition.code needs a coding in %s", sysICD10)
 	}
 	if cond.Code.Text != nil {
 		req.Diagnosis.Description = *cond.Code.Text
 	}
-	return out, key, nil
+	return out, key, kinds, nil
 }
 
 func recordOf(i int, d fm.DocumentReference) (workflow.RecordInput, error) {
