@@ -75,7 +75,7 @@ func TestFieldGroupsCoverTheSchema(t *testing.T) {
 					continue
 				}
 				g, ok := graph.FieldGroup(def.Name, f)
-				if !ok || !domain.CanRead(domain.RoleCoordinator, g) {
+				if !ok || !domain.RoleCanRead(domain.RoleCoordinator, g) {
 					unknown = append(unknown, def.Name+"."+f.Name+" → "+string(g))
 				}
 			}

@@ -31,7 +31,7 @@ func FieldGuard(ctx context.Context, next graphql.Resolver) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !domain.CanRead(p.Role, group) {
+	if !domain.CanRead(p, group) {
 		recordField(ctx, fc, group, audit.OutcomeDenied)
 		return nil, domain.ErrFieldForbidden
 	}

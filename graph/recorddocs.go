@@ -10,7 +10,7 @@ func recordDocument(p domain.Principal, rec *domain.Record) (*domain.Document, e
 	if rec.Document == nil {
 		return nil, nil
 	}
-	if !domain.CanReadDocument(p.Role, rec.Document.Released) {
+	if !domain.CanReadDocument(p, rec.Document.Released) {
 		return nil, domain.ErrFieldForbidden
 	}
 	return rec.Document, nil

@@ -78,7 +78,7 @@ func prefetchCaseEdges(ctx context.Context, p domain.Principal, cases []*domain.
 		return
 	}
 	for _, f := range caseFieldsOf(ctx, path...) {
-		if g, ok := FieldGroup("Case", f.Definition); !ok || !domain.CanRead(p.Role, g) {
+		if g, ok := FieldGroup("Case", f.Definition); !ok || !domain.CanRead(p, g) {
 			continue
 		}
 		for _, c := range cases {
@@ -108,7 +108,7 @@ func prefetchPolicyEdges(ctx context.Context, p domain.Principal, pols []*domain
 		return
 	}
 	for _, f := range fieldsOf(ctx, "Policy", path...) {
-		if g, ok := FieldGroup("Policy", f.Definition); !ok || !domain.CanRead(p.Role, g) {
+		if g, ok := FieldGroup("Policy", f.Definition); !ok || !domain.CanRead(p, g) {
 			continue
 		}
 		if f.Name == "insured" {

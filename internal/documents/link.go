@@ -54,7 +54,7 @@ func (s *Service) Link(p domain.Principal, doc *domain.Document, ttl time.Durati
 	if err := p.Require(domain.ScopeCasesRead); err != nil {
 		return "", err
 	}
-	if doc == nil || !domain.CanReadDocument(p.Role, doc.Released) {
+	if doc == nil || !domain.CanReadDocument(p, doc.Released) {
 		return "", domain.ErrFieldForbidden
 	}
 	c := linkClaims{
@@ -153,7 +153,7 @@ func (s *Service) open(ctx context.Context, p domain.Principal, c linkClaims) (*
 		}
 		return nil, err
 	}
-	if !domain.CanReadDocument(p.Role, cs.ConsentActive(domain.ConsentRecordsRelease)) || cs.Clinical == nil {
+	if !domain.CanReadDocument(p, cs.ConsentActive(domain.ConsentRecordsRelease)) || cs.Clinical == nil {
 		return nil, errBadLink
 	}
 	var doc *domain.Document

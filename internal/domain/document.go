@@ -25,14 +25,14 @@ type Document struct {
 }
 
 // CanReadDocument is who may read a record's document on a case already in
-// the caller's scope (DESIGN.md §3, "record documents"): the member, the
+// the caller's scope (the record documents rule of the visibility table): the member, the
 // coordinators, and the case's reviewers (provider, partner) only while the
 // member's RECORDS_RELEASE consent is active; insurers never.
-func CanReadDocument(r Role, recordsReleased bool) bool {
-	if !CanRead(r, GroupRecordDocument) {
+func CanReadDocument(p Principal, recordsReleased bool) bool {
+	if !CanRead(p, GroupRecordDocument) {
 		return false
 	}
-	if r == RoleProvider || r == RolePartner {
+	if p.Role == RoleProvider || p.Role == RolePartner {
 		return recordsReleased
 	}
 	return true

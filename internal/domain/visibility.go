@@ -75,8 +75,41 @@ var groupRoles = map[Group][]Role{
 	GroupAccessLog: {RoleMember, RoleCoordinator},
 }
 
-// CanRead reports whether role r may read fields of group g.
-func CanRead(r Role, g Group) bool { return slices.Contains(groupRoles[g], r) }
+// groupScopes says which token scopes open each group, any one of them
+// (DESIGN.md: a token's scope narrows its role's rights, never widens
+// them). A narrowed token reaches no more through an edge than through a
+// query: a token with only opinions:read reads an opinion, not the case
+// and patient behind it. A group not listed needs no scope beyond the
+// operation's own: a specialist's public profile, for one, shows wherever
+// a case or an opinion names its specialist.
+var groupScopes = map[Group][]Scope{
+	GroupPolicy:             {ScopePoliciesRead},
+	GroupPatientDemographic: {ScopeCasesRead, ScopePoliciesRead},
+	GroupPatientIdentity:    {ScopeCasesRead, ScopePoliciesRead},
+	GroupCaseAdmin:          {ScopeCasesRead},
+	GroupCaseClinical:       {ScopeCasesRead},
+	GroupRecordDocument:     {ScopeCasesRead},
+	GroupCaseOutcome:        {ScopeCasesRead},
+	GroupStatistics:         {ScopeCasesRead},
+	GroupOpinionMeta:        {ScopeOpinionsRead},
+	GroupOpinionContent:     {ScopeOpinionsRead},
+	GroupSpecialistInternal: {ScopeSpecialistsRead},
+	GroupAudit:              {ScopeAuditRead},
+}
+
+// RoleCanRead reports whether role r may read fields of group g, whatever
+// a token's scopes.
+func RoleCanRead(r Role, g Group) bool { return slices.Contains(groupRoles[g], r) }
+
+// CanRead reports whether p may read fields of group g: its role may, and
+// its token holds a scope that opens the group.
+func CanRead(p Principal, g Group) bool {
+	if !RoleCanRead(p.Role, g) {
+		return false
+	}
+	scopes := groupScopes[g]
+	return len(scopes) == 0 || slices.ContainsFunc(scopes, p.Has)
+}
 
 // PHI reports whether reading group g touches protected health information
 // and must be audited.

@@ -588,7 +588,7 @@ func TestEveryRoleSeesNothingThroughFHIRItCouldNotSeeThroughGraphQL(t *testing.T
 			// Roles that never read clinical fields are refused the
 			// resources made of them.
 			wantClinical := http.StatusOK
-			if !domain.CanRead(c.principal.Role, domain.GroupCaseClinical) || (c.scope != "" && !strings.Contains(c.scope, "cases:read")) {
+			if !domain.CanRead(c.principal, domain.GroupCaseClinical) || (c.scope != "" && !strings.Contains(c.scope, "cases:read")) {
 				wantClinical = http.StatusForbidden
 			}
 			assert.Equal(t, wantClinical, statuses["Condition"])

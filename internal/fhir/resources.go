@@ -167,7 +167,7 @@ func serviceRequest(ctx context.Context, p domain.Principal, c *domain.Case, pt 
 	if pt != nil {
 		notePatient(ctx, pt, false)
 	}
-	if domain.CanRead(p.Role, domain.GroupPolicy) {
+	if domain.CanRead(p, domain.GroupPolicy) {
 		sr.Insurance = []fm.Reference{ref("Coverage", c.PolicyID)}
 	}
 	if c.SpecialistID != "" {

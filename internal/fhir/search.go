@@ -155,7 +155,7 @@ func (h *Handler) require(p domain.Principal, typ string) error {
 	if err := p.Require(scopeFor(typ)); err != nil {
 		return err
 	}
-	if clinical[typ] && !domain.CanRead(p.Role, domain.GroupCaseClinical) {
+	if clinical[typ] && !domain.CanRead(p, domain.GroupCaseClinical) {
 		// These resources are nothing but clinical fields (the diagnosis,
 		// the records): a role that never reads them (an insurer) is
 		// refused before anything is read, whatever the id, so the answer
@@ -274,7 +274,7 @@ func (h *Handler) caseResources(ctx context.Context, p domain.Principal, typ str
 		}
 		return out
 	case "Condition", "DocumentReference":
-		if !domain.CanRead(p.Role, domain.GroupCaseClinical) {
+		if !domain.CanRead(p, domain.GroupCaseClinical) {
 			return nil
 		}
 		noteClinical(ctx, c)
@@ -301,7 +301,7 @@ func (h *Handler) caseResources(ctx context.Context, p domain.Principal, typ str
 // without a file, and none while p may not read the document (a reviewer
 // before RECORDS_RELEASE).
 func (h *Handler) downloadURL(p domain.Principal, rec domain.Record, origin string) string {
-	if h.cfg.Documents == nil || rec.Document == nil || !domain.CanReadDocument(p.Role, rec.Document.Released) {
+	if h.cfg.Documents == nil || rec.Document == nil || !domain.CanReadDocument(p, rec.Document.Released) {
 		return ""
 	}
 	u, err := h.cfg.Documents.Link(p, rec.Document, 0)

@@ -312,6 +312,44 @@ func TestAuthzScopeClaimNarrowsAndNeverWidens(t *testing.T) {
 	})
 }
 
+// A narrowed token reaches no more through an edge than through a query:
+// seen on a running server, a token with only opinions:read read the case
+// and the patient identity behind an opinion (opinion.case.patient), and
+// one with only cases:read read the opinion's content through case.opinion.
+func TestAuthzANarrowedTokenReachesNoMoreThroughAnEdge(t *testing.T) {
+	env := testenv.Start(t)
+	coordinator := testenv.Persona("coordinator")
+
+	res := env.Do(t, env.Token(t, coordinator, "opinions:read"), `{ opinions(first: 5) { edges { node {
+		status case { reference diagnosis { code } patient { givenName familyName } } } } } }`, nil)
+	edges, _ := testenv.Get(res.Data, "opinions", "edges").([]any)
+	require.NotEmpty(t, edges, res.Raw)
+	for i := range edges {
+		assert.NotNil(t, testenv.Get(res.Data, "opinions", "edges", i, "node", "status"), "the opinion itself is in the token's scope")
+		assert.Nil(t, testenv.Get(res.Data, "opinions", "edges", i, "node", "case"), "the case behind it is not: %s", res.Raw)
+	}
+	require.NotEmpty(t, res.Errors, res.Raw)
+	for _, e := range res.Errors {
+		assert.Equal(t, "FORBIDDEN", e.Code(), res.Raw)
+	}
+	assert.NotContains(t, res.Raw, `"givenName"`)
+	assert.NotContains(t, res.Raw, `"diagnosis":{`)
+
+	res = env.Do(t, env.Token(t, coordinator, "cases:read"), `{ cases(first: 5, filter: {status: [OPINION_DELIVERED, CLOSED]}) {
+		edges { node { reference opinion { status memberSummary } } } } }`, nil)
+	edges, _ = testenv.Get(res.Data, "cases", "edges").([]any)
+	require.NotEmpty(t, edges, res.Raw)
+	for i := range edges {
+		assert.NotNil(t, testenv.Get(res.Data, "cases", "edges", i, "node", "reference"))
+		assert.Nil(t, testenv.Get(res.Data, "cases", "edges", i, "node", "opinion", "memberSummary"), "no opinion content without opinions:read: %s", res.Raw)
+		assert.Nil(t, testenv.Get(res.Data, "cases", "edges", i, "node", "opinion", "status"))
+	}
+	require.NotEmpty(t, res.Errors, res.Raw)
+	for _, e := range res.Errors {
+		assert.Equal(t, "FORBIDDEN", e.Code(), res.Raw)
+	}
+}
+
 // ---- consent
 
 func TestAuthzPartnerLosesACaseTheMomentInternationalSharingIsRevoked(t *testing.T) {

@@ -277,7 +277,7 @@ type patientDoc struct {
 // identityFor returns the identity when p's role reads it (the projection
 // left it out otherwise).
 func identityFor(p domain.Principal, d *patientDoc) *domain.PatientIdentity {
-	if !domain.CanRead(p.Role, domain.GroupPatientIdentity) {
+	if !domain.CanRead(p, domain.GroupPatientIdentity) {
 		return nil
 	}
 	return &domain.PatientIdentity{

@@ -205,7 +205,7 @@ func specialistWriteScope(p domain.Principal) func(*specialistDoc) bool {
 // specialistInternalVisible: load and contact for the specialist's own org and
 // coordinators.
 func specialistInternalVisible(p domain.Principal, s *specialistDoc) bool {
-	if !domain.CanRead(p.Role, domain.GroupSpecialistInternal) {
+	if !domain.CanRead(p, domain.GroupSpecialistInternal) {
 		return false
 	}
 	return p.Role == domain.RoleCoordinator || s.OrgID == p.Org
@@ -221,7 +221,7 @@ func reviewer(p domain.Principal) bool {
 // (already in p's scope): its role reads clinical fields and, for a
 // reviewer, the member's RECORDS_RELEASE consent is active.
 func clinicalAllowed(p domain.Principal, c *domain.Case) bool {
-	if !domain.CanRead(p.Role, domain.GroupCaseClinical) {
+	if !domain.CanRead(p, domain.GroupCaseClinical) {
 		return false
 	}
 	return !reviewer(p) || c.ConsentActive(domain.ConsentRecordsRelease)
@@ -246,7 +246,7 @@ func caseProjectionFor(p domain.Principal, v CaseView) bson.D {
 	// A reviewer's clinical part depends on the case's RECORDS_RELEASE
 	// consent, so it is never fetched with the case: withClinical fetches
 	// it afterwards for the cases whose consent is active.
-	if !v.Clinical || !domain.CanRead(p.Role, domain.GroupCaseClinical) || reviewer(p) {
+	if !v.Clinical || !domain.CanRead(p, domain.GroupCaseClinical) || reviewer(p) {
 		proj = append(proj, bson.E{Key: "clinical", Value: 0})
 	}
 	if !v.Events {
@@ -254,21 +254,21 @@ func caseProjectionFor(p domain.Principal, v CaseView) bson.D {
 	}
 	// Follow-ups are opinion content, read through Opinion.followUps.
 	proj = append(proj, bson.E{Key: "followUps", Value: 0})
-	if !domain.CanRead(p.Role, domain.GroupCaseOutcome) {
+	if !domain.CanRead(p, domain.GroupCaseOutcome) {
 		proj = append(proj, bson.E{Key: "outcome", Value: 0})
 	}
 	return proj
 }
 
 func opinionProjection(p domain.Principal) bson.D {
-	if !domain.CanRead(p.Role, domain.GroupOpinionContent) {
+	if !domain.CanRead(p, domain.GroupOpinionContent) {
 		return bson.D{{Key: "content", Value: 0}, {Key: "signature", Value: 0}}
 	}
 	return nil
 }
 
 func patientProjection(p domain.Principal) bson.D {
-	if domain.CanRead(p.Role, domain.GroupPatientIdentity) {
+	if domain.CanRead(p, domain.GroupPatientIdentity) {
 		return nil
 	}
 	proj := bson.D{}
@@ -279,7 +279,7 @@ func patientProjection(p domain.Principal) bson.D {
 }
 
 func specialistProjection(p domain.Principal) bson.D {
-	if !domain.CanRead(p.Role, domain.GroupSpecialistInternal) {
+	if !domain.CanRead(p, domain.GroupSpecialistInternal) {
 		return bson.D{{Key: "internal", Value: 0}}
 	}
 	return nil

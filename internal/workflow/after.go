@@ -127,7 +127,7 @@ var errAlreadyAnswered = domain.Errorf(domain.CodeInvalidTransition, "already an
 // FollowUps returns the follow-ups of an opinion's case for a caller who
 // may read the opinion's content.
 func (s *Service) FollowUps(ctx context.Context, p domain.Principal, caseID string) ([]domain.FollowUp, error) {
-	if !domain.CanRead(p.Role, domain.GroupOpinionContent) {
+	if !domain.CanRead(p, domain.GroupOpinionContent) {
 		return nil, domain.ErrFieldForbidden
 	}
 	c, err := s.store.CaseForFollowUps(ctx, p, caseID)
