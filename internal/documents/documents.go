@@ -139,6 +139,14 @@ func (s *Service) Upload(ctx context.Context, p domain.Principal, caseID string,
 	return c, rec, nil
 }
 
+// Accepts reports whether a file starting with head is of a type the
+// service stores (the check Upload makes), so a caller holding the whole
+// file can refuse it before it changes anything.
+func (s *Service) Accepts(head []byte) bool {
+	_, ok := detect(head)
+	return ok
+}
+
 // put encrypts src under dk into the blob key, hashing the plaintext into
 // sum, and returns the plaintext size. Over the cap it stops with
 // ErrTooLarge.

@@ -41,7 +41,7 @@ func Capability() fm.CapabilityStatement {
 			r.SearchParam = append(r.SearchParam, fm.CapabilityStatementRestResourceSearchParam{Name: p, Type: paramTypes[p]})
 		}
 		if n == "ServiceRequest" {
-			r.Documentation = ptr("A second-opinion case. Created through the transaction interaction (POST /fhir/r4 with a transaction Bundle of Patient, Coverage, ServiceRequest, Condition and, from a coordinator, DocumentReferences with record metadata; attachments with data or url are refused), exactly as requestSecondOpinion, idempotent on Bundle.identifier.")
+			r.Documentation = ptr("A second-opinion case. Created through the transaction interaction (POST /fhir/r4 with a transaction Bundle of Patient, Coverage, ServiceRequest, Condition and, from a coordinator, DocumentReferences with record metadata and, optionally, the file inline in attachment.data, stored and encrypted as uploadMedicalRecord stores it; attachment.url is refused; the whole Bundle within the request body limit), exactly as requestSecondOpinion, idempotent on Bundle.identifier.")
 		}
 		res = append(res, r)
 	}

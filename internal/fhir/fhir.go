@@ -13,6 +13,7 @@ import (
 	"encoding/base32"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -40,8 +41,9 @@ type Config struct {
 	// Workflow is the use cases: every read and write of the door.
 	Workflow *workflow.Service
 	// Documents makes a record's signed download link (GraphQL's
-	// Document.downloadUrl); nil when uploads are not enabled, and then a
-	// DocumentReference carries no URL.
+	// Document.downloadUrl) and stores the files a referral carries inline;
+	// nil when uploads are not enabled, and then a DocumentReference carries
+	// no URL and a referral no file.
 	Documents DocumentLinks
 	// Audit stores the audit events of each request before it answers.
 	Audit audit.Sink
@@ -50,10 +52,15 @@ type Config struct {
 	Logger    *slog.Logger
 }
 
-// DocumentLinks makes the short-lived download link of a record's document
-// for p (documents.Service.Link): a path on the gateway.
+// DocumentLinks is the document service as the door uses it
+// (documents.Service): the short-lived download link of a record's
+// document for p (a path on the gateway), whether a file's first bytes are
+// of an accepted type, and the upload of a file as a new record of a case,
+// with the same rights, checks and encryption as uploadMedicalRecord.
 type DocumentLinks interface {
 	Link(p domain.Principal, doc *domain.Document, ttl time.Duration) (string, error)
+	Accepts(head []byte) bool
+	Upload(ctx context.Context, p domain.Principal, caseID string, in workflow.RecordInput, file io.Reader) (*domain.Case, *domain.Record, error)
 }
 
 // Handler serves /fhir/r4/…; mount it behind the authentication middleware.

@@ -2,6 +2,7 @@ package fhir_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -330,14 +331,56 @@ func TestReferralBundleImportIsIdempotent(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, code, out)
 		assert.Equal(t, string(domain.CodeForbidden), outcomeCode(out))
 	})
-	t.Run("a record sent with its bytes is refused, not dropped, and opens no case", func(t *testing.T) {
+	pdf := base64.StdEncoding.EncodeToString([]byte("%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"))
+	withData := func(bundleID, data string) []byte {
+		return readExample(t, "referral-bundle-records.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "m-fhir-1", "{{BUNDLE}}": bundleID, `"attachment": {`: `"attachment": { "data": "` + data + `",`})
+	}
+	t.Run("a file of a type the service does not store is refused and opens no case", func(t *testing.T) {
 		before := total(t, env, "coordinator", "{}")
-		b := readExample(t, "referral-bundle-records.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "m-fhir-1", "{{BUNDLE}}": "ref-0005", `"attachment": {`: `"attachment": { "data": "aGVsbG8=",`})
-		require.Contains(t, string(b), "aGVsbG8=")
-		code, out := call(t, env, env.Token(t, testenv.Persona("coordinator")), "POST", "/fhir/r4", b)
+		exe := base64.StdEncoding.EncodeToString([]byte("MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00 not a record"))
+		code, out := call(t, env, env.Token(t, testenv.Persona("coordinator")), "POST", "/fhir/r4", withData("ref-0005", exe))
 		assert.Equal(t, http.StatusBadRequest, code, out)
 		assert.Equal(t, string(domain.CodeBadUserInput), outcomeCode(out))
+		code, out = call(t, env, env.Token(t, testenv.Persona("coordinator")), "POST", "/fhir/r4", withData("ref-0006", "not base64!"))
+		assert.Equal(t, http.StatusBadRequest, code, out)
 		assert.Equal(t, before, total(t, env, "coordinator", "{}"))
+	})
+	t.Run("a file sent by an insurer is refused and opens no case", func(t *testing.T) {
+		before := total(t, env, "coordinator", "{}")
+		code, out := call(t, env, tok, "POST", "/fhir/r4", withData("ref-0007", pdf))
+		assert.Equal(t, http.StatusForbidden, code, out)
+		assert.Equal(t, string(domain.CodeForbidden), outcomeCode(out))
+		assert.Equal(t, before, total(t, env, "coordinator", "{}"))
+	})
+	t.Run("a file given by url is refused: the gateway fetches nothing", func(t *testing.T) {
+		b := readExample(t, "referral-bundle-records.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "m-fhir-1", "{{BUNDLE}}": "ref-0008", `"attachment": {`: `"attachment": { "url": "https://169.254.169.254/latest",`})
+		code, out := call(t, env, env.Token(t, testenv.Persona("coordinator")), "POST", "/fhir/r4", b)
+		assert.Equal(t, http.StatusBadRequest, code, out)
+	})
+	t.Run("a coordinator's referral stores the file it carries, once, and it downloads", func(t *testing.T) {
+		ctok := env.Token(t, testenv.Persona("coordinator"))
+		b := withData("ref-0009", pdf)
+		code, out := call(t, env, ctok, "POST", "/fhir/r4", b)
+		require.Equal(t, http.StatusOK, code, out)
+		docLoc := location(t, out, "DocumentReference")
+		code, doc := call(t, env, ctok, "GET", "/fhir/r4/"+docLoc, nil)
+		require.Equal(t, http.StatusOK, code, doc)
+		assert.Equal(t, "application/pdf", testenv.Get(doc, "content", 0, "attachment", "contentType"))
+		link, _ := testenv.Get(doc, "content", 0, "attachment", "url").(string)
+		require.True(t, strings.HasPrefix(link, "http://example.com/files/"), "%v", doc)
+		req := httptest.NewRequest("GET", strings.TrimPrefix(link, "http://example.com"), nil)
+		rec := httptest.NewRecorder()
+		env.Handler.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+		raw, _ := base64.StdEncoding.DecodeString(pdf)
+		assert.Equal(t, string(raw), rec.Body.String())
+
+		code, again := call(t, env, ctok, "POST", "/fhir/r4", b)
+		require.Equal(t, http.StatusOK, code, again)
+		assert.Equal(t, docLoc, location(t, again, "DocumentReference"), "a replay names the same record")
+		code, sr := call(t, env, ctok, "GET", "/fhir/r4/"+location(t, out, "ServiceRequest"), nil)
+		require.Equal(t, http.StatusOK, code, sr)
+		assert.Len(t, sr["supportingInfo"], 1, "the file is stored once")
 	})
 	t.Run("a coordinator imports records with the referral", func(t *testing.T) {
 		b := readExample(t, "referral-bundle-records.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "m-fhir-1", "{{BUNDLE}}": "ref-0004"})

@@ -1,7 +1,10 @@
 package fhir
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -34,13 +37,22 @@ func (h *Handler) transaction(w http.ResponseWriter, r *http.Request) {
 		h.failCtx(ctx, w, domain.Errorf(domain.CodeBadUserInput, "the request body could not be read"))
 		return
 	}
-	ref, key, kinds, err := parseReferral(body)
+	ref, key, kinds, files, err := parseReferral(body)
 	if err != nil {
+		h.failCtx(ctx, w, err)
+		return
+	}
+	if err := h.checkFiles(p, files); err != nil {
 		h.failCtx(ctx, w, err)
 		return
 	}
 	sum := sha256.Sum256(canonical(body))
 	c, err := h.cfg.Workflow.ImportReferral(ctx, p, key, hex.EncodeToString(sum[:]), ref)
+	if err != nil {
+		h.failCtx(ctx, w, err)
+		return
+	}
+	fileRecords, err := h.storeFiles(ctx, p, c, files)
 	if err != nil {
 		h.failCtx(ctx, w, err)
 		return
@@ -55,7 +67,7 @@ func (h *Handler) transaction(w http.ResponseWriter, r *http.Request) {
 	// ServiceRequest (its Task and Condition share its id); the Patient
 	// and Coverage existed already and are named as this caller reads them.
 	resp := fm.Bundle{Type: fm.BundleTypeTransactionResponse, Timestamp: ptr(fhirTime(time.Now()))}
-	records := 0
+	records, docs := 0, 0
 	for _, kind := range kinds {
 		id, status := c.ID, "201 Created"
 		switch kind {
@@ -68,10 +80,15 @@ func (h *Handler) transaction(w http.ResponseWriter, r *http.Request) {
 			id, status = c.PolicyID, "200 OK"
 		case "DocumentReference":
 			id = ""
-			if c.Clinical != nil && records < len(c.Clinical.Records) {
-				id = c.ID + "." + c.Clinical.Records[records].ID
+			if f, ok := fileRecords[docs]; ok {
+				id = c.ID + "." + f
+			} else {
+				if c.Clinical != nil && records < len(c.Clinical.Records) {
+					id = c.ID + "." + c.Clinical.Records[records].ID
+				}
+				records++
 			}
-			records++
+			docs++
 		}
 		e := fm.BundleEntry{Response: &fm.BundleEntryResponse{Status: status, LastModified: ptr(fhirTime(c.UpdatedAt))}}
 		if id != "" {
@@ -101,22 +118,88 @@ func bad(format string, args ...any) error {
 // parseReferral reads the Bundle into a workflow.Referral, its idempotency
 // key (system|value of Bundle.identifier) and the resource type of each
 // entry, in order.
-func parseReferral(body []byte) (out workflow.Referral, key string, kinds []string, err error) {
+// inlineFile is a record a referral sends with its bytes
+// (DocumentReference.content.attachment.data): the doc-th
+// DocumentReference of the Bundle.
+type inlineFile struct {
+	doc, entry int
+	rec        workflow.RecordInput
+	data       []byte
+}
+
+// checkFiles refuses, before anything is written, the files a referral
+// could not store: the caller may not upload (uploads are for members,
+// coordinators and reviewers; of those who send referrals, coordinators),
+// or a file is empty or of a type the service does not store.
+func (h *Handler) checkFiles(p domain.Principal, files []inlineFile) error {
+	if len(files) == 0 {
+		return nil
+	}
+	if h.cfg.Documents == nil {
+		return bad("this server stores no files: send the records' metadata only")
+	}
+	if p.Role != domain.RoleCoordinator {
+		return domain.Errorf(domain.CodeForbidden, "only a coordinator sends records' files with a referral; send the metadata, and the files through uploadMedicalRecord")
+	}
+	for _, f := range files {
+		if len(f.data) == 0 || !h.cfg.Documents.Accepts(f.data[:min(len(f.data), 3072)]) {
+			return bad("entry %d: the attachment is empty or not a PDF, JPEG, PNG, TIFF, DICOM or plain-text file", f.entry)
+		}
+	}
+	return nil
+}
+
+// storeFiles stores each inline file as a record of the case, as
+// uploadMedicalRecord does, and returns each one's record id by its
+// DocumentReference's position. A file the case already holds (the same
+// SHA-256: a replay, or a retry after a failure midway) is not stored
+// twice, so sending the same Bundle again completes an import that failed
+// between the case and its files.
+func (h *Handler) storeFiles(ctx context.Context, p domain.Principal, c *domain.Case, files []inlineFile) (map[int]string, error) {
+	out := make(map[int]string, len(files))
+	if len(files) == 0 {
+		return out, nil
+	}
+	held := map[string]string{}
+	if c.Clinical != nil {
+		for _, r := range c.Clinical.Records {
+			if r.Document != nil {
+				held[r.Document.SHA256] = r.ID
+			}
+		}
+	}
+	for _, f := range files {
+		sum := sha256.Sum256(f.data)
+		if id, ok := held[hex.EncodeToString(sum[:])]; ok {
+			out[f.doc] = id
+			continue
+		}
+		_, rec, err := h.cfg.Documents.Upload(ctx, p, c.ID, f.rec, bytes.NewReader(f.data))
+		if err != nil {
+			return nil, err
+		}
+		held[hex.EncodeToString(sum[:])] = rec.ID
+		out[f.doc] = rec.ID
+	}
+	return out, nil
+}
+
+func parseReferral(body []byte) (out workflow.Referral, key string, kinds []string, files []inlineFile, err error) {
 	var probe struct {
 		ResourceType string `json:"resourceType"`
 	}
 	if err := json.Unmarshal(body, &probe); err != nil || probe.ResourceType != "Bundle" {
-		return out, "", nil, bad("the body must be a FHIR Bundle")
+		return out, "", nil, nil, bad("the body must be a FHIR Bundle")
 	}
 	b, uerr := fm.UnmarshalBundle(body)
 	if uerr != nil {
-		return out, "", nil, bad("the Bundle is not valid FHIR JSON")
+		return out, "", nil, nil, bad("the Bundle is not valid FHIR JSON")
 	}
 	if b.Type != fm.BundleTypeTransaction {
-		return out, "", nil, bad("only transaction Bundles are accepted")
+		return out, "", nil, nil, bad("only transaction Bundles are accepted")
 	}
 	if b.Identifier == nil || b.Identifier.Value == nil || *b.Identifier.Value == "" {
-		return out, "", nil, bad("Bundle.identifier is required: it makes the import idempotent")
+		return out, "", nil, nil, bad("Bundle.identifier is required: it makes the import idempotent")
 	}
 	key = *b.Identifier.Value
 	if b.Identifier.System != nil {
@@ -131,13 +214,13 @@ func parseReferral(body []byte) (out workflow.Referral, key string, kinds []stri
 	)
 	for i, e := range b.Entry {
 		if e.Request == nil || e.Request.Method != fm.HTTPVerbPOST {
-			return out, "", nil, bad("entry %d: only POST entries are accepted", i)
+			return out, "", nil, nil, bad("entry %d: only POST entries are accepted", i)
 		}
 		var rt struct {
 			ResourceType string `json:"resourceType"`
 		}
 		if err := json.Unmarshal(e.Resource, &rt); err != nil {
-			return out, "", nil, bad("entry %d has no resource", i)
+			return out, "", nil, nil, bad("entry %d has no resource", i)
 		}
 		seen[rt.ResourceType]++
 		kinds = append(kinds, rt.ResourceType)
@@ -163,22 +246,26 @@ func parseReferral(body []byte) (out workflow.Referral, key string, kinds []stri
 			var x fm.DocumentReference
 			x, uerr = fm.UnmarshalDocumentReference(e.Resource)
 			if uerr == nil {
-				rec, err := recordOf(i, x)
+				rec, data, err := recordOf(i, x)
 				if err != nil {
-					return out, "", nil, err
+					return out, "", nil, nil, err
 				}
-				out.Records = append(out.Records, rec)
+				if data != nil {
+					files = append(files, inlineFile{doc: seen["DocumentReference"] - 1, entry: i, rec: rec, data: data})
+				} else {
+					out.Records = append(out.Records, rec)
+				}
 			}
 		default:
-			return out, "", nil, bad("entry %d: %s is not part of a referral (Patient, Coverage, ServiceRequest, Condition, DocumentReference)", i, rt.ResourceType)
+			return out, "", nil, nil, bad("entry %d: %s is not part of a referral (Patient, Coverage, ServiceRequest, Condition, DocumentReference)", i, rt.ResourceType)
 		}
 		if uerr != nil {
-			return out, "", nil, bad("entry %d: %s is not valid FHIR JSON", i, rt.ResourceType)
+			return out, "", nil, nil, bad("entry %d: %s is not valid FHIR JSON", i, rt.ResourceType)
 		}
 	}
 	for _, t := range []string{"ServiceRequest", "Condition", "Patient", "Coverage"} {
 		if seen[t] != 1 {
-			return out, "", nil, bad("a referral holds exactly one %s (found %d)", t, seen[t])
+			return out, "", nil, nil, bad("a referral holds exactly one %s (found %d)", t, seen[t])
 		}
 	}
 	req := &out.Request
@@ -189,7 +276,7 @@ func parseReferral(body []byte) (out workflow.Referral, key string, kinds []stri
 		}
 	}
 	if req.PolicyID == "" {
-		return out, "", nil, bad("Coverage.identifier must name the policy (system %s)", sysPolicyID)
+		return out, "", nil, nil, bad("Coverage.identifier must name the policy (system %s)", sysPolicyID)
 	}
 	for _, id := range pat.Identifier {
 		if id.Value != nil && (id.System == nil || *id.System == sysMemberID) {
@@ -200,7 +287,7 @@ func parseReferral(body []byte) (out workflow.Referral, key string, kinds []stri
 		req.PatientMemberID = *cov.SubscriberId
 	}
 	if req.PatientMemberID == "" {
-		return out, "", nil, bad("Patient.identifier must name the member (system %s)", sysMemberID)
+		return out, "", nil, nil, bad("Patient.identifier must name the member (system %s)", sysMemberID)
 	}
 	if sr.Code != nil {
 		req.Specialty = conceptText(*sr.Code)
@@ -218,7 +305,7 @@ func parseReferral(body []byte) (out workflow.Referral, key string, kinds []stri
 		req.PreferredLanguage = conceptCode(pat.Communication[0].Language)
 	}
 	if cond.Code == nil {
-		return out, "", nil, bad("Condition.code must carry the ICD-10 diagnosis")
+		return out, "", nil, nil, bad("Condition.code must carry the ICD-10 diagnosis")
 	}
 	for _, c := range cond.Code.Coding {
 		if c.System != nil && *c.System == sysICD10 && c.Code != nil {
@@ -229,16 +316,17 @@ func parseReferral(body []byte) (out workflow.Referral, key string, kinds []stri
 		}
 	}
 	if req.Diagnosis.Code == "" {
-		return out, "", nil, bad("Condition.code needs a coding in %s", sysICD10)
+		return out, "", nil, nil, bad("Condition.code needs a coding in %s", sysICD10)
 	}
 	if cond.Code.Text != nil {
 		req.Diagnosis.Description = *cond.Code.Text
 	}
-	return out, key, kinds, nil
+	return out, key, kinds, files, nil
 }
 
-func recordOf(i int, d fm.DocumentReference) (workflow.RecordInput, error) {
-	var rec workflow.RecordInput
+// recordOf reads a DocumentReference as a record, with its file's bytes
+// when the attachment carries them (nil when it sends metadata only).
+func recordOf(i int, d fm.DocumentReference) (rec workflow.RecordInput, data []byte, err error) {
 	rec.Kind = domain.RecordOther
 	if d.Type != nil {
 		if k := domain.RecordKind(strings.ToUpper(conceptCode(*d.Type))); k != "" {
@@ -248,11 +336,20 @@ func recordOf(i int, d fm.DocumentReference) (workflow.RecordInput, error) {
 			}
 		}
 	}
+	if len(d.Content) > 1 {
+		return rec, nil, bad("entry %d: a DocumentReference carries one attachment", i)
+	}
 	for _, c := range d.Content {
-		if c.Attachment.Data != nil || c.Attachment.Url != nil {
-			// No document store exists in this version: accepting the
-			// bytes would drop them silently.
-			return rec, bad("entry %d: DocumentReference attachments with data or url are not accepted by this server; send the record's metadata only", i)
+		if c.Attachment.Url != nil {
+			// The gateway fetches nothing on a caller's behalf.
+			return rec, nil, bad("entry %d: attachment.url is not accepted: send the file's bytes in attachment.data", i)
+		}
+		if c.Attachment.Data != nil {
+			b, derr := base64.StdEncoding.DecodeString(*c.Attachment.Data)
+			if derr != nil {
+				return rec, nil, bad("entry %d: attachment.data is not base64", i)
+			}
+			data = b
 		}
 		if rec.Title == "" && c.Attachment.Title != nil {
 			rec.Title = *c.Attachment.Title
@@ -264,11 +361,14 @@ func recordOf(i int, d fm.DocumentReference) (workflow.RecordInput, error) {
 	if d.Date != nil {
 		t, err := parseInstant(*d.Date)
 		if err != nil {
-			return rec, bad("entry %d: DocumentReference.date is not an instant", i)
+			return rec, nil, bad("entry %d: DocumentReference.date is not an instant", i)
 		}
 		rec.RecordedOn = &t
 	}
-	return rec, nil
+	if data != nil && len(data) == 0 {
+		data = []byte{}
+	}
+	return rec, data, nil
 }
 
 func conceptText(c fm.CodeableConcept) string {
