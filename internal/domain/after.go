@@ -2,7 +2,7 @@ package domain
 
 import "time"
 
-// After the opinion (DESIGN.md §5): follow-up questions, the signature, the
+// After the opinion (README, "After the opinion"): follow-up questions, the signature, the
 // member's outcome. The rules here are pure; the workflow applies them.
 
 // Follow-up limits: at most MaxFollowUps questions per case, asked within

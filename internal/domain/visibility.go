@@ -76,7 +76,7 @@ var groupRoles = map[Group][]Role{
 }
 
 // groupScopes says which token scopes open each group, any one of them
-// (DESIGN.md: a token's scope narrows its role's rights, never widens
+// (a token's scope narrows its role's rights, never widens
 // them). A narrowed token reaches no more through an edge than through a
 // query: a token with only opinions:read reads an opinion, not the case
 // and patient behind it. A group not listed needs no scope beyond the

@@ -1,4 +1,4 @@
-// Package fhir is the FHIR R4 door (DESIGN.md §5): the same rooms as the
+// Package fhir is the FHIR R4 door (README, "FHIR"): the same rooms as the
 // GraphQL API, entered through FHIR resources. It holds no rules of its own
 // and never reads the store: every read and write goes through the workflow
 // use cases with the caller's principal (the same scoped reads GraphQL's

@@ -13,7 +13,7 @@ import (
 	"github.com/secondopinion/gateway/internal/domain"
 )
 
-// The member's access log ("who saw my data", DESIGN.md §3).
+// The member's access log (README, "Who saw my data").
 //
 // It is an append-only projection of the audit, in its own collection,
 // written by AppendAudit with the audit batch that carries the reads: each
