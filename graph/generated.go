@@ -3101,6 +3101,28 @@ directive @group(
   name: FieldGroup!
 ) on FIELD_DEFINITION
 
+"""
+The most an input accepts, declared beside it and enforced in one place
+(graph/limits.go) before any resolver runs; a violation is BAD_USER_INPUT
+naming the input's path (e.g. ` + "`" + `input.answers[2].answer` + "`" + `), and nothing is
+stored. On a String or ID: at most ` + "`" + `max` + "`" + ` characters, no control characters
+but tab (and newline where ` + "`" + `multiline` + "`" + `). On a list: at most ` + "`" + `max` + "`" + ` entries,
+each String or ID entry at most ` + "`" + `length` + "`" + ` characters. README "Input limits"
+lists them all.
+"""
+directive @limit(
+  "At most this many characters (String, ID) or entries (list)."
+  max: Int!
+  "At most this many characters in each String or ID entry of a list."
+  length: Int
+  "The value is an absolute https URL."
+  url: Boolean
+  "Line breaks (newline, carriage return before a newline) are allowed."
+  multiline: Boolean
+  "The list is a set: an entry may not repeat."
+  set: Boolean
+) on INPUT_FIELD_DEFINITION | ARGUMENT_DEFINITION
+
 "The visibility groups of fields; which roles read each is listed per value."
 enum FieldGroup {
   "Every role that can see the object."
@@ -3696,9 +3718,9 @@ input PolicyFilter {
 "Filters for ` + "`" + `cases` + "`" + `."
 input CaseFilter {
   "Only cases in one of these statuses."
-  status: [CaseStatus!]
+  status: [CaseStatus!] @limit(max: 7, set: true)
   "Only cases for this specialty."
-  specialty: String
+  specialty: String @limit(max: 100)
   "Only cases past (true) or within (false) their SLA."
   overdue: Boolean
 }
@@ -3706,11 +3728,11 @@ input CaseFilter {
 "Filters for ` + "`" + `specialists` + "`" + `."
 input SpecialistFilter {
   "Only specialists with this specialty."
-  specialty: String
+  specialty: String @limit(max: 100)
   "Only specialists speaking this language."
-  language: String
+  language: String @limit(max: 8)
   "Only specialists practising in this country."
-  country: String
+  country: String @limit(max: 8)
   "Only specialists who do (or do not) accept new cases."
   acceptingCases: Boolean
 }
@@ -3718,15 +3740,15 @@ input SpecialistFilter {
 "Filters for ` + "`" + `opinions` + "`" + `."
 input OpinionFilter {
   "Only the opinion of this case."
-  caseId: ID
+  caseId: ID @limit(max: 128)
 }
 
 "Filters for ` + "`" + `auditEvents` + "`" + `."
 input AuditEventFilter {
   "Only events about this case."
-  caseId: ID
+  caseId: ID @limit(max: 128)
   "Only events caused by this subject."
-  subject: String
+  subject: String @limit(max: 256)
 }
 
 "The root of all reads."
@@ -3734,29 +3756,29 @@ type Query {
   "Who the token says you are."
   viewer: Viewer!
   "Fetches any object by its global id; null when it does not exist or is outside your scope."
-  node("A global id." id: ID!): Node
+  node("A global id." id: ID! @limit(max: 128)): Node
   "Policies in your scope."
-  policies("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String, "Filters." filter: PolicyFilter): PolicyConnection!
+  policies("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String @limit(max: 200), "Filters." filter: PolicyFilter): PolicyConnection!
   "One policy, or null."
-  policy("The policy's global id." id: ID!): Policy
+  policy("The policy's global id." id: ID! @limit(max: 128)): Policy
   "Cases in your scope, newest first."
-  cases("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String, "Filters." filter: CaseFilter): CaseConnection!
+  cases("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String @limit(max: 200), "Filters." filter: CaseFilter): CaseConnection!
   "One case, or null."
-  case("The case's global id." id: ID!): Case
+  case("The case's global id." id: ID! @limit(max: 128)): Case
   "Specialists (public profiles for everyone)."
-  specialists("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String, "Filters." filter: SpecialistFilter): SpecialistConnection!
+  specialists("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String @limit(max: 200), "Filters." filter: SpecialistFilter): SpecialistConnection!
   "One specialist, or null."
-  specialist("The specialist's global id." id: ID!): Specialist
+  specialist("The specialist's global id." id: ID! @limit(max: 128)): Specialist
   "Opinions in your scope."
-  opinions("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String, "Filters." filter: OpinionFilter): OpinionConnection!
+  opinions("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String @limit(max: 200), "Filters." filter: OpinionFilter): OpinionConnection!
   "One opinion, or null."
-  opinion("The opinion's global id." id: ID!): Opinion
+  opinion("The opinion's global id." id: ID! @limit(max: 128)): Opinion
   "Specialists who could take a case, best first (coordinators). Specialists abroad appear only when they could be assigned."
-  specialistMatches("The case's global id." caseId: ID!, "How many to return, 1 to 100 (default 10)." first: Int): [SpecialistMatch!]!
+  specialistMatches("The case's global id." caseId: ID! @limit(max: 128), "How many to return, 1 to 100 (default 10)." first: Int): [SpecialistMatch!]!
   "Audit trail, newest first (coordinators)."
-  auditEvents("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String, "Filters." filter: AuditEventFilter): AuditEventConnection!
+  auditEvents("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String @limit(max: 200), "Filters." filter: AuditEventFilter): AuditEventConnection!
   "Your organisation's webhook subscriptions, oldest first (insurers, providers, partners)."
-  webhookSubscriptions("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String): WebhookSubscriptionConnection!
+  webhookSubscriptions("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String @limit(max: 200)): WebhookSubscriptionConnection!
 }
 
 "The second-opinion benefit of a new or updated policy."
@@ -3772,29 +3794,29 @@ input SecondOpinionBenefitInput {
 "An insured member of a new policy."
 input InsuredInput {
   "The member's id (the ` + "`" + `sub` + "`" + ` of their app token)."
-  memberId: String!
+  memberId: String! @limit(max: 64)
   "Given name."
-  givenName: String!
+  givenName: String! @limit(max: 100)
   "Family name."
-  familyName: String!
+  familyName: String! @limit(max: 100)
   "Date of birth."
   dateOfBirth: Date!
   "Sex."
   sex: Sex
   "Email address."
-  email: String
+  email: String @limit(max: 200)
   "Phone number."
-  phone: String
+  phone: String @limit(max: 32)
   "Country of residence, ISO 3166-1 alpha-2."
-  country: String
+  country: String @limit(max: 8)
   "Preferred language, ISO 639-1."
-  language: String
+  language: String @limit(max: 8)
 }
 
 "Input of ` + "`" + `createPolicy` + "`" + `."
 input CreatePolicyInput {
   "The insurer's policy number, unique per insurer."
-  policyNumber: String!
+  policyNumber: String! @limit(max: 64)
   "The product line."
   product: Product!
   "First day of cover."
@@ -3804,7 +3826,7 @@ input CreatePolicyInput {
   "The second-opinion benefit."
   secondOpinion: SecondOpinionBenefitInput!
   "The insured members (at least one)."
-  insured: [InsuredInput!]!
+  insured: [InsuredInput!]! @limit(max: 20)
 }
 
 "What ` + "`" + `createPolicy` + "`" + ` created."
@@ -3816,7 +3838,7 @@ type CreatePolicyPayload {
 "Input of ` + "`" + `updatePolicy` + "`" + `."
 input UpdatePolicyInput {
   "The policy's global id."
-  id: ID!
+  id: ID! @limit(max: 128)
   "A new status."
   status: PolicyStatus
   "A new benefit."
@@ -3834,27 +3856,27 @@ type UpdatePolicyPayload {
 "Input of ` + "`" + `upsertSpecialist` + "`" + `."
 input UpsertSpecialistInput {
   "The specialist's global id, to update; omit to create."
-  id: ID
+  id: ID @limit(max: 128)
   "Full name."
-  name: String!
+  name: String! @limit(max: 200)
   "Credentials."
-  credentials: String
+  credentials: String @limit(max: 200)
   "Specialties (at least one)."
-  specialties: [String!]!
+  specialties: [String!]! @limit(max: 30, length: 100)
   "Sub-specialties."
-  subSpecialties: [String!]
+  subSpecialties: [String!] @limit(max: 30, length: 100)
   "Languages spoken, ISO 639-1 (at least one)."
-  languages: [String!]!
+  languages: [String!]! @limit(max: 30, length: 8)
   "Country of practice, ISO 3166-1 alpha-2."
-  country: String!
+  country: String! @limit(max: 8)
   "Institution."
-  institution: String
+  institution: String @limit(max: 200)
   "Whether the specialist accepts new cases (default true)."
   acceptingCases: Boolean
   "Contact email."
-  email: String
+  email: String @limit(max: 200)
   "The owning org; coordinators only (others always write their own)."
-  orgId: String
+  orgId: String @limit(max: 63)
   "Fail with CONFLICT unless the specialist is still at this version."
   expectedVersion: Int
 }
@@ -3868,31 +3890,31 @@ type UpsertSpecialistPayload {
 "A diagnosis as input."
 input DiagnosisInput {
   "ICD-10 code, e.g. ` + "`" + `C50.9` + "`" + `."
-  code: String!
+  code: String! @limit(max: 16)
   "The diagnosis in words."
-  description: String!
+  description: String! @limit(max: 500)
 }
 
 "Input of ` + "`" + `requestSecondOpinion` + "`" + `."
 input RequestSecondOpinionInput {
   "The covering policy's global id."
-  policyId: ID!
+  policyId: ID! @limit(max: 128)
   "The insured member the case is for; members may omit it (themselves)."
-  patientMemberId: String
+  patientMemberId: String @limit(max: 64)
   "The requested specialty."
-  specialty: String!
+  specialty: String! @limit(max: 100)
   "The initial diagnosis."
   diagnosis: DiagnosisInput!
   "The proposed treatment."
-  proposedTreatment: String
+  proposedTreatment: String @limit(max: 5000, multiline: true)
   "Questions for the specialist."
-  questions: [String!]
+  questions: [String!] @limit(max: 20, length: 1000, multiline: true)
   "How urgent (default ROUTINE)."
   urgency: Urgency
   "Preferred language of the opinion, ISO 639-1."
-  preferredLanguage: String
+  preferredLanguage: String @limit(max: 8)
   "A client-chosen key: a retry with the same key and input returns the first result."
-  idempotencyKey: String
+  idempotencyKey: String @limit(max: 200)
 }
 
 "What ` + "`" + `requestSecondOpinion` + "`" + ` created."
@@ -3914,7 +3936,7 @@ type SpecialistMatch {
 "Input of ` + "`" + `grantConsent` + "`" + ` and ` + "`" + `revokeConsent` + "`" + `."
 input ConsentInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "Which consent."
   kind: ConsentKind!
 }
@@ -3928,9 +3950,9 @@ type ConsentPayload {
 "Input of ` + "`" + `addMedicalRecord` + "`" + `."
 input AddMedicalRecordInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "A short title."
-  title: String!
+  title: String! @limit(max: 200)
   "The kind of record."
   kind: RecordKind!
   "When the record was made."
@@ -3948,9 +3970,9 @@ type AddMedicalRecordPayload {
 "Input of ` + "`" + `assignSpecialist` + "`" + `."
 input AssignSpecialistInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "The specialist's global id."
-  specialistId: ID!
+  specialistId: ID! @limit(max: 128)
   "Fail with CONFLICT unless the case is still at this version."
   expectedVersion: Int
 }
@@ -3964,7 +3986,7 @@ type AssignSpecialistPayload {
 "Input of ` + "`" + `startReview` + "`" + `."
 input StartReviewInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "Fail with CONFLICT unless the case is still at this version."
   expectedVersion: Int
 }
@@ -3978,9 +4000,9 @@ type StartReviewPayload {
 "A treatment option as input."
 input TreatmentOptionInput {
   "Name of the option."
-  name: String!
+  name: String! @limit(max: 200)
   "What it involves."
-  description: String
+  description: String @limit(max: 2000, multiline: true)
   "How invasive it is."
   invasiveness: Invasiveness
 }
@@ -3988,25 +4010,25 @@ input TreatmentOptionInput {
 "A clinical trial as input."
 input ClinicalTrialInput {
   "Registry id."
-  registryId: String!
+  registryId: String! @limit(max: 64)
   "Title."
-  title: String!
+  title: String! @limit(max: 500)
   "Where to read more."
-  url: String
+  url: String @limit(max: 2048, url: true)
 }
 
 "An answer as input."
 input AnswerInput {
   "The question, as asked."
-  question: String!
+  question: String! @limit(max: 1000, multiline: true)
   "The answer."
-  answer: String!
+  answer: String! @limit(max: 10000, multiline: true)
 }
 
 "Input of ` + "`" + `saveOpinionDraft` + "`" + `."
 input SaveOpinionDraftInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "The view of the initial diagnosis."
   diagnosisAssessment: DiagnosisAssessment!
   "The revised diagnosis; required unless CONFIRMED."
@@ -4016,17 +4038,17 @@ input SaveOpinionDraftInput {
   "How much the opinion changes care."
   clinicalImpact: ClinicalImpact
   "Recommended treatment options."
-  treatmentOptions: [TreatmentOptionInput!]
+  treatmentOptions: [TreatmentOptionInput!] @limit(max: 20)
   "Clinical trials to consider."
-  clinicalTrials: [ClinicalTrialInput!]
+  clinicalTrials: [ClinicalTrialInput!] @limit(max: 20)
   "Answers to the case's questions."
-  answers: [AnswerInput!]
+  answers: [AnswerInput!] @limit(max: 20)
   "Questions the member may take to their doctor."
-  questionsForYourDoctor: [String!]
+  questionsForYourDoctor: [String!] @limit(max: 20, length: 1000, multiline: true)
   "A plain-language summary for the member."
-  memberSummary: String!
+  memberSummary: String! @limit(max: 5000, multiline: true)
   "The detailed report."
-  report: String!
+  report: String! @limit(max: 100000, multiline: true)
 }
 
 "What ` + "`" + `saveOpinionDraft` + "`" + ` wrote."
@@ -4038,9 +4060,9 @@ type SaveOpinionDraftPayload {
 "Input of ` + "`" + `deliverOpinion` + "`" + `."
 input DeliverOpinionInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "A client-chosen key: a retry with the same key returns the first result."
-  idempotencyKey: String
+  idempotencyKey: String @limit(max: 200)
 }
 
 "What ` + "`" + `deliverOpinion` + "`" + ` changed."
@@ -4054,11 +4076,11 @@ type DeliverOpinionPayload {
 "Input of ` + "`" + `recordDecision` + "`" + `."
 input RecordDecisionInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "What the member decided."
   decision: Decision!
   "An optional note."
-  note: String
+  note: String @limit(max: 2000, multiline: true)
 }
 
 "What ` + "`" + `recordDecision` + "`" + ` changed."
@@ -4070,9 +4092,9 @@ type RecordDecisionPayload {
 "Input of ` + "`" + `cancelCase` + "`" + `."
 input CancelCaseInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "Why the case is cancelled."
-  reason: String!
+  reason: String! @limit(max: 2000, multiline: true)
 }
 
 "What ` + "`" + `cancelCase` + "`" + ` changed."
@@ -4096,7 +4118,7 @@ type CaseEventNotice {
 "The root of all subscriptions."
 type Subscription {
   "Events of one case, or of every case you may see; visibility is checked per event."
-  caseEvents("Only this case." caseId: ID): CaseEventNotice!
+  caseEvents("Only this case." caseId: ID @limit(max: 128)): CaseEventNotice!
 }
 
 "The root of all writes."
@@ -4214,9 +4236,9 @@ type WebhookSubscriptionEdge {
 "Input of ` + "`" + `createWebhookSubscription` + "`" + `."
 input CreateWebhookSubscriptionInput {
   "The endpoint URL: https (http only on loopback, outside production), no credentials."
-  url: String!
+  url: String! @limit(max: 2048)
   "Only these event types (see ` + "`" + `WebhookSubscription.eventTypes` + "`" + `); omit or leave empty for all."
-  eventTypes: [String!]
+  eventTypes: [String!] @limit(max: 20, length: 64, set: true)
 }
 
 "What ` + "`" + `createWebhookSubscription` + "`" + ` created."
@@ -4230,7 +4252,7 @@ type CreateWebhookSubscriptionPayload {
 "Input of ` + "`" + `deleteWebhookSubscription` + "`" + `."
 input DeleteWebhookSubscriptionInput {
   "The subscription's global id."
-  id: ID!
+  id: ID! @limit(max: 128)
 }
 
 "What ` + "`" + `deleteWebhookSubscription` + "`" + ` deleted."
@@ -4242,7 +4264,7 @@ type DeleteWebhookSubscriptionPayload {
 "Input of ` + "`" + `redeliverWebhook` + "`" + `."
 input RedeliverWebhookInput {
   "The delivery's global id (the ` + "`" + `webhook-id` + "`" + ` your endpoint received)."
-  deliveryId: ID!
+  deliveryId: ID! @limit(max: 128)
 }
 
 "What ` + "`" + `redeliverWebhook` + "`" + ` queued."

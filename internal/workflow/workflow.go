@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/signing"
@@ -90,7 +91,8 @@ func clean(s string, field string, max int, required bool) (string, error) {
 	if required && s == "" {
 		return "", bad("%s is required", field)
 	}
-	if len(s) > max {
+	// Characters, not bytes: the caps agree with the schema's @limit.
+	if utf8.RuneCountInString(s) > max {
 		return "", bad("%s is longer than %d characters", field, max)
 	}
 	return s, nil
@@ -240,7 +242,7 @@ func cleanList(in []string, field string, required bool, norm func(string) strin
 	seen := map[string]bool{}
 	for _, x := range in {
 		x = norm(strings.TrimSpace(x))
-		if x == "" || len(x) > 100 {
+		if x == "" || utf8.RuneCountInString(x) > 100 {
 			return nil, bad("%s holds an empty or overlong entry", field)
 		}
 		if !seen[x] {
