@@ -163,6 +163,7 @@ type ComplexityRoot struct {
 		Diagnosis         func(childComplexity int) int
 		DueAt             func(childComplexity int) int
 		Events            func(childComplexity int) int
+		History           func(childComplexity int, first *int, after *string) int
 		ID                func(childComplexity int) int
 		Opinion           func(childComplexity int) int
 		Outcome           func(childComplexity int) int
@@ -201,6 +202,17 @@ type ComplexityRoot struct {
 		FromStatus func(childComplexity int) int
 		ToStatus   func(childComplexity int) int
 		Type       func(childComplexity int) int
+	}
+
+	CaseEventConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	CaseEventEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	CaseEventNotice struct {
@@ -624,6 +636,8 @@ type CaseResolver interface {
 
 	Specialist(ctx context.Context, obj *domain.Case) (*domain.Specialist, error)
 	Opinion(ctx context.Context, obj *domain.Case) (*domain.Opinion, error)
+
+	History(ctx context.Context, obj *domain.Case, first *int, after *string) (*model.CaseEventConnection, error)
 }
 type CaseConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *model.CaseConnection) (int, error)
@@ -1104,6 +1118,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Case.Events(childComplexity), true
+	case "Case.history":
+		if e.ComplexityRoot.Case.History == nil {
+			break
+		}
+
+		args, err := ec.field_Case_history_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Case.History(childComplexity, args["first"].(*int), args["after"].(*string)), true
 	case "Case.id":
 		if e.ComplexityRoot.Case.ID == nil {
 			break
@@ -1281,6 +1306,38 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CaseEvent.Type(childComplexity), true
+
+	case "CaseEventConnection.edges":
+		if e.ComplexityRoot.CaseEventConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventConnection.Edges(childComplexity), true
+	case "CaseEventConnection.pageInfo":
+		if e.ComplexityRoot.CaseEventConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventConnection.PageInfo(childComplexity), true
+	case "CaseEventConnection.totalCount":
+		if e.ComplexityRoot.CaseEventConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventConnection.TotalCount(childComplexity), true
+
+	case "CaseEventEdge.cursor":
+		if e.ComplexityRoot.CaseEventEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventEdge.Cursor(childComplexity), true
+	case "CaseEventEdge.node":
+		if e.ComplexityRoot.CaseEventEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventEdge.Node(childComplexity), true
 
 	case "CaseEventNotice.caseId":
 		if e.ComplexityRoot.CaseEventNotice.CaseID == nil {
@@ -3497,10 +3554,30 @@ type Case implements Node {
   updatedAt: DateTime! @group(name: CASE_ADMIN)
   "When the opinion was delivered."
   deliveredAt: DateTime @group(name: CASE_ADMIN)
-  "The case's history, oldest first."
+  "The case's latest events (at most 50), oldest first; ` + "`" + `history` + "`" + ` pages through all of them."
   events: [CaseEvent!]! @group(name: CASE_ADMIN)
+  "The case's whole history from the event log, oldest first, a page at a time."
+  history("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String @limit(max: 200)): CaseEventConnection! @group(name: CASE_ADMIN)
   "Optimistic-concurrency version; pass it as ` + "`" + `expectedVersion` + "`" + `."
   version: Int! @group(name: CASE_ADMIN)
+}
+
+"An edge of a case's history."
+type CaseEventEdge {
+  "Opaque cursor of this edge."
+  cursor: String!
+  "The event."
+  node: CaseEvent!
+}
+
+"A page of a case's history, oldest first."
+type CaseEventConnection {
+  "The edges of this page."
+  edges: [CaseEventEdge!]!
+  "Pagination state."
+  pageInfo: PageInfo!
+  "How many events the case has had in all."
+  totalCount: Int!
 }
 
 "A physician who writes second opinions."
@@ -4512,6 +4589,8 @@ func (ec *executionContext) childFields_Case(ctx context.Context, field graphql.
 		return ec.fieldContext_Case_deliveredAt(ctx, field)
 	case "events":
 		return ec.fieldContext_Case_events(ctx, field)
+	case "history":
+		return ec.fieldContext_Case_history(ctx, field)
 	case "version":
 		return ec.fieldContext_Case_version(ctx, field)
 	case "recordsCompleteAt":
@@ -4558,6 +4637,28 @@ func (ec *executionContext) childFields_CaseEvent(ctx context.Context, field gra
 		return ec.fieldContext_CaseEvent_actorRole(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CaseEvent", field.Name)
+}
+
+func (ec *executionContext) childFields_CaseEventConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_CaseEventConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_CaseEventConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_CaseEventConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CaseEventConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_CaseEventEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_CaseEventEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_CaseEventEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CaseEventEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_CaseEventNotice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5345,6 +5446,28 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 // endregion ************************** internal!.gotpl ***************************
 
 // region    ***************************** args.gotpl *****************************
+
+func (ec *executionContext) field_Case_history_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
 
 func (ec *executionContext) field_Document_downloadUrl_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
@@ -8029,6 +8152,50 @@ func (ec *executionContext) fieldContext_Case_events(_ context.Context, field gr
 	return fc, nil
 }
 
+func (ec *executionContext) _Case_history(ctx context.Context, field graphql.CollectedField, obj *domain.Case) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Case_history(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Case().History(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CaseEventConnection) graphql.Marshaler {
+			return ec.marshalNCaseEventConnection2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Case_history(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Case",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CaseEventConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Case_history_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Case_version(ctx context.Context, field graphql.CollectedField, obj *domain.Case) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8362,6 +8529,148 @@ func (ec *executionContext) _CaseEvent_actorRole(ctx context.Context, field grap
 }
 func (ec *executionContext) fieldContext_CaseEvent_actorRole(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CaseEvent", field, true, true, "Role")
+}
+
+func (ec *executionContext) _CaseEventConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.CaseEventEdge) graphql.Marshaler {
+			return ec.marshalNCaseEventEdge2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CaseEventConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CaseEventEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CaseEventConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CaseEventConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CaseEventConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CaseEventConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CaseEventEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CaseEventEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _CaseEventEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.CaseEvent) graphql.Marshaler {
+			return ec.marshalNCaseEvent2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCaseEvent(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CaseEventEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CaseEvent(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _CaseEventNotice_caseId(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventNotice) (ret graphql.Marshaler) {
@@ -19131,6 +19440,12 @@ func (ec *executionContext) _Case(ctx context.Context, sel ast.SelectionSet, obj
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "history":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Case_history(ctx, field, obj)
+				})
 		case "version":
 			out.Values[i] = ec._Case_version(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -19282,6 +19597,87 @@ func (ec *executionContext) _CaseEvent(ctx context.Context, sel ast.SelectionSet
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._CaseEvent_actorRole(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var caseEventConnectionImplementors = []string{"CaseEventConnection"}
+
+func (ec *executionContext) _CaseEventConnection(ctx context.Context, sel ast.SelectionSet, obj *model.CaseEventConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, caseEventConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CaseEventConnection")
+		case "edges":
+			out.Values[i] = ec._CaseEventConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._CaseEventConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._CaseEventConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var caseEventEdgeImplementors = []string{"CaseEventEdge"}
+
+func (ec *executionContext) _CaseEventEdge(ctx context.Context, sel ast.SelectionSet, obj *model.CaseEventEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, caseEventEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CaseEventEdge")
+		case "cursor":
+			out.Values[i] = ec._CaseEventEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._CaseEventEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -22653,6 +23049,34 @@ func (ec *executionContext) marshalNCaseEvent2ᚖgithubᚗcomᚋsecondopinionᚋ
 		return graphql.Null
 	}
 	return ec._CaseEvent(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCaseEventConnection2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventConnection(ctx context.Context, sel ast.SelectionSet, v *model.CaseEventConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CaseEventConnection!")
+		return graphql.Null
+	}
+	return ec._CaseEventConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCaseEventEdge2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventEdge(ctx context.Context, sel ast.SelectionSet, v model.CaseEventEdge) graphql.Marshaler {
+	return ec._CaseEventEdge(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNCaseEventEdge2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []model.CaseEventEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCaseEventEdge2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalNCaseEventNotice2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventNotice(ctx context.Context, sel ast.SelectionSet, v *model.CaseEventNotice) graphql.Marshaler {
