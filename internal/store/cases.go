@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
@@ -92,18 +93,47 @@ func (s *Store) CaseWith(ctx context.Context, p domain.Principal, id string, vie
 	if sc.none {
 		return nil, domain.ErrNotFound("case")
 	}
-	d, err := findByID[caseDoc](ctx, s, colCases, id, caseProjectionFor(p, view))
+	proj := caseProjectionFor(p, view)
+	d, err := findByID[caseDoc](ctx, s, colCases, id, proj)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, s.caseNotFound(ctx, sc, proj, false)
+	}
 	if err != nil {
 		return nil, translate(err, "case")
 	}
+	s.lastCase.Store(&id)
 	c := toCase(d)
 	if !sc.allow(c) {
-		return nil, domain.ErrNotFound("case")
+		return nil, s.caseNotFound(ctx, sc, proj, true)
 	}
 	if err := s.withClinical(ctx, p, view, []*domain.Case{c}); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// absentCaseID is an id no case has (NewID never makes a zero time).
+const absentCaseID = "000000000000000000000000"
+
+// caseNotFound answers NOT_FOUND for a case read by id after the same work
+// whichever way the read failed: one read that finds a case document
+// (decoded, converted and held to the scope) and one that finds nothing.
+// found says which of the two the caller's own read was; the other is
+// made here, on the last case read by id or on an absent id, and
+// discarded. Without it a missing id answers measurably sooner than an
+// existing one outside the scope (FerretDB decodes a document even when a
+// filter would refuse it, and a filter beyond {_id} makes it scan the
+// collection), which tells a caller probing ids which exist (issue 14,
+// finding 11; BenchmarkCaseOutsideScopeVersusMissing).
+func (s *Store) caseNotFound(ctx context.Context, sc scope[*domain.Case], proj bson.D, found bool) error {
+	if found {
+		_, _ = findByID[caseDoc](ctx, s, colCases, absentCaseID, proj)
+	} else if id := s.lastCase.Load(); id != nil {
+		if d, err := findByID[caseDoc](ctx, s, colCases, *id, proj); err == nil {
+			_ = sc.allow(toCase(d))
+		}
+	}
+	return domain.ErrNotFound("case")
 }
 
 // withClinical fetches, for a reviewer, the clinical part of the cases
