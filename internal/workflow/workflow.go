@@ -212,7 +212,7 @@ func (s *Service) UpsertSpecialist(ctx context.Context, p domain.Principal, in s
 	if !country.MatchString(in.Country) {
 		return nil, bad("country must be an ISO 3166-1 alpha-2 code")
 	}
-	if in.Email != nil && (len(*in.Email) > 200 || (*in.Email != "" && !strings.Contains(*in.Email, "@"))) {
+	if in.Email != nil && (utf8.RuneCountInString(*in.Email) > 200 || (*in.Email != "" && !strings.Contains(*in.Email, "@"))) {
 		return nil, bad("email is not an email address")
 	}
 	// A specialist belongs to a registered provider org or network, its
@@ -344,7 +344,7 @@ func normalizeRequest(p domain.Principal, r *Request) error {
 	if r.PreferredLanguage != "" && !language.MatchString(r.PreferredLanguage) {
 		return bad("preferredLanguage must be an ISO 639-1 code")
 	}
-	if len(r.IdempotencyKey) > 200 {
+	if utf8.RuneCountInString(r.IdempotencyKey) > 200 {
 		return bad("idempotencyKey is longer than 200 characters")
 	}
 	return nil
