@@ -35,6 +35,8 @@ func Complexity() ComplexityRoot {
 	}
 	// Bounded lists of a case or policy: count a typical upper size.
 	c.Case.Events = func(child int) int { return 1 + 20*child }
+	// Each event of a page of the history is one read by _id.
+	c.Case.History = func(child int, first *int, _ *string) int { return pageCost(child, first) }
 	c.Case.Records = func(child int) int { return 1 + 20*child }
 	c.Policy.Insured = func(child int) int { return 1 + 5*child }
 	return c

@@ -163,6 +163,7 @@ type ComplexityRoot struct {
 		Diagnosis         func(childComplexity int) int
 		DueAt             func(childComplexity int) int
 		Events            func(childComplexity int) int
+		History           func(childComplexity int, first *int, after *string) int
 		ID                func(childComplexity int) int
 		Opinion           func(childComplexity int) int
 		Outcome           func(childComplexity int) int
@@ -201,6 +202,17 @@ type ComplexityRoot struct {
 		FromStatus func(childComplexity int) int
 		ToStatus   func(childComplexity int) int
 		Type       func(childComplexity int) int
+	}
+
+	CaseEventConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	CaseEventEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	CaseEventNotice struct {
@@ -624,6 +636,8 @@ type CaseResolver interface {
 
 	Specialist(ctx context.Context, obj *domain.Case) (*domain.Specialist, error)
 	Opinion(ctx context.Context, obj *domain.Case) (*domain.Opinion, error)
+
+	History(ctx context.Context, obj *domain.Case, first *int, after *string) (*model.CaseEventConnection, error)
 }
 type CaseConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *model.CaseConnection) (int, error)
@@ -1104,6 +1118,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Case.Events(childComplexity), true
+	case "Case.history":
+		if e.ComplexityRoot.Case.History == nil {
+			break
+		}
+
+		args, err := ec.field_Case_history_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Case.History(childComplexity, args["first"].(*int), args["after"].(*string)), true
 	case "Case.id":
 		if e.ComplexityRoot.Case.ID == nil {
 			break
@@ -1281,6 +1306,38 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CaseEvent.Type(childComplexity), true
+
+	case "CaseEventConnection.edges":
+		if e.ComplexityRoot.CaseEventConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventConnection.Edges(childComplexity), true
+	case "CaseEventConnection.pageInfo":
+		if e.ComplexityRoot.CaseEventConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventConnection.PageInfo(childComplexity), true
+	case "CaseEventConnection.totalCount":
+		if e.ComplexityRoot.CaseEventConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventConnection.TotalCount(childComplexity), true
+
+	case "CaseEventEdge.cursor":
+		if e.ComplexityRoot.CaseEventEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventEdge.Cursor(childComplexity), true
+	case "CaseEventEdge.node":
+		if e.ComplexityRoot.CaseEventEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventEdge.Node(childComplexity), true
 
 	case "CaseEventNotice.caseId":
 		if e.ComplexityRoot.CaseEventNotice.CaseID == nil {
@@ -3101,6 +3158,28 @@ directive @group(
   name: FieldGroup!
 ) on FIELD_DEFINITION
 
+"""
+The most an input accepts, declared beside it and enforced in one place
+(graph/limits.go) before any resolver runs; a violation is BAD_USER_INPUT
+naming the input's path (e.g. ` + "`" + `input.answers[2].answer` + "`" + `), and nothing is
+stored. On a String or ID: at most ` + "`" + `max` + "`" + ` characters, no control characters
+but tab (and newline where ` + "`" + `multiline` + "`" + `). On a list: at most ` + "`" + `max` + "`" + ` entries,
+each String or ID entry at most ` + "`" + `length` + "`" + ` characters. README "Input limits"
+lists them all.
+"""
+directive @limit(
+  "At most this many characters (String, ID) or entries (list)."
+  max: Int!
+  "At most this many characters in each String or ID entry of a list."
+  length: Int
+  "The value is an absolute https URL."
+  url: Boolean
+  "Line breaks (newline, carriage return before a newline) are allowed."
+  multiline: Boolean
+  "The list is a set: an entry may not repeat."
+  set: Boolean
+) on INPUT_FIELD_DEFINITION | ARGUMENT_DEFINITION
+
 "The visibility groups of fields; which roles read each is listed per value."
 enum FieldGroup {
   "Every role that can see the object."
@@ -3475,10 +3554,30 @@ type Case implements Node {
   updatedAt: DateTime! @group(name: CASE_ADMIN)
   "When the opinion was delivered."
   deliveredAt: DateTime @group(name: CASE_ADMIN)
-  "The case's history, oldest first."
+  "The case's latest events (at most 50), oldest first; ` + "`" + `history` + "`" + ` pages through all of them."
   events: [CaseEvent!]! @group(name: CASE_ADMIN)
+  "The case's whole history from the event log, oldest first, a page at a time."
+  history("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String @limit(max: 200)): CaseEventConnection! @group(name: CASE_ADMIN)
   "Optimistic-concurrency version; pass it as ` + "`" + `expectedVersion` + "`" + `."
   version: Int! @group(name: CASE_ADMIN)
+}
+
+"An edge of a case's history."
+type CaseEventEdge {
+  "Opaque cursor of this edge."
+  cursor: String!
+  "The event."
+  node: CaseEvent!
+}
+
+"A page of a case's history, oldest first."
+type CaseEventConnection {
+  "The edges of this page."
+  edges: [CaseEventEdge!]!
+  "Pagination state."
+  pageInfo: PageInfo!
+  "How many events the case has had in all."
+  totalCount: Int!
 }
 
 "A physician who writes second opinions."
@@ -3696,9 +3795,9 @@ input PolicyFilter {
 "Filters for ` + "`" + `cases` + "`" + `."
 input CaseFilter {
   "Only cases in one of these statuses."
-  status: [CaseStatus!]
+  status: [CaseStatus!] @limit(max: 7, set: true)
   "Only cases for this specialty."
-  specialty: String
+  specialty: String @limit(max: 100)
   "Only cases past (true) or within (false) their SLA."
   overdue: Boolean
 }
@@ -3706,11 +3805,11 @@ input CaseFilter {
 "Filters for ` + "`" + `specialists` + "`" + `."
 input SpecialistFilter {
   "Only specialists with this specialty."
-  specialty: String
+  specialty: String @limit(max: 100)
   "Only specialists speaking this language."
-  language: String
+  language: String @limit(max: 8)
   "Only specialists practising in this country."
-  country: String
+  country: String @limit(max: 8)
   "Only specialists who do (or do not) accept new cases."
   acceptingCases: Boolean
 }
@@ -3718,15 +3817,15 @@ input SpecialistFilter {
 "Filters for ` + "`" + `opinions` + "`" + `."
 input OpinionFilter {
   "Only the opinion of this case."
-  caseId: ID
+  caseId: ID @limit(max: 128)
 }
 
 "Filters for ` + "`" + `auditEvents` + "`" + `."
 input AuditEventFilter {
   "Only events about this case."
-  caseId: ID
+  caseId: ID @limit(max: 128)
   "Only events caused by this subject."
-  subject: String
+  subject: String @limit(max: 256)
 }
 
 "The root of all reads."
@@ -3734,29 +3833,29 @@ type Query {
   "Who the token says you are."
   viewer: Viewer!
   "Fetches any object by its global id; null when it does not exist or is outside your scope."
-  node("A global id." id: ID!): Node
+  node("A global id." id: ID! @limit(max: 128)): Node
   "Policies in your scope."
-  policies("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String, "Filters." filter: PolicyFilter): PolicyConnection!
+  policies("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String @limit(max: 200), "Filters." filter: PolicyFilter): PolicyConnection!
   "One policy, or null."
-  policy("The policy's global id." id: ID!): Policy
+  policy("The policy's global id." id: ID! @limit(max: 128)): Policy
   "Cases in your scope, newest first."
-  cases("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String, "Filters." filter: CaseFilter): CaseConnection!
+  cases("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String @limit(max: 200), "Filters." filter: CaseFilter): CaseConnection!
   "One case, or null."
-  case("The case's global id." id: ID!): Case
+  case("The case's global id." id: ID! @limit(max: 128)): Case
   "Specialists (public profiles for everyone)."
-  specialists("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String, "Filters." filter: SpecialistFilter): SpecialistConnection!
+  specialists("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String @limit(max: 200), "Filters." filter: SpecialistFilter): SpecialistConnection!
   "One specialist, or null."
-  specialist("The specialist's global id." id: ID!): Specialist
+  specialist("The specialist's global id." id: ID! @limit(max: 128)): Specialist
   "Opinions in your scope."
-  opinions("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String, "Filters." filter: OpinionFilter): OpinionConnection!
+  opinions("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String @limit(max: 200), "Filters." filter: OpinionFilter): OpinionConnection!
   "One opinion, or null."
-  opinion("The opinion's global id." id: ID!): Opinion
+  opinion("The opinion's global id." id: ID! @limit(max: 128)): Opinion
   "Specialists who could take a case, best first (coordinators). Specialists abroad appear only when they could be assigned."
-  specialistMatches("The case's global id." caseId: ID!, "How many to return, 1 to 100 (default 10)." first: Int): [SpecialistMatch!]!
+  specialistMatches("The case's global id." caseId: ID! @limit(max: 128), "How many to return, 1 to 100 (default 10)." first: Int): [SpecialistMatch!]!
   "Audit trail, newest first (coordinators)."
-  auditEvents("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String, "Filters." filter: AuditEventFilter): AuditEventConnection!
+  auditEvents("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String @limit(max: 200), "Filters." filter: AuditEventFilter): AuditEventConnection!
   "Your organisation's webhook subscriptions, oldest first (insurers, providers, partners)."
-  webhookSubscriptions("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String): WebhookSubscriptionConnection!
+  webhookSubscriptions("Page size, 1 to 100 (default 20)." first: Int, "Cursor to continue after." after: String @limit(max: 200)): WebhookSubscriptionConnection!
 }
 
 "The second-opinion benefit of a new or updated policy."
@@ -3772,29 +3871,29 @@ input SecondOpinionBenefitInput {
 "An insured member of a new policy."
 input InsuredInput {
   "The member's id (the ` + "`" + `sub` + "`" + ` of their app token)."
-  memberId: String!
+  memberId: String! @limit(max: 64)
   "Given name."
-  givenName: String!
+  givenName: String! @limit(max: 100)
   "Family name."
-  familyName: String!
+  familyName: String! @limit(max: 100)
   "Date of birth."
   dateOfBirth: Date!
   "Sex."
   sex: Sex
   "Email address."
-  email: String
+  email: String @limit(max: 200)
   "Phone number."
-  phone: String
+  phone: String @limit(max: 32)
   "Country of residence, ISO 3166-1 alpha-2."
-  country: String
+  country: String @limit(max: 8)
   "Preferred language, ISO 639-1."
-  language: String
+  language: String @limit(max: 8)
 }
 
 "Input of ` + "`" + `createPolicy` + "`" + `."
 input CreatePolicyInput {
   "The insurer's policy number, unique per insurer."
-  policyNumber: String!
+  policyNumber: String! @limit(max: 64)
   "The product line."
   product: Product!
   "First day of cover."
@@ -3804,7 +3903,7 @@ input CreatePolicyInput {
   "The second-opinion benefit."
   secondOpinion: SecondOpinionBenefitInput!
   "The insured members (at least one)."
-  insured: [InsuredInput!]!
+  insured: [InsuredInput!]! @limit(max: 20)
 }
 
 "What ` + "`" + `createPolicy` + "`" + ` created."
@@ -3816,7 +3915,7 @@ type CreatePolicyPayload {
 "Input of ` + "`" + `updatePolicy` + "`" + `."
 input UpdatePolicyInput {
   "The policy's global id."
-  id: ID!
+  id: ID! @limit(max: 128)
   "A new status."
   status: PolicyStatus
   "A new benefit."
@@ -3834,27 +3933,27 @@ type UpdatePolicyPayload {
 "Input of ` + "`" + `upsertSpecialist` + "`" + `."
 input UpsertSpecialistInput {
   "The specialist's global id, to update; omit to create."
-  id: ID
+  id: ID @limit(max: 128)
   "Full name."
-  name: String!
+  name: String! @limit(max: 200)
   "Credentials."
-  credentials: String
+  credentials: String @limit(max: 200)
   "Specialties (at least one)."
-  specialties: [String!]!
+  specialties: [String!]! @limit(max: 30, length: 100)
   "Sub-specialties."
-  subSpecialties: [String!]
+  subSpecialties: [String!] @limit(max: 30, length: 100)
   "Languages spoken, ISO 639-1 (at least one)."
-  languages: [String!]!
+  languages: [String!]! @limit(max: 30, length: 8)
   "Country of practice, ISO 3166-1 alpha-2."
-  country: String!
+  country: String! @limit(max: 8)
   "Institution."
-  institution: String
+  institution: String @limit(max: 200)
   "Whether the specialist accepts new cases (default true)."
   acceptingCases: Boolean
   "Contact email."
-  email: String
+  email: String @limit(max: 200)
   "The owning org; coordinators only (others always write their own)."
-  orgId: String
+  orgId: String @limit(max: 63)
   "Fail with CONFLICT unless the specialist is still at this version."
   expectedVersion: Int
 }
@@ -3868,31 +3967,31 @@ type UpsertSpecialistPayload {
 "A diagnosis as input."
 input DiagnosisInput {
   "ICD-10 code, e.g. ` + "`" + `C50.9` + "`" + `."
-  code: String!
+  code: String! @limit(max: 16)
   "The diagnosis in words."
-  description: String!
+  description: String! @limit(max: 500)
 }
 
 "Input of ` + "`" + `requestSecondOpinion` + "`" + `."
 input RequestSecondOpinionInput {
   "The covering policy's global id."
-  policyId: ID!
+  policyId: ID! @limit(max: 128)
   "The insured member the case is for; members may omit it (themselves)."
-  patientMemberId: String
+  patientMemberId: String @limit(max: 64)
   "The requested specialty."
-  specialty: String!
+  specialty: String! @limit(max: 100)
   "The initial diagnosis."
   diagnosis: DiagnosisInput!
   "The proposed treatment."
-  proposedTreatment: String
+  proposedTreatment: String @limit(max: 5000, multiline: true)
   "Questions for the specialist."
-  questions: [String!]
+  questions: [String!] @limit(max: 20, length: 1000, multiline: true)
   "How urgent (default ROUTINE)."
   urgency: Urgency
   "Preferred language of the opinion, ISO 639-1."
-  preferredLanguage: String
+  preferredLanguage: String @limit(max: 8)
   "A client-chosen key: a retry with the same key and input returns the first result."
-  idempotencyKey: String
+  idempotencyKey: String @limit(max: 200)
 }
 
 "What ` + "`" + `requestSecondOpinion` + "`" + ` created."
@@ -3914,7 +4013,7 @@ type SpecialistMatch {
 "Input of ` + "`" + `grantConsent` + "`" + ` and ` + "`" + `revokeConsent` + "`" + `."
 input ConsentInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "Which consent."
   kind: ConsentKind!
 }
@@ -3928,9 +4027,9 @@ type ConsentPayload {
 "Input of ` + "`" + `addMedicalRecord` + "`" + `."
 input AddMedicalRecordInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "A short title."
-  title: String!
+  title: String! @limit(max: 200)
   "The kind of record."
   kind: RecordKind!
   "When the record was made."
@@ -3948,9 +4047,9 @@ type AddMedicalRecordPayload {
 "Input of ` + "`" + `assignSpecialist` + "`" + `."
 input AssignSpecialistInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "The specialist's global id."
-  specialistId: ID!
+  specialistId: ID! @limit(max: 128)
   "Fail with CONFLICT unless the case is still at this version."
   expectedVersion: Int
 }
@@ -3964,7 +4063,7 @@ type AssignSpecialistPayload {
 "Input of ` + "`" + `startReview` + "`" + `."
 input StartReviewInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "Fail with CONFLICT unless the case is still at this version."
   expectedVersion: Int
 }
@@ -3978,9 +4077,9 @@ type StartReviewPayload {
 "A treatment option as input."
 input TreatmentOptionInput {
   "Name of the option."
-  name: String!
+  name: String! @limit(max: 200)
   "What it involves."
-  description: String
+  description: String @limit(max: 2000, multiline: true)
   "How invasive it is."
   invasiveness: Invasiveness
 }
@@ -3988,25 +4087,25 @@ input TreatmentOptionInput {
 "A clinical trial as input."
 input ClinicalTrialInput {
   "Registry id."
-  registryId: String!
+  registryId: String! @limit(max: 64)
   "Title."
-  title: String!
+  title: String! @limit(max: 500)
   "Where to read more."
-  url: String
+  url: String @limit(max: 2048, url: true)
 }
 
 "An answer as input."
 input AnswerInput {
   "The question, as asked."
-  question: String!
+  question: String! @limit(max: 1000, multiline: true)
   "The answer."
-  answer: String!
+  answer: String! @limit(max: 10000, multiline: true)
 }
 
 "Input of ` + "`" + `saveOpinionDraft` + "`" + `."
 input SaveOpinionDraftInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "The view of the initial diagnosis."
   diagnosisAssessment: DiagnosisAssessment!
   "The revised diagnosis; required unless CONFIRMED."
@@ -4016,17 +4115,17 @@ input SaveOpinionDraftInput {
   "How much the opinion changes care."
   clinicalImpact: ClinicalImpact
   "Recommended treatment options."
-  treatmentOptions: [TreatmentOptionInput!]
+  treatmentOptions: [TreatmentOptionInput!] @limit(max: 20)
   "Clinical trials to consider."
-  clinicalTrials: [ClinicalTrialInput!]
+  clinicalTrials: [ClinicalTrialInput!] @limit(max: 20)
   "Answers to the case's questions."
-  answers: [AnswerInput!]
+  answers: [AnswerInput!] @limit(max: 20)
   "Questions the member may take to their doctor."
-  questionsForYourDoctor: [String!]
+  questionsForYourDoctor: [String!] @limit(max: 20, length: 1000, multiline: true)
   "A plain-language summary for the member."
-  memberSummary: String!
+  memberSummary: String! @limit(max: 5000, multiline: true)
   "The detailed report."
-  report: String!
+  report: String! @limit(max: 100000, multiline: true)
 }
 
 "What ` + "`" + `saveOpinionDraft` + "`" + ` wrote."
@@ -4038,9 +4137,9 @@ type SaveOpinionDraftPayload {
 "Input of ` + "`" + `deliverOpinion` + "`" + `."
 input DeliverOpinionInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "A client-chosen key: a retry with the same key returns the first result."
-  idempotencyKey: String
+  idempotencyKey: String @limit(max: 200)
 }
 
 "What ` + "`" + `deliverOpinion` + "`" + ` changed."
@@ -4054,11 +4153,11 @@ type DeliverOpinionPayload {
 "Input of ` + "`" + `recordDecision` + "`" + `."
 input RecordDecisionInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "What the member decided."
   decision: Decision!
   "An optional note."
-  note: String
+  note: String @limit(max: 2000, multiline: true)
 }
 
 "What ` + "`" + `recordDecision` + "`" + ` changed."
@@ -4070,9 +4169,9 @@ type RecordDecisionPayload {
 "Input of ` + "`" + `cancelCase` + "`" + `."
 input CancelCaseInput {
   "The case's global id."
-  caseId: ID!
+  caseId: ID! @limit(max: 128)
   "Why the case is cancelled."
-  reason: String!
+  reason: String! @limit(max: 2000, multiline: true)
 }
 
 "What ` + "`" + `cancelCase` + "`" + ` changed."
@@ -4096,7 +4195,7 @@ type CaseEventNotice {
 "The root of all subscriptions."
 type Subscription {
   "Events of one case, or of every case you may see; visibility is checked per event."
-  caseEvents("Only this case." caseId: ID): CaseEventNotice!
+  caseEvents("Only this case." caseId: ID @limit(max: 128)): CaseEventNotice!
 }
 
 "The root of all writes."
@@ -4214,9 +4313,9 @@ type WebhookSubscriptionEdge {
 "Input of ` + "`" + `createWebhookSubscription` + "`" + `."
 input CreateWebhookSubscriptionInput {
   "The endpoint URL: https (http only on loopback, outside production), no credentials."
-  url: String!
+  url: String! @limit(max: 2048)
   "Only these event types (see ` + "`" + `WebhookSubscription.eventTypes` + "`" + `); omit or leave empty for all."
-  eventTypes: [String!]
+  eventTypes: [String!] @limit(max: 20, length: 64, set: true)
 }
 
 "What ` + "`" + `createWebhookSubscription` + "`" + ` created."
@@ -4230,7 +4329,7 @@ type CreateWebhookSubscriptionPayload {
 "Input of ` + "`" + `deleteWebhookSubscription` + "`" + `."
 input DeleteWebhookSubscriptionInput {
   "The subscription's global id."
-  id: ID!
+  id: ID! @limit(max: 128)
 }
 
 "What ` + "`" + `deleteWebhookSubscription` + "`" + ` deleted."
@@ -4242,7 +4341,7 @@ type DeleteWebhookSubscriptionPayload {
 "Input of ` + "`" + `redeliverWebhook` + "`" + `."
 input RedeliverWebhookInput {
   "The delivery's global id (the ` + "`" + `webhook-id` + "`" + ` your endpoint received)."
-  deliveryId: ID!
+  deliveryId: ID! @limit(max: 128)
 }
 
 "What ` + "`" + `redeliverWebhook` + "`" + ` queued."
@@ -4490,6 +4589,8 @@ func (ec *executionContext) childFields_Case(ctx context.Context, field graphql.
 		return ec.fieldContext_Case_deliveredAt(ctx, field)
 	case "events":
 		return ec.fieldContext_Case_events(ctx, field)
+	case "history":
+		return ec.fieldContext_Case_history(ctx, field)
 	case "version":
 		return ec.fieldContext_Case_version(ctx, field)
 	case "recordsCompleteAt":
@@ -4536,6 +4637,28 @@ func (ec *executionContext) childFields_CaseEvent(ctx context.Context, field gra
 		return ec.fieldContext_CaseEvent_actorRole(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CaseEvent", field.Name)
+}
+
+func (ec *executionContext) childFields_CaseEventConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_CaseEventConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_CaseEventConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_CaseEventConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CaseEventConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_CaseEventEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "cursor":
+		return ec.fieldContext_CaseEventEdge_cursor(ctx, field)
+	case "node":
+		return ec.fieldContext_CaseEventEdge_node(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CaseEventEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_CaseEventNotice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5323,6 +5446,28 @@ func (ec *executionContext) childFields___Type(ctx context.Context, field graphq
 // endregion ************************** internal!.gotpl ***************************
 
 // region    ***************************** args.gotpl *****************************
+
+func (ec *executionContext) field_Case_history_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
 
 func (ec *executionContext) field_Document_downloadUrl_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
@@ -8007,6 +8152,50 @@ func (ec *executionContext) fieldContext_Case_events(_ context.Context, field gr
 	return fc, nil
 }
 
+func (ec *executionContext) _Case_history(ctx context.Context, field graphql.CollectedField, obj *domain.Case) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Case_history(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Case().History(ctx, obj, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CaseEventConnection) graphql.Marshaler {
+			return ec.marshalNCaseEventConnection2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Case_history(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Case",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CaseEventConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Case_history_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Case_version(ctx context.Context, field graphql.CollectedField, obj *domain.Case) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -8340,6 +8529,148 @@ func (ec *executionContext) _CaseEvent_actorRole(ctx context.Context, field grap
 }
 func (ec *executionContext) fieldContext_CaseEvent_actorRole(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CaseEvent", field, true, true, "Role")
+}
+
+func (ec *executionContext) _CaseEventConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.CaseEventEdge) graphql.Marshaler {
+			return ec.marshalNCaseEventEdge2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CaseEventConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CaseEventEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CaseEventConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CaseEventConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CaseEventConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventConnection_totalCount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalCount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventConnection_totalCount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CaseEventConnection", field, false, false, "Int")
+}
+
+func (ec *executionContext) _CaseEventEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CaseEventEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _CaseEventEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.CaseEvent) graphql.Marshaler {
+			return ec.marshalNCaseEvent2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐCaseEvent(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CaseEventEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CaseEvent(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _CaseEventNotice_caseId(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventNotice) (ret graphql.Marshaler) {
@@ -19109,6 +19440,12 @@ func (ec *executionContext) _Case(ctx context.Context, sel ast.SelectionSet, obj
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "history":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Case_history(ctx, field, obj)
+				})
 		case "version":
 			out.Values[i] = ec._Case_version(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -19260,6 +19597,87 @@ func (ec *executionContext) _CaseEvent(ctx context.Context, sel ast.SelectionSet
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._CaseEvent_actorRole(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var caseEventConnectionImplementors = []string{"CaseEventConnection"}
+
+func (ec *executionContext) _CaseEventConnection(ctx context.Context, sel ast.SelectionSet, obj *model.CaseEventConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, caseEventConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CaseEventConnection")
+		case "edges":
+			out.Values[i] = ec._CaseEventConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._CaseEventConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "totalCount":
+			out.Values[i] = ec._CaseEventConnection_totalCount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var caseEventEdgeImplementors = []string{"CaseEventEdge"}
+
+func (ec *executionContext) _CaseEventEdge(ctx context.Context, sel ast.SelectionSet, obj *model.CaseEventEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, caseEventEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CaseEventEdge")
+		case "cursor":
+			out.Values[i] = ec._CaseEventEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "node":
+			out.Values[i] = ec._CaseEventEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -22631,6 +23049,34 @@ func (ec *executionContext) marshalNCaseEvent2ᚖgithubᚗcomᚋsecondopinionᚋ
 		return graphql.Null
 	}
 	return ec._CaseEvent(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCaseEventConnection2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventConnection(ctx context.Context, sel ast.SelectionSet, v *model.CaseEventConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CaseEventConnection!")
+		return graphql.Null
+	}
+	return ec._CaseEventConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCaseEventEdge2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventEdge(ctx context.Context, sel ast.SelectionSet, v model.CaseEventEdge) graphql.Marshaler {
+	return ec._CaseEventEdge(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNCaseEventEdge2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []model.CaseEventEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCaseEventEdge2githubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalNCaseEventNotice2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐCaseEventNotice(ctx context.Context, sel ast.SelectionSet, v *model.CaseEventNotice) graphql.Marshaler {

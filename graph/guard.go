@@ -121,9 +121,31 @@ func recordField(ctx context.Context, fc *graphql.FieldContext, group domain.Gro
 	case *domain.Case:
 		entry.PatientID = v.PatientID
 	case *domain.Patient:
-		entry.PatientID = v.MemberKey
+		entry.PatientID, entry.CaseID = v.MemberKey, reachedThroughCase(fc.Parent)
 	case domain.Patient:
-		entry.PatientID = v.MemberKey
+		entry.PatientID, entry.CaseID = v.MemberKey, reachedThroughCase(fc.Parent)
 	}
 	audit.Record(ctx, entry)
+}
+
+// reachedThroughCase returns the raw id of the case through which the
+// object of field fc was reached (case { patient }, opinion { case {
+// patient } }), or "" when the nearest object above it is no case or
+// opinion (a policy's insured). A patient's audit row then names the case,
+// so a coordinator filtering the audit by case finds every read of that
+// case's patient, a partner's too, whose patient id is a pseudonym.
+func reachedThroughCase(fc *graphql.FieldContext) string {
+	for p := fc.Parent; p != nil; p = p.Parent {
+		switch v := p.Result.(type) {
+		case *domain.Case:
+			return v.ID
+		case domain.Case:
+			return v.ID
+		case *domain.Opinion:
+			return v.CaseID
+		case *domain.Policy, domain.Policy:
+			return ""
+		}
+	}
+	return ""
 }

@@ -73,6 +73,28 @@ func (r *caseResolver) Opinion(ctx context.Context, obj *domain.Case) (*domain.O
 	return loader.Optional(l.OpinionOfCase.Load(ctx, obj))
 }
 
+// History is the resolver for the history field.
+func (r *caseResolver) History(ctx context.Context, obj *domain.Case, first *int, after *string) (*model.CaseEventConnection, error) {
+	p, err := readable(ctx, domain.ScopeCasesRead)
+	if err != nil {
+		return nil, err
+	}
+	pg, err := page(first, after)
+	if err != nil {
+		return nil, err
+	}
+	items, more, total, err := r.Workflow.CaseHistory(ctx, p, obj.ID, pg)
+	if err != nil {
+		return nil, err
+	}
+	conn := &model.CaseEventConnection{TotalCount: total}
+	edges, info := pageOf(items, more, pg, func(c string, n *domain.LoggedCaseEvent) model.CaseEventEdge {
+		return model.CaseEventEdge{Cursor: c, Node: &n.CaseEvent}
+	})
+	conn.Edges, conn.PageInfo = edges, &info
+	return conn, nil
+}
+
 // TotalCount is the resolver for the totalCount field.
 func (r *caseConnectionResolver) TotalCount(ctx context.Context, obj *model.CaseConnection) (int, error) {
 	return obj.Count(ctx)

@@ -1166,7 +1166,7 @@ type MyCaseCase struct {
 	Overdue bool `json:"overdue"`
 	// The opinion, when the caller may see it.
 	Opinion *MyCaseCaseOpinion `json:"opinion"`
-	// The case's history, oldest first.
+	// The case's latest events (at most 50), oldest first; `history` pages through all of them.
 	Events []MyCaseCaseEventsCaseEvent `json:"events"`
 }
 

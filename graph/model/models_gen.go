@@ -152,6 +152,24 @@ type CancelCasePayload struct {
 	Case *domain.Case `json:"case,omitempty"`
 }
 
+// A page of a case's history, oldest first.
+type CaseEventConnection struct {
+	// The edges of this page.
+	Edges []CaseEventEdge `json:"edges"`
+	// Pagination state.
+	PageInfo *PageInfo `json:"pageInfo"`
+	// How many events the case has had in all.
+	TotalCount int `json:"totalCount"`
+}
+
+// An edge of a case's history.
+type CaseEventEdge struct {
+	// Opaque cursor of this edge.
+	Cursor string `json:"cursor"`
+	// The event.
+	Node *domain.CaseEvent `json:"node"`
+}
+
 // Filters for `cases`.
 type CaseFilter struct {
 	// Only cases in one of these statuses.

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/secondopinion/gateway/docs"
@@ -131,6 +132,7 @@ func Build(d Deps) (*App, error) {
 			Complexity: graph.Complexity(),
 		}),
 		FieldMiddleware: graph.FieldGuard,
+		Extensions:      []graphql.HandlerExtension{graph.InputLimits{}},
 		ErrorPresenter:  graph.ErrorPresenter(d.Logger, server.RequestID),
 		Recover:         graph.Recover(d.Logger),
 		WithLoaders: func(ctx context.Context, p domain.Principal, batch bool) context.Context {

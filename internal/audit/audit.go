@@ -90,7 +90,9 @@ func (r *Recorder) Record(e Entry) {
 	if r == nil {
 		return
 	}
-	key := e.ResourceType + "\x00" + e.ResourceID + "\x00" + string(e.Group) + "\x00" + e.Outcome
+	// The case is part of the key: one patient read through two cases is
+	// two rows, each findable by its case.
+	key := e.ResourceType + "\x00" + e.ResourceID + "\x00" + string(e.Group) + "\x00" + e.Outcome + "\x00" + e.CaseID
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, dup := r.seen[key]; dup {

@@ -139,9 +139,13 @@ type Case struct {
 	SubmittedAt       time.Time
 	UpdatedAt         time.Time
 	DeliveredAt       *time.Time
-	Events            []CaseEvent
-	Version           int
-	Clinical          *CaseClinical
+	// Events are the latest events (at most MaxEmbeddedEvents); the whole
+	// history is in the event log.
+	Events []CaseEvent
+	// EventCount is how many events the case has had in all.
+	EventCount int
+	Version    int
+	Clinical   *CaseClinical
 	// FollowUps are the questions after delivery (opinion content: nil when
 	// not fetched for the caller).
 	FollowUps []FollowUp
@@ -152,6 +156,24 @@ type Case struct {
 
 // ResourceID names the object in audit events.
 func (c *Case) ResourceID() string { return c.ID }
+
+// MaxEmbeddedEvents is how many of its latest events a case keeps in
+// itself: a case's whole normal life (submission, consents, records, the
+// moves to delivery and closing, follow-ups) is about 10 to 20 events, so
+// 50 shows all of it for every ordinary case, while a case flooded with
+// changes stays a document of bounded size (every read of a case decodes
+// it). The whole history stays in the event log, paged (Case.history).
+const MaxEmbeddedEvents = 50
+
+// LoggedCaseEvent is one event of a case's whole history, read from the
+// event log, with its position there (the page cursor).
+type LoggedCaseEvent struct {
+	CaseEvent
+	Position string
+}
+
+// GetID returns the event's position, which orders the history.
+func (e *LoggedCaseEvent) GetID() string { return e.Position }
 
 // ConsentActive reports whether consent k is currently granted.
 func (c *Case) ConsentActive(k ConsentKind) bool {

@@ -41,6 +41,9 @@ type Deps struct {
 	Schema graphql.ExecutableSchema
 	// FieldMiddleware runs around every field: the field guard.
 	FieldMiddleware graphql.FieldMiddleware
+	// Extensions are GraphQL handler extensions of the schema's own (the
+	// input limits), run after the document and complexity checks.
+	Extensions []graphql.HandlerExtension
 	// ErrorPresenter shapes every GraphQL error; Recover turns a panic into
 	// one.
 	ErrorPresenter graphql.ErrorPresenterFunc
@@ -248,6 +251,9 @@ func newGraphQL(d Deps, obs *observer, ws *wsGuard) http.Handler {
 	}
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](1000)})
 	srv.Use(extension.FixedComplexityLimit(d.Limits.MaxComplexity))
+	for _, x := range d.Extensions {
+		srv.Use(x)
+	}
 	srv.SetErrorPresenter(d.ErrorPresenter)
 	srv.SetRecoverFunc(d.Recover)
 

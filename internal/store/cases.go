@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
@@ -92,18 +93,47 @@ func (s *Store) CaseWith(ctx context.Context, p domain.Principal, id string, vie
 	if sc.none {
 		return nil, domain.ErrNotFound("case")
 	}
-	d, err := findByID[caseDoc](ctx, s, colCases, id, caseProjectionFor(p, view))
+	proj := caseProjectionFor(p, view)
+	d, err := findByID[caseDoc](ctx, s, colCases, id, proj)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, s.caseNotFound(ctx, sc, proj, false)
+	}
 	if err != nil {
 		return nil, translate(err, "case")
 	}
+	s.lastCase.Store(&id)
 	c := toCase(d)
 	if !sc.allow(c) {
-		return nil, domain.ErrNotFound("case")
+		return nil, s.caseNotFound(ctx, sc, proj, true)
 	}
 	if err := s.withClinical(ctx, p, view, []*domain.Case{c}); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// absentCaseID is an id no case has (NewID never makes a zero time).
+const absentCaseID = "000000000000000000000000"
+
+// caseNotFound answers NOT_FOUND for a case read by id after the same work
+// whichever way the read failed: one read that finds a case document
+// (decoded, converted and held to the scope) and one that finds nothing.
+// found says which of the two the caller's own read was; the other is
+// made here, on the last case read by id or on an absent id, and
+// discarded. Without it a missing id answers measurably sooner than an
+// existing one outside the scope (FerretDB decodes a document even when a
+// filter would refuse it, and a filter beyond {_id} makes it scan the
+// collection), which tells a caller probing ids which exist (issue 14,
+// finding 11; BenchmarkCaseOutsideScopeVersusMissing).
+func (s *Store) caseNotFound(ctx context.Context, sc scope[*domain.Case], proj bson.D, found bool) error {
+	if found {
+		_, _ = findByID[caseDoc](ctx, s, colCases, absentCaseID, proj)
+	} else if id := s.lastCase.Load(); id != nil {
+		if d, err := findByID[caseDoc](ctx, s, colCases, *id, proj); err == nil {
+			_ = sc.allow(toCase(d))
+		}
+	}
+	return domain.ErrNotFound("case")
 }
 
 // withClinical fetches, for a reviewer, the clinical part of the cases
@@ -225,7 +255,8 @@ func (s *Store) InsertCase(ctx context.Context, nc NewCase) (*domain.Case, error
 		PatientID: nc.PatientID, InsurerID: nc.InsurerID, Specialty: nc.Specialty, Urgency: string(nc.Urgency),
 		PreferredLanguage: nc.PreferredLanguage, Consents: []consentDoc{}, DueAt: at.Add(nc.Urgency.SLA()),
 		SubmittedAt: at, UpdatedAt: at, Version: 1,
-		Events: []eventDoc{{Type: "SUBMITTED", At: at, ToStatus: string(domain.StatusSubmitted), ActorRole: string(nc.ActorRole), ActorSub: nc.ActorSub}},
+		Events:     []eventDoc{{Type: "SUBMITTED", At: at, ToStatus: string(domain.StatusSubmitted), ActorRole: string(nc.ActorRole), ActorSub: nc.ActorSub}},
+		EventCount: 1,
 		Clinical: &clinicalDoc{
 			Diagnosis:         diagnosisDoc{Code: nc.Diagnosis.Code, Description: nc.Diagnosis.Description},
 			ProposedTreatment: nc.ProposedTreatment, Questions: nc.Questions, Records: []recordDoc{},
@@ -374,13 +405,17 @@ type caseDoc struct {
 	DueAt            time.Time `bson:"dueAt"`
 	// RecordsCompleteAt is when the case entered TRIAGE: the SLA clock's
 	// start (absent on cases older than the field, which keep their dueAt).
-	RecordsCompleteAt *time.Time   `bson:"recordsCompleteAt,omitempty"`
-	SubmittedAt       time.Time    `bson:"submittedAt"`
-	UpdatedAt         time.Time    `bson:"updatedAt"`
-	DeliveredAt       *time.Time   `bson:"deliveredAt,omitempty"`
-	Events            []eventDoc   `bson:"events"`
-	Version           int          `bson:"version"`
-	Clinical          *clinicalDoc `bson:"clinical,omitempty"`
+	RecordsCompleteAt *time.Time `bson:"recordsCompleteAt,omitempty"`
+	SubmittedAt       time.Time  `bson:"submittedAt"`
+	UpdatedAt         time.Time  `bson:"updatedAt"`
+	DeliveredAt       *time.Time `bson:"deliveredAt,omitempty"`
+	// Events are the latest domain.MaxEmbeddedEvents events; EventCount
+	// counts them all (absent on a case older than the cap: then every
+	// event is still embedded).
+	Events     []eventDoc   `bson:"events"`
+	EventCount int          `bson:"eventCount,omitempty"`
+	Version    int          `bson:"version"`
+	Clinical   *clinicalDoc `bson:"clinical,omitempty"`
 	// FollowUps are the member's questions after delivery and their
 	// answers (opinion content: projected away for roles that may not
 	// read it).
@@ -393,9 +428,19 @@ type caseDoc struct {
 	Outbox []CaseEventRecord `bson:"outbox,omitempty"`
 }
 
+// eventCount is how many events the case has had: a case older than the
+// count embeds them all.
+func (d *caseDoc) eventCount() int {
+	if d.EventCount == 0 {
+		return len(d.Events)
+	}
+	return d.EventCount
+}
+
 func toCase(d *caseDoc) *domain.Case {
 	c := &domain.Case{
-		ID: d.ID, Reference: d.Reference, Status: domain.CaseStatus(d.Status), PolicyID: d.PolicyID,
+		EventCount: d.eventCount(),
+		ID:         d.ID, Reference: d.Reference, Status: domain.CaseStatus(d.Status), PolicyID: d.PolicyID,
 		PatientID: d.PatientID, InsurerID: d.InsurerID, Specialty: d.Specialty,
 		Urgency: domain.Urgency(d.Urgency), PreferredLanguage: d.PreferredLanguage,
 		SpecialistID: d.SpecialistID, SpecialistOrgID: d.SpecialistOrgID, SpecialistAbroad: d.SpecialistAbroad, PatientPseudonym: d.PatientPseudonym,
@@ -602,7 +647,12 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 				events = append(events, ed)
 				newEvents = append(newEvents, ed)
 			}
-			set = append(set, bson.E{Key: "events", Value: events})
+			// The document keeps the latest events only; the event log
+			// (case_events) keeps them all.
+			if n := len(events) - domain.MaxEmbeddedEvents; n > 0 {
+				events = events[n:]
+			}
+			set = append(set, bson.E{Key: "events", Value: events}, bson.E{Key: "eventCount", Value: d.eventCount() + len(up.Events)})
 		}
 		// An outbox left by an earlier write goes out before this write
 		// replaces it.

@@ -94,6 +94,10 @@ type Store struct {
 	// appendMu serialises AppendAudit in this process: the audit chain
 	// and the access log are extended by one batch at a time.
 	appendMu sync.Mutex
+	// lastCase is the id of the last case read by id: a read of a missing
+	// id reads it too (see CaseWith), so that a missing id and one outside
+	// the caller's scope cost the same.
+	lastCase atomic.Pointer[string]
 }
 
 // Options configure Open.

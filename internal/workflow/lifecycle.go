@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/store"
@@ -420,7 +421,7 @@ func (s *Service) DeliverOpinion(ctx context.Context, p domain.Principal, caseID
 	if err := s.specialistSide(p, domain.ScopeOpinionsWrite); err != nil {
 		return nil, nil, err
 	}
-	if len(idempotencyKey) > 200 {
+	if utf8.RuneCountInString(idempotencyKey) > 200 {
 		return nil, nil, bad("idempotencyKey is longer than 200 characters")
 	}
 	deliver := func() (string, error) {

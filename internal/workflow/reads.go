@@ -83,6 +83,13 @@ func (s *Service) Case(ctx context.Context, p domain.Principal, id string, view 
 	return c, err
 }
 
+// CaseHistory returns one page of the whole history of a case in p's
+// scope, oldest first, and how many events it has had (Case.events holds
+// the latest domain.MaxEmbeddedEvents only).
+func (s *Service) CaseHistory(ctx context.Context, p domain.Principal, caseID string, pg Page) ([]*domain.LoggedCaseEvent, bool, int, error) {
+	return s.store.CaseHistory(ctx, p, caseID, pg)
+}
+
 // Cases returns one page of the cases in p's scope, newest first.
 func (s *Service) Cases(ctx context.Context, p domain.Principal, f CaseFilter, pg Page, view CaseView) ([]*domain.Case, bool, error) {
 	return s.store.Cases(ctx, p, f, pg, view)

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/signing"
@@ -90,7 +91,8 @@ func clean(s string, field string, max int, required bool) (string, error) {
 	if required && s == "" {
 		return "", bad("%s is required", field)
 	}
-	if len(s) > max {
+	// Characters, not bytes: the caps agree with the schema's @limit.
+	if utf8.RuneCountInString(s) > max {
 		return "", bad("%s is longer than %d characters", field, max)
 	}
 	return s, nil
@@ -210,7 +212,7 @@ func (s *Service) UpsertSpecialist(ctx context.Context, p domain.Principal, in s
 	if !country.MatchString(in.Country) {
 		return nil, bad("country must be an ISO 3166-1 alpha-2 code")
 	}
-	if in.Email != nil && (len(*in.Email) > 200 || (*in.Email != "" && !strings.Contains(*in.Email, "@"))) {
+	if in.Email != nil && (utf8.RuneCountInString(*in.Email) > 200 || (*in.Email != "" && !strings.Contains(*in.Email, "@"))) {
 		return nil, bad("email is not an email address")
 	}
 	// A specialist belongs to a registered provider org or network, its
@@ -240,7 +242,7 @@ func cleanList(in []string, field string, required bool, norm func(string) strin
 	seen := map[string]bool{}
 	for _, x := range in {
 		x = norm(strings.TrimSpace(x))
-		if x == "" || len(x) > 100 {
+		if x == "" || utf8.RuneCountInString(x) > 100 {
 			return nil, bad("%s holds an empty or overlong entry", field)
 		}
 		if !seen[x] {
@@ -342,7 +344,7 @@ func normalizeRequest(p domain.Principal, r *Request) error {
 	if r.PreferredLanguage != "" && !language.MatchString(r.PreferredLanguage) {
 		return bad("preferredLanguage must be an ISO 639-1 code")
 	}
-	if len(r.IdempotencyKey) > 200 {
+	if utf8.RuneCountInString(r.IdempotencyKey) > 200 {
 		return bad("idempotencyKey is longer than 200 characters")
 	}
 	return nil
