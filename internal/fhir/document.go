@@ -85,7 +85,7 @@ func (h *Handler) opinionDocument(ctx context.Context, p domain.Principal, id, b
 	comp := composition(o, c, pt)
 	entries := []idRes{{o.ID, comp}}
 	if pt != nil {
-		entries = append(entries, idRes{pt.ID, patient(ctx, pt)})
+		entries = append(entries, idRes{pt.ID, patient(ctx, pt, c.ID)})
 	}
 	entries = append(entries, idRes{sp.ID, practitioner(sp)})
 	types := []string{"Composition", "Patient", "Practitioner"}

@@ -65,8 +65,10 @@ func meta(updated time.Time) *fm.Meta {
 
 // notePatient records the read of a patient's demographics and, when the
 // resource carries it, identity; a partner's missing identity is a denial.
-func notePatient(ctx context.Context, pt *domain.Patient, full bool) {
-	audit.Record(ctx, audit.Entry{ResourceType: "Patient", ResourceID: pt.ID, Group: domain.GroupPatientDemographic, Outcome: audit.OutcomeAllowed, PatientID: pt.MemberKey})
+// caseID is the case the patient was reached through (none from a policy),
+// as the field guard records it.
+func notePatient(ctx context.Context, pt *domain.Patient, caseID string, full bool) {
+	audit.Record(ctx, audit.Entry{ResourceType: "Patient", ResourceID: pt.ID, Group: domain.GroupPatientDemographic, Outcome: audit.OutcomeAllowed, PatientID: pt.MemberKey, CaseID: caseID})
 	if !full {
 		return
 	}
@@ -74,7 +76,7 @@ func notePatient(ctx context.Context, pt *domain.Patient, full bool) {
 	if pt.Identity == nil {
 		out = audit.OutcomeDenied
 	}
-	audit.Record(ctx, audit.Entry{ResourceType: "Patient", ResourceID: pt.ID, Group: domain.GroupPatientIdentity, Outcome: out, PatientID: pt.MemberKey})
+	audit.Record(ctx, audit.Entry{ResourceType: "Patient", ResourceID: pt.ID, Group: domain.GroupPatientIdentity, Outcome: out, PatientID: pt.MemberKey, CaseID: caseID})
 }
 
 // noteClinical records the read (or the denial) of a case's clinical part.
@@ -165,7 +167,7 @@ func serviceRequest(ctx context.Context, p domain.Principal, c *domain.Case, pt 
 		OccurrenceDateTime: ptr(fhirTime(c.DueAt)),
 	}
 	if pt != nil {
-		notePatient(ctx, pt, false)
+		notePatient(ctx, pt, c.ID, false)
 	}
 	if domain.CanRead(p, domain.GroupPolicy) {
 		sr.Insurance = []fm.Reference{ref("Coverage", c.PolicyID)}
@@ -335,8 +337,8 @@ func gender(s domain.Sex) *fm.AdministrativeGender {
 // patient is the Patient as the caller may see it: for a partner the
 // pseudonym, birth year (none at 90+), sex, country, language and age band;
 // identity only where the store returned it.
-func patient(ctx context.Context, pt *domain.Patient) fm.Patient {
-	notePatient(ctx, pt, true)
+func patient(ctx context.Context, pt *domain.Patient, caseID string) fm.Patient {
+	notePatient(ctx, pt, caseID, true)
 	out := fm.Patient{
 		Id:        ptr(ID(pt.ID)),
 		Gender:    gender(pt.Sex),

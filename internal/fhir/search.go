@@ -208,7 +208,7 @@ func (h *Handler) readOne(ctx context.Context, p domain.Principal, typ, id, orig
 		if err != nil {
 			return nil, err
 		}
-		return patient(ctx, pt), nil
+		return patient(ctx, pt, ""), nil
 	case "Coverage":
 		pol, err := wf.Policy(ctx, p, raw)
 		if err != nil {
@@ -261,12 +261,12 @@ func (h *Handler) caseResources(ctx context.Context, p domain.Principal, typ str
 		return []idRes{{c.ID, serviceRequest(ctx, p, c, pt)}}
 	case "Task":
 		if pt != nil {
-			notePatient(ctx, pt, false)
+			notePatient(ctx, pt, c.ID, false)
 		}
 		return []idRes{{c.ID, task(c, pt)}}
 	case "Consent":
 		if pt != nil {
-			notePatient(ctx, pt, false)
+			notePatient(ctx, pt, c.ID, false)
 		}
 		var out []idRes
 		for _, x := range c.Consents {
@@ -282,7 +282,7 @@ func (h *Handler) caseResources(ctx context.Context, p domain.Principal, typ str
 			return nil
 		}
 		if pt != nil {
-			notePatient(ctx, pt, false)
+			notePatient(ctx, pt, c.ID, false)
 		}
 		if typ == "Condition" {
 			return []idRes{{c.ID, condition(c, pt)}}
@@ -319,7 +319,7 @@ func (h *Handler) coverageOf(ctx context.Context, p domain.Principal, pol *domai
 	var b *domain.Patient
 	if len(insured) == 1 && len(insured[0]) > 0 {
 		b = insured[0][0]
-		notePatient(ctx, b, false)
+		notePatient(ctx, b, "", false)
 	}
 	return coverage(pol, b), nil
 }
@@ -417,7 +417,7 @@ func (h *Handler) searchPage(ctx context.Context, p domain.Principal, typ string
 			var b *domain.Patient
 			if len(insured[i]) > 0 {
 				b = insured[i][0]
-				notePatient(ctx, b, false)
+				notePatient(ctx, b, "", false)
 			}
 			items = append(items, idRes{pol.ID, coverage(pol, b)})
 		}
