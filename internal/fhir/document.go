@@ -83,6 +83,11 @@ func (h *Handler) opinionDocument(ctx context.Context, p domain.Principal, id, b
 		return fm.Bundle{}, err
 	}
 	comp := composition(o, c, pt)
+	if !domain.CanRead(p, domain.GroupCaseAdmin) {
+		// As GraphQL's opinion.case.reference for a token narrowed to
+		// opinions:read.
+		comp.Title = "Second opinion"
+	}
 	entries := []idRes{{o.ID, comp}}
 	if pt != nil {
 		entries = append(entries, idRes{pt.ID, patient(ctx, pt, c.ID)})

@@ -350,6 +350,28 @@ func TestAuthzANarrowedTokenReachesNoMoreThroughAnEdge(t *testing.T) {
 	}
 }
 
+// A token that may write cases but not read them: seen in review, its
+// addMedicalRecord stored the record and then answered INTERNAL (the case
+// it read back had no clinical part to find the record in), so a client
+// retrying added it twice.
+func TestAuthzAWriteOnlyTokenAddsARecordOnce(t *testing.T) {
+	env := testenv.Start(t)
+	res := env.As(t, "coordinator", `{ cases(first: 1, filter: {status: [SUBMITTED]}) { edges { node { id records { id } } } } }`, nil)
+	require.Empty(t, res.Errors, res.Raw)
+	id := testenv.Get(res.Data, "cases", "edges", 0, "node", "id")
+	before := len(testenv.Get(res.Data, "cases", "edges", 0, "node", "records").([]any))
+
+	tok := env.Token(t, testenv.Persona("coordinator"), "cases:write")
+	res = env.Do(t, tok, `mutation($id: ID!) { addMedicalRecord(input: {caseId: $id, title: "Echo report", kind: IMAGING}) { __typename } }`, map[string]any{"id": id})
+	assert.Empty(t, res.Errors, res.Raw)
+	assert.Equal(t, "AddMedicalRecordPayload", testenv.Get(res.Data, "addMedicalRecord", "__typename"), res.Raw)
+
+	res = env.As(t, "coordinator", `query($id: ID!) { case(id: $id) { records { title } } }`, map[string]any{"id": id})
+	require.Empty(t, res.Errors, res.Raw)
+	records := testenv.Get(res.Data, "case", "records").([]any)
+	assert.Len(t, records, before+1)
+}
+
 // ---- consent
 
 func TestAuthzPartnerLosesACaseTheMomentInternationalSharingIsRevoked(t *testing.T) {

@@ -221,9 +221,13 @@ func (s *Service) addRecord(ctx context.Context, p domain.Principal, caseID stri
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, r := range c.Clinical.Records {
-		if r.ID == rec.ID {
-			return c, &r, nil
+	// The case comes back as the caller may read it: without its clinical
+	// part for a token that may write cases but not read them.
+	if c.Clinical != nil {
+		for _, r := range c.Clinical.Records {
+			if r.ID == rec.ID {
+				return c, &r, nil
+			}
 		}
 	}
 	return c, &rec, nil
