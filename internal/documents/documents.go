@@ -129,12 +129,20 @@ func (s *Service) Upload(ctx context.Context, p domain.Principal, caseID string,
 		ContentType: ct, SizeBytes: int(size), SHA256: hex.EncodeToString(sum.Sum(nil)), UploadedAt: s.st.Now(),
 		CaseID: caseID, BlobKey: blobKey, KeyID: wrapped.KeyID, WrappedKey: wrapped.Key,
 	}
-	recID := workflow.NewRecordID()
+	recID := in.ID
+	if recID == "" {
+		recID = workflow.NewRecordID()
+	}
 	doc.RecordID = recID
 	c, rec, err := s.wf.AddUploadedRecord(ctx, p, caseID, in, recID, doc)
 	if err != nil {
 		s.deleteBlob(ctx, blobKey)
 		return nil, nil, err
+	}
+	if rec.Document == nil || rec.Document.BlobKey != blobKey {
+		// The record was there already (a retried import): this copy of
+		// the file is not needed.
+		s.deleteBlob(ctx, blobKey)
 	}
 	return c, rec, nil
 }

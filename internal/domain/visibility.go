@@ -95,6 +95,8 @@ var groupScopes = map[Group][]Scope{
 	GroupOpinionContent:     {ScopeOpinionsRead},
 	GroupSpecialistInternal: {ScopeSpecialistsRead},
 	GroupAudit:              {ScopeAuditRead},
+	// Who read which case's data: as much a read of cases as the case.
+	GroupAccessLog: {ScopeCasesRead},
 }
 
 // RoleCanRead reports whether role r may read fields of group g, whatever

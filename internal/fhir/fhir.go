@@ -60,6 +60,7 @@ type Config struct {
 type DocumentLinks interface {
 	Link(p domain.Principal, doc *domain.Document, ttl time.Duration) (string, error)
 	Accepts(head []byte) bool
+	MaxBytes() int64
 	Upload(ctx context.Context, p domain.Principal, caseID string, in workflow.RecordInput, file io.Reader) (*domain.Case, *domain.Record, error)
 }
 

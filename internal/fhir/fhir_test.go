@@ -357,6 +357,17 @@ func TestReferralBundleImportIsIdempotent(t *testing.T) {
 		code, out := call(t, env, env.Token(t, testenv.Persona("coordinator")), "POST", "/fhir/r4", b)
 		assert.Equal(t, http.StatusBadRequest, code, out)
 	})
+	t.Run("a file whose record is invalid is refused before the case opens", func(t *testing.T) {
+		before := total(t, env, "coordinator", "{}")
+		b := readExample(t, "referral-bundle-records.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "m-fhir-1", "{{BUNDLE}}": "ref-0010",
+			`"attachment": {`: `"attachment": { "data": "` + pdf + `",`, `"description": "Core biopsy report",`: ``, `"title": "Core biopsy report"`: `"title": ""`})
+		code, out := call(t, env, env.Token(t, testenv.Persona("coordinator")), "POST", "/fhir/r4", b)
+		assert.Equal(t, http.StatusBadRequest, code, out)
+		assert.Equal(t, string(domain.CodeBadUserInput), outcomeCode(out))
+		code, out = call(t, env, env.Token(t, testenv.Persona("coordinator"), "cases:write"), "POST", "/fhir/r4", withData("ref-0011", pdf))
+		assert.Equal(t, http.StatusForbidden, code, "a token that cannot read the case back cannot tell what a retry stored: %v", out)
+		assert.Equal(t, before, total(t, env, "coordinator", "{}"))
+	})
 	t.Run("a coordinator's referral stores the file it carries, once, and it downloads", func(t *testing.T) {
 		ctok := env.Token(t, testenv.Persona("coordinator"))
 		b := withData("ref-0009", pdf)

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -52,7 +53,7 @@ func (h *Handler) transaction(w http.ResponseWriter, r *http.Request) {
 		h.failCtx(ctx, w, err)
 		return
 	}
-	fileRecords, err := h.storeFiles(ctx, p, c, files)
+	fileRecords, err := h.storeFiles(ctx, p, c, key, files)
 	if err != nil {
 		h.failCtx(ctx, w, err)
 		return
@@ -138,48 +139,55 @@ func (h *Handler) checkFiles(p domain.Principal, files []inlineFile) error {
 	if h.cfg.Documents == nil {
 		return bad("this server stores no files: send the records' metadata only")
 	}
-	if p.Role != domain.RoleCoordinator {
-		return domain.Errorf(domain.CodeForbidden, "only a coordinator sends records' files with a referral; send the metadata, and the files through uploadMedicalRecord")
+	// Reading the case back tells which files a retried import stored
+	// already: cases:read as well as cases:write.
+	if p.Role != domain.RoleCoordinator || !p.Has(domain.ScopeCasesRead) {
+		return domain.Errorf(domain.CodeForbidden, "only a coordinator token that reads cases sends records' files with a referral; send the metadata, and the files through uploadMedicalRecord")
 	}
 	for _, f := range files {
 		if len(f.data) == 0 || !h.cfg.Documents.Accepts(f.data[:min(len(f.data), 3072)]) {
 			return bad("entry %d: the attachment is empty or not a PDF, JPEG, PNG, TIFF, DICOM or plain-text file", f.entry)
 		}
+		if int64(len(f.data)) > h.cfg.Documents.MaxBytes() {
+			return domain.Errorf(domain.CodeBadUserInput, "entry %d: the file is larger than %d bytes", f.entry, h.cfg.Documents.MaxBytes())
+		}
 	}
 	return nil
 }
 
+// fileRecordID is the id of the record an inline file becomes: fixed by
+// the case, the Bundle's identifier and the file's place among the
+// DocumentReferences, so that storing it again (a retry after a timeout,
+// two copies of the request at once) finds it instead of adding it twice.
+func fileRecordID(caseID, key string, doc int) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%d", caseID, key, doc)))
+	return "rec-" + hex.EncodeToString(sum[:12])
+}
+
 // storeFiles stores each inline file as a record of the case, as
-// uploadMedicalRecord does, and returns each one's record id by its
-// DocumentReference's position. A file the case already holds (the same
-// SHA-256: a replay, or a retry after a failure midway) is not stored
-// twice, so sending the same Bundle again completes an import that failed
-// between the case and its files.
-func (h *Handler) storeFiles(ctx context.Context, p domain.Principal, c *domain.Case, files []inlineFile) (map[int]string, error) {
+// uploadMedicalRecord does, under the record id fileRecordID fixes, and
+// returns each one's record id by its DocumentReference's position. A file
+// already stored (a replay, or a retry after a failure midway) is not
+// stored again: sending the same Bundle again completes an import that
+// failed between the case and its files.
+func (h *Handler) storeFiles(ctx context.Context, p domain.Principal, c *domain.Case, key string, files []inlineFile) (map[int]string, error) {
 	out := make(map[int]string, len(files))
-	if len(files) == 0 {
-		return out, nil
-	}
-	held := map[string]string{}
+	held := map[string]bool{}
 	if c.Clinical != nil {
 		for _, r := range c.Clinical.Records {
-			if r.Document != nil {
-				held[r.Document.SHA256] = r.ID
-			}
+			held[r.ID] = true
 		}
 	}
 	for _, f := range files {
-		sum := sha256.Sum256(f.data)
-		if id, ok := held[hex.EncodeToString(sum[:])]; ok {
-			out[f.doc] = id
+		id := fileRecordID(c.ID, key, f.doc)
+		out[f.doc] = id
+		if held[id] {
 			continue
 		}
-		_, rec, err := h.cfg.Documents.Upload(ctx, p, c.ID, f.rec, bytes.NewReader(f.data))
-		if err != nil {
+		f.rec.ID = id
+		if _, _, err := h.cfg.Documents.Upload(ctx, p, c.ID, f.rec, bytes.NewReader(f.data)); err != nil {
 			return nil, err
 		}
-		held[hex.EncodeToString(sum[:])] = rec.ID
-		out[f.doc] = rec.ID
 	}
 	return out, nil
 }
@@ -252,6 +260,7 @@ func parseReferral(body []byte) (out workflow.Referral, key string, kinds []stri
 				}
 				if data != nil {
 					files = append(files, inlineFile{doc: seen["DocumentReference"] - 1, entry: i, rec: rec, data: data})
+					out.Files = append(out.Files, rec)
 				} else {
 					out.Records = append(out.Records, rec)
 				}

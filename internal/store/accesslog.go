@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"regexp"
 	"strings"
 	"time"
 
@@ -126,6 +127,11 @@ func (s *Store) insertAccessLog(ctx context.Context, docs []accessLogDoc) error 
 	return err
 }
 
+// entryIDPattern is the shape of an entry's id: a cursor names an entry,
+// never one of its fragments (which would resume inside the entry and show
+// it again, partly counted).
+var entryIDPattern = regexp.MustCompile(`^[0-9a-f]{32}:[0-9]{4}-[0-9]{2}-[0-9]{2}:[0-9a-f]{16}$`)
+
 // entryID is the id of the entry a fragment belongs to. A document the
 // earlier, folded log wrote has no fragment id: it is its own entry's one
 // fragment (and sorts right after the entry's newer fragments).
@@ -154,7 +160,7 @@ func (s *Store) AccessLog(ctx context.Context, p domain.Principal, f AccessLogFi
 	prefix := memberPrefix(member)
 	lo, hi := accessLogRange(member, f)
 	if pg.After != "" {
-		if !strings.HasPrefix(pg.After, prefix+":") {
+		if !strings.HasPrefix(pg.After, prefix+":") || !entryIDPattern.MatchString(pg.After) {
 			return nil, false, domain.Errorf(domain.CodeBadUserInput, "after is not a cursor of this list")
 		}
 		// An entry's fragments sort after its id: $lt leaves them all out.

@@ -70,6 +70,8 @@ func TestAccessLogPagesByDayNewestFirst(t *testing.T) {
 
 	_, _, err = s.AccessLog(ctx, bob, AccessLogFilter{}, Page{First: 10, After: page[0].ID})
 	assert.Equal(t, domain.CodeBadUserInput, domain.ErrorCode(err), "alice's cursor is not bob's")
+	_, _, err = s.AccessLog(ctx, alice, AccessLogFilter{}, Page{First: 10, After: page[0].ID + ":" + NewID()})
+	assert.Equal(t, domain.CodeBadUserInput, domain.ErrorCode(err), "a cursor names an entry, not one of its fragments")
 	for _, p := range []domain.Principal{{Subject: "u-1", Role: domain.RoleProvider, Org: "prov-x"}, {Subject: "u-c", Role: domain.RoleCoordinator, Org: "operator"}} {
 		page, _, err := s.AccessLog(ctx, p, AccessLogFilter{}, Page{First: 10})
 		require.NoError(t, err)

@@ -103,6 +103,10 @@ type RecordInput struct {
 	Title      string
 	Kind       domain.RecordKind
 	RecordedOn *time.Time
+	// ID, when set, is the new record's id, chosen by the caller so that
+	// adding it again is idempotent: a record with that id already on the
+	// case is answered as it is and nothing is added (a retried import).
+	ID string
 }
 
 // AddMedicalRecord attaches a record's metadata to a case.
@@ -191,8 +195,17 @@ func (s *Service) addRecord(ctx context.Context, p domain.Principal, caseID stri
 		return nil, nil, bad("recordedOn is in the future")
 	}
 	rec.AddedAt = s.store.Now()
+	var held *domain.Record
 	c, err := s.store.MutateCase(ctx, p, caseID, nil, func(c *domain.Case) (store.CaseUpdate, error) {
 		var up store.CaseUpdate
+		if c.Clinical != nil {
+			for _, r := range c.Clinical.Records {
+				if r.ID == rec.ID {
+					held = &r
+					return up, store.ErrNoChange
+				}
+			}
+		}
 		if err := recordRoom(p, c); err != nil {
 			return up, err
 		}
@@ -220,6 +233,9 @@ func (s *Service) addRecord(ctx context.Context, p domain.Principal, caseID stri
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	if held != nil {
+		return c, held, nil
 	}
 	// The case comes back as the caller may read it: without its clinical
 	// part for a token that may write cases but not read them.

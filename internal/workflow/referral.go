@@ -12,6 +12,10 @@ import (
 type Referral struct {
 	Request Request
 	Records []RecordInput
+	// Files are the records the referral sends with their files: checked
+	// here with the others before the case opens, stored by the caller
+	// (the document service) once it has the case.
+	Files []RecordInput
 }
 
 // ImportReferral opens a case exactly as RequestSecondOpinion does (same
@@ -30,15 +34,15 @@ func (s *Service) ImportReferral(ctx context.Context, p domain.Principal, key, i
 	if key == "" || len(key) > 200 {
 		return nil, bad("a referral needs an identifier of at most 200 characters")
 	}
-	if len(r.Records) > 0 {
+	if all := append(append([]RecordInput(nil), r.Records...), r.Files...); len(all) > 0 {
 		// Records are clinical: the same rule as addMedicalRecord.
 		if err := p.RequireRole(domain.RoleMember, domain.RoleCoordinator); err != nil {
 			return nil, err
 		}
-		if len(r.Records) > 100 {
+		if len(all) > 100 {
 			return nil, bad("a case holds at most 100 records")
 		}
-		for _, rec := range r.Records {
+		for _, rec := range all {
 			if _, err := clean(rec.Title, "title", 200, true); err != nil {
 				return nil, err
 			}
