@@ -115,6 +115,10 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	if err := st.MigrateMembers(ctx); err != nil {
 		return err
 	}
+	// Cases stored before outcome facts existed get theirs (once).
+	if err := st.MigrateOutcomeFacts(ctx); err != nil {
+		return err
+	}
 
 	if cfg.SeedDemo && !cfg.Production() {
 		empty, err := st.IsEmpty(ctx)

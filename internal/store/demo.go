@@ -106,6 +106,25 @@ func (s *Store) InsertDemo(ctx context.Context, d Demo) error {
 	if err := s.insertMany(ctx, colCases, docs); err != nil {
 		return err
 	}
+	// Their outcome facts, as the workflow's writes would have left them.
+	assessment := map[string]string{}
+	for _, o := range d.Opinions {
+		if o.Status == domain.OpinionDelivered && o.Content != nil {
+			assessment[o.CaseID] = string(o.Content.DiagnosisAssessment)
+		}
+	}
+	facts := make([]any, 0, len(d.Cases))
+	for _, x := range docs {
+		cd := x.(caseDoc)
+		set := caseFactsSet(&cd)
+		if a := assessment[cd.ID]; a != "" {
+			set = append(set, bson.E{Key: "assessment", Value: a})
+		}
+		facts = append(facts, append(bson.D{{Key: "_id", Value: cd.ID}}, set...))
+	}
+	if err := s.insertMany(ctx, colOutcomeFacts, facts); err != nil {
+		return err
+	}
 	docs = nil
 	for _, o := range d.Opinions {
 		docs = append(docs, fromOpinion(o, d.Cases))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -119,6 +120,14 @@ func (s *Store) publishOutbox(ctx context.Context, id string, version int, recs 
 	if err != nil && !allDuplicates(err) {
 		s.outboxPending.Store(true)
 		return fmt.Errorf("store: case events: %w", err)
+	}
+	// The facts statistics count follow the events that add them; a
+	// failed refresh keeps the outbox, so the sweeper refreshes again.
+	if slices.ContainsFunc(recs, factsEvent) {
+		if err := s.refreshCaseFacts(context.WithoutCancel(ctx), id); err != nil {
+			s.outboxPending.Store(true)
+			return err
+		}
 	}
 	_, err = s.conditional(ctx, colCases, id, bson.D{{Key: "version", Value: version}},
 		func(ctx context.Context, filter bson.D) (int64, error) {

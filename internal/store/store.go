@@ -56,6 +56,9 @@ const (
 	colOrgs        = "organizations"
 	colAccessLog   = "access_log"
 	colAuditChains = "audit_chains"
+	// colOutcomeFacts holds what outcome statistics count, one small
+	// document per case (outcomefacts.go).
+	colOutcomeFacts = "outcome_facts"
 
 	colWebhookSubs       = "webhook_subscriptions"
 	colWebhookDeliveries = "webhook_deliveries"
@@ -232,6 +235,8 @@ var indexes = []index{
 	{colOpinions, bson.D{{Key: "insurerId", Value: 1}}, false},
 	{colAudit, bson.D{{Key: "caseId", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colCaseEvents, bson.D{{Key: "seq", Value: 1}}, true},
+	{colOutcomeFacts, bson.D{{Key: "submittedAt", Value: 1}}, false},
+	{colOutcomeFacts, bson.D{{Key: "deliveredAt", Value: 1}}, false},
 	{colOrgs, bson.D{{Key: "kind", Value: 1}}, false},
 	{colAudit, bson.D{{Key: "subject", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colAudit, bson.D{{Key: "chain", Value: 1}, {Key: "seq", Value: 1}}, false},
@@ -281,7 +286,7 @@ func (s *Store) isFerretDB(ctx context.Context) bool {
 var collections = []string{
 	colPolicies, colPatients, colPseudonyms, colCases, colSpecialists, colOpinions, colAudit,
 	colCounters, colIdempotency, colCaseEvents, colOrgs, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
-	colAccessLog, colAuditChains,
+	colAccessLog, colAuditChains, colOutcomeFacts,
 }
 
 // ensureCollections creates the collections up front (rather than at first
