@@ -126,7 +126,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 			return err
 		}
 		if empty {
-			if err := st.InsertDemo(ctx, seed.Build(seed.DemoSize, st.Now())); err != nil {
+			if err := st.InsertDemo(ctx, seed.Build(seed.RunSize, st.Now())); err != nil {
 				return fmt.Errorf("seed demo data: %w", err)
 			}
 			log.Info("demo data seeded")

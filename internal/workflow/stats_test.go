@@ -186,3 +186,53 @@ func BenchmarkOutcomeStatistics2000Cases(b *testing.B) {
 		}
 	})
 }
+
+// The `make run` seed shows what suppression does: in a month of its
+// history, Northstar's oncology shows every figure, its cardiology hides
+// the 7 MODIFIED and (complementary) the 11 CONFIRMED, and Maple's
+// neurology hides everything, as does any query that covers it.
+func TestRunSeedStatisticsShowAndSuppress(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Seed: seed.RunSize})
+	svc := workflow.New(env.Store)
+	ctx := context.Background()
+	first := time.Date(env.Now.Year(), env.Now.Month(), 1, 0, 0, 0, 0, time.UTC)
+	// Three months back: no case of the base demo (its last three weeks).
+	from, to := first.AddDate(0, -3, 0), first.AddDate(0, -2, 0)
+	ask := func(persona, specialty string) *workflow.Statistics {
+		st, err := svc.OutcomeStatistics(ctx, testenv.Persona(persona), workflow.StatsQuery{From: from, To: to, Specialty: specialty})
+		require.NoError(t, err)
+		return st
+	}
+	t.Run("oncology shows every figure", func(t *testing.T) {
+		st := ask("insurer", "oncology")
+		assert.Equal(t, ip(24), st.Cases)
+		assert.Equal(t, ip(24), st.Delivered)
+		assert.Equal(t, ip(13), st.DiagnosisConfirmed)
+		assert.Equal(t, ip(11), st.DiagnosisModified)
+		assert.Equal(t, ip(0), st.DiagnosisChanged)
+		assert.Equal(t, ip(12), st.TreatmentChanged)
+		assert.NotNil(t, st.TurnaroundDaysP50)
+		assert.NotNil(t, st.SatisfactionMean)
+		assert.Empty(t, st.Suppressed)
+	})
+	t.Run("cardiology hides its 7 and, complementary, its 11", func(t *testing.T) {
+		st := ask("insurer", "cardiology")
+		assert.Equal(t, ip(18), st.Delivered)
+		assert.Nil(t, st.DiagnosisModified)
+		assert.Nil(t, st.DiagnosisConfirmed)
+		assert.Nil(t, st.TreatmentChanged, "5 changed")
+		assert.Equal(t, []string{workflow.FigDiagnosisConfirmed, workflow.FigDiagnosisModified, workflow.FigTreatmentChanged}, st.Suppressed)
+	})
+	t.Run("the insurer's total cannot be split back into its cells", func(t *testing.T) {
+		st := ask("insurer", "")
+		assert.Equal(t, ip(42), st.Delivered)
+		assert.Nil(t, st.DiagnosisModified)
+		assert.Nil(t, st.DiagnosisConfirmed)
+	})
+	t.Run("a coordinator's query over neurology hides its figures", func(t *testing.T) {
+		st := ask("coordinator", "")
+		assert.Nil(t, st.Delivered, "Maple's neurology delivered 6")
+		assert.Contains(t, st.Suppressed, workflow.FigDelivered)
+		assert.Equal(t, ip(12), ask("coordinator", "orthopedics").DiagnosisChanged)
+	})
+}
