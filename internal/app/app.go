@@ -120,12 +120,14 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		return err
 	}
 
+	seeded := false
 	if cfg.SeedDemo && !cfg.Production() {
 		empty, err := st.IsEmpty(ctx)
 		if err != nil {
 			return err
 		}
 		if empty {
+			seeded = true
 			if err := st.InsertDemo(ctx, seed.Build(seed.RunSize, st.Now())); err != nil {
 				return fmt.Errorf("seed demo data: %w", err)
 			}
@@ -163,6 +165,14 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	})
 	if err != nil {
 		return err
+	}
+	if seeded {
+		// The demo's delivered opinions are signed as delivery would have.
+		n, err := built.Workflow.SignUnsignedOpinions(ctx, cfg.OperatorOrg)
+		if err != nil {
+			return fmt.Errorf("sign demo opinions: %w", err)
+		}
+		log.Info("demo opinions signed", "opinions", n)
 	}
 	// Every background goroutine is awaited before Run returns and before
 	// the store closes (deferred above).

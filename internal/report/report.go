@@ -192,6 +192,9 @@ func Render(in Input) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// labelWidth is the width of the labels' column, in mm.
+const labelWidth = 45
+
 // writer lays out the report's blocks.
 type writer struct{ pdf *fpdf.Fpdf }
 
@@ -206,7 +209,13 @@ func (w *writer) heading(s string) {
 
 func (w *writer) field(label, value string) {
 	w.pdf.SetFont("go", "B", 10)
-	w.pdf.CellFormat(45, 5.5, label, "", 0, "L", false, 0, "")
+	if w.pdf.GetStringWidth(label) > labelWidth-2 {
+		// A label longer than its column takes a line of its own.
+		w.pdf.MultiCell(0, 5.5, label, "", "L", false)
+		w.pdf.SetX(w.pdf.GetX() + labelWidth)
+	} else {
+		w.pdf.CellFormat(labelWidth, 5.5, label, "", 0, "L", false, 0, "")
+	}
 	w.pdf.SetFont("go", "", 10)
 	w.pdf.MultiCell(0, 5.5, value, "", "L", false)
 }
