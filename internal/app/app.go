@@ -120,15 +120,22 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		return err
 	}
 
-	seeded := false
+	signer, err := opinionSigner(cfg)
+	if err != nil {
+		return err
+	}
 	if cfg.SeedDemo && !cfg.Production() {
 		empty, err := st.IsEmpty(ctx)
 		if err != nil {
 			return err
 		}
 		if empty {
-			seeded = true
-			if err := st.InsertDemo(ctx, seed.Build(seed.RunSize, st.Now())); err != nil {
+			demo := seed.Build(seed.RunSize, st.Now())
+			// Its delivered opinions are signed as delivery would have.
+			if err := workflow.New(st, workflow.WithSigner(signer)).SignDemo(&demo); err != nil {
+				return fmt.Errorf("sign demo opinions: %w", err)
+			}
+			if err := st.InsertDemo(ctx, demo); err != nil {
 				return fmt.Errorf("seed demo data: %w", err)
 			}
 			log.Info("demo data seeded")
@@ -149,10 +156,6 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 			return err
 		}
 	}
-	signer, err := opinionSigner(cfg)
-	if err != nil {
-		return err
-	}
 	log.Info("opinion signing key", "kid", signer.KeyID(), "published_keys", len(signer.PublicKeys()))
 	built, err := Build(Deps{
 		Store: st, Verifier: verifier, Signer: signer, Logger: log, Production: cfg.Production(), Trusted: docs,
@@ -165,14 +168,6 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	})
 	if err != nil {
 		return err
-	}
-	if seeded {
-		// The demo's delivered opinions are signed as delivery would have.
-		n, err := built.Workflow.SignUnsignedOpinions(ctx, cfg.OperatorOrg)
-		if err != nil {
-			return fmt.Errorf("sign demo opinions: %w", err)
-		}
-		log.Info("demo opinions signed", "opinions", n)
 	}
 	// Every background goroutine is awaited before Run returns and before
 	// the store closes (deferred above).

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
@@ -141,21 +140,4 @@ func fromSignature(sig *domain.Signature) *signatureDoc {
 		return nil
 	}
 	return &signatureDoc{JWS: sig.JWS, KeyID: sig.KeyID, SignedAt: sig.SignedAt, Payload: sig.Payload}
-}
-
-// UnsignedDeliveredOpinions returns the cases whose delivered opinion
-// carries no signature: demo data, written as is, before it is signed.
-func (s *Store) UnsignedDeliveredOpinions(ctx context.Context) ([]string, error) {
-	docs, err := findAll[opinionDoc](ctx, s, colOpinions, bson.D{{Key: "status", Value: string(domain.OpinionDelivered)}},
-		options.Find().SetProjection(bson.D{{Key: "caseId", Value: 1}, {Key: "signature.keyId", Value: 1}}))
-	if err != nil {
-		return nil, translate(err, "opinions")
-	}
-	var out []string
-	for _, d := range docs {
-		if d.Signature == nil || d.Signature.KeyID == "" {
-			out = append(out, d.CaseID)
-		}
-	}
-	return out, nil
 }

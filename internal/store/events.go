@@ -94,7 +94,8 @@ func outboxFor(after *caseDoc, events []eventDoc) []CaseEventRecord {
 // publishOutbox copies the outbox of case id, written at version, to
 // case_events and clears it (unless the case moved on meanwhile: its next
 // write replaces the outbox anyway). A copy made before is left as it is.
-func (s *Store) publishOutbox(ctx context.Context, id string, version int, recs []CaseEventRecord) error {
+// facts is the case as that version holds it, for its outcome facts.
+func (s *Store) publishOutbox(ctx context.Context, id string, version int, recs []CaseEventRecord, facts *caseDoc) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -124,7 +125,7 @@ func (s *Store) publishOutbox(ctx context.Context, id string, version int, recs 
 	// The facts statistics count follow the events that add them; a
 	// failed refresh keeps the outbox, so the sweeper refreshes again.
 	if slices.ContainsFunc(recs, factsEvent) {
-		if err := s.refreshCaseFacts(context.WithoutCancel(ctx), id); err != nil {
+		if err := s.setFacts(context.WithoutCancel(ctx), id, caseFactsSet(facts)); err != nil {
 			s.outboxPending.Store(true)
 			return err
 		}
@@ -164,14 +165,14 @@ func allDuplicates(err error) bool {
 func (s *Store) PublishPendingEvents(ctx context.Context) error {
 	s.outboxPending.Store(false)
 	docs, err := findAll[caseDoc](ctx, s, colCases, bson.D{{Key: "outbox", Value: bson.D{{Key: "$exists", Value: true}}}},
-		options.Find().SetProjection(bson.D{{Key: "outbox", Value: 1}, {Key: "version", Value: 1}}))
+		options.Find().SetProjection(append(bson.D{{Key: "outbox", Value: 1}, {Key: "version", Value: 1}}, factsFields...)))
 	if err != nil {
 		s.outboxPending.Store(true)
 		return translate(err, "cases")
 	}
 	var errs []error
 	for _, d := range docs {
-		if err := s.publishOutbox(ctx, d.ID, d.Version, d.Outbox); err != nil {
+		if err := s.publishOutbox(ctx, d.ID, d.Version, d.Outbox, d); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -27,7 +27,8 @@ import (
 // so a refresh only ever $sets facts that are present: two refreshes in any
 // order leave the same document, and a late one never takes a fact back.
 //
-// The case's facts are refreshed when its events are published (events.go):
+// The case's facts are written when its events are published (events.go),
+// from the case as the write that made the events left it:
 // every write that adds a fact (submission, TRIAGE, delivery, outcome)
 // writes an event, and an outbox left by a crash is published by the
 // sweeper, so the facts catch up with it. The assessment is written when
@@ -85,19 +86,6 @@ func (s *Store) setFacts(ctx context.Context, id string, set bson.D) error {
 		}
 		return nil
 	})
-}
-
-// refreshCaseFacts copies case id's facts as stored now to its facts
-// document.
-func (s *Store) refreshCaseFacts(ctx context.Context, id string) error {
-	d, err := findByID[caseDoc](ctx, s, colCases, id, factsFields)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("store: outcome facts: %w", err)
-	}
-	return s.setFacts(ctx, id, caseFactsSet(d))
 }
 
 // factsEvent reports whether an event may have added a fact to its case.

@@ -293,23 +293,42 @@ func (s *Service) signFor(ctx context.Context, p domain.Principal, c *domain.Cas
 	}
 }
 
-// SignUnsignedOpinions signs every delivered opinion that has no signature
-// yet, as the operator: the demo data `make run` seeds is written as is,
-// and its opinions are signed with the gateway's key once it is loaded.
-func (s *Service) SignUnsignedOpinions(ctx context.Context, operatorOrg string) (int, error) {
-	ids, err := s.store.UnsignedDeliveredOpinions(ctx)
-	if err != nil {
-		return 0, err
+// SignDemo signs the delivered opinions of a demo data set before it is
+// written (the demo bypasses delivery, which signs): each over the same
+// payload delivery and the follow-up answers would have left, signed at
+// the latest of its delivery and its answers.
+func (s *Service) SignDemo(d *store.Demo) error {
+	cases := make(map[string]*domain.Case, len(d.Cases))
+	for _, c := range d.Cases {
+		cases[c.ID] = c
 	}
-	p := domain.Principal{Subject: "demo-seed", Role: domain.RoleCoordinator, Org: operatorOrg}
-	for _, id := range ids {
-		c, err := s.store.Case(ctx, p, id)
+	specialists := make(map[string]*domain.Specialist, len(d.Specialists))
+	for _, sp := range d.Specialists {
+		specialists[sp.ID] = sp
+	}
+	for _, o := range d.Opinions {
+		c := cases[o.CaseID]
+		if o.Status != domain.OpinionDelivered || o.Content == nil || o.DeliveredAt == nil || c == nil {
+			continue
+		}
+		if o.ID == "" {
+			o.ID = store.OpinionIDForCase(o.CaseID)
+		}
+		payload, err := SignedPayload(o, c, specialists[o.SpecialistID], c.FollowUps)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		if err := s.store.ResignOpinion(ctx, id, s.signFor(ctx, p, c)); err != nil {
-			return 0, err
+		jws, kid, err := s.signer.Sign(payload)
+		if err != nil {
+			return err
 		}
+		at := *o.DeliveredAt
+		for _, f := range c.FollowUps {
+			if f.AnsweredAt != nil && f.AnsweredAt.After(at) {
+				at = *f.AnsweredAt
+			}
+		}
+		o.Sig = &domain.Signature{JWS: jws, KeyID: kid, SignedAt: at, Payload: string(payload)}
 	}
-	return len(ids), nil
+	return nil
 }
