@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"sort"
 	"testing"
 	"time"
 
@@ -24,14 +25,7 @@ func rawCollection(t *testing.T, env *testenv.Env, name string) *mongo.Collectio
 	return cl.Database(env.DB).Collection(name)
 }
 
-func factsOf(t *testing.T, env *testenv.Env, rawID string) bson.M {
-	t.Helper()
-	var m bson.M
-	require.NoError(t, rawCollection(t, env, "outcome_facts").FindOne(context.Background(), bson.D{{Key: "_id", Value: rawID}}).Decode(&m))
-	return m
-}
-
-func statsRowOf(t *testing.T, env *testenv.Env, rawID string, submitted time.Time) store.StatsRow {
+func statsRowOf(t *testing.T, env *testenv.Env, submitted time.Time) store.StatsRow {
 	t.Helper()
 	rows, err := env.Store.StatsRows(context.Background(), store.StatsFilter{From: submitted.Add(-time.Hour), To: time.Now().Add(time.Hour)})
 	require.NoError(t, err)
@@ -40,7 +34,7 @@ func statsRowOf(t *testing.T, env *testenv.Env, rawID string, submitted time.Tim
 			return r
 		}
 	}
-	t.Fatalf("no statistics row for case %s", rawID)
+	t.Fatalf("no statistics row for the case submitted at %s", submitted)
 	return store.StatsRow{}
 }
 
@@ -49,38 +43,43 @@ func statsRowOf(t *testing.T, env *testenv.Env, rawID string, submitted time.Tim
 func TestOutcomeFactsFollowTheCase(t *testing.T) {
 	env := testenv.Start(t)
 	lc, _ := deliveredAfterCase(t, env)
-	raw := apiRaw(t, lc.caseID)
+	res := env.As(t, "coordinator", `query($id: ID!) { case(id: $id) { submittedAt recordsCompleteAt deliveredAt } }`, map[string]any{"id": lc.caseID})
+	require.Empty(t, res.Errors, res.Raw)
+	submitted := apiTime(t, testenv.Get(res.Data, "case", "submittedAt")).Truncate(time.Millisecond)
 
-	f := factsOf(t, env, raw)
-	assert.Equal(t, "ins-northstar", f["insurerId"])
-	assert.NotEmpty(t, f["specialty"])
-	assert.NotNil(t, f["submittedAt"])
-	assert.NotNil(t, f["recordsCompleteAt"], "written when the case entered TRIAGE")
-	assert.NotNil(t, f["deliveredAt"], "written at delivery")
-	assert.Equal(t, string(domain.DiagnosisModified), f["assessment"], "the delivered opinion's assessment")
-	assert.NotContains(t, f, "satisfaction")
+	row := statsRowOf(t, env, submitted)
+	assert.Equal(t, "ins-northstar", row.InsurerID)
+	assert.Equal(t, "oncology", row.Specialty)
+	require.NotNil(t, row.RecordsCompleteAt, "written when the case entered TRIAGE")
+	assert.Equal(t, apiTime(t, testenv.Get(res.Data, "case", "recordsCompleteAt")).Truncate(time.Millisecond), *row.RecordsCompleteAt)
+	require.NotNil(t, row.DeliveredAt, "written at delivery")
+	assert.Equal(t, apiTime(t, testenv.Get(res.Data, "case", "deliveredAt")).Truncate(time.Millisecond), *row.DeliveredAt)
+	assert.Equal(t, domain.DiagnosisModified, row.Assessment, "the delivered opinion's assessment")
+	assert.Nil(t, row.Satisfaction)
 
 	doc := `mutation($in: RecordOutcomeInput!) { recordOutcome(input: $in) { case { status } } }`
-	res := env.Do(t, lc.member, doc, map[string]any{"in": map[string]any{"caseId": lc.caseID, "decision": "FOLLOW_OPINION", "treatmentChanged": true, "satisfaction": 4}})
+	res = env.Do(t, lc.member, doc, map[string]any{"in": map[string]any{"caseId": lc.caseID, "decision": "FOLLOW_OPINION", "treatmentChanged": true, "satisfaction": 4}})
 	require.Empty(t, res.Errors, res.Raw)
-	f = factsOf(t, env, raw)
-	assert.Equal(t, true, f["treatmentChanged"])
-	assert.EqualValues(t, 4, f["satisfaction"])
-
-	submitted := f["submittedAt"].(bson.DateTime).Time().UTC()
-	row := statsRowOf(t, env, raw, submitted)
-	assert.Equal(t, domain.DiagnosisModified, row.Assessment)
+	row = statsRowOf(t, env, submitted)
 	require.NotNil(t, row.Satisfaction)
 	assert.Equal(t, 4, *row.Satisfaction)
-	require.NotNil(t, row.DeliveredAt)
-	require.NotNil(t, row.RecordsCompleteAt)
+	require.NotNil(t, row.TreatmentChanged)
+	assert.True(t, *row.TreatmentChanged)
+	assert.Equal(t, domain.DiagnosisModified, row.Assessment)
 
 	t.Run("a lost assessment is completed from the delivered opinion", func(t *testing.T) {
-		_, err := rawCollection(t, env, "outcome_facts").UpdateOne(context.Background(), bson.D{{Key: "_id", Value: raw}},
-			bson.D{{Key: "$unset", Value: bson.D{{Key: "assessment", Value: ""}}}})
+		raw := apiRaw(t, lc.caseID)
+		month := row.DeliveredAt.Format("2006-01")
+		facts := rawCollection(t, env, "outcome_facts")
+		_, err := facts.UpdateOne(context.Background(), bson.D{{Key: "_id", Value: month}},
+			bson.D{{Key: "$unset", Value: bson.D{{Key: "assess." + raw, Value: ""}}}})
 		require.NoError(t, err)
-		assert.Equal(t, domain.DiagnosisModified, statsRowOf(t, env, raw, submitted).Assessment)
-		assert.Equal(t, string(domain.DiagnosisModified), factsOf(t, env, raw)["assessment"], "and written back")
+		assert.Equal(t, domain.DiagnosisModified, statsRowOf(t, env, submitted).Assessment)
+		var m struct {
+			Assess map[string]string `bson:"assess"`
+		}
+		require.NoError(t, facts.FindOne(context.Background(), bson.D{{Key: "_id", Value: month}}).Decode(&m))
+		assert.Equal(t, string(domain.DiagnosisModified), m.Assess[raw], "and written back")
 	})
 }
 
@@ -90,18 +89,17 @@ func TestOutcomeFactsMigration(t *testing.T) {
 	env := testenv.Start(t)
 	ctx := context.Background()
 	facts := rawCollection(t, env, "outcome_facts")
-	read := func() []bson.M {
-		cur, err := facts.Find(ctx, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	read := func() []store.StatsRow {
+		rows, err := env.Store.StatsRows(ctx, store.StatsFilter{From: env.Now.AddDate(-4, 0, 0), To: env.Now.AddDate(0, 1, 0)})
 		require.NoError(t, err)
-		var out []bson.M
-		require.NoError(t, cur.All(ctx, &out))
-		return out
+		sort.Slice(rows, func(i, j int) bool { return rows[i].SubmittedAt.Before(rows[j].SubmittedAt) })
+		return rows
 	}
 	seeded := read()
 	require.NotEmpty(t, seeded)
 	delivered := 0
-	for _, f := range seeded {
-		if f["assessment"] != nil {
+	for _, r := range seeded {
+		if r.Assessment != "" {
 			delivered++
 		}
 	}

@@ -113,15 +113,12 @@ func (s *Store) InsertDemo(ctx context.Context, d Demo) error {
 			assessment[o.CaseID] = string(o.Content.DiagnosisAssessment)
 		}
 	}
-	facts := make([]any, 0, len(d.Cases))
+	caseDocs := make([]*caseDoc, 0, len(docs))
 	for _, x := range docs {
 		cd := x.(caseDoc)
-		set := caseFactsSet(&cd)
-		if a := assessment[cd.ID]; a != "" {
-			set = append(set, bson.E{Key: "assessment", Value: a})
-		}
-		facts = append(facts, append(bson.D{{Key: "_id", Value: cd.ID}}, set...))
+		caseDocs = append(caseDocs, &cd)
 	}
+	facts := factsDocs(caseDocs, assessment)
 	if err := s.insertMany(ctx, colOutcomeFacts, facts); err != nil {
 		return err
 	}

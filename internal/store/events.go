@@ -125,7 +125,7 @@ func (s *Store) publishOutbox(ctx context.Context, id string, version int, recs 
 	// The facts statistics count follow the events that add them; a
 	// failed refresh keeps the outbox, so the sweeper refreshes again.
 	if slices.ContainsFunc(recs, factsEvent) {
-		if err := s.setFacts(context.WithoutCancel(ctx), id, caseFactsSet(facts)); err != nil {
+		if err := s.writeCaseFacts(context.WithoutCancel(ctx), facts); err != nil {
 			s.outboxPending.Store(true)
 			return err
 		}

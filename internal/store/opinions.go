@@ -382,7 +382,7 @@ func (s *Store) FreezeOpinion(ctx context.Context, p domain.Principal, c *domain
 		if ok {
 			if cur.Content != nil {
 				// Statistics complete a lost write from the opinion itself.
-				_ = s.setAssessmentFact(context.WithoutCancel(ctx), c.ID, cur.Content.DiagnosisAssessment)
+				_ = s.setAssessmentFact(context.WithoutCancel(ctx), c.ID, cur.Content.DiagnosisAssessment, at)
 			}
 			return s.Opinion(ctx, p, id)
 		}

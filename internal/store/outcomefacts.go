@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -13,79 +14,110 @@ import (
 	"github.com/secondopinion/gateway/internal/domain"
 )
 
-// Outcome facts: one small document per case (same _id) holding exactly
-// what outcome statistics count, so statistics read a collection of tiny
-// documents instead of the cases and opinions. On the embedded store any
-// filter but {_id} decodes the whole collection: reading the cases (with
-// their events, records and follow-ups) and the opinions (with their
-// content) for 2,000 cases took over a second; the facts decode in a few
-// milliseconds.
+// Outcome facts: what outcome statistics count, kept apart from the cases
+// and opinions so statistics never read those. On the embedded store every
+// document a query returns costs its decoding (a read with any filter but
+// {_id} decodes the whole collection): reading the cases and opinions for
+// 2,000 cases took over a second, and even 2,000 tiny documents, one per
+// case, a quarter of one. So the facts are kept in one document per
+// calendar month (_id "2006-01"), read by _id, a dozen reads for a year:
 //
-// Every fact is written once and never changes after (a case's insurer,
-// specialty and submission; when its records were complete; when its
-// opinion was delivered and with which assessment; the member's outcome),
-// so a refresh only ever $sets facts that are present: two refreshes in any
-// order leave the same document, and a late one never takes a fact back.
+//	rows.<case id>   the case's facts (insurer, specialty, submitted,
+//	                 records complete, delivered, treatment changed,
+//	                 satisfaction) as compact JSON, in the month of its
+//	                 submission and, when delivered in another month, in
+//	                 that month's too
+//	assess.<case id> its delivered opinion's diagnosis assessment, in the
+//	                 month of delivery
 //
-// The case's facts are written when its events are published (events.go),
-// from the case as the write that made the events left it:
-// every write that adds a fact (submission, TRIAGE, delivery, outcome)
-// writes an event, and an outbox left by a crash is published by the
-// sweeper, so the facts catch up with it. The assessment is written when
-// the opinion is frozen; a delivered case whose facts lack it (a crash
-// between the freeze and that write) is completed from its opinion when
-// statistics read it.
+// A case's row is written whole from the case as a write left it, when
+// that write's events are published (events.go): every write that adds a
+// fact (submission, TRIAGE, delivery, outcome) writes an event, and an
+// outbox left by a crash is published by the sweeper, so the facts catch
+// up. Facts are written once and never change, so a late or repeated
+// write leaves the same row. The assessment is written when the opinion is
+// frozen; a delivered case without one (a crash between the freeze and
+// that write) is completed from its opinion when statistics read it.
+// Each write $sets one path of one document: atomic on MongoDB, serialised
+// per document on the embedded store.
 
-type outcomeFactsDoc struct {
-	ID                string     `bson:"_id"`
-	InsurerID         string     `bson:"insurerId"`
-	Specialty         string     `bson:"specialty"`
-	SubmittedAt       time.Time  `bson:"submittedAt"`
-	RecordsCompleteAt *time.Time `bson:"recordsCompleteAt,omitempty"`
-	DeliveredAt       *time.Time `bson:"deliveredAt,omitempty"`
-	Assessment        string     `bson:"assessment,omitempty"`
-	TreatmentChanged  *bool      `bson:"treatmentChanged,omitempty"`
-	Satisfaction      *int       `bson:"satisfaction,omitempty"`
+// factsRow is one case's facts as stored in a month's rows.
+type factsRow struct {
+	InsurerID         string `json:"i"`
+	Specialty         string `json:"s"`
+	SubmittedAt       int64  `json:"t"`
+	RecordsCompleteAt int64  `json:"r,omitempty"`
+	DeliveredAt       int64  `json:"d,omitempty"`
+	TreatmentChanged  *bool  `json:"c,omitempty"`
+	Satisfaction      *int   `json:"q,omitempty"`
 }
 
-// factsFields are the case fields a refresh reads.
+// factsMonthDoc is one calendar month's facts.
+type factsMonthDoc struct {
+	ID     string            `bson:"_id"`
+	Rows   map[string]string `bson:"rows"`
+	Assess map[string]string `bson:"assess"`
+}
+
+// factsFields are the case fields a row is made of.
 var factsFields = bson.D{
 	{Key: "insurerId", Value: 1}, {Key: "specialty", Value: 1}, {Key: "submittedAt", Value: 1},
 	{Key: "recordsCompleteAt", Value: 1}, {Key: "deliveredAt", Value: 1}, {Key: "outcome", Value: 1},
 }
 
-// caseFactsSet returns the $set of the facts case d holds.
-func caseFactsSet(d *caseDoc) bson.D {
-	set := bson.D{
-		{Key: "insurerId", Value: d.InsurerID}, {Key: "specialty", Value: d.Specialty}, {Key: "submittedAt", Value: d.SubmittedAt},
+func factsMonth(t time.Time) string { return t.UTC().Format("2006-01") }
+
+func millis(t *time.Time) int64 {
+	if t == nil {
+		return 0
 	}
-	if d.RecordsCompleteAt != nil {
-		set = append(set, bson.E{Key: "recordsCompleteAt", Value: *d.RecordsCompleteAt})
-	}
-	if d.DeliveredAt != nil {
-		set = append(set, bson.E{Key: "deliveredAt", Value: *d.DeliveredAt})
-	}
-	if o := d.Outcome; o != nil {
-		if o.TreatmentChanged != nil {
-			set = append(set, bson.E{Key: "treatmentChanged", Value: *o.TreatmentChanged})
-		}
-		if o.Satisfaction != nil {
-			set = append(set, bson.E{Key: "satisfaction", Value: *o.Satisfaction})
-		}
-	}
-	return set
+	return t.UnixMilli()
 }
 
-// setFacts $sets facts on case id's facts document, creating it.
-func (s *Store) setFacts(ctx context.Context, id string, set bson.D) error {
-	return s.locked(ctx, colOutcomeFacts, id, func(ctx context.Context) error {
-		_, err := s.c(colOutcomeFacts).UpdateOne(ctx, bson.D{{Key: "_id", Value: id}}, bson.D{{Key: "$set", Value: set}},
-			options.UpdateOne().SetUpsert(true))
+func fromMillis(ms int64) *time.Time {
+	if ms == 0 {
+		return nil
+	}
+	t := time.UnixMilli(ms).UTC()
+	return &t
+}
+
+// caseFacts returns case d's row and the months that hold it.
+func caseFacts(d *caseDoc) (string, []string) {
+	r := factsRow{InsurerID: d.InsurerID, Specialty: d.Specialty, SubmittedAt: d.SubmittedAt.UnixMilli(),
+		RecordsCompleteAt: millis(d.RecordsCompleteAt), DeliveredAt: millis(d.DeliveredAt)}
+	if o := d.Outcome; o != nil {
+		r.TreatmentChanged, r.Satisfaction = o.TreatmentChanged, o.Satisfaction
+	}
+	b, _ := json.Marshal(r) // plain fields: cannot fail
+	months := []string{factsMonth(d.SubmittedAt)}
+	if d.DeliveredAt != nil && factsMonth(*d.DeliveredAt) != months[0] {
+		months = append(months, factsMonth(*d.DeliveredAt))
+	}
+	return string(b), months
+}
+
+// setFact $sets one path of a month's facts, creating the month.
+func (s *Store) setFact(ctx context.Context, month, path, value string) error {
+	return s.locked(ctx, colOutcomeFacts, month, func(ctx context.Context) error {
+		_, err := s.c(colOutcomeFacts).UpdateOne(ctx, bson.D{{Key: "_id", Value: month}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: path, Value: value}}}}, options.UpdateOne().SetUpsert(true))
 		if err != nil {
 			return fmt.Errorf("store: outcome facts: %w", err)
 		}
 		return nil
 	})
+}
+
+// writeCaseFacts writes case d's row, as d holds it, to its months.
+func (s *Store) writeCaseFacts(ctx context.Context, d *caseDoc) error {
+	row, months := caseFacts(d)
+	for _, m := range months {
+		if err := s.setFact(ctx, m, "rows."+d.ID, row); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // factsEvent reports whether an event may have added a fact to its case.
@@ -97,19 +129,45 @@ func factsEvent(r CaseEventRecord) bool {
 	return r.Type == "OUTCOME_RECORDED"
 }
 
-// setAssessmentFact records the delivered opinion's diagnosis assessment
-// in its case's facts.
-func (s *Store) setAssessmentFact(ctx context.Context, caseID string, a string) error {
+// setAssessmentFact records the assessment of case caseID's opinion,
+// delivered at delivered.
+func (s *Store) setAssessmentFact(ctx context.Context, caseID, a string, delivered time.Time) error {
 	if a == "" {
 		return nil
 	}
-	return s.setFacts(ctx, caseID, bson.D{{Key: "assessment", Value: a}})
+	return s.setFact(ctx, factsMonth(delivered), "assess."+caseID, a)
+}
+
+// factsDocs returns the month documents of a whole data set (the demo, the
+// migration): cases with their delivered opinions' assessments.
+func factsDocs(cases []*caseDoc, assessment map[string]string) []any {
+	months := map[string]*factsMonthDoc{}
+	get := func(m string) *factsMonthDoc {
+		if months[m] == nil {
+			months[m] = &factsMonthDoc{ID: m, Rows: map[string]string{}, Assess: map[string]string{}}
+		}
+		return months[m]
+	}
+	for _, c := range cases {
+		row, ms := caseFacts(c)
+		for _, m := range ms {
+			get(m).Rows[c.ID] = row
+		}
+		if a := assessment[c.ID]; a != "" && c.DeliveredAt != nil {
+			get(factsMonth(*c.DeliveredAt)).Assess[c.ID] = a
+		}
+	}
+	out := make([]any, 0, len(months))
+	for _, m := range months {
+		out = append(out, m)
+	}
+	return out
 }
 
 // MigrateOutcomeFacts builds the facts of every case stored before facts
 // existed: once (a marker in counters records that it ran to its end), with
 // one read of the cases and of the delivered opinions. Later writes keep
-// the facts themselves; running it twice only $sets the same facts again.
+// the facts themselves; a second run would only $set the same facts.
 func (s *Store) MigrateOutcomeFacts(ctx context.Context) error {
 	const marker = "migration:outcome-facts"
 	if _, err := findByID[counterDoc](ctx, s, colCounters, marker, nil); err == nil {
@@ -132,13 +190,17 @@ func (s *Store) MigrateOutcomeFacts(ctx context.Context) error {
 			assessment[o.CaseID] = o.Content.DiagnosisAssessment
 		}
 	}
-	for _, c := range cases {
-		set := caseFactsSet(c)
-		if a := assessment[c.ID]; a != "" {
-			set = append(set, bson.E{Key: "assessment", Value: a})
+	for _, m := range factsDocs(cases, assessment) {
+		md := m.(*factsMonthDoc)
+		for id, row := range md.Rows {
+			if err := s.setFact(ctx, md.ID, "rows."+id, row); err != nil {
+				return err
+			}
 		}
-		if err := s.setFacts(ctx, c.ID, set); err != nil {
-			return err
+		for id, a := range md.Assess {
+			if err := s.setFact(ctx, md.ID, "assess."+id, a); err != nil {
+				return err
+			}
 		}
 	}
 	cctx, cancel := s.op(ctx)
@@ -170,35 +232,60 @@ type StatsRow struct {
 }
 
 // StatsRows returns the cases submitted or delivered in [From, To) of the
-// filter, from their outcome facts (statistics are aggregate only; the
-// workflow decides who may ask).
+// filter, from the facts of the months the period covers, each read by _id
+// (statistics are aggregate only; the workflow decides who may ask).
 func (s *Store) StatsRows(ctx context.Context, f StatsFilter) ([]StatsRow, error) {
-	window := bson.D{{Key: "$gte", Value: f.From}, {Key: "$lt", Value: f.To}}
-	filter := bson.D{}
-	if f.InsurerID != "" {
-		filter = append(filter, bson.E{Key: "insurerId", Value: f.InsurerID})
+	rows := map[string]factsRow{}
+	rowLen := map[string]int{}
+	assess := map[string]string{}
+	from := time.Date(f.From.Year(), f.From.Month(), 1, 0, 0, 0, 0, time.UTC)
+	for m := from; m.Before(f.To); m = m.AddDate(0, 1, 0) {
+		d, err := findByID[factsMonthDoc](ctx, s, colOutcomeFacts, factsMonth(m), nil)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			continue
+		}
+		if err != nil {
+			return nil, translate(err, "outcome facts")
+		}
+		for id, raw := range d.Rows {
+			// A case is in two months' rows when delivered in another
+			// month than submitted: the copy with more facts wins.
+			if n, ok := rowLen[id]; ok && n >= len(raw) {
+				continue
+			}
+			var r factsRow
+			if err := json.Unmarshal([]byte(raw), &r); err != nil {
+				return nil, fmt.Errorf("store: outcome facts of %s: %w", id, err)
+			}
+			rows[id], rowLen[id] = r, len(raw)
+		}
+		for id, a := range d.Assess {
+			assess[id] = a
+		}
 	}
-	if f.Specialty != "" {
-		filter = append(filter, bson.E{Key: "specialty", Value: f.Specialty})
+	in := func(ms int64) bool {
+		t := fromMillis(ms)
+		return t != nil && !t.Before(f.From) && t.Before(f.To)
 	}
-	filter = append(filter, bson.E{Key: "$or", Value: bson.A{
-		bson.D{{Key: "submittedAt", Value: window}}, bson.D{{Key: "deliveredAt", Value: window}},
-	}})
-	facts, err := findAll[outcomeFactsDoc](ctx, s, colOutcomeFacts, filter, nil)
-	if err != nil {
-		return nil, translate(err, "outcome facts")
-	}
-	out := make([]StatsRow, 0, len(facts))
-	for _, d := range facts {
-		if d.DeliveredAt != nil && d.Assessment == "" {
-			if d.Assessment, err = s.healAssessment(ctx, d.ID); err != nil {
+	out := make([]StatsRow, 0, len(rows))
+	for id, r := range rows {
+		if (f.InsurerID != "" && r.InsurerID != f.InsurerID) || (f.Specialty != "" && r.Specialty != f.Specialty) {
+			continue
+		}
+		if !in(r.SubmittedAt) && !in(r.DeliveredAt) {
+			continue
+		}
+		a := assess[id]
+		if r.DeliveredAt != 0 && a == "" {
+			var err error
+			if a, err = s.healAssessment(ctx, id); err != nil {
 				return nil, err
 			}
 		}
 		out = append(out, StatsRow{
-			InsurerID: d.InsurerID, Specialty: d.Specialty, SubmittedAt: d.SubmittedAt.UTC(),
-			RecordsCompleteAt: utcPtr(d.RecordsCompleteAt), DeliveredAt: utcPtr(d.DeliveredAt),
-			Assessment: domain.DiagnosisAssessment(d.Assessment), TreatmentChanged: d.TreatmentChanged, Satisfaction: d.Satisfaction,
+			InsurerID: r.InsurerID, Specialty: r.Specialty, SubmittedAt: *fromMillis(r.SubmittedAt),
+			RecordsCompleteAt: fromMillis(r.RecordsCompleteAt), DeliveredAt: fromMillis(r.DeliveredAt),
+			Assessment: domain.DiagnosisAssessment(a), TreatmentChanged: r.TreatmentChanged, Satisfaction: r.Satisfaction,
 		})
 	}
 	return out, nil
@@ -209,18 +296,18 @@ func (s *Store) StatsRows(ctx context.Context, f StatsFilter) ([]StatsRow, error
 // and records it in the facts.
 func (s *Store) healAssessment(ctx context.Context, caseID string) (string, error) {
 	o, err := findByID[opinionDoc](ctx, s, colOpinions, OpinionIDForCase(caseID),
-		bson.D{{Key: "status", Value: 1}, {Key: "content.diagnosisAssessment", Value: 1}})
+		bson.D{{Key: "status", Value: 1}, {Key: "deliveredAt", Value: 1}, {Key: "content.diagnosisAssessment", Value: 1}})
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return "", nil
 	}
 	if err != nil {
 		return "", translate(err, "opinion")
 	}
-	if o.Status != string(domain.OpinionDelivered) || o.Content == nil {
+	if o.Status != string(domain.OpinionDelivered) || o.Content == nil || o.DeliveredAt == nil {
 		return "", nil
 	}
 	a := o.Content.DiagnosisAssessment
-	if err := s.setAssessmentFact(ctx, caseID, a); err != nil {
+	if err := s.setAssessmentFact(ctx, caseID, a, *o.DeliveredAt); err != nil {
 		return "", err
 	}
 	return a, nil

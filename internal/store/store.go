@@ -56,8 +56,8 @@ const (
 	colOrgs        = "organizations"
 	colAccessLog   = "access_log"
 	colAuditChains = "audit_chains"
-	// colOutcomeFacts holds what outcome statistics count, one small
-	// document per case (outcomefacts.go).
+	// colOutcomeFacts holds what outcome statistics count, one document
+	// per calendar month (outcomefacts.go).
 	colOutcomeFacts = "outcome_facts"
 
 	colWebhookSubs       = "webhook_subscriptions"
@@ -235,8 +235,6 @@ var indexes = []index{
 	{colOpinions, bson.D{{Key: "insurerId", Value: 1}}, false},
 	{colAudit, bson.D{{Key: "caseId", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colCaseEvents, bson.D{{Key: "seq", Value: 1}}, true},
-	{colOutcomeFacts, bson.D{{Key: "submittedAt", Value: 1}}, false},
-	{colOutcomeFacts, bson.D{{Key: "deliveredAt", Value: 1}}, false},
 	{colOrgs, bson.D{{Key: "kind", Value: 1}}, false},
 	{colAudit, bson.D{{Key: "subject", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colAudit, bson.D{{Key: "chain", Value: 1}, {Key: "seq", Value: 1}}, false},
