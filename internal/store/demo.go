@@ -118,8 +118,7 @@ func (s *Store) InsertDemo(ctx context.Context, d Demo) error {
 		cd := x.(caseDoc)
 		caseDocs = append(caseDocs, &cd)
 	}
-	facts := factsDocs(caseDocs, assessment)
-	if err := s.insertMany(ctx, colOutcomeFacts, facts); err != nil {
+	if err := s.mergeFacts(ctx, factsDocs(caseDocs, assessment)); err != nil {
 		return err
 	}
 	docs = nil

@@ -140,7 +140,7 @@ func (s *Store) setAssessmentFact(ctx context.Context, caseID, a string, deliver
 
 // factsDocs returns the month documents of a whole data set (the demo, the
 // migration): cases with their delivered opinions' assessments.
-func factsDocs(cases []*caseDoc, assessment map[string]string) []any {
+func factsDocs(cases []*caseDoc, assessment map[string]string) []*factsMonthDoc {
 	months := map[string]*factsMonthDoc{}
 	get := func(m string) *factsMonthDoc {
 		if months[m] == nil {
@@ -157,11 +157,38 @@ func factsDocs(cases []*caseDoc, assessment map[string]string) []any {
 			get(factsMonth(*c.DeliveredAt)).Assess[c.ID] = a
 		}
 	}
-	out := make([]any, 0, len(months))
+	out := make([]*factsMonthDoc, 0, len(months))
 	for _, m := range months {
 		out = append(out, m)
 	}
 	return out
+}
+
+// mergeFacts adds the rows and assessments of each month document to the
+// stored month (one $set of all its paths, creating the month): a second
+// data set, or a second run, adds to what is there.
+func (s *Store) mergeFacts(ctx context.Context, months []*factsMonthDoc) error {
+	for _, m := range months {
+		set := bson.D{}
+		for id, row := range m.Rows {
+			set = append(set, bson.E{Key: "rows." + id, Value: row})
+		}
+		for id, a := range m.Assess {
+			set = append(set, bson.E{Key: "assess." + id, Value: a})
+		}
+		if len(set) == 0 {
+			continue
+		}
+		err := s.locked(ctx, colOutcomeFacts, m.ID, func(ctx context.Context) error {
+			_, err := s.c(colOutcomeFacts).UpdateOne(ctx, bson.D{{Key: "_id", Value: m.ID}}, bson.D{{Key: "$set", Value: set}},
+				options.UpdateOne().SetUpsert(true))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: outcome facts: %w", err)
+		}
+	}
+	return nil
 }
 
 // MigrateOutcomeFacts builds the facts of every case stored before facts
@@ -190,18 +217,8 @@ func (s *Store) MigrateOutcomeFacts(ctx context.Context) error {
 			assessment[o.CaseID] = o.Content.DiagnosisAssessment
 		}
 	}
-	for _, m := range factsDocs(cases, assessment) {
-		md := m.(*factsMonthDoc)
-		for id, row := range md.Rows {
-			if err := s.setFact(ctx, md.ID, "rows."+id, row); err != nil {
-				return err
-			}
-		}
-		for id, a := range md.Assess {
-			if err := s.setFact(ctx, md.ID, "assess."+id, a); err != nil {
-				return err
-			}
-		}
+	if err := s.mergeFacts(ctx, factsDocs(cases, assessment)); err != nil {
+		return err
 	}
 	cctx, cancel := s.op(ctx)
 	defer cancel()
