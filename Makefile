@@ -3,7 +3,7 @@ GO ?= go
 ADDR ?= :8080
 
 NEW_KEY ?= data-key.new.txt
-.PHONY: rotate-keys audit-verify run test generate check-generated lint bench build conformance fuzz schema-tools schema-lint schema-diff schema-snapshot fhir-tools
+.PHONY: report-tools report-sample rotate-keys audit-verify run test generate check-generated lint bench build conformance fuzz schema-tools schema-lint schema-diff schema-snapshot fhir-tools
 
 ## run: build and start the gateway on the embedded store with demo data; prints dev tokens
 run:
@@ -93,3 +93,12 @@ rotate-keys:
 ## conformance: the graphql-http GraphQL-over-HTTP audits against the live server
 conformance:
 	bash conformance/run.sh
+
+## report-tools: install poppler-utils (pdftotext, pdftoppm) when missing: the report tests read the PDF's text with it
+report-tools:
+	@command -v pdftotext >/dev/null && command -v pdftoppm >/dev/null || (apt-get update -qq && apt-get install -y -qq poppler-utils)
+
+## report-sample: render a made-up delivered opinion's printable report and its first page as docs/report-sample.png (regenerated, never edited)
+report-sample: report-tools
+	@tmp=$$(mktemp -d) && $(GO) run ./cmd/report-sample -o $$tmp/report.pdf && \
+	pdftoppm -png -r 70 -f 1 -l 1 -singlefile $$tmp/report.pdf docs/report-sample && rm -rf $$tmp

@@ -75,6 +75,22 @@ func (r *opinionResolver) FollowUps(ctx context.Context, obj *domain.Opinion) ([
 	return r.Workflow.FollowUps(ctx, p, obj.CaseID)
 }
 
+// ReportPDF is the resolver for the reportPdf field.
+func (r *opinionResolver) ReportPDF(ctx context.Context, obj *domain.Opinion) (*domain.Document, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if obj.Status != domain.OpinionDelivered {
+		return nil, nil // a draft has no report
+	}
+	rep, err := r.Workflow.OpinionReport(ctx, p, obj.ID)
+	if err != nil {
+		return nil, err
+	}
+	return rep.Document, nil
+}
+
 // OutcomeStatistics is the resolver for the outcomeStatistics field.
 func (r *queryResolver) OutcomeStatistics(ctx context.Context, filter model.OutcomeStatisticsFilter) (*workflow.Statistics, error) {
 	p, err := principal(ctx)

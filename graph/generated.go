@@ -334,6 +334,7 @@ type ComplexityRoot struct {
 		MemberSummary          func(childComplexity int) int
 		QuestionsForYourDoctor func(childComplexity int) int
 		Report                 func(childComplexity int) int
+		ReportPDF              func(childComplexity int) int
 		RevisedDiagnosis       func(childComplexity int) int
 		Signature              func(childComplexity int) int
 		Specialist             func(childComplexity int) int
@@ -688,6 +689,8 @@ type OpinionResolver interface {
 	Specialist(ctx context.Context, obj *domain.Opinion) (*domain.Specialist, error)
 
 	FollowUps(ctx context.Context, obj *domain.Opinion) ([]domain.FollowUp, error)
+
+	ReportPDF(ctx context.Context, obj *domain.Opinion) (*domain.Document, error)
 }
 type OpinionConnectionResolver interface {
 	TotalCount(ctx context.Context, obj *model.OpinionConnection) (int, error)
@@ -1929,6 +1932,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Opinion.Report(childComplexity), true
+	case "Opinion.reportPdf":
+		if e.ComplexityRoot.Opinion.ReportPDF == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Opinion.ReportPDF(childComplexity), true
 	case "Opinion.revisedDiagnosis":
 		if e.ComplexityRoot.Opinion.RevisedDiagnosis == nil {
 			break
@@ -4859,6 +4868,8 @@ func (ec *executionContext) childFields_Opinion(ctx context.Context, field graph
 		return ec.fieldContext_Opinion_followUps(ctx, field)
 	case "signature":
 		return ec.fieldContext_Opinion_signature(ctx, field)
+	case "reportPdf":
+		return ec.fieldContext_Opinion_reportPdf(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Opinion", field.Name)
 }
@@ -11193,6 +11204,38 @@ func (ec *executionContext) fieldContext_Opinion_signature(_ context.Context, fi
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_OpinionSignature(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Opinion_reportPdf(ctx context.Context, field graphql.CollectedField, obj *domain.Opinion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Opinion_reportPdf(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Opinion().ReportPDF(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Document) graphql.Marshaler {
+			return ec.marshalODocument2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDocument(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Opinion_reportPdf(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Opinion",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Document(ctx, field)
 		},
 	}
 	return fc, nil
@@ -20570,6 +20613,12 @@ func (ec *executionContext) _Opinion(ctx context.Context, sel ast.SelectionSet, 
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "reportPdf":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Opinion_reportPdf(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}

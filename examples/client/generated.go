@@ -119,6 +119,71 @@ func (v *AddMedicalRecordResponse) GetAddMedicalRecord() AddMedicalRecordAddMedi
 	return v.AddMedicalRecord
 }
 
+// AnswerFollowUpAnswerFollowUpAnswerFollowUpPayload includes the requested fields of the GraphQL type AnswerFollowUpPayload.
+// The GraphQL type's documentation follows.
+//
+// The answered question.
+type AnswerFollowUpAnswerFollowUpAnswerFollowUpPayload struct {
+	// The follow-up.
+	FollowUp AnswerFollowUpAnswerFollowUpAnswerFollowUpPayloadFollowUp `json:"followUp"`
+}
+
+// GetFollowUp returns AnswerFollowUpAnswerFollowUpAnswerFollowUpPayload.FollowUp, and is useful for accessing the field via an interface.
+func (v *AnswerFollowUpAnswerFollowUpAnswerFollowUpPayload) GetFollowUp() AnswerFollowUpAnswerFollowUpAnswerFollowUpPayloadFollowUp {
+	return v.FollowUp
+}
+
+// AnswerFollowUpAnswerFollowUpAnswerFollowUpPayloadFollowUp includes the requested fields of the GraphQL type FollowUp.
+// The GraphQL type's documentation follows.
+//
+// A member's question after the opinion was delivered, and the specialist's answer: an addendum that never changes the delivered opinion.
+type AnswerFollowUpAnswerFollowUpAnswerFollowUpPayloadFollowUp struct {
+	// The follow-up's global id (answerFollowUp names it).
+	Id string `json:"id"`
+	// The member's question.
+	Question string `json:"question"`
+	// The specialist's answer, once given.
+	Answer *string `json:"answer"`
+	// When it was answered.
+	AnsweredAt *time.Time `json:"answeredAt"`
+	// Whether the answer is late.
+	Overdue bool `json:"overdue"`
+}
+
+// GetId returns AnswerFollowUpAnswerFollowUpAnswerFollowUpPayloadFollowUp.Id, and is useful for accessing the field via an interface.
+func (v *AnswerFollowUpAnswerFollowUpAnswerFollowUpPayloadFollowUp) GetId() string { return v.Id }
+
+// GetQuestion returns AnswerFollowUpAnswerFollowUpAnswerFollowUpPayloadFollowUp.Question, and is useful for accessing the field via an interface.
+func (v *AnswerFollowUpAnswerFollowUpAnswerFollowUpPayloadFollowUp) GetQuestion() string {
+	return v.Question
+}
+
+// GetAnswer returns AnswerFollowUpAnswerFollowUpAnswerFollowUpPayloadFollowUp.Answer, and is useful for accessing the field via an interface.
+func (v *AnswerFollowUpAnswerFollowUpAnswerFollowUpPayloadFollowUp) GetAnswer() *string {
+	return v.Answer
+}
+
+// GetAnsweredAt returns AnswerFollowUpAnswerFollowUpAnswerFollowUpPayloadFollowUp.AnsweredAt, and is useful for accessing the field via an interface.
+func (v *AnswerFollowUpAnswerFollowUpAnswerFollowUpPayloadFollowUp) GetAnsweredAt() *time.Time {
+	return v.AnsweredAt
+}
+
+// GetOverdue returns AnswerFollowUpAnswerFollowUpAnswerFollowUpPayloadFollowUp.Overdue, and is useful for accessing the field via an interface.
+func (v *AnswerFollowUpAnswerFollowUpAnswerFollowUpPayloadFollowUp) GetOverdue() bool {
+	return v.Overdue
+}
+
+// AnswerFollowUpResponse is returned by AnswerFollowUp on success.
+type AnswerFollowUpResponse struct {
+	// Answers a follow-up question (the opinion's provider or partner).
+	AnswerFollowUp AnswerFollowUpAnswerFollowUpAnswerFollowUpPayload `json:"answerFollowUp"`
+}
+
+// GetAnswerFollowUp returns AnswerFollowUpResponse.AnswerFollowUp, and is useful for accessing the field via an interface.
+func (v *AnswerFollowUpResponse) GetAnswerFollowUp() AnswerFollowUpAnswerFollowUpAnswerFollowUpPayload {
+	return v.AnswerFollowUp
+}
+
 // An answer as input.
 type AnswerInput struct {
 	// The question, as asked.
@@ -132,6 +197,68 @@ func (v *AnswerInput) GetQuestion() string { return v.Question }
 
 // GetAnswer returns AnswerInput.Answer, and is useful for accessing the field via an interface.
 func (v *AnswerInput) GetAnswer() string { return v.Answer }
+
+// AskFollowUpAskFollowUpAskFollowUpPayload includes the requested fields of the GraphQL type AskFollowUpPayload.
+// The GraphQL type's documentation follows.
+//
+// The question asked.
+type AskFollowUpAskFollowUpAskFollowUpPayload struct {
+	// The follow-up.
+	FollowUp AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp `json:"followUp"`
+}
+
+// GetFollowUp returns AskFollowUpAskFollowUpAskFollowUpPayload.FollowUp, and is useful for accessing the field via an interface.
+func (v *AskFollowUpAskFollowUpAskFollowUpPayload) GetFollowUp() AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp {
+	return v.FollowUp
+}
+
+// AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp includes the requested fields of the GraphQL type FollowUp.
+// The GraphQL type's documentation follows.
+//
+// A member's question after the opinion was delivered, and the specialist's answer: an addendum that never changes the delivered opinion.
+type AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp struct {
+	// The follow-up's global id (answerFollowUp names it).
+	Id string `json:"id"`
+	// The member's question.
+	Question string `json:"question"`
+	// When it was asked.
+	AskedAt time.Time `json:"askedAt"`
+	// When the answer is due: 3 working days after the question.
+	DueAt time.Time `json:"dueAt"`
+	// Whether the answer is late.
+	Overdue bool `json:"overdue"`
+	// The specialist's answer, once given.
+	Answer *string `json:"answer"`
+}
+
+// GetId returns AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp.Id, and is useful for accessing the field via an interface.
+func (v *AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp) GetId() string { return v.Id }
+
+// GetQuestion returns AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp.Question, and is useful for accessing the field via an interface.
+func (v *AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp) GetQuestion() string { return v.Question }
+
+// GetAskedAt returns AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp.AskedAt, and is useful for accessing the field via an interface.
+func (v *AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp) GetAskedAt() time.Time { return v.AskedAt }
+
+// GetDueAt returns AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp.DueAt, and is useful for accessing the field via an interface.
+func (v *AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp) GetDueAt() time.Time { return v.DueAt }
+
+// GetOverdue returns AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp.Overdue, and is useful for accessing the field via an interface.
+func (v *AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp) GetOverdue() bool { return v.Overdue }
+
+// GetAnswer returns AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp.Answer, and is useful for accessing the field via an interface.
+func (v *AskFollowUpAskFollowUpAskFollowUpPayloadFollowUp) GetAnswer() *string { return v.Answer }
+
+// AskFollowUpResponse is returned by AskFollowUp on success.
+type AskFollowUpResponse struct {
+	// Asks a follow-up question after delivery (members).
+	AskFollowUp AskFollowUpAskFollowUpAskFollowUpPayload `json:"askFollowUp"`
+}
+
+// GetAskFollowUp returns AskFollowUpResponse.AskFollowUp, and is useful for accessing the field via an interface.
+func (v *AskFollowUpResponse) GetAskFollowUp() AskFollowUpAskFollowUpAskFollowUpPayload {
+	return v.AskFollowUp
+}
 
 // AssignSpecialistAssignSpecialistAssignSpecialistPayload includes the requested fields of the GraphQL type AssignSpecialistPayload.
 // The GraphQL type's documentation follows.
@@ -1296,6 +1423,76 @@ type MyCaseResponse struct {
 // GetCase returns MyCaseResponse.Case, and is useful for accessing the field via an interface.
 func (v *MyCaseResponse) GetCase() *MyCaseCase { return v.Case }
 
+// MyDeliveredCasesCasesCaseConnection includes the requested fields of the GraphQL type CaseConnection.
+// The GraphQL type's documentation follows.
+//
+// A page of cases, newest first.
+type MyDeliveredCasesCasesCaseConnection struct {
+	// The edges of this page.
+	Edges []MyDeliveredCasesCasesCaseConnectionEdgesCaseEdge `json:"edges"`
+}
+
+// GetEdges returns MyDeliveredCasesCasesCaseConnection.Edges, and is useful for accessing the field via an interface.
+func (v *MyDeliveredCasesCasesCaseConnection) GetEdges() []MyDeliveredCasesCasesCaseConnectionEdgesCaseEdge {
+	return v.Edges
+}
+
+// MyDeliveredCasesCasesCaseConnectionEdgesCaseEdge includes the requested fields of the GraphQL type CaseEdge.
+// The GraphQL type's documentation follows.
+//
+// An edge of a case page.
+type MyDeliveredCasesCasesCaseConnectionEdgesCaseEdge struct {
+	// The case.
+	Node MyDeliveredCasesCasesCaseConnectionEdgesCaseEdgeNodeCase `json:"node"`
+}
+
+// GetNode returns MyDeliveredCasesCasesCaseConnectionEdgesCaseEdge.Node, and is useful for accessing the field via an interface.
+func (v *MyDeliveredCasesCasesCaseConnectionEdgesCaseEdge) GetNode() MyDeliveredCasesCasesCaseConnectionEdgesCaseEdgeNodeCase {
+	return v.Node
+}
+
+// MyDeliveredCasesCasesCaseConnectionEdgesCaseEdgeNodeCase includes the requested fields of the GraphQL type Case.
+// The GraphQL type's documentation follows.
+//
+// A second-opinion request.
+type MyDeliveredCasesCasesCaseConnectionEdgesCaseEdgeNodeCase struct {
+	// The case's global id.
+	Id string `json:"id"`
+	// Human-readable reference, e.g. `SO-2026-000123`.
+	Reference string `json:"reference"`
+	// The requested specialty, e.g. `oncology`.
+	Specialty string `json:"specialty"`
+	// When the opinion was delivered.
+	DeliveredAt *time.Time `json:"deliveredAt"`
+}
+
+// GetId returns MyDeliveredCasesCasesCaseConnectionEdgesCaseEdgeNodeCase.Id, and is useful for accessing the field via an interface.
+func (v *MyDeliveredCasesCasesCaseConnectionEdgesCaseEdgeNodeCase) GetId() string { return v.Id }
+
+// GetReference returns MyDeliveredCasesCasesCaseConnectionEdgesCaseEdgeNodeCase.Reference, and is useful for accessing the field via an interface.
+func (v *MyDeliveredCasesCasesCaseConnectionEdgesCaseEdgeNodeCase) GetReference() string {
+	return v.Reference
+}
+
+// GetSpecialty returns MyDeliveredCasesCasesCaseConnectionEdgesCaseEdgeNodeCase.Specialty, and is useful for accessing the field via an interface.
+func (v *MyDeliveredCasesCasesCaseConnectionEdgesCaseEdgeNodeCase) GetSpecialty() string {
+	return v.Specialty
+}
+
+// GetDeliveredAt returns MyDeliveredCasesCasesCaseConnectionEdgesCaseEdgeNodeCase.DeliveredAt, and is useful for accessing the field via an interface.
+func (v *MyDeliveredCasesCasesCaseConnectionEdgesCaseEdgeNodeCase) GetDeliveredAt() *time.Time {
+	return v.DeliveredAt
+}
+
+// MyDeliveredCasesResponse is returned by MyDeliveredCases on success.
+type MyDeliveredCasesResponse struct {
+	// Cases in your scope, newest first.
+	Cases MyDeliveredCasesCasesCaseConnection `json:"cases"`
+}
+
+// GetCases returns MyDeliveredCasesResponse.Cases, and is useful for accessing the field via an interface.
+func (v *MyDeliveredCasesResponse) GetCases() MyDeliveredCasesCasesCaseConnection { return v.Cases }
+
 // MyPoliciesPoliciesPolicyConnection includes the requested fields of the GraphQL type PolicyConnection.
 // The GraphQL type's documentation follows.
 //
@@ -1563,6 +1760,141 @@ func (v *NetworkSpecialistsSpecialistsSpecialistConnectionPageInfo) GetEndCursor
 	return v.EndCursor
 }
 
+// OpinionReportCase includes the requested fields of the GraphQL type Case.
+// The GraphQL type's documentation follows.
+//
+// A second-opinion request.
+type OpinionReportCase struct {
+	// Human-readable reference, e.g. `SO-2026-000123`.
+	Reference string `json:"reference"`
+	// The opinion, when the caller may see it.
+	Opinion *OpinionReportCaseOpinion `json:"opinion"`
+}
+
+// GetReference returns OpinionReportCase.Reference, and is useful for accessing the field via an interface.
+func (v *OpinionReportCase) GetReference() string { return v.Reference }
+
+// GetOpinion returns OpinionReportCase.Opinion, and is useful for accessing the field via an interface.
+func (v *OpinionReportCase) GetOpinion() *OpinionReportCaseOpinion { return v.Opinion }
+
+// OpinionReportCaseOpinion includes the requested fields of the GraphQL type Opinion.
+// The GraphQL type's documentation follows.
+//
+// A specialist's written second opinion.
+type OpinionReportCaseOpinion struct {
+	// When it was delivered.
+	DeliveredAt *time.Time `json:"deliveredAt"`
+	// Questions the member asked after delivery, with their answers, oldest first (content).
+	FollowUps []OpinionReportCaseOpinionFollowUpsFollowUp `json:"followUps"`
+	// The service's signature over the delivered opinion; null for a draft (content).
+	Signature *OpinionReportCaseOpinionSignature `json:"signature"`
+	// The delivered opinion as a printable PDF for the member's treating doctor
+	// (content; null for a draft): the assessment, treatment options with their
+	// invasiveness, clinical trials, answers, follow-ups, the specialist, the
+	// delivery date and the signature's key id with how to verify it. It names
+	// the case by its reference, not the patient. Rendered from the opinion
+	// when asked; its `downloadUrl` follows the rules of the opinion's content.
+	ReportPdf *OpinionReportCaseOpinionReportPdfDocument `json:"reportPdf"`
+}
+
+// GetDeliveredAt returns OpinionReportCaseOpinion.DeliveredAt, and is useful for accessing the field via an interface.
+func (v *OpinionReportCaseOpinion) GetDeliveredAt() *time.Time { return v.DeliveredAt }
+
+// GetFollowUps returns OpinionReportCaseOpinion.FollowUps, and is useful for accessing the field via an interface.
+func (v *OpinionReportCaseOpinion) GetFollowUps() []OpinionReportCaseOpinionFollowUpsFollowUp {
+	return v.FollowUps
+}
+
+// GetSignature returns OpinionReportCaseOpinion.Signature, and is useful for accessing the field via an interface.
+func (v *OpinionReportCaseOpinion) GetSignature() *OpinionReportCaseOpinionSignature {
+	return v.Signature
+}
+
+// GetReportPdf returns OpinionReportCaseOpinion.ReportPdf, and is useful for accessing the field via an interface.
+func (v *OpinionReportCaseOpinion) GetReportPdf() *OpinionReportCaseOpinionReportPdfDocument {
+	return v.ReportPdf
+}
+
+// OpinionReportCaseOpinionFollowUpsFollowUp includes the requested fields of the GraphQL type FollowUp.
+// The GraphQL type's documentation follows.
+//
+// A member's question after the opinion was delivered, and the specialist's answer: an addendum that never changes the delivered opinion.
+type OpinionReportCaseOpinionFollowUpsFollowUp struct {
+	// The member's question.
+	Question string `json:"question"`
+	// The specialist's answer, once given.
+	Answer *string `json:"answer"`
+	// When it was answered.
+	AnsweredAt *time.Time `json:"answeredAt"`
+}
+
+// GetQuestion returns OpinionReportCaseOpinionFollowUpsFollowUp.Question, and is useful for accessing the field via an interface.
+func (v *OpinionReportCaseOpinionFollowUpsFollowUp) GetQuestion() string { return v.Question }
+
+// GetAnswer returns OpinionReportCaseOpinionFollowUpsFollowUp.Answer, and is useful for accessing the field via an interface.
+func (v *OpinionReportCaseOpinionFollowUpsFollowUp) GetAnswer() *string { return v.Answer }
+
+// GetAnsweredAt returns OpinionReportCaseOpinionFollowUpsFollowUp.AnsweredAt, and is useful for accessing the field via an interface.
+func (v *OpinionReportCaseOpinionFollowUpsFollowUp) GetAnsweredAt() *time.Time { return v.AnsweredAt }
+
+// OpinionReportCaseOpinionReportPdfDocument includes the requested fields of the GraphQL type Document.
+// The GraphQL type's documentation follows.
+//
+// A medical record's stored file. The bytes are encrypted at rest under their
+// own data key; readable by the member, coordinators, and the case's reviewers
+// while the member's RECORDS_RELEASE consent is active. Insurers never.
+type OpinionReportCaseOpinionReportPdfDocument struct {
+	// The content type detected from the file's bytes when it was uploaded (never the one the client claimed).
+	ContentType string `json:"contentType"`
+	// The file's size in bytes.
+	SizeBytes int `json:"sizeBytes"`
+	// The SHA-256 of the file's bytes, hex.
+	Sha256 string `json:"sha256"`
+	// A short-lived link to download the file: a path on this gateway,
+	// `/files/<token>`, bound to the caller and this record. At download the
+	// caller's right is checked again (a consent revoked since means 404). Every
+	// download is audited.
+	DownloadUrl *string `json:"downloadUrl"`
+}
+
+// GetContentType returns OpinionReportCaseOpinionReportPdfDocument.ContentType, and is useful for accessing the field via an interface.
+func (v *OpinionReportCaseOpinionReportPdfDocument) GetContentType() string { return v.ContentType }
+
+// GetSizeBytes returns OpinionReportCaseOpinionReportPdfDocument.SizeBytes, and is useful for accessing the field via an interface.
+func (v *OpinionReportCaseOpinionReportPdfDocument) GetSizeBytes() int { return v.SizeBytes }
+
+// GetSha256 returns OpinionReportCaseOpinionReportPdfDocument.Sha256, and is useful for accessing the field via an interface.
+func (v *OpinionReportCaseOpinionReportPdfDocument) GetSha256() string { return v.Sha256 }
+
+// GetDownloadUrl returns OpinionReportCaseOpinionReportPdfDocument.DownloadUrl, and is useful for accessing the field via an interface.
+func (v *OpinionReportCaseOpinionReportPdfDocument) GetDownloadUrl() *string { return v.DownloadUrl }
+
+// OpinionReportCaseOpinionSignature includes the requested fields of the GraphQL type OpinionSignature.
+// The GraphQL type's documentation follows.
+//
+// The service's signature over a delivered opinion: a detached JWS (ES256) over the RFC 8785 canonical JSON in `payload`, verifiable with the keys at `/.well-known/jwks.json`.
+type OpinionReportCaseOpinionSignature struct {
+	// The id (RFC 7638 thumbprint) of the key that signed, as in the JWKS.
+	KeyId string `json:"keyId"`
+	// When it was signed: at delivery, and again when a follow-up is answered.
+	SignedAt time.Time `json:"signedAt"`
+}
+
+// GetKeyId returns OpinionReportCaseOpinionSignature.KeyId, and is useful for accessing the field via an interface.
+func (v *OpinionReportCaseOpinionSignature) GetKeyId() string { return v.KeyId }
+
+// GetSignedAt returns OpinionReportCaseOpinionSignature.SignedAt, and is useful for accessing the field via an interface.
+func (v *OpinionReportCaseOpinionSignature) GetSignedAt() time.Time { return v.SignedAt }
+
+// OpinionReportResponse is returned by OpinionReport on success.
+type OpinionReportResponse struct {
+	// One case, or null.
+	Case *OpinionReportCase `json:"case"`
+}
+
+// GetCase returns OpinionReportResponse.Case, and is useful for accessing the field via an interface.
+func (v *OpinionReportResponse) GetCase() *OpinionReportCase { return v.Case }
+
 // Whether an opinion is still a draft.
 type OpinionStatus string
 
@@ -1707,6 +2039,167 @@ func (v *OrganizationsResponse) GetOrganizations() OrganizationsOrganizationsOrg
 	return v.Organizations
 }
 
+// OutcomeStatisticsByInsurerOutcomeStatistics includes the requested fields of the GraphQL type OutcomeStatistics.
+// The GraphQL type's documentation follows.
+//
+// Aggregate outcomes, no row-level data. Any count from 1 to 10 is null and named in `suppressed`, and so is any figure from which one could be worked out: figures are sums over month × specialty × insurer cells, and a figure is shown only when none of its cells is suppressed.
+type OutcomeStatisticsByInsurerOutcomeStatistics struct {
+	// Cases submitted in the period.
+	Cases *int `json:"cases"`
+	// Opinions delivered in the period.
+	Delivered *int `json:"delivered"`
+	// Delivered opinions that confirmed the diagnosis.
+	DiagnosisConfirmed *int `json:"diagnosisConfirmed"`
+	// Delivered opinions that modified the diagnosis.
+	DiagnosisModified *int `json:"diagnosisModified"`
+	// Delivered opinions that changed the diagnosis.
+	DiagnosisChanged *int `json:"diagnosisChanged"`
+	// Delivered opinions after which the member reported a change of treatment.
+	TreatmentChanged *int `json:"treatmentChanged"`
+	// Median days from records complete (submission for older cases) to delivery.
+	TurnaroundDaysP50 *float64 `json:"turnaroundDaysP50"`
+	// Mean satisfaction (1 to 5) reported with outcomes.
+	SatisfactionMean *float64 `json:"satisfactionMean"`
+	// The figures left null by suppression.
+	Suppressed []string `json:"suppressed"`
+}
+
+// GetCases returns OutcomeStatisticsByInsurerOutcomeStatistics.Cases, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsByInsurerOutcomeStatistics) GetCases() *int { return v.Cases }
+
+// GetDelivered returns OutcomeStatisticsByInsurerOutcomeStatistics.Delivered, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsByInsurerOutcomeStatistics) GetDelivered() *int { return v.Delivered }
+
+// GetDiagnosisConfirmed returns OutcomeStatisticsByInsurerOutcomeStatistics.DiagnosisConfirmed, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsByInsurerOutcomeStatistics) GetDiagnosisConfirmed() *int {
+	return v.DiagnosisConfirmed
+}
+
+// GetDiagnosisModified returns OutcomeStatisticsByInsurerOutcomeStatistics.DiagnosisModified, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsByInsurerOutcomeStatistics) GetDiagnosisModified() *int {
+	return v.DiagnosisModified
+}
+
+// GetDiagnosisChanged returns OutcomeStatisticsByInsurerOutcomeStatistics.DiagnosisChanged, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsByInsurerOutcomeStatistics) GetDiagnosisChanged() *int {
+	return v.DiagnosisChanged
+}
+
+// GetTreatmentChanged returns OutcomeStatisticsByInsurerOutcomeStatistics.TreatmentChanged, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsByInsurerOutcomeStatistics) GetTreatmentChanged() *int {
+	return v.TreatmentChanged
+}
+
+// GetTurnaroundDaysP50 returns OutcomeStatisticsByInsurerOutcomeStatistics.TurnaroundDaysP50, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsByInsurerOutcomeStatistics) GetTurnaroundDaysP50() *float64 {
+	return v.TurnaroundDaysP50
+}
+
+// GetSatisfactionMean returns OutcomeStatisticsByInsurerOutcomeStatistics.SatisfactionMean, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsByInsurerOutcomeStatistics) GetSatisfactionMean() *float64 {
+	return v.SatisfactionMean
+}
+
+// GetSuppressed returns OutcomeStatisticsByInsurerOutcomeStatistics.Suppressed, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsByInsurerOutcomeStatistics) GetSuppressed() []string { return v.Suppressed }
+
+// OutcomeStatisticsByInsurerResponse is returned by OutcomeStatisticsByInsurer on success.
+type OutcomeStatisticsByInsurerResponse struct {
+	// Aggregate outcome statistics (insurers: their own policies; coordinators: all, or one insurer's).
+	OutcomeStatistics OutcomeStatisticsByInsurerOutcomeStatistics `json:"outcomeStatistics"`
+}
+
+// GetOutcomeStatistics returns OutcomeStatisticsByInsurerResponse.OutcomeStatistics, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsByInsurerResponse) GetOutcomeStatistics() OutcomeStatisticsByInsurerOutcomeStatistics {
+	return v.OutcomeStatistics
+}
+
+// OutcomeStatisticsOutcomeStatistics includes the requested fields of the GraphQL type OutcomeStatistics.
+// The GraphQL type's documentation follows.
+//
+// Aggregate outcomes, no row-level data. Any count from 1 to 10 is null and named in `suppressed`, and so is any figure from which one could be worked out: figures are sums over month × specialty × insurer cells, and a figure is shown only when none of its cells is suppressed.
+type OutcomeStatisticsOutcomeStatistics struct {
+	// The period counted, from (inclusive).
+	From time.Time `json:"from"`
+	// The period counted, to (exclusive).
+	To time.Time `json:"to"`
+	// Cases submitted in the period.
+	Cases *int `json:"cases"`
+	// Opinions delivered in the period.
+	Delivered *int `json:"delivered"`
+	// Delivered opinions that confirmed the diagnosis.
+	DiagnosisConfirmed *int `json:"diagnosisConfirmed"`
+	// Delivered opinions that modified the diagnosis.
+	DiagnosisModified *int `json:"diagnosisModified"`
+	// Delivered opinions that changed the diagnosis.
+	DiagnosisChanged *int `json:"diagnosisChanged"`
+	// Delivered opinions after which the member reported a change of treatment.
+	TreatmentChanged *int `json:"treatmentChanged"`
+	// Median days from records complete (submission for older cases) to delivery.
+	TurnaroundDaysP50 *float64 `json:"turnaroundDaysP50"`
+	// 90th percentile of the same.
+	TurnaroundDaysP90 *float64 `json:"turnaroundDaysP90"`
+	// Mean satisfaction (1 to 5) reported with outcomes.
+	SatisfactionMean *float64 `json:"satisfactionMean"`
+	// The figures left null by suppression.
+	Suppressed []string `json:"suppressed"`
+}
+
+// GetFrom returns OutcomeStatisticsOutcomeStatistics.From, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsOutcomeStatistics) GetFrom() time.Time { return v.From }
+
+// GetTo returns OutcomeStatisticsOutcomeStatistics.To, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsOutcomeStatistics) GetTo() time.Time { return v.To }
+
+// GetCases returns OutcomeStatisticsOutcomeStatistics.Cases, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsOutcomeStatistics) GetCases() *int { return v.Cases }
+
+// GetDelivered returns OutcomeStatisticsOutcomeStatistics.Delivered, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsOutcomeStatistics) GetDelivered() *int { return v.Delivered }
+
+// GetDiagnosisConfirmed returns OutcomeStatisticsOutcomeStatistics.DiagnosisConfirmed, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsOutcomeStatistics) GetDiagnosisConfirmed() *int {
+	return v.DiagnosisConfirmed
+}
+
+// GetDiagnosisModified returns OutcomeStatisticsOutcomeStatistics.DiagnosisModified, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsOutcomeStatistics) GetDiagnosisModified() *int { return v.DiagnosisModified }
+
+// GetDiagnosisChanged returns OutcomeStatisticsOutcomeStatistics.DiagnosisChanged, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsOutcomeStatistics) GetDiagnosisChanged() *int { return v.DiagnosisChanged }
+
+// GetTreatmentChanged returns OutcomeStatisticsOutcomeStatistics.TreatmentChanged, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsOutcomeStatistics) GetTreatmentChanged() *int { return v.TreatmentChanged }
+
+// GetTurnaroundDaysP50 returns OutcomeStatisticsOutcomeStatistics.TurnaroundDaysP50, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsOutcomeStatistics) GetTurnaroundDaysP50() *float64 {
+	return v.TurnaroundDaysP50
+}
+
+// GetTurnaroundDaysP90 returns OutcomeStatisticsOutcomeStatistics.TurnaroundDaysP90, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsOutcomeStatistics) GetTurnaroundDaysP90() *float64 {
+	return v.TurnaroundDaysP90
+}
+
+// GetSatisfactionMean returns OutcomeStatisticsOutcomeStatistics.SatisfactionMean, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsOutcomeStatistics) GetSatisfactionMean() *float64 {
+	return v.SatisfactionMean
+}
+
+// GetSuppressed returns OutcomeStatisticsOutcomeStatistics.Suppressed, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsOutcomeStatistics) GetSuppressed() []string { return v.Suppressed }
+
+// OutcomeStatisticsResponse is returned by OutcomeStatistics on success.
+type OutcomeStatisticsResponse struct {
+	// Aggregate outcome statistics (insurers: their own policies; coordinators: all, or one insurer's).
+	OutcomeStatistics OutcomeStatisticsOutcomeStatistics `json:"outcomeStatistics"`
+}
+
+// GetOutcomeStatistics returns OutcomeStatisticsResponse.OutcomeStatistics, and is useful for accessing the field via an interface.
+func (v *OutcomeStatisticsResponse) GetOutcomeStatistics() OutcomeStatisticsOutcomeStatistics {
+	return v.OutcomeStatistics
+}
+
 // The standing of a policy.
 type PolicyStatus string
 
@@ -1813,6 +2306,126 @@ var AllRecordKind = []RecordKind{
 	RecordKindLab,
 	RecordKindClinicalNote,
 	RecordKindOther,
+}
+
+// Records what the member did after the opinion and closes the case (members).
+type RecordOutcomeInput struct {
+	// The case.
+	CaseId string `json:"caseId"`
+	// What the member decided.
+	Decision Decision `json:"decision"`
+	// Whether the treatment changed.
+	TreatmentChanged *bool `json:"treatmentChanged"`
+	// Satisfaction from 1 to 5.
+	Satisfaction *int `json:"satisfaction"`
+	// A note, at most 2,000 characters.
+	Note *string `json:"note"`
+}
+
+// GetCaseId returns RecordOutcomeInput.CaseId, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeInput) GetCaseId() string { return v.CaseId }
+
+// GetDecision returns RecordOutcomeInput.Decision, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeInput) GetDecision() Decision { return v.Decision }
+
+// GetTreatmentChanged returns RecordOutcomeInput.TreatmentChanged, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeInput) GetTreatmentChanged() *bool { return v.TreatmentChanged }
+
+// GetSatisfaction returns RecordOutcomeInput.Satisfaction, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeInput) GetSatisfaction() *int { return v.Satisfaction }
+
+// GetNote returns RecordOutcomeInput.Note, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeInput) GetNote() *string { return v.Note }
+
+// RecordOutcomeRecordOutcomeRecordOutcomePayload includes the requested fields of the GraphQL type RecordOutcomePayload.
+// The GraphQL type's documentation follows.
+//
+// The closed case.
+type RecordOutcomeRecordOutcomeRecordOutcomePayload struct {
+	// The case.
+	Case RecordOutcomeRecordOutcomeRecordOutcomePayloadCase `json:"case"`
+}
+
+// GetCase returns RecordOutcomeRecordOutcomeRecordOutcomePayload.Case, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeRecordOutcomeRecordOutcomePayload) GetCase() RecordOutcomeRecordOutcomeRecordOutcomePayloadCase {
+	return v.Case
+}
+
+// RecordOutcomeRecordOutcomeRecordOutcomePayloadCase includes the requested fields of the GraphQL type Case.
+// The GraphQL type's documentation follows.
+//
+// A second-opinion request.
+type RecordOutcomeRecordOutcomeRecordOutcomePayloadCase struct {
+	// The case's global id.
+	Id string `json:"id"`
+	// Lifecycle status.
+	Status CaseStatus `json:"status"`
+	// The member's decision after the opinion.
+	Decision *Decision `json:"decision"`
+	// What the member did after the opinion (members and coordinators).
+	Outcome *RecordOutcomeRecordOutcomeRecordOutcomePayloadCaseOutcome `json:"outcome"`
+}
+
+// GetId returns RecordOutcomeRecordOutcomeRecordOutcomePayloadCase.Id, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeRecordOutcomeRecordOutcomePayloadCase) GetId() string { return v.Id }
+
+// GetStatus returns RecordOutcomeRecordOutcomeRecordOutcomePayloadCase.Status, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeRecordOutcomeRecordOutcomePayloadCase) GetStatus() CaseStatus { return v.Status }
+
+// GetDecision returns RecordOutcomeRecordOutcomeRecordOutcomePayloadCase.Decision, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeRecordOutcomeRecordOutcomePayloadCase) GetDecision() *Decision {
+	return v.Decision
+}
+
+// GetOutcome returns RecordOutcomeRecordOutcomeRecordOutcomePayloadCase.Outcome, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeRecordOutcomeRecordOutcomePayloadCase) GetOutcome() *RecordOutcomeRecordOutcomeRecordOutcomePayloadCaseOutcome {
+	return v.Outcome
+}
+
+// RecordOutcomeRecordOutcomeRecordOutcomePayloadCaseOutcome includes the requested fields of the GraphQL type CaseOutcome.
+// The GraphQL type's documentation follows.
+//
+// What the member did after the opinion (the member and coordinators; insurers see outcomes only in aggregate).
+type RecordOutcomeRecordOutcomeRecordOutcomePayloadCaseOutcome struct {
+	// What the member decided.
+	Decision Decision `json:"decision"`
+	// Whether the treatment changed after the opinion.
+	TreatmentChanged *bool `json:"treatmentChanged"`
+	// Satisfaction from 1 to 5.
+	Satisfaction *int `json:"satisfaction"`
+	// When it was recorded.
+	RecordedAt time.Time `json:"recordedAt"`
+}
+
+// GetDecision returns RecordOutcomeRecordOutcomeRecordOutcomePayloadCaseOutcome.Decision, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeRecordOutcomeRecordOutcomePayloadCaseOutcome) GetDecision() Decision {
+	return v.Decision
+}
+
+// GetTreatmentChanged returns RecordOutcomeRecordOutcomeRecordOutcomePayloadCaseOutcome.TreatmentChanged, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeRecordOutcomeRecordOutcomePayloadCaseOutcome) GetTreatmentChanged() *bool {
+	return v.TreatmentChanged
+}
+
+// GetSatisfaction returns RecordOutcomeRecordOutcomeRecordOutcomePayloadCaseOutcome.Satisfaction, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeRecordOutcomeRecordOutcomePayloadCaseOutcome) GetSatisfaction() *int {
+	return v.Satisfaction
+}
+
+// GetRecordedAt returns RecordOutcomeRecordOutcomeRecordOutcomePayloadCaseOutcome.RecordedAt, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeRecordOutcomeRecordOutcomePayloadCaseOutcome) GetRecordedAt() time.Time {
+	return v.RecordedAt
+}
+
+// RecordOutcomeResponse is returned by RecordOutcome on success.
+type RecordOutcomeResponse struct {
+	// Records what the member did after the opinion and closes the case (members).
+	RecordOutcome RecordOutcomeRecordOutcomeRecordOutcomePayload `json:"recordOutcome"`
+}
+
+// GetRecordOutcome returns RecordOutcomeResponse.RecordOutcome, and is useful for accessing the field via an interface.
+func (v *RecordOutcomeResponse) GetRecordOutcome() RecordOutcomeRecordOutcomeRecordOutcomePayload {
+	return v.RecordOutcome
 }
 
 // ReferredCasesCasesCaseConnection includes the requested fields of the GraphQL type CaseConnection.
@@ -2737,6 +3350,30 @@ type __AddMedicalRecordInput struct {
 // GetInput returns __AddMedicalRecordInput.Input, and is useful for accessing the field via an interface.
 func (v *__AddMedicalRecordInput) GetInput() AddMedicalRecordInput { return v.Input }
 
+// __AnswerFollowUpInput is used internally by genqlient
+type __AnswerFollowUpInput struct {
+	FollowUpId string `json:"followUpId"`
+	Answer     string `json:"answer"`
+}
+
+// GetFollowUpId returns __AnswerFollowUpInput.FollowUpId, and is useful for accessing the field via an interface.
+func (v *__AnswerFollowUpInput) GetFollowUpId() string { return v.FollowUpId }
+
+// GetAnswer returns __AnswerFollowUpInput.Answer, and is useful for accessing the field via an interface.
+func (v *__AnswerFollowUpInput) GetAnswer() string { return v.Answer }
+
+// __AskFollowUpInput is used internally by genqlient
+type __AskFollowUpInput struct {
+	CaseId   string `json:"caseId"`
+	Question string `json:"question"`
+}
+
+// GetCaseId returns __AskFollowUpInput.CaseId, and is useful for accessing the field via an interface.
+func (v *__AskFollowUpInput) GetCaseId() string { return v.CaseId }
+
+// GetQuestion returns __AskFollowUpInput.Question, and is useful for accessing the field via an interface.
+func (v *__AskFollowUpInput) GetQuestion() string { return v.Question }
+
 // __AssignSpecialistInput is used internally by genqlient
 type __AssignSpecialistInput struct {
 	CaseId          string `json:"caseId"`
@@ -2849,6 +3486,14 @@ func (v *__NetworkSpecialistsInput) GetFirst() *int { return v.First }
 // GetFilter returns __NetworkSpecialistsInput.Filter, and is useful for accessing the field via an interface.
 func (v *__NetworkSpecialistsInput) GetFilter() *SpecialistFilter { return v.Filter }
 
+// __OpinionReportInput is used internally by genqlient
+type __OpinionReportInput struct {
+	Id string `json:"id"`
+}
+
+// GetId returns __OpinionReportInput.Id, and is useful for accessing the field via an interface.
+func (v *__OpinionReportInput) GetId() string { return v.Id }
+
 // __OrganizationsInput is used internally by genqlient
 type __OrganizationsInput struct {
 	Kind *OrganizationKind `json:"kind"`
@@ -2856,6 +3501,38 @@ type __OrganizationsInput struct {
 
 // GetKind returns __OrganizationsInput.Kind, and is useful for accessing the field via an interface.
 func (v *__OrganizationsInput) GetKind() *OrganizationKind { return v.Kind }
+
+// __OutcomeStatisticsByInsurerInput is used internally by genqlient
+type __OutcomeStatisticsByInsurerInput struct {
+	From      string  `json:"from"`
+	To        string  `json:"to"`
+	InsurerId *string `json:"insurerId"`
+}
+
+// GetFrom returns __OutcomeStatisticsByInsurerInput.From, and is useful for accessing the field via an interface.
+func (v *__OutcomeStatisticsByInsurerInput) GetFrom() string { return v.From }
+
+// GetTo returns __OutcomeStatisticsByInsurerInput.To, and is useful for accessing the field via an interface.
+func (v *__OutcomeStatisticsByInsurerInput) GetTo() string { return v.To }
+
+// GetInsurerId returns __OutcomeStatisticsByInsurerInput.InsurerId, and is useful for accessing the field via an interface.
+func (v *__OutcomeStatisticsByInsurerInput) GetInsurerId() *string { return v.InsurerId }
+
+// __OutcomeStatisticsInput is used internally by genqlient
+type __OutcomeStatisticsInput struct {
+	From      string  `json:"from"`
+	To        string  `json:"to"`
+	Specialty *string `json:"specialty"`
+}
+
+// GetFrom returns __OutcomeStatisticsInput.From, and is useful for accessing the field via an interface.
+func (v *__OutcomeStatisticsInput) GetFrom() string { return v.From }
+
+// GetTo returns __OutcomeStatisticsInput.To, and is useful for accessing the field via an interface.
+func (v *__OutcomeStatisticsInput) GetTo() string { return v.To }
+
+// GetSpecialty returns __OutcomeStatisticsInput.Specialty, and is useful for accessing the field via an interface.
+func (v *__OutcomeStatisticsInput) GetSpecialty() *string { return v.Specialty }
 
 // __RecordDecisionInput is used internally by genqlient
 type __RecordDecisionInput struct {
@@ -2868,6 +3545,14 @@ func (v *__RecordDecisionInput) GetCaseId() string { return v.CaseId }
 
 // GetDecision returns __RecordDecisionInput.Decision, and is useful for accessing the field via an interface.
 func (v *__RecordDecisionInput) GetDecision() Decision { return v.Decision }
+
+// __RecordOutcomeInput is used internally by genqlient
+type __RecordOutcomeInput struct {
+	Input RecordOutcomeInput `json:"input"`
+}
+
+// GetInput returns __RecordOutcomeInput.Input, and is useful for accessing the field via an interface.
+func (v *__RecordOutcomeInput) GetInput() RecordOutcomeInput { return v.Input }
 
 // __ReferredCasesInput is used internally by genqlient
 type __ReferredCasesInput struct {
@@ -2967,6 +3652,95 @@ func AddMedicalRecord(
 	}
 
 	data_ = &AddMedicalRecordResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The mutation executed by AnswerFollowUp.
+const AnswerFollowUp_Operation = `
+mutation AnswerFollowUp ($followUpId: ID!, $answer: String!) {
+	answerFollowUp(input: {followUpId:$followUpId,answer:$answer}) {
+		followUp {
+			id
+			question
+			answer
+			answeredAt
+			overdue
+		}
+	}
+}
+`
+
+// Answer a member's follow-up question (the opinion's provider or partner);
+// the opinion is signed again so the signature covers the answer.
+func AnswerFollowUp(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	followUpId string,
+	answer string,
+) (data_ *AnswerFollowUpResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "AnswerFollowUp",
+		Query:  AnswerFollowUp_Operation,
+		Variables: &__AnswerFollowUpInput{
+			FollowUpId: followUpId,
+			Answer:     answer,
+		},
+	}
+
+	data_ = &AnswerFollowUpResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The mutation executed by AskFollowUp.
+const AskFollowUp_Operation = `
+mutation AskFollowUp ($caseId: ID!, $question: String!) {
+	askFollowUp(input: {caseId:$caseId,question:$question}) {
+		followUp {
+			id
+			question
+			askedAt
+			dueAt
+			overdue
+			answer
+		}
+	}
+}
+`
+
+// Ask the specialist a question about the delivered opinion: at most 3 per
+// case, within 30 days of delivery; the answer is due in 3 working days.
+func AskFollowUp(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	caseId string,
+	question string,
+) (data_ *AskFollowUpResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "AskFollowUp",
+		Query:  AskFollowUp_Operation,
+		Variables: &__AskFollowUpInput{
+			CaseId:   caseId,
+			Question: question,
+		},
+	}
+
+	data_ = &AskFollowUpResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(
@@ -3388,6 +4162,44 @@ func MyCase(
 	return data_, err_
 }
 
+// The query executed by MyDeliveredCases.
+const MyDeliveredCases_Operation = `
+query MyDeliveredCases {
+	cases(first: 5, filter: {status:[OPINION_DELIVERED]}) {
+		edges {
+			node {
+				id
+				reference
+				specialty
+				deliveredAt
+			}
+		}
+	}
+}
+`
+
+// The member's cases whose opinion is delivered and waiting for their outcome.
+func MyDeliveredCases(
+	ctx_ context.Context,
+	client_ graphql.Client,
+) (data_ *MyDeliveredCasesResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "MyDeliveredCases",
+		Query:  MyDeliveredCases_Operation,
+	}
+
+	data_ = &MyDeliveredCasesResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
 // The query executed by MyPolicies.
 const MyPolicies_Operation = `
 query MyPolicies ($first: Int) {
@@ -3494,6 +4306,61 @@ func NetworkSpecialists(
 	return data_, err_
 }
 
+// The query executed by OpinionReport.
+const OpinionReport_Operation = `
+query OpinionReport ($id: ID!) {
+	case(id: $id) {
+		reference
+		opinion {
+			deliveredAt
+			followUps {
+				question
+				answer
+				answeredAt
+			}
+			signature {
+				keyId
+				signedAt
+			}
+			reportPdf {
+				contentType
+				sizeBytes
+				sha256
+				downloadUrl(expiresInSeconds: 600)
+			}
+		}
+	}
+}
+`
+
+// The delivered opinion with its follow-ups and signature, and the printable
+// report to bring to the treating doctor: downloadUrl is a short-lived link
+// (GET /files/<token>) to the PDF, whose size and SHA-256 are given here.
+func OpinionReport(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	id string,
+) (data_ *OpinionReportResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "OpinionReport",
+		Query:  OpinionReport_Operation,
+		Variables: &__OpinionReportInput{
+			Id: id,
+		},
+	}
+
+	data_ = &OpinionReportResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
 // The query executed by Organizations.
 const Organizations_Operation = `
 query Organizations ($kind: OrganizationKind) {
@@ -3539,6 +4406,105 @@ func Organizations(
 	return data_, err_
 }
 
+// The query executed by OutcomeStatistics.
+const OutcomeStatistics_Operation = `
+query OutcomeStatistics ($from: Date!, $to: Date!, $specialty: String) {
+	outcomeStatistics(filter: {from:$from,to:$to,specialty:$specialty}) {
+		from
+		to
+		cases
+		delivered
+		diagnosisConfirmed
+		diagnosisModified
+		diagnosisChanged
+		treatmentChanged
+		turnaroundDaysP50
+		turnaroundDaysP90
+		satisfactionMean
+		suppressed
+	}
+}
+`
+
+// Aggregate outcomes of the insurer's own policies, by specialty or all:
+// whole calendar months; any count from 1 to 10, and any figure from which
+// one could be worked out, is null and named in `suppressed`.
+func OutcomeStatistics(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	from string,
+	to string,
+	specialty *string,
+) (data_ *OutcomeStatisticsResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "OutcomeStatistics",
+		Query:  OutcomeStatistics_Operation,
+		Variables: &__OutcomeStatisticsInput{
+			From:      from,
+			To:        to,
+			Specialty: specialty,
+		},
+	}
+
+	data_ = &OutcomeStatisticsResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The query executed by OutcomeStatisticsByInsurer.
+const OutcomeStatisticsByInsurer_Operation = `
+query OutcomeStatisticsByInsurer ($from: Date!, $to: Date!, $insurerId: String) {
+	outcomeStatistics(filter: {from:$from,to:$to,insurerId:$insurerId}) {
+		cases
+		delivered
+		diagnosisConfirmed
+		diagnosisModified
+		diagnosisChanged
+		treatmentChanged
+		turnaroundDaysP50
+		satisfactionMean
+		suppressed
+	}
+}
+`
+
+// Aggregate outcomes across insurers, or one insurer's (coordinators).
+func OutcomeStatisticsByInsurer(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	from string,
+	to string,
+	insurerId *string,
+) (data_ *OutcomeStatisticsByInsurerResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "OutcomeStatisticsByInsurer",
+		Query:  OutcomeStatisticsByInsurer_Operation,
+		Variables: &__OutcomeStatisticsByInsurerInput{
+			From:      from,
+			To:        to,
+			InsurerId: insurerId,
+		},
+	}
+
+	data_ = &OutcomeStatisticsByInsurerResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
 // The mutation executed by RecordDecision.
 const RecordDecision_Operation = `
 mutation RecordDecision ($caseId: ID!, $decision: Decision!) {
@@ -3569,6 +4535,53 @@ func RecordDecision(
 	}
 
 	data_ = &RecordDecisionResponse{}
+	resp_ := &graphql.Response{Data: data_}
+
+	err_ = client_.MakeRequest(
+		ctx_,
+		req_,
+		resp_,
+	)
+
+	return data_, err_
+}
+
+// The mutation executed by RecordOutcome.
+const RecordOutcome_Operation = `
+mutation RecordOutcome ($input: RecordOutcomeInput!) {
+	recordOutcome(input: $input) {
+		case {
+			id
+			status
+			decision
+			outcome {
+				decision
+				treatmentChanged
+				satisfaction
+				recordedAt
+			}
+		}
+	}
+}
+`
+
+// Record what the member did after the opinion (closes the case, as
+// recordDecision does): the decision, whether the treatment changed, and
+// satisfaction from 1 to 5. Insurers see outcomes only in aggregate.
+func RecordOutcome(
+	ctx_ context.Context,
+	client_ graphql.Client,
+	input RecordOutcomeInput,
+) (data_ *RecordOutcomeResponse, err_ error) {
+	req_ := &graphql.Request{
+		OpName: "RecordOutcome",
+		Query:  RecordOutcome_Operation,
+		Variables: &__RecordOutcomeInput{
+			Input: input,
+		},
+	}
+
+	data_ = &RecordOutcomeResponse{}
 	resp_ := &graphql.Response{Data: data_}
 
 	err_ = client_.MakeRequest(

@@ -115,14 +115,27 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	if err := st.MigrateMembers(ctx); err != nil {
 		return err
 	}
+	// Cases stored before outcome facts existed get theirs (once).
+	if err := st.MigrateOutcomeFacts(ctx); err != nil {
+		return err
+	}
 
+	signer, err := opinionSigner(cfg)
+	if err != nil {
+		return err
+	}
 	if cfg.SeedDemo && !cfg.Production() {
 		empty, err := st.IsEmpty(ctx)
 		if err != nil {
 			return err
 		}
 		if empty {
-			if err := st.InsertDemo(ctx, seed.Build(seed.DemoSize, st.Now())); err != nil {
+			demo := seed.Build(seed.RunSize, st.Now())
+			// Its delivered opinions are signed as delivery would have.
+			if err := workflow.New(st, workflow.WithSigner(signer)).SignDemo(&demo); err != nil {
+				return fmt.Errorf("sign demo opinions: %w", err)
+			}
+			if err := st.InsertDemo(ctx, demo); err != nil {
 				return fmt.Errorf("seed demo data: %w", err)
 			}
 			log.Info("demo data seeded")
@@ -142,10 +155,6 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		if err := docs.CheckIssuers(verifier.ClientIssuer); err != nil {
 			return err
 		}
-	}
-	signer, err := opinionSigner(cfg)
-	if err != nil {
-		return err
 	}
 	log.Info("opinion signing key", "kid", signer.KeyID(), "published_keys", len(signer.PublicKeys()))
 	built, err := Build(Deps{

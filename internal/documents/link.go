@@ -1,6 +1,7 @@
 package documents
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -27,8 +28,10 @@ import (
 const FilesPath = "/files/"
 
 type linkClaims struct {
-	Case         string   `json:"c"`
-	Record       string   `json:"r"`
+	Case   string `json:"c"`
+	Record string `json:"r"`
+	// Report: Record is an opinion and the link serves its report.
+	Report       bool     `json:"rp,omitempty"`
 	Subject      string   `json:"s"`
 	Org          string   `json:"o"`
 	Role         string   `json:"ro"`
@@ -51,14 +54,27 @@ func (s *Service) Link(p domain.Principal, doc *domain.Document, ttl time.Durati
 	if ttl < time.Second || ttl > MaxLinkTTL {
 		return "", domain.Errorf(domain.CodeBadUserInput, "expiresInSeconds must be from 1 to %d", int(MaxLinkTTL/time.Second))
 	}
-	if err := p.Require(domain.ScopeCasesRead); err != nil {
-		return "", err
-	}
-	if doc == nil || !domain.CanReadDocument(p, doc.Released) {
+	if doc == nil {
 		return "", domain.ErrFieldForbidden
 	}
+	if doc.Report {
+		// An opinion's report: the rules of the opinion's content.
+		if err := p.Require(domain.ScopeOpinionsRead); err != nil {
+			return "", err
+		}
+		if !domain.CanRead(p, domain.GroupOpinionContent) {
+			return "", domain.ErrFieldForbidden
+		}
+	} else {
+		if err := p.Require(domain.ScopeCasesRead); err != nil {
+			return "", err
+		}
+		if !domain.CanReadDocument(p, doc.Released) {
+			return "", domain.ErrFieldForbidden
+		}
+	}
 	c := linkClaims{
-		Case: doc.CaseID, Record: doc.RecordID, Subject: p.Subject, Org: p.Org, Role: string(p.Role),
+		Case: doc.CaseID, Record: doc.RecordID, Report: doc.Report, Subject: p.Subject, Org: p.Org, Role: string(p.Role),
 		SpecialistID: p.SpecialistID, HasScopes: p.TokenScopes != nil, Expires: s.now().Add(ttl).Unix(),
 	}
 	for _, sc := range p.TokenScopes {
@@ -126,6 +142,8 @@ type LinkTarget struct {
 	Principal domain.Principal
 	CaseID    string
 	RecordID  string
+	// Report: RecordID is an opinion, and the link its report.
+	Report bool
 }
 
 // Open verifies a link's token and, when the principal it names may still
@@ -137,8 +155,33 @@ func (s *Service) Open(ctx context.Context, token string) (*Download, *LinkTarge
 	if err != nil {
 		return nil, nil, err
 	}
+	target := &LinkTarget{Principal: p, CaseID: c.Case, RecordID: c.Record, Report: c.Report}
+	if c.Report {
+		dl, err := s.openReport(ctx, p, c)
+		return dl, target, err
+	}
 	dl, err := s.open(ctx, p, c)
-	return dl, &LinkTarget{Principal: p, CaseID: c.Case, RecordID: c.Record}, err
+	return dl, target, err
+}
+
+// openReport renders the report of the opinion a link names, when the
+// principal may still read that opinion's content now.
+func (s *Service) openReport(ctx context.Context, p domain.Principal, c linkClaims) (*Download, error) {
+	r, err := s.wf.OpinionReport(ctx, p, c.Record)
+	if err != nil {
+		var de *domain.Error
+		if errors.As(err, &de) { // refused, missing, a draft: one answer
+			return nil, errBadLink
+		}
+		return nil, err
+	}
+	if r.Document.CaseID != c.Case {
+		return nil, errBadLink
+	}
+	return &Download{
+		CaseID: c.Case, RecordID: c.Record, ContentType: r.Document.ContentType, SizeBytes: r.Document.SizeBytes,
+		Body: io.NopCloser(bytes.NewReader(r.PDF)),
+	}, nil
 }
 
 func (s *Service) open(ctx context.Context, p domain.Principal, c linkClaims) (*Download, error) {

@@ -14,6 +14,11 @@ type Document struct {
 	// CaseID and RecordID locate the document for its download link.
 	CaseID   string
 	RecordID string
+	// Report marks an opinion's printable report (Opinion.reportPdf): it is
+	// rendered from the delivered opinion on request and never stored, so
+	// it has no blob or key; RecordID is then the opinion's id, and who may
+	// read it is who may read the opinion's content.
+	Report bool
 	// Released is whether the case's RECORDS_RELEASE consent was active when
 	// the case was read: the reviewers' gate (CanReadDocument).
 	Released bool

@@ -63,9 +63,13 @@ type Size struct {
 	Policies    int
 	Specialists int
 	Cases       int
+	// History adds that many whole months of delivered opinions with
+	// follow-ups and outcomes before now's month (RunSize; tests leave it 0).
+	History int
 }
 
-// DemoSize is what `make run` loads.
+// DemoSize is the demo data set the tests load; `make run` loads RunSize,
+// the same with months of outcome history.
 var DemoSize = Size{Policies: 10, Specialists: 40, Cases: 30}
 
 type org struct {
@@ -247,6 +251,9 @@ func Build(size Size, now time.Time) store.Demo {
 			c.Decision = &dec
 		}
 		d.Cases = append(d.Cases, c)
+	}
+	if size.History > 0 {
+		addHistory(&d, size.History, now)
 	}
 	return d
 }

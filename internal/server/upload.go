@@ -201,6 +201,10 @@ func filesHandler(d Deps) http.Handler {
 		rec := audit.NewRecorder(target.Principal, RequestID(r.Context()), "GET /files", nil)
 		entry := audit.Entry{ResourceType: "Document", ResourceID: target.RecordID, CaseID: target.CaseID,
 			Group: domain.GroupRecordDocument, Outcome: audit.OutcomeAllowed}
+		if target.Report {
+			// An opinion's printable report is a read of the opinion's content.
+			entry.ResourceType, entry.Group = "Opinion", domain.GroupOpinionContent
+		}
 		var de *domain.Error
 		switch {
 		case err == nil:

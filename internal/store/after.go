@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
@@ -141,90 +140,4 @@ func fromSignature(sig *domain.Signature) *signatureDoc {
 		return nil
 	}
 	return &signatureDoc{JWS: sig.JWS, KeyID: sig.KeyID, SignedAt: sig.SignedAt, Payload: sig.Payload}
-}
-
-// StatsFilter narrows the rows outcome statistics are computed from.
-type StatsFilter struct {
-	From, To  time.Time
-	InsurerID string
-	Specialty string
-}
-
-// StatsRow is one case as outcome statistics read it: no identity, no
-// clinical text.
-type StatsRow struct {
-	InsurerID         string
-	Specialty         string
-	SubmittedAt       time.Time
-	RecordsCompleteAt *time.Time
-	DeliveredAt       *time.Time
-	Assessment        domain.DiagnosisAssessment
-	TreatmentChanged  *bool
-	Satisfaction      *int
-}
-
-// StatsRows returns the cases submitted or delivered in [From, To) of
-// the filter, with their opinion's diagnosis assessment: two projections
-// that read only the fields statistics need (statistics are aggregate
-// only; the workflow decides who may ask).
-func (s *Store) StatsRows(ctx context.Context, f StatsFilter) ([]StatsRow, error) {
-	window := bson.D{{Key: "$gte", Value: f.From}, {Key: "$lt", Value: f.To}}
-	base := bson.D{}
-	if f.InsurerID != "" {
-		base = append(base, bson.E{Key: "insurerId", Value: f.InsurerID})
-	}
-	if f.Specialty != "" {
-		base = append(base, bson.E{Key: "specialty", Value: f.Specialty})
-	}
-	filter := append(base, bson.E{Key: "$or", Value: bson.A{
-		bson.D{{Key: "submittedAt", Value: window}}, bson.D{{Key: "deliveredAt", Value: window}},
-	}})
-	type row struct {
-		ID                string      `bson:"_id"`
-		InsurerID         string      `bson:"insurerId"`
-		Specialty         string      `bson:"specialty"`
-		SubmittedAt       time.Time   `bson:"submittedAt"`
-		RecordsCompleteAt *time.Time  `bson:"recordsCompleteAt"`
-		DeliveredAt       *time.Time  `bson:"deliveredAt"`
-		Outcome           *outcomeDoc `bson:"outcome"`
-	}
-	proj := bson.D{{Key: "insurerId", Value: 1}, {Key: "specialty", Value: 1}, {Key: "submittedAt", Value: 1},
-		{Key: "recordsCompleteAt", Value: 1}, {Key: "deliveredAt", Value: 1}, {Key: "outcome", Value: 1}}
-	cases, err := findAll[row](ctx, s, colCases, filter, options.Find().SetProjection(proj))
-	if err != nil {
-		return nil, translate(err, "cases")
-	}
-	type op struct {
-		CaseID  string `bson:"caseId"`
-		Content *struct {
-			DiagnosisAssessment string `bson:"diagnosisAssessment"`
-		} `bson:"content"`
-	}
-	opFilter := bson.D{{Key: "status", Value: string(domain.OpinionDelivered)}, {Key: "deliveredAt", Value: window}}
-	if f.InsurerID != "" {
-		opFilter = append(opFilter, bson.E{Key: "insurerId", Value: f.InsurerID})
-	}
-	ops, err := findAll[op](ctx, s, colOpinions, opFilter,
-		options.Find().SetProjection(bson.D{{Key: "caseId", Value: 1}, {Key: "content.diagnosisAssessment", Value: 1}}))
-	if err != nil {
-		return nil, translate(err, "opinions")
-	}
-	assessment := make(map[string]domain.DiagnosisAssessment, len(ops))
-	for _, o := range ops {
-		if o.Content != nil {
-			assessment[o.CaseID] = domain.DiagnosisAssessment(o.Content.DiagnosisAssessment)
-		}
-	}
-	out := make([]StatsRow, 0, len(cases))
-	for _, c := range cases {
-		r := StatsRow{
-			InsurerID: c.InsurerID, Specialty: c.Specialty, SubmittedAt: c.SubmittedAt.UTC(),
-			RecordsCompleteAt: utcPtr(c.RecordsCompleteAt), DeliveredAt: utcPtr(c.DeliveredAt), Assessment: assessment[c.ID],
-		}
-		if c.Outcome != nil {
-			r.TreatmentChanged, r.Satisfaction = c.Outcome.TreatmentChanged, c.Outcome.Satisfaction
-		}
-		out = append(out, r)
-	}
-	return out, nil
 }

@@ -277,7 +277,7 @@ func (s *Store) InsertCase(ctx context.Context, nc NewCase) (*domain.Case, error
 			return nil, translate(err, "case")
 		}
 	}
-	_ = s.publishOutbox(ctx, d.ID, d.Version, d.Outbox) // the sweeper retries a failed copy
+	_ = s.publishOutbox(ctx, d.ID, d.Version, d.Outbox, &d) // the sweeper retries a failed copy
 	d.Outbox = nil
 	return toCase(&d), nil
 }
@@ -657,7 +657,7 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 		// An outbox left by an earlier write goes out before this write
 		// replaces it.
 		if len(d.Outbox) > 0 {
-			if err := s.publishOutbox(ctx, id, d.Version, d.Outbox); err != nil {
+			if err := s.publishOutbox(ctx, id, d.Version, d.Outbox, d); err != nil {
 				return nil, translate(err, "case events")
 			}
 		}
@@ -683,7 +683,7 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 		// The change and its events are stored; a failed copy to
 		// case_events is retried by the sweeper, so it does not fail the
 		// move.
-		_ = s.publishOutbox(ctx, id, after.Version, outbox)
+		_ = s.publishOutbox(ctx, id, after.Version, outbox, after)
 		return s.Case(ctx, p, id)
 	}
 	return nil, errBusy("case")
@@ -712,6 +712,17 @@ func applyCaseUpdate(d *caseDoc, up CaseUpdate) *caseDoc {
 				after.IntlConsent = true
 			}
 		}
+	}
+	// The outcome facts (outcomefacts.go) as the move leaves them.
+	if up.DeliveredAt != nil {
+		after.DeliveredAt = up.DeliveredAt
+	}
+	if up.RecordsCompleteAt != nil {
+		after.RecordsCompleteAt = up.RecordsCompleteAt
+	}
+	if up.Outcome != nil {
+		o := fromOutcome(*up.Outcome)
+		after.Outcome = &o
 	}
 	return &after
 }

@@ -106,6 +106,21 @@ func (s *Store) InsertDemo(ctx context.Context, d Demo) error {
 	if err := s.insertMany(ctx, colCases, docs); err != nil {
 		return err
 	}
+	// Their outcome facts, as the workflow's writes would have left them.
+	assessment := map[string]string{}
+	for _, o := range d.Opinions {
+		if o.Status == domain.OpinionDelivered && o.Content != nil {
+			assessment[o.CaseID] = string(o.Content.DiagnosisAssessment)
+		}
+	}
+	caseDocs := make([]*caseDoc, 0, len(docs))
+	for _, x := range docs {
+		cd := x.(caseDoc)
+		caseDocs = append(caseDocs, &cd)
+	}
+	if err := s.mergeFacts(ctx, factsDocs(caseDocs, assessment)); err != nil {
+		return err
+	}
 	docs = nil
 	for _, o := range d.Opinions {
 		docs = append(docs, fromOpinion(o, d.Cases))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -93,7 +94,8 @@ func outboxFor(after *caseDoc, events []eventDoc) []CaseEventRecord {
 // publishOutbox copies the outbox of case id, written at version, to
 // case_events and clears it (unless the case moved on meanwhile: its next
 // write replaces the outbox anyway). A copy made before is left as it is.
-func (s *Store) publishOutbox(ctx context.Context, id string, version int, recs []CaseEventRecord) error {
+// facts is the case as that version holds it, for its outcome facts.
+func (s *Store) publishOutbox(ctx context.Context, id string, version int, recs []CaseEventRecord, facts *caseDoc) error {
 	if len(recs) == 0 {
 		return nil
 	}
@@ -119,6 +121,14 @@ func (s *Store) publishOutbox(ctx context.Context, id string, version int, recs 
 	if err != nil && !allDuplicates(err) {
 		s.outboxPending.Store(true)
 		return fmt.Errorf("store: case events: %w", err)
+	}
+	// The facts statistics count follow the events that add them; a
+	// failed refresh keeps the outbox, so the sweeper refreshes again.
+	if slices.ContainsFunc(recs, factsEvent) {
+		if err := s.writeCaseFacts(context.WithoutCancel(ctx), facts); err != nil {
+			s.outboxPending.Store(true)
+			return err
+		}
 	}
 	_, err = s.conditional(ctx, colCases, id, bson.D{{Key: "version", Value: version}},
 		func(ctx context.Context, filter bson.D) (int64, error) {
@@ -155,14 +165,14 @@ func allDuplicates(err error) bool {
 func (s *Store) PublishPendingEvents(ctx context.Context) error {
 	s.outboxPending.Store(false)
 	docs, err := findAll[caseDoc](ctx, s, colCases, bson.D{{Key: "outbox", Value: bson.D{{Key: "$exists", Value: true}}}},
-		options.Find().SetProjection(bson.D{{Key: "outbox", Value: 1}, {Key: "version", Value: 1}}))
+		options.Find().SetProjection(append(bson.D{{Key: "outbox", Value: 1}, {Key: "version", Value: 1}}, factsFields...)))
 	if err != nil {
 		s.outboxPending.Store(true)
 		return translate(err, "cases")
 	}
 	var errs []error
 	for _, d := range docs {
-		if err := s.publishOutbox(ctx, d.ID, d.Version, d.Outbox); err != nil {
+		if err := s.publishOutbox(ctx, d.ID, d.Version, d.Outbox, d); err != nil {
 			errs = append(errs, err)
 		}
 	}

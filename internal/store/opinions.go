@@ -380,6 +380,10 @@ func (s *Store) FreezeOpinion(ctx context.Context, p domain.Principal, c *domain
 			return nil, translate(err, "opinion")
 		}
 		if ok {
+			if cur.Content != nil {
+				// Statistics complete a lost write from the opinion itself.
+				_ = s.setAssessmentFact(context.WithoutCancel(ctx), c.ID, cur.Content.DiagnosisAssessment, at)
+			}
 			return s.Opinion(ctx, p, id)
 		}
 	}

@@ -56,6 +56,9 @@ const (
 	colOrgs        = "organizations"
 	colAccessLog   = "access_log"
 	colAuditChains = "audit_chains"
+	// colOutcomeFacts holds what outcome statistics count, one document
+	// per calendar month (outcomefacts.go).
+	colOutcomeFacts = "outcome_facts"
 
 	colWebhookSubs       = "webhook_subscriptions"
 	colWebhookDeliveries = "webhook_deliveries"
@@ -285,7 +288,7 @@ func (s *Store) isFerretDB(ctx context.Context) bool {
 var collections = []string{
 	colPolicies, colPatients, colPseudonyms, colCases, colSpecialists, colOpinions, colAudit,
 	colCounters, colIdempotency, colCaseEvents, colOrgs, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
-	colAccessLog, colAuditChains,
+	colAccessLog, colAuditChains, colOutcomeFacts,
 }
 
 // ensureCollections creates the collections up front (rather than at first

@@ -292,3 +292,43 @@ func (s *Service) signFor(ctx context.Context, p domain.Principal, c *domain.Cas
 		return &domain.Signature{JWS: jws, KeyID: kid, SignedAt: s.store.Now(), Payload: string(payload)}, nil
 	}
 }
+
+// SignDemo signs the delivered opinions of a demo data set before it is
+// written (the demo bypasses delivery, which signs): each over the same
+// payload delivery and the follow-up answers would have left, signed at
+// the latest of its delivery and its answers.
+func (s *Service) SignDemo(d *store.Demo) error {
+	cases := make(map[string]*domain.Case, len(d.Cases))
+	for _, c := range d.Cases {
+		cases[c.ID] = c
+	}
+	specialists := make(map[string]*domain.Specialist, len(d.Specialists))
+	for _, sp := range d.Specialists {
+		specialists[sp.ID] = sp
+	}
+	for _, o := range d.Opinions {
+		c := cases[o.CaseID]
+		if o.Status != domain.OpinionDelivered || o.Content == nil || o.DeliveredAt == nil || c == nil {
+			continue
+		}
+		if o.ID == "" {
+			o.ID = store.OpinionIDForCase(o.CaseID)
+		}
+		payload, err := SignedPayload(o, c, specialists[o.SpecialistID], c.FollowUps)
+		if err != nil {
+			return err
+		}
+		jws, kid, err := s.signer.Sign(payload)
+		if err != nil {
+			return err
+		}
+		at := *o.DeliveredAt
+		for _, f := range c.FollowUps {
+			if f.AnsweredAt != nil && f.AnsweredAt.After(at) {
+				at = *f.AnsweredAt
+			}
+		}
+		o.Sig = &domain.Signature{JWS: jws, KeyID: kid, SignedAt: at, Payload: string(payload)}
+	}
+	return nil
+}
