@@ -121,9 +121,27 @@ func recordField(ctx context.Context, fc *graphql.FieldContext, group domain.Gro
 	case *domain.Case:
 		entry.PatientID = v.PatientID
 	case *domain.Patient:
-		entry.PatientID = v.MemberKey
+		entry.PatientID, entry.CaseID = v.MemberKey, enclosingCase(fc)
 	case domain.Patient:
-		entry.PatientID = v.MemberKey
+		entry.PatientID, entry.CaseID = v.MemberKey, enclosingCase(fc)
 	}
 	audit.Record(ctx, entry)
+}
+
+// enclosingCase is the id of the case a patient was reached through
+// (case { patient { … } }), or "" when it was not reached through one: the
+// audit row names the case, and a first read by an organisation can be
+// announced with its case (issue 17).
+func enclosingCase(fc *graphql.FieldContext) string {
+	for p := fc.Parent; p != nil; p = p.Parent {
+		switch v := p.Result.(type) {
+		case *domain.Case:
+			if v != nil {
+				return v.ID
+			}
+		case domain.Case:
+			return v.ID
+		}
+	}
+	return ""
 }

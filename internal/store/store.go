@@ -56,6 +56,7 @@ const (
 	colOrgs        = "organizations"
 	colAccessLog   = "access_log"
 	colAuditChains = "audit_chains"
+	colAccessOrgs  = "access_orgs"
 
 	colWebhookSubs       = "webhook_subscriptions"
 	colWebhookDeliveries = "webhook_deliveries"
@@ -94,6 +95,9 @@ type Store struct {
 	// appendMu serialises AppendAudit in this process: the audit chain
 	// and the access log are extended by one batch at a time.
 	appendMu sync.Mutex
+	// seenPairs are the (member, organisation) pairs this process knows
+	// have been read before (accessnotice.go); guarded by appendMu.
+	seenPairs map[string]struct{}
 }
 
 // Options configure Open.
@@ -131,7 +135,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
-	s := &Store{client: client, db: client.Database(o.Database), opTimeout: o.OpTimeout, now: o.Now}
+	s := &Store{client: client, db: client.Database(o.Database), opTimeout: o.OpTimeout, now: o.Now, seenPairs: map[string]struct{}{}}
 	if s.opTimeout <= 0 {
 		s.opTimeout = DefaultOpTimeout
 	}
@@ -236,6 +240,7 @@ var indexes = []index{
 	{colAudit, bson.D{{Key: "subject", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colAudit, bson.D{{Key: "chain", Value: 1}, {Key: "seq", Value: 1}}, false},
 	{colAuditChains, bson.D{{Key: "day", Value: 1}}, false},
+	{colAccessOrgs, bson.D{{Key: "pending", Value: 1}}, false},
 	{colWebhookSubs, bson.D{{Key: "org", Value: 1}, {Key: "role", Value: 1}, {Key: "_id", Value: 1}}, false},
 	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "status", Value: 1}, {Key: "seq", Value: 1}}, false},
 	// One delivery per (subscription, event): the key that keeps enqueueing
@@ -281,7 +286,7 @@ func (s *Store) isFerretDB(ctx context.Context) bool {
 var collections = []string{
 	colPolicies, colPatients, colPseudonyms, colCases, colSpecialists, colOpinions, colAudit,
 	colCounters, colIdempotency, colCaseEvents, colOrgs, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
-	colAccessLog, colAuditChains,
+	colAccessLog, colAuditChains, colAccessOrgs,
 }
 
 // ensureCollections creates the collections up front (rather than at first
