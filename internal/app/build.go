@@ -12,6 +12,7 @@ import (
 	"github.com/secondopinion/gateway/docs"
 	"github.com/secondopinion/gateway/graph"
 	"github.com/secondopinion/gateway/internal/audit"
+	"github.com/secondopinion/gateway/internal/auditexport"
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/documents"
 	"github.com/secondopinion/gateway/internal/domain"
@@ -116,8 +117,10 @@ func Build(d Deps) (*App, error) {
 	// the same authentication, limits and deadline; its CapabilityStatement
 	// is public, as FHIR clients read it before they hold a token.
 	fhirDoor := fhir.New(fhir.Config{Store: st, Workflow: a.Workflow, Audit: d.AuditSink, RequestID: server.RequestID, Logger: d.Logger})
+	// The auditors' export: coordinators only, streamed, audited itself.
+	export := &auditexport.Handler{Workflow: a.Workflow, Audit: d.AuditSink, RequestID: server.RequestID, Logger: d.Logger}
 	a.Handler = server.New(server.Deps{
-		Routes: map[string]http.Handler{fhir.Prefix + "/": fhirDoor, fhir.Prefix: fhirDoor},
+		Routes: map[string]http.Handler{fhir.Prefix + "/": fhirDoor, fhir.Prefix: fhirDoor, "GET " + auditexport.Path: export},
 		PublicRoutes: map[string]http.Handler{
 			"GET " + fhir.Prefix + "/metadata": fhirDoor,
 			"GET /.well-known/jwks.json":       signing.JWKSHandler(a.Workflow.Signer()),
