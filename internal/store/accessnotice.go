@@ -189,6 +189,11 @@ func (s *Store) publishAccessNotice(ctx context.Context, d accessOrgDoc) error {
 		SpecialistOrgID: c.SpecialistOrgID, IntlConsent: c.IntlConsent, Abroad: c.SpecialistAbroad, Version: c.Version,
 		Access: &AccessNotice{Reference: c.Reference, Org: d.Org, OrgName: name, OrgKind: kind, Categories: d.Categories},
 	}
+	if s.beforeWrite != nil {
+		if err := s.beforeWrite(colCaseEvents, "access:"+d.ID); err != nil {
+			return err
+		}
+	}
 	ictx, cancel := s.op(context.WithoutCancel(ctx))
 	_, err = s.c(colCaseEvents).InsertOne(ictx, rec)
 	cancel()
