@@ -159,11 +159,20 @@ func (s *Store) claimFirstReads(ctx context.Context, events []domain.AuditEvent)
 	return first, nil
 }
 
-// publishAccessNotice stores the notice of a first read as a case event
-// (its _id fixed by the pair: a second copy is refused) and clears the
-// pair's pending mark.
-func (s *Store) publishAccessNotice(ctx context.Context, d accessOrgDoc) error {
-	c, err := findByID[caseDoc](ctx, s, colCases, d.CaseID, bson.D{
+// publishAccessNotices stores the notices of first reads as case events
+// (each _id fixed by its pair: a second copy is refused) and clears the
+// pairs' pending marks. One batch costs a read of its cases and of its
+// organisations, one sequence increment and one insert, whatever its size;
+// then one update clears the marks (one per pair on the embedded store).
+func (s *Store) publishAccessNotices(ctx context.Context, pairs []accessOrgDoc) error {
+	if len(pairs) == 0 {
+		return nil
+	}
+	caseIDs, orgIDs := make([]string, len(pairs)), make([]string, len(pairs))
+	for i, d := range pairs {
+		caseIDs[i], orgIDs[i] = d.CaseID, d.Org
+	}
+	cases, err := findByIDs[caseDoc](ctx, s, colCases, caseIDs, bson.D{
 		{Key: "reference", Value: 1}, {Key: "status", Value: 1}, {Key: "patientId", Value: 1}, {Key: "insurerId", Value: 1},
 		{Key: "specialistId", Value: 1}, {Key: "specialistOrgId", Value: 1}, {Key: "intlConsent", Value: 1},
 		{Key: "specialistAbroad", Value: 1}, {Key: "version", Value: 1},
@@ -171,50 +180,89 @@ func (s *Store) publishAccessNotice(ctx context.Context, d accessOrgDoc) error {
 	if err != nil {
 		return err
 	}
-	name, kind := d.Org, string(domain.OrgKindOf(domain.Role(d.Role)))
-	org, err := findByID[orgDoc](ctx, s, colOrgs, d.Org, bson.D{{Key: "name", Value: 1}, {Key: "kind", Value: 1}})
-	switch {
-	case err == nil:
-		name, kind = org.Name, org.Kind
-	case !errors.Is(err, mongo.ErrNoDocuments):
-		return err
-	}
-	seq, err := s.increment(ctx, "case-events", 1)
+	orgs, err := findByIDs[orgDoc](ctx, s, colOrgs, orgIDs, bson.D{{Key: "name", Value: 1}, {Key: "kind", Value: 1}})
 	if err != nil {
 		return err
 	}
-	rec := CaseEventRecord{
-		ID: "access:" + d.ID, Seq: seq, CaseID: d.CaseID, Type: domain.EventDataAccessedByNewOrg, At: d.At,
-		ActorRole: d.Role, Status: c.Status, PatientID: c.PatientID, InsurerID: c.InsurerID, SpecialistID: c.SpecialistID,
-		SpecialistOrgID: c.SpecialistOrgID, IntlConsent: c.IntlConsent, Abroad: c.SpecialistAbroad, Version: c.Version,
-		Access: &AccessNotice{Reference: c.Reference, Org: d.Org, OrgName: name, OrgKind: kind, Categories: d.Categories},
+	byCase := make(map[string]*caseDoc, len(cases))
+	for _, c := range cases {
+		byCase[c.ID] = c
 	}
-	if s.beforeWrite != nil {
-		if err := s.beforeWrite(colCaseEvents, "access:"+d.ID); err != nil {
+	byOrg := make(map[string]*orgDoc, len(orgs))
+	for _, o := range orgs {
+		byOrg[o.ID] = o
+	}
+	var recs []CaseEventRecord
+	for _, d := range pairs {
+		c := byCase[d.CaseID]
+		if c == nil {
+			continue // the case is gone: nothing to announce it with
+		}
+		name, kind := d.Org, string(domain.OrgKindOf(domain.Role(d.Role)))
+		if o := byOrg[d.Org]; o != nil {
+			name, kind = o.Name, o.Kind
+		}
+		recs = append(recs, CaseEventRecord{
+			ID: "access:" + d.ID, CaseID: d.CaseID, Type: domain.EventDataAccessedByNewOrg, At: d.At,
+			ActorRole: d.Role, Status: c.Status, PatientID: c.PatientID, InsurerID: c.InsurerID, SpecialistID: c.SpecialistID,
+			SpecialistOrgID: c.SpecialistOrgID, IntlConsent: c.IntlConsent, Abroad: c.SpecialistAbroad, Version: c.Version,
+			Access: &AccessNotice{Reference: c.Reference, Org: d.Org, OrgName: name, OrgKind: kind, Categories: d.Categories},
+		})
+	}
+	if len(recs) > 0 {
+		if s.beforeWrite != nil {
+			if err := s.beforeWrite(colCaseEvents, recs[0].ID.(string)); err != nil {
+				return err
+			}
+		}
+		last, err := s.increment(ctx, "case-events", len(recs))
+		if err != nil {
+			return err
+		}
+		docs := make([]any, len(recs))
+		for i, r := range recs {
+			r.Seq = last - int64(len(recs)-1-i)
+			docs[i] = r
+		}
+		ictx, cancel := s.op(context.WithoutCancel(ctx))
+		_, err = s.c(colCaseEvents).InsertMany(ictx, docs, options.InsertMany().SetOrdered(false))
+		cancel()
+		if err != nil && !allDuplicates(err) {
 			return err
 		}
 	}
-	ictx, cancel := s.op(context.WithoutCancel(ctx))
-	_, err = s.c(colCaseEvents).InsertOne(ictx, rec)
-	cancel()
-	if err != nil && !isDuplicate(err) {
-		return err
-	}
-	return s.locked(ctx, colAccessOrgs, d.ID, func(ctx context.Context) error {
-		_, err := s.c(colAccessOrgs).UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}},
+	if !s.serialWrites {
+		// MongoDB: one command; on the embedded store an $in filter would
+		// decode the whole collection, so there each pair is one write by _id.
+		ids := make([]string, len(pairs))
+		for i, d := range pairs {
+			ids[i] = d.ID
+		}
+		uctx, cancel := s.op(ctx)
+		defer cancel()
+		_, err := s.c(colAccessOrgs).UpdateMany(uctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}},
 			bson.D{{Key: "$unset", Value: bson.D{{Key: "pending", Value: ""}}}})
 		return err
-	})
+	}
+	for _, d := range pairs {
+		err := s.locked(ctx, colAccessOrgs, d.ID, func(ctx context.Context) error {
+			_, err := s.c(colAccessOrgs).UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}},
+				bson.D{{Key: "$unset", Value: bson.D{{Key: "pending", Value: ""}}}})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// publishFirstReads publishes the notices of first reads; one that fails is
+// publishFirstReads publishes the notices of first reads; what fails is
 // left pending for PublishPendingEvents. The audit batch that found them
 // does not fail: the reads are recorded, only their notice is late.
 func (s *Store) publishFirstReads(ctx context.Context, first []accessOrgDoc) {
-	for _, d := range first {
-		if err := s.publishAccessNotice(ctx, d); err != nil {
-			s.outboxPending.Store(true)
-		}
+	if err := s.publishAccessNotices(ctx, first); err != nil {
+		s.outboxPending.Store(true)
 	}
 }
 
@@ -225,11 +273,9 @@ func (s *Store) publishPendingAccessNotices(ctx context.Context) error {
 	if err != nil {
 		return translate(err, "access notices")
 	}
-	var errs []error
-	for _, d := range docs {
-		if err := s.publishAccessNotice(ctx, *d); err != nil {
-			errs = append(errs, translate(err, "access notice"))
-		}
+	pairs := make([]accessOrgDoc, len(docs))
+	for i, d := range docs {
+		pairs[i] = *d
 	}
-	return errors.Join(errs...)
+	return translate(s.publishAccessNotices(ctx, pairs), "access notices")
 }
