@@ -216,6 +216,7 @@ type ComplexityRoot struct {
 	}
 
 	CaseEventNotice struct {
+		Access  func(childComplexity int) int
 		CaseID  func(childComplexity int) int
 		Event   func(childComplexity int) int
 		Status  func(childComplexity int) int
@@ -254,6 +255,13 @@ type ComplexityRoot struct {
 	CreateWebhookSubscriptionPayload struct {
 		Secret       func(childComplexity int) int
 		Subscription func(childComplexity int) int
+	}
+
+	DataAccessNotice struct {
+		At             func(childComplexity int) int
+		CaseReference  func(childComplexity int) int
+		DataCategories func(childComplexity int) int
+		Organization   func(childComplexity int) int
 	}
 
 	DeleteWebhookSubscriptionPayload struct {
@@ -1342,6 +1350,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CaseEventEdge.Node(childComplexity), true
 
+	case "CaseEventNotice.access":
+		if e.ComplexityRoot.CaseEventNotice.Access == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CaseEventNotice.Access(childComplexity), true
 	case "CaseEventNotice.caseId":
 		if e.ComplexityRoot.CaseEventNotice.CaseID == nil {
 			break
@@ -1468,6 +1482,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreateWebhookSubscriptionPayload.Subscription(childComplexity), true
+
+	case "DataAccessNotice.at":
+		if e.ComplexityRoot.DataAccessNotice.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataAccessNotice.At(childComplexity), true
+	case "DataAccessNotice.caseReference":
+		if e.ComplexityRoot.DataAccessNotice.CaseReference == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataAccessNotice.CaseReference(childComplexity), true
+	case "DataAccessNotice.dataCategories":
+		if e.ComplexityRoot.DataAccessNotice.DataCategories == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataAccessNotice.DataCategories(childComplexity), true
+	case "DataAccessNotice.organization":
+		if e.ComplexityRoot.DataAccessNotice.Organization == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DataAccessNotice.Organization(childComplexity), true
 
 	case "DeleteWebhookSubscriptionPayload.deletedId":
 		if e.ComplexityRoot.DeleteWebhookSubscriptionPayload.DeletedID == nil {
@@ -4680,6 +4719,8 @@ func (ec *executionContext) childFields_CaseEventNotice(ctx context.Context, fie
 		return ec.fieldContext_CaseEventNotice_status(ctx, field)
 	case "version":
 		return ec.fieldContext_CaseEventNotice_version(ctx, field)
+	case "access":
+		return ec.fieldContext_CaseEventNotice_access(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CaseEventNotice", field.Name)
 }
@@ -4750,6 +4791,20 @@ func (ec *executionContext) childFields_CreateWebhookSubscriptionPayload(ctx con
 		return ec.fieldContext_CreateWebhookSubscriptionPayload_secret(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreateWebhookSubscriptionPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_DataAccessNotice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "organization":
+		return ec.fieldContext_DataAccessNotice_organization(ctx, field)
+	case "dataCategories":
+		return ec.fieldContext_DataAccessNotice_dataCategories(ctx, field)
+	case "at":
+		return ec.fieldContext_DataAccessNotice_at(ctx, field)
+	case "caseReference":
+		return ec.fieldContext_DataAccessNotice_caseReference(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DataAccessNotice", field.Name)
 }
 
 func (ec *executionContext) childFields_DeleteWebhookSubscriptionPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -8785,6 +8840,38 @@ func (ec *executionContext) fieldContext_CaseEventNotice_version(_ context.Conte
 	return graphql.NewScalarFieldContext("CaseEventNotice", field, false, false, "Int")
 }
 
+func (ec *executionContext) _CaseEventNotice_access(ctx context.Context, field graphql.CollectedField, obj *model.CaseEventNotice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CaseEventNotice_access(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Access, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.DataAccessNotice) graphql.Marshaler {
+			return ec.marshalODataAccessNotice2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDataAccessNotice(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CaseEventNotice_access(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CaseEventNotice",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DataAccessNotice(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _CaseOutcome_decision(ctx context.Context, field graphql.CollectedField, obj *domain.Outcome) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9178,6 +9265,107 @@ func (ec *executionContext) _CreateWebhookSubscriptionPayload_secret(ctx context
 }
 func (ec *executionContext) fieldContext_CreateWebhookSubscriptionPayload_secret(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CreateWebhookSubscriptionPayload", field, false, false, "String")
+}
+
+func (ec *executionContext) _DataAccessNotice_organization(ctx context.Context, field graphql.CollectedField, obj *model.DataAccessNotice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataAccessNotice_organization(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Organization, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Organization) graphql.Marshaler {
+			return ec.marshalNOrganization2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐOrganization(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DataAccessNotice_organization(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "DataAccessNotice",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Organization(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _DataAccessNotice_dataCategories(ctx context.Context, field graphql.CollectedField, obj *model.DataAccessNotice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataAccessNotice_dataCategories(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DataCategories, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []domain.DataCategory) graphql.Marshaler {
+			return ec.marshalNDataCategory2ᚕgithubᚗcomᚋsecondopinionᚋgatewayᚋinternalᚋdomainᚐDataCategoryᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DataAccessNotice_dataCategories(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DataAccessNotice", field, false, false, "DataCategory")
+}
+
+func (ec *executionContext) _DataAccessNotice_at(ctx context.Context, field graphql.CollectedField, obj *model.DataAccessNotice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataAccessNotice_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNDateTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DataAccessNotice_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DataAccessNotice", field, false, false, "DateTime")
+}
+
+func (ec *executionContext) _DataAccessNotice_caseReference(ctx context.Context, field graphql.CollectedField, obj *model.DataAccessNotice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DataAccessNotice_caseReference(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CaseReference, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DataAccessNotice_caseReference(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DataAccessNotice", field, false, false, "String")
 }
 
 func (ec *executionContext) _DeleteWebhookSubscriptionPayload_deletedId(ctx context.Context, field graphql.CollectedField, obj *model.DeleteWebhookSubscriptionPayload) (ret graphql.Marshaler) {
@@ -19770,6 +19958,11 @@ func (ec *executionContext) _CaseEventNotice(ctx context.Context, sel ast.Select
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "access":
+			out.Values[i] = ec._CaseEventNotice_access(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -20015,6 +20208,54 @@ func (ec *executionContext) _CreateWebhookSubscriptionPayload(ctx context.Contex
 			}
 		case "secret":
 			out.Values[i] = ec._CreateWebhookSubscriptionPayload_secret(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var dataAccessNoticeImplementors = []string{"DataAccessNotice"}
+
+func (ec *executionContext) _DataAccessNotice(ctx context.Context, sel ast.SelectionSet, obj *model.DataAccessNotice) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, dataAccessNoticeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DataAccessNotice")
+		case "organization":
+			out.Values[i] = ec._DataAccessNotice_organization(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "dataCategories":
+			out.Values[i] = ec._DataAccessNotice_dataCategories(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._DataAccessNotice_at(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "caseReference":
+			out.Values[i] = ec._DataAccessNotice_caseReference(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -24495,6 +24736,13 @@ func (ec *executionContext) unmarshalOClinicalTrialInput2ᚕgithubᚗcomᚋsecon
 		}
 	}
 	return res, nil
+}
+
+func (ec *executionContext) marshalODataAccessNotice2ᚖgithubᚗcomᚋsecondopinionᚋgatewayᚋgraphᚋmodelᚐDataAccessNotice(ctx context.Context, sel ast.SelectionSet, v *model.DataAccessNotice) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._DataAccessNotice(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalODate2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {

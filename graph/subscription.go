@@ -44,5 +44,16 @@ func (r *subscriptionResolver) caseEvents(ctx context.Context, caseID *string) (
 
 func toNotice(r *workflow.CaseEventRecord) *model.CaseEventNotice {
 	ev := r.Event()
-	return &model.CaseEventNotice{CaseID: r.CaseID, Event: &ev, Status: domain.CaseStatus(r.Status), Version: r.Version}
+	n := &model.CaseEventNotice{CaseID: r.CaseID, Event: &ev, Status: domain.CaseStatus(r.Status), Version: r.Version}
+	if a := r.Access; a != nil {
+		cats := make([]domain.DataCategory, len(a.Categories))
+		for i, c := range a.Categories {
+			cats[i] = domain.DataCategory(c)
+		}
+		n.Access = &model.DataAccessNotice{
+			Organization:   &domain.Organization{ID: a.Org, Name: a.OrgName, Kind: domain.OrgKind(a.OrgKind)},
+			DataCategories: cats, At: r.At.UTC(), CaseReference: a.Reference,
+		}
+	}
+	return n
 }

@@ -1,12 +1,12 @@
 // Command audit-verify recomputes the gateway's audit hash chains and names
 // the first broken or missing link of each. It reads either a database
-// (-uri, -db) or an export file (-file: NDJSON lines, each
-// {"head": {...}} or {"event": {...}}), so an auditor can verify an export
-// offline. Exit status 0: every chain verified; 1: a break; 2: an error.
+// (-uri, -db) or an export file (-file: what GET /audit/export streams, see
+// internal/audit/export.go), so an auditor can verify an export offline; an
+// export cut short, or a line that is not JSON, is an error. Exit status 0:
+// every chain verified; 1: a break; 2: an error.
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,16 +25,10 @@ func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
 }
 
-// Line is one line of an export: a chain head or an event.
-type Line struct {
-	Head  *audit.ChainHead   `json:"head,omitempty"`
-	Event *domain.AuditEvent `json:"event,omitempty"`
-}
-
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("audit-verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	file := fs.String("file", "", "an NDJSON export to verify offline")
+	file := fs.String("file", "", "an export (GET /audit/export) to verify offline")
 	uri := fs.String("uri", getenv("MONGODB_URI"), "the database (MONGODB_URI)")
 	db := fs.String("db", envOr(getenv, "MONGODB_DATABASE", "secondopinion"), "the database name (MONGODB_DATABASE)")
 	today := time.Now().UTC().Format(time.DateOnly)
@@ -81,23 +75,7 @@ func readExport(path string) ([]audit.ChainHead, []domain.AuditEvent, error) {
 		return nil, nil, err
 	}
 	defer f.Close()
-	var heads []audit.ChainHead
-	var events []domain.AuditEvent
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64*1024), 4*1024*1024)
-	for n := 1; sc.Scan(); n++ {
-		var l Line
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			return nil, nil, fmt.Errorf("line %d: %w", n, err)
-		}
-		switch {
-		case l.Head != nil:
-			heads = append(heads, *l.Head)
-		case l.Event != nil:
-			events = append(events, *l.Event)
-		}
-	}
-	return heads, events, sc.Err()
+	return audit.ReadExport(f)
 }
 
 func readStore(ctx context.Context, uri, db, from, to string) ([]audit.ChainHead, []domain.AuditEvent, error) {

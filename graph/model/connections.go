@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"time"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
@@ -106,6 +107,16 @@ type CaseEventNotice struct {
 	Event   *domain.CaseEvent
 	Status  domain.CaseStatus
 	Version int
+	// Access is set on a first-read notice.
+	Access *DataAccessNotice
+}
+
+// DataAccessNotice is an organisation's first read of a member's data.
+type DataAccessNotice struct {
+	Organization   *domain.Organization
+	DataCategories []domain.DataCategory
+	At             time.Time
+	CaseReference  string
 }
 
 // OrganizationConnection is a page of organisations.

@@ -13,6 +13,7 @@ import (
 	"github.com/secondopinion/gateway/docs"
 	"github.com/secondopinion/gateway/graph"
 	"github.com/secondopinion/gateway/internal/audit"
+	"github.com/secondopinion/gateway/internal/auditexport"
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/documents"
 	"github.com/secondopinion/gateway/internal/domain"
@@ -121,8 +122,10 @@ func Build(d Deps) (*App, error) {
 		fhirLinks = d.Documents
 	}
 	fhirDoor := fhir.New(fhir.Config{Workflow: a.Workflow, Documents: fhirLinks, Audit: d.AuditSink, RequestID: server.RequestID, Logger: d.Logger})
+	// The auditors' export: coordinators only, streamed, audited itself.
+	export := &auditexport.Handler{Workflow: a.Workflow, Audit: d.AuditSink, RequestID: server.RequestID, Logger: d.Logger}
 	a.Handler = server.New(server.Deps{
-		Routes: map[string]http.Handler{fhir.Prefix + "/": fhirDoor, fhir.Prefix: fhirDoor},
+		Routes: map[string]http.Handler{fhir.Prefix + "/": fhirDoor, fhir.Prefix: fhirDoor, "GET " + auditexport.Path: export},
 		PublicRoutes: map[string]http.Handler{
 			"GET " + fhir.Prefix + "/metadata": fhirDoor,
 			"GET /.well-known/jwks.json":       signing.JWKSHandler(a.Workflow.Signer()),

@@ -36,6 +36,19 @@ func CategoryOf(resourceType, group string) (DataCategory, bool) {
 	return "", false
 }
 
+// EventDataAccessedByNewOrg is the case event of an organisation's first
+// read of a member's data (other than the member's insurer and the
+// operator): it goes to the member's subscription and, without PHI, to the
+// insurer's webhooks; no other party sees it.
+const EventDataAccessedByNewOrg = "DATA_ACCESSED_BY_NEW_ORGANIZATION"
+
+// NotifiesFirstRead reports whether a read by role r of org reaches a
+// member of insurer as a first-read notice: never the member's own reads,
+// the operator's (coordinators) or the member's insurer's.
+func NotifiesFirstRead(r Role, org, insurer string) bool {
+	return r != RoleMember && r != RoleCoordinator && org != "" && org != insurer
+}
+
 // AccessPurpose is why an organisation read a member's data, derived from
 // the reader's role.
 type AccessPurpose string

@@ -46,7 +46,7 @@ func (s *WebhookSubscription) Wants(typ string) bool {
 
 // WebhookEventTypes are the case event types a subscription may name.
 var WebhookEventTypes = []string{"SUBMITTED", "STATUS_CHANGED", "RECORD_ADDED", "CONSENT_GRANTED", "CONSENT_REVOKED",
-	"FOLLOW_UP_ASKED", "FOLLOW_UP_ANSWERED", "OUTCOME_RECORDED"}
+	"FOLLOW_UP_ASKED", "FOLLOW_UP_ANSWERED", "OUTCOME_RECORDED", EventDataAccessedByNewOrg}
 
 // WebhookRoles may register webhooks: the organisations with back-office
 // systems. Members have none; coordinators work inside the gateway.

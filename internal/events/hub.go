@@ -138,7 +138,9 @@ func (h *Hub) dispatch(r *store.CaseEventRecord) {
 	// consent was revoked meanwhile gets nothing more.
 	newest := h.latest[r.CaseID]
 	stale := newest != nil && newest.Version > r.Version
-	if !stale {
+	// A first-read notice does not move the case: it never stands for the
+	// case's newest state (its audience is narrower than the case's).
+	if !stale && r.Type != domain.EventDataAccessedByNewOrg {
 		if len(h.latest) > 50_000 {
 			clear(h.latest)
 		}

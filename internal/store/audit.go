@@ -78,7 +78,17 @@ func (s *Store) AppendAudit(ctx context.Context, events []domain.AuditEvent) err
 		return translate(err, "audit chain")
 	}
 	// The reads are not recorded until the member can see them too.
-	return translate(s.insertAccessLog(ctx, accessLogEntries(events)), "access log")
+	if err := s.insertAccessLog(ctx, accessLogEntries(events)); err != nil {
+		return translate(err, "access log")
+	}
+	// Nor until a first read by an organisation is known to be one; its
+	// notice may be late (PublishPendingEvents), never lost.
+	first, err := s.claimFirstReads(ctx, events)
+	if err != nil {
+		return translate(err, "access notices")
+	}
+	s.publishFirstReads(ctx, first)
+	return nil
 }
 
 type auditDoc struct {

@@ -48,6 +48,19 @@ type CaseEventRecord struct {
 	IntlConsent     bool      `bson:"intlConsent"`
 	Abroad          bool      `bson:"specialistAbroad,omitempty"`
 	Version         int       `bson:"version"`
+	// Access is set on a DATA_ACCESSED_BY_NEW_ORGANIZATION event only.
+	Access *AccessNotice `bson:"access,omitempty"`
+}
+
+// AccessNotice is what a first-read event tells: no PHI, only who read
+// (the organisation's registered name and kind), which categories, and the
+// case's reference.
+type AccessNotice struct {
+	Reference  string   `bson:"reference"`
+	Org        string   `bson:"org"`
+	OrgName    string   `bson:"orgName"`
+	OrgKind    string   `bson:"orgKind"`
+	Categories []string `bson:"categories"`
 }
 
 // Event returns the record as a domain case event.
@@ -64,8 +77,24 @@ func (r *CaseEventRecord) Event() domain.CaseEvent {
 	return ev
 }
 
-// VisibleTo reports whether p may see the case as it was at this event.
+// VisibleTo reports whether p may see the event: the case as it was at
+// this event, and for a first-read notice only the member whose data it is
+// and the member's insurer.
 func (r *CaseEventRecord) VisibleTo(p domain.Principal) bool {
+	if r.Type == domain.EventDataAccessedByNewOrg {
+		switch p.Role {
+		case domain.RoleMember:
+			return p.MemberKey() == r.PatientID
+		case domain.RoleInsurer:
+			return p.Org == r.InsurerID
+		}
+		return false
+	}
+	return r.CaseVisibleTo(p)
+}
+
+// CaseVisibleTo reports whether p may see the case as it was at this event.
+func (r *CaseEventRecord) CaseVisibleTo(p domain.Principal) bool {
 	c := &domain.Case{
 		PatientID: r.PatientID, InsurerID: r.InsurerID, SpecialistID: r.SpecialistID,
 		SpecialistOrgID: r.SpecialistOrgID, SpecialistAbroad: r.Abroad,
@@ -164,11 +193,15 @@ func allDuplicates(err error) bool {
 // runs at start, and again (see PendingEvents) after a copy failed.
 func (s *Store) PublishPendingEvents(ctx context.Context) error {
 	s.outboxPending.Store(false)
+	noticeErr := s.publishPendingAccessNotices(ctx)
+	if noticeErr != nil {
+		s.outboxPending.Store(true)
+	}
 	docs, err := findAll[caseDoc](ctx, s, colCases, bson.D{{Key: "outbox", Value: bson.D{{Key: "$exists", Value: true}}}},
 		options.Find().SetProjection(append(bson.D{{Key: "outbox", Value: 1}, {Key: "version", Value: 1}}, factsFields...)))
 	if err != nil {
 		s.outboxPending.Store(true)
-		return translate(err, "cases")
+		return errors.Join(translate(err, "cases"), noticeErr)
 	}
 	var errs []error
 	for _, d := range docs {
@@ -176,7 +209,7 @@ func (s *Store) PublishPendingEvents(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, noticeErr)...)
 }
 
 // PendingEvents reports whether a copy of events failed since the last

@@ -59,6 +59,7 @@ const (
 	// colOutcomeFacts holds what outcome statistics count, one document
 	// per calendar month (outcomefacts.go).
 	colOutcomeFacts = "outcome_facts"
+	colAccessOrgs   = "access_orgs"
 
 	colWebhookSubs       = "webhook_subscriptions"
 	colWebhookDeliveries = "webhook_deliveries"
@@ -101,6 +102,9 @@ type Store struct {
 	// id reads it too (see CaseWith), so that a missing id and one outside
 	// the caller's scope cost the same.
 	lastCase atomic.Pointer[string]
+	// seenPairs are the (member, organisation) pairs this process knows
+	// have been read before (accessnotice.go); guarded by appendMu.
+	seenPairs map[string]struct{}
 }
 
 // Options configure Open.
@@ -138,7 +142,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
-	s := &Store{client: client, db: client.Database(o.Database), opTimeout: o.OpTimeout, now: o.Now}
+	s := &Store{client: client, db: client.Database(o.Database), opTimeout: o.OpTimeout, now: o.Now, seenPairs: map[string]struct{}{}}
 	if s.opTimeout <= 0 {
 		s.opTimeout = DefaultOpTimeout
 	}
@@ -243,6 +247,7 @@ var indexes = []index{
 	{colAudit, bson.D{{Key: "subject", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colAudit, bson.D{{Key: "chain", Value: 1}, {Key: "seq", Value: 1}}, false},
 	{colAuditChains, bson.D{{Key: "day", Value: 1}}, false},
+	{colAccessOrgs, bson.D{{Key: "pending", Value: 1}}, false},
 	{colWebhookSubs, bson.D{{Key: "org", Value: 1}, {Key: "role", Value: 1}, {Key: "_id", Value: 1}}, false},
 	{colWebhookDeliveries, bson.D{{Key: "subscriptionId", Value: 1}, {Key: "status", Value: 1}, {Key: "seq", Value: 1}}, false},
 	// One delivery per (subscription, event): the key that keeps enqueueing
@@ -288,7 +293,7 @@ func (s *Store) isFerretDB(ctx context.Context) bool {
 var collections = []string{
 	colPolicies, colPatients, colPseudonyms, colCases, colSpecialists, colOpinions, colAudit,
 	colCounters, colIdempotency, colCaseEvents, colOrgs, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
-	colAccessLog, colAuditChains, colOutcomeFacts,
+	colAccessLog, colAuditChains, colOutcomeFacts, colAccessOrgs,
 }
 
 // ensureCollections creates the collections up front (rather than at first

@@ -289,11 +289,51 @@ type PayloadData struct {
 	Version   int       `json:"version"`
 }
 
-func (d *Dispatcher) delivery(s *domain.WebhookSubscription, r *store.CaseEventRecord) *domain.WebhookDelivery {
+// AccessPayload is the body of a DATA_ACCESSED_BY_NEW_ORGANIZATION
+// delivery (to the member's insurer only), so its app can tell the member:
+// who read (the organisation's registered name and kind), which categories
+// of data, when, and through which case. No PHI: not the member, not the
+// data read.
+type AccessPayload struct {
+	Type      string            `json:"type"`
+	Timestamp time.Time         `json:"timestamp"`
+	Data      AccessPayloadData `json:"data"`
+}
+
+// AccessPayloadData describes one organisation's first read.
+type AccessPayloadData struct {
+	CaseID         string     `json:"caseId"`
+	CaseReference  string     `json:"caseReference"`
+	EventType      string     `json:"eventType"`
+	At             time.Time  `json:"at"`
+	Version        int        `json:"version"`
+	Organization   PayloadOrg `json:"organization"`
+	DataCategories []string   `json:"dataCategories"`
+}
+
+// PayloadOrg names an organisation as registered.
+type PayloadOrg struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+}
+
+func (d *Dispatcher) body(r *store.CaseEventRecord) []byte {
 	at := r.At.UTC()
+	if a := r.Access; a != nil && r.Type == domain.EventDataAccessedByNewOrg {
+		body, _ := json.Marshal(AccessPayload{Type: r.Type, Timestamp: at, Data: AccessPayloadData{
+			CaseID: d.o.GlobalID("Case", r.CaseID), CaseReference: a.Reference, EventType: r.Type, At: at, Version: r.Version,
+			Organization: PayloadOrg{Name: a.OrgName, Kind: a.OrgKind}, DataCategories: a.Categories,
+		}})
+		return body
+	}
 	body, _ := json.Marshal(Payload{Type: r.Type, Timestamp: at, Data: PayloadData{
 		CaseID: d.o.GlobalID("Case", r.CaseID), EventType: r.Type, Status: r.Status, At: at, Version: r.Version,
 	}})
+	return body
+}
+
+func (d *Dispatcher) delivery(s *domain.WebhookSubscription, r *store.CaseEventRecord) *domain.WebhookDelivery {
+	body := d.body(r)
 	return &domain.WebhookDelivery{
 		ID: store.WebhookDeliveryID(), SubscriptionID: s.ID, CaseID: r.CaseID, Seq: r.Seq,
 		EventType: r.Type, Payload: string(body), CreatedAt: d.st.Now(),
