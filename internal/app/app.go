@@ -245,7 +245,10 @@ func openDocuments(ctx context.Context, cfg config.Config, st *store.Store, log 
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := blob.Open(ctx, cfg.BlobURL, cfg.DataDir)
+	blobs, err := blob.Open(ctx, cfg.BlobURL, cfg.DataDir, blob.S3Options{
+		Endpoint: cfg.S3.Endpoint, Region: cfg.S3.Region, PathStyle: cfg.S3.PathStyle,
+		AccessKeyID: cfg.S3.AccessKeyID, SecretAccessKey: cfg.S3.SecretAccessKey, SessionToken: cfg.S3.SessionToken,
+	})
 	if err != nil {
 		return nil, err
 	}
