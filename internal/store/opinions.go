@@ -167,9 +167,9 @@ type treatmentOptionDoc struct {
 }
 
 type clinicalTrialDoc struct {
-	RegistryID string `bson:"registryId"`
+	RegistryID sealed `bson:"registryId"`
 	Title      sealed `bson:"title"`
-	URL        string `bson:"url,omitempty"`
+	URL        sealed `bson:"url,omitempty"`
 }
 
 type answerDoc struct {
@@ -223,7 +223,7 @@ func toOpinionContentDoc(c domain.OpinionContent) opinionContentDoc {
 		cd.TreatmentOptions = append(cd.TreatmentOptions, treatmentOptionDoc{Name: seal(t.Name), Description: seal(t.Description), Invasiveness: string(t.Invasiveness)})
 	}
 	for _, t := range c.ClinicalTrials {
-		cd.ClinicalTrials = append(cd.ClinicalTrials, clinicalTrialDoc{RegistryID: t.RegistryID, Title: seal(t.Title), URL: t.URL})
+		cd.ClinicalTrials = append(cd.ClinicalTrials, clinicalTrialDoc{RegistryID: seal(t.RegistryID), Title: seal(t.Title), URL: seal(t.URL)})
 	}
 	for _, a := range c.Answers {
 		cd.Answers = append(cd.Answers, answerDoc{Question: seal(a.Question), Answer: seal(a.Answer)})
@@ -262,7 +262,7 @@ func toOpinion(d *opinionDoc) *domain.Opinion {
 			})
 		}
 		for _, t := range c.ClinicalTrials {
-			oc.ClinicalTrials = append(oc.ClinicalTrials, domain.ClinicalTrial{RegistryID: t.RegistryID, Title: t.Title.String(), URL: t.URL})
+			oc.ClinicalTrials = append(oc.ClinicalTrials, domain.ClinicalTrial{RegistryID: t.RegistryID.String(), Title: t.Title.String(), URL: t.URL.String()})
 		}
 		for _, a := range c.Answers {
 			oc.Answers = append(oc.Answers, domain.Answer{Question: a.Question.String(), Answer: a.Answer.String()})

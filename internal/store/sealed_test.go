@@ -52,7 +52,7 @@ func newPHIWorld(t *testing.T) *phiWorld {
 		"diagnosis.code", "diagnosis.description", "proposedTreatment", "question", "record.title",
 		"followUp.question", "followUp.answer", "outcome.note", "decisionNote",
 		"revisedDiagnosis.code", "revisedDiagnosis.description", "treatmentOption.name", "treatmentOption.description",
-		"clinicalTrial.title", "answer.question", "answer.answer", "questionForYourDoctor", "memberSummary", "report",
+		"clinicalTrial.title", "clinicalTrial.registryId", "clinicalTrial.url", "answer.question", "answer.answer", "questionForYourDoctor", "memberSummary", "report",
 		"signature.payload", "webhook.secret",
 	} {
 		m[f] = marker(f)
@@ -92,7 +92,7 @@ func newPHIWorld(t *testing.T) *phiWorld {
 			DiagnosisAssessment: domain.DiagnosisModified, TreatmentAssessment: domain.TreatmentAlternative,
 			RevisedDiagnosis:       &domain.Diagnosis{Code: m["revisedDiagnosis.code"], Description: m["revisedDiagnosis.description"]},
 			TreatmentOptions:       []domain.TreatmentOption{{Name: m["treatmentOption.name"], Description: m["treatmentOption.description"], Invasiveness: domain.InvasivenessLow}},
-			ClinicalTrials:         []domain.ClinicalTrial{{RegistryID: "NCT00000001", Title: m["clinicalTrial.title"]}},
+			ClinicalTrials:         []domain.ClinicalTrial{{RegistryID: m["clinicalTrial.registryId"], Title: m["clinicalTrial.title"], URL: "https://trials.example.org/" + m["clinicalTrial.url"]}},
 			Answers:                []domain.Answer{{Question: m["answer.question"], Answer: m["answer.answer"]}},
 			QuestionsForYourDoctor: []string{m["questionForYourDoctor"]},
 			MemberSummary:          m["memberSummary"], Report: m["report"],
@@ -224,7 +224,7 @@ func TestPHIFieldsAreSealedAtRest(t *testing.T) {
 		oc := o.Content
 		assert.Equal(t, &domain.Diagnosis{Code: m["revisedDiagnosis.code"], Description: m["revisedDiagnosis.description"]}, oc.RevisedDiagnosis)
 		assert.Equal(t, []domain.TreatmentOption{{Name: m["treatmentOption.name"], Description: m["treatmentOption.description"], Invasiveness: domain.InvasivenessLow}}, oc.TreatmentOptions)
-		assert.Equal(t, []domain.ClinicalTrial{{RegistryID: "NCT00000001", Title: m["clinicalTrial.title"]}}, oc.ClinicalTrials)
+		assert.Equal(t, []domain.ClinicalTrial{{RegistryID: m["clinicalTrial.registryId"], Title: m["clinicalTrial.title"], URL: "https://trials.example.org/" + m["clinicalTrial.url"]}}, oc.ClinicalTrials)
 		assert.Equal(t, []domain.Answer{{Question: m["answer.question"], Answer: m["answer.answer"]}}, oc.Answers)
 		assert.Equal(t, []string{m["questionForYourDoctor"]}, oc.QuestionsForYourDoctor)
 		assert.Equal(t, m["memberSummary"], oc.MemberSummary)
