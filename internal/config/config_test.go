@@ -278,6 +278,12 @@ func TestS3Settings(t *testing.T) {
 		assert.NotContains(t, c.String(), "wJalrXUtnFEMI")
 		assert.Contains(t, c.String(), "AWS_SECRET_ACCESS_KEY=***")
 	})
+	t.Run("production accepts an https endpoint", func(t *testing.T) {
+		_, err := config.Load(env(creds(map[string]string{"AWS_ENDPOINT_URL_S3": "https://minio:9000", "APP_ENV": "production",
+			"JWT_JWKS_URL": "https://idp.test/jwks.json", "JWT_ISSUER": "https://idp.test/", "JWT_AUDIENCE": "gw",
+			"OPINION_SIGNING_KEY_FILE": "/k.pem", "DATA_KEY_FILE": "/k.txt"})))
+		require.NoError(t, err)
+	})
 	t.Run("AWS itself is addressed by host name in us-east-1 unless told otherwise", func(t *testing.T) {
 		c, err := config.Load(env(creds(nil)))
 		require.NoError(t, err)
@@ -293,6 +299,9 @@ func TestS3Settings(t *testing.T) {
 		"an s3 BLOB_URL without a bucket is refused":        creds(map[string]string{"BLOB_URL": "s3:///docs"}),
 		"an endpoint that is not an http(s) URL is refused": creds(map[string]string{"AWS_ENDPOINT_URL_S3": "ftp://store"}),
 		"a path style that is not a boolean is refused":     creds(map[string]string{"BLOB_S3_PATH_STYLE": "maybe"}),
+		"production refuses a plain-http endpoint": creds(map[string]string{"AWS_ENDPOINT_URL_S3": "http://minio:9000", "APP_ENV": "production",
+			"JWT_JWKS_URL": "https://idp.test/jwks.json", "JWT_ISSUER": "https://idp.test/", "JWT_AUDIENCE": "gw",
+			"OPINION_SIGNING_KEY_FILE": "/k.pem", "DATA_KEY_FILE": "/k.txt"}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := config.Load(env(bad))
