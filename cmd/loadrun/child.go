@@ -17,6 +17,7 @@ import (
 
 	"github.com/secondopinion/gateway/internal/app"
 	"github.com/secondopinion/gateway/internal/auth"
+	"github.com/secondopinion/gateway/internal/keys"
 	"github.com/secondopinion/gateway/internal/store"
 )
 
@@ -48,10 +49,15 @@ func serveChild(name string) error {
 			"ADDR": "127.0.0.1:0", "MONGODB_URI": uri, "MONGODB_DATABASE": database,
 			"JWT_HS256_SECRET": secret, "SEED_DEMO": "false", "LOG_LEVEL": "error", "REQUEST_TIMEOUT": "2m",
 			"RATE_LIMIT_PER_ADDRESS": "1000000", "RATE_LIMIT_PER_PRINCIPAL": "1000000",
+			"DATA_KEY_FILE": os.Getenv("LOADRUN_DATA_KEY_FILE"),
 		}
 		return app.Run(ctx, nil, func(k string) string { return env[k] }, io.Discard, os.Stderr, ready)
 	case "baseline":
-		st, err := store.Open(ctx, store.Options{URI: uri, Database: database, OpTimeout: 2 * time.Minute})
+		kr, err := keys.Load(os.Getenv("LOADRUN_DATA_KEY_FILE"))
+		if err != nil {
+			return err
+		}
+		st, err := store.Open(ctx, store.Options{URI: uri, Database: database, OpTimeout: 2 * time.Minute, Keys: kr})
 		if err != nil {
 			return err
 		}

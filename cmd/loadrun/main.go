@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -35,6 +36,7 @@ import (
 	"github.com/secondopinion/gateway/internal/auth"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/embedded"
+	"github.com/secondopinion/gateway/internal/keys"
 	"github.com/secondopinion/gateway/internal/seed"
 	"github.com/secondopinion/gateway/internal/store"
 )
@@ -85,7 +87,17 @@ func run(nCases, nSpecialists, requests, fastRequests int, levels string, alone 
 	// This process is the store's, tuned as the gateway tunes itself when
 	// it hosts the embedded store (make run).
 	embedded.TuneGC()
-	st, err := store.Open(ctx, store.Options{URI: db.URI(), Database: database, OpTimeout: 2 * time.Minute, Prepare: db.IndexIDs})
+	// One master key for the parent and both children: it unwraps the
+	// field key that seals PHI in the store.
+	keyFile := filepath.Join(dir, "data-key.txt")
+	kr, _, err := keys.LoadOrCreate(keyFile)
+	if err != nil {
+		return err
+	}
+	if err := os.Setenv("LOADRUN_DATA_KEY_FILE", keyFile); err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, store.Options{URI: db.URI(), Database: database, OpTimeout: 2 * time.Minute, Prepare: db.IndexIDs, Keys: kr})
 	if err != nil {
 		return err
 	}

@@ -99,7 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 		defer emb.Stop()
 		uri, prepare = emb.URI(), emb.IndexIDs
 	}
-	st, err := store.Open(ctx, store.Options{URI: uri, Database: cfg.MongoDatabase, OpTimeout: cfg.RequestTimeout, Prepare: prepare})
+	st, err := store.Open(ctx, store.Options{URI: uri, Database: cfg.MongoDatabase, OpTimeout: cfg.RequestTimeout, Prepare: prepare, Keys: kr})
 	if err != nil {
 		return err
 	}
@@ -108,6 +108,6 @@ func run(ctx context.Context, args []string, getenv func(string) string) error {
 	if err != nil {
 		return fmt.Errorf("after %d keys: %w", n, err)
 	}
-	fmt.Printf("re-wrapped %d data keys under key %s; now set DATA_KEY_FILE=%s and restart\n", n, kr.PrimaryID(), *newPath)
+	fmt.Printf("re-wrapped %d data keys (documents' and the PHI field key) under key %s; now set DATA_KEY_FILE=%s and restart\n", n, kr.PrimaryID(), *newPath)
 	return nil
 }

@@ -77,9 +77,15 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		}
 	}()
 	metrics := telemetry.NewMetrics()
+	kr, err := loadKeyring(cfg, log)
+	if err != nil {
+		return err
+	}
+	// The keyring unwraps the PHI field key: a DATA_KEY_FILE that cannot
+	// (another deployment's key) stops the start here.
 	st, err := store.Open(ctx, store.Options{
 		URI: uri, Database: cfg.MongoDatabase, OpTimeout: cfg.RequestTimeout,
-		Monitor: telemetry.CommandMonitor(metrics, tracing.Provider), Prepare: prepare,
+		Monitor: telemetry.CommandMonitor(metrics, tracing.Provider), Prepare: prepare, Keys: kr,
 	})
 	if err != nil {
 		return err
@@ -142,7 +148,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		}
 	}
 
-	documentsSvc, err := openDocuments(ctx, cfg, st, log)
+	documentsSvc, err := openDocuments(ctx, cfg, st, kr, log)
 	if err != nil {
 		return err
 	}
@@ -234,11 +240,10 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	return nil
 }
 
-// openDocuments builds the documents service: the master key from
-// DATA_KEY_FILE (development generates one under DATA_DIR on first start;
-// production has refused to start without the variable) and the blob store
-// BLOB_URL names.
-func openDocuments(ctx context.Context, cfg config.Config, st *store.Store, log *slog.Logger) (*documents.Service, error) {
+// loadKeyring reads the master key from DATA_KEY_FILE (development
+// generates one under DATA_DIR on first start; production has refused to
+// start without the variable). It encrypts documents and PHI fields.
+func loadKeyring(cfg config.Config, log *slog.Logger) (*keys.Keyring, error) {
 	var kr *keys.Keyring
 	var err error
 	if cfg.DataKeyFile != "" {
@@ -251,10 +256,16 @@ func openDocuments(ctx context.Context, cfg config.Config, st *store.Store, log 
 			log.Warn("development: generated a master data key; keep it, or the documents it encrypts are lost", "path", path)
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	blobs, err := blob.Open(ctx, cfg.BlobURL, cfg.DataDir)
+	return kr, err
+}
+
+// openDocuments builds the documents service: the master keys and the blob
+// store BLOB_URL names.
+func openDocuments(ctx context.Context, cfg config.Config, st *store.Store, kr *keys.Keyring, log *slog.Logger) (*documents.Service, error) {
+	blobs, err := blob.Open(ctx, cfg.BlobURL, cfg.DataDir, blob.S3Options{
+		Endpoint: cfg.S3.Endpoint, Region: cfg.S3.Region, PathStyle: cfg.S3.PathStyle,
+		AccessKeyID: cfg.S3.AccessKeyID, SecretAccessKey: cfg.S3.SecretAccessKey, SessionToken: cfg.S3.SessionToken,
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -38,8 +38,9 @@ func checkKey(key string) error {
 }
 
 // Open returns the store BLOB_URL names: empty or file://path is a directory
-// (empty: dataDir/blobs), s3://bucket/prefix an S3-compatible bucket.
-func Open(ctx context.Context, rawURL, dataDir string) (Store, error) {
+// (empty: dataDir/blobs), s3://bucket/prefix an S3-compatible bucket reached
+// with s3o (its Bucket and Prefix come from the URL).
+func Open(ctx context.Context, rawURL, dataDir string, s3o S3Options) (Store, error) {
 	switch {
 	case rawURL == "":
 		return NewDir(filepath.Join(dataDir, "blobs"))
@@ -50,7 +51,8 @@ func Open(ctx context.Context, rawURL, dataDir string) (Store, error) {
 		if err != nil || u.Host == "" {
 			return nil, errors.New("blob: BLOB_URL must be s3://bucket/prefix")
 		}
-		return NewS3(ctx, S3Options{Bucket: u.Host, Prefix: strings.Trim(u.Path, "/")})
+		s3o.Bucket, s3o.Prefix = u.Host, strings.Trim(u.Path, "/")
+		return NewS3(ctx, s3o)
 	}
 	return nil, errors.New("blob: BLOB_URL must be empty, file://dir or s3://bucket/prefix")
 }

@@ -35,6 +35,8 @@ const (
 	// DevDataKeyFile is where development keeps its generated master key,
 	// under DATA_DIR.
 	DevDataKeyFile = "data-key.txt"
+	// DefaultS3Region is AWS_REGION's default for an s3:// BLOB_URL.
+	DefaultS3Region = "us-east-1"
 )
 
 // mask replaces secrets in String.
@@ -132,8 +134,29 @@ type Config struct {
 	BlobURL string
 	// MaxUploadBytes caps one uploaded file (MAX_UPLOAD_BYTES).
 	MaxUploadBytes int64
+	// S3 reaches the bucket of BLOB_URL=s3://bucket/prefix, with the
+	// standard AWS_* variables.
+	S3 S3
 	// LogLevel is the slog level (LOG_LEVEL: debug, info, warn, error).
 	LogLevel slog.Level
+}
+
+// S3 is how an S3-compatible BLOB_URL is reached.
+type S3 struct {
+	// Endpoint is the store's base URL (AWS_ENDPOINT_URL_S3, else
+	// AWS_ENDPOINT_URL); empty means AWS itself.
+	Endpoint string
+	// Region is the bucket's region (AWS_REGION, else AWS_DEFAULT_REGION;
+	// default us-east-1).
+	Region string
+	// AccessKeyID, SecretAccessKey and SessionToken are static credentials
+	// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
+	AccessKeyID     string
+	SecretAccessKey string
+	SessionToken    string
+	// PathStyle puts the bucket in the path rather than in the host name
+	// (BLOB_S3_PATH_STYLE; default true with an endpoint, false without).
+	PathStyle bool
 }
 
 // Production reports whether the gateway runs in production.
@@ -170,6 +193,13 @@ func Load(getenv func(string) string) (Config, error) {
 		DataKeyFile:           get("DATA_KEY_FILE"),
 		BlobURL:               get("BLOB_URL"),
 		MaxUploadBytes:        DefaultMaxUploadBytes,
+		S3: S3{
+			Endpoint:        or(get("AWS_ENDPOINT_URL_S3"), get("AWS_ENDPOINT_URL")),
+			Region:          or(get("AWS_REGION"), or(get("AWS_DEFAULT_REGION"), DefaultS3Region)),
+			AccessKeyID:     get("AWS_ACCESS_KEY_ID"),
+			SecretAccessKey: getenv("AWS_SECRET_ACCESS_KEY"),
+			SessionToken:    getenv("AWS_SESSION_TOKEN"),
+		},
 	}
 	// The secret is taken as is: spaces may be part of it.
 	if s := getenv("JWT_HS256_SECRET"); s != "" {
@@ -256,6 +286,7 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.BlobURL != "" && !strings.HasPrefix(c.BlobURL, "file://") && !strings.HasPrefix(c.BlobURL, "s3://") {
 		errs = append(errs, errors.New("BLOB_URL must be file://dir or s3://bucket/prefix"))
 	}
+	errs = append(errs, c.loadS3(get)...)
 	for name, dst := range map[string]*float64{"RATE_LIMIT_PER_ADDRESS": &c.RateLimitPerAddress, "RATE_LIMIT_PER_PRINCIPAL": &c.RateLimitPerPrincipal} {
 		if s := get(name); s != "" {
 			f, err := strconv.ParseFloat(s, 64)
@@ -363,10 +394,56 @@ func (c Config) String() string {
 		"WS_MAX_SUBSCRIPTIONS_PER_PRINCIPAL=" + strconv.Itoa(c.WSMaxSubscriptionsPerPrincipal),
 		"DATA_KEY_FILE=" + c.DataKeyFile,
 		"BLOB_URL=" + c.BlobURL,
+		"AWS_ENDPOINT_URL_S3=" + c.S3.Endpoint,
+		"AWS_REGION=" + c.S3.Region,
+		"AWS_ACCESS_KEY_ID=" + c.S3.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY=" + masked(c.S3.SecretAccessKey),
+		"AWS_SESSION_TOKEN=" + masked(c.S3.SessionToken),
+		"BLOB_S3_PATH_STYLE=" + strconv.FormatBool(c.S3.PathStyle),
 		"MAX_UPLOAD_BYTES=" + strconv.FormatInt(c.MaxUploadBytes, 10),
 		"LOG_LEVEL=" + c.LogLevel.String(),
 	}
 	return strings.Join(fields, " ")
+}
+
+// loadS3 reads BLOB_S3_PATH_STYLE and checks the S3 settings when BLOB_URL
+// names a bucket.
+func (c *Config) loadS3(get func(string) string) []error {
+	var errs []error
+	c.S3.PathStyle = c.S3.Endpoint != ""
+	if s := get("BLOB_S3_PATH_STYLE"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("BLOB_S3_PATH_STYLE: %q is not true or false", s))
+		}
+		c.S3.PathStyle = b
+	}
+	if !strings.HasPrefix(c.BlobURL, "s3://") {
+		return errs
+	}
+	if u, err := url.Parse(c.BlobURL); err != nil || u.Host == "" || u.RawQuery != "" || u.User != nil {
+		errs = append(errs, errors.New("BLOB_URL: s3:// needs a bucket, as s3://bucket or s3://bucket/prefix"))
+	}
+	if c.S3.AccessKeyID == "" || c.S3.SecretAccessKey == "" {
+		errs = append(errs, errors.New("BLOB_URL=s3://… needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"))
+	}
+	if c.S3.Endpoint != "" {
+		u, err := url.Parse(c.S3.Endpoint)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, errors.New("AWS_ENDPOINT_URL_S3: not an http(s) URL"))
+		} else if c.Production() && u.Scheme != "https" {
+			errs = append(errs, errors.New("AWS_ENDPOINT_URL_S3 must use https in production"))
+		}
+	}
+	return errs
+}
+
+// masked shows a set secret as ***, an unset one as empty.
+func masked(s string) string {
+	if s == "" {
+		return ""
+	}
+	return mask
 }
 
 // rateString prints a configured rate, or "default" when unset.

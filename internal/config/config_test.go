@@ -250,7 +250,8 @@ func TestLoadDocuments(t *testing.T) {
 		assert.Empty(t, c.DataKeyFile)
 	})
 	t.Run("MAX_UPLOAD_BYTES, BLOB_URL and DATA_KEY_FILE are read", func(t *testing.T) {
-		c, err := config.Load(env(map[string]string{"MAX_UPLOAD_BYTES": "1024", "BLOB_URL": "s3://bucket/docs", "DATA_KEY_FILE": "/k"}))
+		c, err := config.Load(env(map[string]string{"MAX_UPLOAD_BYTES": "1024", "BLOB_URL": "s3://bucket/docs", "DATA_KEY_FILE": "/k",
+			"AWS_ACCESS_KEY_ID": "AKIA", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}))
 		require.NoError(t, err)
 		assert.Equal(t, int64(1024), c.MaxUploadBytes)
 		assert.Equal(t, "s3://bucket/docs", c.BlobURL)
@@ -259,5 +260,52 @@ func TestLoadDocuments(t *testing.T) {
 	for _, bad := range []map[string]string{{"MAX_UPLOAD_BYTES": "0"}, {"MAX_UPLOAD_BYTES": "lots"}, {"BLOB_URL": "ftp://x"}} {
 		_, err := config.Load(env(bad))
 		assert.Error(t, err, "%v", bad)
+	}
+}
+
+func TestS3Settings(t *testing.T) {
+	creds := func(extra map[string]string) map[string]string {
+		m := map[string]string{"BLOB_URL": "s3://records/docs", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI"}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	t.Run("an S3-compatible endpoint is read, path-style by default, and the secret is masked", func(t *testing.T) {
+		c, err := config.Load(env(creds(map[string]string{"AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9000", "AWS_REGION": "eu-west-1"})))
+		require.NoError(t, err)
+		assert.Equal(t, config.S3{Endpoint: "http://127.0.0.1:9000", Region: "eu-west-1", AccessKeyID: "AKIAEXAMPLE", SecretAccessKey: "wJalrXUtnFEMI", PathStyle: true}, c.S3)
+		assert.NotContains(t, c.String(), "wJalrXUtnFEMI")
+		assert.Contains(t, c.String(), "AWS_SECRET_ACCESS_KEY=***")
+	})
+	t.Run("production accepts an https endpoint", func(t *testing.T) {
+		_, err := config.Load(env(creds(map[string]string{"AWS_ENDPOINT_URL_S3": "https://minio:9000", "APP_ENV": "production",
+			"JWT_JWKS_URL": "https://idp.test/jwks.json", "JWT_ISSUER": "https://idp.test/", "JWT_AUDIENCE": "gw",
+			"OPINION_SIGNING_KEY_FILE": "/k.pem", "DATA_KEY_FILE": "/k.txt"})))
+		require.NoError(t, err)
+	})
+	t.Run("AWS itself is addressed by host name in us-east-1 unless told otherwise", func(t *testing.T) {
+		c, err := config.Load(env(creds(nil)))
+		require.NoError(t, err)
+		assert.False(t, c.S3.PathStyle)
+		assert.Equal(t, "us-east-1", c.S3.Region)
+		c, err = config.Load(env(creds(map[string]string{"BLOB_S3_PATH_STYLE": "true", "AWS_ENDPOINT_URL": "https://s3.example"})))
+		require.NoError(t, err)
+		assert.True(t, c.S3.PathStyle)
+		assert.Equal(t, "https://s3.example", c.S3.Endpoint)
+	})
+	for name, bad := range map[string]map[string]string{
+		"an s3 BLOB_URL without credentials is refused":     {"BLOB_URL": "s3://records"},
+		"an s3 BLOB_URL without a bucket is refused":        creds(map[string]string{"BLOB_URL": "s3:///docs"}),
+		"an endpoint that is not an http(s) URL is refused": creds(map[string]string{"AWS_ENDPOINT_URL_S3": "ftp://store"}),
+		"a path style that is not a boolean is refused":     creds(map[string]string{"BLOB_S3_PATH_STYLE": "maybe"}),
+		"production refuses a plain-http endpoint": creds(map[string]string{"AWS_ENDPOINT_URL_S3": "http://minio:9000", "APP_ENV": "production",
+			"JWT_JWKS_URL": "https://idp.test/jwks.json", "JWT_ISSUER": "https://idp.test/", "JWT_AUDIENCE": "gw",
+			"OPINION_SIGNING_KEY_FILE": "/k.pem", "DATA_KEY_FILE": "/k.txt"}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := config.Load(env(bad))
+			assert.Error(t, err)
+		})
 	}
 }

@@ -152,12 +152,18 @@ func NewDataKey() (*DataKey, error) {
 
 // Wrap encrypts dk under the primary master key.
 func (k *Keyring) Wrap(dk *DataKey) (Wrapped, error) {
+	return k.WrapSecret([]byte(dk.id.String()))
+}
+
+// WrapSecret encrypts a short secret (at most 1 KiB, such as the store's
+// field key) under the primary master key.
+func (k *Keyring) WrapSecret(secret []byte) (Wrapped, error) {
 	var buf bytes.Buffer
 	w, err := age.Encrypt(&buf, k.primary.Recipient())
 	if err != nil {
 		return Wrapped{}, err
 	}
-	if _, err := io.WriteString(w, dk.id.String()); err != nil {
+	if _, err := w.Write(secret); err != nil {
 		return Wrapped{}, err
 	}
 	if err := w.Close(); err != nil {
@@ -166,8 +172,9 @@ func (k *Keyring) Wrap(dk *DataKey) (Wrapped, error) {
 	return Wrapped{KeyID: k.PrimaryID(), Key: buf.Bytes()}, nil
 }
 
-// Unwrap decrypts a wrapped data key with the master key it names.
-func (k *Keyring) Unwrap(w Wrapped) (*DataKey, error) {
+// UnwrapSecret decrypts what WrapSecret wrapped, with the master key it
+// names.
+func (k *Keyring) UnwrapSecret(w Wrapped) ([]byte, error) {
 	master, ok := k.byID[w.KeyID]
 	if !ok {
 		return nil, ErrUnknownKey
@@ -179,6 +186,29 @@ func (k *Keyring) Unwrap(w Wrapped) (*DataKey, error) {
 	b, err := io.ReadAll(io.LimitReader(r, 1024))
 	if err != nil {
 		return nil, fmt.Errorf("keys: unwrap: %w", err)
+	}
+	return b, nil
+}
+
+// RewrapSecret moves a wrapped secret under the primary master key; one
+// already there is returned as it is.
+func (k *Keyring) RewrapSecret(w Wrapped) (Wrapped, bool, error) {
+	if w.KeyID == k.PrimaryID() {
+		return w, false, nil
+	}
+	b, err := k.UnwrapSecret(w)
+	if err != nil {
+		return Wrapped{}, false, err
+	}
+	nw, err := k.WrapSecret(b)
+	return nw, err == nil, err
+}
+
+// Unwrap decrypts a wrapped data key with the master key it names.
+func (k *Keyring) Unwrap(w Wrapped) (*DataKey, error) {
+	b, err := k.UnwrapSecret(w)
+	if err != nil {
+		return nil, err
 	}
 	id, err := age.ParseX25519Identity(string(b))
 	if err != nil {

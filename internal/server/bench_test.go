@@ -55,6 +55,27 @@ func BenchmarkCasePage50(b *testing.B) {
 	}
 }
 
+// clinicalPageDoc reads a page of 50 cases with every PHI field a
+// coordinator's case list may show: what sealing at rest costs most.
+const clinicalPageDoc = `{ cases(first: 50) { edges { node { id reference status
+  diagnosis { code description } proposedTreatment questions records { title kind }
+  patient { givenName familyName dateOfBirth email phone } } } } }`
+
+// BenchmarkCasePage50Clinical is BenchmarkCasePage50 with the clinical
+// fields and the patient's identity, which are sealed at rest.
+func BenchmarkCasePage50Clinical(b *testing.B) {
+	env := bigEnv(b)
+	tok := env.Token(b, testenv.Persona("coordinator"))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res := env.Do(b, tok, clinicalPageDoc, nil)
+		if len(res.Errors) > 0 {
+			b.Fatal(res.Raw)
+		}
+	}
+}
+
 func BenchmarkCaseDetail(b *testing.B) {
 	env := bigEnv(b)
 	tok := env.Token(b, testenv.Persona("coordinator"))

@@ -18,6 +18,7 @@ import (
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/embedded"
 	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/testenv"
 )
 
 func freeAddr(t *testing.T) string {
@@ -40,7 +41,7 @@ func TestDatabaseDownFailsFastAndRecoversWithoutRestart(t *testing.T) {
 			db.Stop()
 		}
 	}()
-	st, err := store.Open(ctx, store.Options{URI: db.URI(), Database: "fault", OpTimeout: 500 * time.Millisecond, Prepare: db.IndexIDs})
+	st, err := store.Open(ctx, store.Options{URI: db.URI(), Database: "fault", OpTimeout: 500 * time.Millisecond, Prepare: db.IndexIDs, Keys: testenv.NewKeyring(t)})
 	require.NoError(t, err)
 	defer func() { _ = st.Close(context.Background()) }()
 	secret := []byte(strings.Repeat("k", 40))

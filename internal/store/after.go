@@ -15,9 +15,9 @@ import (
 
 type followUpDoc struct {
 	ID         string     `bson:"id"`
-	Question   string     `bson:"question"`
+	Question   sealed     `bson:"question"`
 	AskedAt    time.Time  `bson:"askedAt"`
-	Answer     *string    `bson:"answer,omitempty"`
+	Answer     *sealed    `bson:"answer,omitempty"`
 	AnsweredAt *time.Time `bson:"answeredAt,omitempty"`
 	DueAt      time.Time  `bson:"dueAt"`
 }
@@ -26,7 +26,7 @@ type outcomeDoc struct {
 	Decision         string    `bson:"decision"`
 	TreatmentChanged *bool     `bson:"treatmentChanged,omitempty"`
 	Satisfaction     *int      `bson:"satisfaction,omitempty"`
-	Note             string    `bson:"note,omitempty"`
+	Note             sealed    `bson:"note,omitempty"`
 	RecordedAt       time.Time `bson:"recordedAt"`
 }
 
@@ -34,7 +34,7 @@ type signatureDoc struct {
 	JWS      string    `bson:"jws"`
 	KeyID    string    `bson:"keyId"`
 	SignedAt time.Time `bson:"signedAt"`
-	Payload  string    `bson:"payload"`
+	Payload  sealed    `bson:"payload"`
 }
 
 func toFollowUps(ds []followUpDoc) []domain.FollowUp {
@@ -44,7 +44,7 @@ func toFollowUps(ds []followUpDoc) []domain.FollowUp {
 	out := make([]domain.FollowUp, 0, len(ds))
 	for _, d := range ds {
 		out = append(out, domain.FollowUp{
-			ID: d.ID, Question: d.Question, AskedAt: d.AskedAt.UTC(), Answer: d.Answer,
+			ID: d.ID, Question: d.Question.String(), AskedAt: d.AskedAt.UTC(), Answer: openPtr(d.Answer),
 			AnsweredAt: utcPtr(d.AnsweredAt), DueAt: d.DueAt.UTC(),
 		})
 	}
@@ -54,7 +54,7 @@ func toFollowUps(ds []followUpDoc) []domain.FollowUp {
 func fromFollowUps(fs []domain.FollowUp) []followUpDoc {
 	out := make([]followUpDoc, 0, len(fs))
 	for _, f := range fs {
-		out = append(out, followUpDoc{ID: f.ID, Question: f.Question, AskedAt: f.AskedAt, Answer: f.Answer, AnsweredAt: f.AnsweredAt, DueAt: f.DueAt})
+		out = append(out, followUpDoc{ID: f.ID, Question: seal(f.Question), AskedAt: f.AskedAt, Answer: sealPtr(f.Answer), AnsweredAt: f.AnsweredAt, DueAt: f.DueAt})
 	}
 	return out
 }
@@ -65,19 +65,19 @@ func toOutcome(d *outcomeDoc) *domain.Outcome {
 	}
 	return &domain.Outcome{
 		Decision: domain.Decision(d.Decision), TreatmentChanged: d.TreatmentChanged, Satisfaction: d.Satisfaction,
-		Note: d.Note, RecordedAt: d.RecordedAt.UTC(),
+		Note: d.Note.String(), RecordedAt: d.RecordedAt.UTC(),
 	}
 }
 
 func fromOutcome(o domain.Outcome) outcomeDoc {
-	return outcomeDoc{Decision: string(o.Decision), TreatmentChanged: o.TreatmentChanged, Satisfaction: o.Satisfaction, Note: o.Note, RecordedAt: o.RecordedAt}
+	return outcomeDoc{Decision: string(o.Decision), TreatmentChanged: o.TreatmentChanged, Satisfaction: o.Satisfaction, Note: seal(o.Note), RecordedAt: o.RecordedAt}
 }
 
 func toSignature(d *signatureDoc) *domain.Signature {
 	if d == nil {
 		return nil
 	}
-	return &domain.Signature{JWS: d.JWS, KeyID: d.KeyID, SignedAt: d.SignedAt.UTC(), Payload: d.Payload}
+	return &domain.Signature{JWS: d.JWS, KeyID: d.KeyID, SignedAt: d.SignedAt.UTC(), Payload: d.Payload.String()}
 }
 
 // CaseForFollowUps returns case id in p's scope with its follow-ups, for
@@ -139,5 +139,5 @@ func fromSignature(sig *domain.Signature) *signatureDoc {
 	if sig == nil {
 		return nil
 	}
-	return &signatureDoc{JWS: sig.JWS, KeyID: sig.KeyID, SignedAt: sig.SignedAt, Payload: sig.Payload}
+	return &signatureDoc{JWS: sig.JWS, KeyID: sig.KeyID, SignedAt: sig.SignedAt, Payload: seal(sig.Payload)}
 }

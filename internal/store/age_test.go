@@ -40,7 +40,7 @@ func TestAPartnerReadsNoBirthYearAtNinetyOrMore(t *testing.T) {
 			} else {
 				assert.Nil(t, deid.BirthYear, "Safe Harbor: no birth year at 90+")
 			}
-			full := toPatient(&patientDoc{BirthYear: c.born.Year(), DateOfBirth: c.born, Sex: "FEMALE"}, coordinator, "k", now)
+			full := toPatient(&patientDoc{BirthYear: c.born.Year(), DateOfBirth: sealTime(c.born), Sex: "FEMALE"}, coordinator, "k", now)
 			require.NotNil(t, full.BirthYear, "a role that reads the date of birth keeps the year")
 			if c.name == "turning 90 later this year" {
 				assert.Equal(t, "80-89", full.AgeBand, "from the date of birth the age is exact")

@@ -19,7 +19,7 @@ import (
 // folding the log with upserts had made cost seconds on the embedded store.
 func BenchmarkAppendAuditWithAccessLog(b *testing.B) {
 	ctx := context.Background()
-	o := Options{Database: fmt.Sprintf("bench_%d", time.Now().UnixNano())}
+	o := Options{Database: fmt.Sprintf("bench_%d", time.Now().UnixNano()), Keys: testKeyring(b)}
 	if uri := os.Getenv("MONGODB_URI"); uri != "" {
 		o.URI = uri
 	} else {

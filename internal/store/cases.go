@@ -258,8 +258,8 @@ func (s *Store) InsertCase(ctx context.Context, nc NewCase) (*domain.Case, error
 		Events:     []eventDoc{{Type: "SUBMITTED", At: at, ToStatus: string(domain.StatusSubmitted), ActorRole: string(nc.ActorRole), ActorSub: nc.ActorSub}},
 		EventCount: 1,
 		Clinical: &clinicalDoc{
-			Diagnosis:         diagnosisDoc{Code: nc.Diagnosis.Code, Description: nc.Diagnosis.Description},
-			ProposedTreatment: nc.ProposedTreatment, Questions: nc.Questions, Records: []recordDoc{},
+			Diagnosis:         toDiagnosisDoc(nc.Diagnosis),
+			ProposedTreatment: seal(nc.ProposedTreatment), Questions: sealAll(nc.Questions), Records: []recordDoc{},
 		},
 	}
 	d.Outbox = outboxFor(&d, d.Events)
@@ -299,9 +299,18 @@ func newReference(year int) string {
 	return fmt.Sprintf("SO-%d-%s", year, out)
 }
 
+// diagnosisDoc is PHI, sealed at rest (sealed.go).
 type diagnosisDoc struct {
-	Code        string `bson:"code"`
-	Description string `bson:"description"`
+	Code        sealed `bson:"code"`
+	Description sealed `bson:"description"`
+}
+
+func toDiagnosisDoc(d domain.Diagnosis) diagnosisDoc {
+	return diagnosisDoc{Code: seal(d.Code), Description: seal(d.Description)}
+}
+
+func (d diagnosisDoc) toDomain() domain.Diagnosis {
+	return domain.Diagnosis{Code: d.Code.String(), Description: d.Description.String()}
 }
 
 type consentDoc struct {
@@ -313,7 +322,7 @@ type consentDoc struct {
 
 type recordDoc struct {
 	ID         string       `bson:"id"`
-	Title      string       `bson:"title"`
+	Title      sealed       `bson:"title"`
 	Kind       string       `bson:"kind"`
 	RecordedOn *time.Time   `bson:"recordedOn,omitempty"`
 	AddedAt    time.Time    `bson:"addedAt"`
@@ -334,7 +343,7 @@ type documentDoc struct {
 }
 
 func toRecordDoc(r domain.Record, now time.Time) recordDoc {
-	d := recordDoc{ID: r.ID, Title: r.Title, Kind: string(r.Kind), RecordedOn: r.RecordedOn, AddedAt: r.AddedAt}
+	d := recordDoc{ID: r.ID, Title: seal(r.Title), Kind: string(r.Kind), RecordedOn: r.RecordedOn, AddedAt: r.AddedAt}
 	if d.AddedAt.IsZero() {
 		d.AddedAt = now
 	}
@@ -349,7 +358,7 @@ func toRecordDoc(r domain.Record, now time.Time) recordDoc {
 
 func toRecord(caseID string, released bool, r recordDoc) domain.Record {
 	rec := domain.Record{
-		ID: r.ID, Title: r.Title, Kind: domain.RecordKind(r.Kind), RecordedOn: utcPtr(r.RecordedOn), AddedAt: r.AddedAt.UTC(),
+		ID: r.ID, Title: r.Title.String(), Kind: domain.RecordKind(r.Kind), RecordedOn: utcPtr(r.RecordedOn), AddedAt: r.AddedAt.UTC(),
 	}
 	if x := r.Document; x != nil {
 		rec.Document = &domain.Document{
@@ -373,8 +382,8 @@ type eventDoc struct {
 
 type clinicalDoc struct {
 	Diagnosis         diagnosisDoc `bson:"diagnosis"`
-	ProposedTreatment string       `bson:"proposedTreatment,omitempty"`
-	Questions         []string     `bson:"questions,omitempty"`
+	ProposedTreatment sealed       `bson:"proposedTreatment,omitempty"`
+	Questions         []sealed     `bson:"questions,omitempty"`
 	Records           []recordDoc  `bson:"records,omitempty"`
 }
 
@@ -400,7 +409,7 @@ type caseDoc struct {
 	// PatientPseudonym is the patient's pseudonym for the assigned network.
 	PatientPseudonym string    `bson:"patientPseudonym,omitempty"`
 	Decision         string    `bson:"decision,omitempty"`
-	DecisionNote     string    `bson:"decisionNote,omitempty"`
+	DecisionNote     sealed    `bson:"decisionNote,omitempty"`
 	CancelReason     string    `bson:"cancelReason,omitempty"`
 	DueAt            time.Time `bson:"dueAt"`
 	// RecordsCompleteAt is when the case entered TRIAGE: the SLA clock's
@@ -472,9 +481,9 @@ func toCase(d *caseDoc) *domain.Case {
 	}
 	if d.Clinical != nil {
 		cl := &domain.CaseClinical{
-			Diagnosis:         domain.Diagnosis{Code: d.Clinical.Diagnosis.Code, Description: d.Clinical.Diagnosis.Description},
-			ProposedTreatment: d.Clinical.ProposedTreatment,
-			Questions:         d.Clinical.Questions,
+			Diagnosis:         d.Clinical.Diagnosis.toDomain(),
+			ProposedTreatment: d.Clinical.ProposedTreatment.String(),
+			Questions:         openAll(d.Clinical.Questions),
 		}
 		released := false
 		for _, x := range d.Consents {
@@ -610,7 +619,7 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 			set = append(set, bson.E{Key: "decision", Value: string(*up.Decision)})
 		}
 		if up.DecisionNote != nil {
-			set = append(set, bson.E{Key: "decisionNote", Value: *up.DecisionNote})
+			set = append(set, bson.E{Key: "decisionNote", Value: seal(*up.DecisionNote)})
 		}
 		if up.CancelReason != nil {
 			set = append(set, bson.E{Key: "cancelReason", Value: *up.CancelReason})

@@ -176,11 +176,11 @@ func fromCase(c *domain.Case) caseDoc {
 	}
 	if cl := c.Clinical; cl != nil {
 		d.Clinical = &clinicalDoc{
-			Diagnosis:         diagnosisDoc{Code: cl.Diagnosis.Code, Description: cl.Diagnosis.Description},
-			ProposedTreatment: cl.ProposedTreatment, Questions: cl.Questions, Records: []recordDoc{},
+			Diagnosis:         toDiagnosisDoc(cl.Diagnosis),
+			ProposedTreatment: seal(cl.ProposedTreatment), Questions: sealAll(cl.Questions), Records: []recordDoc{},
 		}
 		for _, r := range cl.Records {
-			d.Clinical.Records = append(d.Clinical.Records, recordDoc{ID: r.ID, Title: r.Title, Kind: string(r.Kind), RecordedOn: r.RecordedOn, AddedAt: c.SubmittedAt})
+			d.Clinical.Records = append(d.Clinical.Records, recordDoc{ID: r.ID, Title: seal(r.Title), Kind: string(r.Kind), RecordedOn: r.RecordedOn, AddedAt: c.SubmittedAt})
 		}
 	}
 	return d

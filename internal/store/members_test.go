@@ -86,10 +86,10 @@ func TestMigrateMembersSplitsLegacyMembersPerInsurer(t *testing.T) {
 
 	a, err := findByID[patientDoc](ctx, s, colPatients, "ins-a:m-7", nil)
 	require.NoError(t, err)
-	assert.Equal(t, "Primary", a.GivenName)
+	assert.Equal(t, "Primary", a.GivenName.String())
 	b, err := findByID[patientDoc](ctx, s, colPatients, "ins-b:m-7", nil)
 	require.NoError(t, err)
-	assert.Equal(t, "Copy", b.GivenName, "the second insurer keeps what it recorded")
+	assert.Equal(t, "Copy", b.GivenName.String(), "the second insurer keeps what it recorded")
 	assert.Equal(t, 1961, b.BirthYear)
 	_, err = findByID[patientDoc](ctx, s, colPatients, "m-7", nil)
 	assert.Error(t, err, "the shared record is gone")

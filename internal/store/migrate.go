@@ -70,13 +70,13 @@ func (s *Store) migrateMember(ctx context.Context, l *legacyPatientDoc) error {
 		key := domain.MemberKey(ins, l.ID)
 		d := patientDoc{
 			ID: key, InsurerID: ins, MemberID: l.ID, Version: 1,
-			GivenName: l.GivenName, FamilyName: l.FamilyName, DateOfBirth: l.DateOfBirth, Email: l.Email, Phone: l.Phone,
+			GivenName: seal(l.GivenName), FamilyName: seal(l.FamilyName), DateOfBirth: sealTime(l.DateOfBirth), Email: seal(l.Email), Phone: seal(l.Phone),
 			BirthYear: l.BirthYear, Sex: l.Sex, Country: l.Country, Language: l.Language,
 		}
 		if ins != primary {
 			// Another insurer reads only what it recorded itself.
 			x := l.IdentityBy[ins]
-			d.GivenName, d.FamilyName, d.DateOfBirth, d.Email, d.Phone = x.GivenName, x.FamilyName, x.DateOfBirth, x.Email, x.Phone
+			d.GivenName, d.FamilyName, d.DateOfBirth, d.Email, d.Phone = seal(x.GivenName), seal(x.FamilyName), sealTime(x.DateOfBirth), seal(x.Email), seal(x.Phone)
 			if !x.DateOfBirth.IsZero() {
 				d.BirthYear = x.DateOfBirth.Year()
 			}

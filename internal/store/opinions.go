@@ -161,20 +161,20 @@ func (s *Store) CountOpinions(ctx context.Context, p domain.Principal, f Opinion
 }
 
 type treatmentOptionDoc struct {
-	Name         string `bson:"name"`
-	Description  string `bson:"description,omitempty"`
+	Name         sealed `bson:"name"`
+	Description  sealed `bson:"description,omitempty"`
 	Invasiveness string `bson:"invasiveness,omitempty"`
 }
 
 type clinicalTrialDoc struct {
-	RegistryID string `bson:"registryId"`
-	Title      string `bson:"title"`
-	URL        string `bson:"url,omitempty"`
+	RegistryID sealed `bson:"registryId"`
+	Title      sealed `bson:"title"`
+	URL        sealed `bson:"url,omitempty"`
 }
 
 type answerDoc struct {
-	Question string `bson:"question"`
-	Answer   string `bson:"answer"`
+	Question sealed `bson:"question"`
+	Answer   sealed `bson:"answer"`
 }
 
 type opinionContentDoc struct {
@@ -185,9 +185,9 @@ type opinionContentDoc struct {
 	TreatmentOptions       []treatmentOptionDoc `bson:"treatmentOptions,omitempty"`
 	ClinicalTrials         []clinicalTrialDoc   `bson:"clinicalTrials,omitempty"`
 	Answers                []answerDoc          `bson:"answers,omitempty"`
-	QuestionsForYourDoctor []string             `bson:"questionsForYourDoctor,omitempty"`
-	MemberSummary          string               `bson:"memberSummary"`
-	Report                 string               `bson:"report"`
+	QuestionsForYourDoctor []sealed             `bson:"questionsForYourDoctor,omitempty"`
+	MemberSummary          sealed               `bson:"memberSummary"`
+	Report                 sealed               `bson:"report"`
 }
 
 type opinionDoc struct {
@@ -210,22 +210,23 @@ type opinionDoc struct {
 func toOpinionContentDoc(c domain.OpinionContent) opinionContentDoc {
 	cd := opinionContentDoc{
 		DiagnosisAssessment: string(c.DiagnosisAssessment), TreatmentAssessment: string(c.TreatmentAssessment),
-		QuestionsForYourDoctor: c.QuestionsForYourDoctor, MemberSummary: c.MemberSummary, Report: c.Report,
+		QuestionsForYourDoctor: sealAll(c.QuestionsForYourDoctor), MemberSummary: seal(c.MemberSummary), Report: seal(c.Report),
 	}
 	if c.RevisedDiagnosis != nil {
-		cd.RevisedDiagnosis = &diagnosisDoc{Code: c.RevisedDiagnosis.Code, Description: c.RevisedDiagnosis.Description}
+		rd := toDiagnosisDoc(*c.RevisedDiagnosis)
+		cd.RevisedDiagnosis = &rd
 	}
 	if c.ClinicalImpact != nil {
 		cd.ClinicalImpact = string(*c.ClinicalImpact)
 	}
 	for _, t := range c.TreatmentOptions {
-		cd.TreatmentOptions = append(cd.TreatmentOptions, treatmentOptionDoc{Name: t.Name, Description: t.Description, Invasiveness: string(t.Invasiveness)})
+		cd.TreatmentOptions = append(cd.TreatmentOptions, treatmentOptionDoc{Name: seal(t.Name), Description: seal(t.Description), Invasiveness: string(t.Invasiveness)})
 	}
 	for _, t := range c.ClinicalTrials {
-		cd.ClinicalTrials = append(cd.ClinicalTrials, clinicalTrialDoc{RegistryID: t.RegistryID, Title: t.Title, URL: t.URL})
+		cd.ClinicalTrials = append(cd.ClinicalTrials, clinicalTrialDoc{RegistryID: seal(t.RegistryID), Title: seal(t.Title), URL: seal(t.URL)})
 	}
 	for _, a := range c.Answers {
-		cd.Answers = append(cd.Answers, answerDoc{Question: a.Question, Answer: a.Answer})
+		cd.Answers = append(cd.Answers, answerDoc{Question: seal(a.Question), Answer: seal(a.Answer)})
 	}
 	return cd
 }
@@ -240,15 +241,16 @@ func toOpinion(d *opinionDoc) *domain.Opinion {
 		oc := &domain.OpinionContent{
 			DiagnosisAssessment:    domain.DiagnosisAssessment(c.DiagnosisAssessment),
 			TreatmentAssessment:    domain.TreatmentAssessment(c.TreatmentAssessment),
-			QuestionsForYourDoctor: nonNil(c.QuestionsForYourDoctor),
-			MemberSummary:          c.MemberSummary,
-			Report:                 c.Report,
+			QuestionsForYourDoctor: nonNil(openAll(c.QuestionsForYourDoctor)),
+			MemberSummary:          c.MemberSummary.String(),
+			Report:                 c.Report.String(),
 			TreatmentOptions:       []domain.TreatmentOption{},
 			ClinicalTrials:         []domain.ClinicalTrial{},
 			Answers:                []domain.Answer{},
 		}
 		if c.RevisedDiagnosis != nil {
-			oc.RevisedDiagnosis = &domain.Diagnosis{Code: c.RevisedDiagnosis.Code, Description: c.RevisedDiagnosis.Description}
+			rd := c.RevisedDiagnosis.toDomain()
+			oc.RevisedDiagnosis = &rd
 		}
 		if c.ClinicalImpact != "" {
 			ci := domain.ClinicalImpact(c.ClinicalImpact)
@@ -256,14 +258,14 @@ func toOpinion(d *opinionDoc) *domain.Opinion {
 		}
 		for _, t := range c.TreatmentOptions {
 			oc.TreatmentOptions = append(oc.TreatmentOptions, domain.TreatmentOption{
-				Name: t.Name, Description: t.Description, Invasiveness: domain.Invasiveness(t.Invasiveness),
+				Name: t.Name.String(), Description: t.Description.String(), Invasiveness: domain.Invasiveness(t.Invasiveness),
 			})
 		}
 		for _, t := range c.ClinicalTrials {
-			oc.ClinicalTrials = append(oc.ClinicalTrials, domain.ClinicalTrial{RegistryID: t.RegistryID, Title: t.Title, URL: t.URL})
+			oc.ClinicalTrials = append(oc.ClinicalTrials, domain.ClinicalTrial{RegistryID: t.RegistryID.String(), Title: t.Title.String(), URL: t.URL.String()})
 		}
 		for _, a := range c.Answers {
-			oc.Answers = append(oc.Answers, domain.Answer{Question: a.Question, Answer: a.Answer})
+			oc.Answers = append(oc.Answers, domain.Answer{Question: a.Question.String(), Answer: a.Answer.String()})
 		}
 		o.Content = oc
 		o.Sig = toSignature(d.Signature)

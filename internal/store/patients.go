@@ -250,23 +250,25 @@ func newPatientDoc(insurer string, in NewInsured) patientDoc {
 	}
 	return patientDoc{
 		ID: domain.MemberKey(insurer, in.MemberID), InsurerID: insurer, MemberID: in.MemberID,
-		GivenName: in.GivenName, FamilyName: in.FamilyName, DateOfBirth: in.DateOfBirth,
-		Email: in.Email, Phone: in.Phone, BirthYear: in.DateOfBirth.Year(), Sex: string(sex),
+		GivenName: seal(in.GivenName), FamilyName: seal(in.FamilyName), DateOfBirth: sealTime(in.DateOfBirth),
+		Email: seal(in.Email), Phone: seal(in.Phone), BirthYear: in.DateOfBirth.Year(), Sex: string(sex),
 		Country: strings.ToUpper(in.Country), Language: strings.ToLower(in.Language), Version: 1,
 	}
 }
 
 type patientDoc struct {
-	ID          string    `bson:"_id"`
-	GivenName   string    `bson:"givenName,omitempty"`
-	FamilyName  string    `bson:"familyName,omitempty"`
-	DateOfBirth time.Time `bson:"dateOfBirth,omitempty"`
-	Email       string    `bson:"email,omitempty"`
-	Phone       string    `bson:"phone,omitempty"`
-	BirthYear   int       `bson:"birthYear"`
-	Sex         string    `bson:"sex"`
-	Country     string    `bson:"country,omitempty"`
-	Language    string    `bson:"language,omitempty"`
+	ID string `bson:"_id"`
+	// Identity is PHI, sealed at rest (sealed.go); the de-identified
+	// demographics below stay clear.
+	GivenName   sealed     `bson:"givenName,omitempty"`
+	FamilyName  sealed     `bson:"familyName,omitempty"`
+	DateOfBirth sealedTime `bson:"dateOfBirth,omitempty"`
+	Email       sealed     `bson:"email,omitempty"`
+	Phone       sealed     `bson:"phone,omitempty"`
+	BirthYear   int        `bson:"birthYear"`
+	Sex         string     `bson:"sex"`
+	Country     string     `bson:"country,omitempty"`
+	Language    string     `bson:"language,omitempty"`
 	// InsurerID and MemberID make the _id (domain.MemberKey): a member
 	// belongs to one insurer, whose member ids are its own namespace.
 	InsurerID string `bson:"insurerId"`
@@ -281,7 +283,8 @@ func identityFor(p domain.Principal, d *patientDoc) *domain.PatientIdentity {
 		return nil
 	}
 	return &domain.PatientIdentity{
-		GivenName: d.GivenName, FamilyName: d.FamilyName, DateOfBirth: d.DateOfBirth.UTC(), Email: d.Email, Phone: d.Phone,
+		GivenName: d.GivenName.String(), FamilyName: d.FamilyName.String(), DateOfBirth: d.DateOfBirth.Time().UTC(),
+		Email: d.Email.String(), Phone: d.Phone.String(),
 	}
 }
 

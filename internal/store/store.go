@@ -39,6 +39,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/keys"
 )
 
 // Collection names.
@@ -60,6 +61,8 @@ const (
 	// per calendar month (outcomefacts.go).
 	colOutcomeFacts = "outcome_facts"
 	colAccessOrgs   = "access_orgs"
+	// colKeyring holds the PHI field keys, wrapped by the master key.
+	colKeyring = "keyring"
 
 	colWebhookSubs       = "webhook_subscriptions"
 	colWebhookDeliveries = "webhook_deliveries"
@@ -105,6 +108,10 @@ type Store struct {
 	// seenPairs are the (member, organisation) pairs this process knows
 	// have been read before (accessnotice.go); guarded by appendMu.
 	seenPairs map[string]struct{}
+	// fields seals and opens PHI fields (sealed.go); the database's codec
+	// registry reads it. Nil without a keyring: PHI can then be neither
+	// written nor read.
+	fields *fieldCipher
 }
 
 // Options configure Open.
@@ -121,6 +128,10 @@ type Options struct {
 	// reads by exactly {_id} (the embedded store's default) or as one $in
 	// read (MongoDB's). Tests run both paths on the embedded store.
 	BatchByID *bool
+	// Keys are the master keys of DATA_KEY_FILE: they unwrap the field key
+	// that seals PHI fields at rest. Without them the store opens, but
+	// every read or write of a PHI field fails (tools that touch none).
+	Keys *keys.Keyring
 	// Prepare runs once every collection and index exists, with the
 	// database's name: the embedded store adds there the indexes its own
 	// backend needs (embedded.Store.IndexIDs).
@@ -142,7 +153,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
-	s := &Store{client: client, db: client.Database(o.Database), opTimeout: o.OpTimeout, now: o.Now, seenPairs: map[string]struct{}{}}
+	s := &Store{client: client, opTimeout: o.OpTimeout, now: o.Now, seenPairs: map[string]struct{}{}}
+	// Every collection encodes and decodes through the sealing registry, so
+	// a PHI field is encrypted wherever its document type is written.
+	s.db = client.Database(o.Database, options.Database().SetRegistry(sealingRegistry(&s.fields)))
 	if s.opTimeout <= 0 {
 		s.opTimeout = DefaultOpTimeout
 	}
@@ -167,6 +181,16 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	if err := s.ensureCollections(ctx); err != nil {
 		_ = client.Disconnect(context.Background())
 		return nil, err
+	}
+	if o.Keys != nil {
+		if s.fields, err = s.loadFieldKeys(ctx, o.Keys); err != nil {
+			_ = client.Disconnect(context.Background())
+			return nil, err
+		}
+		if err := s.sealLegacyOnce(ctx); err != nil {
+			_ = client.Disconnect(context.Background())
+			return nil, err
+		}
 	}
 	if err := s.numberOldEvents(ctx); err != nil {
 		_ = client.Disconnect(context.Background())
@@ -293,7 +317,7 @@ func (s *Store) isFerretDB(ctx context.Context) bool {
 var collections = []string{
 	colPolicies, colPatients, colPseudonyms, colCases, colSpecialists, colOpinions, colAudit,
 	colCounters, colIdempotency, colCaseEvents, colOrgs, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
-	colAccessLog, colAuditChains, colOutcomeFacts, colAccessOrgs,
+	colAccessLog, colAuditChains, colOutcomeFacts, colAccessOrgs, colKeyring,
 }
 
 // ensureCollections creates the collections up front (rather than at first

@@ -28,7 +28,7 @@ type webhookSubDoc struct {
 	SpecialistID string    `bson:"specialistId,omitempty"`
 	URL          string    `bson:"url"`
 	EventTypes   []string  `bson:"eventTypes"`
-	Secret       string    `bson:"secret,omitempty"`
+	Secret       sealed    `bson:"secret,omitempty"`
 	StartSeq     int64     `bson:"startSeq"`
 	CreatedAt    time.Time `bson:"createdAt"`
 }
@@ -40,14 +40,14 @@ func fromWebhookSub(s *domain.WebhookSubscription) webhookSubDoc {
 	}
 	return webhookSubDoc{
 		ID: s.ID, Role: string(s.Role), Org: s.Org, Subject: s.Subject, SpecialistID: s.SpecialistID,
-		URL: s.URL, EventTypes: types, Secret: s.Secret, StartSeq: s.StartSeq, CreatedAt: s.CreatedAt,
+		URL: s.URL, EventTypes: types, Secret: seal(s.Secret), StartSeq: s.StartSeq, CreatedAt: s.CreatedAt,
 	}
 }
 
 func toWebhookSub(d *webhookSubDoc) *domain.WebhookSubscription {
 	return &domain.WebhookSubscription{
 		ID: d.ID, Role: domain.Role(d.Role), Org: d.Org, Subject: d.Subject, SpecialistID: d.SpecialistID,
-		URL: d.URL, EventTypes: d.EventTypes, Secret: d.Secret, StartSeq: d.StartSeq, CreatedAt: d.CreatedAt.UTC(),
+		URL: d.URL, EventTypes: d.EventTypes, Secret: d.Secret.String(), StartSeq: d.StartSeq, CreatedAt: d.CreatedAt.UTC(),
 	}
 }
 

@@ -357,7 +357,7 @@ func TestScansAreAdmittedPerCollection(t *testing.T) {
 // afterwards), else on an embedded FerretDB of its own.
 func openCAS(t *testing.T, ctx context.Context, name string, mon ...*event.CommandMonitor) *Store {
 	t.Helper()
-	o := Options{Database: fmt.Sprintf("%s_%d", name, time.Now().UnixNano())}
+	o := Options{Database: fmt.Sprintf("%s_%d", name, time.Now().UnixNano()), Keys: testKeyring(t)}
 	if uri := os.Getenv("MONGODB_URI"); uri != "" {
 		o.URI = uri
 	} else {

@@ -146,7 +146,10 @@ func Start(t testing.TB, opts ...Options) *Env {
 	defer cancel()
 	metrics := telemetry.NewMetrics()
 	monitor := telemetry.ChainMonitors(o.Monitor, telemetry.CommandMonitor(metrics, o.Tracer))
-	st, err := store.Open(ctx, store.Options{URI: uri, Database: db, Monitor: monitor, Prepare: Prepare(), BatchByID: o.BatchByID})
+	keyText := mustGenerateKey(t)
+	kr, err := keys.Parse(strings.NewReader(keyText))
+	require.NoError(t, err)
+	st, err := store.Open(ctx, store.Options{URI: uri, Database: db, Monitor: monitor, Prepare: Prepare(), BatchByID: o.BatchByID, Keys: kr})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		_ = st.Drop(context.Background())
@@ -179,9 +182,6 @@ func Start(t testing.TB, opts ...Options) *Env {
 	}
 	// The gateway is built as server.go builds it (app.Build); webhook
 	// tests run their own dispatcher.
-	keyText := mustGenerateKey(t)
-	kr, err := keys.Parse(strings.NewReader(keyText))
-	require.NoError(t, err)
 	blobDir := t.TempDir()
 	blobs := o.Blobs
 	if blobs == nil {
@@ -202,6 +202,14 @@ func Start(t testing.TB, opts ...Options) *Env {
 	h := built.Handler
 	return &Env{Store: st, Handler: h, Secret: secret, DB: db, Now: st.Now(), Logs: logs, Metrics: metrics, Gateway: h,
 		Documents: docs, BlobDir: blobDir, Keys: kr, KeyText: keyText}
+}
+
+// NewKeyring returns a fresh master keyring, as a new DATA_KEY_FILE holds.
+func NewKeyring(t testing.TB) *keys.Keyring {
+	t.Helper()
+	kr, err := keys.Parse(strings.NewReader(mustGenerateKey(t)))
+	require.NoError(t, err)
+	return kr
 }
 
 func mustGenerateKey(t testing.TB) string {
@@ -355,7 +363,7 @@ func (e *Env) Replica(t testing.TB) *Env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := store.Open(ctx, store.Options{URI: URI(t), Database: e.DB, Prepare: Prepare()})
+	st, err := store.Open(ctx, store.Options{URI: URI(t), Database: e.DB, Prepare: Prepare(), Keys: e.Keys})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = st.Close(context.Background()) })
 	v, err := auth.NewVerifier(auth.Options{Issuers: []auth.IssuerConfig{{HS256Secret: e.Secret}}, AllowHS256: true, Orgs: auth.NewOrgCache(st, time.Minute)})
@@ -367,7 +375,7 @@ func (e *Env) Replica(t testing.TB) *Env {
 	built.Start(ctx)
 	t.Cleanup(built.Stop)
 	h := built.Handler
-	return &Env{Store: st, Handler: h, Secret: e.Secret, DB: e.DB, Now: e.Now, Logs: logs}
+	return &Env{Store: st, Handler: h, Secret: e.Secret, DB: e.DB, Now: e.Now, Logs: logs, Keys: e.Keys, KeyText: e.KeyText}
 }
 
 // Serve starts a real HTTP server on 127.0.0.1 for the handler and returns
