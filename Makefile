@@ -20,11 +20,12 @@ test: check-generated fhir-tools
 	$(MAKE) fuzz FUZZTIME=5s
 
 FUZZTIME ?= 60s
-## fuzz: the fuzz targets (the document guard, the HTTP handler, GraphQL variables), FUZZTIME each (60s; make test runs them 5s)
+## fuzz: the fuzz targets (the document guard, the HTTP handler, GraphQL variables, uploads), FUZZTIME each (60s; make test runs them 5s)
 fuzz:
 	$(GO) test ./internal/server -run '^$$' -fuzz '^FuzzDocumentGuard$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/server -run '^$$' -fuzz '^FuzzHTTPHandler$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./internal/server -run '^$$' -fuzz '^FuzzVariables$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/server -run '^$$' -fuzz '^FuzzUpload$$' -fuzztime $(FUZZTIME)
 
 ## generate: regenerate gqlgen code from schema.graphqls and graph/schema/*.graphqls
 generate:

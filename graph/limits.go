@@ -7,8 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -222,20 +220,8 @@ func checkString(path, s string, l Limit) *gqlerror.Error {
 			}
 		}
 	}
-	for i, r := range s {
-		switch {
-		case r == '\t':
-		case r == '\n' && l.Multiline:
-		case r == '\r' && l.Multiline && strings.HasPrefix(s[i+1:], "\n"):
-		case r == utf8.RuneError:
-			if _, size := utf8.DecodeRuneInString(s[i:]); size <= 1 {
-				return inputError(path, "is not valid UTF-8")
-			}
-		case r == '\n' || r == '\r':
-			return inputError(path, "may not contain line breaks")
-		case unicode.IsControl(r):
-			return inputError(path, "may not contain the control character U+%04X", r)
-		}
+	if problem := domain.TextProblem(s, l.Multiline); problem != "" {
+		return inputError(path, "%s", problem)
 	}
 	if l.URL && s != "" {
 		u, err := url.Parse(s)

@@ -357,6 +357,26 @@ func TestReferralBundleImportIsIdempotent(t *testing.T) {
 		code, out := call(t, env, env.Token(t, testenv.Persona("coordinator")), "POST", "/fhir/r4", b)
 		assert.Equal(t, http.StatusBadRequest, code, out)
 	})
+	t.Run("control characters reach no stored text through FHIR either", func(t *testing.T) {
+		before := total(t, env, "coordinator", "{}")
+		for i, evil := range []string{`Carcinoma\u0000`, `Carcinoma \u202Eamonicrac`, `two\nlines`} {
+			b := readExample(t, "referral-bundle.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "m-fhir-1", "{{BUNDLE}}": fmt.Sprintf("ref-ctl-%d", i)})
+			var doc map[string]any
+			require.NoError(t, json.Unmarshal(b, &doc))
+			var evilText string
+			require.NoError(t, json.Unmarshal([]byte(`"`+evil+`"`), &evilText))
+			for _, e := range doc["entry"].([]any) {
+				if r := e.(map[string]any)["resource"].(map[string]any); r["resourceType"] == "Condition" {
+					r["code"].(map[string]any)["text"] = evilText
+				}
+			}
+			b, _ = json.Marshal(doc)
+			code, out := call(t, env, tok, "POST", "/fhir/r4", b)
+			assert.Equal(t, http.StatusBadRequest, code, out)
+			assert.Equal(t, string(domain.CodeBadUserInput), outcomeCode(out))
+		}
+		assert.Equal(t, before, total(t, env, "coordinator", "{}"))
+	})
 	t.Run("a file whose record is invalid is refused before the case opens", func(t *testing.T) {
 		before := total(t, env, "coordinator", "{}")
 		b := readExample(t, "referral-bundle-records.json", map[string]string{"{{POLICY}}": policyID, "{{MEMBER}}": "m-fhir-1", "{{BUNDLE}}": "ref-0010",

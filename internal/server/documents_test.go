@@ -112,7 +112,7 @@ func blobFiles(t *testing.T, env *testenv.Env) []string {
 	return out
 }
 
-func recordCount(t *testing.T, env *testenv.Env, caseID string) int {
+func recordCount(t testing.TB, env *testenv.Env, caseID string) int {
 	t.Helper()
 	res := env.As(t, "coordinator", `query($id: ID!) { case(id: $id) { records { id } } }`, map[string]any{"id": caseID})
 	require.Empty(t, res.Errors, res.Raw)

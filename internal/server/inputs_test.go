@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -115,6 +116,15 @@ func TestInputsPastTheirCapsAreRefusedAndNothingIsStored(t *testing.T) {
 			"id": "net-newline", "name": "Two\nLines", "kind": "NETWORK", "country": "FR"}})
 		refusedAt(t, res, "input.name")
 		assert.NotContains(t, orgs(t), "net-newline")
+	})
+	t.Run("a bidirectional override in a name is refused (it would display other than it reads)", func(t *testing.T) {
+		for i, name := range []string{"Clinic \u202Egnp.exe", "Clinic \u2066x\u2069", "Line\u2028Separator"} {
+			id := fmt.Sprintf("net-bidi-%d", i)
+			res := env.As(t, "coordinator", register, map[string]any{"in": map[string]any{
+				"id": id, "name": name, "kind": "NETWORK", "country": "FR"}})
+			refusedAt(t, res, "input.name")
+			assert.NotContains(t, orgs(t), id)
+		}
 	})
 	t.Run("a name of 200 characters in any script is stored", func(t *testing.T) {
 		res := env.As(t, "coordinator", register, map[string]any{"in": map[string]any{

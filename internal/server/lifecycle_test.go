@@ -34,7 +34,7 @@ type lifecycle struct {
 	caseID   string
 }
 
-func newLifecycle(t *testing.T, env *testenv.Env, international bool, casesPerYear int) *lifecycle {
+func newLifecycle(t testing.TB, env *testenv.Env, international bool, casesPerYear int) *lifecycle {
 	t.Helper()
 	memberID := fmt.Sprintf("m-%d", time.Now().UnixNano()%1_000_000_000)
 	res := env.As(t, "insurer", createPolicyDoc, map[string]any{"in": map[string]any{
@@ -51,7 +51,7 @@ func newLifecycle(t *testing.T, env *testenv.Env, international bool, casesPerYe
 	return lc
 }
 
-func (lc *lifecycle) request(t *testing.T, extra map[string]any) testenv.Response {
+func (lc *lifecycle) request(t testing.TB, extra map[string]any) testenv.Response {
 	t.Helper()
 	in := map[string]any{
 		"policyId": lc.policyID, "specialty": "oncology", "preferredLanguage": "de",
@@ -64,7 +64,7 @@ func (lc *lifecycle) request(t *testing.T, extra map[string]any) testenv.Respons
 	return lc.env.Do(t, lc.member, requestDoc, map[string]any{"in": in})
 }
 
-func (lc *lifecycle) open(t *testing.T) {
+func (lc *lifecycle) open(t testing.TB) {
 	t.Helper()
 	res := lc.request(t, nil)
 	require.Empty(t, res.Errors, res.Raw)

@@ -41,7 +41,7 @@ func (s *Service) AskFollowUp(ctx context.Context, p domain.Principal, caseID, q
 	if err := p.RequireRole(domain.RoleMember); err != nil {
 		return nil, nil, err
 	}
-	question, err := clean(question, "question", 2000, true)
+	question, err := cleanProse(question, "question", 2000, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -78,7 +78,7 @@ func (s *Service) AnswerFollowUp(ctx context.Context, p domain.Principal, follow
 	if err := s.specialistSide(p, domain.ScopeOpinionsWrite); err != nil {
 		return nil, nil, err
 	}
-	answer, err := clean(answer, "answer", 10000, true)
+	answer, err := cleanProse(answer, "answer", 10000, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -154,7 +154,7 @@ func (s *Service) RecordOutcome(ctx context.Context, p domain.Principal, caseID 
 	if err := p.RequireRole(domain.RoleMember); err != nil {
 		return nil, err
 	}
-	note, err := clean(in.Note, "note", 2000, false)
+	note, err := cleanProse(in.Note, "note", 2000, false)
 	if err != nil {
 		return nil, err
 	}

@@ -408,10 +408,10 @@ func (s *Service) SaveOpinionDraft(ctx context.Context, p domain.Principal, case
 
 func checkOpinion(o *domain.OpinionContent) error {
 	var err error
-	if o.MemberSummary, err = clean(o.MemberSummary, "memberSummary", 5000, true); err != nil {
+	if o.MemberSummary, err = cleanProse(o.MemberSummary, "memberSummary", 5000, true); err != nil {
 		return err
 	}
-	if o.Report, err = clean(o.Report, "report", 100000, true); err != nil {
+	if o.Report, err = cleanProse(o.Report, "report", 100000, true); err != nil {
 		return err
 	}
 	if o.DiagnosisAssessment != domain.DiagnosisConfirmed && o.RevisedDiagnosis == nil {
@@ -522,7 +522,7 @@ func (s *Service) RecordDecision(ctx context.Context, p domain.Principal, caseID
 	if err := p.RequireRole(domain.RoleMember); err != nil {
 		return nil, err
 	}
-	note, err := clean(note, "note", 2000, false)
+	note, err := cleanProse(note, "note", 2000, false)
 	if err != nil {
 		return nil, err
 	}
@@ -546,7 +546,7 @@ func (s *Service) CancelCase(ctx context.Context, p domain.Principal, caseID, re
 	if err := p.RequireRole(domain.RoleMember, domain.RoleCoordinator); err != nil {
 		return nil, err
 	}
-	reason, err := clean(reason, "reason", 2000, true)
+	reason, err := cleanProse(reason, "reason", 2000, true)
 	if err != nil {
 		return nil, err
 	}

@@ -86,14 +86,30 @@ func bad(format string, args ...any) error {
 	return domain.Errorf(domain.CodeBadUserInput, format, args...)
 }
 
+// clean trims a one-line text and checks it: required, at most max
+// characters (not bytes: the caps agree with the schema's @limit), and the
+// characters domain.TextProblem allows on one line. The GraphQL door has
+// checked the same already; the FHIR door reaches the rules only here.
 func clean(s string, field string, max int, required bool) (string, error) {
+	return cleanText(s, field, max, required, false)
+}
+
+// cleanProse is clean for prose, which may hold line breaks (the schema's
+// multiline fields).
+func cleanProse(s string, field string, max int, required bool) (string, error) {
+	return cleanText(s, field, max, required, true)
+}
+
+func cleanText(s string, field string, max int, required, multiline bool) (string, error) {
 	s = strings.TrimSpace(s)
 	if required && s == "" {
 		return "", bad("%s is required", field)
 	}
-	// Characters, not bytes: the caps agree with the schema's @limit.
 	if utf8.RuneCountInString(s) > max {
 		return "", bad("%s is longer than %d characters", field, max)
+	}
+	if problem := domain.TextProblem(s, multiline); problem != "" {
+		return "", bad("%s %s", field, problem)
 	}
 	return s, nil
 }
@@ -326,14 +342,14 @@ func normalizeRequest(p domain.Principal, r *Request) error {
 	if r.Diagnosis.Description, err = clean(r.Diagnosis.Description, "diagnosis.description", 500, true); err != nil {
 		return err
 	}
-	if r.ProposedTreatment, err = clean(r.ProposedTreatment, "proposedTreatment", 5000, false); err != nil {
+	if r.ProposedTreatment, err = cleanProse(r.ProposedTreatment, "proposedTreatment", 5000, false); err != nil {
 		return err
 	}
 	if len(r.Questions) > 20 {
 		return bad("at most 20 questions")
 	}
 	for i, q := range r.Questions {
-		if r.Questions[i], err = clean(q, "questions", 1000, true); err != nil {
+		if r.Questions[i], err = cleanProse(q, "questions", 1000, true); err != nil {
 			return err
 		}
 	}
