@@ -128,8 +128,11 @@ func (s *Service) verify(token string) (domain.Principal, linkClaims, error) {
 
 // Download is an open document: its metadata and its decrypted bytes.
 type Download struct {
-	CaseID      string
-	RecordID    string
+	CaseID   string
+	RecordID string
+	// PatientID is whose data it is (the member key), for the audit and
+	// the member's access log.
+	PatientID   string
 	ContentType string
 	SizeBytes   int
 	// Body streams the plaintext; each chunk is authenticated before it is
@@ -179,7 +182,7 @@ func (s *Service) openReport(ctx context.Context, p domain.Principal, c linkClai
 		return nil, errBadLink
 	}
 	return &Download{
-		CaseID: c.Case, RecordID: c.Record, ContentType: r.Document.ContentType, SizeBytes: r.Document.SizeBytes,
+		CaseID: c.Case, RecordID: c.Record, PatientID: r.PatientID, ContentType: r.Document.ContentType, SizeBytes: r.Document.SizeBytes,
 		Body: io.NopCloser(bytes.NewReader(r.PDF)),
 	}, nil
 }
@@ -225,7 +228,7 @@ func (s *Service) open(ctx context.Context, p domain.Principal, c linkClaims) (*
 		return nil, err
 	}
 	return &Download{
-		CaseID: c.Case, RecordID: c.Record, ContentType: doc.ContentType, SizeBytes: doc.SizeBytes,
+		CaseID: c.Case, RecordID: c.Record, PatientID: cs.PatientID, ContentType: doc.ContentType, SizeBytes: doc.SizeBytes,
 		Body: readCloser{Reader: plain, Closer: f},
 	}, nil
 }

@@ -30,6 +30,9 @@ func CategoryOf(resourceType, group string) (DataCategory, bool) {
 			return CategoryRecords, true
 		}
 		return CategoryClinical, true
+	case GroupRecordDocument:
+		// A record's file, downloaded through its link.
+		return CategoryRecords, true
 	case GroupOpinionMeta, GroupOpinionContent:
 		return CategoryOpinion, true
 	}

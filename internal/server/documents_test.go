@@ -389,3 +389,36 @@ func TestRemoveMedicalRecordCryptoShreds(t *testing.T) {
 		assert.Len(t, blobFiles(t, env), 1)
 	})
 }
+
+// A file downloaded through its link is a read of the member's records:
+// seen in review, the download's audit row named no patient, so the
+// member's access log never showed who fetched their files.
+func TestADownloadShowsInTheMembersAccessLog(t *testing.T) {
+	env := testenv.Start(t)
+	lc := newLifecycle(t, env, false, 10)
+	lc.open(t)
+	require.Empty(t, lc.consent(t, "grantConsent", "RECORDS_RELEASE").Errors)
+	coordinator := env.Token(t, testenv.Persona("coordinator"))
+	res := upload(t, env, lc.member, uploadReq{caseID: lc.caseID, content: samples["application/pdf"]})
+	require.Empty(t, res.Errors, res.Raw)
+	recID := testenv.Get(res.Data, "uploadMedicalRecord", "record", "id").(string)
+	require.Empty(t, lc.assign(t, coordinator, specialistIn(t, env, seed.ProviderToronto, "CA"), nil).Errors)
+	provider := env.Token(t, testenv.Persona("provider"))
+	link := urlOf(t, linkFor(t, env, provider, lc.caseID, recID, 60), recID)
+	require.NotEmpty(t, link)
+
+	require.Equal(t, http.StatusOK, download(t, env, link).Code)
+	var audit testenv.Response
+	require.Eventually(t, func() bool {
+		audit = env.As(t, "coordinator", `query($c: ID) { auditEvents(first: 50, filter: {caseId: $c}) { edges { node { resourceType fieldGroup outcome } } } }`, map[string]any{"c": lc.caseID})
+		return strings.Contains(audit.Raw, `"resourceType":"Document"`)
+	}, 5*time.Second, 100*time.Millisecond, "the download is audited: %s", audit.Raw)
+	require.Eventually(t, func() bool {
+		for _, line := range accessLines(t, env, lc.member) {
+			if strings.HasPrefix(line, seed.ProviderToronto+" PROVIDER ") && strings.HasSuffix(line, " RECORDS") {
+				return true
+			}
+		}
+		return false
+	}, 5*time.Second, 100*time.Millisecond, "the member's log shows the provider's download of their records")
+}

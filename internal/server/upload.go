@@ -209,6 +209,8 @@ func filesHandler(d Deps) http.Handler {
 		switch {
 		case err == nil:
 			defer func() { _ = dl.Body.Close() }()
+			// Whose data it is: the member's access log shows the download.
+			entry.PatientID = dl.PatientID
 		case errors.As(err, &de) && de.Code == domain.CodeNotFound:
 			entry.Outcome = audit.OutcomeNotFound
 		default:

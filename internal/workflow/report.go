@@ -14,6 +14,8 @@ import (
 type OpinionReport struct {
 	Document *domain.Document
 	PDF      []byte
+	// PatientID is whose opinion it is (the member key), for the audit.
+	PatientID string
 }
 
 // OpinionReport renders the report of opinion id for p (issue 16, item 3):
@@ -42,10 +44,16 @@ func (s *Service) OpinionReport(ctx context.Context, p domain.Principal, id stri
 	if err != nil && domain.ErrorCode(err) != domain.CodeNotFound {
 		return nil, err
 	}
-	pdf, err := report.Render(report.Input{
+	in := report.Input{
 		Language: c.PreferredLanguage, CaseReference: c.Reference, Specialty: c.Specialty,
 		Opinion: o, Specialist: sp, FollowUps: c.FollowUps,
-	})
+	}
+	if !domain.CanRead(p, domain.GroupCaseAdmin) {
+		// As GraphQL's opinion.case for a token narrowed to opinions:read:
+		// the opinion, not the case's reference and specialty.
+		in.CaseReference, in.Specialty = "", ""
+	}
+	pdf, err := report.Render(in)
 	if err != nil {
 		return nil, err
 	}
@@ -59,6 +67,6 @@ func (s *Service) OpinionReport(ctx context.Context, p domain.Principal, id stri
 			ContentType: report.ContentType, SizeBytes: len(pdf), SHA256: hex.EncodeToString(sum[:]), UploadedAt: at,
 			CaseID: o.CaseID, RecordID: o.ID, Report: true,
 		},
-		PDF: pdf,
+		PDF: pdf, PatientID: o.PatientID,
 	}, nil
 }
