@@ -28,7 +28,7 @@ import (
 	"github.com/vektah/gqlparser/v2/parser"
 )
 
-//go:embed flow.json */*.graphql */*.json
+//go:embed flow.json */*.graphql */*.json */uploads/*
 var files embed.FS
 
 // Operation is one documented operation.
@@ -42,6 +42,9 @@ type Operation struct {
 	Variables json.RawMessage
 	// Response is the expected shape of the answer.
 	Response json.RawMessage
+	// File is, for an upload, the file sent as the variables' input.file
+	// (a GraphQL multipart request); nil for every other operation.
+	File []byte
 }
 
 // Operations returns every documented operation, by role then name.
@@ -50,6 +53,14 @@ func Operations() ([]Operation, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Uploads (GraphQL multipart requests) live apart, under
+	// <role>/uploads/, beside the file the docs test sends: the typed
+	// client, generated from <role>/*.graphql, cannot send a file.
+	uploads, err := fs.Glob(files, "*/uploads/*.graphql")
+	if err != nil {
+		return nil, err
+	}
+	paths = append(paths, uploads...)
 	slices.Sort(paths)
 	var ops []Operation
 	for _, p := range paths {
@@ -65,7 +76,7 @@ func Operations() ([]Operation, error) {
 			return nil, fmt.Errorf("docs: %s: want exactly one named operation", p)
 		}
 		op := Operation{
-			Role: path.Dir(p), Name: doc.Operations[0].Name, Type: string(doc.Operations[0].Operation),
+			Role: strings.Split(p, "/")[0], Name: doc.Operations[0].Name, Type: string(doc.Operations[0].Operation),
 			Document: string(src),
 		}
 		if base := strings.TrimSuffix(path.Base(p), ".graphql"); base != op.Name {
@@ -77,6 +88,19 @@ func Operations() ([]Operation, error) {
 		}
 		if b, err := files.ReadFile(stem + ".response.json"); err == nil {
 			op.Response = b
+		}
+		if path.Base(path.Dir(p)) == "uploads" {
+			matches, _ := fs.Glob(files, stem+".*")
+			for _, m := range matches {
+				if !strings.HasSuffix(m, ".graphql") && !strings.HasSuffix(m, ".json") {
+					if op.File, err = files.ReadFile(m); err != nil {
+						return nil, err
+					}
+				}
+			}
+			if op.File == nil {
+				return nil, fmt.Errorf("docs: %s: an upload needs its file beside it", p)
+			}
 		}
 		ops = append(ops, op)
 	}

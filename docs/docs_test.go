@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,13 +56,21 @@ func TestDocumentedFlowRunsAsWritten(t *testing.T) {
 		if step.As != "" {
 			persona = step.As
 		}
-		resp := env.As(t, persona, op.Document, vars)
+		var resp testenv.Response
+		if op.File != nil {
+			resp = sendUpload(t, env, persona, op, vars)
+		} else {
+			resp = env.As(t, persona, op.Document, vars)
+		}
 		require.Empty(t, resp.Errors, "%s/%s: %s", op.Role, op.Name, resp.Raw)
 		var got map[string]any
 		require.NoError(t, json.Unmarshal([]byte(resp.Raw), &got))
 		answers[op.Name] = got
 
 		file := filepath.Join(op.Role, op.Name+".response.json")
+		if op.File != nil {
+			file = filepath.Join(op.Role, "uploads", op.Name+".response.json")
+		}
 		if *update {
 			var b bytes.Buffer
 			enc := json.NewEncoder(&b)
@@ -92,4 +103,33 @@ func TestShapeMatching(t *testing.T) {
 	bad := map[string]any{"a": "3", "b": []any{map[string]any{"c": "LAPSED", "d": "x", "z": 1.0}}, "e": "yesterday"}
 	assert.Len(t, docs.MatchShape(want, bad), 4)
 	assert.NotEmpty(t, docs.MatchShape(map[string]any{"b": []any{"<int>"}}, map[string]any{"b": []any{}}), "an element shape needs an element")
+}
+
+// sendUpload sends an upload as the GraphQL multipart request spec says:
+// the operation with the file's variable null, the map naming it, the file.
+func sendUpload(t *testing.T, env *testenv.Env, persona string, op docs.Operation, vars map[string]any) testenv.Response {
+	t.Helper()
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	ops, err := json.Marshal(map[string]any{"query": op.Document, "variables": vars})
+	require.NoError(t, err)
+	require.NoError(t, mw.WriteField("operations", string(ops)))
+	require.NoError(t, mw.WriteField("map", `{"0": ["variables.input.file"]}`))
+	fw, err := mw.CreateFormFile("0", op.Name)
+	require.NoError(t, err)
+	_, err = fw.Write(op.File)
+	require.NoError(t, err)
+	require.NoError(t, mw.Close())
+	req := httptest.NewRequest(http.MethodPost, "/graphql", &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Authorization", "Bearer "+env.Token(t, testenv.Persona(persona)))
+	req.Header.Set("Apollo-Require-Preflight", "true")
+	rec := httptest.NewRecorder()
+	env.Handler.ServeHTTP(rec, req)
+	var out struct {
+		Data   map[string]any  `json:"data"`
+		Errors []testenv.Error `json:"errors"`
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &out), rec.Body.String())
+	return testenv.Response{Status: rec.Code, Data: out.Data, Errors: out.Errors, Raw: rec.Body.String()}
 }
