@@ -171,7 +171,20 @@ func (s *Service) put(ctx context.Context, key string, dk *keys.DataKey, src io.
 			if err != nil {
 				return err
 			}
-			n, err := io.Copy(enc, io.TeeReader(io.LimitReader(src, s.maxBytes+1), sum))
+			// The plaintext is hashed in a goroutine of its own: io.Pipe
+			// hands each chunk over by copying it, so hashing one chunk
+			// runs while the next is read and encrypted (both cores busy).
+			hr, hw := io.Pipe()
+			hashed := make(chan error, 1)
+			go func() {
+				_, err := io.Copy(sum, hr)
+				hashed <- err
+			}()
+			n, err := io.Copy(enc, io.TeeReader(io.LimitReader(src, s.maxBytes+1), hw))
+			hw.CloseWithError(err)
+			if herr := <-hashed; err == nil {
+				err = herr
+			}
 			size = n
 			if err != nil {
 				return fileErr(err)
