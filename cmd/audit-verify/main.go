@@ -1,9 +1,15 @@
 // Command audit-verify recomputes the gateway's audit hash chains and names
 // the first broken or missing link of each. It reads either a database
 // (-uri, -db) or an export file (-file: what GET /audit/export streams, see
-// internal/audit/export.go), so an auditor can verify an export offline; an
-// export cut short, or a line that is not JSON, is an error. Exit status 0:
-// every chain verified; 1: a break; 2: an error.
+// internal/audit/export.go), so an auditor can verify an export offline.
+//
+// An export is checked against the gateway's signing keys (-jwks: a JWKS
+// file, or the URL of the gateway's /.well-known/jwks.json): the end line's
+// signature, the digest of every line before it, the signed chain list and
+// the counts; an export failing one is refused, and the check that failed
+// is named. An export cut short, or a line that is not JSON, is an error.
+// Exit status 0: every chain verified; 1: a break or a refused export; 2:
+// an error.
 package main
 
 import (
@@ -13,8 +19,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/domain"
@@ -29,6 +40,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("audit-verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("file", "", "an export (GET /audit/export) to verify offline")
+	jwks := fs.String("jwks", "", "with -file: the gateway's signing keys, a JWKS file or the URL of its /.well-known/jwks.json")
 	uri := fs.String("uri", getenv("MONGODB_URI"), "the database (MONGODB_URI)")
 	db := fs.String("db", envOr(getenv, "MONGODB_DATABASE", "secondopinion"), "the database name (MONGODB_DATABASE)")
 	today := time.Now().UTC().Format(time.DateOnly)
@@ -39,10 +51,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	var heads []audit.ChainHead
 	var events []domain.AuditEvent
-	var err error
+	var err, refused error
 	switch {
+	case *file != "" && *jwks == "":
+		err = errors.New("-file needs -jwks: an export is trusted only as signed by the gateway's key (a JWKS file, or the URL of its /.well-known/jwks.json)")
 	case *file != "":
-		heads, events, err = readExport(*file)
+		heads, events, err = readExport(ctx, *file, *jwks)
+		var r *audit.RefusedError
+		if errors.As(err, &r) {
+			refused, err = err, nil
+		}
 	case *uri != "":
 		heads, events, err = readStore(ctx, *uri, *db, *from, *to)
 	default:
@@ -56,6 +74,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	out := json.NewEncoder(stdout)
 	out.SetIndent("", "  ")
 	_ = out.Encode(rep)
+	if refused != nil {
+		// The chains were still recomputed above, to show where an edit is.
+		fmt.Fprintln(stderr, "audit-verify:", refused)
+		return 1
+	}
 	if !rep.OK() {
 		return 1
 	}
@@ -69,13 +92,80 @@ func envOr(getenv func(string) string, k, def string) string {
 	return def
 }
 
-func readExport(path string) ([]audit.ChainHead, []domain.AuditEvent, error) {
+func readExport(ctx context.Context, path, jwks string) ([]audit.ChainHead, []domain.AuditEvent, error) {
+	keys, err := loadKeys(ctx, jwks)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-jwks: %w", err)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer f.Close()
-	return audit.ReadExport(f)
+	return audit.ReadExport(f, keys)
+}
+
+// maxJWKS bounds a key set read from a file or a URL.
+const maxJWKS = 1 << 20
+
+// loadKeys reads a JWKS from a file or, given an http(s) URL, fetches that
+// URL and nothing else: no redirect is followed, since the auditor named
+// the one place to trust; plain http only for a loopback address.
+func loadKeys(ctx context.Context, src string) (jose.JSONWebKeySet, error) {
+	var set jose.JSONWebKeySet
+	var body []byte
+	if u, err := url.Parse(src); err == nil && (u.Scheme == "https" || u.Scheme == "http") {
+		if u.Scheme == "http" && !loopback(u.Hostname()) {
+			return set, errors.New("a JWKS URL is https (plain http only on a loopback address)")
+		}
+		ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return set, err
+		}
+		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error {
+			return errors.New("redirected: give the final URL of the key set")
+		}}
+		res, err := client.Do(req)
+		if err != nil {
+			return set, err
+		}
+		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return set, fmt.Errorf("GET %s: %s", u.Redacted(), res.Status)
+		}
+		if body, err = io.ReadAll(io.LimitReader(res.Body, maxJWKS+1)); err != nil {
+			return set, err
+		}
+	} else {
+		f, err := os.Open(src)
+		if err != nil {
+			return set, err
+		}
+		defer f.Close()
+		if body, err = io.ReadAll(io.LimitReader(f, maxJWKS+1)); err != nil {
+			return set, err
+		}
+	}
+	if len(body) > maxJWKS {
+		return set, fmt.Errorf("larger than %d bytes", maxJWKS)
+	}
+	if err := json.Unmarshal(body, &set); err != nil {
+		return set, fmt.Errorf("not a JWKS: %w", err)
+	}
+	if len(set.Keys) == 0 {
+		return set, errors.New("the key set is empty")
+	}
+	return set, nil
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func readStore(ctx context.Context, uri, db, from, to string) ([]audit.ChainHead, []domain.AuditEvent, error) {

@@ -123,7 +123,7 @@ func Build(d Deps) (*App, error) {
 	}
 	fhirDoor := fhir.New(fhir.Config{Workflow: a.Workflow, Documents: fhirLinks, Audit: d.AuditSink, RequestID: server.RequestID, Logger: d.Logger})
 	// The auditors' export: coordinators only, streamed, audited itself.
-	export := &auditexport.Handler{Workflow: a.Workflow, Audit: d.AuditSink, RequestID: server.RequestID, Logger: d.Logger}
+	export := &auditexport.Handler{Workflow: a.Workflow, Audit: d.AuditSink, RequestID: server.RequestID, Logger: d.Logger, Signer: a.Workflow.Signer()}
 	a.Handler = server.New(server.Deps{
 		Routes: map[string]http.Handler{fhir.Prefix + "/": fhirDoor, fhir.Prefix: fhirDoor, "GET " + auditexport.Path: export},
 		PublicRoutes: map[string]http.Handler{

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -137,7 +138,7 @@ type ChainHead struct {
 
 // Reasons a link is broken.
 const (
-	BreakMissing    = "MISSING"     // no event holds this position
+	BreakMissing    = "MISSING"     // no event holds this position, or no chain holds this segment
 	BreakEdited     = "EDITED"      // the event's content does not match its hash
 	BreakLink       = "BROKEN_LINK" // the event does not point at the one before it (reordered or replaced)
 	BreakInserted   = "INSERTED"    // a second event claims a position already taken
@@ -197,7 +198,47 @@ func Verify(heads []ChainHead, events []domain.AuditEvent) Report {
 			rep.Breaks = append(rep.Breaks, b)
 		}
 	}
+	rep.Breaks = append(rep.Breaks, missingSegments(names)...)
 	return rep
+}
+
+// missingSegments reports, per instance and day, each segment number
+// missing between 0 and the highest one present: a chain of that day
+// dropped whole, head and events (a segment starts at 0 each day and a new
+// one only follows the last).
+func missingSegments(names []string) []Break {
+	present := map[string]map[int]bool{}
+	var groups []string
+	for _, name := range names {
+		i := strings.LastIndexByte(name, '/')
+		if i < 0 || strings.Count(name, "/") != 2 {
+			continue
+		}
+		seg, err := strconv.Atoi(name[i+1:])
+		if err != nil || seg < 0 {
+			continue
+		}
+		group := name[:i]
+		if present[group] == nil {
+			present[group] = map[int]bool{}
+			groups = append(groups, group)
+		}
+		present[group][seg] = true
+	}
+	slices.Sort(groups)
+	var out []Break
+	for _, g := range groups {
+		top := 0
+		for seg := range present[g] {
+			top = max(top, seg)
+		}
+		for seg := 0; seg < top; seg++ {
+			if !present[g][seg] {
+				out = append(out, Break{Chain: fmt.Sprintf("%s/%d", g, seg), Position: 1, Reason: BreakMissing})
+			}
+		}
+	}
+	return out
 }
 
 func verifyChain(name string, events []domain.AuditEvent, head ChainHead, hasHead bool) (Break, bool) {

@@ -1,6 +1,7 @@
 // Package auditexport serves GET /audit/export: the audit of a period for
 // an auditor, streamed as NDJSON (internal/audit/export.go describes the
-// lines) and verifiable offline with `audit-verify -file`.
+// lines), its end line signed by the service's key, and verifiable offline
+// with `audit-verify -file … -jwks …`.
 //
 // NDJSON rather than FHIR AuditEvent (IHE BALP): the offline check must
 // recompute each event's hash from exactly the fields it was computed over,
@@ -19,6 +20,7 @@ import (
 
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/signing"
 	"github.com/secondopinion/gateway/internal/workflow"
 )
 
@@ -31,6 +33,10 @@ type Handler struct {
 	Audit     audit.Sink
 	RequestID func(context.Context) string
 	Logger    *slog.Logger
+	// Signer signs each export's end line (the opinion-signing key, whose
+	// public half is at /.well-known/jwks.json); without it nothing is
+	// exported, as an unsigned export proves nothing.
+	Signer *signing.Signer
 }
 
 // flushEvery is how many lines are buffered before they are sent on.
@@ -60,13 +66,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	if h.Signer == nil {
+		writeError(w, audit.ErrUnsigned)
+		return
+	}
 	reqID := ""
 	if h.RequestID != nil {
 		reqID = h.RequestID(ctx)
 	}
 	rec := audit.NewRecorder(p, reqID, "GET "+Path, nil)
 	bw := bufio.NewWriterSize(w, 64<<10)
-	enc := json.NewEncoder(bw)
+	// The writer keeps a running digest of the bytes sent and signs it in
+	// the end line: nothing is held but the chain heads.
+	out := audit.NewExportWriter(bw, h.Signer)
 	started, lines := false, 0
 	err := h.Workflow.ExportAudit(ctx, p, from, to, rec, h.Audit, func(l audit.ExportLine) error {
 		if !started {
@@ -76,7 +88,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Cache-Control", "no-store")
 			w.WriteHeader(http.StatusOK)
 		}
-		if err := enc.Encode(l); err != nil {
+		if err := out.Write(l); err != nil {
 			return err
 		}
 		if lines++; lines%flushEvery == 0 {

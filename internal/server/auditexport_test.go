@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -97,8 +98,12 @@ func TestOnlyACoordinatorExportsTheAudit(t *testing.T) {
 		}
 		assert.Equal(t, 3, insurerReads, "one record per patient read")
 		assert.Equal(t, 1, exports, "the export is audited before it is streamed")
-		heads, events, err := audit.ReadExport(strings.NewReader(rec.Body.String()))
-		require.NoError(t, err)
+		jwks := httptest.NewRecorder()
+		env.Handler.ServeHTTP(jwks, httptest.NewRequest(http.MethodGet, "/.well-known/jwks.json", nil))
+		var keys jose.JSONWebKeySet
+		require.NoError(t, json.Unmarshal(jwks.Body.Bytes(), &keys))
+		heads, events, err := audit.ReadExport(strings.NewReader(rec.Body.String()), keys)
+		require.NoError(t, err, "signed by the key published at /.well-known/jwks.json")
 		assert.True(t, audit.Verify(heads, events).OK())
 	})
 }
