@@ -77,7 +77,7 @@ schema-diff: schema-tools
 schema-snapshot:
 	cat schema.graphqls graph/schema/*.graphqls > schema/snapshot.graphqls
 
-## audit-verify: recompute the audit hash chains (ARGS: -uri/-db and -from/-to YYYY-MM-DD, or -file export.ndjson offline)
+## audit-verify: recompute the audit hash chains (ARGS: -uri/-db and -from/-to YYYY-MM-DD, or -file export.ndjson -jwks jwks.json offline)
 audit-verify:
 	$(GO) run ./cmd/audit-verify $(ARGS)
 
