@@ -131,3 +131,53 @@ func toHeads(hs []ChainHead) []audit.ChainHead {
 	}
 	return out
 }
+
+// Retention drops whole UTC days (their events and their chains' heads);
+// the days kept verify as before, because no chain spans two days.
+func TestDroppingAWholeDayKeepsTheOthersVerifiable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	coordinator := domain.Principal{Subject: "u-c", Role: domain.RoleCoordinator, Org: "operator"}
+	s := openCAS(t, ctx, "retention")
+	day1 := time.Date(2023, 3, 1, 10, 0, 0, 0, time.UTC)
+	day2 := day1.AddDate(0, 0, 1)
+	clock := day1
+	ch := audit.NewChainer(func() time.Time { return clock })
+	for _, day := range []time.Time{day1, day2} {
+		clock = day
+		for b := range 2 {
+			var batch []domain.AuditEvent
+			for i := range 3 {
+				batch = append(batch, domain.AuditEvent{At: day, Subject: fmt.Sprintf("u-%d-%d", b, i), Role: domain.RoleProvider,
+					Org: "prov-x", ResourceType: "Case", ResourceID: "c-1", FieldGroup: "case.clinical", Outcome: "ALLOWED"})
+			}
+			ch.Link(batch)
+			require.NoError(t, s.AppendAudit(ctx, batch))
+		}
+	}
+	heads, events, err := s.AuditChains(ctx, coordinator, day1, day2)
+	require.NoError(t, err)
+	require.Len(t, heads, 2, "one chain a day")
+	require.True(t, audit.Verify(toHeads(heads), events).OK())
+
+	// Retention: the first day goes, events and heads.
+	first := day1.Format(time.DateOnly)
+	for _, e := range events {
+		if e.At.UTC().Format(time.DateOnly) == first {
+			_, err := s.c(colAudit).DeleteOne(ctx, bson.D{{Key: "_id", Value: e.ID}})
+			require.NoError(t, err)
+		}
+	}
+	_, err = s.c(colAuditChains).DeleteMany(ctx, bson.D{{Key: "day", Value: first}})
+	require.NoError(t, err)
+
+	heads, events, err = s.AuditChains(ctx, coordinator, day2, day2)
+	require.NoError(t, err)
+	require.Len(t, heads, 1)
+	require.Len(t, events, 6)
+	assert.True(t, audit.Verify(toHeads(heads), events).OK(), "the day kept still verifies")
+	heads, events, err = s.AuditChains(ctx, coordinator, day1, day1)
+	require.NoError(t, err)
+	assert.Empty(t, heads)
+	assert.Empty(t, events, "the dropped day is gone as a whole, not half")
+}
