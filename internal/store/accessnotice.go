@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -110,16 +112,37 @@ func firstReadCandidates(events []domain.AuditEvent) []accessOrgDoc {
 	return kept
 }
 
+// maxUnclaimed bounds the pairs a process keeps for a retried claim; past
+// it a pair waits for its organisation's next read.
+const maxUnclaimed = 10_000
+
 // claimFirstReads inserts the batch's candidate pairs this process has not
-// seen and returns those it inserted: the first reads. The caller holds
-// appendMu (it guards seenPairs).
+// seen, with any pair whose claim failed before, and returns those it
+// inserted: the first reads. A pair whose insert failed, or may have, is
+// kept for the next claim (the next batch, or the sweeper); one that landed
+// after all is then a duplicate, and its pending mark brings its notice
+// out through the sweeper. The caller holds appendMu (it guards seenPairs
+// and unclaimed).
 func (s *Store) claimFirstReads(ctx context.Context, events []domain.AuditEvent) ([]accessOrgDoc, error) {
 	var fresh []accessOrgDoc
 	for _, d := range firstReadCandidates(events) {
 		if _, ok := s.seenPairs[d.ID]; !ok {
-			fresh = append(fresh, d)
+			if _, retry := s.unclaimed[d.ID]; !retry {
+				fresh = append(fresh, d)
+			}
 		}
 	}
+	for _, d := range s.unclaimed {
+		fresh = append(fresh, d)
+	}
+	clear(s.unclaimed)
+	return s.claimPairs(ctx, fresh)
+}
+
+// claimPairs inserts pairs and returns those it inserted; the caller holds
+// appendMu. Every pair whose insert failed is kept in unclaimed, and the
+// sweeper is told to run.
+func (s *Store) claimPairs(ctx context.Context, fresh []accessOrgDoc) ([]accessOrgDoc, error) {
 	if len(fresh) == 0 {
 		return nil, nil
 	}
@@ -129,41 +152,84 @@ func (s *Store) claimFirstReads(ctx context.Context, events []domain.AuditEvent)
 	}
 	ictx, cancel := s.op(ctx)
 	defer cancel()
-	_, err := s.c(colAccessOrgs).InsertMany(ictx, docs, options.InsertMany().SetOrdered(false))
-	seen := map[int]bool{}
+	var err error
+	if s.beforeWrite != nil {
+		err = s.beforeWrite(colAccessOrgs, fresh[0].ID)
+	}
+	if err == nil {
+		_, err = s.c(colAccessOrgs).InsertMany(ictx, docs, options.InsertMany().SetOrdered(false))
+	}
+	seen, failed := map[int]bool{}, map[int]bool{}
 	if err != nil {
 		var bwe mongo.BulkWriteException
-		if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
-			if !isDuplicate(err) || len(fresh) != 1 {
-				return nil, err
+		switch {
+		case errors.As(err, &bwe) && bwe.WriteConcernError == nil && len(bwe.WriteErrors) > 0:
+			for _, we := range bwe.WriteErrors {
+				if mongo.IsDuplicateKeyError(we) || isDuplicate(we) {
+					seen[we.Index] = true
+				} else {
+					failed[we.Index] = true
+				}
 			}
+		case isDuplicate(err) && len(fresh) == 1:
 			seen[0] = true
-		}
-		for _, we := range bwe.WriteErrors {
-			if !mongo.IsDuplicateKeyError(we) && !isDuplicate(we) {
-				return nil, err
+		default:
+			// Whether any landed is unknown: retry them all.
+			for i := range fresh {
+				failed[i] = true
 			}
-			seen[we.Index] = true
 		}
 	}
 	if len(s.seenPairs) > maxSeenPairs {
 		clear(s.seenPairs)
 	}
+	if s.unclaimed == nil {
+		s.unclaimed = map[string]accessOrgDoc{}
+	}
 	first := fresh[:0]
 	for i, d := range fresh {
-		s.seenPairs[d.ID] = struct{}{}
-		if !seen[i] {
+		switch {
+		case failed[i]:
+			if len(s.unclaimed) < maxUnclaimed {
+				s.unclaimed[d.ID] = d
+			}
+		case seen[i]:
+			s.seenPairs[d.ID] = struct{}{}
+		default:
+			s.seenPairs[d.ID] = struct{}{}
 			first = append(first, d)
 		}
+	}
+	if len(failed) > 0 {
+		s.outboxPending.Store(true)
+		return first, fmt.Errorf("store: claiming first reads: %w", err)
 	}
 	return first, nil
 }
 
+// retryClaims claims again the pairs whose claim failed (the sweeper).
+func (s *Store) retryClaims(ctx context.Context) error {
+	s.appendMu.Lock()
+	defer s.appendMu.Unlock()
+	fresh := make([]accessOrgDoc, 0, len(s.unclaimed))
+	for _, d := range s.unclaimed {
+		fresh = append(fresh, d)
+	}
+	clear(s.unclaimed)
+	// Those inserted now are pending: the scan that follows publishes them.
+	_, err := s.claimPairs(ctx, fresh)
+	return err
+}
+
 // publishAccessNotices stores the notices of first reads as case events
 // (each _id fixed by its pair: a second copy is refused) and clears the
-// pairs' pending marks. One batch costs a read of its cases and of its
-// organisations, one sequence increment and one insert, whatever its size;
-// then one update clears the marks (one per pair on the embedded store).
+// pending marks of the pairs it published. One batch costs a read of its
+// cases and of its organisations, one sequence increment and one insert,
+// whatever its size; then one update clears the marks (one per pair on the
+// embedded store). A pair whose case is not found stays pending: its notice
+// is published by a later sweep (at start, or after any failed copy), not
+// dropped. It does not itself ask for a sweep, which would retry every few
+// seconds a case that may never come back.
 func (s *Store) publishAccessNotices(ctx context.Context, pairs []accessOrgDoc) error {
 	if len(pairs) == 0 {
 		return nil
@@ -193,11 +259,13 @@ func (s *Store) publishAccessNotices(ctx context.Context, pairs []accessOrgDoc) 
 		byOrg[o.ID] = o
 	}
 	var recs []CaseEventRecord
+	published := make([]accessOrgDoc, 0, len(pairs))
 	for _, d := range pairs {
 		c := byCase[d.CaseID]
 		if c == nil {
-			continue // the case is gone: nothing to announce it with
+			continue // nothing to announce it with: it stays pending
 		}
+		published = append(published, d)
 		name, kind := d.Org, string(domain.OrgKindOf(domain.Role(d.Role)))
 		if o := byOrg[d.Org]; o != nil {
 			name, kind = o.Name, o.Kind
@@ -234,8 +302,11 @@ func (s *Store) publishAccessNotices(ctx context.Context, pairs []accessOrgDoc) 
 	if !s.serialWrites {
 		// MongoDB: one command; on the embedded store an $in filter would
 		// decode the whole collection, so there each pair is one write by _id.
-		ids := make([]string, len(pairs))
-		for i, d := range pairs {
+		if len(published) == 0 {
+			return nil
+		}
+		ids := make([]string, len(published))
+		for i, d := range published {
 			ids[i] = d.ID
 		}
 		uctx, cancel := s.op(ctx)
@@ -244,7 +315,7 @@ func (s *Store) publishAccessNotices(ctx context.Context, pairs []accessOrgDoc) 
 			bson.D{{Key: "$unset", Value: bson.D{{Key: "pending", Value: ""}}}})
 		return err
 	}
-	for _, d := range pairs {
+	for _, d := range published {
 		err := s.locked(ctx, colAccessOrgs, d.ID, func(ctx context.Context) error {
 			_, err := s.c(colAccessOrgs).UpdateOne(ctx, bson.D{{Key: "_id", Value: d.ID}},
 				bson.D{{Key: "$unset", Value: bson.D{{Key: "pending", Value: ""}}}})
@@ -263,19 +334,21 @@ func (s *Store) publishAccessNotices(ctx context.Context, pairs []accessOrgDoc) 
 func (s *Store) publishFirstReads(ctx context.Context, first []accessOrgDoc) {
 	if err := s.publishAccessNotices(ctx, first); err != nil {
 		s.outboxPending.Store(true)
+		slog.Default().Warn("access notices: publishing failed; the sweeper retries", "error", domain.Scrub(err.Error()))
 	}
 }
 
-// publishPendingAccessNotices publishes every notice a failure or a crash
-// left pending.
+// publishPendingAccessNotices claims again the pairs whose claim failed,
+// then publishes every notice a failure or a crash left pending.
 func (s *Store) publishPendingAccessNotices(ctx context.Context) error {
+	claimErr := s.retryClaims(ctx)
 	docs, err := findAll[accessOrgDoc](ctx, s, colAccessOrgs, bson.D{{Key: "pending", Value: true}}, options.Find())
 	if err != nil {
-		return translate(err, "access notices")
+		return errors.Join(translate(claimErr, "access notices"), translate(err, "access notices"))
 	}
 	pairs := make([]accessOrgDoc, len(docs))
 	for i, d := range docs {
 		pairs[i] = *d
 	}
-	return translate(s.publishAccessNotices(ctx, pairs), "access notices")
+	return errors.Join(translate(claimErr, "access notices"), translate(s.publishAccessNotices(ctx, pairs), "access notices"))
 }

@@ -3,11 +3,13 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
@@ -67,4 +69,97 @@ func TestAFirstReadWhoseNoticeFailsIsPublishedOnceBySweeper(t *testing.T) {
 	clear(s.seenPairs)
 	require.NoError(t, s.AppendAudit(ctx, read(domain.RoleProvider, "prov")))
 	assert.Len(t, notices(), 1)
+}
+
+// A claim of first reads that fails mid-batch leaves the audit batch
+// green; the sweeper, with no restart and no further read, delivers every
+// notice of the batch once, including a pair whose insert landed although
+// the claim reported a failure.
+func TestAFailedClaimLeavesTheBatchGreenAndTheSweeperDeliversTheNotices(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "claimfail")
+	c, err := s.InsertCase(ctx, NewCase{PolicyID: "pol", PatientID: "ins:m-1", InsurerID: "ins", Specialty: "oncology", Urgency: domain.UrgencyRoutine, ActorRole: domain.RoleMember})
+	require.NoError(t, err)
+	read := func(role domain.Role, org string) domain.AuditEvent {
+		return domain.AuditEvent{At: s.Now(), Subject: "u", Role: role, Org: org, Outcome: "ALLOWED", PatientID: "ins:m-1",
+			CaseID: c.ID, ResourceType: "Case", ResourceID: c.ID, FieldGroup: string(domain.GroupCaseClinical)}
+	}
+	notices := func() map[string]int {
+		recs, err := s.CaseEventsAfter(ctx, 0, 1000)
+		require.NoError(t, err)
+		out := map[string]int{}
+		for _, r := range recs {
+			if r.Type == domain.EventDataAccessedByNewOrg {
+				out[r.Access.Org]++
+			}
+		}
+		return out
+	}
+
+	s.beforeWrite = func(coll, id string) error {
+		if coll == colAccessOrgs {
+			return errors.New("injected: access_orgs unavailable")
+		}
+		return nil
+	}
+	require.NoError(t, s.AppendAudit(ctx, []domain.AuditEvent{read(domain.RoleProvider, "prov"), read(domain.RolePartner, "net")}),
+		"a failed claim never fails the audit batch")
+	s.beforeWrite = nil
+	assert.True(t, s.PendingEvents(), "the sweeper is asked to run")
+	assert.Empty(t, notices())
+	n, err := s.CountAuditEvents(ctx, domain.Principal{Role: domain.RoleCoordinator, Org: "operator"}, AuditFilter{})
+	require.NoError(t, err)
+	assert.Equal(t, 2, n, "the audit rows are written")
+
+	// The insert of one pair landed although the claim failed (a reply
+	// lost): it is pending in the database, and its retried claim is a
+	// duplicate; still its notice comes out.
+	_, err = s.c(colAccessOrgs).InsertOne(ctx, accessOrgDoc{ID: accessPairID("ins:m-1", "prov"), Member: "ins:m-1", Org: "prov",
+		Role: string(domain.RoleProvider), CaseID: c.ID, Categories: []string{"CLINICAL"}, At: s.Now().Truncate(time.Millisecond), Pending: true})
+	require.NoError(t, err)
+
+	require.NoError(t, s.PublishPendingEvents(ctx), "the sweeper's run")
+	assert.Equal(t, map[string]int{"prov": 1, "net": 1}, notices(), "each organisation's first read announced once")
+	assert.False(t, s.PendingEvents())
+	pending, err := findAll[accessOrgDoc](ctx, s, colAccessOrgs, bson.D{{Key: "pending", Value: true}}, nil)
+	require.NoError(t, err)
+	assert.Empty(t, pending)
+
+	require.NoError(t, s.PublishPendingEvents(ctx))
+	require.NoError(t, s.AppendAudit(ctx, []domain.AuditEvent{read(domain.RoleProvider, "prov"), read(domain.RolePartner, "net")}))
+	assert.Equal(t, map[string]int{"prov": 1, "net": 1}, notices(), "nothing twice")
+}
+
+// A pair whose case is not found is not announced and keeps its pending
+// mark, so a later sweep publishes it; the pairs that were published in
+// the same batch are cleared.
+func TestAMissingCaseDoesNotClearThePendingMark(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "noticecase")
+	c, err := s.InsertCase(ctx, NewCase{PolicyID: "pol", PatientID: "ins:m-1", InsurerID: "ins", Specialty: "oncology", Urgency: domain.UrgencyRoutine, ActorRole: domain.RoleMember})
+	require.NoError(t, err)
+	pair := func(org, caseID string) accessOrgDoc {
+		return accessOrgDoc{ID: accessPairID("ins:m-1", org), Member: "ins:m-1", Org: org, Role: string(domain.RoleProvider),
+			CaseID: caseID, Categories: []string{"CLINICAL"}, At: s.Now().Truncate(time.Millisecond), Pending: true}
+	}
+	embeddedStore := s.serialWrites
+	for _, serial := range paths(s) {
+		t.Run(fmt.Sprintf("serialised %v", serial), func(t *testing.T) {
+			s.serialWrites = serial
+			defer func() { s.serialWrites = embeddedStore }()
+			found, missing := pair(fmt.Sprintf("found-%v", serial), c.ID), pair(fmt.Sprintf("missing-%v", serial), "no-such-case")
+			_, err := s.c(colAccessOrgs).InsertMany(ctx, []any{found, missing})
+			require.NoError(t, err)
+
+			require.NoError(t, s.publishAccessNotices(ctx, []accessOrgDoc{found, missing}))
+			got, err := findByID[accessOrgDoc](ctx, s, colAccessOrgs, missing.ID, nil)
+			require.NoError(t, err)
+			assert.True(t, got.Pending, "no notice was stored: the mark stays")
+			got, err = findByID[accessOrgDoc](ctx, s, colAccessOrgs, found.ID, nil)
+			require.NoError(t, err)
+			assert.False(t, got.Pending, "the published pair is cleared")
+		})
+	}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -55,11 +56,27 @@ func (s *Store) CountAuditEvents(ctx context.Context, p domain.Principal, f Audi
 }
 
 // AppendAudit writes audit events in one command. It is not scoped: every
-// caller's accesses are recorded.
+// caller's accesses are recorded. It fails only when the audit rows, their
+// chain heads or the access log cannot be written; a first-read notice that
+// cannot be claimed or published is late (the sweeper retries it), never a
+// failure of the batch, which carries other callers' requests too.
 func (s *Store) AppendAudit(ctx context.Context, events []domain.AuditEvent) error {
 	if len(events) == 0 {
 		return nil
 	}
+	first, err := s.appendAudit(ctx, events)
+	if err != nil {
+		return err
+	}
+	// Publishing reads cases and organisations and writes events: outside
+	// appendMu, so the next batch's audit rows do not wait for it.
+	s.publishFirstReads(ctx, first)
+	return nil
+}
+
+// appendAudit writes the audit rows, chain heads and access log of one
+// batch under appendMu, and claims its first reads.
+func (s *Store) appendAudit(ctx context.Context, events []domain.AuditEvent) ([]accessOrgDoc, error) {
 	docs := make([]any, len(events))
 	for i, e := range events {
 		if e.ID == "" {
@@ -72,23 +89,23 @@ func (s *Store) AppendAudit(ctx context.Context, events []domain.AuditEvent) err
 	ictx, cancel := s.op(ctx)
 	defer cancel()
 	if _, err := s.c(colAudit).InsertMany(ictx, docs, options.InsertMany().SetOrdered(false)); err != nil {
-		return translate(err, "audit")
+		return nil, translate(err, "audit")
 	}
 	if err := s.recordChainHeads(ctx, events); err != nil {
-		return translate(err, "audit chain")
+		return nil, translate(err, "audit chain")
 	}
 	// The reads are not recorded until the member can see them too.
 	if err := s.insertAccessLog(ctx, accessLogEntries(events)); err != nil {
-		return translate(err, "access log")
+		return nil, translate(err, "access log")
 	}
-	// Nor until a first read by an organisation is known to be one; its
-	// notice may be late (PublishPendingEvents), never lost.
+	// A first read is claimed with its batch; a claim that fails keeps its
+	// pairs for the sweeper (claimPairs), so the notice may be late, never
+	// lost.
 	first, err := s.claimFirstReads(ctx, events)
 	if err != nil {
-		return translate(err, "access notices")
+		slog.Default().Warn("access notices: claiming first reads failed; the sweeper retries", "error", domain.Scrub(err.Error()))
 	}
-	s.publishFirstReads(ctx, first)
-	return nil
+	return first, nil
 }
 
 type auditDoc struct {

@@ -30,16 +30,33 @@ import (
 //	assess.<case id> its delivered opinion's diagnosis assessment, in the
 //	                 month of delivery
 //
+//	vers.<case id>   the case version its row was written from
+//
 // A case's row is written whole from the case as a write left it, when
 // that write's events are published (events.go): every write that adds a
 // fact (submission, TRIAGE, delivery, outcome) writes an event, and an
 // outbox left by a crash is published by the sweeper, so the facts catch
-// up. Facts are written once and never change, so a late or repeated
-// write leaves the same row. The assessment is written when the opinion is
-// frozen; a delivered case without one (a crash between the freeze and
-// that write) is completed from its opinion when statistics read it.
-// Each write $sets one path of one document: atomic on MongoDB, serialised
-// per document on the embedded store.
+// up. Publishes of two versions may land in either order (a sweep of an
+// old outbox, a slow request), so a row is written only when its version
+// is newer than the stored one (setRows): on MongoDB one filtered update,
+// on the embedded store a read and a write under the month's lock. Of a
+// case's two copies (submission and delivery months) statistics read the
+// one of the higher version. The assessment is written when the opinion is
+// frozen and never changes; a delivered case without one (a crash between
+// the freeze and that write) is completed from its opinion when statistics
+// read it.
+//
+// How large a month gets: a case is in the rows of at most two months, so
+// a month holds the cases submitted in it plus those delivered in it, about
+// twice its monthly volume. One case costs a month about 220 bytes of BSON
+// (its row with its key, its version, its assessment: measured by
+// TestAMonthOfFactsStaysFarBelowTheDocumentLimit), so the 16 MB document
+// limit is reached at about 75,000 case-months, some 37,000 cases a month
+// or 450,000 a year. The busiest second-opinion services report tens of
+// thousands a year, an order of magnitude below, so the month is not
+// sharded. What a month's size does cost is each write on the embedded
+// store reading and rewriting the whole document (under 1 MB at 2,000
+// cases a month), serialised per month; MongoDB updates the paths in place.
 
 // factsRow is one case's facts as stored in a month's rows.
 type factsRow struct {
@@ -56,7 +73,15 @@ type factsRow struct {
 type factsMonthDoc struct {
 	ID     string            `bson:"_id"`
 	Rows   map[string]string `bson:"rows"`
+	Vers   map[string]int    `bson:"vers,omitempty"`
 	Assess map[string]string `bson:"assess"`
+}
+
+// versionedRow is one case's row and the case version it was made from.
+type versionedRow struct {
+	ID      string
+	Row     string
+	Version int
 }
 
 // factsFields are the case fields a row is made of.
@@ -97,6 +122,69 @@ func caseFacts(d *caseDoc) (string, []string) {
 	return string(b), months
 }
 
+// setRows writes each row to a month's facts, creating the month, unless
+// the month holds the case's row of the same or a newer version. On
+// MongoDB each row is one update filtered by the stored version; on the
+// embedded store, under the month's lock, one read of the versions and one
+// write of the newer rows.
+func (s *Store) setRows(ctx context.Context, month string, rows []versionedRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	set := func(rows []versionedRow) bson.D {
+		d := make(bson.D, 0, 2*len(rows))
+		for _, r := range rows {
+			d = append(d, bson.E{Key: "rows." + r.ID, Value: r.Row}, bson.E{Key: "vers." + r.ID, Value: r.Version})
+		}
+		return bson.D{{Key: "$set", Value: d}}
+	}
+	err := s.locked(ctx, colOutcomeFacts, month, func(ctx context.Context) error {
+		coll := s.c(colOutcomeFacts)
+		if s.serialWrites {
+			var cur factsMonthDoc
+			err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: month}}, options.FindOne().SetProjection(bson.D{{Key: "vers", Value: 1}})).Decode(&cur)
+			if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+				return err
+			}
+			newer := make([]versionedRow, 0, len(rows))
+			for _, r := range rows {
+				if v, ok := cur.Vers[r.ID]; !ok || v < r.Version {
+					newer = append(newer, r)
+				}
+			}
+			if len(newer) == 0 {
+				return nil
+			}
+			_, err = coll.UpdateOne(ctx, bson.D{{Key: "_id", Value: month}}, set(newer), options.UpdateOne().SetUpsert(true))
+			return err
+		}
+		for _, r := range rows {
+			filter := bson.D{{Key: "_id", Value: month}, {Key: "$or", Value: bson.A{
+				bson.D{{Key: "vers." + r.ID, Value: bson.D{{Key: "$lt", Value: r.Version}}}},
+				bson.D{{Key: "vers." + r.ID, Value: bson.D{{Key: "$exists", Value: false}}}},
+			}}}
+			// A filter that matches nothing makes the upsert insert the
+			// month, refused as a duplicate when the month exists: the
+			// first time because another write created it meanwhile (so
+			// once more), the second because its row is not older.
+			for attempt := 0; ; attempt++ {
+				_, err := coll.UpdateOne(ctx, filter, set([]versionedRow{r}), options.UpdateOne().SetUpsert(true))
+				if err == nil || (isDuplicate(err) && attempt == 1) {
+					break
+				}
+				if !isDuplicate(err) {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: outcome facts: %w", err)
+	}
+	return nil
+}
+
 // setFact $sets one path of a month's facts, creating the month.
 func (s *Store) setFact(ctx context.Context, month, path, value string) error {
 	return s.locked(ctx, colOutcomeFacts, month, func(ctx context.Context) error {
@@ -113,7 +201,7 @@ func (s *Store) setFact(ctx context.Context, month, path, value string) error {
 func (s *Store) writeCaseFacts(ctx context.Context, d *caseDoc) error {
 	row, months := caseFacts(d)
 	for _, m := range months {
-		if err := s.setFact(ctx, m, "rows."+d.ID, row); err != nil {
+		if err := s.setRows(ctx, m, []versionedRow{{ID: d.ID, Row: row, Version: d.Version}}); err != nil {
 			return err
 		}
 	}
@@ -144,14 +232,14 @@ func factsDocs(cases []*caseDoc, assessment map[string]string) []*factsMonthDoc 
 	months := map[string]*factsMonthDoc{}
 	get := func(m string) *factsMonthDoc {
 		if months[m] == nil {
-			months[m] = &factsMonthDoc{ID: m, Rows: map[string]string{}, Assess: map[string]string{}}
+			months[m] = &factsMonthDoc{ID: m, Rows: map[string]string{}, Vers: map[string]int{}, Assess: map[string]string{}}
 		}
 		return months[m]
 	}
 	for _, c := range cases {
 		row, ms := caseFacts(c)
 		for _, m := range ms {
-			get(m).Rows[c.ID] = row
+			get(m).Rows[c.ID], get(m).Vers[c.ID] = row, c.Version
 		}
 		if a := assessment[c.ID]; a != "" && c.DeliveredAt != nil {
 			get(factsMonth(*c.DeliveredAt)).Assess[c.ID] = a
@@ -165,14 +253,18 @@ func factsDocs(cases []*caseDoc, assessment map[string]string) []*factsMonthDoc 
 }
 
 // mergeFacts adds the rows and assessments of each month document to the
-// stored month (one $set of all its paths, creating the month): a second
-// data set, or a second run, adds to what is there.
+// stored month, creating it: a second data set, or a second run, adds to
+// what is there, and a row never replaces one of a newer version.
 func (s *Store) mergeFacts(ctx context.Context, months []*factsMonthDoc) error {
 	for _, m := range months {
-		set := bson.D{}
+		rows := make([]versionedRow, 0, len(m.Rows))
 		for id, row := range m.Rows {
-			set = append(set, bson.E{Key: "rows." + id, Value: row})
+			rows = append(rows, versionedRow{ID: id, Row: row, Version: m.Vers[id]})
 		}
+		if err := s.setRows(ctx, m.ID, rows); err != nil {
+			return err
+		}
+		set := bson.D{}
 		for id, a := range m.Assess {
 			set = append(set, bson.E{Key: "assess." + id, Value: a})
 		}
@@ -192,17 +284,18 @@ func (s *Store) mergeFacts(ctx context.Context, months []*factsMonthDoc) error {
 }
 
 // MigrateOutcomeFacts builds the facts of every case stored before facts
-// existed: once (a marker in counters records that it ran to its end), with
-// one read of the cases and of the delivered opinions. Later writes keep
-// the facts themselves; a second run would only $set the same facts.
+// existed, or before rows carried their case's version: once (a marker in
+// counters records that it ran to its end), with one read of the cases and
+// of the delivered opinions. Later writes keep the facts themselves; a
+// second run, or a write racing this one, never replaces a newer row.
 func (s *Store) MigrateOutcomeFacts(ctx context.Context) error {
-	const marker = "migration:outcome-facts"
+	const marker = "migration:outcome-facts-versioned"
 	if _, err := findByID[counterDoc](ctx, s, colCounters, marker, nil); err == nil {
 		return nil
 	} else if !errors.Is(err, mongo.ErrNoDocuments) {
 		return translate(err, "counters")
 	}
-	cases, err := findAll[caseDoc](ctx, s, colCases, bson.D{}, options.Find().SetProjection(factsFields))
+	cases, err := findAll[caseDoc](ctx, s, colCases, bson.D{}, options.Find().SetProjection(append(bson.D{{Key: "version", Value: 1}}, factsFields...)))
 	if err != nil {
 		return translate(err, "cases")
 	}
@@ -253,7 +346,7 @@ type StatsRow struct {
 // (statistics are aggregate only; the workflow decides who may ask).
 func (s *Store) StatsRows(ctx context.Context, f StatsFilter) ([]StatsRow, error) {
 	rows := map[string]factsRow{}
-	rowLen := map[string]int{}
+	rowVer := map[string]int{}
 	assess := map[string]string{}
 	from := time.Date(f.From.Year(), f.From.Month(), 1, 0, 0, 0, 0, time.UTC)
 	for m := from; m.Before(f.To); m = m.AddDate(0, 1, 0) {
@@ -266,15 +359,16 @@ func (s *Store) StatsRows(ctx context.Context, f StatsFilter) ([]StatsRow, error
 		}
 		for id, raw := range d.Rows {
 			// A case is in two months' rows when delivered in another
-			// month than submitted: the copy with more facts wins.
-			if n, ok := rowLen[id]; ok && n >= len(raw) {
+			// month than submitted: the copy of the newer version wins
+			// (a row from before versions counts as version 0).
+			if v, ok := rowVer[id]; ok && v >= d.Vers[id] {
 				continue
 			}
 			var r factsRow
 			if err := json.Unmarshal([]byte(raw), &r); err != nil {
 				return nil, fmt.Errorf("store: outcome facts of %s: %w", id, err)
 			}
-			rows[id], rowLen[id] = r, len(raw)
+			rows[id], rowVer[id] = r, d.Vers[id]
 		}
 		for id, a := range d.Assess {
 			assess[id] = a

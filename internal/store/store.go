@@ -108,6 +108,9 @@ type Store struct {
 	// seenPairs are the (member, organisation) pairs this process knows
 	// have been read before (accessnotice.go); guarded by appendMu.
 	seenPairs map[string]struct{}
+	// unclaimed are the pairs whose claim failed, to be claimed again by
+	// the next batch or the sweeper (accessnotice.go); guarded by appendMu.
+	unclaimed map[string]accessOrgDoc
 	// fields seals and opens PHI fields (sealed.go); the database's codec
 	// registry reads it. Nil without a keyring: PHI can then be neither
 	// written nor read.

@@ -261,9 +261,15 @@ func TestACaseMoveCostsAtMostSixCommands(t *testing.T) {
 				limit = 8 // each conditional write reads the version by _id first (all by _id)
 			}
 			// Entering TRIAGE adds an outcome fact (records complete): one
-			// more write, by _id, to the case's outcome_facts document.
-			assert.LessOrEqual(t, len(cmds), limit+1, strings.Join(cmds, " "))
-			assert.Equal(t, 1, strings.Count(strings.Join(cmds, " "), "outcome_facts"), strings.Join(cmds, " "))
+			// more write to the case's outcome_facts document, only if its
+			// row there is older: on MongoDB one filtered update, serialised
+			// a read of the row versions and a write (both by _id).
+			facts := 1
+			if serial {
+				facts = 2
+			}
+			assert.LessOrEqual(t, len(cmds), limit+facts, strings.Join(cmds, " "))
+			assert.Equal(t, facts, strings.Count(strings.Join(cmds, " "), "outcome_facts"), strings.Join(cmds, " "))
 			assert.NotContains(t, strings.Join(cmds, " "), "claims")
 
 			// A move that adds no fact costs what it did.
