@@ -673,10 +673,12 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 		after := applyCaseUpdate(d, up)
 		after.Version = d.Version + 1
 		outbox := outboxFor(after, newEvents)
-		update := bson.D{{Key: "$set", Value: bindSet(colCases, id, set)}}
 		if len(outbox) > 0 {
-			update[0].Value = append(set, bson.E{Key: "outbox", Value: outbox})
-		} else if len(d.Outbox) > 0 {
+			set = append(set, bson.E{Key: "outbox", Value: outbox})
+		}
+		// Every value is bound to its place in the case (sealed.go).
+		update := bson.D{{Key: "$set", Value: bindSet(colCases, id, set)}}
+		if len(outbox) == 0 && len(d.Outbox) > 0 {
 			update = append(update, bson.E{Key: "$unset", Value: bson.D{{Key: "outbox", Value: ""}}})
 		}
 		ok, err := s.casApply(ctx, colCases, id, cur.Version, update)

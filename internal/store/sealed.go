@@ -29,6 +29,11 @@ import (
 //
 //	version (1 byte) | field key id (8 bytes) | nonce (24 bytes) | XChaCha20-Poly1305 ciphertext and tag
 //
+// whose additional data is the header and (version 2) the value's place:
+// collection, document _id and dotted path, so a value copied elsewhere in
+// the database fails to open. The codecs of the document types holding PHI
+// (sealedDocs) know that place; a partial write names it with bindSet.
+//
 // under the deployment's field key: 32 random bytes, generated once and
 // stored in the keyring collection wrapped by the master key of
 // DATA_KEY_FILE (keys.Keyring.WrapSecret, age), so rotating the master key
@@ -42,8 +47,9 @@ import (
 // write an empty document, never the text, and the converters must call
 // seal and String, so a PHI field is typed as such where it is declared.
 //
-// A field stored before this existed (a BSON string or date) still reads;
-// it is sealed the next time its document is written.
+// A field stored before this existed (a BSON string or date), or sealed by
+// version 1 (header only), reads until the start-up sealing has rewritten
+// every one of them (sealmigrate.go); from then on it is refused.
 
 // sealed is a PHI string stored encrypted. legacy marks a value read from
 // clear text (sealLegacy rewrites those).
