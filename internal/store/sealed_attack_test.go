@@ -148,8 +148,11 @@ func TestACancelReasonIsSealed(t *testing.T) {
 	ctx := context.Background()
 	reason := marker("cancelReason")
 	st := domain.StatusCancelled
-	_, err := w.env.Store.MutateCase(ctx, coordinator, w.caseID, nil, func(*domain.Case) (store.CaseUpdate, error) {
-		return store.CaseUpdate{Status: &st, CancelReason: &reason}, nil
+	// With its event, as the workflow cancels: a write that carries an
+	// outbox binds its sealed values too.
+	_, err := w.env.Store.MutateCase(ctx, coordinator, w.caseID, nil, func(c *domain.Case) (store.CaseUpdate, error) {
+		from := c.Status
+		return store.CaseUpdate{Status: &st, CancelReason: &reason, Events: []domain.CaseEvent{{Type: "CASE_CANCELLED", FromStatus: &from, ToStatus: &st, ActorRole: domain.RoleCoordinator}}}, nil
 	})
 	require.NoError(t, err)
 	v := rawField(t, rawDatabase(t, w.env.DB), "cases", w.caseID, "cancelReason")
