@@ -18,6 +18,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/secondopinion/gateway/internal/keys"
@@ -415,58 +416,52 @@ func openAt(c *fieldCipher, b bson.Binary, at binding) (bson.Binary, error) {
 }
 
 // transform rewrites every binary of raw through f, with its dotted path
-// (array positions left out).
+// (array positions left out), copying everything else byte for byte.
 func transform(raw bson.Raw, prefix string, f func(path string, b bson.Binary) (bson.Binary, error)) (bson.Raw, error) {
-	d, err := transformDoc(raw, prefix, f)
-	if err != nil {
-		return nil, err
-	}
-	return bson.Marshal(d)
+	out, err := transformDoc(make([]byte, 0, len(raw)+len(raw)/2), bsoncore.Document(raw), prefix, false, f)
+	return bson.Raw(out), err
 }
 
-func transformDoc(raw bson.Raw, prefix string, f func(string, bson.Binary) (bson.Binary, error)) (bson.D, error) {
-	elems, err := raw.Elements()
+func transformDoc(dst []byte, doc bsoncore.Document, prefix string, array bool, f func(string, bson.Binary) (bson.Binary, error)) ([]byte, error) {
+	idx, dst := bsoncore.AppendDocumentStart(dst)
+	elems, err := doc.Elements()
 	if err != nil {
 		return nil, err
 	}
-	out := make(bson.D, 0, len(elems))
 	for _, e := range elems {
-		path := e.Key()
-		if prefix != "" {
-			path = prefix + "." + path
+		key, v := e.Key(), e.Value()
+		path := prefix
+		if !array {
+			if prefix != "" {
+				path = prefix + "." + key
+			} else {
+				path = key
+			}
 		}
-		v, err := transformValue(e.Value(), path, f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, bson.E{Key: e.Key(), Value: v})
-	}
-	return out, nil
-}
-
-func transformValue(v bson.RawValue, path string, f func(string, bson.Binary) (bson.Binary, error)) (any, error) {
-	switch v.Type {
-	case bson.TypeEmbeddedDocument:
-		return transformDoc(v.Document(), path, f)
-	case bson.TypeArray:
-		vals, err := v.Array().Values()
-		if err != nil {
-			return nil, err
-		}
-		out := make(bson.A, 0, len(vals))
-		for _, x := range vals {
-			y, err := transformValue(x, path, f)
+		switch v.Type {
+		case bsoncore.TypeEmbeddedDocument:
+			dst = bsoncore.AppendHeader(dst, v.Type, key)
+			if dst, err = transformDoc(dst, v.Document(), path, false, f); err != nil {
+				return nil, err
+			}
+		case bsoncore.TypeArray:
+			dst = bsoncore.AppendHeader(dst, v.Type, key)
+			if dst, err = transformDoc(dst, bsoncore.Document(v.Array()), path, true, f); err != nil {
+				return nil, err
+			}
+		case bsoncore.TypeBinary:
+			st, data := v.Binary()
+			nb, err := f(path, bson.Binary{Subtype: st, Data: data})
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, y)
+			dst = bsoncore.AppendBinaryElement(dst, key, nb.Subtype, nb.Data)
+		default:
+			dst = bsoncore.AppendHeader(dst, v.Type, key)
+			dst = append(dst, v.Data...)
 		}
-		return out, nil
-	case bson.TypeBinary:
-		st, data := v.Binary()
-		return f(path, bson.Binary{Subtype: st, Data: data})
 	}
-	return v, nil
+	return bsoncore.AppendDocumentEnd(dst, idx)
 }
 
 func marshalWith(reg *bson.Registry, v any) (bson.Raw, error) {
