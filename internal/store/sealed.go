@@ -423,42 +423,47 @@ func transform(raw bson.Raw, prefix string, f func(path string, b bson.Binary) (
 }
 
 func transformDoc(dst []byte, doc bsoncore.Document, prefix string, array bool, f func(string, bson.Binary) (bson.Binary, error)) ([]byte, error) {
-	idx, dst := bsoncore.AppendDocumentStart(dst)
-	elems, err := doc.Elements()
-	if err != nil {
-		return nil, err
+	if len(doc) < 5 {
+		return nil, errors.New("store: a document is truncated")
 	}
-	for _, e := range elems {
-		key, v := e.Key(), e.Value()
-		path := prefix
-		if !array {
-			if prefix != "" {
-				path = prefix + "." + key
-			} else {
-				path = key
-			}
+	idx, dst := bsoncore.AppendDocumentStart(dst)
+	// Paths are only built for what needs one: a binary, or a container
+	// that may hold one.
+	pathOf := func(key string) string {
+		switch {
+		case array:
+			return prefix
+		case prefix == "":
+			return key
 		}
+		return prefix + "." + key
+	}
+	rest := doc[4 : len(doc)-1]
+	for len(rest) > 0 {
+		e, r, ok := bsoncore.ReadElement(rest)
+		if !ok {
+			return nil, errors.New("store: a document is malformed")
+		}
+		rest = r
+		v := e.Value()
 		switch v.Type {
-		case bsoncore.TypeEmbeddedDocument:
+		case bsoncore.TypeEmbeddedDocument, bsoncore.TypeArray:
+			key := e.Key()
+			var err error
 			dst = bsoncore.AppendHeader(dst, v.Type, key)
-			if dst, err = transformDoc(dst, v.Document(), path, false, f); err != nil {
-				return nil, err
-			}
-		case bsoncore.TypeArray:
-			dst = bsoncore.AppendHeader(dst, v.Type, key)
-			if dst, err = transformDoc(dst, bsoncore.Document(v.Array()), path, true, f); err != nil {
+			if dst, err = transformDoc(dst, bsoncore.Document(v.Data), pathOf(key), v.Type == bsoncore.TypeArray, f); err != nil {
 				return nil, err
 			}
 		case bsoncore.TypeBinary:
+			key := e.Key()
 			st, data := v.Binary()
-			nb, err := f(path, bson.Binary{Subtype: st, Data: data})
+			nb, err := f(pathOf(key), bson.Binary{Subtype: st, Data: data})
 			if err != nil {
 				return nil, err
 			}
 			dst = bsoncore.AppendBinaryElement(dst, key, nb.Subtype, nb.Data)
 		default:
-			dst = bsoncore.AppendHeader(dst, v.Type, key)
-			dst = append(dst, v.Data...)
+			dst = append(dst, e...)
 		}
 	}
 	return bsoncore.AppendDocumentEnd(dst, idx)
