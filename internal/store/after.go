@@ -124,7 +124,7 @@ func (s *Store) ResignOpinion(ctx context.Context, caseID string, sign SignFunc)
 		if err != nil {
 			return err
 		}
-		ok, err := s.casUpdate(ctx, colOpinions, id, cur.Version, bson.D{{Key: "signature", Value: fromSignature(sig)}})
+		ok, err := s.casUpdate(ctx, colOpinions, id, cur.Version, bindSet(colOpinions, id, bson.D{{Key: "signature", Value: fromSignature(sig)}}))
 		if err != nil {
 			return translate(err, "opinion")
 		}

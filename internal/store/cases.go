@@ -410,7 +410,7 @@ type caseDoc struct {
 	PatientPseudonym string    `bson:"patientPseudonym,omitempty"`
 	Decision         string    `bson:"decision,omitempty"`
 	DecisionNote     sealed    `bson:"decisionNote,omitempty"`
-	CancelReason     string    `bson:"cancelReason,omitempty"`
+	CancelReason     sealed    `bson:"cancelReason,omitempty"`
 	DueAt            time.Time `bson:"dueAt"`
 	// RecordsCompleteAt is when the case entered TRIAGE: the SLA clock's
 	// start (absent on cases older than the field, which keep their dueAt).
@@ -622,7 +622,7 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 			set = append(set, bson.E{Key: "decisionNote", Value: seal(*up.DecisionNote)})
 		}
 		if up.CancelReason != nil {
-			set = append(set, bson.E{Key: "cancelReason", Value: *up.CancelReason})
+			set = append(set, bson.E{Key: "cancelReason", Value: seal(*up.CancelReason)})
 		}
 		if up.DeliveredAt != nil {
 			set = append(set, bson.E{Key: "deliveredAt", Value: *up.DeliveredAt})
@@ -673,10 +673,12 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 		after := applyCaseUpdate(d, up)
 		after.Version = d.Version + 1
 		outbox := outboxFor(after, newEvents)
-		update := bson.D{{Key: "$set", Value: set}}
 		if len(outbox) > 0 {
-			update[0].Value = append(set, bson.E{Key: "outbox", Value: outbox})
-		} else if len(d.Outbox) > 0 {
+			set = append(set, bson.E{Key: "outbox", Value: outbox})
+		}
+		// Every value is bound to its place in the case (sealed.go).
+		update := bson.D{{Key: "$set", Value: bindSet(colCases, id, set)}}
+		if len(outbox) == 0 && len(d.Outbox) > 0 {
 			update = append(update, bson.E{Key: "$unset", Value: bson.D{{Key: "outbox", Value: ""}}})
 		}
 		ok, err := s.casApply(ctx, colCases, id, cur.Version, update)

@@ -67,7 +67,7 @@ func (s *Store) rewrapCase(ctx context.Context, id string, rewrap RewrapFunc) (i
 		if n == 0 {
 			return 0, nil
 		}
-		ok, err := s.casUpdate(ctx, colCases, id, d.Version, bson.D{{Key: "clinical.records", Value: records}})
+		ok, err := s.casUpdate(ctx, colCases, id, d.Version, bindSet(colCases, id, bson.D{{Key: "clinical.records", Value: records}}))
 		if err != nil {
 			return 0, translate(err, "case")
 		}

@@ -309,10 +309,10 @@ func (s *Store) SaveOpinionDraft(ctx context.Context, p domain.Principal, c *dom
 		if cur.Status == string(domain.OpinionDelivered) {
 			return nil, domain.Errorf(domain.CodeInvalidTransition, "the opinion was delivered and is frozen")
 		}
-		ok, err := s.casUpdate(ctx, colOpinions, id, cur.Version, bson.D{
+		ok, err := s.casUpdate(ctx, colOpinions, id, cur.Version, bindSet(colOpinions, id, bson.D{
 			{Key: "specialistId", Value: c.SpecialistID}, {Key: "orgId", Value: c.SpecialistOrgID},
 			{Key: "content", Value: cd}, {Key: "updatedAt", Value: s.Now()},
-		})
+		}))
 		if err != nil {
 			return nil, translate(err, "opinion")
 		}
@@ -377,7 +377,7 @@ func (s *Store) FreezeOpinion(ctx context.Context, p domain.Principal, c *domain
 			}
 			set = append(set, bson.E{Key: "signature", Value: fromSignature(sig)})
 		}
-		ok, err := s.casUpdate(ctx, colOpinions, id, cur.Version, set)
+		ok, err := s.casUpdate(ctx, colOpinions, id, cur.Version, bindSet(colOpinions, id, set))
 		if err != nil {
 			return nil, translate(err, "opinion")
 		}

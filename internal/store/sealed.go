@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
@@ -8,11 +9,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"go.mongodb.org/mongo-driver/v2/x/bsonx/bsoncore"
 	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/secondopinion/gateway/internal/keys"
@@ -23,6 +29,11 @@ import (
 // (subtype 0x80) holding
 //
 //	version (1 byte) | field key id (8 bytes) | nonce (24 bytes) | XChaCha20-Poly1305 ciphertext and tag
+//
+// whose additional data is the header and (version 2) the value's place:
+// collection, document _id and dotted path, so a value copied elsewhere in
+// the database fails to open. The codecs of the document types holding PHI
+// (sealedDocs) know that place; a partial write names it with bindSet.
 //
 // under the deployment's field key: 32 random bytes, generated once and
 // stored in the keyring collection wrapped by the master key of
@@ -37,8 +48,9 @@ import (
 // write an empty document, never the text, and the converters must call
 // seal and String, so a PHI field is typed as such where it is declared.
 //
-// A field stored before this existed (a BSON string or date) still reads;
-// it is sealed the next time its document is written.
+// A field stored before this existed (a BSON string or date), or sealed by
+// version 1 (header only), reads until the start-up sealing has rewritten
+// every one of them (sealmigrate.go); from then on it is refused.
 
 // sealed is a PHI string stored encrypted. legacy marks a value read from
 // clear text (sealLegacy rewrites those).
@@ -95,8 +107,19 @@ func (s sealedTime) Time() time.Time { return s.t }
 func (s sealedTime) IsZero() bool { return s.t.IsZero() }
 
 const (
-	sealedVersion  = 1
-	sealedSubtype  = 0x80
+	// sealedV1 values authenticate their header only: they read anywhere
+	// they are copied to. Still read; rewritten as sealedV2 by the start-up
+	// sealing (sealmigrate.go), and refused once it has completed.
+	sealedV1 = 1
+	// sealedV2 values also authenticate where they are stored: the
+	// collection, the document's _id and the field's path (see bindingAAD).
+	sealedV2      = 2
+	sealedSubtype = 0x80
+	// openedSubtype marks, only inside this process, a PHI value between
+	// the document-level codecs and the sealed types' codecs: plain text
+	// about to be sealed, or just opened. One found in the database is
+	// refused.
+	openedSubtype  = 0x81
 	fieldKeyIDSize = 8
 	sealedHeader   = 1 + fieldKeyIDSize
 	// fieldKeysID is the keyring document holding the field keys.
@@ -107,83 +130,399 @@ const (
 // keyring was given, or a value names a field key this store does not hold.
 var ErrFieldKey = errors.New("store: PHI field key unavailable")
 
+// errClearAfterSealing is returned for a PHI field that holds clear text,
+// or a value sealed without its place (version 1), once the start-up
+// sealing has completed: only an old replica or a hand in the database can
+// have put it there, and a value that is not authenticated where it stands
+// could have been planted or moved, so it is refused rather than believed.
+var errClearAfterSealing = errors.New("store: a PHI field holds clear text or an unbound sealed value after sealing completed")
+
 // fieldCipher seals and opens PHI fields.
 type fieldCipher struct {
 	primary [fieldKeyIDSize]byte
 	aeads   map[[fieldKeyIDSize]byte]cipher.AEAD
+	// strict is set once every PHI field of the database is sealed and
+	// bound (keyring.legacySealed and keyring.fieldsBound): from then on
+	// clear text and version 1 values are refused.
+	strict atomic.Bool
 }
 
-func (c *fieldCipher) seal(plain []byte) ([]byte, error) {
+// binding is where a sealed value is stored.
+type binding struct {
+	coll, id, path string
+}
+
+// bindingAAD is the additional data of a version 2 value: its header, then
+// the collection, the document's _id and the field's dotted path (array
+// positions left out, so appending to or removing from an array does not
+// unseal its other elements), each prefixed with its length.
+func bindingAAD(header []byte, b binding) []byte {
+	aad := append([]byte(nil), header...)
+	for _, s := range []string{b.coll, b.id, b.path} {
+		aad = binary.BigEndian.AppendUint32(aad, uint32(len(s)))
+		aad = append(aad, s...)
+	}
+	return aad
+}
+
+func (c *fieldCipher) seal(plain []byte, at binding) ([]byte, error) {
 	if c == nil {
 		return nil, ErrFieldKey
 	}
 	aead := c.aeads[c.primary]
 	out := make([]byte, sealedHeader+aead.NonceSize(), sealedHeader+aead.NonceSize()+len(plain)+aead.Overhead())
-	out[0] = sealedVersion
+	out[0] = sealedV2
 	copy(out[1:sealedHeader], c.primary[:])
 	nonce := out[sealedHeader:]
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, err
 	}
-	// The header is authenticated too: a value cannot be moved to another key id.
-	return aead.Seal(out, nonce, plain, out[:sealedHeader]), nil
+	// The header and the place are authenticated: a value cannot be moved
+	// to another key id, document or field.
+	return aead.Seal(out, nonce, plain, bindingAAD(out[:sealedHeader], at)), nil
 }
 
-func (c *fieldCipher) open(b []byte) ([]byte, error) {
+// open opens a value stored at, and reports its version.
+func (c *fieldCipher) open(b []byte, at binding) ([]byte, byte, error) {
 	if c == nil {
-		return nil, ErrFieldKey
+		return nil, 0, ErrFieldKey
 	}
-	if len(b) < sealedHeader || b[0] != sealedVersion {
-		return nil, errors.New("store: a sealed field has an unknown format")
+	if len(b) < sealedHeader || (b[0] != sealedV1 && b[0] != sealedV2) {
+		return nil, 0, errors.New("store: a sealed field has an unknown format")
 	}
 	var id [fieldKeyIDSize]byte
 	copy(id[:], b[1:sealedHeader])
 	aead, ok := c.aeads[id]
 	if !ok {
-		return nil, fmt.Errorf("%w: a value names field key %x", ErrFieldKey, id)
+		return nil, 0, fmt.Errorf("%w: a value names field key %x", ErrFieldKey, id)
 	}
 	if len(b) < sealedHeader+aead.NonceSize()+aead.Overhead() {
-		return nil, errors.New("store: a sealed field is truncated")
+		return nil, 0, errors.New("store: a sealed field is truncated")
+	}
+	aad := b[:sealedHeader]
+	if b[0] == sealedV2 {
+		aad = bindingAAD(aad, at)
 	}
 	nonce := b[sealedHeader : sealedHeader+aead.NonceSize()]
-	plain, err := aead.Open(nil, nonce, b[sealedHeader+aead.NonceSize():], b[:sealedHeader])
+	plain, err := aead.Open(nil, nonce, b[sealedHeader+aead.NonceSize():], aad)
 	if err != nil {
-		return nil, errors.New("store: a sealed field failed authentication")
+		return nil, 0, fmt.Errorf("store: the sealed field %s of %s %s failed authentication (altered, or moved from elsewhere)", at.path, at.coll, at.id)
 	}
-	return plain, nil
+	return plain, b[0], nil
 }
 
+// sealedDocs are the stored document types holding PHI, with their
+// collections: their codecs seal and open every PHI value inside them,
+// knowing the document's _id and each value's path.
+var sealedDocs = map[reflect.Type]string{
+	reflect.TypeOf(patientDoc{}):    colPatients,
+	reflect.TypeOf(caseDoc{}):       colCases,
+	reflect.TypeOf(opinionDoc{}):    colOpinions,
+	reflect.TypeOf(webhookSubDoc{}): colWebhookSubs,
+}
+
+// boundValue is a value holding PHI written outside its whole document (a
+// $set or $push of part of it): it names its place, so its codec can seal
+// it there.
+type boundValue struct {
+	at binding
+	v  any
+}
+
+// bindTo marks v, written at path of the document id in coll, for sealing
+// there; a value without PHI passes through unchanged.
+func bindTo(coll, id, path string, v any) boundValue {
+	return boundValue{at: binding{coll: coll, id: id, path: path}, v: v}
+}
+
+// bindSet binds every value of a $set of the document id in coll.
+func bindSet(coll, id string, set bson.D) bson.D {
+	out := make(bson.D, len(set))
+	for i, e := range set {
+		out[i] = bson.E{Key: e.Key, Value: bindTo(coll, id, e.Key, e.Value)}
+	}
+	return out
+}
+
+var (
+	tRaw      = reflect.TypeOf(bson.Raw(nil))
+	tRawValue = reflect.TypeOf(bson.RawValue{})
+	tBound    = reflect.TypeOf(boundValue{})
+)
+
 // sealingRegistry is the driver's default registry plus the codecs of the
-// sealed types, which use *cp (set once Open has read the field key).
+// sealed document types and bound values, which use *cp (set once Open has
+// read the field key). Those codecs go through an inner registry whose
+// sealed types carry plain text as openedSubtype binaries; the outer
+// codecs seal each at its place on the way out and open it on the way in.
+// A sealed value met outside them has no place: written, it is refused;
+// read, only a version 1 value opens (and only before sealing completed).
 func sealingRegistry(cp **fieldCipher) *bson.Registry {
+	inner := bson.NewRegistry()
+	registerPlainCodecs(inner, cp)
 	reg := bson.NewRegistry()
-	reg.RegisterTypeEncoder(reflect.TypeOf(sealed{}), bson.ValueEncoderFunc(func(_ bson.EncodeContext, vw bson.ValueWriter, v reflect.Value) error {
-		b, err := (*cp).seal([]byte(v.Interface().(sealed).text))
+	for t, coll := range sealedDocs {
+		reg.RegisterTypeEncoder(t, bson.ValueEncoderFunc(func(ectx bson.EncodeContext, vw bson.ValueWriter, v reflect.Value) error {
+			raw, err := marshalWith(inner, v.Interface())
+			if err != nil {
+				return err
+			}
+			id, _ := raw.Lookup("_id").StringValueOK()
+			sealedRaw, err := transform(raw, "", func(path string, b bson.Binary) (bson.Binary, error) {
+				return sealAt(*cp, b, binding{coll: coll, id: id, path: path})
+			})
+			if err != nil {
+				return err
+			}
+			enc, err := ectx.LookupEncoder(tRaw)
+			if err != nil {
+				return err
+			}
+			return enc.EncodeValue(ectx, vw, reflect.ValueOf(sealedRaw))
+		}))
+		reg.RegisterTypeDecoder(t, bson.ValueDecoderFunc(func(dctx bson.DecodeContext, vr bson.ValueReader, v reflect.Value) error {
+			dec, err := dctx.LookupDecoder(tRaw)
+			if err != nil {
+				return err
+			}
+			rv := reflect.New(tRaw).Elem()
+			if err := dec.DecodeValue(dctx, vr, rv); err != nil {
+				return err
+			}
+			raw := rv.Interface().(bson.Raw)
+			id, _ := raw.Lookup("_id").StringValueOK()
+			c := *cp
+			opened, err := transform(raw, "", func(path string, b bson.Binary) (bson.Binary, error) {
+				return openAt(c, b, binding{coll: coll, id: id, path: path})
+			})
+			if err != nil {
+				return err
+			}
+			out := reflect.New(v.Type())
+			if err := unmarshalWith(inner, opened, out.Interface()); err != nil {
+				if errors.Is(err, errClearAfterSealing) {
+					slog.Error("PHI field refused: clear text or an unbound sealed value in a database whose fields are all sealed; an old replica or a direct database write put it there",
+						"collection", coll, "id", id)
+				}
+				return fmt.Errorf("%s %s: %w", coll, id, err)
+			}
+			v.Set(out.Elem())
+			return nil
+		}))
+	}
+	reg.RegisterTypeEncoder(tBound, bson.ValueEncoderFunc(func(ectx bson.EncodeContext, vw bson.ValueWriter, v reflect.Value) error {
+		bv := v.Interface().(boundValue)
+		raw, err := marshalWith(inner, bson.D{{Key: "v", Value: bv.v}})
 		if err != nil {
 			return err
 		}
-		return vw.WriteBinaryWithSubtype(b, sealedSubtype)
+		sealedRaw, err := transform(raw, "", func(path string, b bson.Binary) (bson.Binary, error) {
+			at := bv.at
+			at.path = bv.at.path + strings.TrimPrefix(path, "v")
+			return sealAt(*cp, b, at)
+		})
+		if err != nil {
+			return err
+		}
+		enc, err := ectx.LookupEncoder(tRawValue)
+		if err != nil {
+			return err
+		}
+		return enc.EncodeValue(ectx, vw, reflect.ValueOf(sealedRaw.Lookup("v")))
 	}))
-	reg.RegisterTypeDecoder(reflect.TypeOf(sealed{}), bson.ValueDecoderFunc(func(_ bson.DecodeContext, vr bson.ValueReader, v reflect.Value) error {
-		var text string
-		stored := vr.Type()
-		switch stored {
+	reg.RegisterTypeEncoder(sealedType, bson.ValueEncoderFunc(func(bson.EncodeContext, bson.ValueWriter, reflect.Value) error {
+		return errors.New("store: a PHI value written outside its document without bindTo: it has no place to be sealed to")
+	}))
+	reg.RegisterTypeEncoder(sealedTimeType, bson.ValueEncoderFunc(func(bson.EncodeContext, bson.ValueWriter, reflect.Value) error {
+		return errors.New("store: a PHI instant written outside its document without bindTo: it has no place to be sealed to")
+	}))
+	// Decoded outside a sealed document type, a value has no known place:
+	// the binaries are opened as of nowhere, which only a version 1 value
+	// survives.
+	unplaced := func(dctx bson.DecodeContext, vr bson.ValueReader) (bson.ValueReader, error) {
+		if vr.Type() != bson.TypeBinary {
+			return vr, nil
+		}
+		b, st, err := vr.ReadBinary()
+		if err != nil {
+			return nil, err
+		}
+		nb, err := openAt(*cp, bson.Binary{Subtype: st, Data: b}, binding{})
+		if err != nil {
+			return nil, err
+		}
+		raw, err := bson.Marshal(bson.D{{Key: "v", Value: nb}})
+		if err != nil {
+			return nil, err
+		}
+		evr := bson.NewDocumentReader(bytes.NewReader(raw))
+		dr, err := evr.ReadDocument()
+		if err != nil {
+			return nil, err
+		}
+		_, vvr, err := dr.ReadElement()
+		return vvr, err
+	}
+	for _, t := range []reflect.Type{sealedType, sealedTimeType} {
+		innerDec, _ := inner.LookupDecoder(t)
+		reg.RegisterTypeDecoder(t, bson.ValueDecoderFunc(func(dctx bson.DecodeContext, vr bson.ValueReader, v reflect.Value) error {
+			vr, err := unplaced(dctx, vr)
+			if err != nil {
+				return err
+			}
+			return innerDec.DecodeValue(dctx, vr, v)
+		}))
+	}
+	return reg
+}
+
+// sealAt seals an opened value at its place; other binaries pass.
+func sealAt(c *fieldCipher, b bson.Binary, at binding) (bson.Binary, error) {
+	if b.Subtype != openedSubtype {
+		return b, nil
+	}
+	out, err := c.seal(b.Data, at)
+	if err != nil {
+		return b, err
+	}
+	return bson.Binary{Subtype: sealedSubtype, Data: out}, nil
+}
+
+// openAt opens a sealed value stored at its place. A version 1 value opens
+// marked legacy (the start-up sealing rewrites it bound) until sealing has
+// completed, then it is refused. An opened-value binary in the database is
+// refused: it would read as plain text.
+func openAt(c *fieldCipher, b bson.Binary, at binding) (bson.Binary, error) {
+	switch b.Subtype {
+	case openedSubtype:
+		return b, fmt.Errorf("store: %s %s field %s holds a binary of the store's internal subtype", at.coll, at.id, at.path)
+	case sealedSubtype:
+	default:
+		return b, nil
+	}
+	plain, ver, err := c.open(b.Data, at)
+	if err != nil {
+		return b, err
+	}
+	if ver == sealedV1 {
+		if c.strict.Load() {
+			return b, errClearAfterSealing
+		}
+		// The first byte tells the plain codecs the value was stored
+		// without its place.
+		return bson.Binary{Subtype: openedSubtype, Data: append([]byte{1}, plain...)}, nil
+	}
+	return bson.Binary{Subtype: openedSubtype, Data: append([]byte{0}, plain...)}, nil
+}
+
+// transform rewrites every binary of raw through f, with its dotted path
+// (array positions left out), copying everything else byte for byte.
+func transform(raw bson.Raw, prefix string, f func(path string, b bson.Binary) (bson.Binary, error)) (bson.Raw, error) {
+	out, err := transformDoc(make([]byte, 0, len(raw)+len(raw)/2), bsoncore.Document(raw), prefix, false, f)
+	return bson.Raw(out), err
+}
+
+func transformDoc(dst []byte, doc bsoncore.Document, prefix string, array bool, f func(string, bson.Binary) (bson.Binary, error)) ([]byte, error) {
+	if len(doc) < 5 {
+		return nil, errors.New("store: a document is truncated")
+	}
+	idx, dst := bsoncore.AppendDocumentStart(dst)
+	// Paths are only built for what needs one: a binary, or a container
+	// that may hold one.
+	pathOf := func(key string) string {
+		switch {
+		case array:
+			return prefix
+		case prefix == "":
+			return key
+		}
+		return prefix + "." + key
+	}
+	rest := doc[4 : len(doc)-1]
+	for len(rest) > 0 {
+		e, r, ok := bsoncore.ReadElement(rest)
+		if !ok {
+			return nil, errors.New("store: a document is malformed")
+		}
+		rest = r
+		v := e.Value()
+		switch v.Type {
+		case bsoncore.TypeEmbeddedDocument, bsoncore.TypeArray:
+			key := e.Key()
+			var err error
+			dst = bsoncore.AppendHeader(dst, v.Type, key)
+			if dst, err = transformDoc(dst, bsoncore.Document(v.Data), pathOf(key), v.Type == bsoncore.TypeArray, f); err != nil {
+				return nil, err
+			}
+		case bsoncore.TypeBinary:
+			key := e.Key()
+			st, data := v.Binary()
+			nb, err := f(pathOf(key), bson.Binary{Subtype: st, Data: data})
+			if err != nil {
+				return nil, err
+			}
+			dst = bsoncore.AppendBinaryElement(dst, key, nb.Subtype, nb.Data)
+		default:
+			dst = append(dst, e...)
+		}
+	}
+	return bsoncore.AppendDocumentEnd(dst, idx)
+}
+
+func marshalWith(reg *bson.Registry, v any) (bson.Raw, error) {
+	var buf bytes.Buffer
+	enc := bson.NewEncoder(bson.NewDocumentWriter(&buf))
+	enc.SetRegistry(reg)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func unmarshalWith(reg *bson.Registry, raw bson.Raw, v any) error {
+	dec := bson.NewDecoder(bson.NewDocumentReader(bytes.NewReader(raw)))
+	dec.SetRegistry(reg)
+	return dec.Decode(v)
+}
+
+// registerPlainCodecs registers, for the inner registry, the sealed types'
+// codecs: an openedSubtype binary carrying the plain value (on the way in,
+// after a flag byte: 1 when it was stored unbound), or, stored before
+// fields were sealed, a string or a date, taken as legacy clear text until
+// sealing completes.
+func registerPlainCodecs(reg *bson.Registry, cp **fieldCipher) {
+	strict := func() bool { c := *cp; return c != nil && c.strict.Load() }
+	readOpened := func(vr bson.ValueReader) ([]byte, bool, error) {
+		b, st, err := vr.ReadBinary()
+		if err != nil {
+			return nil, false, err
+		}
+		if st != openedSubtype || len(b) == 0 {
+			return nil, false, errors.New("store: a sealed field was not opened at its place")
+		}
+		return b[1:], b[0] == 1, nil
+	}
+	reg.RegisterTypeEncoder(sealedType, bson.ValueEncoderFunc(func(_ bson.EncodeContext, vw bson.ValueWriter, v reflect.Value) error {
+		return vw.WriteBinaryWithSubtype([]byte(v.Interface().(sealed).text), openedSubtype)
+	}))
+	reg.RegisterTypeDecoder(sealedType, bson.ValueDecoderFunc(func(_ bson.DecodeContext, vr bson.ValueReader, v reflect.Value) error {
+		var out sealed
+		switch stored := vr.Type(); stored {
 		case bson.TypeString: // stored before fields were sealed
+			if strict() {
+				return errClearAfterSealing
+			}
 			s, err := vr.ReadString()
 			if err != nil {
 				return err
 			}
-			text = s
+			out = sealed{text: s, legacy: true}
 		case bson.TypeBinary:
-			b, _, err := vr.ReadBinary()
+			plain, unbound, err := readOpened(vr)
 			if err != nil {
 				return err
 			}
-			plain, err := (*cp).open(b)
-			if err != nil {
-				return err
-			}
-			text = string(plain)
+			out = sealed{text: string(plain), legacy: unbound}
 		case bson.TypeNull:
 			if err := vr.ReadNull(); err != nil {
 				return err
@@ -191,41 +530,35 @@ func sealingRegistry(cp **fieldCipher) *bson.Registry {
 		default:
 			return fmt.Errorf("store: a sealed field holds a %s", stored)
 		}
-		v.Set(reflect.ValueOf(sealed{text: text, legacy: stored == bson.TypeString}))
+		v.Set(reflect.ValueOf(out))
 		return nil
 	}))
-	reg.RegisterTypeEncoder(reflect.TypeOf(sealedTime{}), bson.ValueEncoderFunc(func(_ bson.EncodeContext, vw bson.ValueWriter, v reflect.Value) error {
+	reg.RegisterTypeEncoder(sealedTimeType, bson.ValueEncoderFunc(func(_ bson.EncodeContext, vw bson.ValueWriter, v reflect.Value) error {
 		var ms [8]byte
 		binary.BigEndian.PutUint64(ms[:], uint64(v.Interface().(sealedTime).t.UnixMilli()))
-		b, err := (*cp).seal(ms[:])
-		if err != nil {
-			return err
-		}
-		return vw.WriteBinaryWithSubtype(b, sealedSubtype)
+		return vw.WriteBinaryWithSubtype(ms[:], openedSubtype)
 	}))
-	reg.RegisterTypeDecoder(reflect.TypeOf(sealedTime{}), bson.ValueDecoderFunc(func(_ bson.DecodeContext, vr bson.ValueReader, v reflect.Value) error {
-		var t time.Time
-		stored := vr.Type()
-		switch stored {
+	reg.RegisterTypeDecoder(sealedTimeType, bson.ValueDecoderFunc(func(_ bson.DecodeContext, vr bson.ValueReader, v reflect.Value) error {
+		var out sealedTime
+		switch stored := vr.Type(); stored {
 		case bson.TypeDateTime: // stored before fields were sealed
+			if strict() {
+				return errClearAfterSealing
+			}
 			ms, err := vr.ReadDateTime()
 			if err != nil {
 				return err
 			}
-			t = time.UnixMilli(ms).UTC()
+			out = sealedTime{t: time.UnixMilli(ms).UTC(), legacy: true}
 		case bson.TypeBinary:
-			b, _, err := vr.ReadBinary()
-			if err != nil {
-				return err
-			}
-			plain, err := (*cp).open(b)
+			plain, unbound, err := readOpened(vr)
 			if err != nil {
 				return err
 			}
 			if len(plain) != 8 {
 				return errors.New("store: a sealed instant has the wrong length")
 			}
-			t = time.UnixMilli(int64(binary.BigEndian.Uint64(plain))).UTC()
+			out = sealedTime{t: time.UnixMilli(int64(binary.BigEndian.Uint64(plain))).UTC(), legacy: unbound}
 		case bson.TypeNull:
 			if err := vr.ReadNull(); err != nil {
 				return err
@@ -233,10 +566,9 @@ func sealingRegistry(cp **fieldCipher) *bson.Registry {
 		default:
 			return fmt.Errorf("store: a sealed instant holds a %s", stored)
 		}
-		v.Set(reflect.ValueOf(sealedTime{t: t, legacy: stored == bson.TypeDateTime}))
+		v.Set(reflect.ValueOf(out))
 		return nil
 	}))
-	return reg
 }
 
 // fieldKeyDoc is one field key, wrapped by a master key.
@@ -253,7 +585,10 @@ type fieldKeysDoc struct {
 	// LegacySealed is set once sealLegacy has sealed every PHI field
 	// written in clear before fields were sealed.
 	LegacySealed bool `bson:"legacySealed"`
-	Version      int  `bson:"version"`
+	// FieldsBound is set once sealLegacy has also rewritten every value
+	// sealed without its place (version 1) bound to it.
+	FieldsBound bool `bson:"fieldsBound"`
+	Version     int  `bson:"version"`
 }
 
 // loadFieldKeys reads the field keys, creating the first on a new database,
@@ -267,6 +602,14 @@ func (s *Store) loadFieldKeys(ctx context.Context, kr *keys.Keyring) (*fieldCiph
 		}
 		if !errors.Is(err, mongo.ErrNoDocuments) {
 			return nil, fmt.Errorf("store: read field keys: %w", err)
+		}
+		// A new key on a database that holds sealed values would leave
+		// them unreadable for good: the keyring was lost or dropped.
+		if where, err := s.findSealedValue(ctx); err != nil {
+			return nil, fmt.Errorf("store: look for sealed PHI values: %w", err)
+		} else if where != "" {
+			return nil, fmt.Errorf("store: the keyring collection holds no PHI field key, but %s holds sealed PHI values: "+
+				"refusing to start with a new key that cannot read them; restore the keyring document %q from a backup", where, fieldKeysID)
 		}
 		key := make([]byte, chacha20poly1305.KeySize)
 		id := make([]byte, fieldKeyIDSize)
@@ -291,6 +634,38 @@ func (s *Store) loadFieldKeys(ctx context.Context, kr *keys.Keyring) (*fieldCiph
 		// created it first, and its key is the one that stands.
 	}
 	return nil, errors.New("store: field keys: could not settle")
+}
+
+// sealedPaths are, per collection, the paths where a sealed value may
+// stand (findSealedValue looks there).
+var sealedPaths = map[string][]string{
+	colPatients:    {"givenName", "familyName", "dateOfBirth", "email", "phone"},
+	colCases:       {"clinical.diagnosis.code", "clinical.proposedTreatment", "clinical.questions", "clinical.records.title", "decisionNote", "cancelReason", "followUps.question", "outcome.note"},
+	colOpinions:    {"content.memberSummary", "content.report", "content.treatmentOptions.name", "content.answers.question", "signature.payload"},
+	colWebhookSubs: {"secret"},
+}
+
+// findSealedValue names a document holding a sealed value, or returns "".
+// It runs only when the keyring document is missing: on a new database,
+// where the collections are empty.
+func (s *Store) findSealedValue(ctx context.Context) (string, error) {
+	for _, coll := range []string{colPatients, colCases, colOpinions, colWebhookSubs} {
+		var or bson.A
+		for _, p := range sealedPaths[coll] {
+			or = append(or, bson.D{{Key: p, Value: bson.D{{Key: "$type", Value: "binData"}}}})
+		}
+		cctx, cancel := s.op(ctx)
+		raw, err := s.c(coll).FindOne(cctx, bson.D{{Key: "$or", Value: or}}, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Raw()
+		cancel()
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%s %v", coll, raw.Lookup("_id")), nil
+	}
+	return "", nil
 }
 
 func openFieldKeys(d *fieldKeysDoc, kr *keys.Keyring) (*fieldCipher, error) {

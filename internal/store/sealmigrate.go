@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"strings"
 
@@ -10,61 +11,97 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
+// sealPasses bounds how many times one start goes over the collections
+// while documents keep changing under the sealing; what is left is sealed
+// by the next start.
+const sealPasses = 5
+
+// sealBatch is how many documents the sealing reads from the database at a
+// time: it never holds a whole collection.
+const sealBatch = 200
+
 // sealLegacyOnce seals, on the first start with field keys, the PHI fields
-// that documents written before fields were sealed hold in clear; it then
-// marks the keyring so later starts skip it (one read by _id).
+// that documents hold in clear (written before fields were sealed) or
+// sealed without their place (version 1), and marks the keyring when
+// nothing is left, so later starts skip it (one read by _id) and reads
+// refuse from then on any clear or unbound value (errClearAfterSealing).
+// A document whose version changes under the sealing is read again, pass
+// after pass; the mark is only set after a pass that skipped none.
 func (s *Store) sealLegacyOnce(ctx context.Context) error {
 	d, err := findByID[fieldKeysDoc](ctx, s, colKeyring, fieldKeysID, nil)
 	if err != nil {
 		return fmt.Errorf("store: read field keys: %w", err)
 	}
-	if d.LegacySealed {
+	if d.LegacySealed && d.FieldsBound {
+		s.fields.strict.Store(true)
 		return nil
 	}
-	if _, err := s.sealLegacy(ctx); err != nil {
-		return err
+	for pass := 0; pass < sealPasses; pass++ {
+		_, skipped, err := s.sealLegacy(ctx)
+		if err != nil {
+			return err
+		}
+		if skipped == 0 {
+			cctx, cancel := s.op(ctx)
+			defer cancel()
+			_, err = s.c(colKeyring).UpdateOne(cctx, bson.D{{Key: "_id", Value: fieldKeysID}},
+				bson.D{{Key: "$set", Value: bson.D{{Key: "legacySealed", Value: true}, {Key: "fieldsBound", Value: true}}}})
+			if err != nil {
+				return fmt.Errorf("store: mark PHI fields sealed: %w", err)
+			}
+			s.fields.strict.Store(true)
+			return nil
+		}
 	}
-	cctx, cancel := s.op(ctx)
-	defer cancel()
-	_, err = s.c(colKeyring).UpdateOne(cctx, bson.D{{Key: "_id", Value: fieldKeysID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "legacySealed", Value: true}}}})
-	return err
+	slog.Warn("store: PHI fields still in clear after the start-up sealing (documents kept changing); the next start seals them", "passes", sealPasses)
+	return nil
 }
 
-// sealLegacy rewrites every document holding a PHI field in clear, sealing
-// it, and returns how many it rewrote. Each rewrite sets only the top-level
-// fields that hold clear values, conditioned on the version read (without
-// bumping it: the content is unchanged), so a concurrent write wins and is
-// sealed by its own writer. Members not yet split per insurer are left to
-// MigrateMembers, which reads them as they are and writes them sealed.
-func (s *Store) sealLegacy(ctx context.Context) (int, error) {
-	total := 0
-	for _, step := range []func(context.Context) (int, error){
-		func(ctx context.Context) (int, error) {
+// sealLegacy rewrites every document holding a PHI field in clear or
+// unbound, sealing it bound, and returns how many it rewrote and how many
+// it skipped because they changed meanwhile. Each rewrite sets only the
+// top-level fields that hold such values, conditioned on the version read
+// (without bumping it: the content is unchanged). Members not yet split per
+// insurer are left to MigrateMembers, which reads them as they are and
+// writes them sealed.
+func (s *Store) sealLegacy(ctx context.Context) (sealedN, skipped int, err error) {
+	for _, step := range []func(context.Context) (int, int, error){
+		func(ctx context.Context) (int, int, error) {
 			return sealLegacyIn[patientDoc](ctx, s, colPatients, bson.D{{Key: "insurerIds", Value: bson.D{{Key: "$exists", Value: false}}}})
 		},
-		func(ctx context.Context) (int, error) { return sealLegacyIn[caseDoc](ctx, s, colCases, nil) },
-		func(ctx context.Context) (int, error) { return sealLegacyIn[opinionDoc](ctx, s, colOpinions, nil) },
-		func(ctx context.Context) (int, error) {
+		func(ctx context.Context) (int, int, error) { return sealLegacyIn[caseDoc](ctx, s, colCases, nil) },
+		func(ctx context.Context) (int, int, error) { return sealLegacyIn[opinionDoc](ctx, s, colOpinions, nil) },
+		func(ctx context.Context) (int, int, error) {
 			return sealLegacyIn[webhookSubDoc](ctx, s, colWebhookSubs, nil)
 		},
 	} {
-		n, err := step(ctx)
-		total += n
+		n, k, err := step(ctx)
+		sealedN += n
+		skipped += k
 		if err != nil {
-			return total, fmt.Errorf("store: seal legacy PHI fields: %w", err)
+			return sealedN, skipped, fmt.Errorf("store: seal legacy PHI fields: %w", err)
 		}
 	}
-	return total, nil
+	return sealedN, skipped, nil
 }
 
-func sealLegacyIn[D any](ctx context.Context, s *Store, coll string, filter bson.D) (int, error) {
-	docs, err := findAll[D](ctx, s, coll, filter, options.Find())
-	if err != nil {
-		return 0, err
+// sealLegacyIn seals the documents of coll matching filter, reading them
+// through a cursor, sealBatch at a time.
+func sealLegacyIn[D any](ctx context.Context, s *Store, coll string, filter bson.D) (sealedN, skipped int, err error) {
+	if filter == nil {
+		filter = bson.D{}
 	}
-	n := 0
-	for _, d := range docs {
-		v := reflect.ValueOf(d).Elem()
+	cur, err := s.c(coll).Find(ctx, filter, options.Find().SetBatchSize(sealBatch))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { _ = cur.Close(context.WithoutCancel(ctx)) }()
+	for cur.Next(ctx) {
+		var d D
+		if err := cur.Decode(&d); err != nil {
+			return sealedN, skipped, err
+		}
+		v := reflect.ValueOf(&d).Elem()
 		set := legacyFields(v)
 		if len(set) == 0 {
 			continue
@@ -75,25 +112,27 @@ func sealLegacyIn[D any](ctx context.Context, s *Store, coll string, filter bson
 			cond = versionCond(int(ver.Int()))
 		}
 		ok, err := s.conditional(ctx, coll, id, cond, func(ctx context.Context, filter bson.D) (int64, error) {
-			res, err := s.c(coll).UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: set}})
+			res, err := s.c(coll).UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bindSet(coll, id, set)}})
 			if err != nil {
 				return 0, err
 			}
 			return res.MatchedCount, nil
 		})
 		if err != nil {
-			return n, fmt.Errorf("%s %s: %w", coll, id, err)
+			return sealedN, skipped, fmt.Errorf("%s %s: %w", coll, id, err)
 		}
 		if ok {
-			n++
+			sealedN++
+		} else {
+			skipped++
 		}
 	}
-	return n, nil
+	return sealedN, skipped, cur.Err()
 }
 
 // legacyFields returns, for a decoded document, its top-level fields that
-// hold a PHI value read from clear text, with their values (which encode
-// sealed).
+// hold a PHI value read from clear text or unbound, with their values
+// (which encode sealed).
 func legacyFields(v reflect.Value) bson.D {
 	var out bson.D
 	t := v.Type()
@@ -116,7 +155,7 @@ var (
 )
 
 // holdsLegacy reports whether v holds, anywhere inside, a sealed value read
-// from clear text.
+// from clear text or unbound.
 func holdsLegacy(v reflect.Value) bool {
 	switch v.Type() {
 	case sealedType:
