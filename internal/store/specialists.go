@@ -150,17 +150,30 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 		if in.ExpectedVersion != nil && *in.ExpectedVersion != cur.Version {
 			return nil, domain.Errorf(domain.CodeConflict, "the specialist is at version %d, not %d", cur.Version, *in.ExpectedVersion)
 		}
-		ok, err := s.casUpdate(ctx, colSpecialists, in.ID, cur.Version, set)
+		// Whether the specialist is abroad decides who may read their
+		// cases: it follows the country at once. Only a change of country
+		// refreshes the cases (on the embedded store that read scans every
+		// case); the change marks the profile until the refresh is done,
+		// so a refresh that failed halfway is finished by the next write.
+		moved := !strings.EqualFold(cur.Country, in.Country) || cur.AbroadPending != 0
+		write := set
+		if moved {
+			// The mark names this write's version: a later change's mark
+			// is not cleared by this refresh.
+			write = append(append(bson.D{}, set...), bson.E{Key: "abroadPending", Value: cur.Version + 1})
+		}
+		ok, err := s.casUpdate(ctx, colSpecialists, in.ID, cur.Version, write)
 		if err != nil {
 			return nil, translate(err, "specialist")
 		}
 		if ok {
-			// Whether the specialist is abroad decides who may read their
-			// cases: it follows the country at once, and every profile
-			// write runs it, so a refresh that failed halfway is finished
-			// by the next write.
-			if err := s.refreshAbroad(context.WithoutCancel(ctx), in.ID, in.Country); err != nil {
-				return nil, err
+			if moved {
+				if err := s.refreshAbroad(context.WithoutCancel(ctx), in.ID, in.Country); err != nil {
+					return nil, err
+				}
+				if err := s.abroadRefreshed(context.WithoutCancel(ctx), in.ID, cur.Version+1); err != nil {
+					return nil, err
+				}
 			}
 			return s.Specialist(ctx, p, in.ID)
 		}
@@ -204,6 +217,21 @@ func (s *Store) refreshAbroad(ctx context.Context, specialistID, country string)
 	return nil
 }
 
+// abroadRefreshed clears a specialist's mark of a pending refresh of its
+// cases when it is still the mark of version (through the write helper:
+// the version stays).
+func (s *Store) abroadRefreshed(ctx context.Context, specialistID string, version int) error {
+	_, err := s.conditional(ctx, colSpecialists, specialistID, bson.D{{Key: "abroadPending", Value: version}},
+		func(ctx context.Context, filter bson.D) (int64, error) {
+			res, err := s.c(colSpecialists).UpdateOne(ctx, filter, bson.D{{Key: "$unset", Value: bson.D{{Key: "abroadPending", Value: ""}}}})
+			if err != nil {
+				return 0, err
+			}
+			return res.MatchedCount, nil
+		})
+	return translate(err, "specialist")
+}
+
 // InsertSpecialists stores new specialist documents (seeding and upserts).
 func (s *Store) InsertSpecialists(ctx context.Context, docs []any) error {
 	cctx, cancel := s.op(ctx)
@@ -230,6 +258,9 @@ type specialistDoc struct {
 	OrgKind        string                `bson:"orgKind"`
 	AcceptingCases bool                  `bson:"acceptingCases"`
 	Internal       specialistInternalDoc `bson:"internal"`
+	// AbroadPending marks a change of country whose refresh of the
+	// specialist's cases (specialistAbroad) has not finished yet.
+	AbroadPending int `bson:"abroadPending,omitempty"`
 	// Version moves when the profile changes; the load (an $inc) leaves
 	// it alone.
 	Version   int       `bson:"version"`
