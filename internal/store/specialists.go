@@ -168,10 +168,7 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 		}
 		if ok {
 			if moved {
-				if err := s.refreshAbroad(context.WithoutCancel(ctx), in.ID, in.Country); err != nil {
-					return nil, err
-				}
-				if err := s.abroadRefreshed(context.WithoutCancel(ctx), in.ID, cur.Version+1); err != nil {
+				if err := s.settleAbroad(context.WithoutCancel(ctx), in.ID); err != nil {
 					return nil, err
 				}
 			}
@@ -217,19 +214,41 @@ func (s *Store) refreshAbroad(ctx context.Context, specialistID, country string)
 	return nil
 }
 
-// abroadRefreshed clears a specialist's mark of a pending refresh of its
-// cases when it is still the mark of version (through the write helper:
-// the version stays).
-func (s *Store) abroadRefreshed(ctx context.Context, specialistID string, version int) error {
-	_, err := s.conditional(ctx, colSpecialists, specialistID, bson.D{{Key: "abroadPending", Value: version}},
-		func(ctx context.Context, filter bson.D) (int64, error) {
-			res, err := s.c(colSpecialists).UpdateOne(ctx, filter, bson.D{{Key: "$unset", Value: bson.D{{Key: "abroadPending", Value: ""}}}})
-			if err != nil {
-				return 0, err
-			}
-			return res.MatchedCount, nil
-		})
-	return translate(err, "specialist")
+// settleAbroad refreshes the cases of a specialist whose profile carries
+// the mark of a change of country, from the country the profile holds when
+// the refresh starts, and clears the mark only if the profile has not
+// changed meanwhile; otherwise it refreshes again. Two changes of country
+// in flight therefore end with the cases following the last one: a slower,
+// older refresh is always followed by one from the current profile.
+func (s *Store) settleAbroad(ctx context.Context, specialistID string) error {
+	for attempt := 0; attempt < 10; attempt++ {
+		cur, err := findByID[specialistDoc](ctx, s, colSpecialists, specialistID, nil)
+		if err != nil {
+			return translate(err, "specialist")
+		}
+		if cur.AbroadPending == 0 {
+			return nil
+		}
+		if err := s.refreshAbroad(ctx, specialistID, cur.Country); err != nil {
+			return err
+		}
+		done, err := s.conditional(ctx, colSpecialists, specialistID, bson.D{{Key: "version", Value: cur.Version}},
+			func(ctx context.Context, filter bson.D) (int64, error) {
+				res, err := s.c(colSpecialists).UpdateOne(ctx, filter, bson.D{{Key: "$unset", Value: bson.D{{Key: "abroadPending", Value: ""}}}})
+				if err != nil {
+					return 0, err
+				}
+				return res.MatchedCount, nil
+			})
+		if err != nil {
+			return translate(err, "specialist")
+		}
+		if done {
+			return nil
+		}
+	}
+	// The mark stays: the next profile write finishes the refresh.
+	return errBusy("specialist")
 }
 
 // InsertSpecialists stores new specialist documents (seeding and upserts).
