@@ -3210,8 +3210,10 @@ directive @group(
 The most an input accepts, declared beside it and enforced in one place
 (graph/limits.go) before any resolver runs; a violation is BAD_USER_INPUT
 naming the input's path (e.g. ` + "`" + `input.answers[2].answer` + "`" + `), and nothing is
-stored. On a String or ID: at most ` + "`" + `max` + "`" + ` characters, no control characters
-but tab (and newline where ` + "`" + `multiline` + "`" + `). On a list: at most ` + "`" + `max` + "`" + ` entries,
+stored. On a String or ID: at most ` + "`" + `max` + "`" + ` characters, valid UTF-8, no
+control characters but tab (and newline where ` + "`" + `multiline` + "`" + `), no line or
+paragraph separator, no bidirectional embedding, override or isolate
+(U+202A-U+202E, U+2066-U+2069). On a list: at most ` + "`" + `max` + "`" + ` entries,
 each String or ID entry at most ` + "`" + `length` + "`" + ` characters. README "Input limits"
 lists them all.
 """

@@ -180,14 +180,19 @@ func (s *Service) put(ctx context.Context, key string, dk *keys.DataKey, src io.
 				_, err := io.Copy(sum, hr)
 				hashed <- err
 			}()
-			n, err := io.Copy(enc, io.TeeReader(io.LimitReader(src, s.maxBytes+1), hw))
+			in := &sourceReader{r: io.LimitReader(src, s.maxBytes+1)}
+			n, err := io.Copy(enc, io.TeeReader(in, hw))
 			hw.CloseWithError(err)
 			if herr := <-hashed; err == nil {
 				err = herr
 			}
 			size = n
+			if in.err != nil {
+				// The client's file could not be read to its end.
+				return fileErr(in.err)
+			}
 			if err != nil {
-				return fileErr(err)
+				return err
 			}
 			if n > s.maxBytes {
 				return ErrTooLarge
@@ -203,13 +208,34 @@ func (s *Service) put(ctx context.Context, key string, dk *keys.DataKey, src io.
 	putErr := s.blobs.Put(ctx, key, pr)
 	_ = pr.CloseWithError(errors.New("documents: storage stopped reading")) // unblocks the writer if Put gave up
 	encErr := <-done
-	if encErr != nil {
+	// The client's mistakes first (a file too large or cut short: storage
+	// then fails only because the writer stopped); then storage's own
+	// failure, which the writer only saw as a closed pipe.
+	if encErr != nil && (errors.Is(encErr, ErrTooLarge) || domain.ErrorCode(encErr) == domain.CodeBadUserInput) {
 		return 0, encErr
 	}
 	if putErr != nil {
 		return 0, fmt.Errorf("documents: store blob: %w", putErr)
 	}
+	if encErr != nil {
+		return 0, encErr
+	}
 	return size, nil
+}
+
+// sourceReader remembers a failure to read the client's file, so that it
+// is told apart from a failure to write it on.
+type sourceReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *sourceReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if err != nil && err != io.EOF {
+		s.err = err
+	}
+	return n, err
 }
 
 func (s *Service) deleteBlob(ctx context.Context, key string) {
