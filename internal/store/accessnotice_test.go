@@ -144,22 +144,17 @@ func TestAMissingCaseDoesNotClearThePendingMark(t *testing.T) {
 		return accessOrgDoc{ID: accessPairID("ins:m-1", org), Member: "ins:m-1", Org: org, Role: string(domain.RoleProvider),
 			CaseID: caseID, Categories: []string{"CLINICAL"}, At: s.Now().Truncate(time.Millisecond), Pending: true}
 	}
-	embeddedStore := s.serialWrites
-	for _, serial := range paths(s) {
-		t.Run(fmt.Sprintf("serialised %v", serial), func(t *testing.T) {
-			s.serialWrites = serial
-			defer func() { s.serialWrites = embeddedStore }()
-			found, missing := pair(fmt.Sprintf("found-%v", serial), c.ID), pair(fmt.Sprintf("missing-%v", serial), "no-such-case")
-			_, err := s.c(colAccessOrgs).InsertMany(ctx, []any{found, missing})
-			require.NoError(t, err)
+	onBothPaths(t, s, func(t *testing.T, serial bool) {
+		found, missing := pair(fmt.Sprintf("found-%v", serial), c.ID), pair(fmt.Sprintf("missing-%v", serial), "no-such-case")
+		_, err := s.c(colAccessOrgs).InsertMany(ctx, []any{found, missing})
+		require.NoError(t, err)
 
-			require.NoError(t, s.publishAccessNotices(ctx, []accessOrgDoc{found, missing}))
-			got, err := findByID[accessOrgDoc](ctx, s, colAccessOrgs, missing.ID, nil)
-			require.NoError(t, err)
-			assert.True(t, got.Pending, "no notice was stored: the mark stays")
-			got, err = findByID[accessOrgDoc](ctx, s, colAccessOrgs, found.ID, nil)
-			require.NoError(t, err)
-			assert.False(t, got.Pending, "the published pair is cleared")
-		})
-	}
+		require.NoError(t, s.publishAccessNotices(ctx, []accessOrgDoc{found, missing}))
+		got, err := findByID[accessOrgDoc](ctx, s, colAccessOrgs, missing.ID, nil)
+		require.NoError(t, err)
+		assert.True(t, got.Pending, "no notice was stored: the mark stays")
+		got, err = findByID[accessOrgDoc](ctx, s, colAccessOrgs, found.ID, nil)
+		require.NoError(t, err)
+		assert.False(t, got.Pending, "the published pair is cleared")
+	})
 }

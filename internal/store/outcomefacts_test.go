@@ -33,53 +33,48 @@ func TestOutOfOrderFactsLeaveTheNewerRow(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s := openCAS(t, ctx, "factsorder")
-	embeddedStore := s.serialWrites
-	for _, serial := range paths(s) {
-		t.Run(fmt.Sprintf("serialised %v", serial), func(t *testing.T) {
-			s.serialWrites = serial
-			defer func() { s.serialWrites = embeddedStore }()
-			id := fmt.Sprintf("case-%v", serial)
-			yes, four := true, 4
-			v5, v6 := factsCase(id, 5, nil, nil), factsCase(id, 6, &yes, &four)
+	onBothPaths(t, s, func(t *testing.T, serial bool) {
+		id := fmt.Sprintf("case-%v", serial)
+		yes, four := true, 4
+		v5, v6 := factsCase(id, 5, nil, nil), factsCase(id, 6, &yes, &four)
 
-			require.NoError(t, s.writeCaseFacts(ctx, v6))
-			require.NoError(t, s.writeCaseFacts(ctx, v5), "the older publish lands last")
-			require.NoError(t, s.writeCaseFacts(ctx, v6), "a repeated publish changes nothing")
+		require.NoError(t, s.writeCaseFacts(ctx, v6))
+		require.NoError(t, s.writeCaseFacts(ctx, v5), "the older publish lands last")
+		require.NoError(t, s.writeCaseFacts(ctx, v6), "a repeated publish changes nothing")
 
-			want, months := caseFacts(v6)
-			require.Len(t, months, 2)
-			for _, m := range months {
-				got, err := findByID[factsMonthDoc](ctx, s, colOutcomeFacts, m, nil)
-				require.NoError(t, err)
-				assert.Equal(t, want, got.Rows[id], "month %s", m)
-				assert.Equal(t, 6, got.Vers[id], "month %s", m)
-			}
-			rows, err := s.StatsRows(ctx, StatsFilter{From: v6.SubmittedAt.AddDate(0, -1, 0), To: v6.SubmittedAt.AddDate(0, 2, 0)})
+		want, months := caseFacts(v6)
+		require.Len(t, months, 2)
+		for _, m := range months {
+			got, err := findByID[factsMonthDoc](ctx, s, colOutcomeFacts, m, nil)
 			require.NoError(t, err)
-			var mine []StatsRow
-			for _, r := range rows {
-				if r.TreatmentChanged != nil || r.Satisfaction != nil || r.DeliveredAt != nil {
-					mine = append(mine, r)
-				}
+			assert.Equal(t, want, got.Rows[id], "month %s", m)
+			assert.Equal(t, 6, got.Vers[id], "month %s", m)
+		}
+		rows, err := s.StatsRows(ctx, StatsFilter{From: v6.SubmittedAt.AddDate(0, -1, 0), To: v6.SubmittedAt.AddDate(0, 2, 0)})
+		require.NoError(t, err)
+		var mine []StatsRow
+		for _, r := range rows {
+			if r.TreatmentChanged != nil || r.Satisfaction != nil || r.DeliveredAt != nil {
+				mine = append(mine, r)
 			}
-			require.NotEmpty(t, mine)
-			for _, r := range mine {
-				require.NotNil(t, r.Satisfaction, "the newer facts")
-				assert.Equal(t, 4, *r.Satisfaction)
-			}
+		}
+		require.NotEmpty(t, mine)
+		for _, r := range mine {
+			require.NotNil(t, r.Satisfaction, "the newer facts")
+			assert.Equal(t, 4, *r.Satisfaction)
+		}
 
-			// A row from before versions is replaced by any versioned one.
-			legacy := factsCase(id+"-legacy", 2, nil, nil)
-			row, months := caseFacts(legacy)
-			_, err = s.c(colOutcomeFacts).UpdateOne(ctx, bson.D{{Key: "_id", Value: months[0]}},
-				bson.D{{Key: "$set", Value: bson.D{{Key: "rows." + legacy.ID, Value: row}}}})
-			require.NoError(t, err)
-			require.NoError(t, s.writeCaseFacts(ctx, factsCase(legacy.ID, 1, &yes, &four)))
-			got, err := findByID[factsMonthDoc](ctx, s, colOutcomeFacts, months[0], nil)
-			require.NoError(t, err)
-			assert.Equal(t, 1, got.Vers[legacy.ID])
-		})
-	}
+		// A row from before versions is replaced by any versioned one.
+		legacy := factsCase(id+"-legacy", 2, nil, nil)
+		row, months := caseFacts(legacy)
+		_, err = s.c(colOutcomeFacts).UpdateOne(ctx, bson.D{{Key: "_id", Value: months[0]}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "rows." + legacy.ID, Value: row}}}})
+		require.NoError(t, err)
+		require.NoError(t, s.writeCaseFacts(ctx, factsCase(legacy.ID, 1, &yes, &four)))
+		got, err := findByID[factsMonthDoc](ctx, s, colOutcomeFacts, months[0], nil)
+		require.NoError(t, err)
+		assert.Equal(t, 1, got.Vers[legacy.ID])
+	})
 }
 
 // Of a case's two copies, statistics read the newer version's, also when

@@ -32,54 +32,64 @@ func paths(s *Store) []bool {
 	return []bool{false}
 }
 
+// onBothPaths runs f as a subtest on each write path the store can take
+// (paths), restoring the store's own afterwards.
+func onBothPaths(t *testing.T, s *Store, f func(t *testing.T, serial bool)) {
+	t.Helper()
+	own := s.serialWrites
+	for _, serial := range paths(s) {
+		t.Run(fmt.Sprintf("serialised %v", serial), func(t *testing.T) {
+			s.serialWrites = serial
+			defer func() { s.serialWrites = own }()
+			f(t, serial)
+		})
+	}
+}
+
 func TestCompareAndSetOnBothPaths(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s := openCAS(t, ctx, "cas")
 	embeddedStore := s.serialWrites
-	for _, serial := range paths(s) {
-		t.Run(fmt.Sprintf("serialised %v", serial), func(t *testing.T) {
-			s.serialWrites = serial
-			defer func() { s.serialWrites = embeddedStore }()
-			id := fmt.Sprintf("k-%v", serial)
-			_, err := s.c(colCounters).InsertOne(ctx, counterDoc{ID: id})
-			require.NoError(t, err)
-			set := func(n int64) bson.D { return bson.D{{Key: "seq", Value: n}} }
+	onBothPaths(t, s, func(t *testing.T, serial bool) {
+		id := fmt.Sprintf("k-%v", serial)
+		_, err := s.c(colCounters).InsertOne(ctx, counterDoc{ID: id})
+		require.NoError(t, err)
+		set := func(n int64) bson.D { return bson.D{{Key: "seq", Value: n}} }
 
-			ok, err := s.casUpdate(ctx, colCounters, id, 0, set(10))
-			require.NoError(t, err)
-			assert.True(t, ok, "the first writer at version 0 wins")
-			ok, err = s.casUpdate(ctx, colCounters, id, 0, set(20))
-			require.NoError(t, err)
-			assert.False(t, ok, "a second writer from version 0 loses")
-			ok, err = s.casUpdate(ctx, colCounters, "missing", 0, set(1))
-			require.NoError(t, err)
-			assert.False(t, ok, "no document, no write")
+		ok, err := s.casUpdate(ctx, colCounters, id, 0, set(10))
+		require.NoError(t, err)
+		assert.True(t, ok, "the first writer at version 0 wins")
+		ok, err = s.casUpdate(ctx, colCounters, id, 0, set(20))
+		require.NoError(t, err)
+		assert.False(t, ok, "a second writer from version 0 loses")
+		ok, err = s.casUpdate(ctx, colCounters, "missing", 0, set(1))
+		require.NoError(t, err)
+		assert.False(t, ok, "no document, no write")
 
-			if !serial && embeddedStore {
-				return // FerretDB does not apply a filtered update atomically
-			}
-			var wins atomic.Int32
-			var wg sync.WaitGroup
-			for i := range 8 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					ok, err := s.casUpdate(ctx, colCounters, id, 1, set(int64(100+i)))
-					assert.NoError(t, err)
-					if ok {
-						wins.Add(1)
-					}
-				}()
-			}
-			wg.Wait()
-			assert.EqualValues(t, 1, wins.Load(), "of 8 racing writers from version 1, one wins")
-			got, err := findByID[counterDoc](ctx, s, colCounters, id, nil)
-			require.NoError(t, err)
-			assert.Equal(t, 2, got.Version)
-			assert.GreaterOrEqual(t, got.Seq, int64(100))
-		})
-	}
+		if !serial && embeddedStore {
+			return // FerretDB does not apply a filtered update atomically
+		}
+		var wins atomic.Int32
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ok, err := s.casUpdate(ctx, colCounters, id, 1, set(int64(100+i)))
+				assert.NoError(t, err)
+				if ok {
+					wins.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		assert.EqualValues(t, 1, wins.Load(), "of 8 racing writers from version 1, one wins")
+		got, err := findByID[counterDoc](ctx, s, colCounters, id, nil)
+		require.NoError(t, err)
+		assert.Equal(t, 2, got.Version)
+		assert.GreaterOrEqual(t, got.Seq, int64(100))
+	})
 }
 
 // A writer whose request is cancelled right after it took the document's
@@ -236,57 +246,52 @@ func TestACaseMoveCostsAtMostSixCommands(t *testing.T) {
 		}
 	}})
 	coordinator := domain.Principal{Subject: "c", Role: domain.RoleCoordinator, Org: "operator"}
-	embeddedStore := s.serialWrites
-	for _, serial := range paths(s) {
-		t.Run(fmt.Sprintf("serialised %v", serial), func(t *testing.T) {
-			s.serialWrites = serial
-			defer func() { s.serialWrites = embeddedStore }()
-			c, err := s.InsertCase(ctx, NewCase{PolicyID: "pol", PatientID: "p", InsurerID: "ins", Specialty: "oncology", Urgency: domain.UrgencyRoutine, ActorRole: domain.RoleMember})
-			require.NoError(t, err)
-			triage, from := domain.StatusTriage, domain.StatusSubmitted
-			mu.Lock()
-			cmds = nil
-			mu.Unlock()
-			counting.Store(true)
-			_, err = s.MutateCase(ctx, coordinator, c.ID, nil, func(*domain.Case) (CaseUpdate, error) {
-				return CaseUpdate{Status: &triage, Events: []domain.CaseEvent{{Type: "STATUS_CHANGED", FromStatus: &from, ToStatus: &triage, ActorRole: domain.RoleCoordinator}}}, nil
-			})
-			counting.Store(false)
-			require.NoError(t, err)
-			mu.Lock()
-			defer mu.Unlock()
-			t.Logf("commands: %s", strings.Join(cmds, " "))
-			limit := 6
-			if serial {
-				limit = 8 // each conditional write reads the version by _id first (all by _id)
-			}
-			// Entering TRIAGE adds an outcome fact (records complete): one
-			// more write to the case's outcome_facts document, only if its
-			// row there is older: on MongoDB one filtered update, serialised
-			// a read of the row versions and a write (both by _id).
-			facts := 1
-			if serial {
-				facts = 2
-			}
-			assert.LessOrEqual(t, len(cmds), limit+facts, strings.Join(cmds, " "))
-			assert.Equal(t, facts, strings.Count(strings.Join(cmds, " "), "outcome_facts"), strings.Join(cmds, " "))
-			assert.NotContains(t, strings.Join(cmds, " "), "claims")
-
-			// A move that adds no fact costs what it did.
-			assigned := domain.StatusAssigned
-			cmds = nil
-			mu.Unlock()
-			counting.Store(true)
-			_, err = s.MutateCase(ctx, coordinator, c.ID, nil, func(*domain.Case) (CaseUpdate, error) {
-				return CaseUpdate{Status: &assigned, Events: []domain.CaseEvent{{Type: "STATUS_CHANGED", FromStatus: &triage, ToStatus: &assigned, ActorRole: domain.RoleCoordinator}}}, nil
-			})
-			counting.Store(false)
-			mu.Lock()
-			require.NoError(t, err)
-			assert.LessOrEqual(t, len(cmds), limit, strings.Join(cmds, " "))
-			assert.NotContains(t, strings.Join(cmds, " "), "outcome_facts")
+	onBothPaths(t, s, func(t *testing.T, serial bool) {
+		c, err := s.InsertCase(ctx, NewCase{PolicyID: "pol", PatientID: "p", InsurerID: "ins", Specialty: "oncology", Urgency: domain.UrgencyRoutine, ActorRole: domain.RoleMember})
+		require.NoError(t, err)
+		triage, from := domain.StatusTriage, domain.StatusSubmitted
+		mu.Lock()
+		cmds = nil
+		mu.Unlock()
+		counting.Store(true)
+		_, err = s.MutateCase(ctx, coordinator, c.ID, nil, func(*domain.Case) (CaseUpdate, error) {
+			return CaseUpdate{Status: &triage, Events: []domain.CaseEvent{{Type: "STATUS_CHANGED", FromStatus: &from, ToStatus: &triage, ActorRole: domain.RoleCoordinator}}}, nil
 		})
-	}
+		counting.Store(false)
+		require.NoError(t, err)
+		mu.Lock()
+		defer mu.Unlock()
+		t.Logf("commands: %s", strings.Join(cmds, " "))
+		limit := 6
+		if serial {
+			limit = 8 // each conditional write reads the version by _id first (all by _id)
+		}
+		// Entering TRIAGE adds an outcome fact (records complete): one
+		// more write to the case's outcome_facts document, only if its
+		// row there is older: on MongoDB one filtered update, serialised
+		// a read of the row versions and a write (both by _id).
+		facts := 1
+		if serial {
+			facts = 2
+		}
+		assert.LessOrEqual(t, len(cmds), limit+facts, strings.Join(cmds, " "))
+		assert.Equal(t, facts, strings.Count(strings.Join(cmds, " "), "outcome_facts"), strings.Join(cmds, " "))
+		assert.NotContains(t, strings.Join(cmds, " "), "claims")
+
+		// A move that adds no fact costs what it did.
+		assigned := domain.StatusAssigned
+		cmds = nil
+		mu.Unlock()
+		counting.Store(true)
+		_, err = s.MutateCase(ctx, coordinator, c.ID, nil, func(*domain.Case) (CaseUpdate, error) {
+			return CaseUpdate{Status: &assigned, Events: []domain.CaseEvent{{Type: "STATUS_CHANGED", FromStatus: &triage, ToStatus: &assigned, ActorRole: domain.RoleCoordinator}}}, nil
+		})
+		counting.Store(false)
+		mu.Lock()
+		require.NoError(t, err)
+		assert.LessOrEqual(t, len(cmds), limit, strings.Join(cmds, " "))
+		assert.NotContains(t, strings.Join(cmds, " "), "outcome_facts")
+	})
 }
 
 func collectionOf(e *event.CommandStartedEvent) string {
@@ -302,31 +307,26 @@ func TestCompareAndDeleteOnlyDeletesTheVersionItNames(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s := openCAS(t, ctx, "casdelete")
-	embeddedStore := s.serialWrites
-	for _, serial := range paths(s) {
-		t.Run(fmt.Sprintf("serialised %v", serial), func(t *testing.T) {
-			s.serialWrites = serial
-			defer func() { s.serialWrites = embeddedStore }()
-			id := fmt.Sprintf("d-%v", serial)
-			_, err := s.c(colCounters).InsertOne(ctx, counterDoc{ID: id, Version: 1})
-			require.NoError(t, err)
-			ok, err := s.casUpdate(ctx, colCounters, id, 1, bson.D{{Key: "seq", Value: int64(1)}})
-			require.NoError(t, err)
-			require.True(t, ok) // used meanwhile: now at version 2
+	onBothPaths(t, s, func(t *testing.T, serial bool) {
+		id := fmt.Sprintf("d-%v", serial)
+		_, err := s.c(colCounters).InsertOne(ctx, counterDoc{ID: id, Version: 1})
+		require.NoError(t, err)
+		ok, err := s.casUpdate(ctx, colCounters, id, 1, bson.D{{Key: "seq", Value: int64(1)}})
+		require.NoError(t, err)
+		require.True(t, ok) // used meanwhile: now at version 2
 
-			ok, err = s.casDelete(ctx, colCounters, id, 1)
-			require.NoError(t, err)
-			assert.False(t, ok, "a document that moved on is not deleted")
-			_, err = findByID[counterDoc](ctx, s, colCounters, id, nil)
-			require.NoError(t, err)
+		ok, err = s.casDelete(ctx, colCounters, id, 1)
+		require.NoError(t, err)
+		assert.False(t, ok, "a document that moved on is not deleted")
+		_, err = findByID[counterDoc](ctx, s, colCounters, id, nil)
+		require.NoError(t, err)
 
-			ok, err = s.casDelete(ctx, colCounters, id, 2)
-			require.NoError(t, err)
-			assert.True(t, ok)
-			_, err = findByID[counterDoc](ctx, s, colCounters, id, nil)
-			assert.ErrorIs(t, err, mongo.ErrNoDocuments)
-		})
-	}
+		ok, err = s.casDelete(ctx, colCounters, id, 2)
+		require.NoError(t, err)
+		assert.True(t, ok)
+		_, err = findByID[counterDoc](ctx, s, colCounters, id, nil)
+		assert.ErrorIs(t, err, mongo.ErrNoDocuments)
+	})
 }
 
 func TestScansAreAdmittedPerCollection(t *testing.T) {
