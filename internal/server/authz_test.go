@@ -372,6 +372,49 @@ func TestAuthzAWriteOnlyTokenAddsARecordOnce(t *testing.T) {
 	assert.Len(t, records, before+1)
 }
 
+// A provider token narrowed to one specialist (specialist_id) reads only
+// that specialist's cases; seen in review, it could still rewrite a
+// colleague's profile, country included (which decides who may read the
+// colleague's cases), and register new specialists.
+func TestAuthzAOneSpecialistTokenWritesOnlyThatSpecialist(t *testing.T) {
+	env := testenv.Start(t)
+	provider := env.Token(t, testenv.Persona("provider"))
+	register := func(tok, name string) testenv.Response {
+		return env.Do(t, tok, `mutation($in: UpsertSpecialistInput!) { upsertSpecialist(input: $in) { specialist { id country } } }`,
+			map[string]any{"in": map[string]any{"name": name, "specialties": []any{"oncology"}, "languages": []any{"en"}, "country": "CA"}})
+	}
+	res := register(provider, "Dr Self")
+	require.Empty(t, res.Errors, res.Raw)
+	self := testenv.Get(res.Data, "upsertSpecialist", "specialist", "id").(string)
+	res = register(provider, "Dr Colleague")
+	require.Empty(t, res.Errors, res.Raw)
+	colleague := testenv.Get(res.Data, "upsertSpecialist", "specialist", "id").(string)
+	_, selfRaw, ok := graph.ParseGlobalID(self)
+	require.True(t, ok)
+	p := testenv.Persona("provider")
+	p.SpecialistID = selfRaw
+	narrowed := env.Token(t, p)
+
+	move := func(id string) testenv.Response {
+		return env.Do(t, narrowed, `mutation($in: UpsertSpecialistInput!) { upsertSpecialist(input: $in) { specialist { id country } } }`,
+			map[string]any{"in": map[string]any{"id": id, "name": "Moved", "specialties": []any{"oncology"}, "languages": []any{"en"}, "country": "US"}})
+	}
+	res = move(colleague)
+	require.Len(t, res.Errors, 1, res.Raw)
+	assert.Equal(t, "NOT_FOUND", res.Errors[0].Code(), "a colleague is out of this token's reach, as for its reads")
+	res = env.As(t, "coordinator", `query($id: ID!) { node(id: $id) { ... on Specialist { country name } } }`, map[string]any{"id": colleague})
+	require.Empty(t, res.Errors, res.Raw)
+	assert.Equal(t, "CA", testenv.Get(res.Data, "node", "country"), "the colleague's profile is unchanged")
+
+	res = move(self)
+	require.Empty(t, res.Errors, res.Raw)
+	assert.Equal(t, "US", testenv.Get(res.Data, "upsertSpecialist", "specialist", "country"), "its own profile it may change")
+
+	res = register(narrowed, "Dr New")
+	require.Len(t, res.Errors, 1, res.Raw)
+	assert.Equal(t, "FORBIDDEN", res.Errors[0].Code())
+}
+
 // ---- consent
 
 func TestAuthzPartnerLosesACaseTheMomentInternationalSharingIsRevoked(t *testing.T) {

@@ -107,8 +107,11 @@ type SignFunc func(o *domain.Opinion) (*domain.Signature, error)
 // ResignOpinion signs the delivered opinion of case caseID again (after a
 // follow-up answer): sign runs on each attempt of the compare-and-set, so
 // the signature stored last covers everything written before it read.
-func (s *Store) ResignOpinion(ctx context.Context, caseID string, sign SignFunc) error {
-	id := OpinionIDForCase(caseID)
+func (s *Store) ResignOpinion(ctx context.Context, p domain.Principal, c *domain.Case, sign SignFunc) error {
+	if !caseScope(p).allow(c) {
+		return domain.ErrNotFound("case")
+	}
+	id := OpinionIDForCase(c.ID)
 	for attempt := 0; attempt < 10; attempt++ {
 		if err := retryPause(ctx, attempt); err != nil {
 			return translate(err, "opinion")

@@ -8,8 +8,8 @@ import (
 	"github.com/secondopinion/gateway/internal/domain"
 )
 
-// This file is the one place that decides which rows a caller may see
-//. Each collection has one function returning both the filter
+// This file is the one place that decides which rows a caller may see.
+// Each collection has one function returning both the filter
 // used by list queries and the check applied to a document fetched by _id, so
 // the two paths cannot drift apart; and one function returning the
 // projection that leaves out field groups the role may not read.
@@ -197,9 +197,15 @@ func webhookScope(p domain.Principal) scope[*domain.WebhookSubscription] {
 }
 
 // specialistWriteScope: the specialists p may change: its own org's, any
-// for a coordinator.
+// for a coordinator; a token narrowed to one specialist (specialist_id)
+// only that one, as every read scope narrows it.
 func specialistWriteScope(p domain.Principal) func(*specialistDoc) bool {
-	return func(d *specialistDoc) bool { return p.Role == domain.RoleCoordinator || d.OrgID == p.Org }
+	return func(d *specialistDoc) bool {
+		if p.Role == domain.RoleCoordinator {
+			return true
+		}
+		return d.OrgID == p.Org && (p.SpecialistID == "" || d.ID == p.SpecialistID)
+	}
 }
 
 // specialistInternalVisible: load and contact for the specialist's own org and

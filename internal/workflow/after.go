@@ -116,7 +116,7 @@ func (s *Service) AnswerFollowUp(ctx context.Context, p domain.Principal, follow
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := s.store.ResignOpinion(ctx, caseID, s.signFor(ctx, p, c)); err != nil {
+	if err := s.store.ResignOpinion(ctx, p, c, s.signFor(ctx, p, c)); err != nil {
 		return nil, nil, err
 	}
 	return c, &answered, nil

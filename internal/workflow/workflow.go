@@ -241,6 +241,10 @@ func (s *Service) UpsertSpecialist(ctx context.Context, p domain.Principal, in s
 		in.OrgID = p.Org
 	}
 	if in.ID == "" {
+		if p.SpecialistID != "" {
+			// A token that acts as one specialist registers no others.
+			return nil, domain.Errorf(domain.CodeForbidden, "a token for one specialist may not register specialists")
+		}
 		if in.OrgID == "" {
 			return nil, bad("orgId is required")
 		}
