@@ -10,14 +10,15 @@ import (
 	"github.com/secondopinion/gateway/internal/workflow"
 )
 
-// maxIntegrityDays bounds one auditIntegrity call: each day's chains are
-// read whole.
-const maxIntegrityDays = 366
-
-// auditIntegrity recomputes the chains of the days from..to.
+// auditIntegrity recomputes the chains of the days from..to: the export's
+// rules (a coordinator, at most workflow.MaxExportDays), as it reads the
+// same rows, here into memory.
 func auditIntegrity(ctx context.Context, st *workflow.Service, p domain.Principal, from, to time.Time) (*model.AuditIntegrity, error) {
-	if to.Before(from) || to.Sub(from) > maxIntegrityDays*24*time.Hour {
-		return nil, domain.Errorf(domain.CodeBadUserInput, "from must not be after to, at most %d days apart", maxIntegrityDays)
+	if err := workflow.AuditExportAllowed(p); err != nil {
+		return nil, err
+	}
+	if err := workflow.AuditExportPeriod(from, to); err != nil {
+		return nil, err
 	}
 	heads, events, err := st.AuditChains(ctx, p, from, to)
 	if err != nil {

@@ -33,6 +33,9 @@ func TestAuditIntegrityFindsADeletedEvent(t *testing.T) {
 	for _, role := range []string{"member", "insurer", "provider", "partner"} {
 		assert.Contains(t, env.As(t, role, integrityDoc, vars).Codes(), "FORBIDDEN", role)
 	}
+	// A year at once was read whole into memory: the export's 31 days.
+	long := map[string]any{"from": env.Now.UTC().AddDate(0, 0, -40).Format("2006-01-02T00:00:00Z"), "to": day}
+	assert.Equal(t, []string{"BAD_USER_INPUT"}, env.As(t, "coordinator", integrityDoc, long).Codes())
 
 	client, err := mongo.Connect(options.Client().ApplyURI(testenv.URI(t)))
 	require.NoError(t, err)
