@@ -1,8 +1,11 @@
 package webhooks_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -123,7 +126,11 @@ func TestAnOrganisationsFirstReadIsAnnouncedOnceToTheMemberAndTheInsurer(t *test
 	m.consent(t, caseID, "revokeConsent", "RECORDS_RELEASE")
 
 	before, ev := member.until(domain.EventDataAccessedByNewOrg)
-	assert.Empty(t, before, "nothing comes before the provider's first read")
+	for _, typ := range before {
+		// Only a straggler of the warm-up's consent toggling may come
+		// first (on a busy machine one can outlast the drain).
+		assert.Contains(t, []string{"CONSENT_GRANTED", "CONSENT_REVOKED"}, typ, "nothing but the warm-up comes before the provider's first read")
+	}
 	assert.Equal(t, "PROVIDER", testenv.Get(ev, "event", "actorRole"))
 	access := ev["access"].(map[string]any)
 	assert.Equal(t, map[string]any{"name": "Toronto General", "kind": "PROVIDER"}, access["organization"])
@@ -187,17 +194,27 @@ func TestAFirstReadThroughTwoReplicasAtOnceIsAnnouncedOnce(t *testing.T) {
 	m.triage(t, caseID)
 	assign(t, a, caseID, specialistIn(t, a, seed.ProviderToronto, "CA"))
 
+	// Tokens and bodies are made here: require may not run on the
+	// goroutines below.
+	tokA, tokB := a.Token(t, testenv.Persona("provider")), b.Token(t, testenv.Persona("provider"))
+	body, err := json.Marshal(map[string]any{"query": readCaseDoc, "variables": map[string]any{"id": caseID}})
+	require.NoError(t, err)
 	var wg sync.WaitGroup
 	for i := range 8 {
-		env := a
+		env, tok := a, tokA
 		if i%2 == 1 {
-			env = b
+			env, tok = b, tokB
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res := env.As(t, "provider", readCaseDoc, map[string]any{"id": caseID})
-			assert.Empty(t, res.Errors, res.Raw)
+			req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+tok)
+			rec := httptest.NewRecorder()
+			env.Handler.ServeHTTP(rec, req)
+			assert.Equal(t, http.StatusOK, rec.Code)
+			assert.NotContains(t, rec.Body.String(), `"errors"`)
 		}()
 	}
 	wg.Wait()
