@@ -108,7 +108,16 @@ func (g *wsGuard) aroundOperations(ctx context.Context, next graphql.OperationHa
 		return func(rctx context.Context) *graphql.Response {
 			rctx, cancel := context.WithTimeout(rctx, g.timeout)
 			defer cancel()
-			return h(rctx)
+			resp := h(rctx)
+			if resp == nil && rctx.Err() != nil {
+				// Past its deadline the executor answers nothing, which
+				// the socket would send as a bare complete: say why.
+				return &graphql.Response{Errors: gqlerror.List{{
+					Message:    "the operation ran past its deadline",
+					Extensions: map[string]any{"code": string(domain.CodeInternal)},
+				}}}
+			}
+			return resp
 		}
 	}
 	release, msg := g.acquire(ctx, principalKey(p))

@@ -158,8 +158,9 @@ func TestWebsocketOperationsRunUnderTheRequestDeadline(t *testing.T) {
 	require.NoError(t, err)
 	ack(t, ws)
 	ws.Subscribe(t, "1", `{ cases(first: 100) { totalCount } }`, nil)
-	typ, _, data := wsAnswer(t, ws, "1")
+	typ, codes, data := wsAnswer(t, ws, "1")
 	assert.Nil(t, data["cases"], "answered past its deadline (%s)", typ)
+	assert.Equal(t, []string{"INTERNAL"}, codes, "the client is told the operation failed, not sent a bare complete (%s)", typ)
 }
 
 func TestWebsocketFloodIsClosedWith4429(t *testing.T) {
