@@ -34,6 +34,7 @@ var files embed.FS
 // Operation is one documented operation.
 type Operation struct {
 	Role     string // the folder: the role that sends it
+	Dir      string // the folder its files are in (<role> or <role>/uploads)
 	Name     string // the operation's name (and the file's base name)
 	Type     string // query, mutation or subscription
 	Document string
@@ -76,7 +77,7 @@ func Operations() ([]Operation, error) {
 			return nil, fmt.Errorf("docs: %s: want exactly one named operation", p)
 		}
 		op := Operation{
-			Role: strings.Split(p, "/")[0], Name: doc.Operations[0].Name, Type: string(doc.Operations[0].Operation),
+			Role: strings.Split(p, "/")[0], Dir: path.Dir(p), Name: doc.Operations[0].Name, Type: string(doc.Operations[0].Operation),
 			Document: string(src),
 		}
 		if base := strings.TrimSuffix(path.Base(p), ".graphql"); base != op.Name {
@@ -93,6 +94,9 @@ func Operations() ([]Operation, error) {
 			matches, _ := fs.Glob(files, stem+".*")
 			for _, m := range matches {
 				if !strings.HasSuffix(m, ".graphql") && !strings.HasSuffix(m, ".json") {
+					if op.File != nil {
+						return nil, fmt.Errorf("docs: %s: an upload sends one file; %s is a second", p, m)
+					}
 					if op.File, err = files.ReadFile(m); err != nil {
 						return nil, err
 					}

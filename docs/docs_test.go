@@ -67,10 +67,7 @@ func TestDocumentedFlowRunsAsWritten(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(resp.Raw), &got))
 		answers[op.Name] = got
 
-		file := filepath.Join(op.Role, op.Name+".response.json")
-		if op.File != nil {
-			file = filepath.Join(op.Role, "uploads", op.Name+".response.json")
-		}
+		file := filepath.Join(op.Dir, op.Name+".response.json")
 		if *update {
 			var b bytes.Buffer
 			enc := json.NewEncoder(&b)
