@@ -153,8 +153,8 @@ type AccessLogFilter struct {
 // principal has no access log: the page is empty. The cursor is an entry's
 // id; one outside the member's own range is refused.
 func (s *Store) AccessLog(ctx context.Context, p domain.Principal, f AccessLogFilter, pg Page) ([]*domain.AccessLogEntry, bool, error) {
-	member := p.MemberKey()
-	if p.Role != domain.RoleMember || member == "" {
+	member := accessLogMember(p)
+	if member == "" {
 		return nil, false, nil
 	}
 	prefix := memberPrefix(member)
@@ -175,8 +175,8 @@ func (s *Store) AccessLog(ctx context.Context, p domain.Principal, f AccessLogFi
 
 // CountAccessLog counts the entries of the member p is that match f.
 func (s *Store) CountAccessLog(ctx context.Context, p domain.Principal, f AccessLogFilter) (int, error) {
-	member := p.MemberKey()
-	if p.Role != domain.RoleMember || member == "" {
+	member := accessLogMember(p)
+	if member == "" {
 		return 0, nil
 	}
 	lo, hi := accessLogRange(member, f)

@@ -176,6 +176,16 @@ func auditScope(p domain.Principal) scope[*domain.AuditEvent] {
 	return denyAll[*domain.AuditEvent]()
 }
 
+// accessLogMember: whose access log p may read: its own, as a member; no
+// one else has one ("" for everyone else). The log is keyed by member
+// (accesslog.go), so this key is its whole row rule.
+func accessLogMember(p domain.Principal) string {
+	if p.Role != domain.RoleMember {
+		return ""
+	}
+	return p.MemberKey()
+}
+
 // webhookScope: insurers, providers and partners see their own
 // organisation's webhook subscriptions (same role and org; a token narrowed
 // to one specialist, only those it created). Members and coordinators have
