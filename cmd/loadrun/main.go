@@ -156,12 +156,12 @@ func run(nCases, nSpecialists, requests, fastRequests int, levels string, alone 
 
 	fmt.Printf("machine: %d CPUs, %s/%s, %s\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Printf("processes: the embedded store + this load generator; the gateway (app.Run); the baseline\n")
-	fmt.Printf("%d requests per run (%d for detail, search and mutate alone); cpu ms/req is the target process's own CPU (no database) per request\n\n", requests, fastRequests)
+	fmt.Printf("%d requests per run (%d for detail, search and mutate alone); cpu ms/req is the target process's own CPU (no database) per request; store ms/req is this process's (the embedded store, with the load generator) per request of that target\n\n", requests, fastRequests)
 	header := func() {
-		fmt.Printf("%-8s %-9s %-9s %9s %9s %9s %12s %7s\n", "clients", "op", "target", "req/s", "p50 ms", "p99 ms", "cpu ms/req", "failed")
+		fmt.Printf("%-8s %-9s %-9s %9s %9s %9s %12s %12s %7s\n", "clients", "op", "target", "req/s", "p50 ms", "p99 ms", "cpu ms/req", "store ms/req", "failed")
 	}
 	line := func(n int, op, name string, s stats) {
-		fmt.Printf("%-8d %-9s %-9s %9.1f %9.1f %9.1f %12.2f %7d\n", n, op, name, s.rps, s.p50, s.p99, s.cpuPerReq, s.failed)
+		fmt.Printf("%-8d %-9s %-9s %9.1f %9.1f %9.1f %12.2f %12.2f %7d\n", n, op, name, s.rps, s.p50, s.p99, s.cpuPerReq, s.storeCPUPerReq, s.failed)
 	}
 	ratio := func(n int, op string, g, b stats) {
 		if b.rps > 0 {
@@ -177,11 +177,13 @@ func run(nCases, nSpecialists, requests, fastRequests int, levels string, alone 
 			if op == "list" {
 				n = requests
 			}
+			resetPeakRSS()
 			res := compare(targets, i, alone, n, []string{op})
 			for _, name := range []string{"baseline", "gateway"} {
 				line(alone, op, name, res[name]["all"])
 			}
 			ratio(alone, op, res["gateway"]["all"], res["baseline"]["all"])
+			fmt.Printf("%-8d %-9s %-9s %8.0f MiB peak RSS during this operation's runs\n", alone, op, "store", peakRSS(os.Getpid()))
 		}
 		fmt.Println()
 	}
@@ -236,7 +238,7 @@ func (w worker) specialist(sps []*domain.Specialist) *domain.Specialist {
 }
 
 type stats struct {
-	rps, p50, p99, cpuPerReq float64
+	rps, p50, p99, cpuPerReq, storeCPUPerReq float64
 	// failed requests count in none of the others.
 	failed int
 }
@@ -249,7 +251,11 @@ type sample struct {
 	failed  map[string]int
 	elapsed float64 // seconds
 	cpu     float64 // the target process's CPU, ms
-	total   int
+	// storeCPU is this process's CPU, ms: the embedded store's, plus the
+	// load generator's own (a small part: it only sends requests and
+	// reads the answers).
+	storeCPU float64
+	total    int
 }
 
 // drive sends `total` requests of the mix from n clients, recording each
@@ -265,7 +271,7 @@ func drive(tg target, n, total int, mix []string) sample {
 		next   = make(chan int)
 		wg     sync.WaitGroup
 	)
-	cpu0 := tg.proc.cpuTime()
+	cpu0, store0 := tg.proc.cpuTime(), cpuTime(os.Getpid())
 	start := time.Now()
 	for w := 0; w < n; w++ {
 		wg.Add(1)
@@ -298,7 +304,8 @@ func drive(tg target, n, total int, mix []string) sample {
 	close(next)
 	wg.Wait()
 	return sample{lats: lats, failed: failed, elapsed: time.Since(start).Seconds(),
-		cpu: float64((tg.proc.cpuTime() - cpu0).Microseconds()) / 1000, total: total}
+		cpu:      float64((tg.proc.cpuTime() - cpu0).Microseconds()) / 1000,
+		storeCPU: float64((cpuTime(os.Getpid()) - store0).Microseconds()) / 1000, total: total}
 }
 
 // compare measures two targets on the same work in the order A B B A, each
@@ -322,11 +329,11 @@ func compare(targets []target, first, n, total int, mix []string) map[string]map
 
 // summarize merges samples of one target into stats per kind and "all".
 func summarize(ss []sample, mix []string) map[string]stats {
-	var elapsed, cpu float64
+	var elapsed, cpu, storeCPU float64
 	var total int
 	lats, failed := map[string][]float64{}, map[string]int{}
 	for _, sm := range ss {
-		elapsed, cpu, total = elapsed+sm.elapsed, cpu+sm.cpu, total+sm.total
+		elapsed, cpu, storeCPU, total = elapsed+sm.elapsed, cpu+sm.cpu, storeCPU+sm.storeCPU, total+sm.total
 		for k, l := range sm.lats {
 			lats[k] = append(lats[k], l...)
 		}
@@ -338,7 +345,8 @@ func summarize(ss []sample, mix []string) map[string]stats {
 	for _, k := range append([]string{"all"}, mix...) {
 		l := lats[k]
 		sort.Float64s(l)
-		out[k] = stats{rps: float64(len(l)) / elapsed, p50: pct(l, 0.50), p99: pct(l, 0.99), cpuPerReq: cpu / float64(total), failed: failed[k]}
+		out[k] = stats{rps: float64(len(l)) / elapsed, p50: pct(l, 0.50), p99: pct(l, 0.99), cpuPerReq: cpu / float64(total),
+			storeCPUPerReq: storeCPU / float64(total), failed: failed[k]}
 	}
 	return out
 }
@@ -409,10 +417,13 @@ func (c *child) stop() {
 
 func (c *child) peakRSS() float64 { return peakRSS(c.cmd.Process.Pid) }
 
-// cpuTime is the process's user + system time, from /proc (clock ticks of
+// cpuTime is the child's user + system time.
+func (c *child) cpuTime() time.Duration { return cpuTime(c.cmd.Process.Pid) }
+
+// cpuTime is a process's user + system time, from /proc (clock ticks of
 // 10 ms).
-func (c *child) cpuTime() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", c.cmd.Process.Pid))
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
@@ -429,6 +440,12 @@ func (c *child) cpuTime() time.Duration {
 	fmt.Sscan(f[11], &ut)
 	fmt.Sscan(f[12], &st)
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// resetPeakRSS starts this process's VmHWM afresh (Linux: clear_refs 5),
+// so that peakRSS tells the peak of what follows alone.
+func resetPeakRSS() {
+	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 }
 
 // peakRSS is a process's VmHWM in MiB.
