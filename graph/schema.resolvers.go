@@ -541,7 +541,7 @@ func (r *queryResolver) Specialists(ctx context.Context, first *int, after *stri
 		return nil, err
 	}
 	f := toSpecialistFilter(filter)
-	items, more, err := r.Workflow.Specialists(ctx, p, f, pg)
+	items, more, err := r.Workflow.Specialists(ctx, p, f, pg, listView(ctx, "Specialist", specialistListFields, "edges", "node"))
 	if err != nil {
 		return nil, err
 	}
@@ -581,7 +581,7 @@ func (r *queryResolver) Opinions(ctx context.Context, first *int, after *string,
 			return nil, err
 		}
 	}
-	items, more, err := r.Workflow.Opinions(ctx, p, f, pg)
+	items, more, err := r.Workflow.Opinions(ctx, p, f, pg, listView(ctx, "Opinion", opinionListFields, "edges", "node"))
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,27 @@ import (
 // clinicalFields are the Case fields stored in the clinical part.
 var clinicalFields = map[string]bool{"diagnosis": true, "proposedTreatment": true, "questions": true, "records": true}
 
+// The fields of Case, Specialist and Opinion that a page answers from the
+// list documents alone (internal/store/lists.go): their own listed fields,
+// edges read by the ids the list documents hold, and what is computed from
+// them. Any other field, including one added later, makes the page read
+// its rows whole.
+var (
+	caseListFields = map[string]bool{
+		"__typename": true, "id": true, "reference": true, "status": true, "policy": true, "patient": true,
+		"specialty": true, "urgency": true, "preferredLanguage": true, "specialist": true, "opinion": true,
+		"decision": true, "dueAt": true, "overdue": true, "submittedAt": true, "updatedAt": true,
+		"deliveredAt": true, "history": true, "version": true, "recordsCompleteAt": true,
+	}
+	specialistListFields = map[string]bool{
+		"__typename": true, "id": true, "name": true, "specialties": true, "languages": true, "country": true,
+		"acceptingCases": true,
+	}
+	opinionListFields = map[string]bool{
+		"__typename": true, "id": true, "case": true, "specialist": true, "status": true, "deliveredAt": true,
+	}
+)
+
 // caseViewOf returns which optional parts of Case the current field's
 // selection reaches, following path (e.g. "edges", "node") from the current
 // field down to the Case object.
@@ -23,9 +44,22 @@ func caseViewOf(ctx context.Context, path ...string) workflow.CaseView {
 			v.Clinical = true
 		case f.Name == "events":
 			v.Events = true
+		case !caseListFields[f.Name]:
+			v.Full = true
 		}
 	}
 	return v
+}
+
+// listView says whether the selection of object type typ along path shows
+// a field beyond listed.
+func listView(ctx context.Context, typ string, listed map[string]bool, path ...string) workflow.View {
+	for _, f := range fieldsOf(ctx, typ, path...) {
+		if !listed[f.Name] {
+			return workflow.View{Full: true}
+		}
+	}
+	return workflow.View{}
 }
 
 // caseFieldsOf returns the Case fields the current field's selection

@@ -136,7 +136,7 @@ func baseline(st *store.Store, v *auth.Verifier) http.Handler {
 		var in struct{ Specialty string }
 		_ = json.NewDecoder(r.Body).Decode(&in)
 		yes := true
-		sps, _, err := st.Specialists(r.Context(), p, store.SpecialistFilter{Specialty: &in.Specialty, AcceptingCases: &yes}, store.Page{First: 20})
+		sps, _, err := st.Specialists(r.Context(), p, store.SpecialistFilter{Specialty: &in.Specialty, AcceptingCases: &yes}, store.Page{First: 20}, store.View{})
 		if fail(w, err) {
 			return
 		}

@@ -125,7 +125,7 @@ func run(nCases, nSpecialists, requests, fastRequests int, levels string, alone 
 	}
 	var sps []*domain.Specialist
 	for page := (store.Page{First: 100}); ; {
-		batch, more, err := st.Specialists(ctx, p, store.SpecialistFilter{}, page)
+		batch, more, err := st.Specialists(ctx, p, store.SpecialistFilter{}, page, store.View{Full: true})
 		if err != nil {
 			return err
 		}

@@ -125,6 +125,14 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 	if err := st.MigrateOutcomeFacts(ctx); err != nil {
 		return err
 	}
+	// The list documents pages read follow their documents: built for a
+	// database that has none, repaired after a stop between the two writes
+	// or a migration (one read of each listed collection).
+	if n, err := st.RepairLists(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		log.Info("list documents repaired", "count", n)
+	}
 
 	signer, err := opinionSigner(cfg)
 	if err != nil {

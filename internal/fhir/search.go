@@ -423,7 +423,7 @@ func (h *Handler) searchPage(ctx context.Context, p domain.Principal, typ string
 		}
 		return items, cursorIf(more, lastID(len(pols), func(i int) string { return pols[i].ID })), nil
 	case typ == "Practitioner":
-		sps, more, err := wf.Specialists(ctx, p, workflow.SpecialistFilter{}, q.page)
+		sps, more, err := wf.Specialists(ctx, p, workflow.SpecialistFilter{}, q.page, workflow.View{Full: true})
 		if err != nil {
 			return nil, "", err
 		}

@@ -29,6 +29,12 @@ func (c *commandCounter) monitor() *event.CommandMonitor {
 			c.counts[e.CommandName]++
 			if e.CommandName == "find" && byExactID(e.Command) {
 				c.counts["find by _id"]++
+			} else if e.CommandName == "find" || e.CommandName == "count" || e.CommandName == "aggregate" {
+				// Reads by a filter, per collection ({_id: {$in}} apart:
+				// MongoDB's path to a batch of known ids).
+				if coll, ok := e.Command.Lookup(e.CommandName).StringValueOK(); ok && !byIDs(e.Command) {
+					c.counts["scan "+coll]++
+				}
 			}
 		}
 	}}
@@ -52,6 +58,12 @@ func readCommands(counts map[string]int) int {
 // scanCommands are the reads that are not by exactly {_id}: on the embedded
 // store each decodes a whole collection.
 func scanCommands(counts map[string]int) int { return readCommands(counts) - counts["find by _id"] }
+
+// byIDs reports whether a find's filter names its ids ({_id: {$in: [...]}}).
+func byIDs(cmd bson.Raw) bool {
+	f, err := cmd.LookupErr("filter", "_id", "$in")
+	return err == nil && f.Type == bson.TypeArray
+}
 
 // byExactID reports whether a find's filter is exactly {_id: <value>}.
 func byExactID(cmd bson.Raw) bool {
@@ -112,6 +124,11 @@ func pagesAndDetails(t *testing.T, byID bool) {
 			if byID {
 				assert.LessOrEqual(t, scanCommands(counts), 1, "only the page itself scans: %v", counts)
 			}
+			// The page is read from the cases' list documents (issue 19):
+			// the cases themselves, with their clinical part and history,
+			// are read by _id if at all.
+			assert.Equal(t, 1, counts["scan case_list"], "%v", counts)
+			assert.Zero(t, counts["scan cases"], "%v", counts)
 			// The audit batch: its rows and the member's access-log
 			// fragments (two inserts), and its chain's head (one update).
 			assert.LessOrEqual(t, counts["insert"], 2, "one audit batch at most: %v", counts)
@@ -154,6 +171,28 @@ func pagesAndDetails(t *testing.T, byID bool) {
 		with := cc.run(func() { env.Do(t, tok, `{ cases(first: 5) { totalCount edges { node { id } } } }`, nil) })
 		assert.Equal(t, 0, without["count"]+without["aggregate"], "%v", without)
 		assert.Equal(t, 1, with["count"]+with["aggregate"], "%v", with)
+		assert.Equal(t, 1, with["scan case_list"]-without["scan case_list"], "counted over the list documents: %v", with)
+	})
+	t.Run("a specialist search reads the list documents, and profiles by _id only when it shows them", func(t *testing.T) {
+		tok := env.Token(t, testenv.Persona("coordinator"))
+		listed := cc.run(func() {
+			res := env.Do(t, tok, `{ specialists(first: 20) { totalCount edges { node { id name country languages } } } }`, nil)
+			require.Len(t, testenv.Get(res.Data, "specialists", "edges"), 20, res.Raw)
+		})
+		assert.Equal(t, 2, listed["scan specialist_list"], "the page and its count: %v", listed)
+		assert.Zero(t, listed["scan specialists"]+listed["find by _id"], "%v", listed)
+		full := cc.run(func() {
+			res := env.Do(t, tok, `{ specialists(first: 20) { edges { node { id name institution email } } } }`, nil)
+			require.Len(t, testenv.Get(res.Data, "specialists", "edges"), 20, res.Raw)
+			assert.NotEmpty(t, testenv.Get(res.Data, "specialists", "edges", 0, "node", "institution"), res.Raw)
+		})
+		assert.Equal(t, 1, full["scan specialist_list"], "%v", full)
+		assert.Zero(t, full["scan specialists"], "the profiles are read by their ids: %v", full)
+		if byID {
+			assert.Equal(t, 20, full["find by _id"], "%v", full)
+		} else {
+			assert.Equal(t, 2, readCommands(full), "the page, then its profiles in one read: %v", full)
+		}
 	})
 }
 

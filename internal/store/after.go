@@ -132,7 +132,7 @@ func (s *Store) ResignOpinion(ctx context.Context, p domain.Principal, c *domain
 			return translate(err, "opinion")
 		}
 		if ok {
-			return nil
+			return s.relist(ctx, opinionListing, id) // the version moved
 		}
 	}
 	return errBusy("opinion")

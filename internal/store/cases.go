@@ -195,19 +195,29 @@ func (s *Store) CasesByIDs(ctx context.Context, p domain.Principal, ids []string
 	return out, nil
 }
 
-// Cases returns one page of cases in p's scope, newest first.
+// Cases returns one page of cases in p's scope, newest first. The page is
+// read from the list documents; the cases whose view shows more (or any
+// page of a reviewer's, whose scope hangs on the consents) are then read
+// by _id, held to the scope again, in the page's order.
 func (s *Store) Cases(ctx context.Context, p domain.Principal, f CaseFilter, pg Page, view CaseView) ([]*domain.Case, bool, error) {
 	sc := caseScope(p)
 	if sc.none {
 		return nil, false, nil
 	}
-	docs, more, err := findPage[caseDoc](ctx, s, colCases, and(sc.filter, f.bson(s)), pg, true, caseProjectionFor(p, view))
+	docs, more, err := findPage[caseDoc](ctx, s, colCaseList, and(sc.filter, f.bson(s)), pg, true, nil)
 	if err != nil {
 		return nil, false, translate(err, "cases")
 	}
+	if view.Clinical || view.Events || view.Full || reviewer(p) {
+		if docs, err = fullRows(ctx, s, colCases, docs, func(d *caseDoc) string { return d.ID }, caseProjectionFor(p, view)); err != nil {
+			return nil, false, translate(err, "cases")
+		}
+	}
 	out := make([]*domain.Case, 0, len(docs))
 	for _, d := range docs {
-		out = append(out, toCase(d))
+		if c := toCase(d); sc.allow(c) {
+			out = append(out, c)
+		}
 	}
 	if err := s.withClinical(ctx, p, view, out); err != nil {
 		return nil, false, err
@@ -215,13 +225,14 @@ func (s *Store) Cases(ctx context.Context, p domain.Principal, f CaseFilter, pg 
 	return out, more, nil
 }
 
-// CountCases counts the cases in p's scope matching f.
+// CountCases counts the cases in p's scope matching f, over the list
+// documents.
 func (s *Store) CountCases(ctx context.Context, p domain.Principal, f CaseFilter) (int, error) {
 	sc := caseScope(p)
 	if sc.none {
 		return 0, nil
 	}
-	n, err := count(ctx, s, colCases, and(sc.filter, f.bson(s)))
+	n, err := count(ctx, s, colCaseList, and(sc.filter, f.bson(s)))
 	return n, translate(err, "cases")
 }
 
@@ -277,7 +288,10 @@ func (s *Store) InsertCase(ctx context.Context, nc NewCase) (*domain.Case, error
 			return nil, translate(err, "case")
 		}
 	}
-	_ = s.publishOutbox(ctx, d.ID, d.Version, d.Outbox, &d) // the sweeper retries a failed copy
+	// The sweeper retries a failed copy (and the list document with it).
+	if listed, err := caseListing.ofValue(&d); err == nil {
+		_ = s.publishOutbox(ctx, d.ID, d.Version, d.Outbox, &d, listed)
+	}
 	d.Outbox = nil
 	return toCase(&d), nil
 }
@@ -561,7 +575,7 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 		if err := retryPause(ctx, attempt); err != nil {
 			return nil, translate(err, "case")
 		}
-		d, err := findByID[caseDoc](ctx, s, colCases, id, nil)
+		d, raw, err := findByIDRaw[caseDoc](ctx, s, colCases, id)
 		if err != nil {
 			return nil, translate(err, "case")
 		}
@@ -666,7 +680,7 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 		// An outbox left by an earlier write goes out before this write
 		// replaces it.
 		if len(d.Outbox) > 0 {
-			if err := s.publishOutbox(ctx, id, d.Version, d.Outbox, d); err != nil {
+			if err := s.publishOutbox(ctx, id, d.Version, d.Outbox, d, caseListing.of(raw)); err != nil {
 				return nil, translate(err, "case events")
 			}
 		}
@@ -676,6 +690,8 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 		if len(outbox) > 0 {
 			set = append(set, bson.E{Key: "outbox", Value: outbox})
 		}
+		// The case's list document as this write leaves it.
+		listed := caseListing.after(raw, set, after.Version)
 		// Every value is bound to its place in the case (sealed.go).
 		update := bson.D{{Key: "$set", Value: bindSet(colCases, id, set)}}
 		if len(outbox) == 0 && len(d.Outbox) > 0 {
@@ -692,9 +708,9 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 			continue
 		}
 		// The change and its events are stored; a failed copy to
-		// case_events is retried by the sweeper, so it does not fail the
-		// move.
-		_ = s.publishOutbox(ctx, id, after.Version, outbox, after)
+		// case_events (or of the list document) is retried by the
+		// sweeper, so it does not fail the move.
+		_ = s.publishOutbox(ctx, id, after.Version, outbox, after, listed)
 		return s.Case(ctx, p, id)
 	}
 	return nil, errBusy("case")

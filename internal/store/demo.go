@@ -129,15 +129,45 @@ func (s *Store) InsertDemo(ctx context.Context, d Demo) error {
 }
 
 func (s *Store) insertMany(ctx context.Context, coll string, docs []any) error {
-	for len(docs) > 0 {
-		n := min(len(docs), 500)
+	for rest := docs; len(rest) > 0; {
+		n := min(len(rest), 500)
 		cctx, cancel := s.op(ctx)
-		_, err := s.c(coll).InsertMany(cctx, docs[:n])
+		_, err := s.c(coll).InsertMany(cctx, rest[:n])
 		cancel()
 		if err != nil {
 			return translate(err, coll)
 		}
-		docs = docs[n:]
+		rest = rest[n:]
+	}
+	return s.insertListed(ctx, coll, docs)
+}
+
+// insertListed inserts the list documents of new documents of coll (when
+// coll has a list collection), after the documents themselves: a start
+// that finds a document without its list document writes it.
+func (s *Store) insertListed(ctx context.Context, coll string, docs []any) error {
+	for _, l := range listings {
+		if l.coll != coll {
+			continue
+		}
+		listed := make([]any, 0, len(docs))
+		for _, d := range docs {
+			ld, err := l.ofValue(d)
+			if err != nil {
+				return err
+			}
+			listed = append(listed, ld)
+		}
+		for len(listed) > 0 {
+			n := min(len(listed), 500)
+			cctx, cancel := s.op(ctx)
+			_, err := s.c(l.list).InsertMany(cctx, listed[:n])
+			cancel()
+			if err != nil {
+				return translate(err, l.list)
+			}
+			listed = listed[n:]
+		}
 	}
 	return nil
 }

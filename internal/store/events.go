@@ -121,12 +121,15 @@ func outboxFor(after *caseDoc, events []eventDoc) []CaseEventRecord {
 }
 
 // publishOutbox copies the outbox of case id, written at version, to
-// case_events and clears it (unless the case moved on meanwhile: its next
-// write replaces the outbox anyway). A copy made before is left as it is.
-// facts is the case as that version holds it, for its outcome facts.
-func (s *Store) publishOutbox(ctx context.Context, id string, version int, recs []CaseEventRecord, facts *caseDoc) error {
+// case_events, writes the case's list document, and clears the outbox
+// (unless the case moved on meanwhile: its next write replaces the outbox
+// anyway). A copy made before is left as it is. facts is the case as that
+// version holds it, for its outcome facts; listed its list document.
+func (s *Store) publishOutbox(ctx context.Context, id string, version int, recs []CaseEventRecord, facts *caseDoc, listed bson.D) error {
 	if len(recs) == 0 {
-		return nil
+		// A write without events has no outbox to retry it: a failed
+		// copy waits for the case's next write or the next start.
+		return s.writeListed(ctx, caseListing, id, listed)
 	}
 	if s.beforeWrite != nil {
 		if err := s.beforeWrite(colCaseEvents, id); err != nil {
@@ -158,6 +161,10 @@ func (s *Store) publishOutbox(ctx context.Context, id string, version int, recs 
 			s.outboxPending.Store(true)
 			return err
 		}
+	}
+	if err := s.writeListed(context.WithoutCancel(ctx), caseListing, id, listed); err != nil {
+		s.outboxPending.Store(true)
+		return err
 	}
 	_, err = s.conditional(ctx, colCases, id, bson.D{{Key: "version", Value: version}},
 		func(ctx context.Context, filter bson.D) (int64, error) {
@@ -197,15 +204,18 @@ func (s *Store) PublishPendingEvents(ctx context.Context) error {
 	if noticeErr != nil {
 		s.outboxPending.Store(true)
 	}
-	docs, err := findAll[caseDoc](ctx, s, colCases, bson.D{{Key: "outbox", Value: bson.D{{Key: "$exists", Value: true}}}},
-		options.Find().SetProjection(append(bson.D{{Key: "outbox", Value: 1}, {Key: "version", Value: 1}}, factsFields...)))
+	// The whole case but its clinical part and history: its outcome facts
+	// and list document are made from it.
+	docs, err := findAllStored[caseDoc](ctx, s, colCases, bson.D{{Key: "outbox", Value: bson.D{{Key: "$exists", Value: true}}}},
+		options.Find().SetProjection(bson.D{{Key: "clinical", Value: 0}, {Key: "events", Value: 0}, {Key: "followUps", Value: 0}}))
 	if err != nil {
 		s.outboxPending.Store(true)
 		return errors.Join(translate(err, "cases"), noticeErr)
 	}
 	var errs []error
-	for _, d := range docs {
-		if err := s.publishOutbox(ctx, d.ID, d.Version, d.Outbox, d); err != nil {
+	for _, x := range docs {
+		d := x.doc
+		if err := s.publishOutbox(ctx, d.ID, d.Version, d.Outbox, d, caseListing.of(x.raw)); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -119,14 +119,19 @@ func (s *Store) caseAdminByIDs(ctx context.Context, p domain.Principal, ids []st
 }
 
 // Opinions returns one page of opinions in p's scope.
-func (s *Store) Opinions(ctx context.Context, p domain.Principal, f OpinionFilter, pg Page) ([]*domain.Opinion, bool, error) {
+func (s *Store) Opinions(ctx context.Context, p domain.Principal, f OpinionFilter, pg Page, view View) ([]*domain.Opinion, bool, error) {
 	sc := opinionScope(p)
 	if sc.none {
 		return nil, false, nil
 	}
-	docs, more, err := findPage[opinionDoc](ctx, s, colOpinions, and(sc.filter, f.bson()), pg, false, opinionProjection(p))
+	docs, more, err := findPage[opinionDoc](ctx, s, colOpinionList, and(sc.filter, f.bson()), pg, false, nil)
 	if err != nil {
 		return nil, false, translate(err, "opinions")
+	}
+	if view.Full {
+		if docs, err = fullRows(ctx, s, colOpinions, docs, func(d *opinionDoc) string { return d.ID }, opinionProjection(p)); err != nil {
+			return nil, false, translate(err, "opinions")
+		}
 	}
 	ops := make([]*domain.Opinion, 0, len(docs))
 	for _, d := range docs {
@@ -143,12 +148,11 @@ func (s *Store) CountOpinions(ctx context.Context, p domain.Principal, f Opinion
 		return 0, nil
 	}
 	if !opinionNeedsCaseCheck(p) || p.Role != domain.RolePartner {
-		n, err := count(ctx, s, colOpinions, and(sc.filter, f.bson()))
+		n, err := count(ctx, s, colOpinionList, and(sc.filter, f.bson()))
 		return n, translate(err, "opinions")
 	}
 	// A partner's count depends on each case's consent: count in Go.
-	docs, err := findAll[opinionDoc](ctx, s, colOpinions, and(sc.filter, f.bson()),
-		options.Find().SetProjection(bson.D{{Key: "content", Value: 0}}))
+	docs, err := findAll[opinionDoc](ctx, s, colOpinionList, and(sc.filter, f.bson()), options.Find())
 	if err != nil {
 		return 0, translate(err, "opinions")
 	}
@@ -296,6 +300,9 @@ func (s *Store) SaveOpinionDraft(ctx context.Context, p domain.Principal, c *dom
 			_, err = s.c(colOpinions).InsertOne(cctx, d)
 			cancel()
 			if err == nil {
+				if err := s.relist(ctx, opinionListing, id); err != nil {
+					return nil, err
+				}
 				return s.Opinion(ctx, p, id)
 			}
 			if isDuplicate(err) {
@@ -317,6 +324,9 @@ func (s *Store) SaveOpinionDraft(ctx context.Context, p domain.Principal, c *dom
 			return nil, translate(err, "opinion")
 		}
 		if ok {
+			if err := s.relist(ctx, opinionListing, id); err != nil {
+				return nil, err
+			}
 			return s.Opinion(ctx, p, id)
 		}
 	}
@@ -382,6 +392,9 @@ func (s *Store) FreezeOpinion(ctx context.Context, p domain.Principal, c *domain
 			return nil, translate(err, "opinion")
 		}
 		if ok {
+			if err := s.relist(ctx, opinionListing, id); err != nil {
+				return nil, err
+			}
 			if cur.Content != nil {
 				// Statistics complete a lost write from the opinion itself.
 				_ = s.setAssessmentFact(context.WithoutCancel(ctx), c.ID, cur.Content.DiagnosisAssessment, at)

@@ -115,6 +115,37 @@ func findAll[D any](ctx context.Context, s *Store, coll string, filter bson.D, o
 	return out, nil
 }
 
+// stored is a document decoded, with its bytes as stored.
+type stored[D any] struct {
+	doc *D
+	raw bson.Raw
+}
+
+// findAllStored is findAll also returning each document as stored.
+func findAllStored[D any](ctx context.Context, s *Store, coll string, filter bson.D, opts *options.FindOptionsBuilder) ([]stored[D], error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	release, err := s.admitScan(ctx, coll)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	cur, err := s.c(coll).Find(ctx, filter, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer cur.Close(ctx)
+	var out []stored[D]
+	for cur.Next(ctx) {
+		var d D
+		if err := cur.Decode(&d); err != nil {
+			return nil, err
+		}
+		out = append(out, stored[D]{doc: &d, raw: append(bson.Raw(nil), cur.Current...)})
+	}
+	return out, cur.Err()
+}
+
 // findByID reads one document by _id only: the one filter every backend
 // answers from an index. The caller checks the scope on what comes back.
 func findByID[D any](ctx context.Context, s *Store, coll, id string, proj bson.D) (*D, error) {
@@ -129,6 +160,22 @@ func findByID[D any](ctx context.Context, s *Store, coll, id string, proj bson.D
 		return nil, err
 	}
 	return &d, nil
+}
+
+// findByIDRaw is findByID also returning the document as stored.
+func findByIDRaw[D any](ctx context.Context, s *Store, coll, id string) (*D, bson.Raw, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	res := s.c(coll).FindOne(ctx, bson.D{{Key: "_id", Value: id}})
+	raw, err := res.Raw()
+	if err != nil {
+		return nil, nil, err
+	}
+	var d D
+	if err := res.Decode(&d); err != nil {
+		return nil, nil, err
+	}
+	return &d, raw, nil
 }
 
 // findByIDs reads documents by a list of _id.

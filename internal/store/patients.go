@@ -134,11 +134,20 @@ func (s *Store) Patient(ctx context.Context, p domain.Principal, id string) (*do
 		memberID = pd.MemberID
 		fallthrough
 	case domain.RoleProvider:
+		// A case of the member in the reviewer's scope, found among the
+		// list documents and held to the scope on the case itself.
 		sc := caseScope(p)
-		docs, err := findAll[caseDoc](ctx, s, colCases, and(sc.filter, bson.D{{Key: "patientId", Value: memberID}}),
-			options.Find().SetLimit(1).SetProjection(bson.D{{Key: "clinical", Value: 0}, {Key: "events", Value: 0}}))
+		docs, err := findAll[caseDoc](ctx, s, colCaseList, and(sc.filter, bson.D{{Key: "patientId", Value: memberID}}),
+			options.Find().SetLimit(1).SetProjection(bson.D{{Key: "_id", Value: 1}}))
 		if err != nil {
 			return nil, translate(err, "patient")
+		}
+		if len(docs) > 0 {
+			docs, err = fullRows(ctx, s, colCases, docs, func(d *caseDoc) string { return d.ID },
+				bson.D{{Key: "clinical", Value: 0}, {Key: "events", Value: 0}})
+			if err != nil {
+				return nil, translate(err, "patient")
+			}
 		}
 		if len(docs) == 0 || !sc.allow(toCase(docs[0])) {
 			return nil, domain.ErrNotFound("patient")

@@ -250,10 +250,18 @@ func clinicalAllowed(p domain.Principal, c *domain.Case) bool {
 type CaseView struct {
 	Clinical bool
 	Events   bool
+	// Full: fields beyond the case's list document (consents, outcome).
+	Full bool
 }
 
 // FullCase fetches everything the role may read.
-var FullCase = CaseView{Clinical: true, Events: true}
+var FullCase = CaseView{Clinical: true, Events: true, Full: true}
+
+// View says whether a page of specialists or opinions shows fields beyond
+// their list documents (lists.go).
+type View struct {
+	Full bool
+}
 
 func caseProjection(p domain.Principal) bson.D { return caseProjectionFor(p, FullCase) }
 

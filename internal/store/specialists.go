@@ -59,11 +59,17 @@ func (s *Store) SpecialistsByIDs(ctx context.Context, p domain.Principal, ids []
 	return out, nil
 }
 
-// Specialists returns one page of specialists.
-func (s *Store) Specialists(ctx context.Context, p domain.Principal, f SpecialistFilter, pg Page) ([]*domain.Specialist, bool, error) {
-	docs, more, err := findPage[specialistDoc](ctx, s, colSpecialists, f.bson(), pg, false, specialistProjection(p))
+// Specialists returns one page of specialists, read from their list
+// documents; a view that shows more reads the page's profiles by _id.
+func (s *Store) Specialists(ctx context.Context, p domain.Principal, f SpecialistFilter, pg Page, view View) ([]*domain.Specialist, bool, error) {
+	docs, more, err := findPage[specialistDoc](ctx, s, colSpecialistList, f.bson(), pg, false, nil)
 	if err != nil {
 		return nil, false, translate(err, "specialists")
+	}
+	if view.Full {
+		if docs, err = fullRows(ctx, s, colSpecialists, docs, func(d *specialistDoc) string { return d.ID }, specialistProjection(p)); err != nil {
+			return nil, false, translate(err, "specialists")
+		}
 	}
 	out := make([]*domain.Specialist, 0, len(docs))
 	for _, d := range docs {
@@ -72,9 +78,10 @@ func (s *Store) Specialists(ctx context.Context, p domain.Principal, f Specialis
 	return out, more, nil
 }
 
-// CountSpecialists counts the specialists matching f.
+// CountSpecialists counts the specialists matching f, over their list
+// documents.
 func (s *Store) CountSpecialists(ctx context.Context, p domain.Principal, f SpecialistFilter) (int, error) {
-	n, err := count(ctx, s, colSpecialists, f.bson())
+	n, err := count(ctx, s, colSpecialistList, f.bson())
 	return n, translate(err, "specialists")
 }
 
@@ -167,6 +174,9 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 			return nil, translate(err, "specialist")
 		}
 		if ok {
+			if err := s.relist(ctx, specialistListing, in.ID); err != nil {
+				return nil, err
+			}
 			if moved {
 				if err := s.settleAbroad(context.WithoutCancel(ctx), in.ID); err != nil {
 					return nil, err
@@ -184,7 +194,7 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 // refreshAbroad sets, on every case assigned to the specialist, whether the
 // specialist (now in country) is abroad from the case's patient.
 func (s *Store) refreshAbroad(ctx context.Context, specialistID, country string) error {
-	cases, err := findAll[caseDoc](ctx, s, colCases, bson.D{{Key: "specialistId", Value: specialistID}},
+	cases, err := findAll[caseDoc](ctx, s, colCaseList, bson.D{{Key: "specialistId", Value: specialistID}},
 		options.Find().SetProjection(bson.D{{Key: "patientId", Value: 1}, {Key: "specialistAbroad", Value: 1}, {Key: "version", Value: 1}}))
 	if err != nil {
 		return translate(err, "cases")
@@ -209,6 +219,9 @@ func (s *Store) refreshAbroad(ctx context.Context, specialistID, country string)
 				return res.MatchedCount, nil
 			}); err != nil {
 			return translate(err, "case")
+		}
+		if err := s.relist(ctx, caseListing, c.ID); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -255,8 +268,10 @@ func (s *Store) settleAbroad(ctx context.Context, specialistID string) error {
 func (s *Store) InsertSpecialists(ctx context.Context, docs []any) error {
 	cctx, cancel := s.op(ctx)
 	defer cancel()
-	_, err := s.c(colSpecialists).InsertMany(cctx, docs)
-	return translate(err, "specialist")
+	if _, err := s.c(colSpecialists).InsertMany(cctx, docs); err != nil {
+		return translate(err, "specialist")
+	}
+	return s.insertListed(ctx, colSpecialists, docs)
 }
 
 type specialistInternalDoc struct {

@@ -42,6 +42,7 @@ func TestAProfileWriteRefreshesTheCasesOnlyWhenTheCountryMoves(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s.c(colCases).UpdateOne(ctx, bson.D{{Key: "_id", Value: c.ID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "specialistId", Value: sp.ID}}}})
 	require.NoError(t, err)
+	require.NoError(t, s.relist(ctx, caseListing, c.ID)) // as the store's own writes do
 	abroad := func() bool {
 		var d caseDoc
 		require.NoError(t, s.c(colCases).FindOne(ctx, bson.D{{Key: "_id", Value: c.ID}}).Decode(&d))
@@ -62,18 +63,19 @@ func TestAProfileWriteRefreshesTheCasesOnlyWhenTheCountryMoves(t *testing.T) {
 
 	assert.NotContains(t, write("CA"), ":cases", "the same country: no case is read")
 	assert.False(t, abroad())
-	assert.Contains(t, write("FR"), "find:cases", "a new country refreshes the cases")
+	assert.Contains(t, write("FR"), "find:case_list", "a new country refreshes the cases")
 	assert.True(t, abroad(), "the case follows the specialist abroad")
 
 	// A refresh that stopped halfway leaves the mark; the next write,
 	// whatever its country, finishes it.
 	_, err = s.c(colCases).UpdateOne(ctx, bson.D{{Key: "_id", Value: c.ID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "specialistAbroad", Value: false}}}})
 	require.NoError(t, err)
+	require.NoError(t, s.relist(ctx, caseListing, c.ID))
 	var d specialistDoc
 	require.NoError(t, s.c(colSpecialists).FindOne(ctx, bson.D{{Key: "_id", Value: sp.ID}}).Decode(&d))
 	_, err = s.c(colSpecialists).UpdateOne(ctx, bson.D{{Key: "_id", Value: sp.ID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "abroadPending", Value: d.Version}}}})
 	require.NoError(t, err)
-	assert.Contains(t, write("FR"), "find:cases")
+	assert.Contains(t, write("FR"), "find:case_list")
 	assert.True(t, abroad())
 	require.NoError(t, s.c(colSpecialists).FindOne(ctx, bson.D{{Key: "_id", Value: sp.ID}}).Decode(&d))
 	assert.Zero(t, d.AbroadPending, "the mark is cleared once the refresh is done")
@@ -112,6 +114,7 @@ func TestTheCasesFollowTheLastOfTwoChangesOfCountry(t *testing.T) {
 	require.NoError(t, err)
 	_, err = s.c(colCases).UpdateOne(ctx, bson.D{{Key: "_id", Value: c.ID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "specialistId", Value: "sp-race"}}}})
 	require.NoError(t, err)
+	require.NoError(t, s.relist(ctx, caseListing, c.ID))
 
 	inject.Store(true)
 	_, err = s.UpsertSpecialist(ctx, provider, SpecialistInput{ID: "sp-race", Name: "Dr B", Specialties: []string{"oncology"}, Languages: []string{"en"}, Country: "FR", OrgID: "prov-x", OrgKind: domain.OrgProvider})

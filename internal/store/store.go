@@ -44,19 +44,23 @@ import (
 
 // Collection names.
 const (
-	colPolicies    = "policies"
-	colPatients    = "patients"
-	colPseudonyms  = "pseudonyms"
-	colCases       = "cases"
-	colSpecialists = "specialists"
-	colOpinions    = "opinions"
-	colAudit       = "audit_events"
-	colCounters    = "counters"
-	colIdempotency = "idempotency"
-	colCaseEvents  = "case_events"
-	colOrgs        = "organizations"
-	colAccessLog   = "access_log"
-	colAuditChains = "audit_chains"
+	colPolicies   = "policies"
+	colPatients   = "patients"
+	colPseudonyms = "pseudonyms"
+	colCases      = "cases"
+	// The list collections (lists.go): what pages filter, sort and show.
+	colCaseList       = "case_list"
+	colOpinionList    = "opinion_list"
+	colSpecialistList = "specialist_list"
+	colSpecialists    = "specialists"
+	colOpinions       = "opinions"
+	colAudit          = "audit_events"
+	colCounters       = "counters"
+	colIdempotency    = "idempotency"
+	colCaseEvents     = "case_events"
+	colOrgs           = "organizations"
+	colAccessLog      = "access_log"
+	colAuditChains    = "audit_chains"
 	// colOutcomeFacts holds what outcome statistics count, one document
 	// per calendar month (outcomefacts.go).
 	colOutcomeFacts = "outcome_facts"
@@ -256,18 +260,19 @@ var indexes = []index{
 	{colPolicies, bson.D{{Key: "status", Value: 1}}, false},
 	{colPseudonyms, bson.D{{Key: "pseudonym", Value: 1}}, true},
 	{colPatients, bson.D{{Key: "insurerId", Value: 1}}, false},
-	{colCases, bson.D{{Key: "patientId", Value: 1}, {Key: "_id", Value: -1}}, false},
-	{colCases, bson.D{{Key: "insurerId", Value: 1}, {Key: "_id", Value: -1}}, false},
-	{colCases, bson.D{{Key: "specialistOrgId", Value: 1}, {Key: "_id", Value: -1}}, false},
-	{colCases, bson.D{{Key: "status", Value: 1}, {Key: "dueAt", Value: 1}}, false},
-	{colCases, bson.D{{Key: "specialty", Value: 1}}, false},
 	{colCases, bson.D{{Key: "reference", Value: 1}}, true},
-	{colSpecialists, bson.D{{Key: "specialties", Value: 1}}, false},
+	{colCaseList, bson.D{{Key: "patientId", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colCaseList, bson.D{{Key: "insurerId", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colCaseList, bson.D{{Key: "specialistOrgId", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colCaseList, bson.D{{Key: "specialistId", Value: 1}}, false},
+	{colCaseList, bson.D{{Key: "status", Value: 1}, {Key: "dueAt", Value: 1}}, false},
+	{colCaseList, bson.D{{Key: "specialty", Value: 1}}, false},
 	{colSpecialists, bson.D{{Key: "orgId", Value: 1}}, false},
+	{colSpecialistList, bson.D{{Key: "specialties", Value: 1}}, false},
 	{colOpinions, bson.D{{Key: "caseId", Value: 1}}, true},
-	{colOpinions, bson.D{{Key: "orgId", Value: 1}}, false},
-	{colOpinions, bson.D{{Key: "patientId", Value: 1}}, false},
-	{colOpinions, bson.D{{Key: "insurerId", Value: 1}}, false},
+	{colOpinionList, bson.D{{Key: "orgId", Value: 1}}, false},
+	{colOpinionList, bson.D{{Key: "patientId", Value: 1}}, false},
+	{colOpinionList, bson.D{{Key: "insurerId", Value: 1}}, false},
 	{colAudit, bson.D{{Key: "caseId", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colCaseEvents, bson.D{{Key: "seq", Value: 1}}, true},
 	{colOrgs, bson.D{{Key: "kind", Value: 1}}, false},
@@ -321,6 +326,7 @@ var collections = []string{
 	colPolicies, colPatients, colPseudonyms, colCases, colSpecialists, colOpinions, colAudit,
 	colCounters, colIdempotency, colCaseEvents, colOrgs, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
 	colAccessLog, colAuditChains, colOutcomeFacts, colAccessOrgs, colKeyring,
+	colCaseList, colOpinionList, colSpecialistList,
 }
 
 // ensureCollections creates the collections up front (rather than at first

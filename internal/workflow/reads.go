@@ -23,6 +23,9 @@ type (
 	Page = store.Page
 	// CaseView says which optional parts of a case a query selected.
 	CaseView = store.CaseView
+	// View says whether a page of specialists or opinions shows more than
+	// their list documents hold.
+	View = store.View
 	// CaseFilter narrows cases.
 	CaseFilter = store.CaseFilter
 	// PolicyFilter narrows policies.
@@ -128,8 +131,8 @@ func (s *Service) Specialist(ctx context.Context, p domain.Principal, id string)
 }
 
 // Specialists returns one page of specialists.
-func (s *Service) Specialists(ctx context.Context, p domain.Principal, f SpecialistFilter, pg Page) ([]*domain.Specialist, bool, error) {
-	return s.store.Specialists(ctx, p, f, pg)
+func (s *Service) Specialists(ctx context.Context, p domain.Principal, f SpecialistFilter, pg Page, view View) ([]*domain.Specialist, bool, error) {
+	return s.store.Specialists(ctx, p, f, pg, view)
 }
 
 // CountSpecialists counts the specialists matching f.
@@ -145,8 +148,8 @@ func (s *Service) Opinion(ctx context.Context, p domain.Principal, id string) (*
 }
 
 // Opinions returns one page of the opinions in p's scope.
-func (s *Service) Opinions(ctx context.Context, p domain.Principal, f OpinionFilter, pg Page) ([]*domain.Opinion, bool, error) {
-	return s.store.Opinions(ctx, p, f, pg)
+func (s *Service) Opinions(ctx context.Context, p domain.Principal, f OpinionFilter, pg Page, view View) ([]*domain.Opinion, bool, error) {
+	return s.store.Opinions(ctx, p, f, pg, view)
 }
 
 // CountOpinions counts the opinions in p's scope matching f.
