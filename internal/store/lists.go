@@ -40,8 +40,13 @@ import (
 //     all for a database that has none yet.
 //
 // A page therefore never disagrees with the detail beyond the next write of
-// that document or the next start. Policies have no list collection: every
-// field of a policy document is shown by a page of policies.
+// that document or the next start. Who may see a row is never left to a
+// copy that may lag: members', insurers' and coordinators' scopes rest on
+// fields a case never changes (its patient and insurer), and a reviewer's
+// page, whose scope follows the case's assignment and consents, reads its
+// rows by _id and holds each to the scope again. Policies have no list
+// collection: every field of a policy document is shown by a page of
+// policies.
 
 // listing names a collection's list collection and the fields it copies.
 type listing struct {
