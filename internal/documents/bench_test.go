@@ -78,6 +78,20 @@ func BenchmarkUpload20MiB(b *testing.B) {
 	b.ReportMetric(float64(peak)/(1<<20), "MiB-rss-growth")
 }
 
+// BenchmarkEncryptAndStore20MiB is the upload's file road alone: hash,
+// encrypt and store, without the rights check, the detection and the case
+// write that BenchmarkUpload20MiB includes.
+func BenchmarkEncryptAndStore20MiB(b *testing.B) {
+	env := testenv.Start(b)
+	ctx := context.Background()
+	b.SetBytes(benchSize)
+	for b.Loop() {
+		n, err := env.Documents.EncryptAndStore(ctx, "bench-encrypt-and-store", &pdfStream{left: benchSize})
+		require.NoError(b, err)
+		require.EqualValues(b, benchSize, n)
+	}
+}
+
 // pdfStream yields left bytes of a PDF-headed file without holding it: a
 // 64 KiB random block over and over (a copy per read, as from a socket).
 type pdfStream struct {
