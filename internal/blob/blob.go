@@ -27,6 +27,44 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// writerStore is a Store that hands out a writer of its own (Dir).
+type writerStore interface {
+	Write(ctx context.Context, key string, write func(w io.Writer) error) error
+}
+
+// Write stores under key what write writes, with Put's guarantee: on any
+// error nothing is left under key. A store with a writer of its own (a
+// directory) takes the writes directly; any other is fed through an
+// io.Pipe into its Put, and a Put that fails makes write's next Write
+// fail with Put's error. The error returned is write's when it failed
+// (which may be Put's error, seen through the pipe), else Put's.
+func Write(ctx context.Context, st Store, key string, write func(w io.Writer) error) error {
+	if ws, ok := st.(writerStore); ok {
+		return ws.Write(ctx, key, write)
+	}
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := write(pw)
+		pw.CloseWithError(err) // nil: EOF for Put
+		done <- err
+	}()
+	putErr := st.Put(ctx, key, pr)
+	stop := putErr
+	if stop == nil {
+		stop = errStoppedReading
+	}
+	_ = pr.CloseWithError(stop) // unblocks the writer if Put gave up
+	if err := <-done; err != nil {
+		return err
+	}
+	return putErr
+}
+
+// errStoppedReading is what write sees when Put returned without reading
+// to the end.
+var errStoppedReading = errors.New("blob: storage stopped reading")
+
 // validKey keeps keys to names that are safe as file names and object keys.
 var validKey = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{7,80}$`)
 
@@ -70,7 +108,21 @@ func NewDir(root string) (*Dir, error) {
 
 // Put writes to a temporary file and renames it into place once complete,
 // so a reader never sees a partial blob and a failure leaves none.
-func (d *Dir) Put(ctx context.Context, key string, r io.Reader) (err error) {
+func (d *Dir) Put(ctx context.Context, key string, r io.Reader) error {
+	return d.Write(ctx, key, func(w io.Writer) error {
+		// 1 MiB writes: io.Copy would move the file 32 KiB a system call
+		// (the file's ReadFrom falls back to that for a reader it cannot
+		// splice).
+		_, err := io.CopyBuffer(w, r, make([]byte, 1<<20))
+		return err
+	})
+}
+
+// Write hands write the blob's file itself (as a plain io.Writer: each
+// Write is one system call, so the caller chooses their size), then syncs
+// it and renames it into place, as Put does. An error from write, or a
+// cancelled ctx, leaves nothing under key.
+func (d *Dir) Write(ctx context.Context, key string, write func(w io.Writer) error) (err error) {
 	if err := checkKey(key); err != nil {
 		return err
 	}
@@ -84,10 +136,10 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader) (err error) {
 			_ = os.Remove(f.Name())
 		}
 	}()
-	// 1 MiB writes: io.Copy would move the file 32 KiB a system call (the
-	// file's ReadFrom falls back to that for a reader it cannot splice).
-	buf := make([]byte, 1<<20)
-	if _, err = io.CopyBuffer(writerOnly{f}, ctxReader{ctx: ctx, r: r}, buf); err != nil {
+	if err = write(ctxWriter{ctx: ctx, w: f}); err != nil {
+		return err
+	}
+	if err = ctx.Err(); err != nil {
 		return err
 	}
 	if err = f.Sync(); err != nil {
@@ -101,12 +153,6 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader) (err error) {
 	}
 	return nil
 }
-
-// writerOnly hides the file's ReadFrom, so that io.CopyBuffer uses its
-// buffer.
-type writerOnly struct{ w io.Writer }
-
-func (w writerOnly) Write(p []byte) (int, error) { return w.w.Write(p) }
 
 // Get opens the blob's file.
 func (d *Dir) Get(_ context.Context, key string) (io.ReadCloser, error) {
@@ -130,6 +176,19 @@ func (d *Dir) Delete(_ context.Context, key string) error {
 		return nil
 	}
 	return err
+}
+
+// ctxWriter stops a copy once ctx ends.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }
 
 // ctxReader stops a copy once ctx ends.

@@ -202,3 +202,84 @@ func TestS3(t *testing.T) {
 		assert.Error(t, err)
 	})
 }
+
+// Write is the road the documents take: a directory hands over its file,
+// any other store is fed through a pipe into Put. Both keep Put's promise.
+func TestWriteContract(t *testing.T) {
+	ctx := context.Background()
+	for name, st := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Run("what write writes reads back", func(t *testing.T) {
+				want := randomBytes(t, blob.DefaultPartSize+4321)
+				require.NoError(t, blob.Write(ctx, st, "written-0001", func(w io.Writer) error {
+					for p := want; len(p) > 0; p = p[min(len(p), 70000):] {
+						if _, err := w.Write(p[:min(len(p), 70000)]); err != nil {
+							return err
+						}
+					}
+					return nil
+				}))
+				rc, err := st.Get(ctx, "written-0001")
+				require.NoError(t, err)
+				got, err := io.ReadAll(rc)
+				require.NoError(t, rc.Close())
+				require.NoError(t, err)
+				assert.True(t, bytes.Equal(want, got), "the %d bytes read back differ", len(got))
+			})
+			t.Run("a write that fails midway leaves nothing and says why", func(t *testing.T) {
+				stop := errors.New("the client went away")
+				err := blob.Write(ctx, st, "write-failed-0001", func(w io.Writer) error {
+					if _, err := w.Write(randomBytes(t, 1000)); err != nil {
+						return err
+					}
+					return stop
+				})
+				assert.ErrorIs(t, err, stop)
+				_, err = st.Get(ctx, "write-failed-0001")
+				assert.ErrorIs(t, err, blob.ErrNotFound)
+			})
+			t.Run("a cancelled write leaves nothing", func(t *testing.T) {
+				cctx, cancel := context.WithCancel(ctx)
+				err := blob.Write(cctx, st, "write-cancelled-0001", func(w io.Writer) error {
+					_, _ = w.Write(randomBytes(t, 1000))
+					cancel()
+					_, err := w.Write(randomBytes(t, 1000))
+					return err
+				})
+				require.Error(t, err)
+				_, err = st.Get(ctx, "write-cancelled-0001")
+				assert.ErrorIs(t, err, blob.ErrNotFound)
+			})
+		})
+	}
+	t.Run("a store that fails midway fails the writer with its error", func(t *testing.T) {
+		dir, err := blob.NewDir(t.TempDir())
+		require.NoError(t, err)
+		st := halfFullDisk{dir}
+		wrote := 0
+		err = blob.Write(ctx, st, "disk-full-0001", func(w io.Writer) error {
+			for range 100 {
+				if _, err := w.Write(make([]byte, 1024)); err != nil {
+					return err
+				}
+				wrote++
+			}
+			return nil
+		})
+		assert.ErrorIs(t, err, errDiskFull)
+		assert.Less(t, wrote, 100, "the writer went on after the store stopped")
+		_, err = dir.Get(ctx, "disk-full-0001")
+		assert.ErrorIs(t, err, blob.ErrNotFound)
+	})
+}
+
+var errDiskFull = errors.New("disk full")
+
+// halfFullDisk is a store without a writer of its own (so Write feeds its
+// Put through a pipe) whose Put takes 4 KiB and fails.
+type halfFullDisk struct{ blob.Store }
+
+func (halfFullDisk) Put(_ context.Context, _ string, r io.Reader) error {
+	_, _ = io.CopyN(io.Discard, r, 4096)
+	return errDiskFull
+}

@@ -5,7 +5,6 @@
 package documents
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -157,68 +156,59 @@ func (s *Service) Accepts(head []byte) bool {
 
 // put encrypts src under dk into the blob key, hashing the plaintext into
 // sum, and returns the plaintext size. Over the cap it stops with
-// ErrTooLarge.
+// ErrTooLarge. The work is shared by three goroutines (stream.go): this
+// one reads and encrypts, one hashes, one writes to storage.
 func (s *Service) put(ctx context.Context, key string, dk *keys.DataKey, src io.Reader, sum hash.Hash) (int64, error) {
-	pr, pw := io.Pipe()
 	var size int64
-	done := make(chan error, 1)
-	go func() {
-		err := func() error {
-			// Larger writes to storage than age's 64 KiB chunks: fewer
-			// hand-offs through the pipe.
-			buf := bufio.NewWriterSize(pw, 1<<20)
-			enc, err := dk.Encrypt(buf)
-			if err != nil {
-				return err
+	err := blob.Write(ctx, s.blobs, key, func(w io.Writer) (err error) {
+		// The sealed bytes go to storage in chunks larger than age's
+		// 64 KiB, from the write-behind goroutine.
+		out := newWriteBehind(w, chunkSize)
+		flushed := false
+		defer func() {
+			if !flushed {
+				_ = out.finish(false)
 			}
-			// The plaintext is hashed in a goroutine of its own: io.Pipe
-			// hands each chunk over by copying it, so hashing one chunk
-			// runs while the next is read and encrypted (both cores busy).
-			hr, hw := io.Pipe()
-			hashed := make(chan error, 1)
-			go func() {
-				_, err := io.Copy(sum, hr)
-				hashed <- err
-			}()
-			in := &sourceReader{r: io.LimitReader(src, s.maxBytes+1)}
-			n, err := io.Copy(enc, io.TeeReader(in, hw))
-			hw.CloseWithError(err)
-			if herr := <-hashed; err == nil {
-				err = herr
-			}
-			size = n
+		}()
+		enc, err := dk.Encrypt(out)
+		if err != nil {
+			return err
+		}
+		h := newHasher(sum, chunkSize, 3)
+		defer h.close()
+		in := &sourceReader{r: io.LimitReader(src, s.maxBytes+1)}
+		for {
+			buf := h.buffer()
+			n, rerr := io.ReadFull(in, buf)
 			if in.err != nil {
 				// The client's file could not be read to its end.
 				return fileErr(in.err)
 			}
-			if err != nil {
-				return err
-			}
-			if n > s.maxBytes {
+			size += int64(n)
+			if size > s.maxBytes {
 				return ErrTooLarge
 			}
-			if err := enc.Close(); err != nil {
-				return err
+			if n > 0 {
+				h.add(buf[:n])
+				if _, err := enc.Write(buf[:n]); err != nil {
+					return err
+				}
 			}
-			return buf.Flush()
-		}()
-		pw.CloseWithError(err) // nil: EOF for the reader
-		done <- err
-	}()
-	putErr := s.blobs.Put(ctx, key, pr)
-	_ = pr.CloseWithError(errors.New("documents: storage stopped reading")) // unblocks the writer if Put gave up
-	encErr := <-done
-	// The client's mistakes first (a file too large or cut short: storage
-	// then fails only because the writer stopped); then storage's own
-	// failure, which the writer only saw as a closed pipe.
-	if encErr != nil && (errors.Is(encErr, ErrTooLarge) || domain.ErrorCode(encErr) == domain.CodeBadUserInput) {
-		return 0, encErr
-	}
-	if putErr != nil {
-		return 0, fmt.Errorf("documents: store blob: %w", putErr)
-	}
-	if encErr != nil {
-		return 0, encErr
+			if rerr != nil {
+				break // io.EOF or io.ErrUnexpectedEOF: the end of the file
+			}
+		}
+		if err := enc.Close(); err != nil {
+			return err
+		}
+		flushed = true
+		return out.finish(true)
+	})
+	if err != nil {
+		if domain.ErrorCode(err) == domain.CodeBadUserInput {
+			return 0, err // the client's mistake (ErrTooLarge is one)
+		}
+		return 0, fmt.Errorf("documents: store blob: %w", err)
 	}
 	return size, nil
 }
