@@ -70,10 +70,12 @@ func accessLogID(d accessLogDoc) string {
 	return memberPrefix(d.Member) + ":" + d.Day + ":" + hex.EncodeToString(h[:8])
 }
 
-// accessLogEntries groups the loggable reads of one audit batch.
+// accessLogEntries groups the loggable reads of one audit batch (whose
+// events have their ids) into fragments.
 func accessLogEntries(events []domain.AuditEvent) []accessLogDoc {
 	byID := map[string]int{}
 	var out []accessLogDoc
+	var rows []string
 	for _, e := range events {
 		if e.Outcome != "ALLOWED" || e.PatientID == "" || e.Role == domain.RoleMember {
 			continue
@@ -106,24 +108,37 @@ func accessLogEntries(events []domain.AuditEvent) []accessLogDoc {
 		}
 		byID[d.ID] = len(out)
 		out = append(out, d)
+		rows = append(rows, e.ID)
+	}
+	// A fragment's id ends with its entry's first audit row's in the
+	// batch: fixed by the rows, so writing it twice stores it once.
+	for i := range out {
+		out[i].ID += ":" + rows[i]
 	}
 	return out
 }
 
-// insertAccessLog appends one audit batch's fragments: one insert, with
-// the audit rows it mirrors.
+// insertAccessLog appends fragments in one insert; a fragment already
+// there (written again after a crash, recoverAuditTails) is kept.
 func (s *Store) insertAccessLog(ctx context.Context, docs []accessLogDoc) error {
 	if len(docs) == 0 {
 		return nil
 	}
 	out := make([]any, len(docs))
 	for i, d := range docs {
-		d.ID += ":" + NewIDAt(d.FirstAt)
 		out[i] = d
+	}
+	if s.beforeWrite != nil {
+		if err := s.beforeWrite(colAccessLog, docs[0].ID); err != nil {
+			return err
+		}
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	_, err := s.c(colAccessLog).InsertMany(ctx, out, options.InsertMany().SetOrdered(false))
+	if err != nil && allDuplicates(err) {
+		return nil
+	}
 	return err
 }
 
@@ -157,6 +172,11 @@ func (s *Store) AccessLog(ctx context.Context, p domain.Principal, f AccessLogFi
 	if member == "" {
 		return nil, false, nil
 	}
+	// This process's own fragments first: a read sees every access
+	// recorded before it here.
+	if err := s.flushAudit(ctx); err != nil {
+		return nil, false, translate(err, "access log")
+	}
 	prefix := memberPrefix(member)
 	lo, hi := accessLogRange(member, f)
 	if pg.After != "" {
@@ -178,6 +198,9 @@ func (s *Store) CountAccessLog(ctx context.Context, p domain.Principal, f Access
 	member := accessLogMember(p)
 	if member == "" {
 		return 0, nil
+	}
+	if err := s.flushAudit(ctx); err != nil {
+		return 0, translate(err, "access log")
 	}
 	lo, hi := accessLogRange(member, f)
 	proj := bson.D{{Key: "_id", Value: 1}, {Key: "firstAt", Value: 1}, {Key: "lastAt", Value: 1}}

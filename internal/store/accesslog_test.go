@@ -90,7 +90,7 @@ func TestAccessLogMergesAFoldedEntryWithNewFragments(t *testing.T) {
 	read := domain.AuditEvent{At: at, Subject: "u-1", Role: domain.RoleProvider, Org: "prov-x", ResourceType: "Case",
 		ResourceID: "c-1", CaseID: "c-1", FieldGroup: string(domain.GroupCaseClinical), Outcome: "ALLOWED", PatientID: alice.MemberKey()}
 	old := accessLogEntries([]domain.AuditEvent{read})[0]
-	old.Count = 5
+	old.ID, old.Count = accessLogID(old), 5 // the folded log's _id: the entry's
 	_, err := s.c(colAccessLog).InsertOne(ctx, old)
 	require.NoError(t, err)
 	later := read

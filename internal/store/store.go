@@ -101,6 +101,12 @@ type Store struct {
 	// appendMu serialises AppendAudit in this process: the audit chain
 	// and the access log are extended by one batch at a time.
 	appendMu sync.Mutex
+	// tail is the chains this process writes and the access-log
+	// fragments it has yet to write (auditchain.go); guarded by appendMu.
+	tail auditTail
+	// auditPending is set while tail holds fragments or checkpoints to
+	// write; tailsRecovered once recoverAuditTails has run.
+	auditPending, tailsRecovered atomic.Bool
 	// lastCase is the id of the last case read by id: a read of a missing
 	// id reads it too (see CaseWith), so that a missing id and one outside
 	// the caller's scope cost the same.
@@ -220,7 +226,10 @@ func (s *Store) Drop(ctx context.Context) error {
 }
 
 // Close disconnects.
-func (s *Store) Close(ctx context.Context) error { return s.client.Disconnect(ctx) }
+// The access-log fragments still in memory are written first.
+func (s *Store) Close(ctx context.Context) error {
+	return errors.Join(s.flushAudit(ctx), s.client.Disconnect(ctx))
+}
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {
