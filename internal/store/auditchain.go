@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strconv"
 	"strings"
 	"time"
 
@@ -145,27 +146,45 @@ func batchHeads(events []domain.AuditEvent) ([]ChainHead, map[string]int64) {
 }
 
 // startChain inserts the checkpoint of a chain this process has not
-// written yet; one already there (another process named it) is kept. The
-// caller holds appendMu.
+// written yet, with those of the same instance and day's earlier segments
+// it has not written either (a segment whose first insert failed before
+// its checkpoint was stored held nothing: recorded empty, it is not
+// reported missing). Checkpoints already there (another process named
+// the chain) are kept. The caller holds appendMu.
 func (s *Store) startChain(ctx context.Context, chain string) error {
 	if s.tail.chains[chain] {
 		return nil
 	}
-	ctx, cancel := s.op(ctx)
-	defer cancel()
+	names := []string{chain}
+	if i := strings.LastIndexByte(chain, '/'); i > 0 {
+		if seg, err := strconv.Atoi(chain[i+1:]); err == nil {
+			for k := range min(seg, 1000) {
+				if name := fmt.Sprintf("%s/%d", chain[:i], k); !s.tail.chains[name] {
+					names = append(names, name)
+				}
+			}
+		}
+	}
+	docs := make([]any, len(names))
+	for i, name := range names {
+		docs[i] = chainHeadDoc{ID: name, Day: chainDay(name), UpdatedAt: s.Now()}
+	}
 	if s.beforeWrite != nil {
 		if err := s.beforeWrite(colAuditChains, chain); err != nil {
 			return err
 		}
 	}
-	_, err := s.c(colAuditChains).InsertOne(ctx, chainHeadDoc{ID: chain, Day: chainDay(chain), UpdatedAt: s.Now()})
-	if err != nil && !isDuplicate(err) {
+	ictx, cancel := s.op(ctx)
+	defer cancel()
+	if _, err := s.c(colAuditChains).InsertMany(ictx, docs, options.InsertMany().SetOrdered(false)); err != nil && !allDuplicates(err) {
 		return err
 	}
 	if s.tail.chains == nil {
 		s.tail.chains = map[string]bool{}
 	}
-	s.tail.chains[chain] = true
+	for _, name := range names {
+		s.tail.chains[name] = true
+	}
 	return nil
 }
 
