@@ -16,11 +16,14 @@ import (
 
 // The member's access log (README, "Who saw my data").
 //
-// It is an append-only projection of the audit, in its own collection,
-// written by AppendAudit with the audit batch that carries the reads: each
-// batch inserts one fragment per (member, organisation, role, case, data
+// It is an append-only projection of the audit, in its own collection: each
+// audit batch adds one fragment per (member, organisation, role, case, data
 // category, actor, UTC day) it touched, with that batch's first and last
-// time and count. A reader merges the fragments of one entry. Nothing is
+// time and count. A chained batch's fragments are written after its rows,
+// with a later batch (at most auditFlushEvery later while batches come),
+// before any read of the log in the same process, by the sweeper, or at
+// Close; the batch's head record lists the rows they come from, so a
+// process that stops first loses none (auditchain.go). A reader merges the fragments of one entry. Nothing is
 // ever read back and rewritten: on the embedded store an update is a read
 // and a write back (about 1.5 ms each, against 0.1 ms per inserted
 // document), and folding each batch into one document per entry with
@@ -71,11 +74,13 @@ func accessLogID(d accessLogDoc) string {
 }
 
 // accessLogEntries groups the loggable reads of one audit batch (whose
-// events have their ids) into fragments.
-func accessLogEntries(events []domain.AuditEvent) []accessLogDoc {
+// events have their ids) into fragments, and lists the ids of the events
+// it used, in order: the same events in the same order give the same
+// fragments, ids included (recoverAuditTails rebuilds them so).
+func accessLogEntries(events []domain.AuditEvent) ([]accessLogDoc, []string) {
 	byID := map[string]int{}
 	var out []accessLogDoc
-	var rows []string
+	var rows, used []string
 	for _, e := range events {
 		if e.Outcome != "ALLOWED" || e.PatientID == "" || e.Role == domain.RoleMember {
 			continue
@@ -88,6 +93,7 @@ func accessLogEntries(events []domain.AuditEvent) []accessLogDoc {
 		if e.ClientID != "" {
 			actor = domain.ActorSystem
 		}
+		used = append(used, e.ID)
 		at := e.At.UTC().Truncate(time.Millisecond)
 		d := accessLogDoc{
 			Member: e.PatientID, Day: at.Format(time.DateOnly), Org: e.Org, OrgKind: string(domain.OrgKindOf(e.Role)),
@@ -115,7 +121,7 @@ func accessLogEntries(events []domain.AuditEvent) []accessLogDoc {
 	for i := range out {
 		out[i].ID += ":" + rows[i]
 	}
-	return out
+	return out, used
 }
 
 // insertAccessLog appends fragments in one insert; a fragment already

@@ -62,8 +62,8 @@ func (s *Store) CountAuditEvents(ctx context.Context, p domain.Principal, f Audi
 // written (or, for events that name no chain, their access-log
 // fragments). The fragments of chained events are written with a later
 // batch, a member's read of the log, the sweeper or Close, at most
-// auditFlushEvery later while batches come, and their head records keep
-// them until then (recoverAuditTails). A first-read notice that cannot be
+// auditFlushEvery later while batches come; until then the head records
+// list the rows they come from (recoverAuditTails). A first-read notice that cannot be
 // claimed or published is late (the sweeper retries it), never a failure
 // of the batch, which carries other callers' requests too.
 func (s *Store) AppendAudit(ctx context.Context, events []domain.AuditEvent) error {
@@ -92,12 +92,12 @@ func (s *Store) appendAudit(ctx context.Context, events []domain.AuditEvent) ([]
 		}
 		docs = append(docs, toAuditDoc(events[i]))
 	}
-	access := accessLogEntries(events)
+	access, rows := accessLogEntries(events)
 	heads, firsts := batchHeads(events)
 	for i, h := range heads {
 		rec := headRecordDoc{ID: headRecordID(h.Chain, firsts[h.Chain]), HeadOf: h.Chain, Seq: h.Seq, Hash: h.Hash}
-		if i == 0 {
-			rec.Access = access
+		if i == 0 && len(access) > 0 {
+			rec.Rows = rows
 		}
 		// Last: on MongoDB an ordered insert that stops halfway has
 		// written the rows before it, never a head without its rows.
@@ -122,7 +122,7 @@ func (s *Store) appendAudit(ctx context.Context, events []domain.AuditEvent) ([]
 		}
 	} else {
 		if len(s.tail.pending) == 0 && len(s.tail.heads) == 0 {
-			s.tail.since = s.Now()
+			s.tail.since = time.Now()
 		}
 		s.tail.pending = append(s.tail.pending, access...)
 		if s.tail.heads == nil {
@@ -132,11 +132,11 @@ func (s *Store) appendAudit(ctx context.Context, events []domain.AuditEvent) ([]
 			s.tail.heads[h.Chain] = h
 		}
 		s.auditPending.Store(true)
-		if len(s.tail.pending) >= auditFlushMax || s.Now().Sub(s.tail.since) >= auditFlushEvery {
+		if len(s.tail.pending) >= auditFlushMax || time.Since(s.tail.since) >= auditFlushEvery {
 			if err := s.flushAuditLocked(ctx); err != nil {
 				// The rows and their heads are stored: the fragments wait
-				// for the next flush (and a crash leaves them in the head
-				// records).
+				// for the next flush (and after a crash, the head records
+				// name their rows).
 				slog.Default().Warn("access log: writing fragments failed; retried with the next batch", "error", domain.Scrub(err.Error()))
 			}
 		}

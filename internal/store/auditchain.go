@@ -23,8 +23,8 @@ import (
 //
 //	+<chain>/<the batch's first position, 12 digits>
 //
-// holding the chain's position and hash after the batch, and the batch's
-// access-log fragments (accesslog.go), written to access_log later. The
+// holding the chain's position and hash after the batch, and the ids of
+// the rows whose access-log fragments (accesslog.go) are written later. The
 // insert is ordered: on the embedded store it is one SQLite transaction, so
 // the rows and their head land together or not at all; on MongoDB the head
 // is written last, so a head that is there means its rows are. Why one
@@ -61,11 +61,13 @@ type chainHeadDoc struct {
 
 // headRecordDoc is a batch's head record in audit_events.
 type headRecordDoc struct {
-	ID     string         `bson:"_id"`
-	HeadOf string         `bson:"headOf"`
-	Seq    int64          `bson:"seq"`
-	Hash   string         `bson:"hash"`
-	Access []accessLogDoc `bson:"access,omitempty"`
+	ID     string `bson:"_id"`
+	HeadOf string `bson:"headOf"`
+	Seq    int64  `bson:"seq"`
+	Hash   string `bson:"hash"`
+	// Rows are the batch's rows that make access-log fragments, in the
+	// batch's order.
+	Rows []string `bson:"rows,omitempty"`
 }
 
 // headRecordPrefix starts every head record's _id; it sorts below the
@@ -214,19 +216,19 @@ func (s *Store) advanceCheckpoint(ctx context.Context, h ChainHead, done bool) e
 }
 
 // chainHead follows a chain from its checkpoint through its head records
-// to its head, and returns the access-log fragments of the records it
-// passed when withAccess.
-func (s *Store) chainHead(ctx context.Context, cp *chainHeadDoc, withAccess bool) (ChainHead, []accessLogDoc, error) {
+// to its head, and returns the records it passed when withRows (else only
+// their positions are read).
+func (s *Store) chainHead(ctx context.Context, cp *chainHeadDoc, withRows bool) (ChainHead, []*headRecordDoc, error) {
 	h := ChainHead{Chain: cp.ID, Day: cp.Day, Seq: cp.Seq, Hash: cp.Hash}
 	proj := bson.D{{Key: "headOf", Value: 1}, {Key: "seq", Value: 1}, {Key: "hash", Value: 1}}
-	if withAccess {
+	if withRows {
 		proj = nil
 	}
-	var access []accessLogDoc
+	var recs []*headRecordDoc
 	for {
 		rec, err := findByID[headRecordDoc](ctx, s, colAudit, headRecordID(h.Chain, h.Seq+1), proj)
 		if errors.Is(err, mongo.ErrNoDocuments) {
-			return h, access, nil
+			return h, recs, nil
 		}
 		if err != nil {
 			return ChainHead{}, nil, err
@@ -234,11 +236,43 @@ func (s *Store) chainHead(ctx context.Context, cp *chainHeadDoc, withAccess bool
 		if rec.HeadOf != h.Chain || rec.Seq <= h.Seq {
 			// Not a head this process could have written: the chain's
 			// head is where its records end.
-			return h, access, nil
+			return h, recs, nil
 		}
 		h.Seq, h.Hash = rec.Seq, rec.Hash
-		access = append(access, rec.Access...)
+		if withRows {
+			recs = append(recs, rec)
+		}
 	}
+}
+
+// accessLogOf rebuilds the access-log fragments of the batches whose head
+// records are recs, from the rows they list: each batch's in its order,
+// as AppendAudit made them.
+func (s *Store) accessLogOf(ctx context.Context, recs []*headRecordDoc) ([]accessLogDoc, error) {
+	var ids []string
+	for _, r := range recs {
+		ids = append(ids, r.Rows...)
+	}
+	docs, err := findByIDs[auditDoc](ctx, s, colAudit, ids, nil)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]*auditDoc, len(docs))
+	for _, d := range docs {
+		byID[d.ID] = d
+	}
+	var out []accessLogDoc
+	for _, r := range recs {
+		events := make([]domain.AuditEvent, 0, len(r.Rows))
+		for _, id := range r.Rows {
+			if d := byID[id]; d != nil {
+				events = append(events, *toAuditEvent(d))
+			}
+		}
+		frags, _ := accessLogEntries(events)
+		out = append(out, frags...)
+	}
+	return out, nil
 }
 
 // chainHeads reads the checkpoints of the UTC days from..to and follows
@@ -291,11 +325,11 @@ func (s *Store) flushAuditLocked(ctx context.Context) error {
 	return nil
 }
 
-// recoverAuditTails writes the access-log fragments that a process which
-// stopped without writing them left in its head records past its chains'
-// checkpoints, moves those checkpoints to the chains' heads, and marks
-// done the chains of days before yesterday. This process's own chains are
-// its own to flush.
+// recoverAuditTails writes the access-log fragments of the batches past
+// each chain's checkpoint, which a process that stopped may not have
+// written (rebuilt from the rows their head records list), moves those
+// checkpoints to the chains' heads, and marks done the chains of days
+// before yesterday. This process's own chains are its own to flush.
 func (s *Store) recoverAuditTails(ctx context.Context) error {
 	cps, err := findAll[chainHeadDoc](ctx, s, colAuditChains, bson.D{{Key: "done", Value: bson.D{{Key: "$ne", Value: true}}}}, options.Find())
 	if err != nil {
@@ -309,7 +343,11 @@ func (s *Store) recoverAuditTails(ctx context.Context) error {
 		if own[cp.ID] {
 			continue
 		}
-		h, access, err := s.chainHead(ctx, cp, true)
+		h, recs, err := s.chainHead(ctx, cp, true)
+		if err != nil {
+			return err
+		}
+		access, err := s.accessLogOf(ctx, recs)
 		if err != nil {
 			return err
 		}
