@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"slices"
@@ -132,7 +133,8 @@ func (s *Store) appendAudit(ctx context.Context, events []domain.AuditEvent) ([]
 			s.tail.heads[h.Chain] = h
 		}
 		s.auditPending.Store(true)
-		if len(s.tail.pending) >= auditFlushMax || time.Since(s.tail.since) >= auditFlushEvery {
+		every := cmp.Or(s.tail.flushEvery, auditFlushEvery)
+		if len(s.tail.pending) >= auditFlushMax || time.Since(s.tail.since) >= every {
 			if err := s.flushAuditLocked(ctx); err != nil {
 				// The rows and their heads are stored: the fragments wait
 				// for the next flush (and after a crash, the head records
