@@ -196,20 +196,16 @@ func (s *Store) startChain(ctx context.Context, chain string) error {
 	return nil
 }
 
-// advanceCheckpoint moves a chain's checkpoint to h, never back.
+// advanceCheckpoint moves a chain's checkpoint to h, never back. On
+// MongoDB the filter says so (another replica's recoverAuditTails may have
+// moved it further). On the embedded store one process writes, and it only
+// ever moves a checkpoint forward (its own chains' under appendMu, in
+// order; a stopped process's from where it was), so the write is by _id
+// alone, with no read before it.
 func (s *Store) advanceCheckpoint(ctx context.Context, h ChainHead, done bool) error {
 	return s.locked(ctx, colAuditChains, h.Chain, func(ctx context.Context) error {
 		filter := bson.D{{Key: "_id", Value: h.Chain}}
-		if s.serialWrites {
-			var cur chainHeadDoc
-			err := s.c(colAuditChains).FindOne(ctx, filter).Decode(&cur)
-			if err != nil {
-				return err
-			}
-			if cur.Seq > h.Seq || (cur.Seq == h.Seq && cur.Done == done) {
-				return nil
-			}
-		} else {
+		if !s.serialWrites {
 			filter = append(filter, bson.E{Key: "seq", Value: bson.D{{Key: "$lte", Value: h.Seq}}})
 		}
 		set := bson.D{{Key: "seq", Value: h.Seq}, {Key: "hash", Value: h.Hash}, {Key: "updatedAt", Value: s.Now()}}
