@@ -148,7 +148,7 @@ func openTwice(t *testing.T, ctx context.Context, name string) (*Store, func() *
 		return s
 	}
 	first := open()
-	t.Cleanup(func() { _ = first.db.Drop(context.Background()) })
+	t.Cleanup(func() { _ = first.Drop(context.Background()) })
 	return first, open
 }
 

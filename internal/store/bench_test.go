@@ -32,7 +32,7 @@ func BenchmarkAppendAuditWithAccessLog(b *testing.B) {
 	s, err := Open(ctx, o)
 	require.NoError(b, err)
 	b.Cleanup(func() {
-		_ = s.db.Drop(context.Background())
+		_ = s.Drop(context.Background())
 		_ = s.Close(context.Background())
 	})
 	batch := func() []domain.AuditEvent {
@@ -72,7 +72,7 @@ func BenchmarkAppendAuditDetailBatch(b *testing.B) {
 	s, err := Open(ctx, o)
 	require.NoError(b, err)
 	b.Cleanup(func() {
-		_ = s.db.Drop(context.Background())
+		_ = s.Drop(context.Background())
 		_ = s.Close(context.Background())
 	})
 	ch := audit.NewChainer(nil)

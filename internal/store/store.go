@@ -220,6 +220,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 
 // Drop deletes the whole database (tests clean up with it).
 func (s *Store) Drop(ctx context.Context) error {
+	// What waits to be written to the database goes with it (Close would
+	// otherwise create it again to write it).
+	s.appendMu.Lock()
+	s.tail = auditTail{flushEvery: s.tail.flushEvery}
+	s.auditPending.Store(false)
+	s.appendMu.Unlock()
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	return s.db.Drop(ctx)
