@@ -285,3 +285,44 @@ func TestADeletedTailWithItsHeadRecordIsFoundPastTheCheckpoint(t *testing.T) {
 	assert.Equal(t, audit.BreakMissing, rep.Breaks[0].Reason)
 	assert.EqualValues(t, 5, rep.Breaks[0].Position)
 }
+
+// Another gateway sees the access log within a sweep: the sweeper's call
+// writes what waits, and a batch writes it once auditFlushMax wait.
+func TestWaitingFragmentsReachOtherGatewaysWithTheSweeperOrABatch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, open := openTwice(t, ctx, "sweep")
+	s.tail.flushEvery = time.Hour
+	require.NoError(t, s.PublishPendingEvents(ctx), "the start's call")
+	other := open()
+	count := func() int {
+		page, _, err := other.AccessLog(ctx, aliceP, AccessLogFilter{}, Page{First: 100})
+		require.NoError(t, err)
+		n := 0
+		for _, e := range page {
+			n += e.Count
+		}
+		return n
+	}
+	ch := audit.NewChainer(nil)
+	ev := providerReads(aliceP, 2)
+	ch.Link(ev)
+	require.NoError(t, s.AppendAudit(ctx, ev))
+	assert.True(t, s.PendingEvents(), "the sweeper is told")
+	assert.Zero(t, count(), "not yet written")
+	require.NoError(t, s.PublishPendingEvents(ctx))
+	assert.False(t, s.PendingEvents())
+	assert.Equal(t, 2, count(), "written by the sweeper's call")
+
+	// Reads of distinct cases: one fragment each.
+	for i := range auditFlushMax {
+		ev := providerReads(aliceP, 1)
+		ev[0].CaseID, ev[0].ResourceID = fmt.Sprint("c-", i), fmt.Sprint("c-", i)
+		ch.Link(ev)
+		require.NoError(t, s.AppendAudit(ctx, ev))
+		if i < auditFlushMax-1 {
+			assert.Equal(t, 2, count(), "waiting (%d)", i)
+		}
+	}
+	assert.Equal(t, 2+auditFlushMax, count(), "the batch that made them auditFlushMax wrote them")
+}
