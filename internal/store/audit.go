@@ -61,10 +61,10 @@ func (s *Store) CountAuditEvents(ctx context.Context, p domain.Principal, f Audi
 // command (auditchain.go). It is not scoped: every caller's accesses are
 // recorded. It fails only when the audit rows and their heads cannot be
 // written (or, for events that name no chain, their access-log
-// fragments). The fragments of chained events are written with a later
-// batch, a member's read of the log, the sweeper or Close, at most
-// auditFlushEvery later while batches come; until then the head records
-// list the rows they come from (recoverAuditTails). A first-read notice that cannot be
+// fragments). The fragments of chained events are written after it: with
+// a later batch (auditFlushMax, auditFlushEvery), a member's read of the
+// log, the sweeper or Close; until then the head records list the rows
+// they come from (recoverAuditTails). A first-read notice that cannot be
 // claimed or published is late (the sweeper retries it), never a failure
 // of the batch, which carries other callers' requests too.
 func (s *Store) AppendAudit(ctx context.Context, events []domain.AuditEvent) error {
