@@ -19,16 +19,16 @@ import (
 // It is an append-only projection of the audit, in its own collection: each
 // audit batch adds one fragment per (member, organisation, role, case, data
 // category, actor, UTC day) it touched, with that batch's first and last
-// time and count. A chained batch's fragments are written after its rows,
-// with a later batch (at most auditFlushEvery later while batches come),
-// before any read of the log in the same process, by the sweeper, or at
-// Close; the batch's head record lists the rows they come from, so a
-// process that stops first loses none (auditchain.go). A reader merges the fragments of one entry. Nothing is
-// ever read back and rewritten: on the embedded store an update is a read
-// and a write back (about 1.5 ms each, against 0.1 ms per inserted
-// document), and folding each batch into one document per entry with
-// upserts had put seconds of writes on every audit batch of a busy page
-// load. Counting and grouping years of raw audit rows at read time would
+// time and count. A chained batch's fragments are written after its rows:
+// with a later batch (auditFlushMax, auditFlushEvery), before any read of
+// the log in the same process, by the sweeper, or at Close; the batch's
+// head record lists the rows they come from, so a process that stops
+// first loses none (auditchain.go). A reader merges the fragments of one
+// entry. Nothing is ever read back and rewritten: on the embedded store an
+// update is a read and a write back (about 1.5 ms each, against 0.1 ms per
+// inserted document), and folding each batch into one document per entry
+// with upserts had put seconds of writes on every audit batch of a busy
+// page load. Counting and grouping years of raw audit rows at read time would
 // decode the whole audit collection on the embedded store instead.
 //
 // A fragment's _id is

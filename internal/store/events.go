@@ -193,7 +193,7 @@ func allDuplicates(err error) bool {
 // runs at start, and again (see PendingEvents) after a copy failed. It also
 // writes the access-log fragments this process holds (the sweeper's call
 // while no copy failed does only that) and, until it has once succeeded,
-// those a stopped process left in its head records (recoverAuditTails).
+// those a stopped process had not written (recoverAuditTails).
 func (s *Store) PublishPendingEvents(ctx context.Context) error {
 	// The first call (at start) and any after a failed copy publish
 	// everything; the others only write the access log's fragments.

@@ -231,8 +231,7 @@ func (s *Store) Drop(ctx context.Context) error {
 	return s.db.Drop(ctx)
 }
 
-// Close disconnects.
-// The access-log fragments still in memory are written first.
+// Close writes the access-log fragments still in memory, then disconnects.
 func (s *Store) Close(ctx context.Context) error {
 	return errors.Join(s.flushAudit(ctx), s.client.Disconnect(ctx))
 }
