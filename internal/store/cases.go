@@ -226,13 +226,19 @@ func (s *Store) Cases(ctx context.Context, p domain.Principal, f CaseFilter, pg 
 }
 
 // CountCases counts the cases in p's scope matching f, over the list
-// documents.
+// documents; a reviewer's, whose scope follows the case's assignment and
+// consents, over the cases themselves (as its pages hold each row to the
+// scope on the case).
 func (s *Store) CountCases(ctx context.Context, p domain.Principal, f CaseFilter) (int, error) {
 	sc := caseScope(p)
 	if sc.none {
 		return 0, nil
 	}
-	n, err := count(ctx, s, colCaseList, and(sc.filter, f.bson(s)))
+	coll := colCaseList
+	if reviewer(p) {
+		coll = colCases
+	}
+	n, err := count(ctx, s, coll, and(sc.filter, f.bson(s)))
 	return n, translate(err, "cases")
 }
 
@@ -291,6 +297,8 @@ func (s *Store) InsertCase(ctx context.Context, nc NewCase) (*domain.Case, error
 	// The sweeper retries a failed copy (and the list document with it).
 	if listed, err := caseListing.ofValue(&d); err == nil {
 		_ = s.publishOutbox(ctx, d.ID, d.Version, d.Outbox, &d, listed)
+	} else {
+		s.outboxPending.Store(true)
 	}
 	d.Outbox = nil
 	return toCase(&d), nil

@@ -40,11 +40,18 @@ import (
 //     all for a database that has none yet.
 //
 // A page therefore never disagrees with the detail beyond the next write of
-// that document or the next start. Who may see a row is never left to a
-// copy that may lag: members', insurers' and coordinators' scopes rest on
-// fields a case never changes (its patient and insurer), and a reviewer's
-// page, whose scope follows the case's assignment and consents, reads its
-// rows by _id and holds each to the scope again. Policies have no list
+// that document or the next start. Every write of a listed field moves the
+// document's version (a specialist's move abroad included), so a write's
+// copy, made from the document it read and its own $set, is exactly what it
+// stored, and copies are ordered by version. The one exception is a
+// member's migration (MigrateMembers renames without a new version); it
+// runs at start, before RepairLists, which compares every field. Who
+// may see a row is never left to a copy that may lag: members', insurers'
+// and coordinators' scopes rest on fields a case keeps (its patient and
+// insurer); a reviewer's page, whose scope follows the case's assignment
+// and consents, reads its rows by _id and holds each to the scope again,
+// and a reviewer's count and a specialist's move read the cases
+// themselves. Policies have no list
 // collection: every field of a policy document is shown by a page of
 // policies.
 
@@ -82,11 +89,15 @@ func (l listing) projection() bson.D {
 
 // of returns the list document of a stored document: its listed fields, in
 // the listing's order (so two copies of the same values are the same bytes).
+// A document stored before it had a version gets version 0, so that the
+// version filter of putListed always has a field to compare.
 func (l listing) of(doc bson.Raw) bson.D {
 	out := make(bson.D, 0, len(l.fields))
 	for _, f := range l.fields {
 		if v, err := doc.LookupErr(f); err == nil {
 			out = append(out, bson.E{Key: f, Value: v})
+		} else if f == "version" {
+			out = append(out, bson.E{Key: f, Value: 0})
 		}
 	}
 	return out
@@ -221,9 +232,17 @@ func (s *Store) putListed(ctx context.Context, l listing, id string, doc bson.D)
 	} else {
 		filter = append(filter, bson.E{Key: "version", Value: bson.D{{Key: "$lte", Value: v}}})
 	}
-	_, err := s.c(l.list).ReplaceOne(ctx, filter, doc, options.Replace().SetUpsert(true))
+	var err error
+	for range 2 {
+		_, err = s.c(l.list).ReplaceOne(ctx, filter, doc, options.Replace().SetUpsert(true))
+		if !isDuplicate(err) || s.serialWrites {
+			return err
+		}
+		// The copy was missing, and another writer inserted one since:
+		// once more, against it (a duplicate again means it is newer).
+	}
 	if isDuplicate(err) {
-		return nil // a newer copy is there
+		return nil
 	}
 	return err
 }

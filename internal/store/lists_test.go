@@ -104,8 +104,8 @@ func TestEveryWriteLeavesTheListDocumentsAsTheirDocuments(t *testing.T) {
 		require.NoError(t, err)
 		listedAsStored(t, ctx, s, caseListing, c2.ID, "cancelled")
 
-		// A specialist's move abroad refreshes the case (not a move of the
-		// case: its version stays).
+		// A specialist's move abroad refreshes the case (a new version:
+		// who may read it changes).
 		_, err = s.UpsertSpecialist(ctx, provider, SpecialistInput{ID: sp.ID, Name: "Dr A", Specialties: []string{"oncology", "hematology"}, Languages: []string{"en", "de"}, Country: "DE", OrgID: "prov-x", OrgKind: domain.OrgProvider})
 		require.NoError(t, err)
 		listedAsStored(t, ctx, s, specialistListing, sp.ID, "specialist moved")
@@ -268,4 +268,58 @@ func TestAStopBetweenTheTwoWritesIsRepaired(t *testing.T) {
 	n, err = s.RepairLists(ctx)
 	require.NoError(t, err)
 	assert.Zero(t, n, "a second start finds every list document as its document")
+}
+
+// Who may read a case is never decided on a list document that lags: a
+// case whose assignment has not reached its list document yet (the copy
+// failed, the sweeper has not run) still follows its specialist abroad, and
+// the provider, without the member's consent to international sharing,
+// reads it no more: not by id, not in a page, not in a count.
+func TestAProviderLosesACaseAbroadEvenWhileItsListDocumentLags(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s := openCAS(t, ctx, "listabroad")
+	coord := domain.Principal{Subject: "c", Role: domain.RoleCoordinator, Org: "operator"}
+	provider := domain.Principal{Subject: "p", Role: domain.RoleProvider, Org: "prov-x"}
+	onBothPaths(t, s, func(t *testing.T, serial bool) {
+		member := fmt.Sprintf("ins:m-%v", serial)
+		_, err := s.c(colPatients).InsertOne(ctx, bson.D{{Key: "_id", Value: member}, {Key: "country", Value: "CA"}})
+		require.NoError(t, err)
+		sp, err := s.UpsertSpecialist(ctx, provider, SpecialistInput{Name: "Dr A", Specialties: []string{"oncology"}, Languages: []string{"en"}, Country: "CA", OrgID: "prov-x", OrgKind: domain.OrgProvider})
+		require.NoError(t, err)
+		c, err := s.InsertCase(ctx, NewCase{PolicyID: "pol", PatientID: member, InsurerID: "ins", Specialty: "oncology", Urgency: domain.UrgencyRoutine, ActorRole: domain.RoleMember})
+		require.NoError(t, err)
+
+		s.beforeWrite = func(coll, id string) error {
+			if coll == colCaseList {
+				return errors.New("stopped")
+			}
+			return nil
+		}
+		assigned, abroad, org := domain.StatusAssigned, false, "prov-x"
+		_, err = s.MutateCase(ctx, coord, c.ID, nil, func(*domain.Case) (CaseUpdate, error) {
+			return CaseUpdate{Status: &assigned, SpecialistID: &sp.ID, SpecialistOrgID: &org, SpecialistAbroad: &abroad,
+				Events: []domain.CaseEvent{{Type: "STATUS_CHANGED", ToStatus: &assigned, ActorRole: domain.RoleCoordinator}}}, nil
+		})
+		s.beforeWrite = nil
+		require.NoError(t, err)
+		_, err = s.Case(ctx, provider, c.ID)
+		require.NoError(t, err, "assigned to the provider's specialist at home: readable")
+
+		_, err = s.UpsertSpecialist(ctx, provider, SpecialistInput{ID: sp.ID, Name: "Dr A", Specialties: []string{"oncology"}, Languages: []string{"en"}, Country: "FR", OrgID: "prov-x", OrgKind: domain.OrgProvider})
+		require.NoError(t, err)
+		require.NoError(t, s.PublishPendingEvents(ctx))
+		_, err = s.RepairLists(ctx)
+		require.NoError(t, err)
+
+		_, err = s.Case(ctx, provider, c.ID)
+		assert.Equal(t, domain.CodeNotFound, domain.ErrorCode(err), "abroad without consent: %v", err)
+		page, _, err := s.Cases(ctx, provider, CaseFilter{PatientID: &member}, Page{First: 5}, CaseView{})
+		require.NoError(t, err)
+		assert.Empty(t, page)
+		n, err := s.CountCases(ctx, provider, CaseFilter{PatientID: &member})
+		require.NoError(t, err)
+		assert.Zero(t, n)
+		listedAsStored(t, ctx, s, caseListing, c.ID, "after the sweeper and the repair")
+	})
 }

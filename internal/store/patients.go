@@ -138,7 +138,7 @@ func (s *Store) Patient(ctx context.Context, p domain.Principal, id string) (*do
 		// list documents and held to the scope on the case itself.
 		sc := caseScope(p)
 		docs, err := findAll[caseDoc](ctx, s, colCaseList, and(sc.filter, bson.D{{Key: "patientId", Value: memberID}}),
-			options.Find().SetLimit(1).SetProjection(bson.D{{Key: "_id", Value: 1}}))
+			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
 		if err != nil {
 			return nil, translate(err, "patient")
 		}
@@ -149,15 +149,18 @@ func (s *Store) Patient(ctx context.Context, p domain.Principal, id string) (*do
 				return nil, translate(err, "patient")
 			}
 		}
-		if len(docs) == 0 || !sc.allow(toCase(docs[0])) {
-			return nil, domain.ErrNotFound("patient")
-		}
-		m, err := s.PatientsOfCases(ctx, p, []*domain.Case{toCase(docs[0])})
-		if err != nil {
-			return nil, err
-		}
-		if pt, ok := m[docs[0].ID]; ok {
-			return pt, nil
+		for _, d := range docs {
+			c := toCase(d)
+			if !sc.allow(c) {
+				continue
+			}
+			m, err := s.PatientsOfCases(ctx, p, []*domain.Case{c})
+			if err != nil {
+				return nil, err
+			}
+			if pt, ok := m[c.ID]; ok {
+				return pt, nil
+			}
 		}
 		return nil, domain.ErrNotFound("patient")
 	}

@@ -194,7 +194,9 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 // refreshAbroad sets, on every case assigned to the specialist, whether the
 // specialist (now in country) is abroad from the case's patient.
 func (s *Store) refreshAbroad(ctx context.Context, specialistID, country string) error {
-	cases, err := findAll[caseDoc](ctx, s, colCaseList, bson.D{{Key: "specialistId", Value: specialistID}},
+	// The cases themselves, not their list documents: who may read a
+	// case follows this field, so it is decided on what the case holds.
+	cases, err := findAll[caseDoc](ctx, s, colCases, bson.D{{Key: "specialistId", Value: specialistID}},
 		options.Find().SetProjection(bson.D{{Key: "patientId", Value: 1}, {Key: "specialistAbroad", Value: 1}, {Key: "version", Value: 1}}))
 	if err != nil {
 		return translate(err, "cases")
@@ -208,11 +210,13 @@ func (s *Store) refreshAbroad(ctx context.Context, specialistID, country string)
 		if abroad == c.SpecialistAbroad {
 			continue
 		}
-		// Not a move of the case: its version stays, so a client's
-		// expectedVersion is not spoilt by a specialist's profile edit.
+		// Who may read the case changes: a new version (a move of the
+		// case racing with this one is read again, and every copy of a
+		// listed field is ordered by version: lists.go).
 		if _, err := s.conditional(ctx, colCases, c.ID, bson.D{{Key: "specialistId", Value: specialistID}},
 			func(ctx context.Context, filter bson.D) (int64, error) {
-				res, err := s.c(colCases).UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "specialistAbroad", Value: abroad}}}})
+				res, err := s.c(colCases).UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "specialistAbroad", Value: abroad}}},
+					{Key: "$inc", Value: bson.D{{Key: "version", Value: 1}}}})
 				if err != nil {
 					return 0, err
 				}

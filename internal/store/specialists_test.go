@@ -63,7 +63,7 @@ func TestAProfileWriteRefreshesTheCasesOnlyWhenTheCountryMoves(t *testing.T) {
 
 	assert.NotContains(t, write("CA"), ":cases", "the same country: no case is read")
 	assert.False(t, abroad())
-	assert.Contains(t, write("FR"), "find:case_list", "a new country refreshes the cases")
+	assert.Contains(t, write("FR"), "find:cases", "a new country refreshes the cases")
 	assert.True(t, abroad(), "the case follows the specialist abroad")
 
 	// A refresh that stopped halfway leaves the mark; the next write,
@@ -75,7 +75,7 @@ func TestAProfileWriteRefreshesTheCasesOnlyWhenTheCountryMoves(t *testing.T) {
 	require.NoError(t, s.c(colSpecialists).FindOne(ctx, bson.D{{Key: "_id", Value: sp.ID}}).Decode(&d))
 	_, err = s.c(colSpecialists).UpdateOne(ctx, bson.D{{Key: "_id", Value: sp.ID}}, bson.D{{Key: "$set", Value: bson.D{{Key: "abroadPending", Value: d.Version}}}})
 	require.NoError(t, err)
-	assert.Contains(t, write("FR"), "find:case_list")
+	assert.Contains(t, write("FR"), "find:cases")
 	assert.True(t, abroad())
 	require.NoError(t, s.c(colSpecialists).FindOne(ctx, bson.D{{Key: "_id", Value: sp.ID}}).Decode(&d))
 	assert.Zero(t, d.AbroadPending, "the mark is cleared once the refresh is done")

@@ -275,6 +275,10 @@ var indexes = []index{
 	{colPseudonyms, bson.D{{Key: "pseudonym", Value: 1}}, true},
 	{colPatients, bson.D{{Key: "insurerId", Value: 1}}, false},
 	{colCases, bson.D{{Key: "reference", Value: 1}}, true},
+	// The cases themselves are read by these only where a list document
+	// may not be trusted: a member's migration, a specialist's move.
+	{colCases, bson.D{{Key: "patientId", Value: 1}}, false},
+	{colCases, bson.D{{Key: "specialistId", Value: 1}}, false},
 	{colCaseList, bson.D{{Key: "patientId", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colCaseList, bson.D{{Key: "insurerId", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colCaseList, bson.D{{Key: "specialistOrgId", Value: 1}, {Key: "_id", Value: -1}}, false},
