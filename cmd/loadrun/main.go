@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -154,6 +155,18 @@ func run(nCases, nSpecialists, requests, fastRequests int, levels string, alone 
 		drive(tg, 4, 20, defaultMix)
 	}
 
+	if dir := os.Getenv("LOADRUN_CPUPROFILE_DIR"); dir != "" {
+		// This process's profile too: where the embedded store's time goes.
+		f, err := os.Create(filepath.Join(dir, "store.pprof"))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Printf("machine: %d CPUs, %s/%s, %s\n", runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	fmt.Printf("processes: the embedded store + this load generator; the gateway (app.Run); the baseline\n")
 	fmt.Printf("%d requests per run (%d for detail, search and mutate alone); cpu ms/req is the target process's own CPU (no database) per request; store ms/req is this process's (the embedded store, with the load generator) per request of that target\n\n", requests, fastRequests)
