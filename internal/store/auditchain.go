@@ -344,34 +344,26 @@ func (s *Store) recoverAuditTails(ctx context.Context) error {
 	own := maps.Clone(s.tail.chains)
 	s.appendMu.Unlock()
 	old := s.Now().AddDate(0, 0, -1).Format(time.DateOnly)
-	// A chain that fails is left for the next call; the others go on.
-	var errs []error
 	for _, cp := range cps {
 		if own[cp.ID] {
 			continue
 		}
-		errs = append(errs, s.recoverAuditTail(ctx, cp, cp.Day < old))
-	}
-	return errors.Join(errs...)
-}
-
-// recoverAuditTail writes the access-log fragments of one chain's batches
-// past its checkpoint and moves the checkpoint to the chain's head (done:
-// the chain's day is over).
-func (s *Store) recoverAuditTail(ctx context.Context, cp *chainHeadDoc, done bool) error {
-	h, recs, err := s.chainHead(ctx, cp, true)
-	if err != nil {
-		return err
-	}
-	access, err := s.accessLogOf(ctx, recs)
-	if err != nil {
-		return err
-	}
-	if err := s.insertAccessLog(ctx, access); err != nil {
-		return err
-	}
-	if h.Seq > cp.Seq || done {
-		return s.advanceCheckpoint(ctx, h, done)
+		h, recs, err := s.chainHead(ctx, cp, true)
+		if err != nil {
+			return err
+		}
+		access, err := s.accessLogOf(ctx, recs)
+		if err != nil {
+			return err
+		}
+		if err := s.insertAccessLog(ctx, access); err != nil {
+			return err
+		}
+		if done := cp.Day < old; h.Seq > cp.Seq || done {
+			if err := s.advanceCheckpoint(ctx, h, done); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -336,51 +335,4 @@ func TestWaitingFragmentsReachOtherGatewaysWithTheSweeperOrABatch(t *testing.T) 
 		}
 	}
 	assert.Equal(t, 2+auditFlushMax, count(), "the batch that made them auditFlushMax wrote them")
-}
-
-// A stopped gateway's chains are recovered one by one: a chain whose
-// access log cannot be written now is left for the next call, and the
-// chains after it are recovered meanwhile.
-func TestRecoveryGoesOnPastAChainThatFails(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	s, restart := openTwice(t, ctx, "recoverpast")
-	s.beforeWrite = func(coll, _ string) error {
-		if coll == colAccessLog {
-			return errors.New("injected: access_log unavailable")
-		}
-		return nil
-	}
-	bobP := domain.Principal{Subject: "m-2", Role: domain.RoleMember, Org: "ins-a"}
-	for _, member := range []domain.Principal{aliceP, bobP} {
-		ev := providerReads(member, 2)
-		audit.NewChainer(nil).Link(ev) // a chain of its own
-		require.NoError(t, s.AppendAudit(ctx, ev))
-	}
-
-	next := restart()
-	alice := memberPrefix(aliceP.MemberKey())
-	next.beforeWrite = func(coll, id string) error {
-		if coll == colAccessLog && strings.HasPrefix(id, alice) {
-			return errors.New("injected: alice's fragments cannot be written")
-		}
-		return nil
-	}
-	require.Error(t, next.recoverAuditTails(ctx), "alice's chain is left for later")
-	logOf := func(p domain.Principal) int {
-		page, _, err := next.AccessLog(ctx, p, AccessLogFilter{}, Page{First: 10})
-		require.NoError(t, err)
-		n := 0
-		for _, e := range page {
-			n += e.Count
-		}
-		return n
-	}
-	assert.Equal(t, 2, logOf(bobP), "the chain after the failing one is recovered")
-	assert.Zero(t, logOf(aliceP))
-
-	next.beforeWrite = nil
-	require.NoError(t, next.recoverAuditTails(ctx))
-	assert.Equal(t, 2, logOf(aliceP), "recovered at the next call")
-	assert.Equal(t, 2, logOf(bobP), "and nothing twice")
 }
