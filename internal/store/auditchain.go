@@ -25,11 +25,9 @@ import (
 //
 // holding the chain's position and hash after the batch, and the ids of
 // the rows whose access-log fragments (accesslog.go) are written later. The
-// insert is ordered and the head is written last, so a head that is there
-// means its rows are. (FerretDB commits an insert 100 documents at a time
-// and MongoDB in order: an insert cut off partway leaves rows without their
-// head, which verification reports as BEYOND_HEAD; that batch's requests
-// failed.) Why one
+// insert is ordered: on the embedded store it is one SQLite transaction, so
+// the rows and their head land together or not at all; on MongoDB the head
+// is written last, so a head that is there means its rows are. Why one
 // insert: on the embedded store every command is a commit (about 1 ms,
 // more under load, besides about 0.2 ms a document), and the head's upsert
 // and the fragments' insert had made every audit batch, which the requests
