@@ -1,15 +1,8 @@
 package server_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"runtime"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -83,22 +76,17 @@ func BenchmarkCasePage50Clinical(b *testing.B) {
 	}
 }
 
-// detailDoc is a case detail as a coordinator's screen reads it.
-const detailDoc = `query($id: ID!) { case(id: $id) { id reference status diagnosis { code } events { type at }
-  patient { givenName familyName } specialist { name } opinion { status memberSummary } } }`
-
 func BenchmarkCaseDetail(b *testing.B) {
 	env := bigEnv(b)
 	tok := env.Token(b, testenv.Persona("coordinator"))
 	res := env.Do(b, tok, `{ cases(first: 100) { edges { node { id } } } }`, nil)
 	edges := testenv.Get(res.Data, "cases", "edges").([]any)
 	b.ReportAllocs()
-	cpu0 := cpuTime(b)
-	defer func() { b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op") }()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		id := testenv.Get(edges[i%len(edges)], "node", "id")
-		r := env.Do(b, tok, detailDoc, map[string]any{"id": id})
+		r := env.Do(b, tok, `query($id: ID!) { case(id: $id) { id reference status diagnosis { code } events { type at }
+		  patient { givenName familyName } specialist { name } opinion { status memberSummary } } }`, map[string]any{"id": id})
 		if len(r.Errors) > 0 {
 			b.Fatal(r.Raw)
 		}
@@ -158,59 +146,4 @@ func BenchmarkCaseOutsideScopeVersusMissing(b *testing.B) {
 		b.ReportMetric(float64(out.Nanoseconds())/float64(b.N), "outside-ns/op")
 		b.ReportMetric(float64(miss.Nanoseconds())/float64(b.N), "missing-ns/op")
 	})
-}
-
-// BenchmarkCaseDetailParallel is BenchmarkCaseDetail from 16 concurrent
-// clients, as cmd/loadrun's detail run sends it: the requests' audit
-// batches are group-committed, so what each batch writes (rows, chain head,
-// access log) shows here as throughput, which the single-client benchmark
-// hides behind the reads.
-func BenchmarkCaseDetailParallel(b *testing.B) {
-	env := bigEnv(b)
-	tok := env.Token(b, testenv.Persona("coordinator"))
-	res := env.Do(b, tok, `{ cases(first: 100) { edges { node { id } } } }`, nil)
-	edges := testenv.Get(res.Data, "cases", "edges").([]any)
-	bodies := make([][]byte, len(edges))
-	for i, e := range edges {
-		body, err := json.Marshal(map[string]any{"query": detailDoc, "variables": map[string]any{"id": testenv.Get(e, "node", "id")}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		bodies[i] = body
-	}
-	var next atomic.Int64
-	b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
-	b.ReportAllocs()
-	// The process's CPU time (the gateway and the embedded store both)
-	// per detail: on a machine shared with other work the wall time
-	// moves a lot between runs, the CPU a detail costs much less.
-	cpu0 := cpuTime(b)
-	defer func() { b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op") }()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(bodies[next.Add(1)%int64(len(bodies))]))
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+tok)
-			rec := httptest.NewRecorder()
-			env.Handler.ServeHTTP(rec, req)
-			var out struct {
-				Data   map[string]any    `json:"data"`
-				Errors []json.RawMessage `json:"errors"`
-			}
-			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != http.StatusOK || len(out.Errors) > 0 || testenv.Get(out.Data, "case", "id") == nil {
-				b.Errorf("case detail: %d %s", rec.Code, rec.Body.Bytes())
-				return
-			}
-		}
-	})
-}
-
-// cpuTime is the user and system CPU time this process has used.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

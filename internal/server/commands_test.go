@@ -129,10 +129,8 @@ func pagesAndDetails(t *testing.T, byID bool) {
 			// are read by _id if at all.
 			assert.Equal(t, 1, counts["scan case_list"], "%v", counts)
 			assert.Zero(t, counts["scan cases"], "%v", counts)
-			// The audit batch: its rows with its chain's head (one
-			// insert) and, when the access-log fragments waiting are
-			// written with it, their insert and the chain's checkpoint
-			// (one update).
+			// The audit batch: its rows and the member's access-log
+			// fragments (two inserts), and its chain's head (one update).
 			assert.LessOrEqual(t, counts["insert"], 2, "one audit batch at most: %v", counts)
 			assert.LessOrEqual(t, counts["update"], 1, "one audit batch at most: %v", counts)
 		})

@@ -16,19 +16,16 @@ import (
 
 // The member's access log (README, "Who saw my data").
 //
-// It is an append-only projection of the audit, in its own collection: each
-// audit batch adds one fragment per (member, organisation, role, case, data
+// It is an append-only projection of the audit, in its own collection,
+// written by AppendAudit with the audit batch that carries the reads: each
+// batch inserts one fragment per (member, organisation, role, case, data
 // category, actor, UTC day) it touched, with that batch's first and last
-// time and count. A chained batch's fragments are written after its rows:
-// with a later batch (auditFlushMax, auditFlushEvery), before any read of
-// the log in the same process, by the sweeper, or at Close; the batch's
-// head record lists the rows they come from, so a process that stops
-// first loses none (auditchain.go). A reader merges the fragments of one
-// entry. Nothing is ever read back and rewritten: on the embedded store an
-// update is a read and a write back (about 1.5 ms each, against 0.1 ms per
-// inserted document), and folding each batch into one document per entry
-// with upserts had put seconds of writes on every audit batch of a busy
-// page load. Counting and grouping years of raw audit rows at read time would
+// time and count. A reader merges the fragments of one entry. Nothing is
+// ever read back and rewritten: on the embedded store an update is a read
+// and a write back (about 1.5 ms each, against 0.1 ms per inserted
+// document), and folding each batch into one document per entry with
+// upserts had put seconds of writes on every audit batch of a busy page
+// load. Counting and grouping years of raw audit rows at read time would
 // decode the whole audit collection on the embedded store instead.
 //
 // A fragment's _id is
@@ -73,14 +70,10 @@ func accessLogID(d accessLogDoc) string {
 	return memberPrefix(d.Member) + ":" + d.Day + ":" + hex.EncodeToString(h[:8])
 }
 
-// accessLogEntries groups the loggable reads of one audit batch (whose
-// events have their ids) into fragments, and lists the ids of the events
-// it used, in order: the same events in the same order give the same
-// fragments, ids included (recoverAuditTails rebuilds them so).
-func accessLogEntries(events []domain.AuditEvent) ([]accessLogDoc, []string) {
+// accessLogEntries groups the loggable reads of one audit batch.
+func accessLogEntries(events []domain.AuditEvent) []accessLogDoc {
 	byID := map[string]int{}
 	var out []accessLogDoc
-	var rows, used []string
 	for _, e := range events {
 		if e.Outcome != "ALLOWED" || e.PatientID == "" || e.Role == domain.RoleMember {
 			continue
@@ -93,7 +86,6 @@ func accessLogEntries(events []domain.AuditEvent) ([]accessLogDoc, []string) {
 		if e.ClientID != "" {
 			actor = domain.ActorSystem
 		}
-		used = append(used, e.ID)
 		at := e.At.UTC().Truncate(time.Millisecond)
 		d := accessLogDoc{
 			Member: e.PatientID, Day: at.Format(time.DateOnly), Org: e.Org, OrgKind: string(domain.OrgKindOf(e.Role)),
@@ -114,37 +106,24 @@ func accessLogEntries(events []domain.AuditEvent) ([]accessLogDoc, []string) {
 		}
 		byID[d.ID] = len(out)
 		out = append(out, d)
-		rows = append(rows, e.ID)
 	}
-	// A fragment's id ends with its entry's first audit row's in the
-	// batch: fixed by the rows, so writing it twice stores it once.
-	for i := range out {
-		out[i].ID += ":" + rows[i]
-	}
-	return out, used
+	return out
 }
 
-// insertAccessLog appends fragments in one insert; a fragment already
-// there (written again after a crash, recoverAuditTails) is kept.
+// insertAccessLog appends one audit batch's fragments: one insert, with
+// the audit rows it mirrors.
 func (s *Store) insertAccessLog(ctx context.Context, docs []accessLogDoc) error {
 	if len(docs) == 0 {
 		return nil
 	}
 	out := make([]any, len(docs))
 	for i, d := range docs {
+		d.ID += ":" + NewIDAt(d.FirstAt)
 		out[i] = d
-	}
-	if s.beforeWrite != nil {
-		if err := s.beforeWrite(colAccessLog, docs[0].ID); err != nil {
-			return err
-		}
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	_, err := s.c(colAccessLog).InsertMany(ctx, out, options.InsertMany().SetOrdered(false))
-	if err != nil && allDuplicates(err) {
-		return nil
-	}
 	return err
 }
 
@@ -178,11 +157,6 @@ func (s *Store) AccessLog(ctx context.Context, p domain.Principal, f AccessLogFi
 	if member == "" {
 		return nil, false, nil
 	}
-	// This process's own fragments first: a read sees every access
-	// recorded before it here.
-	if err := s.flushAudit(ctx); err != nil {
-		return nil, false, translate(err, "access log")
-	}
 	prefix := memberPrefix(member)
 	lo, hi := accessLogRange(member, f)
 	if pg.After != "" {
@@ -204,9 +178,6 @@ func (s *Store) CountAccessLog(ctx context.Context, p domain.Principal, f Access
 	member := accessLogMember(p)
 	if member == "" {
 		return 0, nil
-	}
-	if err := s.flushAudit(ctx); err != nil {
-		return 0, translate(err, "access log")
 	}
 	lo, hi := accessLogRange(member, f)
 	proj := bson.D{{Key: "_id", Value: 1}, {Key: "firstAt", Value: 1}, {Key: "lastAt", Value: 1}}

@@ -1,10 +1,8 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"log/slog"
-	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -20,7 +18,7 @@ type AuditFilter struct {
 }
 
 func (f AuditFilter) bson() bson.D {
-	d := auditRowsOnly()
+	var d bson.D
 	if f.CaseID != nil {
 		d = append(d, bson.E{Key: "caseId", Value: *f.CaseID})
 	}
@@ -57,16 +55,11 @@ func (s *Store) CountAuditEvents(ctx context.Context, p domain.Principal, f Audi
 	return n, translate(err, "audit events")
 }
 
-// AppendAudit writes audit events, with their chains' heads, in one
-// command (auditchain.go). It is not scoped: every caller's accesses are
-// recorded. It fails only when the audit rows and their heads cannot be
-// written (or, for events that name no chain, their access-log
-// fragments). The fragments of chained events are written after it: with
-// a later batch (auditFlushMax, auditFlushEvery), a member's read of the
-// log, the sweeper or Close; until then the head records list the rows
-// they come from (recoverAuditTails). A first-read notice that cannot be
-// claimed or published is late (the sweeper retries it), never a failure
-// of the batch, which carries other callers' requests too.
+// AppendAudit writes audit events in one command. It is not scoped: every
+// caller's accesses are recorded. It fails only when the audit rows, their
+// chain heads or the access log cannot be written; a first-read notice that
+// cannot be claimed or published is late (the sweeper retries it), never a
+// failure of the batch, which carries other callers' requests too.
 func (s *Store) AppendAudit(ctx context.Context, events []domain.AuditEvent) error {
 	if len(events) == 0 {
 		return nil
@@ -81,67 +74,29 @@ func (s *Store) AppendAudit(ctx context.Context, events []domain.AuditEvent) err
 	return nil
 }
 
-// appendAudit writes the audit rows and chain heads of one batch under
-// appendMu, queues (or, unchained, writes) its access log, and claims its
-// first reads.
+// appendAudit writes the audit rows, chain heads and access log of one
+// batch under appendMu, and claims its first reads.
 func (s *Store) appendAudit(ctx context.Context, events []domain.AuditEvent) ([]accessOrgDoc, error) {
-	events = slices.Clone(events)
-	docs := make([]any, 0, len(events)+1)
-	for i := range events {
-		if events[i].ID == "" {
-			events[i].ID = NewIDAt(events[i].At)
+	docs := make([]any, len(events))
+	for i, e := range events {
+		if e.ID == "" {
+			e.ID = NewIDAt(e.At)
 		}
-		docs = append(docs, toAuditDoc(events[i]))
-	}
-	access, rows := accessLogEntries(events)
-	heads, firsts := batchHeads(events)
-	for i, h := range heads {
-		rec := headRecordDoc{ID: headRecordID(h.Chain, firsts[h.Chain]), HeadOf: h.Chain, Seq: h.Seq, Hash: h.Hash}
-		if i == 0 && len(access) > 0 {
-			rec.Rows = rows
-		}
-		// Last: on MongoDB an ordered insert that stops halfway has
-		// written the rows before it, never a head without its rows.
-		docs = append(docs, rec)
+		docs[i] = toAuditDoc(e)
 	}
 	s.appendMu.Lock()
 	defer s.appendMu.Unlock()
-	for _, h := range heads {
-		if err := s.startChain(ctx, h.Chain); err != nil {
-			return nil, translate(err, "audit chain")
-		}
-	}
-	if err := s.insertAuditRows(ctx, docs); err != nil {
+	ictx, cancel := s.op(ctx)
+	defer cancel()
+	if _, err := s.c(colAudit).InsertMany(ictx, docs, options.InsertMany().SetOrdered(false)); err != nil {
 		return nil, translate(err, "audit")
 	}
-	if len(heads) == 0 {
-		// No head record keeps the fragments: written now, or the batch
-		// fails. The reads are not recorded until the member can see
-		// them too.
-		if err := s.insertAccessLog(ctx, access); err != nil {
-			return nil, translate(err, "access log")
-		}
-	} else {
-		if len(s.tail.pending) == 0 && len(s.tail.heads) == 0 {
-			s.tail.since = time.Now()
-		}
-		s.tail.pending = append(s.tail.pending, access...)
-		if s.tail.heads == nil {
-			s.tail.heads = map[string]ChainHead{}
-		}
-		for _, h := range heads {
-			s.tail.heads[h.Chain] = h
-		}
-		s.auditPending.Store(true)
-		every := cmp.Or(s.tail.flushEvery, auditFlushEvery)
-		if len(s.tail.pending) >= auditFlushMax || time.Since(s.tail.since) >= every {
-			if err := s.flushAuditLocked(ctx); err != nil {
-				// The rows and their heads are stored: the fragments wait
-				// for the next flush (and after a crash, the head records
-				// name their rows).
-				slog.Default().Warn("access log: writing fragments failed; retried with the next batch", "error", domain.Scrub(err.Error()))
-			}
-		}
+	if err := s.recordChainHeads(ctx, events); err != nil {
+		return nil, translate(err, "audit chain")
+	}
+	// The reads are not recorded until the member can see them too.
+	if err := s.insertAccessLog(ctx, accessLogEntries(events)); err != nil {
+		return nil, translate(err, "access log")
 	}
 	// A first read is claimed with its batch; a claim that fails keeps its
 	// pairs for the sweeper (claimPairs), so the notice may be late, never
@@ -151,20 +106,6 @@ func (s *Store) appendAudit(ctx context.Context, events []domain.AuditEvent) ([]
 		slog.Default().Warn("access notices: claiming first reads failed; the sweeper retries", "error", domain.Scrub(err.Error()))
 	}
 	return first, nil
-}
-
-// insertAuditRows is the batch's one insert: its rows, then its head
-// records.
-func (s *Store) insertAuditRows(ctx context.Context, docs []any) error {
-	if s.beforeWrite != nil {
-		if err := s.beforeWrite(colAudit, docs[0].(auditDoc).ID); err != nil {
-			return err
-		}
-	}
-	ctx, cancel := s.op(ctx)
-	defer cancel()
-	_, err := s.c(colAudit).InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
-	return err
 }
 
 type auditDoc struct {

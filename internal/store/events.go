@@ -197,29 +197,10 @@ func allDuplicates(err error) bool {
 
 // PublishPendingEvents publishes every case's outbox left by a failed copy
 // or a process that stopped between a case's write and its events' copy. It
-// runs at start, and again (see PendingEvents) after a copy failed. It also
-// writes the access-log fragments this process holds (the sweeper's call
-// while no copy failed does only that) and, until it has once succeeded,
-// those a stopped process had not written (recoverAuditTails).
+// runs at start, and again (see PendingEvents) after a copy failed.
 func (s *Store) PublishPendingEvents(ctx context.Context) error {
-	// The first call (at start) and any after a failed copy publish
-	// everything; the others only write the access log's fragments.
-	full := s.outboxPending.Swap(false) || !s.tailsRecovered.Load()
-	auditErr := s.flushAudit(ctx)
-	if !s.tailsRecovered.Load() {
-		if err := s.recoverAuditTails(ctx); err != nil {
-			auditErr = errors.Join(auditErr, err)
-		} else {
-			s.tailsRecovered.Store(true)
-		}
-	}
-	if auditErr != nil {
-		auditErr = translate(auditErr, "access log")
-	}
-	if !full {
-		return auditErr
-	}
-	noticeErr := errors.Join(auditErr, s.publishPendingAccessNotices(ctx))
+	s.outboxPending.Store(false)
+	noticeErr := s.publishPendingAccessNotices(ctx)
 	if noticeErr != nil {
 		s.outboxPending.Store(true)
 	}
@@ -242,8 +223,8 @@ func (s *Store) PublishPendingEvents(ctx context.Context) error {
 }
 
 // PendingEvents reports whether a copy of events failed since the last
-// PublishPendingEvents, or access-log fragments wait to be written.
-func (s *Store) PendingEvents() bool { return s.outboxPending.Load() || s.auditPending.Load() }
+// PublishPendingEvents.
+func (s *Store) PendingEvents() bool { return s.outboxPending.Load() }
 
 // CaseEventsAfter returns persisted events with a sequence above seq, oldest
 // first. It is not scoped: the subscription hub filters each event by its

@@ -105,12 +105,6 @@ type Store struct {
 	// appendMu serialises AppendAudit in this process: the audit chain
 	// and the access log are extended by one batch at a time.
 	appendMu sync.Mutex
-	// tail is the chains this process writes and the access-log
-	// fragments it has yet to write (auditchain.go); guarded by appendMu.
-	tail auditTail
-	// auditPending is set while tail holds fragments or checkpoints to
-	// write; tailsRecovered once recoverAuditTails has run.
-	auditPending, tailsRecovered atomic.Bool
 	// lastCase is the id of the last case read by id: a read of a missing
 	// id reads it too (see CaseWith), so that a missing id and one outside
 	// the caller's scope cost the same.
@@ -224,21 +218,13 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 
 // Drop deletes the whole database (tests clean up with it).
 func (s *Store) Drop(ctx context.Context) error {
-	// What waits to be written to the database goes with it (Close would
-	// otherwise create it again to write it).
-	s.appendMu.Lock()
-	s.tail = auditTail{flushEvery: s.tail.flushEvery}
-	s.auditPending.Store(false)
-	s.appendMu.Unlock()
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	return s.db.Drop(ctx)
 }
 
-// Close writes the access-log fragments still in memory, then disconnects.
-func (s *Store) Close(ctx context.Context) error {
-	return errors.Join(s.flushAudit(ctx), s.client.Disconnect(ctx))
-}
+// Close disconnects.
+func (s *Store) Close(ctx context.Context) error { return s.client.Disconnect(ctx) }
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {

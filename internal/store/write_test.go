@@ -379,7 +379,7 @@ func openCAS(t *testing.T, ctx context.Context, name string, mon ...*event.Comma
 	s, err := Open(ctx, o)
 	require.NoError(t, err)
 	t.Cleanup(func() {
-		_ = s.Drop(context.Background())
+		_ = s.db.Drop(context.Background())
 		_ = s.Close(context.Background())
 	})
 	return s
