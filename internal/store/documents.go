@@ -19,7 +19,7 @@ type RewrapFunc func(keyID string, wrapped []byte) (newKeyID string, newWrapped 
 func (s *Store) RewrapDocumentKeys(ctx context.Context, rewrap RewrapFunc) (int, error) {
 	ids, err := findAll[struct {
 		ID string `bson:"_id"`
-	}](ctx, s, colCaseList, bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	}](ctx, s, colCases, bson.D{}, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
 	if err != nil {
 		return 0, translate(err, "cases")
 	}

@@ -202,8 +202,10 @@ func versionOf(doc bson.D) int {
 
 // writeListed stores doc as the list document of id unless a newer copy
 // is there.
+// The copy follows a stored write: the caller's cancellation does not
+// stop it.
 func (s *Store) writeListed(ctx context.Context, l listing, id string, doc bson.D) error {
-	err := s.locked(ctx, l.list, id, func(ctx context.Context) error { return s.putListed(ctx, l, id, doc) })
+	err := s.locked(context.WithoutCancel(ctx), l.list, id, func(ctx context.Context) error { return s.putListed(ctx, l, id, doc) })
 	if err != nil {
 		return fmt.Errorf("store: list %s: %w", l.coll, err)
 	}
@@ -250,9 +252,10 @@ func (s *Store) putListed(ctx context.Context, l listing, id string, doc bson.D)
 // relist copies document id to its list collection as it is stored now
 // (or removes its list document when it is gone). The document is read
 // under the list document's lock, so two relists of one document leave the
-// later read.
+// later read. Like writeListed, it is not stopped by the caller's
+// cancellation.
 func (s *Store) relist(ctx context.Context, l listing, id string) error {
-	err := s.locked(ctx, l.list, id, func(ctx context.Context) error {
+	err := s.locked(context.WithoutCancel(ctx), l.list, id, func(ctx context.Context) error {
 		raw, err := s.c(l.coll).FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(l.projection())).Raw()
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			_, err := s.c(l.list).DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})

@@ -135,7 +135,9 @@ func (s *Store) Opinions(ctx context.Context, p domain.Principal, f OpinionFilte
 	}
 	ops := make([]*domain.Opinion, 0, len(docs))
 	for _, d := range docs {
-		ops = append(ops, toOpinion(d))
+		if o := toOpinion(d); sc.allow(o) {
+			ops = append(ops, o)
+		}
 	}
 	ops, err = s.keepVisibleCases(ctx, p, ops)
 	return ops, more, err
@@ -373,6 +375,11 @@ func (s *Store) FreezeOpinion(ctx context.Context, p domain.Principal, c *domain
 			return nil, translate(err, "opinion")
 		}
 		if cur.Status == string(domain.OpinionDelivered) {
+			// A retried delivery: its list document, if the first
+			// attempt's copy failed, is written now.
+			if err := s.relist(ctx, opinionListing, id); err != nil {
+				return nil, err
+			}
 			return s.Opinion(ctx, p, id)
 		}
 		set := bson.D{

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
@@ -174,13 +175,14 @@ func (s *Store) UpsertSpecialist(ctx context.Context, p domain.Principal, in Spe
 			return nil, translate(err, "specialist")
 		}
 		if ok {
-			if err := s.relist(ctx, specialistListing, in.ID); err != nil {
-				return nil, err
-			}
+			// Who may read the specialist's cases first; the profile's
+			// list document whatever happened to that.
+			var settled error
 			if moved {
-				if err := s.settleAbroad(context.WithoutCancel(ctx), in.ID); err != nil {
-					return nil, err
-				}
+				settled = s.settleAbroad(context.WithoutCancel(ctx), in.ID)
+			}
+			if err := errors.Join(settled, s.relist(ctx, specialistListing, in.ID)); err != nil {
+				return nil, err
 			}
 			return s.Specialist(ctx, p, in.ID)
 		}
