@@ -112,8 +112,9 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader) error {
 	return d.Write(ctx, key, func(w io.Writer) error {
 		// 1 MiB writes: io.Copy would move the file 32 KiB a system call
 		// (the file's ReadFrom falls back to that for a reader it cannot
-		// splice).
-		_, err := io.CopyBuffer(w, r, make([]byte, 1<<20))
+		// splice), and so would a reader's own WriteTo, which the bare
+		// io.Reader hides.
+		_, err := io.CopyBuffer(w, struct{ io.Reader }{r}, make([]byte, 1<<20))
 		return err
 	})
 }

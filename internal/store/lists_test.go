@@ -35,6 +35,31 @@ func listedAsStored(t *testing.T, ctx context.Context, s *Store, l listing, id, 
 	assert.Len(t, els, len(l.of(got)), "%s: the list document holds only listed fields", step)
 }
 
+// caseAtHome stores a member in CA, a specialist of provider's in CA and
+// the member's case (not yet assigned): where a move abroad starts.
+func caseAtHome(t *testing.T, ctx context.Context, s *Store, serial bool, provider domain.Principal) (string, *domain.Specialist, *domain.Case) {
+	t.Helper()
+	member := fmt.Sprintf("ins:m-%v", serial)
+	_, err := s.c(colPatients).InsertOne(ctx, bson.D{{Key: "_id", Value: member}, {Key: "country", Value: "CA"}})
+	require.NoError(t, err)
+	sp, err := s.UpsertSpecialist(ctx, provider, SpecialistInput{Name: "Dr A", Specialties: []string{"oncology"}, Languages: []string{"en"}, Country: "CA", OrgID: provider.Org, OrgKind: domain.OrgProvider})
+	require.NoError(t, err)
+	c, err := s.InsertCase(ctx, NewCase{PolicyID: "pol", PatientID: member, InsurerID: "ins", Specialty: "oncology", Urgency: domain.UrgencyRoutine, PreferredLanguage: "fr", ActorRole: domain.RoleMember})
+	require.NoError(t, err)
+	return member, sp, c
+}
+
+// failListCopies makes every write of a case's list document fail: a stop
+// between a case's write and its copy's.
+func failListCopies(s *Store) {
+	s.beforeWrite = func(coll, _ string) error {
+		if coll == colCaseList {
+			return errors.New("stopped")
+		}
+		return nil
+	}
+}
+
 // Every kind of write to a case, an opinion and a specialist leaves each
 // list document equal to what its document holds: every field a list
 // shows, after each write, on both write paths.
@@ -45,15 +70,8 @@ func TestEveryWriteLeavesTheListDocumentsAsTheirDocuments(t *testing.T) {
 	coord := domain.Principal{Subject: "c", Role: domain.RoleCoordinator, Org: "operator"}
 	provider := domain.Principal{Subject: "p", Role: domain.RoleProvider, Org: "prov-x"}
 	onBothPaths(t, s, func(t *testing.T, serial bool) {
-		member := fmt.Sprintf("ins:m-%v", serial)
-		_, err := s.c(colPatients).InsertOne(ctx, bson.D{{Key: "_id", Value: member}, {Key: "country", Value: "CA"}})
-		require.NoError(t, err)
-		sp, err := s.UpsertSpecialist(ctx, provider, SpecialistInput{Name: "Dr A", Specialties: []string{"oncology"}, Languages: []string{"en"}, Country: "CA", OrgID: "prov-x", OrgKind: domain.OrgProvider})
-		require.NoError(t, err)
+		member, sp, c := caseAtHome(t, ctx, s, serial, provider)
 		listedAsStored(t, ctx, s, specialistListing, sp.ID, "specialist created")
-
-		c, err := s.InsertCase(ctx, NewCase{PolicyID: "pol", PatientID: member, InsurerID: "ins", Specialty: "oncology", Urgency: domain.UrgencyRoutine, PreferredLanguage: "fr", ActorRole: domain.RoleMember})
-		require.NoError(t, err)
 		listedAsStored(t, ctx, s, caseListing, c.ID, "case created")
 
 		at := s.Now().Add(time.Hour).Truncate(time.Millisecond)
@@ -219,12 +237,7 @@ func TestAStopBetweenTheTwoWritesIsRepaired(t *testing.T) {
 		c, err := s.InsertCase(ctx, NewCase{PolicyID: "pol", PatientID: member, InsurerID: "ins", Specialty: "oncology", Urgency: domain.UrgencyRoutine, ActorRole: domain.RoleMember})
 		require.NoError(t, err)
 
-		s.beforeWrite = func(coll, id string) error {
-			if coll == colCaseList {
-				return errors.New("stopped")
-			}
-			return nil
-		}
+		failListCopies(s)
 		triage := domain.StatusTriage
 		_, err = s.MutateCase(ctx, coord, c.ID, nil, func(*domain.Case) (CaseUpdate, error) {
 			return CaseUpdate{Status: &triage, Events: []domain.CaseEvent{{Type: "STATUS_CHANGED", ToStatus: &triage, ActorRole: domain.RoleCoordinator}}}, nil
@@ -282,22 +295,10 @@ func TestAProviderLosesACaseAbroadEvenWhileItsListDocumentLags(t *testing.T) {
 	coord := domain.Principal{Subject: "c", Role: domain.RoleCoordinator, Org: "operator"}
 	provider := domain.Principal{Subject: "p", Role: domain.RoleProvider, Org: "prov-x"}
 	onBothPaths(t, s, func(t *testing.T, serial bool) {
-		member := fmt.Sprintf("ins:m-%v", serial)
-		_, err := s.c(colPatients).InsertOne(ctx, bson.D{{Key: "_id", Value: member}, {Key: "country", Value: "CA"}})
-		require.NoError(t, err)
-		sp, err := s.UpsertSpecialist(ctx, provider, SpecialistInput{Name: "Dr A", Specialties: []string{"oncology"}, Languages: []string{"en"}, Country: "CA", OrgID: "prov-x", OrgKind: domain.OrgProvider})
-		require.NoError(t, err)
-		c, err := s.InsertCase(ctx, NewCase{PolicyID: "pol", PatientID: member, InsurerID: "ins", Specialty: "oncology", Urgency: domain.UrgencyRoutine, ActorRole: domain.RoleMember})
-		require.NoError(t, err)
-
-		s.beforeWrite = func(coll, id string) error {
-			if coll == colCaseList {
-				return errors.New("stopped")
-			}
-			return nil
-		}
+		member, sp, c := caseAtHome(t, ctx, s, serial, provider)
+		failListCopies(s)
 		assigned, abroad, org := domain.StatusAssigned, false, "prov-x"
-		_, err = s.MutateCase(ctx, coord, c.ID, nil, func(*domain.Case) (CaseUpdate, error) {
+		_, err := s.MutateCase(ctx, coord, c.ID, nil, func(*domain.Case) (CaseUpdate, error) {
 			return CaseUpdate{Status: &assigned, SpecialistID: &sp.ID, SpecialistOrgID: &org, SpecialistAbroad: &abroad,
 				Events: []domain.CaseEvent{{Type: "STATUS_CHANGED", ToStatus: &assigned, ActorRole: domain.RoleCoordinator}}}, nil
 		})
