@@ -204,7 +204,7 @@ func (s *Store) Cases(ctx context.Context, p domain.Principal, f CaseFilter, pg 
 	if sc.none {
 		return nil, false, nil
 	}
-	docs, more, err := findPage[caseDoc](ctx, s, colCaseList, and(sc.filter, f.bson(s)), pg, true, nil)
+	docs, more, err := listPage[caseDoc](ctx, s, caseListing, and(sc.filter, f.bson(s)), pg, true)
 	if err != nil {
 		return nil, false, translate(err, "cases")
 	}
@@ -234,11 +234,11 @@ func (s *Store) CountCases(ctx context.Context, p domain.Principal, f CaseFilter
 	if sc.none {
 		return 0, nil
 	}
-	coll := colCaseList
 	if reviewer(p) {
-		coll = colCases
+		n, err := count(ctx, s, colCases, and(sc.filter, f.bson(s)))
+		return n, translate(err, "cases")
 	}
-	n, err := count(ctx, s, coll, and(sc.filter, f.bson(s)))
+	n, err := listCount(ctx, s, caseListing, and(sc.filter, f.bson(s)))
 	return n, translate(err, "cases")
 }
 

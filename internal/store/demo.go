@@ -158,6 +158,12 @@ func (s *Store) insertListed(ctx context.Context, coll string, docs []any) error
 			}
 			listed = append(listed, ld)
 		}
+		if s.packed() {
+			if err := s.packAdd(ctx, l, listed); err != nil {
+				return translate(err, l.list)
+			}
+			continue
+		}
 		for len(listed) > 0 {
 			n := min(len(listed), 500)
 			cctx, cancel := s.op(ctx)

@@ -218,6 +218,9 @@ func (s *Store) writeListed(ctx context.Context, l listing, id string, doc bson.
 // document's lock. On MongoDB the condition is in the filter of one
 // upsert, whose insert a newer copy refuses as a duplicate _id.
 func (s *Store) putListed(ctx context.Context, l listing, id string, doc bson.D) error {
+	if s.packed() {
+		return s.packPut(ctx, l, id, doc)
+	}
 	v := versionOf(doc)
 	filter := bson.D{{Key: "_id", Value: id}}
 	if s.serialWrites {
@@ -258,6 +261,9 @@ func (s *Store) relist(ctx context.Context, l listing, id string) error {
 	err := s.locked(context.WithoutCancel(ctx), l.list, id, func(ctx context.Context) error {
 		raw, err := s.c(l.coll).FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(l.projection())).Raw()
 		if errors.Is(err, mongo.ErrNoDocuments) {
+			if s.packed() {
+				return s.packDelete(ctx, l, id)
+			}
 			_, err := s.c(l.list).DeleteOne(ctx, bson.D{{Key: "_id", Value: id}})
 			return err
 		}
@@ -293,6 +299,9 @@ func (s *Store) repairList(ctx context.Context, l listing) (int, error) {
 	docs, err := findAll[bson.Raw](ctx, s, l.coll, bson.D{}, options.Find().SetProjection(l.projection()))
 	if err != nil {
 		return 0, translate(err, l.coll)
+	}
+	if s.packed() {
+		return s.repairPacked(ctx, l, docs)
 	}
 	listed, err := findAll[bson.Raw](ctx, s, l.list, bson.D{}, options.Find())
 	if err != nil {
@@ -336,6 +345,73 @@ func (s *Store) repairList(ctx context.Context, l listing) (int, error) {
 			return n, err
 		}
 		n++
+	}
+	return n, nil
+}
+
+// repairPacked is repairList for a packed list (packed.go): when any row
+// differs from its document, the list is written anew, each row the newer
+// of the one it holds and its document's, without the rows whose document
+// is gone.
+func (s *Store) repairPacked(ctx context.Context, l listing, docs []*bson.Raw) (int, error) {
+	want := make(map[string]bson.Raw, len(docs))
+	for _, d := range docs {
+		id, ok := (*d).Lookup("_id").StringValueOK()
+		if !ok {
+			continue
+		}
+		b, err := canonical(l.of(*d))
+		if err != nil {
+			return 0, err
+		}
+		want[id] = b
+	}
+	rows, err := s.packRows(ctx, l)
+	if err != nil {
+		return 0, translate(err, l.list)
+	}
+	n := 0
+	seen := make(map[string]bool, len(rows))
+	gone := map[string]bool{}
+	for _, r := range rows {
+		id := rowID(r)
+		seen[id] = true
+		w, ok := want[id]
+		switch {
+		case ok && bytes.Equal(w, r):
+		case ok:
+			n++
+		default:
+			// Its document was not read: gone, unless written since.
+			raw, err := s.c(l.coll).FindOne(ctx, bson.D{{Key: "_id", Value: id}}, options.FindOne().SetProjection(l.projection())).Raw()
+			switch {
+			case errors.Is(err, mongo.ErrNoDocuments):
+				gone[id] = true
+			case err != nil:
+				return n, translate(err, l.coll)
+			default:
+				if want[id], err = canonical(l.of(raw)); err != nil {
+					return n, err
+				}
+			}
+			n++
+		}
+	}
+	for id := range want {
+		if !seen[id] {
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	add := make([]bson.Raw, 0, len(want))
+	for _, w := range want {
+		add = append(add, w)
+	}
+	err = s.packRebuild(ctx, l, func(cur []bson.Raw) []bson.Raw { return mergeRows(l, cur, add, gone) })
+	if err != nil {
+		return n, fmt.Errorf("store: list %s: %w", l.coll, err)
 	}
 	return n, nil
 }

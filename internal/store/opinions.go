@@ -7,7 +7,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/secondopinion/gateway/internal/domain"
 )
@@ -124,7 +123,7 @@ func (s *Store) Opinions(ctx context.Context, p domain.Principal, f OpinionFilte
 	if sc.none {
 		return nil, false, nil
 	}
-	docs, more, err := findPage[opinionDoc](ctx, s, colOpinionList, and(sc.filter, f.bson()), pg, false, nil)
+	docs, more, err := listPage[opinionDoc](ctx, s, opinionListing, and(sc.filter, f.bson()), pg, false)
 	if err != nil {
 		return nil, false, translate(err, "opinions")
 	}
@@ -150,11 +149,11 @@ func (s *Store) CountOpinions(ctx context.Context, p domain.Principal, f Opinion
 		return 0, nil
 	}
 	if !opinionNeedsCaseCheck(p) || p.Role != domain.RolePartner {
-		n, err := count(ctx, s, colOpinionList, and(sc.filter, f.bson()))
+		n, err := listCount(ctx, s, opinionListing, and(sc.filter, f.bson()))
 		return n, translate(err, "opinions")
 	}
 	// A partner's count depends on each case's consent: count in Go.
-	docs, err := findAll[opinionDoc](ctx, s, colOpinionList, and(sc.filter, f.bson()), options.Find())
+	docs, err := listAll[opinionDoc](ctx, s, opinionListing, and(sc.filter, f.bson()))
 	if err != nil {
 		return 0, translate(err, "opinions")
 	}

@@ -137,8 +137,7 @@ func (s *Store) Patient(ctx context.Context, p domain.Principal, id string) (*do
 		// A case of the member in the reviewer's scope, found among the
 		// list documents and held to the scope on the case itself.
 		sc := caseScope(p)
-		docs, err := findAll[caseDoc](ctx, s, colCaseList, and(sc.filter, bson.D{{Key: "patientId", Value: memberID}}),
-			options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		docs, err := listAll[caseDoc](ctx, s, caseListing, and(sc.filter, bson.D{{Key: "patientId", Value: memberID}}))
 		if err != nil {
 			return nil, translate(err, "patient")
 		}

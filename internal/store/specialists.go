@@ -63,7 +63,7 @@ func (s *Store) SpecialistsByIDs(ctx context.Context, p domain.Principal, ids []
 // Specialists returns one page of specialists, read from their list
 // documents; a view that shows more reads the page's profiles by _id.
 func (s *Store) Specialists(ctx context.Context, p domain.Principal, f SpecialistFilter, pg Page, view View) ([]*domain.Specialist, bool, error) {
-	docs, more, err := findPage[specialistDoc](ctx, s, colSpecialistList, f.bson(), pg, false, nil)
+	docs, more, err := listPage[specialistDoc](ctx, s, specialistListing, f.bson(), pg, false)
 	if err != nil {
 		return nil, false, translate(err, "specialists")
 	}
@@ -82,7 +82,7 @@ func (s *Store) Specialists(ctx context.Context, p domain.Principal, f Specialis
 // CountSpecialists counts the specialists matching f, over their list
 // documents.
 func (s *Store) CountSpecialists(ctx context.Context, p domain.Principal, f SpecialistFilter) (int, error) {
-	n, err := count(ctx, s, colSpecialistList, f.bson())
+	n, err := listCount(ctx, s, specialistListing, f.bson())
 	return n, translate(err, "specialists")
 }
 

@@ -119,6 +119,10 @@ type Store struct {
 	// registry reads it. Nil without a keyring: PHI can then be neither
 	// written nor read.
 	fields *fieldCipher
+	// reg is the database's codec registry (sealing PHI fields).
+	reg *bson.Registry
+	// packLocks order the writes and reads of the packed lists (packed.go).
+	packLocks packLocks
 }
 
 // Options configure Open.
@@ -163,7 +167,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	s := &Store{client: client, opTimeout: o.OpTimeout, now: o.Now, seenPairs: map[string]struct{}{}}
 	// Every collection encodes and decodes through the sealing registry, so
 	// a PHI field is encrypted wherever its document type is written.
-	s.db = client.Database(o.Database, options.Database().SetRegistry(sealingRegistry(&s.fields)))
+	s.reg = sealingRegistry(&s.fields)
+	s.db = client.Database(o.Database, options.Database().SetRegistry(s.reg))
 	if s.opTimeout <= 0 {
 		s.opTimeout = DefaultOpTimeout
 	}
@@ -330,7 +335,7 @@ var collections = []string{
 	colPolicies, colPatients, colPseudonyms, colCases, colSpecialists, colOpinions, colAudit,
 	colCounters, colIdempotency, colCaseEvents, colOrgs, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
 	colAccessLog, colAuditChains, colOutcomeFacts, colAccessOrgs, colKeyring,
-	colCaseList, colOpinionList, colSpecialistList,
+	colCaseList, colOpinionList, colSpecialistList, colListChunks,
 }
 
 // ensureCollections creates the collections up front (rather than at first
