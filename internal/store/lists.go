@@ -54,6 +54,10 @@ import (
 // themselves. Policies have no list
 // collection: every field of a policy document is shown by a page of
 // policies.
+//
+// On the embedded store the list documents are not documents of the list
+// collections but rows of packed lists (packed.go), read by _id; the rules
+// above hold for them alike.
 
 // listing names a collection's list collection and the fields it copies.
 type listing struct {
