@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -370,11 +371,22 @@ func (s *Store) repairPacked(ctx context.Context, l listing, docs []*bson.Raw) (
 		}
 		want[id] = b
 	}
+	// The list documents of the list collection, from before lists were
+	// packed, are nobody's copy any more.
+	if _, err := s.c(l.list).DeleteMany(ctx, bson.D{}); err != nil {
+		return 0, translate(err, l.list)
+	}
 	rows, err := s.packRows(ctx, l)
-	if err != nil {
+	damaged := errors.Is(err, errListDamaged)
+	if err != nil && !damaged {
 		return 0, translate(err, l.list)
 	}
 	n := 0
+	if damaged {
+		// Rebuilt from the documents: of the rows it can still read, only
+		// those whose documents were read are kept (the newer version).
+		rows, n = nil, 1
+	}
 	seen := make(map[string]bool, len(rows))
 	gone := map[string]bool{}
 	for _, r := range rows {
@@ -413,7 +425,12 @@ func (s *Store) repairPacked(ctx context.Context, l listing, docs []*bson.Raw) (
 	for _, w := range want {
 		add = append(add, w)
 	}
-	err = s.packRebuild(ctx, l, func(cur []bson.Raw) []bson.Raw { return mergeRows(l, cur, add, gone) })
+	err = s.packRebuild(ctx, l, func(cur []bson.Raw) []bson.Raw {
+		if damaged {
+			cur = slices.DeleteFunc(cur, func(r bson.Raw) bool { _, ok := want[rowID(r)]; return !ok })
+		}
+		return mergeRows(l, cur, add, gone)
+	})
 	if err != nil {
 		return n, fmt.Errorf("store: list %s: %w", l.coll, err)
 	}

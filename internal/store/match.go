@@ -1,8 +1,9 @@
 package store
 
 import (
-	"bytes"
+	"cmp"
 	"fmt"
+	"math"
 	"strings"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -69,11 +70,15 @@ func compileElem(e bson.E) (matcher, error) {
 		return nil, fmt.Errorf("store: filter: %q is not a field the matcher knows", e.Key)
 	}
 	field := e.Key
+	switch e.Value.(type) {
+	case bson.M, map[string]any, bson.Regex:
+		return nil, fmt.Errorf("store: filter on %s: a %T is not a value the matcher knows (operators go in a bson.D)", field, e.Value)
+	}
 	ops, isOps := e.Value.(bson.D)
 	if !isOps || len(ops) == 0 || !strings.HasPrefix(ops[0].Key, "$") {
-		v, err := rawOf(e.Value)
+		v, err := scalarOf(e.Value)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("store: filter on %s: %w", field, err)
 		}
 		return func(doc bson.Raw) bool { return equals(lookup(doc, field), v) }, nil
 	}
@@ -129,7 +134,7 @@ func compileList(op string, v any) ([]matcher, error) {
 func compileOp(op bson.E) (func(bson.RawValue) bool, error) {
 	switch op.Key {
 	case "$eq", "$ne":
-		v, err := rawOf(op.Value)
+		v, err := scalarOf(op.Value)
 		if err != nil {
 			return nil, err
 		}
@@ -150,6 +155,11 @@ func compileOp(op bson.E) (func(bson.RawValue) bool, error) {
 		if err != nil {
 			return nil, err
 		}
+		for _, v := range vals {
+			if !scalar(v) {
+				return nil, fmt.Errorf("%s takes values the matcher knows, not a %s", op.Key, v.Type)
+			}
+		}
 		in := func(f bson.RawValue) bool {
 			for _, v := range vals {
 				if equals(f, v) {
@@ -163,9 +173,12 @@ func compileOp(op bson.E) (func(bson.RawValue) bool, error) {
 		}
 		return func(f bson.RawValue) bool { return !in(f) }, nil
 	case "$lt", "$lte", "$gt", "$gte":
-		v, err := rawOf(op.Value)
+		v, err := scalarOf(op.Value)
 		if err != nil {
 			return nil, err
+		}
+		if v.Type == bson.TypeNull {
+			return nil, fmt.Errorf("%s null is not a bound the matcher knows", op.Key)
 		}
 		want := map[string]func(int) bool{
 			"$lt": func(c int) bool { return c < 0 }, "$lte": func(c int) bool { return c <= 0 },
@@ -181,8 +194,35 @@ func compileOp(op bson.E) (func(bson.RawValue) bool, error) {
 	return nil, fmt.Errorf("the operator %s is not one the matcher knows", op.Key)
 }
 
+// scalarOf is a filter value as the database would receive it, if it is
+// one the matcher compares as the database does: a string, a boolean, a
+// date, a number (not NaN) or null.
+func scalarOf(v any) (bson.RawValue, error) {
+	r, err := rawOf(v)
+	if err != nil {
+		return r, err
+	}
+	if !scalar(r) {
+		return r, fmt.Errorf("a %s is not a value the matcher knows", r.Type)
+	}
+	return r, nil
+}
+
+func scalar(v bson.RawValue) bool {
+	switch v.Type {
+	case bson.TypeString, bson.TypeBoolean, bson.TypeDateTime, bson.TypeInt32, bson.TypeInt64, bson.TypeNull:
+		return true
+	case bson.TypeDouble:
+		return !math.IsNaN(v.Double())
+	}
+	return false
+}
+
 // rawOf is a filter value as the database would receive it.
 func rawOf(v any) (bson.RawValue, error) {
+	if v == nil {
+		return bson.RawValue{Type: bson.TypeNull}, nil
+	}
 	t, b, err := bson.MarshalValue(v)
 	if err != nil {
 		return bson.RawValue{}, err
@@ -233,24 +273,22 @@ func anyElement(f bson.RawValue, t func(bson.RawValue) bool) bool {
 }
 
 func sameValue(a, b bson.RawValue) bool {
-	if c, ok := compareRaw(a, b); ok {
-		return c == 0
-	}
-	return a.Type == b.Type && bytes.Equal(a.Value, b.Value)
+	c, ok := compareRaw(a, b)
+	return ok && c == 0
 }
 
 // compareRaw orders two values of one kind (numbers, strings, dates,
-// booleans); ok is false for values the database does not order together.
+// booleans, nulls); ok is false for values the database does not order
+// together (and for NaN, which equals nothing the matcher is given).
 func compareRaw(a, b bson.RawValue) (int, bool) {
+	if ai, ok := integer(a); ok {
+		if bi, ok := integer(b); ok {
+			return cmp.Compare(ai, bi), true
+		}
+	}
 	if an, ok := number(a); ok {
-		if bn, ok := number(b); ok {
-			switch {
-			case an < bn:
-				return -1, true
-			case an > bn:
-				return 1, true
-			}
-			return 0, true
+		if bn, ok := number(b); ok && !math.IsNaN(an) && !math.IsNaN(bn) {
+			return cmp.Compare(an, bn), true
 		}
 		return 0, false
 	}
@@ -261,14 +299,7 @@ func compareRaw(a, b bson.RawValue) (int, bool) {
 	case bson.TypeString:
 		return strings.Compare(a.StringValue(), b.StringValue()), true
 	case bson.TypeDateTime:
-		x, y := a.DateTime(), b.DateTime()
-		switch {
-		case x < y:
-			return -1, true
-		case x > y:
-			return 1, true
-		}
-		return 0, true
+		return cmp.Compare(a.DateTime(), b.DateTime()), true
 	case bson.TypeBoolean:
 		x, y := a.Boolean(), b.Boolean()
 		switch {
@@ -278,17 +309,27 @@ func compareRaw(a, b bson.RawValue) (int, bool) {
 			return -1, true
 		}
 		return 1, true
+	case bson.TypeNull:
+		return 0, true
+	}
+	return 0, false
+}
+
+func integer(v bson.RawValue) (int64, bool) {
+	switch v.Type {
+	case bson.TypeInt32:
+		return int64(v.Int32()), true
+	case bson.TypeInt64:
+		return v.Int64(), true
 	}
 	return 0, false
 }
 
 func number(v bson.RawValue) (float64, bool) {
-	switch v.Type {
-	case bson.TypeInt32:
-		return float64(v.Int32()), true
-	case bson.TypeInt64:
-		return float64(v.Int64()), true
-	case bson.TypeDouble:
+	if i, ok := integer(v); ok {
+		return float64(i), true
+	}
+	if v.Type == bson.TypeDouble {
 		return v.Double(), true
 	}
 	return 0, false

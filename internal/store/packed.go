@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"strings"
@@ -33,14 +34,21 @@ import (
 //
 // The chunk of a row is the last one whose first _id is not after it (the
 // first chunk takes everything before the second), and a reader ignores a
-// row outside its chunk's range, so a split cut short between its writes
-// (the new chunk, then the directory, then the old chunk without the rows
-// it gave away) shows every row once. Writes to a list are serialised in
-// the process (one process writes to the embedded store); a page holds the
-// list for reading while it walks the chunks, so it never sees a split
-// half made. RepairLists rebuilds a list's chunks when any row differs from
-// its document, and at every start.
-//
+// row outside its chunk's range. Writes to a list are serialised in the
+// process (one process writes to the embedded store; the Stores a process
+// opens on one database share the lock). Readers take no lock: a chunk is
+// one document, written whole, so an edit within a chunk is seen whole or
+// not at all; and whatever moves rows between chunks (a split, a rebuild)
+// moves the directory's generation, which every chunk written since
+// carries. A reader that meets a chunk of a later generation than its
+// directory, or a chunk gone, reads the directory again and goes on after
+// the last row it took. A split writes the new chunk, then the directory,
+// then the old chunk without the rows it gave away; a rebuild its chunks,
+// then the directory, then removes the old chunks: a stop between any two
+// of these writes leaves every row shown once, and the directory never
+// names a chunk not yet written. RepairLists, at every start, rebuilds a
+// list whose rows differ from their documents (or that it cannot read).
+
 // MongoDB answers a filtered, sorted read from its indexes and has several
 // writing processes: there the list documents stay one per document (the
 // list collections). Which of the two a store uses follows serialWrites.
@@ -58,6 +66,8 @@ type packedDir struct {
 	Chunks []packedChunkRef `bson:"chunks"`
 	// Next numbers the next chunk created.
 	Next int `bson:"next"`
+	// Gen moves whenever rows move between chunks.
+	Gen int `bson:"gen"`
 }
 
 // packedChunkRef names a chunk and the first _id it holds ("" for the
@@ -70,30 +80,25 @@ type packedChunkRef struct {
 // packedChunk is a chunk: its rows, list documents as BSON one after the
 // other, in _id order.
 type packedChunk struct {
-	ID   string `bson:"_id"`
+	ID string `bson:"_id"`
+	// Gen is the directory's generation when the chunk was written.
+	Gen  int    `bson:"gen"`
 	Rows []byte `bson:"rows"`
 }
 
-// packLock serialises the writes to one list and lets pages read it
-// meanwhile.
-type packLocks struct {
-	mu    sync.Mutex
-	lists map[string]*sync.RWMutex
+// packLocks serialise the writes to each packed list in this process, for
+// every Store open on one database (testenv.Replica opens two).
+var packLocks sync.Map // database key + list name → *sync.Mutex
+
+func (s *Store) packLock(list string) *sync.Mutex {
+	l, _ := packLocks.LoadOrStore(s.dbKey+"\x00"+list, &sync.Mutex{})
+	return l.(*sync.Mutex)
 }
 
-func (p *packLocks) of(list string) *sync.RWMutex {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.lists == nil {
-		p.lists = map[string]*sync.RWMutex{}
-	}
-	l, ok := p.lists[list]
-	if !ok {
-		l = &sync.RWMutex{}
-		p.lists[list] = l
-	}
-	return l
-}
+// errListDamaged is a packed list whose directory names a chunk that is not
+// there (or cannot be read): nothing this store does leaves one, and the
+// next start rebuilds it.
+var errListDamaged = errors.New("store: a packed list is damaged (rebuilt at the next start)")
 
 // packed reports whether this store packs its lists (the embedded store).
 func (s *Store) packed() bool { return s.serialWrites }
@@ -103,6 +108,8 @@ func (s *Store) packed() bool { return s.serialWrites }
 func (s *Store) PacksLists() bool { return s.packed() }
 
 func (s *Store) readDir(ctx context.Context, list string) (*packedDir, error) {
+	ctx, cancel := s.op(ctx)
+	defer cancel()
 	var d packedDir
 	err := s.c(colListChunks).FindOne(ctx, bson.D{{Key: "_id", Value: list}}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
@@ -114,35 +121,37 @@ func (s *Store) readDir(ctx context.Context, list string) (*packedDir, error) {
 	return &d, nil
 }
 
-// readChunk returns the rows of chunk i of dir that lie in its range.
-func (s *Store) readChunk(ctx context.Context, dir *packedDir, i int) ([]bson.Raw, error) {
+// readChunk returns the rows of chunk i of dir that lie in its range, and
+// the chunk's generation; found is false when the chunk is not there.
+func (s *Store) readChunk(ctx context.Context, dir *packedDir, i int) (rows []bson.Raw, gen int, found bool, err error) {
 	var c packedChunk
-	err := s.c(colListChunks).FindOne(ctx, bson.D{{Key: "_id", Value: dir.Chunks[i].ID}}).Decode(&c)
+	cctx, cancel := s.op(ctx)
+	defer cancel()
+	err = s.c(colListChunks).FindOne(cctx, bson.D{{Key: "_id", Value: dir.Chunks[i].ID}}).Decode(&c)
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil, nil
+		return nil, 0, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, false, err
 	}
-	rows, err := splitRows(c.Rows)
+	all, err := splitRows(c.Rows)
 	if err != nil {
-		return nil, fmt.Errorf("chunk %s: %w", c.ID, err)
+		return nil, 0, false, fmt.Errorf("%w: chunk %s: %v", errListDamaged, c.ID, err)
 	}
 	lo, hi := dir.Chunks[i].Lo, ""
 	if i+1 < len(dir.Chunks) {
 		hi = dir.Chunks[i+1].Lo
 	}
-	out := rows[:0]
-	for _, r := range rows {
+	for _, r := range all {
 		id := rowID(r)
 		if id >= lo && (hi == "" || id < hi) {
-			out = append(out, r)
+			rows = append(rows, r)
 		}
 	}
-	return out, nil
+	return rows, c.Gen, true, nil
 }
 
-func (s *Store) writeChunk(ctx context.Context, id string, rows []bson.Raw) error {
+func (s *Store) writeChunk(ctx context.Context, id string, gen int, rows []bson.Raw) error {
 	if s.beforeWrite != nil {
 		if err := s.beforeWrite(colListChunks, id); err != nil {
 			return err
@@ -152,7 +161,9 @@ func (s *Store) writeChunk(ctx context.Context, id string, rows []bson.Raw) erro
 	for _, r := range rows {
 		b = append(b, r...)
 	}
-	_, err := s.c(colListChunks).ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, packedChunk{ID: id, Rows: b}, options.Replace().SetUpsert(true))
+	ctx, cancel := s.op(ctx)
+	defer cancel()
+	_, err := s.c(colListChunks).ReplaceOne(ctx, bson.D{{Key: "_id", Value: id}}, packedChunk{ID: id, Gen: gen, Rows: b}, options.Replace().SetUpsert(true))
 	return err
 }
 
@@ -162,6 +173,8 @@ func (s *Store) writeDir(ctx context.Context, d *packedDir) error {
 			return err
 		}
 	}
+	ctx, cancel := s.op(ctx)
+	defer cancel()
 	_, err := s.c(colListChunks).ReplaceOne(ctx, bson.D{{Key: "_id", Value: d.ID}}, d, options.Replace().SetUpsert(true))
 	return err
 }
@@ -211,8 +224,12 @@ func (s *Store) packPut(ctx context.Context, l listing, id string, doc bson.D) e
 }
 
 // packAdd writes the rows of new documents to list l: one by one when
-// they are few, or else by writing the list anew with them.
+// they are a few (three commands each), or else by writing the list anew
+// with them (a command per chunk).
 func (s *Store) packAdd(ctx context.Context, l listing, docs []any) error {
+	// The rows follow stored documents: the caller's cancellation does not
+	// stop them (each command has its own time limit).
+	ctx = context.WithoutCancel(ctx)
 	rows := make([]bson.Raw, 0, len(docs))
 	for _, d := range docs {
 		r, err := canonical(d.(bson.D))
@@ -221,7 +238,7 @@ func (s *Store) packAdd(ctx context.Context, l listing, docs []any) error {
 		}
 		rows = append(rows, r)
 	}
-	if len(rows) < packedChunkRows {
+	if len(rows) <= 8 {
 		for i, r := range rows {
 			if err := s.packPut(ctx, l, rowID(r), docs[i].(bson.D)); err != nil {
 				return err
@@ -268,7 +285,7 @@ func (s *Store) packDelete(ctx context.Context, l listing, id string) error {
 // edit returns (nil: none), if edit says to write; a chunk grown past
 // packedChunkRows splits.
 func (s *Store) packEdit(ctx context.Context, l listing, id string, edit func(old bson.Raw) (bson.Raw, bool)) error {
-	lk := s.packLocks.of(l.list)
+	lk := s.packLock(l.list)
 	lk.Lock()
 	defer lk.Unlock()
 	dir, err := s.readDir(ctx, l.list)
@@ -276,20 +293,30 @@ func (s *Store) packEdit(ctx context.Context, l listing, id string, edit func(ol
 		return err
 	}
 	if len(dir.Chunks) == 0 {
+		// A new list: its first chunk, written by the edit below, is
+		// named once it is there.
 		dir.Chunks = []packedChunkRef{{ID: chunkName(l.list, dir.Next)}}
 		dir.Next++
-		if err := s.writeDir(ctx, dir); err != nil {
+		row, write := edit(nil)
+		if !write || row == nil {
+			return nil
+		}
+		if err := s.writeChunk(ctx, dir.Chunks[0].ID, dir.Gen, []bson.Raw{row}); err != nil {
 			return err
 		}
+		return s.writeDir(ctx, dir)
 	}
 	i := chunkOf(dir, id)
-	rows, err := s.readChunk(ctx, dir, i)
+	rows, _, found, err := s.readChunk(ctx, dir, i)
 	if err != nil {
 		return err
 	}
-	at, found := slices.BinarySearchFunc(rows, id, func(r bson.Raw, id string) int { return strings.Compare(rowID(r), id) })
+	if !found {
+		return fmt.Errorf("%w: chunk %s is missing", errListDamaged, dir.Chunks[i].ID)
+	}
+	at, has := slices.BinarySearchFunc(rows, id, func(r bson.Raw, id string) int { return strings.Compare(rowID(r), id) })
 	var old bson.Raw
-	if found {
+	if has {
 		old = rows[at]
 	}
 	row, write := edit(old)
@@ -297,91 +324,111 @@ func (s *Store) packEdit(ctx context.Context, l listing, id string, edit func(ol
 		return nil
 	}
 	switch {
-	case row == nil && found:
+	case row == nil && has:
 		rows = slices.Delete(rows, at, at+1)
 	case row == nil:
 		return nil
-	case found:
+	case has:
 		rows[at] = row
 	default:
 		rows = slices.Insert(rows, at, row)
 	}
 	if len(rows) <= packedChunkRows {
-		return s.writeChunk(ctx, dir.Chunks[i].ID, rows)
+		return s.writeChunk(ctx, dir.Chunks[i].ID, dir.Gen, rows)
 	}
-	// Split. The last chunk, grown at its end (new documents come in _id
-	// order), keeps its rows and a new chunk starts with the newest one;
-	// any other splits in halves.
+	// Split, in a new generation. The last chunk, grown at its end (new
+	// documents come in _id order), keeps its rows and a new chunk starts
+	// with the newest one; any other splits in halves.
 	cut := len(rows) / 2
 	if i == len(dir.Chunks)-1 && at == len(rows)-1 {
 		cut = len(rows) - 1
 	}
 	ref := packedChunkRef{ID: chunkName(l.list, dir.Next), Lo: rowID(rows[cut])}
 	dir.Next++
-	if err := s.writeChunk(ctx, ref.ID, rows[cut:]); err != nil {
+	dir.Gen++
+	if err := s.writeChunk(ctx, ref.ID, dir.Gen, rows[cut:]); err != nil {
 		return err
 	}
 	dir.Chunks = slices.Insert(dir.Chunks, i+1, ref)
 	if err := s.writeDir(ctx, dir); err != nil {
 		return err
 	}
-	return s.writeChunk(ctx, dir.Chunks[i].ID, rows[:cut])
+	return s.writeChunk(ctx, dir.Chunks[i].ID, dir.Gen, rows[:cut])
 }
 
 func chunkName(list string, n int) string { return fmt.Sprintf("%s/%d", list, n) }
 
 // packScan calls each with the rows of list l in _id order (newest first
 // when desc) after the id after ("": from the first), until it returns
-// false.
+// false. It takes no lock: when the rows it reads moved meanwhile, it
+// reads the directory again and goes on after the last row it gave.
 func (s *Store) packScan(ctx context.Context, l listing, desc bool, after string, each func(bson.Raw) (bool, error)) error {
-	lk := s.packLocks.of(l.list)
-	lk.RLock()
-	defer lk.RUnlock()
-	dir, err := s.readDir(ctx, l.list)
-	if err != nil {
-		return err
+	for attempt := 0; ; attempt++ {
+		dir, err := s.readDir(ctx, l.list)
+		if err != nil {
+			return err
+		}
+		done, err := s.scanDir(ctx, dir, desc, &after, each)
+		if done || err != nil {
+			return err
+		}
+		if attempt >= 16 {
+			return errBusy(l.list)
+		}
+		// The rows moved: once more from the directory, unless it did not
+		// change, which nothing this store does leaves.
+		again, err := s.readDir(ctx, l.list)
+		if err != nil {
+			return err
+		}
+		if again.Gen == dir.Gen {
+			return errListDamaged
+		}
 	}
-	return s.scanDir(ctx, dir, desc, after, each)
 }
 
-// scanDir is packScan over dir, the caller holding the list.
-func (s *Store) scanDir(ctx context.Context, dir *packedDir, desc bool, after string, each func(bson.Raw) (bool, error)) error {
+// scanDir is packScan over dir, moving after along the rows it gives; done
+// is false when a chunk was gone or of a later generation than dir.
+func (s *Store) scanDir(ctx context.Context, dir *packedDir, desc bool, after *string, each func(bson.Raw) (bool, error)) (done bool, err error) {
 	n := len(dir.Chunks)
 	for k := range n {
 		i := k
 		if desc {
 			i = n - 1 - k
 		}
-		if after != "" {
+		if *after != "" {
 			// Skip the chunks wholly on the near side of the cursor.
-			if desc && i > 0 && dir.Chunks[i].Lo >= after {
+			if desc && i > 0 && dir.Chunks[i].Lo >= *after {
 				continue
 			}
-			if !desc && i+1 < n && dir.Chunks[i+1].Lo <= after {
+			if !desc && i+1 < n && dir.Chunks[i+1].Lo <= *after {
 				continue
 			}
 		}
-		rows, err := s.readChunk(ctx, dir, i)
+		rows, gen, found, err := s.readChunk(ctx, dir, i)
 		if err != nil {
-			return err
+			return false, err
+		}
+		if !found || gen > dir.Gen {
+			return false, nil
 		}
 		for j := range rows {
 			r := rows[j]
 			if desc {
 				r = rows[len(rows)-1-j]
 			}
-			if after != "" {
-				if id := rowID(r); desc && id >= after || !desc && id <= after {
-					continue
-				}
+			id := rowID(r)
+			if *after != "" && (desc && id >= *after || !desc && id <= *after) {
+				continue
 			}
+			*after = id
 			more, err := each(r)
 			if err != nil || !more {
-				return err
+				return true, err
 			}
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // packRows returns every row of list l, in _id order.
@@ -395,12 +442,13 @@ func (s *Store) packRows(ctx context.Context, l listing) ([]bson.Raw, error) {
 }
 
 // packRebuild writes list l anew with the rows merge returns (in _id
-// order) from the rows it holds now: chunks three quarters full, then the
-// directory naming them, then the old chunks are removed. A stop before
-// the directory's write leaves the old list whole; one after, chunks no
-// directory names, which the next rebuild removes.
+// order) from the rows it holds now (those it can read): chunks three
+// quarters full in a new generation, then the directory naming them, then
+// every other chunk of the list is removed (the old list's, and any a
+// stopped rebuild or split left). A stop before the directory's write
+// leaves the old list whole.
 func (s *Store) packRebuild(ctx context.Context, l listing, merge func(cur []bson.Raw) []bson.Raw) error {
-	lk := s.packLocks.of(l.list)
+	lk := s.packLock(l.list)
 	lk.Lock()
 	defer lk.Unlock()
 	old, err := s.readDir(ctx, l.list)
@@ -408,14 +456,19 @@ func (s *Store) packRebuild(ctx context.Context, l listing, merge func(cur []bso
 		return err
 	}
 	var cur []bson.Raw
-	if err := s.scanDir(ctx, old, false, "", func(r bson.Raw) (bool, error) {
-		cur = append(cur, r)
-		return true, nil
-	}); err != nil {
-		return err
+	for i := range old.Chunks {
+		rows, _, _, err := s.readChunk(ctx, old, i)
+		if errors.Is(err, errListDamaged) {
+			slog.Default().Warn("store: a packed list's chunk cannot be read; the list is rebuilt from its documents", "list", l.list, "chunk", old.Chunks[i].ID)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		cur = append(cur, rows...)
 	}
 	rows := merge(cur)
-	dir := &packedDir{ID: l.list, Next: old.Next}
+	dir := &packedDir{ID: l.list, Next: old.Next, Gen: old.Gen + 1}
 	per := max(1, packedChunkRows*3/4)
 	parts := [][]bson.Raw{nil}
 	if len(rows) > 0 {
@@ -430,7 +483,7 @@ func (s *Store) packRebuild(ctx context.Context, l listing, merge func(cur []bso
 			ref.Lo = rowID(part[0])
 		}
 		dir.Next++
-		if err := s.writeChunk(ctx, ref.ID, part); err != nil {
+		if err := s.writeChunk(ctx, ref.ID, dir.Gen, part); err != nil {
 			return err
 		}
 		dir.Chunks = append(dir.Chunks, ref)
@@ -438,22 +491,31 @@ func (s *Store) packRebuild(ctx context.Context, l listing, merge func(cur []bso
 	if err := s.writeDir(ctx, dir); err != nil {
 		return err
 	}
-	// The old list's chunks go, and those a rebuild or a split cut short
-	// left past the last number the directory gives out.
-	for _, c := range old.Chunks {
-		if _, err := s.c(colListChunks).DeleteOne(ctx, bson.D{{Key: "_id", Value: c.ID}}); err != nil {
-			return err
-		}
+	keep := make(map[string]bool, len(dir.Chunks))
+	for _, c := range dir.Chunks {
+		keep[c.ID] = true
 	}
-	for n := dir.Next; ; n++ {
-		res, err := s.c(colListChunks).DeleteOne(ctx, bson.D{{Key: "_id", Value: chunkName(l.list, n)}})
+	// The list's chunks are the _ids from "<list>/" up to "<list>0" ('0'
+	// follows '/'): one read that decodes the chunks, as rebuilds are rare.
+	ids, err := findAll[struct {
+		ID string `bson:"_id"`
+	}](ctx, s, colListChunks, bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: l.list + "/"}, {Key: "$lt", Value: l.list + "0"}}}},
+		options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return err
+	}
+	for _, c := range ids {
+		if keep[c.ID] {
+			continue
+		}
+		cctx, cancel := s.op(ctx)
+		_, err := s.c(colListChunks).DeleteOne(cctx, bson.D{{Key: "_id", Value: c.ID}})
+		cancel()
 		if err != nil {
 			return err
 		}
-		if res.DeletedCount == 0 {
-			return nil
-		}
 	}
+	return nil
 }
 
 // listPage is a page of list l's documents matching filter, in _id order
@@ -517,8 +579,6 @@ func (s *Store) listEach(ctx context.Context, l listing, filter bson.D, desc boo
 	if err != nil {
 		return err
 	}
-	ctx, cancel := s.op(ctx)
-	defer cancel()
 	return s.packScan(ctx, l, desc, after, func(r bson.Raw) (bool, error) {
 		if !match(r) {
 			return true, nil

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -72,6 +74,18 @@ func TestTheMatcherSelectsWhatTheDatabaseSelects(t *testing.T) {
 		bson.D{{Key: "_id", Value: "sp-3"}, {Key: "specialties", Value: bson.A{}}, {Key: "country", Value: "CA"}},
 	})
 	require.NoError(t, err)
+	var opinions []any
+	for i := range 40 {
+		d := bson.D{{Key: "_id", Value: fmt.Sprintf("op-%02d", i)}, {Key: "caseId", Value: fmt.Sprintf("c-%d", i%5)},
+			{Key: "orgId", Value: []string{"prov-x", "net-y"}[i%2]}, {Key: "patientId", Value: []string{"ins-a:m1", "ins-b:m1", "ins-a:m2"}[i%3]},
+			{Key: "insurerId", Value: []string{"ins-a", "ins-b"}[i%3%2]}, {Key: "status", Value: []string{string(domain.OpinionDelivered), "DRAFT"}[i%4%2]}}
+		if i%3 > 0 {
+			d = append(d, bson.E{Key: "specialistId", Value: []string{"sp-1", "sp-2"}[i%2]})
+		}
+		opinions = append(opinions, d)
+	}
+	_, err = s.c(colOpinionList).InsertMany(ctx, opinions)
+	require.NoError(t, err)
 
 	str := func(x string) *string { return &x }
 	yes, no := true, false
@@ -103,7 +117,7 @@ func TestTheMatcherSelectsWhatTheDatabaseSelects(t *testing.T) {
 	}
 	cursor := ids[len(ids)/2]
 	everything := map[string][]*bson.Raw{}
-	for _, coll := range []string{colCaseList, colSpecialistList} {
+	for _, coll := range []string{colCaseList, colSpecialistList, colOpinionList} {
 		everything[coll], err = findAll[bson.Raw](ctx, s, coll, bson.D{}, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}))
 		require.NoError(t, err)
 	}
@@ -142,7 +156,8 @@ func TestTheMatcherSelectsWhatTheDatabaseSelects(t *testing.T) {
 			check(colCaseList, and(filter, bson.D{{Key: "_id", Value: bson.D{{Key: "$gt", Value: cursor}}}}), "cases after the cursor")
 		}
 		if osc := opinionScope(p); !osc.none {
-			check(colCaseList, osc.filter, fmt.Sprintf("opinions: %s", p.Role))
+			check(colOpinionList, osc.filter, fmt.Sprintf("opinions: %s %s/%s", p.Role, p.Org, p.SpecialistID))
+			check(colOpinionList, and(osc.filter, OpinionFilter{CaseID: str("c-2")}.bson()), fmt.Sprintf("opinions of a case: %s", p.Role))
 		}
 	}
 	assert.Greater(t, narrowed, 30, "the data set gives the filters something to choose from")
@@ -165,10 +180,44 @@ func TestTheMatcherRefusesWhatItDoesNotKnow(t *testing.T) {
 		{{Key: "$or", Value: bson.A{}}},
 		{{Key: "$and", Value: "x"}},
 		{{Key: "a", Value: bson.D{{Key: "$in", Value: "x"}}}},
+		{{Key: "a", Value: bson.Regex{Pattern: "x"}}},
+		{{Key: "a", Value: bson.M{"$ne": "x"}}},
+		{{Key: "a", Value: bson.D{{Key: "$ne", Value: bson.Regex{Pattern: "x"}}}}},
+		{{Key: "a", Value: bson.D{{Key: "$nin", Value: bson.A{bson.D{{Key: "b", Value: 1}}}}}}},
+		{{Key: "a", Value: bson.D{{Key: "$lte", Value: nil}}}},
+		{{Key: "a", Value: math.NaN()}},
+		{{Key: "a", Value: bson.D{{Key: "b", Value: 1}}}},
 	} {
 		_, err := compileFilter(f)
 		assert.Error(t, err, "%v", f)
 	}
+}
+
+// The matcher compares as the database does where the two could part:
+// integers beyond 2^53 exactly, a NaN field equal to no number, null
+// equal to a missing field.
+func TestTheMatcherComparesAsTheDatabase(t *testing.T) {
+	doc := func(v any) bson.Raw {
+		b, err := bson.Marshal(bson.D{{Key: "_id", Value: "x"}, {Key: "f", Value: v}})
+		require.NoError(t, err)
+		return b
+	}
+	m := func(f bson.D) matcher {
+		mm, err := compileFilter(f)
+		require.NoError(t, err)
+		return mm
+	}
+	assert.False(t, m(bson.D{{Key: "f", Value: int64(1<<53 + 1)}})(doc(int64(1<<53))))
+	assert.True(t, m(bson.D{{Key: "f", Value: bson.D{{Key: "$gt", Value: int64(1 << 53)}}}})(doc(int64(1<<53+1))))
+	assert.True(t, m(bson.D{{Key: "f", Value: int32(5)}})(doc(5.0)), "numbers of any width")
+	assert.False(t, m(bson.D{{Key: "f", Value: 5}})(doc(math.NaN())))
+	assert.False(t, m(bson.D{{Key: "f", Value: bson.D{{Key: "$gte", Value: 5}}}})(doc(math.NaN())))
+	assert.True(t, m(bson.D{{Key: "g", Value: nil}})(doc(1)), "null equals a missing field")
+	assert.False(t, m(bson.D{{Key: "g", Value: bson.D{{Key: "$lt", Value: 5}}}})(doc(1)), "a missing field is below nothing")
+	assert.True(t, m(bson.D{{Key: "g", Value: bson.D{{Key: "$ne", Value: true}}}})(doc(1)))
+	assert.True(t, m(bson.D{{Key: "f", Value: "b"}})(doc(bson.A{"a", "b"})), "an array equals what one element equals")
+	assert.False(t, m(bson.D{{Key: "f", Value: bson.D{{Key: "$nin", Value: bson.A{"b"}}}}})(doc(bson.A{"a", "b"})))
+	assert.False(t, m(bson.D{{Key: "f", Value: "1"}})(doc(1)), "no equality across types")
 }
 
 // packedStore is an embedded store whose lists are packed, with chunks of
@@ -365,4 +414,146 @@ func compareStr(a, b string) int {
 		return 1
 	}
 	return 0
+}
+
+// Two Stores of one process on one database (replicas in tests) share the
+// lists' write locks: writing different rows of one list at once loses
+// none.
+func TestTwoStoresOnOneDatabaseLoseNoRows(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a := packedStore(t, ctx, "twostores")
+	b, err := Open(ctx, Options{URI: a.dbKey[:strings.IndexByte(a.dbKey, 0)], Database: a.db.Name()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	l := specialistListing
+	var wg sync.WaitGroup
+	for w, s := range []*Store{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				id := fmt.Sprintf("s%02d-%d", i, w)
+				assert.NoError(t, s.packPut(ctx, l, id, bson.D{{Key: "_id", Value: id}, {Key: "version", Value: 1}}))
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Len(t, rowsOf(t, ctx, a, l, false, ""), 40)
+}
+
+// A page walks a list without holding up its writers: a write, and another
+// page, finish while a walk is stopped halfway; the walk, going on after a
+// rebuild replaced every chunk it had not read yet, still gives every row
+// once, in order.
+func TestAWalkHoldsUpNoWriterAndSurvivesARebuild(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s := packedStore(t, ctx, "walk")
+	l := caseListing
+	var ids []string
+	for i := range 12 {
+		id := fmt.Sprintf("c%02d", i)
+		ids = append(ids, id)
+		require.NoError(t, s.packPut(ctx, l, id, bson.D{{Key: "_id", Value: id}, {Key: "version", Value: 1}}))
+	}
+	paused, resume := make(chan struct{}), make(chan struct{})
+	walked := make(chan []string)
+	go func() {
+		var got []string
+		err := s.packScan(ctx, l, false, "", func(r bson.Raw) (bool, error) {
+			got = append(got, rowID(r))
+			if len(got) == 2 {
+				close(paused)
+				<-resume
+			}
+			return true, nil
+		})
+		assert.NoError(t, err)
+		walked <- got
+	}()
+	<-paused
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	require.NoError(t, s.packPut(wctx, l, "c99", bson.D{{Key: "_id", Value: "c99"}, {Key: "version", Value: 1}}), "a write while a walk is stopped")
+	n, err := listCount(wctx, s, l, nil)
+	require.NoError(t, err, "a page while a walk is stopped")
+	assert.Equal(t, 13, n)
+	require.NoError(t, s.packRebuild(wctx, l, func(cur []bson.Raw) []bson.Raw { return cur }))
+	close(resume)
+	assert.Equal(t, append(ids, "c99"), <-walked)
+}
+
+// A directory naming a chunk that is not there (nothing the store does
+// leaves one) is an error for pages and writes, not rows quietly missing;
+// one unreadable chunk does not stop the start: the repair rebuilds the
+// list from its documents.
+func TestADamagedListIsAnErrorAndTheStartRebuildsIt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s := packedStore(t, ctx, "damaged")
+	coord := domain.Principal{Subject: "c", Role: domain.RoleCoordinator, Org: "operator"}
+	for i := range 10 {
+		_, err := s.UpsertSpecialist(ctx, coord, SpecialistInput{Name: fmt.Sprintf("Dr %d", i), Specialties: []string{"oncology"}, Languages: []string{"en"}, Country: "CA", OrgID: "prov-x", OrgKind: domain.OrgProvider})
+		require.NoError(t, err)
+	}
+	dir, err := s.readDir(ctx, colSpecialistList)
+	require.NoError(t, err)
+	require.Greater(t, len(dir.Chunks), 2)
+	_, err = s.c(colListChunks).DeleteOne(ctx, bson.D{{Key: "_id", Value: dir.Chunks[0].ID}})
+	require.NoError(t, err)
+	_, err = s.CountSpecialists(ctx, coord, SpecialistFilter{})
+	assert.ErrorIs(t, err, errListDamaged)
+	_, err = s.c(colListChunks).ReplaceOne(ctx, bson.D{{Key: "_id", Value: dir.Chunks[1].ID}}, packedChunk{ID: dir.Chunks[1].ID, Rows: []byte{9, 0, 0}})
+	require.NoError(t, err)
+	_, _, err = s.Specialists(ctx, coord, SpecialistFilter{}, Page{First: 20}, View{})
+	assert.ErrorIs(t, err, errListDamaged)
+
+	n, err := s.RepairLists(ctx)
+	require.NoError(t, err)
+	assert.Positive(t, n)
+	got, err := s.CountSpecialists(ctx, coord, SpecialistFilter{})
+	require.NoError(t, err)
+	assert.Equal(t, 10, got)
+}
+
+// A rebuild stopped after its directory's write leaves the old chunks; the
+// next rebuild removes every chunk its directory does not name (they hold
+// patients' ids).
+func TestARebuildRemovesEveryChunkItsDirectoryDoesNotName(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	s := packedStore(t, ctx, "orphans")
+	l := caseListing
+	row := func(id string) bson.Raw {
+		b, err := canonical(bson.D{{Key: "_id", Value: id}, {Key: "patientId", Value: "ins:m"}, {Key: "version", Value: 1}})
+		require.NoError(t, err)
+		return b
+	}
+	require.NoError(t, s.packRebuild(ctx, l, func([]bson.Raw) []bson.Raw { return []bson.Raw{row("a"), row("b"), row("c"), row("d")} }))
+	first, err := s.readDir(ctx, l.list)
+	require.NoError(t, err)
+	// A second rebuild that stopped after its directory's write: the
+	// first one's chunks stay (written back here), and a chunk a stopped
+	// split left past the directory's numbers.
+	require.NoError(t, s.packRebuild(ctx, l, func(cur []bson.Raw) []bson.Raw { return cur }))
+	for _, c := range first.Chunks {
+		require.NoError(t, s.writeChunk(ctx, c.ID, first.Gen, []bson.Raw{row("a")}))
+	}
+	require.NoError(t, s.writeChunk(ctx, chunkName(l.list, 99), 0, []bson.Raw{row("z")}))
+	require.NoError(t, s.packRebuild(ctx, l, func(cur []bson.Raw) []bson.Raw { return cur }))
+	dir, err := s.readDir(ctx, l.list)
+	require.NoError(t, err)
+	named := []string{l.list}
+	for _, c := range dir.Chunks {
+		named = append(named, c.ID)
+	}
+	all, err := findAll[bson.Raw](ctx, s, colListChunks, bson.D{}, options.Find())
+	require.NoError(t, err)
+	var have []string
+	for _, d := range all {
+		have = append(have, rowID(*d))
+	}
+	assert.ElementsMatch(t, named, have)
+	assert.Equal(t, []string{"a", "b", "c", "d"}, rowsOf(t, ctx, s, l, false, ""))
 }

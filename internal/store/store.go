@@ -121,8 +121,9 @@ type Store struct {
 	fields *fieldCipher
 	// reg is the database's codec registry (sealing PHI fields).
 	reg *bson.Registry
-	// packLocks order the writes and reads of the packed lists (packed.go).
-	packLocks packLocks
+	// dbKey names the database (URI and name): the Stores of a process on
+	// one database share their packed lists' locks (packed.go).
+	dbKey string
 }
 
 // Options configure Open.
@@ -168,6 +169,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	// Every collection encodes and decodes through the sealing registry, so
 	// a PHI field is encrypted wherever its document type is written.
 	s.reg = sealingRegistry(&s.fields)
+	s.dbKey = o.URI + "\x00" + o.Database
 	s.db = client.Database(o.Database, options.Database().SetRegistry(s.reg))
 	if s.opTimeout <= 0 {
 		s.opTimeout = DefaultOpTimeout
