@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,10 +20,11 @@ import (
 // The member's access log (README, "Who saw my data").
 //
 // It is an append-only projection of the audit, in its own collection,
-// written by AppendAudit with the audit batch that carries the reads: each
-// batch inserts one fragment per (member, organisation, role, case, data
-// category, actor, UTC day) it touched, with that batch's first and last
-// time and count. A reader merges the fragments of one entry. Nothing is
+// written by AppendAudit with the audit batch that carries the reads. An
+// entry is one (member, organisation, role, case, data category, actor,
+// UTC day), with its first and last time and a count; each batch inserts,
+// per member and day it touched, one fragment holding that batch's share of
+// every entry it touched, and a reader merges an entry's shares. Nothing is
 // ever read back and rewritten: on the embedded store an update is a read
 // and a write back (about 1.5 ms each, against 0.1 ms per inserted
 // document), and folding each batch into one document per entry with
@@ -30,19 +34,35 @@ import (
 //
 // A fragment's _id is
 //
-//	<member prefix>:<YYYY-MM-DD>:<key hash>:<fragment id>
+//	<member prefix>:<YYYY-MM-DD>:<fragment id>
 //
 // where the member prefix is a fixed-length hash of the member key, so one
 // member's fragments are one contiguous _id range (no member key is a
-// prefix of another's range), the fragments of one entry are contiguous in
-// it, and a page, newest day first, is one range read on _id that stops
-// once it has the page's entries. The entry's id is the _id without the
-// fragment id. Every read is bounded to the caller's own range, so no
+// prefix of another's range) and one day's fragments are contiguous in it.
+// A page, newest day first, is one range read on _id that stops at the end
+// of the day that fills it: a day's fragments are merged whole, and its
+// entries ordered by their id,
+//
+//	<member prefix>:<YYYY-MM-DD>:<key hash>
+//
+// (the key being organisation, role, case, category and actor), which a
+// cursor names. Every read is bounded to the caller's own range, so no
 // cursor can reach another member's entries.
+//
+// Why one fragment per member and day rather than one per entry: a case
+// detail touches four or five entries of one member, and on the embedded
+// store an inserted document costs per document and per field (FerretDB
+// encodes every field with its type, SQLite parses the whole text again for
+// each _id index), so the entries of a fragment are packed, one short JSON
+// array each (packEntry). Fragments written earlier, one per entry with the
+// entry's fields (<entry id>:<fragment id>), or folded into one document per
+// entry (<entry id>), are read and merged the same way.
 //
 // Only reads that showed data are logged (outcome ALLOWED) and only of
 // another party: the member's own reads are left out of the log.
 
+// accessLogDoc is one entry: as merged for a page, or as stored before
+// fragments were packed.
 type accessLogDoc struct {
 	ID       string    `bson:"_id"`
 	Member   string    `bson:"member"`
@@ -58,6 +78,22 @@ type accessLogDoc struct {
 	Count    int       `bson:"count"`
 }
 
+// accessLogFragment is what one batch writes for one member and day: its
+// share of each entry, packed (packEntry).
+type accessLogFragment struct {
+	ID      string   `bson:"_id"`
+	Member  string   `bson:"member"`
+	Day     string   `bson:"day"`
+	Entries []string `bson:"entries"`
+}
+
+// storedAccessLog reads any document of the collection: a packed fragment
+// (Entries set) or one entry as stored before (its fields set).
+type storedAccessLog struct {
+	Doc     accessLogDoc `bson:",inline"`
+	Entries []string     `bson:"entries,omitempty"`
+}
+
 // memberPrefix is the fixed-length start of every access-log _id of one
 // member: 128 bits of SHA-256 over the member key.
 func memberPrefix(member string) string {
@@ -65,12 +101,40 @@ func memberPrefix(member string) string {
 	return hex.EncodeToString(h[:16])
 }
 
+// accessLogID is the id of the entry d belongs to.
 func accessLogID(d accessLogDoc) string {
 	h := sha256.Sum256([]byte(strings.Join([]string{d.Org, d.Role, d.CaseID, d.Category, d.Actor}, "\x00")))
 	return memberPrefix(d.Member) + ":" + d.Day + ":" + hex.EncodeToString(h[:8])
 }
 
-// accessLogEntries groups the loggable reads of one audit batch.
+// packEntry is an entry's share in a fragment: a JSON array of its key,
+// times (Unix milliseconds) and count. The member and day are the
+// fragment's.
+func packEntry(d accessLogDoc) string {
+	b, _ := json.Marshal([]any{d.Org, d.OrgKind, d.Role, d.CaseID, d.Category, d.Actor, d.FirstAt.UnixMilli(), d.LastAt.UnixMilli(), d.Count})
+	return string(b)
+}
+
+// unpackEntry reverses packEntry for a fragment of member's day.
+func unpackEntry(member, day, packed string) (accessLogDoc, error) {
+	var v []json.RawMessage
+	if err := json.Unmarshal([]byte(packed), &v); err != nil || len(v) != 9 {
+		return accessLogDoc{}, errors.New("store: malformed access-log fragment")
+	}
+	d := accessLogDoc{Member: member, Day: day}
+	var first, last int64
+	for i, dst := range []any{&d.Org, &d.OrgKind, &d.Role, &d.CaseID, &d.Category, &d.Actor, &first, &last, &d.Count} {
+		if err := json.Unmarshal(v[i], dst); err != nil {
+			return accessLogDoc{}, errors.New("store: malformed access-log fragment")
+		}
+	}
+	d.FirstAt, d.LastAt = time.UnixMilli(first).UTC(), time.UnixMilli(last).UTC()
+	d.ID = accessLogID(d)
+	return d, nil
+}
+
+// accessLogEntries groups the loggable reads of one audit batch into
+// entries.
 func accessLogEntries(events []domain.AuditEvent) []accessLogDoc {
 	byID := map[string]int{}
 	var out []accessLogDoc
@@ -110,16 +174,36 @@ func accessLogEntries(events []domain.AuditEvent) []accessLogDoc {
 	return out
 }
 
+// accessLogFragments packs one batch's entries into one fragment per member
+// and day.
+func accessLogFragments(entries []accessLogDoc) []accessLogFragment {
+	byDay := map[string]int{}
+	var out []accessLogFragment
+	for _, d := range entries {
+		key := d.Member + "\x00" + d.Day
+		i, ok := byDay[key]
+		if !ok {
+			i = len(out)
+			byDay[key] = i
+			out = append(out, accessLogFragment{
+				ID: memberPrefix(d.Member) + ":" + d.Day + ":" + NewIDAt(d.FirstAt), Member: d.Member, Day: d.Day,
+			})
+		}
+		out[i].Entries = append(out[i].Entries, packEntry(d))
+	}
+	return out
+}
+
 // insertAccessLog appends one audit batch's fragments: one insert, with
 // the audit rows it mirrors.
-func (s *Store) insertAccessLog(ctx context.Context, docs []accessLogDoc) error {
-	if len(docs) == 0 {
+func (s *Store) insertAccessLog(ctx context.Context, entries []accessLogDoc) error {
+	frags := accessLogFragments(entries)
+	if len(frags) == 0 {
 		return nil
 	}
-	out := make([]any, len(docs))
-	for i, d := range docs {
-		d.ID += ":" + NewIDAt(d.FirstAt)
-		out[i] = d
+	out := make([]any, len(frags))
+	for i, f := range frags {
+		out[i] = f
 	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
@@ -128,19 +212,9 @@ func (s *Store) insertAccessLog(ctx context.Context, docs []accessLogDoc) error 
 }
 
 // entryIDPattern is the shape of an entry's id: a cursor names an entry,
-// never one of its fragments (which would resume inside the entry and show
-// it again, partly counted).
+// never a fragment (which would resume inside a day at a place no entry
+// holds).
 var entryIDPattern = regexp.MustCompile(`^[0-9a-f]{32}:[0-9]{4}-[0-9]{2}-[0-9]{2}:[0-9a-f]{16}$`)
-
-// entryID is the id of the entry a fragment belongs to. A document the
-// earlier, folded log wrote has no fragment id: it is its own entry's one
-// fragment (and sorts right after the entry's newer fragments).
-func entryID(fragmentID string) string {
-	if strings.Count(fragmentID, ":") == 3 {
-		return fragmentID[:strings.LastIndexByte(fragmentID, ':')]
-	}
-	return fragmentID
-}
 
 // AccessLogFilter narrows a member's access log.
 type AccessLogFilter struct {
@@ -163,10 +237,12 @@ func (s *Store) AccessLog(ctx context.Context, p domain.Principal, f AccessLogFi
 		if !strings.HasPrefix(pg.After, prefix+":") || !entryIDPattern.MatchString(pg.After) {
 			return nil, false, domain.Errorf(domain.CodeBadUserInput, "after is not a cursor of this list")
 		}
-		// An entry's fragments sort after its id: $lt leaves them all out.
-		hi = min(hi, pg.After)
+		// The cursor's day is read whole again (its fragments lie on
+		// both sides of the cursor); its entries from the cursor on are
+		// left out when merged.
+		hi = min(hi, pg.After[:len(prefix)+len(":YYYY-MM-DD")]+";")
 	}
-	docs, err := s.accessLogEntriesIn(ctx, member, lo, hi, f, pg.First+1, nil)
+	docs, err := s.accessLogEntriesIn(ctx, member, lo, hi, pg.After, f, pg.First+1)
 	if err != nil {
 		return nil, false, translate(err, "access log")
 	}
@@ -180,28 +256,22 @@ func (s *Store) CountAccessLog(ctx context.Context, p domain.Principal, f Access
 		return 0, nil
 	}
 	lo, hi := accessLogRange(member, f)
-	proj := bson.D{{Key: "_id", Value: 1}, {Key: "firstAt", Value: 1}, {Key: "lastAt", Value: 1}}
-	docs, err := s.accessLogEntriesIn(ctx, member, lo, hi, f, 0, proj)
+	docs, err := s.accessLogEntriesIn(ctx, member, lo, hi, "", f, 0)
 	return len(docs), translate(err, "access log")
 }
 
-// accessLogEntriesIn reads the member's fragments in [lo, hi), newest
-// first, merging each entry's fragments (they are contiguous), and keeps
-// the entries f's times overlap, stopping at limit entries (0: all). The
-// read is one range on _id, left as soon as the page is full.
-func (s *Store) accessLogEntriesIn(ctx context.Context, member, lo, hi string, f AccessLogFilter, limit int, proj bson.D) ([]*accessLogDoc, error) {
+// accessLogEntriesIn reads the member's fragments in [lo, hi), newest day
+// first, merges each day's into entries, and keeps those before after (an
+// entry id; "" for all) that f matches, newest day first and by id within
+// a day, stopping at the end of the day that brings limit entries (0: all).
+// The read is one range on _id, left as soon as the page is full.
+func (s *Store) accessLogEntriesIn(ctx context.Context, member, lo, hi, after string, f AccessLogFilter, limit int) ([]*accessLogDoc, error) {
 	filter := bson.D{
 		{Key: "_id", Value: bson.D{{Key: "$gte", Value: lo}, {Key: "$lt", Value: hi}}},
 		// The range is the member's; the key makes sure of it.
 		{Key: "member", Value: member},
 	}
-	if f.OrgKind != nil {
-		filter = append(filter, bson.E{Key: "orgKind", Value: string(*f.OrgKind)})
-	}
 	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetBatchSize(200)
-	if proj != nil {
-		opts.SetProjection(proj)
-	}
 	ctx, cancel := s.op(ctx)
 	defer cancel()
 	release, err := s.admitScan(ctx, colAccessLog)
@@ -215,38 +285,73 @@ func (s *Store) accessLogEntriesIn(ctx context.Context, member, lo, hi string, f
 	}
 	defer func() { _ = cur.Close(context.WithoutCancel(ctx)) }()
 	keep := func(d *accessLogDoc) bool {
-		return (f.From == nil || !d.LastAt.Before(*f.From)) && (f.To == nil || !d.FirstAt.After(*f.To))
+		return (after == "" || d.ID < after) &&
+			(f.From == nil || !d.LastAt.Before(*f.From)) && (f.To == nil || !d.FirstAt.After(*f.To)) &&
+			(f.OrgKind == nil || d.OrgKind == string(*f.OrgKind))
 	}
 	var out []*accessLogDoc
-	var open *accessLogDoc
+	day, entries := "", map[string]*accessLogDoc{}
+	// endDay appends the day's entries that are kept, by id, newest
+	// first (the order of their ids in the collection).
+	endDay := func() {
+		ids := make([]string, 0, len(entries))
+		for id, d := range entries {
+			if keep(d) {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		for _, id := range slices.Backward(ids) {
+			out = append(out, entries[id])
+		}
+		clear(entries)
+	}
+	add := func(d accessLogDoc) {
+		o := entries[d.ID]
+		if o == nil {
+			entries[d.ID] = &d
+			return
+		}
+		o.Count += d.Count
+		if d.FirstAt.Before(o.FirstAt) {
+			o.FirstAt = d.FirstAt
+		}
+		if d.LastAt.After(o.LastAt) {
+			o.LastAt = d.LastAt
+		}
+	}
 	for cur.Next(ctx) {
-		var d accessLogDoc
+		var d storedAccessLog
 		if err := cur.Decode(&d); err != nil {
 			return nil, err
 		}
-		d.ID = entryID(d.ID)
-		if open != nil && open.ID == d.ID {
-			open.Count += d.Count
-			if d.FirstAt.Before(open.FirstAt) {
-				open.FirstAt = d.FirstAt
+		if d.Doc.Day != day {
+			if endDay(); limit > 0 && len(out) >= limit {
+				return out[:limit], nil
 			}
-			if d.LastAt.After(open.LastAt) {
-				open.LastAt = d.LastAt
-			}
+			day = d.Doc.Day
+		}
+		if d.Entries == nil {
+			// One entry, stored whole before fragments were packed.
+			e := d.Doc
+			e.FirstAt, e.LastAt = e.FirstAt.UTC(), e.LastAt.UTC()
+			e.ID = accessLogID(e)
+			add(e)
 			continue
 		}
-		if open != nil && keep(open) {
-			if out = append(out, open); limit > 0 && len(out) == limit {
-				return out, nil
+		for _, packed := range d.Entries {
+			e, err := unpackEntry(d.Doc.Member, d.Doc.Day, packed)
+			if err != nil {
+				return nil, err
 			}
+			add(e)
 		}
-		open = &d
 	}
 	if err := cur.Err(); err != nil {
 		return nil, err
 	}
-	if open != nil && keep(open) && (limit == 0 || len(out) < limit) {
-		out = append(out, open)
+	if endDay(); limit > 0 && len(out) > limit {
+		out = out[:limit]
 	}
 	return out, nil
 }
