@@ -119,6 +119,9 @@ type Store struct {
 	// registry reads it. Nil without a keyring: PHI can then be neither
 	// written nor read.
 	fields *fieldCipher
+	// reg is the database's codec registry (sealingRegistry over fields),
+	// for documents a command returns whole (see caseAsWritten).
+	reg *bson.Registry
 }
 
 // Options configure Open.
@@ -163,7 +166,8 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	s := &Store{client: client, opTimeout: o.OpTimeout, now: o.Now, seenPairs: map[string]struct{}{}}
 	// Every collection encodes and decodes through the sealing registry, so
 	// a PHI field is encrypted wherever its document type is written.
-	s.db = client.Database(o.Database, options.Database().SetRegistry(sealingRegistry(&s.fields)))
+	s.reg = sealingRegistry(&s.fields)
+	s.db = client.Database(o.Database, options.Database().SetRegistry(s.reg))
 	if s.opTimeout <= 0 {
 		s.opTimeout = DefaultOpTimeout
 	}

@@ -102,6 +102,20 @@ func (s *Store) locked(ctx context.Context, coll, id string, write func(ctx cont
 	return write(wctx)
 }
 
+// heldWrite runs write on the document coll/id for a caller that holds
+// its lock already (within locked or conditional): as locked does, but
+// without taking the lock again.
+func (s *Store) heldWrite(ctx context.Context, coll, id string, write func(ctx context.Context) error) error {
+	wctx, cancel := s.op(context.WithoutCancel(ctx))
+	defer cancel()
+	if s.beforeWrite != nil {
+		if err := s.beforeWrite(coll, id); err != nil {
+			return err
+		}
+	}
+	return write(wctx)
+}
+
 // conditional applies op to the document coll/id only while its fields
 // equal cond, and reports whether it did. op receives the filter to use. On
 // MongoDB that filter is {_id} plus cond, one atomic command; on FerretDB
