@@ -119,6 +119,9 @@ type Store struct {
 	// registry reads it. Nil without a keyring: PHI can then be neither
 	// written nor read.
 	fields *fieldCipher
+	// eventSeqs are the case-event numbers reserved on the embedded store
+	// (write.go).
+	eventSeqs eventSeqs
 	// reg is the database's codec registry (sealingRegistry over fields),
 	// for documents a command returns whole (see caseAsWritten).
 	reg *bson.Registry
@@ -227,8 +230,14 @@ func (s *Store) Drop(ctx context.Context) error {
 	return s.db.Drop(ctx)
 }
 
-// Close disconnects.
-func (s *Store) Close(ctx context.Context) error { return s.client.Disconnect(ctx) }
+// Close gives the case-event numbers the embedded store reserved and did
+// not use back to their counter (write.go: at most one write; if it fails
+// the next process leaves a gap in the sequence, nothing worse), then
+// disconnects.
+func (s *Store) Close(ctx context.Context) error {
+	gaveBack := s.giveBackEventSeqs(ctx)
+	return errors.Join(gaveBack, s.client.Disconnect(ctx))
+}
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {

@@ -268,9 +268,89 @@ type counterDoc struct {
 	Version int    `bson:"version"`
 }
 
-// increment reserves n values of a named counter and returns the last: one
-// findAndModify with $inc and upsert, never abandoned halfway.
+// caseEventsCounter numbers case events (their seq, which tailers follow).
+const caseEventsCounter = "case-events"
+
+// increment reserves n values of a named counter and returns the last. On
+// the embedded store case-event numbers come from the process's block of
+// them (takeEventSeqs); otherwise it is one counter write.
 func (s *Store) increment(ctx context.Context, name string, n int) (int64, error) {
+	if s.serialWrites && name == caseEventsCounter {
+		return s.takeEventSeqs(ctx, n)
+	}
+	return s.reserve(ctx, name, n)
+}
+
+// eventSeqBlock is how many case-event numbers the embedded store reserves
+// in one counter write.
+const eventSeqBlock = 64
+
+// eventSeqs are the case-event numbers this process reserved and has not
+// handed out: left of them, from next.
+//
+// On the embedded store the process is the store's one writer, so it
+// reserves the numbers eventSeqBlock at a time, one counter write per
+// block instead of one per publish, and hands them out in order, as the
+// counter would (a number is still taken before its events are written).
+// Close gives back the numbers not handed out; a process that stops
+// without it leaves them unused: a gap in the sequence, which tailers wait
+// out once, as after a publish that failed between its number and its
+// events.
+type eventSeqs struct {
+	mu         sync.Mutex
+	next, left int64
+}
+
+// takeEventSeqs hands out n consecutive case-event numbers and returns the
+// last, reserving more when fewer are left.
+func (s *Store) takeEventSeqs(ctx context.Context, n int) (int64, error) {
+	b := &s.eventSeqs
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.left < int64(n) {
+		k := int64(n) - b.left + eventSeqBlock
+		hi, err := s.reserve(ctx, caseEventsCounter, int(k))
+		if err != nil {
+			return 0, err
+		}
+		if b.left > 0 && hi-k == b.next+b.left-1 {
+			b.left += k // right after the numbers left
+		} else {
+			b.next, b.left = hi-k+1, k
+		}
+	}
+	last := b.next + int64(n) - 1
+	b.next, b.left = last+1, b.left-int64(n)
+	return last, nil
+}
+
+// giveBackEventSeqs gives the case-event numbers reserved and not handed
+// out back to the counter, unless another writer reserved numbers since.
+func (s *Store) giveBackEventSeqs(ctx context.Context) error {
+	b := &s.eventSeqs
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.left == 0 {
+		return nil
+	}
+	_, err := s.conditional(ctx, colCounters, caseEventsCounter, bson.D{{Key: "seq", Value: b.next + b.left - 1}},
+		func(ctx context.Context, filter bson.D) (int64, error) {
+			res, err := s.c(colCounters).UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "seq", Value: b.next - 1}}}})
+			if err != nil {
+				return 0, err
+			}
+			return res.MatchedCount, nil
+		})
+	if err != nil {
+		return fmt.Errorf("store: counter %s: %w", caseEventsCounter, err)
+	}
+	b.left = 0
+	return nil
+}
+
+// reserve reserves n values of a named counter and returns the last: one
+// findAndModify with $inc and upsert, never abandoned halfway.
+func (s *Store) reserve(ctx context.Context, name string, n int) (int64, error) {
 	var d counterDoc
 	err := s.locked(ctx, colCounters, name, func(ctx context.Context) error {
 		return s.c(colCounters).FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: name}},
