@@ -111,10 +111,6 @@ func (s *Service) Upload(ctx context.Context, p domain.Principal, caseID string,
 	if err != nil {
 		return nil, nil, err
 	}
-	wrapped, err := s.keys.Wrap(dk)
-	if err != nil {
-		return nil, nil, err
-	}
 	blobKey := newBlobKey()
 	sum := sha256.New()
 	f := s.store(ctx, blobKey, dk, io.MultiReader(bytes.NewReader(head), file), sum)
@@ -122,6 +118,14 @@ func (s *Service) Upload(ctx context.Context, p domain.Principal, caseID string,
 	if err != nil {
 		// The stores leave nothing behind a failed Put; delete anyway, in
 		// case the failure came after the blob was complete.
+		s.deleteBlob(ctx, blobKey)
+		return nil, nil, err
+	}
+	// The data key is wrapped while storage finishes the file, as the
+	// record is prepared below.
+	wrapped, err := s.keys.Wrap(dk)
+	if err != nil {
+		_ = f.stored()
 		s.deleteBlob(ctx, blobKey)
 		return nil, nil, err
 	}
