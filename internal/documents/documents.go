@@ -111,16 +111,21 @@ func (s *Service) Upload(ctx context.Context, p domain.Principal, caseID string,
 	if err != nil {
 		return nil, nil, err
 	}
-	wrapped, err := s.keys.Wrap(dk)
-	if err != nil {
-		return nil, nil, err
-	}
 	blobKey := newBlobKey()
 	sum := sha256.New()
-	size, err := s.put(ctx, blobKey, dk, io.MultiReader(bytes.NewReader(head), file), sum)
+	f := s.store(ctx, blobKey, dk, io.MultiReader(bytes.NewReader(head), file), sum)
+	size, err := f.streamed()
 	if err != nil {
 		// The stores leave nothing behind a failed Put; delete anyway, in
 		// case the failure came after the blob was complete.
+		s.deleteBlob(ctx, blobKey)
+		return nil, nil, err
+	}
+	// The data key is wrapped while storage finishes the file, as the
+	// record is prepared below.
+	wrapped, err := s.keys.Wrap(dk)
+	if err != nil {
+		_ = f.stored()
 		s.deleteBlob(ctx, blobKey)
 		return nil, nil, err
 	}
@@ -133,7 +138,12 @@ func (s *Service) Upload(ctx context.Context, p domain.Principal, caseID string,
 		recID = workflow.NewRecordID()
 	}
 	doc.RecordID = recID
-	c, rec, err := s.wf.AddUploadedRecord(ctx, p, caseID, in, recID, doc)
+	// The case is read and the record prepared while storage finishes the
+	// file; the record is written once it has (f.stored answers nil).
+	c, rec, err := s.wf.AddUploadedRecord(ctx, p, caseID, in, recID, doc, f.stored)
+	// Whatever happened, the file's storing ends before its blob may be
+	// deleted, so that no rename lands after the delete.
+	_ = f.stored()
 	if err != nil {
 		s.deleteBlob(ctx, blobKey)
 		return nil, nil, err
@@ -154,11 +164,55 @@ func (s *Service) Accepts(head []byte) bool {
 	return ok
 }
 
+// storing is put running in a goroutine of its own: streamed answers once
+// the whole file is read, hashed and handed to storage (sum is final
+// then), stored once storage has it for good (after the directory store's
+// fsync and rename, or S3's last part).
+type storing struct {
+	all  chan int64    // the size, once the file is handed to storage
+	done chan struct{} // closed when put returned
+	err  error         // put's, once done is closed
+}
+
+// store starts put in a goroutine of its own.
+func (s *Service) store(ctx context.Context, key string, dk *keys.DataKey, src io.Reader, sum hash.Hash) *storing {
+	f := &storing{all: make(chan int64, 1), done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		_, f.err = s.put(ctx, key, dk, src, sum, func(size int64) { f.all <- size })
+	}()
+	return f
+}
+
+// streamed waits until the file is handed to storage and returns its size,
+// or put's error if it failed before.
+func (f *storing) streamed() (int64, error) {
+	select {
+	case size := <-f.all:
+		return size, nil
+	case <-f.done:
+		select {
+		case size := <-f.all: // handed over, and stored meanwhile
+			return size, f.err
+		default:
+			return 0, f.err
+		}
+	}
+}
+
+// stored waits until put returned and returns its error.
+func (f *storing) stored() error {
+	<-f.done
+	return f.err
+}
+
 // put encrypts src under dk into the blob key, hashing the plaintext into
 // sum, and returns the plaintext size. Over the cap it stops with
 // ErrTooLarge. The work is shared by three goroutines (stream.go): this
-// one reads and encrypts, one hashes, one writes to storage.
-func (s *Service) put(ctx context.Context, key string, dk *keys.DataKey, src io.Reader, sum hash.Hash) (int64, error) {
+// one reads and encrypts, one hashes, one writes to storage. streamed,
+// when set, is called with the size once the whole file is handed to
+// storage and sum is final, before storage makes it durable.
+func (s *Service) put(ctx context.Context, key string, dk *keys.DataKey, src io.Reader, sum hash.Hash, streamed func(size int64)) (int64, error) {
 	var size int64
 	err := blob.Write(ctx, s.blobs, key, func(w io.Writer) (err error) {
 		// The sealed bytes go to storage in chunks larger than age's
@@ -202,7 +256,14 @@ func (s *Service) put(ctx context.Context, key string, dk *keys.DataKey, src io.
 			return err
 		}
 		flushed = true
-		return out.finish(true)
+		if err := out.finish(true); err != nil {
+			return err
+		}
+		h.close() // every chunk hashed: sum is final
+		if streamed != nil {
+			streamed(size)
+		}
+		return nil
 	})
 	if err != nil {
 		if domain.ErrorCode(err) == domain.CodeBadUserInput {

@@ -16,5 +16,5 @@ func (s *Service) EncryptAndStore(ctx context.Context, key string, src io.Reader
 	if err != nil {
 		return 0, err
 	}
-	return s.put(ctx, key, dk, src, sha256.New())
+	return s.put(ctx, key, dk, src, sha256.New(), nil)
 }

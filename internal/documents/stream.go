@@ -21,10 +21,11 @@ const chunkSize = 256 << 10
 // hasher hashes chunks in a goroutine of its own. Its buffers go round: a
 // chunk given to add comes back from buffer once it is hashed.
 type hasher struct {
-	h    hash.Hash
-	work chan []byte
-	free chan []byte
-	done chan struct{}
+	h      hash.Hash
+	work   chan []byte
+	free   chan []byte
+	done   chan struct{}
+	closed bool
 }
 
 // newHasher starts a hasher into h with n buffers of size bytes.
@@ -51,8 +52,13 @@ func (x *hasher) buffer() []byte { return <-x.free }
 // it back.
 func (x *hasher) add(b []byte) { x.work <- b }
 
-// close waits until every chunk added is hashed.
+// close waits until every chunk added is hashed (a second call does
+// nothing).
 func (x *hasher) close() {
+	if x.closed {
+		return
+	}
+	x.closed = true
 	close(x.work)
 	<-x.done
 }

@@ -579,14 +579,18 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 	if sc.none {
 		return nil, domain.ErrNotFound("case")
 	}
+	var hold *caseHold
+	defer func() { hold.end() }()
 	for attempt := 0; attempt < 10; attempt++ {
 		if err := retryPause(ctx, attempt); err != nil {
 			return nil, translate(err, "case")
 		}
-		d, raw, err := findByIDRaw[caseDoc](ctx, s, colCases, id)
+		hold.end()
+		d, raw, h, err := s.readCaseToWrite(ctx, id)
 		if err != nil {
 			return nil, translate(err, "case")
 		}
+		hold = h
 		cur := toCase(d)
 		if !sc.allow(cur) {
 			return nil, domain.ErrNotFound("case")
@@ -688,7 +692,7 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 		// An outbox left by an earlier write goes out before this write
 		// replaces it.
 		if len(d.Outbox) > 0 {
-			if err := s.publishOutbox(ctx, id, d.Version, d.Outbox, d, caseListing.of(raw)); err != nil {
+			if err := s.publish(ctx, id, d.Version, d.Outbox, d, caseListing.of(raw), hold.held()); err != nil {
 				return nil, translate(err, "case events")
 			}
 		}
@@ -705,21 +709,17 @@ func (s *Store) MutateCase(ctx context.Context, p domain.Principal, id string, e
 		if len(outbox) == 0 && len(d.Outbox) > 0 {
 			update = append(update, bson.E{Key: "$unset", Value: bson.D{{Key: "outbox", Value: ""}}})
 		}
-		ok, err := s.casApply(ctx, colCases, id, cur.Version, update)
+		written, err := s.writeCase(ctx, hold, id, cur.Version, update, after, outbox, listed)
 		if err != nil {
 			return nil, translate(err, "case")
 		}
-		if !ok {
+		if written == nil {
 			if expectedVersion != nil {
 				return nil, domain.Errorf(domain.CodeConflict, "the case changed while it was being updated")
 			}
 			continue
 		}
-		// The change and its events are stored; a failed copy to
-		// case_events (or of the list document) is retried by the
-		// sweeper, so it does not fail the move.
-		_ = s.publishOutbox(ctx, id, after.Version, outbox, after, listed)
-		return s.Case(ctx, p, id)
+		return s.caseAsWritten(ctx, p, id, written)
 	}
 	return nil, errBusy("case")
 }

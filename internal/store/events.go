@@ -126,6 +126,14 @@ func outboxFor(after *caseDoc, events []eventDoc) []CaseEventRecord {
 // anyway). A copy made before is left as it is. facts is the case as that
 // version holds it, for its outcome facts; listed its list document.
 func (s *Store) publishOutbox(ctx context.Context, id string, version int, recs []CaseEventRecord, facts *caseDoc, listed bson.D) error {
+	return s.publish(ctx, id, version, recs, facts, listed, false)
+}
+
+// publish is publishOutbox; held says that the caller holds the case's
+// lock (the embedded store's) since it wrote version, so that no other
+// write of the case came between and the outbox is cleared without
+// reading the version again.
+func (s *Store) publish(ctx context.Context, id string, version int, recs []CaseEventRecord, facts *caseDoc, listed bson.D, held bool) error {
 	if len(recs) == 0 {
 		// A write without events has no outbox to retry it: a failed
 		// copy waits for the case's next write or the next start.
@@ -166,14 +174,21 @@ func (s *Store) publishOutbox(ctx context.Context, id string, version int, recs 
 		s.outboxPending.Store(true)
 		return err
 	}
-	_, err = s.conditional(ctx, colCases, id, bson.D{{Key: "version", Value: version}},
-		func(ctx context.Context, filter bson.D) (int64, error) {
-			res, err := s.c(colCases).UpdateOne(ctx, filter, bson.D{{Key: "$unset", Value: bson.D{{Key: "outbox", Value: ""}}}})
-			if err != nil {
-				return 0, err
-			}
-			return res.MatchedCount, nil
+	clear := func(ctx context.Context, filter bson.D) (int64, error) {
+		res, err := s.c(colCases).UpdateOne(ctx, filter, bson.D{{Key: "$unset", Value: bson.D{{Key: "outbox", Value: ""}}}})
+		if err != nil {
+			return 0, err
+		}
+		return res.MatchedCount, nil
+	}
+	if held {
+		err = s.heldWrite(ctx, colCases, id, func(ctx context.Context) error {
+			_, err := clear(ctx, bson.D{{Key: "_id", Value: id}})
+			return err
 		})
+	} else {
+		_, err = s.conditional(ctx, colCases, id, bson.D{{Key: "version", Value: version}}, clear)
+	}
 	if err != nil {
 		s.outboxPending.Store(true) // published; only the clearing failed
 	}

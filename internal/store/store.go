@@ -124,6 +124,10 @@ type Store struct {
 	// dbKey names the database (URI and name): the Stores of a process on
 	// one database share their packed lists' locks (packed.go).
 	dbKey string
+	// eventSeqs are the case-event numbers reserved on the embedded store,
+	// shared by the process's Stores on the database (write.go); nil on
+	// MongoDB and once closed.
+	eventSeqs *eventSeqs
 }
 
 // Options configure Open.
@@ -220,18 +224,31 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			return nil, fmt.Errorf("store: prepare: %w", err)
 		}
 	}
+	s.eventSeqs = sharedEventSeqs(s.dbKey)
 	return s, nil
 }
 
-// Drop deletes the whole database (tests clean up with it).
+// Drop deletes the whole database (tests clean up with it), and with it
+// the case-event numbers reserved in it.
 func (s *Store) Drop(ctx context.Context) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
+	if b := s.eventSeqs; b != nil {
+		b.mu.Lock()
+		b.left = 0
+		b.mu.Unlock()
+	}
 	return s.db.Drop(ctx)
 }
 
-// Close disconnects.
-func (s *Store) Close(ctx context.Context) error { return s.client.Disconnect(ctx) }
+// Close gives the case-event numbers the embedded store reserved and did
+// not use back to their counter (write.go: at most one write; if it fails
+// the next process leaves a gap in the sequence, nothing worse), then
+// disconnects.
+func (s *Store) Close(ctx context.Context) error {
+	gaveBack := s.giveBackEventSeqs(ctx)
+	return errors.Join(gaveBack, s.client.Disconnect(ctx))
+}
 
 // Ping reports whether the database answers.
 func (s *Store) Ping(ctx context.Context) error {

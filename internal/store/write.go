@@ -102,6 +102,20 @@ func (s *Store) locked(ctx context.Context, coll, id string, write func(ctx cont
 	return write(wctx)
 }
 
+// heldWrite runs write on the document coll/id for a caller that holds
+// its lock already (within locked or conditional): as locked does, but
+// without taking the lock again.
+func (s *Store) heldWrite(ctx context.Context, coll, id string, write func(ctx context.Context) error) error {
+	wctx, cancel := s.op(context.WithoutCancel(ctx))
+	defer cancel()
+	if s.beforeWrite != nil {
+		if err := s.beforeWrite(coll, id); err != nil {
+			return err
+		}
+	}
+	return write(wctx)
+}
+
 // conditional applies op to the document coll/id only while its fields
 // equal cond, and reports whether it did. op receives the filter to use. On
 // MongoDB that filter is {_id} plus cond, one atomic command; on FerretDB
@@ -254,9 +268,126 @@ type counterDoc struct {
 	Version int    `bson:"version"`
 }
 
-// increment reserves n values of a named counter and returns the last: one
-// findAndModify with $inc and upsert, never abandoned halfway.
+// caseEventsCounter numbers case events (their seq, which tailers follow).
+const caseEventsCounter = "case-events"
+
+// increment reserves n values of a named counter and returns the last. On
+// the embedded store case-event numbers come from the process's block of
+// them (takeEventSeqs); otherwise it is one counter write.
 func (s *Store) increment(ctx context.Context, name string, n int) (int64, error) {
+	if s.serialWrites && s.eventSeqs != nil && name == caseEventsCounter {
+		return s.takeEventSeqs(ctx, n)
+	}
+	return s.reserve(ctx, name, n)
+}
+
+// eventSeqBlock is how many case-event numbers the embedded store reserves
+// in one counter write.
+const eventSeqBlock = 64
+
+// eventSeqs are the case-event numbers this process reserved and has not
+// handed out: left of them, from next.
+//
+// On the embedded store the process is the store's one writer, so it
+// reserves the numbers eventSeqBlock at a time, one counter write per
+// block instead of one per publish, and hands them out in order, as the
+// counter would (a number is still taken before its events are written).
+// The Stores of the process on one database share one eventSeqs
+// (sharedEventSeqs): two blocks handed out side by side would put a later
+// event below a number a tailer already passed. The last Store's Close
+// gives back the numbers not handed out; a process that stops without it
+// leaves them unused: a gap in the sequence, which tailers wait out once,
+// as after a publish that failed between its number and its events.
+type eventSeqs struct {
+	mu         sync.Mutex
+	next, left int64
+	users      int // the open Stores sharing it; guarded by eventSeqsMu
+}
+
+var (
+	eventSeqsMu  sync.Mutex
+	eventSeqsFor = map[string]*eventSeqs{} // database key → its numbers
+)
+
+// sharedEventSeqs is the eventSeqs of database dbKey, shared with the
+// process's other open Stores on it.
+func sharedEventSeqs(dbKey string) *eventSeqs {
+	eventSeqsMu.Lock()
+	defer eventSeqsMu.Unlock()
+	b := eventSeqsFor[dbKey]
+	if b == nil {
+		b = &eventSeqs{}
+		eventSeqsFor[dbKey] = b
+	}
+	b.users++
+	return b
+}
+
+// takeEventSeqs hands out n consecutive case-event numbers and returns the
+// last, reserving more when fewer are left.
+func (s *Store) takeEventSeqs(ctx context.Context, n int) (int64, error) {
+	b := s.eventSeqs
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.left < int64(n) {
+		k := int64(n) - b.left + eventSeqBlock
+		hi, err := s.reserve(ctx, caseEventsCounter, int(k))
+		if err != nil {
+			return 0, err
+		}
+		if b.left > 0 && hi-k == b.next+b.left-1 {
+			b.left += k // right after the numbers left
+		} else {
+			b.next, b.left = hi-k+1, k
+		}
+	}
+	last := b.next + int64(n) - 1
+	b.next, b.left = last+1, b.left-int64(n)
+	return last, nil
+}
+
+// giveBackEventSeqs ends s's share of its database's case-event numbers.
+// The last Store to end it gives the numbers reserved and not handed out
+// back to the counter, unless another writer reserved numbers since.
+func (s *Store) giveBackEventSeqs(ctx context.Context) error {
+	b := s.eventSeqs
+	if b == nil {
+		return nil
+	}
+	s.eventSeqs = nil
+	eventSeqsMu.Lock()
+	b.users--
+	last := b.users == 0
+	if last {
+		delete(eventSeqsFor, s.dbKey)
+	}
+	eventSeqsMu.Unlock()
+	if !last {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.left == 0 {
+		return nil
+	}
+	_, err := s.conditional(ctx, colCounters, caseEventsCounter, bson.D{{Key: "seq", Value: b.next + b.left - 1}},
+		func(ctx context.Context, filter bson.D) (int64, error) {
+			res, err := s.c(colCounters).UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{{Key: "seq", Value: b.next - 1}}}})
+			if err != nil {
+				return 0, err
+			}
+			return res.MatchedCount, nil
+		})
+	if err != nil {
+		return fmt.Errorf("store: counter %s: %w", caseEventsCounter, err)
+	}
+	b.left = 0
+	return nil
+}
+
+// reserve reserves n values of a named counter and returns the last: one
+// findAndModify with $inc and upsert, never abandoned halfway.
+func (s *Store) reserve(ctx context.Context, name string, n int) (int64, error) {
 	var d counterDoc
 	err := s.locked(ctx, colCounters, name, func(ctx context.Context) error {
 		return s.c(colCounters).FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: name}},

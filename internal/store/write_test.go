@@ -230,9 +230,13 @@ func TestACaseMoveWhoseEventWriteFailsKeepsItsEvent(t *testing.T) {
 	assert.Empty(t, d.Outbox)
 }
 
-// A case move costs at most 7 commands on MongoDB's path: read, write,
-// counter, event, list document (lists.go), outbox cleared, read back.
-func TestACaseMoveCostsAtMostSevenCommands(t *testing.T) {
+// A case move costs at most 6 commands: read, write (which returns the
+// case written, so nothing is read back), counter, event, list document
+// (lists.go), outbox cleared. The embedded store holds the case's lock from
+// the read to the clearing, so neither write reads the version first, and
+// takes event numbers from a block it reserved (one counter write per 64);
+// its list document costs a read of the copy's version more.
+func TestACaseMoveCostsAtMostSixCommands(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var mu sync.Mutex
@@ -262,13 +266,12 @@ func TestACaseMoveCostsAtMostSevenCommands(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		t.Logf("commands: %s", strings.Join(cmds, " "))
-		limit := 7
+		limit := 6
 		if serial {
-			// Each conditional write reads the version by _id first, and
-			// the case's row in its packed list is a read of the list's
+			// The case's row in its packed list is a read of the list's
 			// directory and of its chunk, then the chunk's write (all by
 			// _id).
-			limit = 11
+			limit = 9
 		}
 		// Entering TRIAGE adds an outcome fact (records complete): one
 		// more write to the case's outcome_facts document, only if its
@@ -425,4 +428,101 @@ func TestOldCaseEventsAreNumberedAtStart(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, recs, 1)
 	assert.EqualValues(t, 41, recs[0].Seq)
+}
+
+// On the embedded store case events are numbered from blocks the process
+// reserves in the counter: consecutive numbers, one counter write per
+// block; Close gives back what was not used, so the next process goes on
+// without a gap.
+func TestCaseEventNumbersComeInBlocksOnTheEmbeddedStore(t *testing.T) {
+	if os.Getenv("MONGODB_URI") != "" {
+		t.Skip("MongoDB's path takes one counter write per publish")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var counterWrites atomic.Int32
+	db, err := embedded.Start(ctx, embedded.Options{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(db.Stop)
+	o := Options{URI: db.URI(), Prepare: db.IndexIDs, Database: "blocks", Keys: testKeyring(t),
+		Monitor: &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+			if collectionOf(e) == colCounters {
+				counterWrites.Add(1)
+			}
+		}}}
+	s, err := Open(ctx, o)
+	require.NoError(t, err)
+	require.True(t, s.serialWrites)
+	counterWrites.Store(0)
+
+	var got []int64
+	for i := range eventSeqBlock + 3 {
+		n := 1 + i%2 // publishes of one and of two events
+		last, err := s.increment(ctx, caseEventsCounter, n)
+		require.NoError(t, err)
+		for j := n - 1; j >= 0; j-- {
+			got = append(got, last-int64(j))
+		}
+	}
+	for i := 1; i < len(got); i++ {
+		require.Equal(t, got[i-1]+1, got[i], "numbers are consecutive")
+	}
+	assert.EqualValues(t, 1, got[0])
+	blocks := (len(got) + eventSeqBlock - 1) / eventSeqBlock
+	assert.EqualValues(t, blocks, counterWrites.Load(), "%d publishes took %d numbers: one counter write per block of %d", eventSeqBlock+3, len(got), eventSeqBlock)
+
+	require.NoError(t, s.Close(ctx))
+	again, err := Open(ctx, o)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = again.Close(context.Background()) })
+	next, err := again.increment(ctx, caseEventsCounter, 1)
+	require.NoError(t, err)
+	assert.Equal(t, got[len(got)-1]+1, next, "the next process goes on where this one stopped")
+}
+
+// Two Stores of one process on one embedded database (the replica in
+// testenv, a command run beside the server) share their block of
+// case-event numbers: publishes through either get one increasing
+// sequence, and the first Close gives nothing back while the other still
+// hands numbers out.
+func TestStoresOnOneDatabaseShareTheirEventNumbers(t *testing.T) {
+	if os.Getenv("MONGODB_URI") != "" {
+		t.Skip("the blocks are the embedded store's")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := embedded.Start(ctx, embedded.Options{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(db.Stop)
+	o := Options{URI: db.URI(), Prepare: db.IndexIDs, Database: "shared", Keys: testKeyring(t)}
+	a, err := Open(ctx, o)
+	require.NoError(t, err)
+	b, err := Open(ctx, o)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+
+	var got []int64
+	for i := range 10 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		last, err := s.increment(ctx, caseEventsCounter, 1)
+		require.NoError(t, err)
+		got = append(got, last)
+	}
+	for i := 1; i < len(got); i++ {
+		require.Equal(t, got[i-1]+1, got[i], "one sequence across both Stores: %v", got)
+	}
+
+	require.NoError(t, a.Close(ctx))
+	next, err := b.increment(ctx, caseEventsCounter, 1)
+	require.NoError(t, err)
+	assert.Equal(t, got[len(got)-1]+1, next, "the open Store goes on")
+	c, err := Open(ctx, o)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	after, err := c.increment(ctx, caseEventsCounter, 1)
+	require.NoError(t, err)
+	assert.Equal(t, next+1, after, "a Store opened later shares the block too")
 }

@@ -115,7 +115,7 @@ func (s *Service) AddMedicalRecord(ctx context.Context, p domain.Principal, case
 		return nil, nil, err
 	}
 	rec := domain.Record{ID: NewRecordID(), Title: in.Title, Kind: in.Kind, RecordedOn: in.RecordedOn}
-	return s.addRecord(ctx, p, caseID, rec, false)
+	return s.addRecord(ctx, p, caseID, rec, nil)
 }
 
 // NewRecordID returns a fresh record id.
@@ -143,10 +143,13 @@ func (s *Service) CheckRecord(ctx context.Context, p domain.Principal, caseID st
 	return recordRoom(p, c)
 }
 
-// AddUploadedRecord attaches a record whose document is already stored
-// (encrypted, in blob storage) to a case. The caller deletes the blob when
-// this fails.
-func (s *Service) AddUploadedRecord(ctx context.Context, p domain.Principal, caseID string, in RecordInput, recordID string, doc *domain.Document) (*domain.Case, *domain.Record, error) {
+// AddUploadedRecord attaches a record whose document is stored (encrypted,
+// in blob storage) to a case. stored waits until the document's file is
+// stored for good and reports whether it was: the record is written only
+// after it answers nil, so the case can be read and the record prepared
+// while storage finishes the file (the directory store's fsync). The
+// caller deletes the blob when this fails.
+func (s *Service) AddUploadedRecord(ctx context.Context, p domain.Principal, caseID string, in RecordInput, recordID string, doc *domain.Document, stored func() error) (*domain.Case, *domain.Record, error) {
 	if err := s.recordRole(p, true); err != nil {
 		return nil, nil, err
 	}
@@ -155,7 +158,7 @@ func (s *Service) AddUploadedRecord(ctx context.Context, p domain.Principal, cas
 		return nil, nil, err
 	}
 	rec := domain.Record{ID: recordID, Title: title, Kind: in.Kind, RecordedOn: in.RecordedOn, Document: doc}
-	return s.addRecord(ctx, p, caseID, rec, true)
+	return s.addRecord(ctx, p, caseID, rec, stored)
 }
 
 func (s *Service) recordRole(p domain.Principal, withDocument bool) error {
@@ -185,7 +188,10 @@ func recordRoom(p domain.Principal, c *domain.Case) error {
 	return nil
 }
 
-func (s *Service) addRecord(ctx context.Context, p domain.Principal, caseID string, rec domain.Record, withDocument bool) (*domain.Case, *domain.Record, error) {
+// addRecord adds rec to the case; with stored (an uploaded document), only
+// once stored answers nil.
+func (s *Service) addRecord(ctx context.Context, p domain.Principal, caseID string, rec domain.Record, stored func() error) (*domain.Case, *domain.Record, error) {
+	withDocument := stored != nil
 	title, err := clean(rec.Title, "title", 200, true)
 	if err != nil {
 		return nil, nil, err
@@ -208,6 +214,11 @@ func (s *Service) addRecord(ctx context.Context, p domain.Principal, caseID stri
 		}
 		if err := recordRoom(p, c); err != nil {
 			return up, err
+		}
+		if withDocument {
+			if err := stored(); err != nil {
+				return up, err
+			}
 		}
 		var records []domain.Record
 		if c.Clinical != nil {
