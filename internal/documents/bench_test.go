@@ -19,6 +19,7 @@ import (
 	"github.com/secondopinion/gateway/internal/blob"
 	"github.com/secondopinion/gateway/internal/documents"
 	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/embedded"
 	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/testenv"
 	"github.com/secondopinion/gateway/internal/workflow"
@@ -50,6 +51,7 @@ func BenchmarkPlainCopy20MiB(b *testing.B) {
 // store, attach (one case write per upload; records are removed again so
 // the case never fills up).
 func BenchmarkUpload20MiB(b *testing.B) {
+	defer gcAsServed()()
 	env := testenv.Start(b)
 	member := testenv.Persona("member")
 	caseID := openDemoCase(b, env)
@@ -193,4 +195,98 @@ func openDemoCase(b *testing.B, env *testenv.Env) string {
 	}
 	b.Skip("the demo member has no open case")
 	return ""
+}
+
+// gcAsServed sets the collector as the server sets it: a process hosting
+// the embedded store runs at embedded.GCPercent (app.Run), so a benchmark
+// of the use case on the embedded store runs so too.
+func gcAsServed() (restore func()) {
+	if !testenv.Embedded() {
+		return func() {}
+	}
+	return embedded.TuneGC()
+}
+
+// BenchmarkUploadAgainstPlainCopy20MiB measures the ratio in one
+// run: each round copies the file plainly into the same directory store
+// (Put, as BenchmarkPlainCopy20MiB) and uploads it (as
+// BenchmarkUpload20MiB), in turn, so that what the machine does meanwhile
+// weighs on both alike. upload-% is the plain copy's time over the
+// upload's, summed over the rounds (the target: at least 50).
+func BenchmarkUploadAgainstPlainCopy20MiB(b *testing.B) {
+	defer gcAsServed()()
+	env := testenv.Start(b)
+	dir, err := blob.NewDir(b.TempDir())
+	require.NoError(b, err)
+	member := testenv.Persona("member")
+	caseID := openDemoCase(b, env)
+	ctx := context.Background()
+	var plain, upload time.Duration
+	b.SetBytes(2 * benchSize)
+	for b.Loop() {
+		b.StopTimer()
+		runtime.GC()
+		debug.FreeOSMemory()
+		b.StartTimer()
+		start := time.Now()
+		require.NoError(b, dir.Put(ctx, "bench-plain-copy", &pdfStream{left: benchSize}))
+		plain += time.Since(start)
+
+		b.StopTimer()
+		runtime.GC()
+		debug.FreeOSMemory()
+		b.StartTimer()
+		start = time.Now()
+		_, rec, err := env.Documents.Upload(ctx, member, caseID, workflow.RecordInput{Title: "bench", Kind: domain.RecordImaging}, &pdfStream{left: benchSize})
+		upload += time.Since(start)
+		require.NoError(b, err)
+		b.StopTimer()
+		_, err = env.Documents.Remove(ctx, member, caseID, rec.ID)
+		require.NoError(b, err)
+		b.StartTimer()
+	}
+	b.ReportMetric(100*plain.Seconds()/upload.Seconds(), "upload-%")
+	b.ReportMetric(plain.Seconds()*1000/float64(b.N), "plain-ms")
+	b.ReportMetric(upload.Seconds()*1000/float64(b.N), "upload-ms")
+}
+
+// BenchmarkDownloadAgainstPlainRead20MiB is the download's ratio in one
+// run: each round reads the file plainly from the same directory store and
+// downloads it through a link (open, decrypt), in turn.
+func BenchmarkDownloadAgainstPlainRead20MiB(b *testing.B) {
+	env := testenv.Start(b)
+	member := testenv.Persona("member")
+	caseID := openDemoCase(b, env)
+	ctx := context.Background()
+	file := benchFile(b)
+	_, rec, err := env.Documents.Upload(ctx, member, caseID, workflow.RecordInput{Title: "bench", Kind: domain.RecordImaging}, bytes.NewReader(file))
+	require.NoError(b, err)
+	link, err := env.Documents.Link(member, rec.Document, 0)
+	require.NoError(b, err)
+	token := strings.TrimPrefix(link, documents.FilesPath)
+	dir, err := blob.NewDir(b.TempDir())
+	require.NoError(b, err)
+	require.NoError(b, dir.Put(ctx, "bench-plain-read", bytes.NewReader(file)))
+	var plain, download time.Duration
+	b.SetBytes(2 * benchSize)
+	for b.Loop() {
+		start := time.Now()
+		r, err := dir.Get(ctx, "bench-plain-read")
+		require.NoError(b, err)
+		_, err = io.Copy(io.Discard, r)
+		require.NoError(b, err)
+		require.NoError(b, r.Close())
+		plain += time.Since(start)
+
+		start = time.Now()
+		dl, _, err := env.Documents.Open(ctx, token)
+		require.NoError(b, err)
+		_, err = io.Copy(io.Discard, dl.Body)
+		require.NoError(b, err)
+		require.NoError(b, dl.Body.Close())
+		download += time.Since(start)
+	}
+	b.ReportMetric(100*plain.Seconds()/download.Seconds(), "download-%")
+	b.ReportMetric(plain.Seconds()*1000/float64(b.N), "plain-ms")
+	b.ReportMetric(download.Seconds()*1000/float64(b.N), "download-ms")
 }

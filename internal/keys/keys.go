@@ -243,6 +243,15 @@ func (dk *DataKey) Decrypt(src io.Reader) (io.Reader, error) {
 	return age.Decrypt(src, dk.id)
 }
 
+// DecryptAt returns the plaintext of src, size bytes of ciphertext, for
+// reads at any offset, and the plaintext's size. Its ReadAt may be called
+// concurrently. The size is authenticated before it returns (the final
+// chunk is read and checked), and each chunk is authenticated before a byte
+// of it is returned.
+func (dk *DataKey) DecryptAt(src io.ReaderAt, size int64) (io.ReaderAt, int64, error) {
+	return age.DecryptReaderAt(src, size, dk.id)
+}
+
 // Derive returns a 32-byte key for purpose, derived from the primary master
 // key with HKDF-SHA256, so that secrets such as the download-link MAC key
 // need no file of their own and are the same on every replica.

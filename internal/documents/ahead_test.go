@@ -1,0 +1,149 @@
+package documents
+
+import (
+	"bytes"
+	"crypto/rand"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/secondopinion/gateway/internal/keys"
+)
+
+// sealedFile encrypts plain under a new data key into a file and returns
+// its path and the key.
+func sealedFile(t *testing.T, plain []byte) (string, *keys.DataKey) {
+	t.Helper()
+	dk, err := keys.NewDataKey()
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	w, err := dk.Encrypt(&buf)
+	require.NoError(t, err)
+	_, err = w.Write(plain)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	path := filepath.Join(t.TempDir(), "blob")
+	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o600))
+	return path, dk
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	return b
+}
+
+// A file on disk is decrypted ahead, in order, whatever its size against
+// the segments and age's chunks.
+func TestDecryptAheadReturnsTheFileInOrder(t *testing.T) {
+	for _, n := range []int{1, 64 << 10, aheadSegment - 1, aheadSegment, aheadSegment + 1, 3*aheadSegment + 12345} {
+		plain := randomBytes(t, n)
+		path, dk := sealedFile(t, plain)
+		f, err := os.Open(path)
+		require.NoError(t, err)
+		body, err := decrypt(dk, f, n)
+		require.NoError(t, err)
+		_, ahead := body.(*aheadReader)
+		assert.True(t, ahead, "a file is read ahead")
+		got, err := io.ReadAll(body)
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(plain, got), "%d bytes come back as they went in", n)
+		require.NoError(t, body.Close())
+	}
+}
+
+// A byte changed in the middle of the file stops the download at the chunk
+// that holds it: what came before was authenticated, nothing after is
+// returned. A truncated file, or one whose size is not its record's, is
+// refused before a byte is returned.
+func TestDecryptAheadRefusesAnAlteredFile(t *testing.T) {
+	n := 3*aheadSegment + 100
+	plain := randomBytes(t, n)
+	path, dk := sealedFile(t, plain)
+	sealed, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	t.Run("a byte changed", func(t *testing.T) {
+		altered := bytes.Clone(sealed)
+		at := len(altered) / 2
+		altered[at] ^= 1
+		require.NoError(t, os.WriteFile(path, altered, 0o600))
+		f, err := os.Open(path)
+		require.NoError(t, err)
+		body, err := decrypt(dk, f, n)
+		require.NoError(t, err, "the final chunk is intact")
+		got, err := io.ReadAll(body)
+		require.Error(t, err)
+		assert.Less(t, len(got), at, "nothing at or after the altered chunk")
+		assert.True(t, bytes.Equal(plain[:len(got)], got), "what came before is the file's")
+		require.NoError(t, body.Close())
+	})
+	t.Run("truncated", func(t *testing.T) {
+		require.NoError(t, os.WriteFile(path, sealed[:len(sealed)-100], 0o600))
+		f, err := os.Open(path)
+		require.NoError(t, err)
+		_, err = decrypt(dk, f, n)
+		require.Error(t, err)
+		_ = f.Close()
+	})
+	t.Run("not the record's size", func(t *testing.T) {
+		require.NoError(t, os.WriteFile(path, sealed, 0o600))
+		f, err := os.Open(path)
+		require.NoError(t, err)
+		_, err = decrypt(dk, f, n-1)
+		require.Error(t, err)
+		_ = f.Close()
+	})
+}
+
+// countingFile records reads made after it was closed.
+type countingFile struct {
+	io.ReaderAt
+	mu         sync.Mutex
+	closed     bool
+	readsAfter int
+	closes     atomic.Int32
+}
+
+func (c *countingFile) ReadAt(p []byte, off int64) (int, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.readsAfter++
+	}
+	c.mu.Unlock()
+	return c.ReaderAt.ReadAt(p, off)
+}
+
+func (c *countingFile) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.closes.Add(1)
+	return nil
+}
+
+// A download closed halfway (the client went away) stops reading ahead,
+// and the file is closed once, after the last read of it.
+func TestDecryptAheadStopsWhenClosed(t *testing.T) {
+	plain := randomBytes(t, 8*aheadSegment)
+	f := &countingFile{ReaderAt: bytes.NewReader(plain)}
+	r := newAheadReader(f, int64(len(plain)), f.Close)
+	got := make([]byte, aheadSegment+10)
+	_, err := io.ReadFull(r, got)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(plain[:len(got)], got))
+	require.NoError(t, r.Close())
+	require.NoError(t, r.Close())
+	assert.EqualValues(t, 1, f.closes.Load())
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	assert.Zero(t, f.readsAfter, "no worker reads the file after it is closed")
+}
