@@ -152,7 +152,23 @@ func (d *Dir) Write(ctx context.Context, key string, write func(w io.Writer) err
 	if err = os.Rename(f.Name(), filepath.Join(d.root, key)); err != nil {
 		return fmt.Errorf("blob: %w", err)
 	}
+	// The rename is durable once the directory is: without this sync a
+	// power cut could lose the file's name after its record was written.
+	if err := syncDir(d.root); err != nil {
+		_ = os.Remove(filepath.Join(d.root, key))
+		return fmt.Errorf("blob: %w", err)
+	}
 	return nil
+}
+
+// syncDir flushes the directory dir itself (the names in it) to disk.
+func syncDir(dir string) error {
+	df, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = df.Sync()
+	return errors.Join(err, df.Close())
 }
 
 // Get opens the blob's file.

@@ -8,16 +8,26 @@ import (
 )
 
 // aheadSegment is how much of a file one decryption worker reads at once:
-// sixteen of age's 64 KiB chunks.
-const aheadSegment = 1 << 20
+// four of age's 64 KiB chunks.
+const aheadSegment = 256 << 10
+
+// aheadWorkers bounds the segments one download reads ahead.
+const aheadWorkers = 4
+
+// decryptSlots bound the segments being decrypted at once in the process to
+// its CPUs, so that many downloads share the cores instead of each taking
+// all of them.
+var decryptSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
 
 // aheadReader reads a file that can be read at any offset (the directory
 // store's, decrypted by keys.DataKey.DecryptAt) in order, while workers
 // decrypt the segments after the one being read, each on its own core.
 // Decryption is most of a download's work (ChaCha20-Poly1305 at about
 // 2 GB/s on one core), so a reader that decrypts one chunk after another
-// keeps a download to one core. At most workers segments are read ahead,
-// so a download holds at most workers+1 segments, whatever its size.
+// keeps a download to one core. At most aheadWorkers segments (and no more
+// than there are CPUs) are read ahead, so a download holds at most
+// aheadWorkers+1 segments (1.25 MiB), whatever its size; decryptSlots
+// bound the work of all downloads together.
 type aheadReader struct {
 	order chan chan segment // the segments under way, in file order
 	stop  chan struct{}     // closed by Close
@@ -38,7 +48,7 @@ type segment struct {
 // newAheadReader reads src, size bytes, with as many workers as there are
 // CPUs; closeFile is called once no worker reads src any more.
 func newAheadReader(src io.ReaderAt, size int64, closeFile func() error) *aheadReader {
-	workers := max(1, runtime.GOMAXPROCS(0))
+	workers := min(aheadWorkers, max(1, runtime.GOMAXPROCS(0)))
 	r := &aheadReader{
 		order: make(chan chan segment, workers),
 		stop:  make(chan struct{}),
@@ -67,7 +77,9 @@ func newAheadReader(src io.ReaderAt, size int64, closeFile func() error) *aheadR
 			r.done.Add(1)
 			go func() {
 				defer r.done.Done()
+				decryptSlots <- struct{}{}
 				got, err := src.ReadAt(buf[:n], off)
+				<-decryptSlots
 				switch {
 				case got == n:
 					err = nil // io.EOF at the file's end

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -146,4 +147,45 @@ func TestDecryptAheadStopsWhenClosed(t *testing.T) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	assert.Zero(t, f.readsAfter, "no worker reads the file after it is closed")
+}
+
+// slowFile counts the reads under way at once.
+type slowFile struct {
+	io.ReaderAt
+	now, top atomic.Int32
+}
+
+func (s *slowFile) ReadAt(p []byte, off int64) (int, error) {
+	n := s.now.Add(1)
+	for {
+		top := s.top.Load()
+		if n <= top || s.top.CompareAndSwap(top, n) {
+			break
+		}
+	}
+	defer s.now.Add(-1)
+	time.Sleep(time.Millisecond)
+	return s.ReaderAt.ReadAt(p, off)
+}
+
+// Many downloads at once decrypt no more segments together than the
+// process has CPUs: each reads ahead, none takes every core.
+func TestDecryptAheadSharesTheCPUsBetweenDownloads(t *testing.T) {
+	plain := randomBytes(t, 6*aheadSegment)
+	f := &slowFile{ReaderAt: bytes.NewReader(plain)}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := newAheadReader(f, int64(len(plain)), func() error { return nil })
+			got, err := io.ReadAll(r)
+			assert.NoError(t, err)
+			assert.True(t, bytes.Equal(plain, got))
+			assert.NoError(t, r.Close())
+		}()
+	}
+	wg.Wait()
+	assert.LessOrEqual(t, int(f.top.Load()), cap(decryptSlots))
+	assert.Positive(t, f.top.Load())
 }

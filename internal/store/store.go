@@ -88,7 +88,7 @@ type Store struct {
 	// exactly {_id: X}: this process, the store's one writer, serialises its
 	// writes per document (see write.go).
 	serialWrites bool
-	locks        docLocks
+	locks        *docLocks
 	// batchByID is set on FerretDB too: a batch of known ids is read as
 	// reads by exactly {_id} (see findEachByID), MongoDB's $in elsewhere.
 	batchByID bool
@@ -127,7 +127,7 @@ type Store struct {
 	// eventSeqs are the case-event numbers reserved on the embedded store,
 	// shared by the process's Stores on the database (write.go); nil on
 	// MongoDB and once closed.
-	eventSeqs *eventSeqs
+	eventSeqs atomic.Pointer[eventSeqs]
 }
 
 // Options configure Open.
@@ -174,6 +174,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	// a PHI field is encrypted wherever its document type is written.
 	s.reg = sealingRegistry(&s.fields)
 	s.dbKey = o.URI + "\x00" + o.Database
+	s.locks = sharedDocLocks(s.dbKey)
 	s.db = client.Database(o.Database, options.Database().SetRegistry(s.reg))
 	if s.opTimeout <= 0 {
 		s.opTimeout = DefaultOpTimeout
@@ -224,7 +225,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			return nil, fmt.Errorf("store: prepare: %w", err)
 		}
 	}
-	s.eventSeqs = sharedEventSeqs(s.dbKey)
+	s.eventSeqs.Store(sharedEventSeqs(s.dbKey))
 	return s, nil
 }
 
@@ -233,10 +234,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 func (s *Store) Drop(ctx context.Context) error {
 	ctx, cancel := s.op(ctx)
 	defer cancel()
-	if b := s.eventSeqs; b != nil {
+	if b := s.eventSeqs.Load(); b != nil {
+		// Held across the drop, so that no publish reserves numbers from
+		// the counter being dropped.
 		b.mu.Lock()
+		defer b.mu.Unlock()
 		b.left = 0
-		b.mu.Unlock()
 	}
 	return s.db.Drop(ctx)
 }

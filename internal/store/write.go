@@ -38,6 +38,8 @@ import (
 // past its own call, or a write landing after another writer's.
 
 // docLocks serialises this process's writes per document (FerretDB only).
+// The Stores of the process on one database share one (sharedDocLocks): a
+// lock per Store would let two of them write one document at once.
 type docLocks struct {
 	mu   sync.Mutex
 	held map[string]*docLock
@@ -46,6 +48,15 @@ type docLocks struct {
 type docLock struct {
 	ch   chan struct{}
 	refs int
+}
+
+var docLocksFor sync.Map // database key → *docLocks
+
+// sharedDocLocks is the document locks of database dbKey, shared by the
+// process's Stores on it.
+func sharedDocLocks(dbKey string) *docLocks {
+	l, _ := docLocksFor.LoadOrStore(dbKey, &docLocks{})
+	return l.(*docLocks)
 }
 
 // lock waits for the document's lock (or for ctx to end) and returns its
@@ -275,8 +286,8 @@ const caseEventsCounter = "case-events"
 // the embedded store case-event numbers come from the process's block of
 // them (takeEventSeqs); otherwise it is one counter write.
 func (s *Store) increment(ctx context.Context, name string, n int) (int64, error) {
-	if s.serialWrites && s.eventSeqs != nil && name == caseEventsCounter {
-		return s.takeEventSeqs(ctx, n)
+	if b := s.eventSeqs.Load(); s.serialWrites && b != nil && name == caseEventsCounter {
+		return s.takeEventSeqs(ctx, b, n)
 	}
 	return s.reserve(ctx, name, n)
 }
@@ -325,8 +336,7 @@ func sharedEventSeqs(dbKey string) *eventSeqs {
 
 // takeEventSeqs hands out n consecutive case-event numbers and returns the
 // last, reserving more when fewer are left.
-func (s *Store) takeEventSeqs(ctx context.Context, n int) (int64, error) {
-	b := s.eventSeqs
+func (s *Store) takeEventSeqs(ctx context.Context, b *eventSeqs, n int) (int64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.left < int64(n) {
@@ -350,11 +360,10 @@ func (s *Store) takeEventSeqs(ctx context.Context, n int) (int64, error) {
 // The last Store to end it gives the numbers reserved and not handed out
 // back to the counter, unless another writer reserved numbers since.
 func (s *Store) giveBackEventSeqs(ctx context.Context) error {
-	b := s.eventSeqs
+	b := s.eventSeqs.Swap(nil)
 	if b == nil {
 		return nil
 	}
-	s.eventSeqs = nil
 	eventSeqsMu.Lock()
 	b.users--
 	last := b.users == 0

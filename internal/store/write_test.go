@@ -526,3 +526,55 @@ func TestStoresOnOneDatabaseShareTheirEventNumbers(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, next+1, after, "a Store opened later shares the block too")
 }
+
+// Two Stores of one process on one embedded database (testenv's replica)
+// move the same case at once: every move is kept. Each Store writes the
+// case under its lock and by _id alone, so a lock per Store would let both
+// read one version and the second write undo the first.
+func TestStoresOnOneDatabaseLoseNoMoveOfACase(t *testing.T) {
+	if os.Getenv("MONGODB_URI") != "" {
+		t.Skip("the locks are the embedded store's; MongoDB's writes are conditional")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	db, err := embedded.Start(ctx, embedded.Options{DataDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(db.Stop)
+	o := Options{URI: db.URI(), Prepare: db.IndexIDs, Database: "moves", Keys: testKeyring(t)}
+	a, err := Open(ctx, o)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	b, err := Open(ctx, o)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close(context.Background()) })
+
+	c, err := a.InsertCase(ctx, NewCase{PolicyID: "pol", PatientID: "p", InsurerID: "ins", Specialty: "oncology", Urgency: domain.UrgencyRoutine, ActorRole: domain.RoleMember})
+	require.NoError(t, err)
+	coordinator := domain.Principal{Subject: "c", Role: domain.RoleCoordinator, Org: "operator"}
+	const moves = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, moves)
+	for i := range moves {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.MutateCase(ctx, coordinator, c.ID, nil, func(*domain.Case) (CaseUpdate, error) {
+				return CaseUpdate{Events: []domain.CaseEvent{{Type: "NOTE_ADDED", ActorRole: domain.RoleCoordinator}}}, nil
+			})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	got, err := a.Case(ctx, coordinator, c.ID)
+	require.NoError(t, err)
+	assert.Equal(t, c.Version+moves, got.Version, "every move wrote a version of its own")
+	assert.Equal(t, len(c.Events)+moves, got.EventCount, "every move's event is kept")
+}
