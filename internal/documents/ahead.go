@@ -118,6 +118,28 @@ func (r *aheadReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// WriteTo writes the file's bytes to w in order, each segment in one Write
+// (io.Copy's way in, without copying them through its buffer).
+func (r *aheadReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if len(r.cur.rest) > 0 {
+			n, err := w.Write(r.cur.rest)
+			total += int64(n)
+			r.cur.rest = r.cur.rest[n:]
+			if err != nil {
+				return total, err
+			}
+		}
+		if _, err := r.Read(nil); err != nil {
+			if errors.Is(err, io.EOF) {
+				return total, nil
+			}
+			return total, err
+		}
+	}
+}
+
 // Close stops the reading ahead, waits for the workers and closes the file.
 func (r *aheadReader) Close() error {
 	r.once.Do(func() {

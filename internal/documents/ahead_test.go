@@ -17,11 +17,20 @@ import (
 	"github.com/secondopinion/gateway/internal/keys"
 )
 
+// formats are the data keys of the two file formats: DARE, which new
+// documents are written in, and age, which documents written before are in.
+var formats = map[string]func() (*keys.DataKey, error){"dare": keys.NewDataKey, "age": keys.NewAgeDataKey}
+
 // sealedFile encrypts plain under a new data key into a file and returns
 // its path and the key.
 func sealedFile(t *testing.T, plain []byte) (string, *keys.DataKey) {
 	t.Helper()
-	dk, err := keys.NewDataKey()
+	return sealedFileAs(t, plain, keys.NewDataKey)
+}
+
+func sealedFileAs(t *testing.T, plain []byte, newKey func() (*keys.DataKey, error)) (string, *keys.DataKey) {
+	t.Helper()
+	dk, err := newKey()
 	require.NoError(t, err)
 	var buf bytes.Buffer
 	w, err := dk.Encrypt(&buf)
@@ -45,20 +54,39 @@ func randomBytes(t *testing.T, n int) []byte {
 // A file on disk is decrypted ahead, in order, whatever its size against
 // the segments and age's chunks.
 func TestDecryptAheadReturnsTheFileInOrder(t *testing.T) {
-	for _, n := range []int{1, 64 << 10, aheadSegment - 1, aheadSegment, aheadSegment + 1, 3*aheadSegment + 12345} {
-		plain := randomBytes(t, n)
-		path, dk := sealedFile(t, plain)
-		f, err := os.Open(path)
-		require.NoError(t, err)
-		body, err := decrypt(dk, f, n)
-		require.NoError(t, err)
-		_, ahead := body.(*aheadReader)
-		assert.True(t, ahead, "a file is read ahead")
-		got, err := io.ReadAll(body)
-		require.NoError(t, err)
-		assert.True(t, bytes.Equal(plain, got), "%d bytes come back as they went in", n)
-		require.NoError(t, body.Close())
+	for format, newKey := range formats {
+		for _, n := range []int{1, 64 << 10, aheadSegment - 1, aheadSegment, aheadSegment + 1, 3*aheadSegment + 12345} {
+			plain := randomBytes(t, n)
+			path, dk := sealedFileAs(t, plain, newKey)
+			f, err := os.Open(path)
+			require.NoError(t, err)
+			body, err := decrypt(dk, f, n)
+			require.NoError(t, err)
+			_, ahead := body.(*aheadReader)
+			assert.True(t, ahead, "a file is read ahead")
+			got, err := io.ReadAll(body)
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(plain, got), "%s: %d bytes come back as they went in", format, n)
+			require.NoError(t, body.Close())
+		}
 	}
+}
+
+// The ahead reader writes to a writer segment by segment (io.Copy's
+// path, as the download handler's) the same bytes it reads.
+func TestDecryptAheadWritesTheFileInOrder(t *testing.T) {
+	plain := randomBytes(t, 5*aheadSegment+7)
+	path, dk := sealedFile(t, plain)
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	body, err := decrypt(dk, f, len(plain))
+	require.NoError(t, err)
+	var out bytes.Buffer
+	n, err := io.Copy(&out, body)
+	require.NoError(t, err)
+	assert.EqualValues(t, len(plain), n)
+	assert.True(t, bytes.Equal(plain, out.Bytes()))
+	require.NoError(t, body.Close())
 }
 
 // A byte changed in the middle of the file stops the download at the chunk
@@ -66,43 +94,60 @@ func TestDecryptAheadReturnsTheFileInOrder(t *testing.T) {
 // returned. A truncated file, or one whose size is not its record's, is
 // refused before a byte is returned.
 func TestDecryptAheadRefusesAnAlteredFile(t *testing.T) {
-	n := 3*aheadSegment + 100
-	plain := randomBytes(t, n)
-	path, dk := sealedFile(t, plain)
-	sealed, err := os.ReadFile(path)
-	require.NoError(t, err)
+	for format, newKey := range formats {
+		t.Run(format, func(t *testing.T) {
+			n := 3*aheadSegment + 100
+			plain := randomBytes(t, n)
+			path, dk := sealedFileAs(t, plain, newKey)
+			sealed, err := os.ReadFile(path)
+			require.NoError(t, err)
+			open := func(b []byte, size int) (io.ReadCloser, error) {
+				t.Helper()
+				require.NoError(t, os.WriteFile(path, b, 0o600))
+				f, err := os.Open(path)
+				require.NoError(t, err)
+				body, err := decrypt(dk, f, size)
+				if err != nil {
+					_ = f.Close()
+				}
+				return body, err
+			}
 
-	t.Run("a byte changed", func(t *testing.T) {
-		altered := bytes.Clone(sealed)
-		at := len(altered) / 2
-		altered[at] ^= 1
-		require.NoError(t, os.WriteFile(path, altered, 0o600))
-		f, err := os.Open(path)
-		require.NoError(t, err)
-		body, err := decrypt(dk, f, n)
-		require.NoError(t, err, "the final chunk is intact")
-		got, err := io.ReadAll(body)
-		require.Error(t, err)
-		assert.Less(t, len(got), at, "nothing at or after the altered chunk")
-		assert.True(t, bytes.Equal(plain[:len(got)], got), "what came before is the file's")
-		require.NoError(t, body.Close())
-	})
-	t.Run("truncated", func(t *testing.T) {
-		require.NoError(t, os.WriteFile(path, sealed[:len(sealed)-100], 0o600))
-		f, err := os.Open(path)
-		require.NoError(t, err)
-		_, err = decrypt(dk, f, n)
-		require.Error(t, err)
-		_ = f.Close()
-	})
-	t.Run("not the record's size", func(t *testing.T) {
-		require.NoError(t, os.WriteFile(path, sealed, 0o600))
-		f, err := os.Open(path)
-		require.NoError(t, err)
-		_, err = decrypt(dk, f, n-1)
-		require.Error(t, err)
-		_ = f.Close()
-	})
+			t.Run("a byte changed", func(t *testing.T) {
+				altered := bytes.Clone(sealed)
+				at := len(altered) / 2
+				altered[at] ^= 1
+				body, err := open(altered, n)
+				require.NoError(t, err, "the final chunk is intact")
+				got, err := io.ReadAll(body)
+				require.Error(t, err)
+				assert.Less(t, len(got), at, "nothing at or after the altered chunk")
+				assert.True(t, bytes.Equal(plain[:len(got)], got), "what came before is the file's")
+				require.NoError(t, body.Close())
+			})
+			t.Run("truncated", func(t *testing.T) {
+				_, err := open(sealed[:len(sealed)-100], n)
+				require.Error(t, err)
+			})
+			t.Run("cut at a chunk's end", func(t *testing.T) {
+				// Two whole chunks of 64 KiB: a valid-looking file, but
+				// its last chunk is not the one flagged final.
+				cut := 2 * ((64 << 10) + 32)
+				if format == "age" {
+					hdr := bytes.Index(sealed, []byte("\n---"))
+					require.Positive(t, hdr)
+					end := bytes.IndexByte(sealed[hdr+1:], '\n')
+					cut = hdr + 1 + end + 1 + 16 + 2*((64<<10)+16)
+				}
+				_, err := open(sealed[:cut], 2<<16)
+				require.Error(t, err)
+			})
+			t.Run("not the record's size", func(t *testing.T) {
+				_, err := open(sealed, n-1)
+				require.Error(t, err)
+			})
+		})
+	}
 }
 
 // countingFile records reads made after it was closed.

@@ -1,16 +1,20 @@
 // Package keys holds the master keys of DATA_KEY_FILE and the per-document
-// data keys they wrap. All cryptography is filippo.io/age: a document is an
-// age file (X25519 recipient, ChaCha20-Poly1305 in 64 KiB authenticated
-// chunks) encrypted to its own data key, and a data key is itself a small age
-// file encrypted to the master key. Rotating the master key re-wraps the data
-// keys and never touches a document; deleting a wrapped data key makes its
-// document unreadable for good (crypto-shredding).
+// data keys they wrap. A document is encrypted under its own data key in
+// MinIO's DARE 2.0 format (github.com/minio/sio: AES-256-GCM in 64 KiB
+// authenticated packages, the last one flagged final); documents written
+// before are age files (filippo.io/age: ChaCha20-Poly1305 in 64 KiB chunks)
+// encrypted to an age X25519 identity as their data key, and stay readable.
+// A data key is itself a small age file encrypted to the master key.
+// Rotating the master key re-wraps the data keys and never touches a
+// document; deleting a wrapped data key makes its document unreadable for
+// good (crypto-shredding).
 package keys
 
 import (
 	"bufio"
 	"bytes"
 	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -21,6 +25,7 @@ import (
 	"strings"
 
 	"filippo.io/age"
+	"github.com/minio/sio"
 )
 
 // ErrUnknownKey is returned when a wrapped data key names a master key the
@@ -132,8 +137,24 @@ func (k *Keyring) IDs() []string { return append([]string(nil), k.order...) }
 // Has reports whether the keyring holds the key with id.
 func (k *Keyring) Has(id string) bool { _, ok := k.byID[id]; return ok }
 
-// DataKey is one document's own key.
-type DataKey struct{ id *age.X25519Identity }
+// DataKey is one document's own key: a 256-bit AES key for a DARE file, or
+// the age identity of a document written before DARE.
+type DataKey struct {
+	aes []byte
+	id  *age.X25519Identity
+}
+
+// dareTag starts the wrapped secret of a DARE data key (an age identity
+// starts AGE-SECRET-KEY-1), so a wrapped key says which format its document
+// is in.
+const dareTag = "DARE-2.0 AES-256-GCM "
+
+// dare is the one format new documents are written in, and the only one a
+// DARE key reads: version 2.0 (whose last package is flagged final, so a
+// truncated file is refused), AES-256-GCM.
+func (dk *DataKey) dare() sio.Config {
+	return sio.Config{MinVersion: sio.Version20, MaxVersion: sio.Version20, CipherSuites: []byte{sio.AES_256_GCM}, Key: dk.aes}
+}
 
 // Wrapped is a data key encrypted under a master key, with that key's id.
 type Wrapped struct {
@@ -141,8 +162,18 @@ type Wrapped struct {
 	Key   []byte
 }
 
-// NewDataKey makes a fresh data key.
+// NewDataKey makes a fresh data key (DARE, AES-256-GCM).
 func NewDataKey() (*DataKey, error) {
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return nil, err
+	}
+	return &DataKey{aes: k}, nil
+}
+
+// NewAgeDataKey makes a data key of the format documents were written in
+// before DARE (for tests of those documents).
+func NewAgeDataKey() (*DataKey, error) {
 	id, err := age.GenerateX25519Identity()
 	if err != nil {
 		return nil, err
@@ -150,9 +181,17 @@ func NewDataKey() (*DataKey, error) {
 	return &DataKey{id: id}, nil
 }
 
+// secret is what wrapping dk encrypts.
+func (dk *DataKey) secret() []byte {
+	if dk.id != nil {
+		return []byte(dk.id.String())
+	}
+	return append([]byte(dareTag), dk.aes...)
+}
+
 // Wrap encrypts dk under the primary master key.
 func (k *Keyring) Wrap(dk *DataKey) (Wrapped, error) {
-	return k.WrapSecret([]byte(dk.id.String()))
+	return k.WrapSecret(dk.secret())
 }
 
 // WrapSecret encrypts a short secret (at most 1 KiB, such as the store's
@@ -210,6 +249,9 @@ func (k *Keyring) Unwrap(w Wrapped) (*DataKey, error) {
 	if err != nil {
 		return nil, err
 	}
+	if key, ok := bytes.CutPrefix(b, []byte(dareTag)); ok && len(key) == 32 {
+		return &DataKey{aes: key}, nil
+	}
 	id, err := age.ParseX25519Identity(string(b))
 	if err != nil {
 		return nil, errors.New("keys: unwrap: not a data key")
@@ -232,24 +274,93 @@ func (k *Keyring) Rewrap(w Wrapped) (Wrapped, bool, error) {
 }
 
 // Encrypt returns a writer that encrypts to dst under dk; Close it to write
-// the last chunk.
+// the last package (the final one).
 func (dk *DataKey) Encrypt(dst io.Writer) (io.WriteCloser, error) {
-	return age.Encrypt(dst, dk.id.Recipient())
+	if dk.id != nil {
+		return age.Encrypt(dst, dk.id.Recipient())
+	}
+	return sio.EncryptWriter(dst, dk.dare())
 }
 
 // Decrypt returns a reader of src's plaintext. Each chunk is authenticated
 // before it is returned, and a truncated or altered file ends in an error.
 func (dk *DataKey) Decrypt(src io.Reader) (io.Reader, error) {
-	return age.Decrypt(src, dk.id)
+	if dk.id != nil {
+		return age.Decrypt(src, dk.id)
+	}
+	return sio.DecryptReader(src, dk.dare())
 }
 
 // DecryptAt returns the plaintext of src, size bytes of ciphertext, for
 // reads at any offset, and the plaintext's size. Its ReadAt may be called
-// concurrently. The size is authenticated before it returns (the final
-// chunk is read and checked), and each chunk is authenticated before a byte
-// of it is returned.
+// concurrently. The last package (chunk) is read and authenticated before
+// it returns, and each is authenticated before a byte of it is returned.
+// The caller compares the size with the one it recorded: a file cut at a
+// package's end is a valid shorter file to this check alone.
 func (dk *DataKey) DecryptAt(src io.ReaderAt, size int64) (io.ReaderAt, int64, error) {
-	return age.DecryptReaderAt(src, size, dk.id)
+	if dk.id != nil {
+		return age.DecryptReaderAt(src, size, dk.id)
+	}
+	plain, err := sio.DecryptedSize(uint64(size))
+	if err != nil || plain == 0 {
+		return nil, 0, errors.New("keys: decrypt: not a DARE file of this size")
+	}
+	r := &dareAt{src: src, size: size, plain: int64(plain), cfg: dk.dare()}
+	var last [1]byte
+	if _, err := r.ReadAt(last[:], r.plain-1); err != nil && !errors.Is(err, io.EOF) {
+		return nil, 0, fmt.Errorf("keys: decrypt: %w", err)
+	}
+	return r, r.plain, nil
+}
+
+// darePayload is the plaintext of one DARE package (the format's 64 KiB).
+const darePayload = 1 << 16
+
+// dareAt reads a DARE file's plaintext at any offset. A read decrypts the
+// packages it covers with sio's own reader, started at the first of them
+// (its sequence number set, as sio provides for a range of a stream): each
+// package is authenticated in place, and none is decrypted for nothing. A
+// read that reaches the file's end checks that its last package is the
+// one flagged final.
+type dareAt struct {
+	src         io.ReaderAt
+	size, plain int64
+	cfg         sio.Config
+}
+
+func (d *dareAt) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off > d.plain {
+		return 0, errors.New("keys: decrypt: offset out of range")
+	}
+	end := min(off+int64(len(p)), d.plain)
+	t := off / darePayload
+	at, err := sio.EncryptedSize(uint64(t * darePayload))
+	if err != nil {
+		return 0, err
+	}
+	cfg := d.cfg
+	cfg.SequenceNumber = uint32(t)
+	r, err := sio.DecryptReader(io.NewSectionReader(d.src, int64(at), d.size-int64(at)), cfg)
+	if err != nil {
+		return 0, err
+	}
+	if skip := off - t*darePayload; skip > 0 {
+		if _, err := io.CopyN(io.Discard, r, skip); err != nil {
+			return 0, err
+		}
+	}
+	n, err := io.ReadFull(r, p[:end-off])
+	if err != nil {
+		return n, err
+	}
+	if end < d.plain {
+		return n, nil
+	}
+	var one [1]byte
+	if _, err := r.Read(one[:]); !errors.Is(err, io.EOF) {
+		return n, errors.New("keys: decrypt: the file does not end with its final package")
+	}
+	return n, io.EOF
 }
 
 // Derive returns a 32-byte key for purpose, derived from the primary master

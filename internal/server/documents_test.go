@@ -169,7 +169,7 @@ func TestUploadAcceptsEachTypeFromItsBytesAndStoresItEncrypted(t *testing.T) {
 			b, err := os.ReadFile(f)
 			require.NoError(t, err)
 			assert.NotContains(t, string(b), marker, f)
-			assert.True(t, bytes.HasPrefix(b, []byte("age-encryption.org/v1\n")), "an age file")
+			assert.True(t, bytes.HasPrefix(b, []byte{0x20, 0x00}), "a DARE 2.0 file (version 0x20), AES-256-GCM (0x00)")
 		}
 	})
 	t.Run("no file is in the database", func(t *testing.T) {

@@ -1,0 +1,83 @@
+package keys_test
+
+import (
+	"bytes"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/secondopinion/gateway/internal/keys"
+)
+
+func keyring(t *testing.T) (*keys.Keyring, string) {
+	t.Helper()
+	text, err := keys.Generate()
+	require.NoError(t, err)
+	kr, err := keys.Parse(strings.NewReader(text))
+	require.NoError(t, err)
+	return kr, text
+}
+
+// A data key wrapped and unwrapped (and re-wrapped under a new master
+// key, as a rotation does) still reads its document, in either format: a
+// new document's (DARE, AES-256-GCM) and one written before (age).
+func TestADataKeyKeepsItsFormatThroughWrapAndRotation(t *testing.T) {
+	for name, newKey := range map[string]func() (*keys.DataKey, error){"dare": keys.NewDataKey, "age": keys.NewAgeDataKey} {
+		t.Run(name, func(t *testing.T) {
+			old, oldText := keyring(t)
+			dk, err := newKey()
+			require.NoError(t, err)
+			plain := bytes.Repeat([]byte("pathology report "), 10000)
+			var sealed bytes.Buffer
+			w, err := dk.Encrypt(&sealed)
+			require.NoError(t, err)
+			_, err = w.Write(plain)
+			require.NoError(t, err)
+			require.NoError(t, w.Close())
+			assert.NotContains(t, sealed.String(), "pathology")
+			if name == "dare" {
+				assert.Equal(t, []byte{0x20, 0x00}, sealed.Bytes()[:2], "DARE 2.0, AES-256-GCM")
+			} else {
+				assert.True(t, bytes.HasPrefix(sealed.Bytes(), []byte("age-encryption.org/v1\n")))
+			}
+
+			wrapped, err := old.Wrap(dk)
+			require.NoError(t, err)
+			newText, err := keys.Generate()
+			require.NoError(t, err)
+			both, err := keys.Parse(strings.NewReader(newText + oldText))
+			require.NoError(t, err)
+			moved, changed, err := both.Rewrap(wrapped)
+			require.NoError(t, err)
+			assert.True(t, changed)
+			for _, w := range []keys.Wrapped{wrapped, moved} {
+				back, err := both.Unwrap(w)
+				require.NoError(t, err)
+				r, err := back.Decrypt(bytes.NewReader(sealed.Bytes()))
+				require.NoError(t, err)
+				got, err := io.ReadAll(r)
+				require.NoError(t, err)
+				assert.True(t, bytes.Equal(plain, got))
+				at, n, err := back.DecryptAt(bytes.NewReader(sealed.Bytes()), int64(sealed.Len()))
+				require.NoError(t, err)
+				require.EqualValues(t, len(plain), n)
+				part := make([]byte, 1000)
+				_, err = at.ReadAt(part, 70000)
+				require.NoError(t, err)
+				assert.True(t, bytes.Equal(plain[70000:71000], part), "a read at any offset")
+			}
+		})
+	}
+}
+
+// A wrapped secret that is neither format is refused as a data key.
+func TestUnwrapRefusesWhatIsNoDataKey(t *testing.T) {
+	kr, _ := keyring(t)
+	w, err := kr.WrapSecret([]byte("DARE-2.0 AES-256-GCM too short"))
+	require.NoError(t, err)
+	_, err = kr.Unwrap(w)
+	require.Error(t, err)
+}
