@@ -8,7 +8,7 @@ import (
 )
 
 // aheadSegment is how much of a file one decryption worker reads at once:
-// four of age's 64 KiB chunks.
+// four of the formats' 64 KiB packages (DARE) or chunks (age).
 const aheadSegment = 256 << 10
 
 // aheadWorkers bounds the segments one download reads ahead.
@@ -22,9 +22,9 @@ var decryptSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))
 // aheadReader reads a file that can be read at any offset (the directory
 // store's, decrypted by keys.DataKey.DecryptAt) in order, while workers
 // decrypt the segments after the one being read, each on its own core.
-// Decryption is most of a download's work (ChaCha20-Poly1305 at about
-// 2 GB/s on one core), so a reader that decrypts one chunk after another
-// keeps a download to one core. At most aheadWorkers segments (and no more
+// Decryption and its authentication are most of a download's work, so a
+// reader that decrypts one package after another keeps a download to one
+// core. At most aheadWorkers segments (and no more
 // than there are CPUs) are read ahead, so a download holds at most
 // aheadWorkers+1 segments (1.25 MiB), whatever its size; decryptSlots
 // bound the work of all downloads together.
@@ -81,8 +81,11 @@ func newAheadReader(src io.ReaderAt, size int64, closeFile func() error) *aheadR
 				got, err := src.ReadAt(buf[:n], off)
 				<-decryptSlots
 				switch {
-				case got == n:
+				case got == n && (err == nil || errors.Is(err, io.EOF)):
 					err = nil // io.EOF at the file's end
+				case got == n:
+					// A whole segment with an error: the file's end failed
+					// its check (its last package not the final one).
 				case err == nil || errors.Is(err, io.EOF):
 					err = io.ErrUnexpectedEOF
 				}

@@ -3,6 +3,7 @@ package documents
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -52,7 +53,7 @@ func randomBytes(t *testing.T, n int) []byte {
 }
 
 // A file on disk is decrypted ahead, in order, whatever its size against
-// the segments and age's chunks.
+// the segments and the formats' 64 KiB packages.
 func TestDecryptAheadReturnsTheFileInOrder(t *testing.T) {
 	for format, newKey := range formats {
 		for _, n := range []int{1, 64 << 10, aheadSegment - 1, aheadSegment, aheadSegment + 1, 3*aheadSegment + 12345} {
@@ -148,6 +149,44 @@ func TestDecryptAheadRefusesAnAlteredFile(t *testing.T) {
 			})
 		})
 	}
+}
+
+// failingEnd returns a whole read with an error at the file's end, as a
+// DARE file whose last package is not the final one does.
+type failingEnd struct {
+	io.ReaderAt
+	size int64
+	err  error
+}
+
+func (f failingEnd) ReadAt(p []byte, off int64) (int, error) {
+	n, err := f.ReaderAt.ReadAt(p, off)
+	if off+int64(n) == f.size {
+		return n, f.err
+	}
+	return n, err
+}
+
+// An error that comes with a whole segment (the check of the file's end)
+// reaches the reader after the bytes it came with (each package is
+// authenticated before it is returned); only io.EOF there is the file's
+// normal end.
+func TestDecryptAheadPassesOnTheErrorOfAWholeSegment(t *testing.T) {
+	plain := randomBytes(t, 2*aheadSegment)
+	bad := errors.New("the file does not end with its final package")
+	src := failingEnd{ReaderAt: bytes.NewReader(plain), size: int64(len(plain)), err: bad}
+	r := newAheadReader(src, int64(len(plain)), func() error { return nil })
+	got, err := io.ReadAll(r)
+	require.ErrorIs(t, err, bad)
+	assert.True(t, bytes.Equal(plain[:len(got)], got), "what came before the error is the file's start")
+	require.NoError(t, r.Close())
+
+	src.err = io.EOF
+	r = newAheadReader(src, int64(len(plain)), func() error { return nil })
+	got, err = io.ReadAll(r)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(plain, got))
+	require.NoError(t, r.Close())
 }
 
 // countingFile records reads made after it was closed.

@@ -215,8 +215,8 @@ func (f *storing) stored() error {
 func (s *Service) put(ctx context.Context, key string, dk *keys.DataKey, src io.Reader, sum hash.Hash, streamed func(size int64)) (int64, error) {
 	var size int64
 	err := blob.Write(ctx, s.blobs, key, func(w io.Writer) (err error) {
-		// The sealed bytes go to storage in chunks larger than age's
-		// 64 KiB, from the write-behind goroutine.
+		// The sealed bytes go to storage in chunks larger than the
+		// format's 64 KiB packages, from the write-behind goroutine.
 		out := newWriteBehind(w, chunkSize)
 		flushed := false
 		defer func() {

@@ -274,7 +274,9 @@ func (k *Keyring) Rewrap(w Wrapped) (Wrapped, bool, error) {
 }
 
 // Encrypt returns a writer that encrypts to dst under dk; Close it to write
-// the last package (the final one).
+// the last package (the final one). A data key is made for one document and
+// encrypts that one stream (sio also draws a random nonce for each stream,
+// so a second stream under the same key would not repeat a nonce).
 func (dk *DataKey) Encrypt(dst io.Writer) (io.WriteCloser, error) {
 	if dk.id != nil {
 		return age.Encrypt(dst, dk.id.Recipient())
@@ -307,7 +309,10 @@ func (dk *DataKey) DecryptAt(src io.ReaderAt, size int64) (io.ReaderAt, int64, e
 	}
 	r := &dareAt{src: src, size: size, plain: int64(plain), cfg: dk.dare()}
 	var last [1]byte
-	if _, err := r.ReadAt(last[:], r.plain-1); err != nil && !errors.Is(err, io.EOF) {
+	if n, err := r.ReadAt(last[:], r.plain-1); n != 1 || (err != nil && !errors.Is(err, io.EOF)) {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
 		return nil, 0, fmt.Errorf("keys: decrypt: %w", err)
 	}
 	return r, r.plain, nil
@@ -331,6 +336,9 @@ type dareAt struct {
 func (d *dareAt) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 || off > d.plain {
 		return 0, errors.New("keys: decrypt: offset out of range")
+	}
+	if off == d.plain {
+		return 0, io.EOF
 	}
 	end := min(off+int64(len(p)), d.plain)
 	t := off / darePayload

@@ -81,3 +81,34 @@ func TestUnwrapRefusesWhatIsNoDataKey(t *testing.T) {
 	_, err = kr.Unwrap(w)
 	require.Error(t, err)
 }
+
+// A read at the plaintext's end returns io.EOF and nothing else, as
+// io.ReaderAt asks; one that reaches the end returns its bytes and io.EOF.
+func TestDecryptAtEndsWithEOF(t *testing.T) {
+	dk, err := keys.NewDataKey()
+	require.NoError(t, err)
+	plain := bytes.Repeat([]byte("clinic letter "), 10000)
+	var sealed bytes.Buffer
+	w, err := dk.Encrypt(&sealed)
+	require.NoError(t, err)
+	_, err = w.Write(plain)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	at, size, err := dk.DecryptAt(bytes.NewReader(sealed.Bytes()), int64(sealed.Len()))
+	require.NoError(t, err)
+	require.EqualValues(t, len(plain), size)
+
+	buf := make([]byte, 100)
+	n, err := at.ReadAt(buf, size)
+	assert.Zero(t, n)
+	assert.ErrorIs(t, err, io.EOF)
+
+	n, err = at.ReadAt(buf, size-10)
+	assert.Equal(t, 10, n)
+	assert.ErrorIs(t, err, io.EOF)
+	assert.Equal(t, plain[len(plain)-10:], buf[:10])
+
+	_, err = at.ReadAt(buf, size+1)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, io.EOF)
+}
