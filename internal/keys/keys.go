@@ -322,11 +322,13 @@ func (dk *DataKey) DecryptAt(src io.ReaderAt, size int64) (io.ReaderAt, int64, e
 const darePayload = 1 << 16
 
 // dareAt reads a DARE file's plaintext at any offset. A read decrypts the
-// packages it covers with sio's own reader, started at the first of them
-// (its sequence number set, as sio provides for a range of a stream): each
-// package is authenticated in place, and none is decrypted for nothing. A
-// read that reaches the file's end checks that its last package is the
-// one flagged final.
+// packages it covers, and only those, with sio's own reader started at the
+// first of them (its sequence number set, as sio provides for a range of a
+// stream): each package is authenticated in place, and none is decrypted
+// for nothing. The reader is then read to the end of those packages: sio
+// returns its package buffer to its pool only at its source's end (without
+// that, every read would allocate one), and a read that reaches the file's
+// end checks there that its last package is the one flagged final.
 type dareAt struct {
 	src         io.ReaderAt
 	size, plain int64
@@ -341,18 +343,22 @@ func (d *dareAt) ReadAt(p []byte, off int64) (int, error) {
 		return 0, io.EOF
 	}
 	end := min(off+int64(len(p)), d.plain)
-	t := off / darePayload
-	at, err := sio.EncryptedSize(uint64(t * darePayload))
+	first := off / darePayload
+	from, err := sio.EncryptedSize(uint64(first * darePayload))
+	if err != nil {
+		return 0, err
+	}
+	to, err := sio.EncryptedSize(uint64(min((end+darePayload-1)/darePayload*darePayload, d.plain)))
 	if err != nil {
 		return 0, err
 	}
 	cfg := d.cfg
-	cfg.SequenceNumber = uint32(t)
-	r, err := sio.DecryptReader(io.NewSectionReader(d.src, int64(at), d.size-int64(at)), cfg)
+	cfg.SequenceNumber = uint32(first)
+	r, err := sio.DecryptReader(io.NewSectionReader(d.src, int64(from), int64(to-from)), cfg)
 	if err != nil {
 		return 0, err
 	}
-	if skip := off - t*darePayload; skip > 0 {
+	if skip := off - first*darePayload; skip > 0 {
 		if _, err := io.CopyN(io.Discard, r, skip); err != nil {
 			return 0, err
 		}
@@ -361,11 +367,14 @@ func (d *dareAt) ReadAt(p []byte, off int64) (int, error) {
 	if err != nil {
 		return n, err
 	}
+	// What is left is the rest of the last package, already decrypted and
+	// authenticated. Before the file's end, sio reports that its packages
+	// ended before the final one: expected here.
+	_, err = io.Copy(io.Discard, r)
 	if end < d.plain {
 		return n, nil
 	}
-	var one [1]byte
-	if _, err := r.Read(one[:]); !errors.Is(err, io.EOF) {
+	if err != nil {
 		return n, errors.New("keys: decrypt: the file does not end with its final package")
 	}
 	return n, io.EOF
