@@ -39,6 +39,9 @@ type aheadReader struct {
 	err   error // Close's
 }
 
+// errClosed is what a read after Close returns.
+var errClosed = errors.New("documents: the download was closed")
+
 type segment struct {
 	buf  []byte
 	rest []byte // what Read has not returned yet
@@ -111,8 +114,15 @@ func (r *aheadReader) Read(p []byte) (int, error) {
 		}
 		res, ok := <-r.order
 		if !ok {
+			// The dispatcher stops at the file's end, or at Close: after
+			// Close, what was not read is not the file's end.
 			r.cur = segment{err: io.EOF}
-			return 0, io.EOF
+			select {
+			case <-r.stop:
+				r.cur.err = errClosed
+			default:
+			}
+			return 0, r.cur.err
 		}
 		r.cur = <-res
 	}
@@ -130,6 +140,9 @@ func (r *aheadReader) WriteTo(w io.Writer) (int64, error) {
 			n, err := w.Write(r.cur.rest)
 			total += int64(n)
 			r.cur.rest = r.cur.rest[n:]
+			if err == nil && len(r.cur.rest) > 0 {
+				err = io.ErrShortWrite
+			}
 			if err != nil {
 				return total, err
 			}

@@ -122,13 +122,40 @@ func TestDecryptAheadRefusesAnAlteredFile(t *testing.T) {
 				require.NoError(t, err, "the final chunk is intact")
 				got, err := io.ReadAll(body)
 				require.Error(t, err)
-				assert.Less(t, len(got), at, "nothing at or after the altered chunk")
+				// Where the altered chunk's plaintext starts.
+				chunkStart := at / ((64 << 10) + 32) * (64 << 10)
+				if format == "age" {
+					payload := bytes.Index(sealed, []byte("\n---"))
+					payload += bytes.IndexByte(sealed[payload+1:], '\n') + 2 + 16
+					chunkStart = (at - payload) / ((64 << 10) + 16) * (64 << 10)
+				}
+				assert.LessOrEqual(t, len(got), chunkStart, "nothing of the altered chunk or after it")
 				assert.True(t, bytes.Equal(plain[:len(got)], got), "what came before is the file's")
 				require.NoError(t, body.Close())
 			})
-			t.Run("truncated", func(t *testing.T) {
-				_, err := open(sealed[:len(sealed)-100], n)
+			t.Run("a byte changed, written out", func(t *testing.T) {
+				// io.Copy takes the body's WriteTo, as the download does.
+				altered := bytes.Clone(sealed)
+				altered[len(altered)/2] ^= 1
+				body, err := open(altered, n)
+				require.NoError(t, err)
+				var out bytes.Buffer
+				written, err := io.Copy(&out, body)
 				require.Error(t, err)
+				assert.Less(t, written, int64(n))
+				assert.True(t, bytes.Equal(plain[:out.Len()], out.Bytes()), "what came before is the file's")
+				require.NoError(t, body.Close())
+			})
+			t.Run("truncated", func(t *testing.T) {
+				// 100 bytes off DARE's last package leave less than a
+				// package's overhead (refused on its size); 50 leave a
+				// shorter package that must fail its authentication.
+				for _, cut := range []int{100, 50, 1} {
+					_, err := open(sealed[:len(sealed)-cut], n)
+					require.Error(t, err, "cut by %d", cut)
+					_, err = open(sealed[:len(sealed)-cut], n-cut)
+					require.Error(t, err, "cut by %d, and the size to match", cut)
+				}
 			})
 			t.Run("cut at a chunk's end", func(t *testing.T) {
 				// Two whole chunks of 64 KiB: a valid-looking file, but
@@ -178,7 +205,7 @@ func TestDecryptAheadPassesOnTheErrorOfAWholeSegment(t *testing.T) {
 	r := newAheadReader(src, int64(len(plain)), func() error { return nil })
 	got, err := io.ReadAll(r)
 	require.ErrorIs(t, err, bad)
-	assert.True(t, bytes.Equal(plain[:len(got)], got), "what came before the error is the file's start")
+	assert.True(t, bytes.Equal(plain, got), "the bytes came, then the error")
 	require.NoError(t, r.Close())
 
 	src.err = io.EOF
@@ -228,6 +255,9 @@ func TestDecryptAheadStopsWhenClosed(t *testing.T) {
 	require.NoError(t, r.Close())
 	require.NoError(t, r.Close())
 	assert.EqualValues(t, 1, f.closes.Load())
+	rest, err := io.ReadAll(r)
+	require.ErrorIs(t, err, errClosed, "what is left after Close is not the file's end")
+	assert.True(t, bytes.Equal(plain[len(got):len(got)+len(rest)], rest))
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	assert.Zero(t, f.readsAfter, "no worker reads the file after it is closed")
@@ -302,4 +332,27 @@ func BenchmarkDecryptAhead20MiB(b *testing.B) {
 		require.NoError(b, err)
 		require.NoError(b, r.Close())
 	}
+}
+
+// shortWriter takes at most max bytes a Write, without an error.
+type shortWriter struct {
+	bytes.Buffer
+	max int
+}
+
+func (w *shortWriter) Write(p []byte) (int, error) {
+	return w.Buffer.Write(p[:min(len(p), w.max)])
+}
+
+// A writer that takes less than it was given, without an error, ends the
+// copy with io.ErrShortWrite (as io.Copy does) rather than spinning.
+func TestDecryptAheadStopsAtAShortWrite(t *testing.T) {
+	plain := randomBytes(t, 2*aheadSegment)
+	r := newAheadReader(bytes.NewReader(plain), int64(len(plain)), func() error { return nil })
+	defer func() { require.NoError(t, r.Close()) }()
+	w := &shortWriter{max: 1000}
+	n, err := r.WriteTo(w)
+	require.ErrorIs(t, err, io.ErrShortWrite)
+	assert.EqualValues(t, 1000, n)
+	assert.Equal(t, plain[:1000], w.Bytes())
 }

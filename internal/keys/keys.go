@@ -16,6 +16,7 @@ import (
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -275,8 +276,9 @@ func (k *Keyring) Rewrap(w Wrapped) (Wrapped, bool, error) {
 
 // Encrypt returns a writer that encrypts to dst under dk; Close it to write
 // the last package (the final one). A data key is made for one document and
-// encrypts that one stream (sio also draws a random nonce for each stream,
-// so a second stream under the same key would not repeat a nonce).
+// encrypts that one stream, once: DecryptAt ties every package it reads to
+// the stream its file starts with, but only one stream a key keeps packages
+// of two files from being spliced into one.
 func (dk *DataKey) Encrypt(dst io.Writer) (io.WriteCloser, error) {
 	if dk.id != nil {
 		return age.Encrypt(dst, dk.id.Recipient())
@@ -296,9 +298,10 @@ func (dk *DataKey) Decrypt(src io.Reader) (io.Reader, error) {
 // DecryptAt returns the plaintext of src, size bytes of ciphertext, for
 // reads at any offset, and the plaintext's size. Its ReadAt may be called
 // concurrently. The last package (chunk) is read and authenticated before
-// it returns, and each is authenticated before a byte of it is returned.
-// The caller compares the size with the one it recorded: a file cut at a
-// package's end is a valid shorter file to this check alone.
+// it returns (a file cut at a package's end, whose last package is not
+// the final one, is refused), and each is authenticated before a byte of
+// it is returned. The caller also compares the size with the one it
+// recorded.
 func (dk *DataKey) DecryptAt(src io.ReaderAt, size int64) (io.ReaderAt, int64, error) {
 	if dk.id != nil {
 		return age.DecryptReaderAt(src, size, dk.id)
@@ -307,7 +310,11 @@ func (dk *DataKey) DecryptAt(src io.ReaderAt, size int64) (io.ReaderAt, int64, e
 	if err != nil || plain == 0 {
 		return nil, 0, errors.New("keys: decrypt: not a DARE file of this size")
 	}
-	r := &dareAt{src: src, size: size, plain: int64(plain), cfg: dk.dare()}
+	r := &dareAt{src: src, plain: int64(plain), cfg: dk.dare()}
+	if _, err := src.ReadAt(r.nonce[:], dareNonceAt); err != nil {
+		return nil, 0, fmt.Errorf("keys: decrypt: %w", err)
+	}
+	r.nonce[0] &^= dareFinal
 	var last [1]byte
 	if n, err := r.ReadAt(last[:], r.plain-1); n != 1 || (err != nil && !errors.Is(err, io.EOF)) {
 		if err == nil || errors.Is(err, io.EOF) {
@@ -321,6 +328,14 @@ func (dk *DataKey) DecryptAt(src io.ReaderAt, size int64) (io.ReaderAt, int64, e
 // darePayload is the plaintext of one DARE package (the format's 64 KiB).
 const darePayload = 1 << 16
 
+// A DARE 2.0 package's header holds the stream's nonce at dareNonceAt, 12
+// bytes, the same in every package of the stream but for the final flag
+// (dareFinal, in its first byte).
+const (
+	dareNonceAt = 4
+	dareFinal   = 0x80
+)
+
 // dareAt reads a DARE file's plaintext at any offset. A read decrypts the
 // packages it covers, and only those, with sio's own reader started at the
 // first of them (its sequence number set, as sio provides for a range of a
@@ -329,10 +344,16 @@ const darePayload = 1 << 16
 // returns its package buffer to its pool only at its source's end (without
 // that, every read would allocate one), and a read that reaches the file's
 // end checks there that its last package is the one flagged final.
+//
+// A reader of sio's takes the nonce of the first package it reads as the
+// stream's. Started in the middle, it would accept a run of packages from
+// another stream under the same key; so the nonce of the package a read
+// starts at is first compared with the file's first package's.
 type dareAt struct {
-	src         io.ReaderAt
-	size, plain int64
-	cfg         sio.Config
+	src   io.ReaderAt
+	plain int64
+	nonce [12]byte // the stream's, from its first package, final flag cleared
+	cfg   sio.Config
 }
 
 func (d *dareAt) ReadAt(p []byte, off int64) (int, error) {
@@ -351,6 +372,16 @@ func (d *dareAt) ReadAt(p []byte, off int64) (int, error) {
 	to, err := sio.EncryptedSize(uint64(min((end+darePayload-1)/darePayload*darePayload, d.plain)))
 	if err != nil {
 		return 0, err
+	}
+	if first > 0 {
+		var nonce [12]byte
+		if _, err := d.src.ReadAt(nonce[:], int64(from)+dareNonceAt); err != nil {
+			return 0, err
+		}
+		nonce[0] &^= dareFinal
+		if subtle.ConstantTimeCompare(nonce[:], d.nonce[:]) != 1 {
+			return 0, errors.New("keys: decrypt: a package of another stream")
+		}
 	}
 	cfg := d.cfg
 	cfg.SequenceNumber = uint32(first)

@@ -177,3 +177,42 @@ func TestDecryptAtReusesItsPackageBuffer(t *testing.T) {
 	// drop a quarter of what it is given back, about 20 KiB.
 	assert.Less(t, perRead, uint64(pkg/2), "bytes allocated per read of four packages")
 }
+
+// Two streams under one key (which the code never writes, one key a file)
+// cannot be spliced into one file: a read that starts at a package of the
+// second stream is refused, though each package would authenticate.
+func TestDecryptAtRefusesPackagesOfAnotherStream(t *testing.T) {
+	const pkg, sealedPkg = 64 << 10, 64<<10 + 32
+	a := bytes.Repeat([]byte{'a'}, 8*pkg+10)
+	b := bytes.Repeat([]byte{'b'}, 8*pkg+10)
+	dk, sealedA := sealedDARE(t, a)
+	var sealedB bytes.Buffer
+	w, err := dk.Encrypt(&sealedB)
+	require.NoError(t, err)
+	_, err = w.Write(b)
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+
+	// Packages 4 and 5 of the second stream, the rest of the first.
+	spliced := bytes.Clone(sealedA)
+	copy(spliced[4*sealedPkg:6*sealedPkg], sealedB.Bytes()[4*sealedPkg:6*sealedPkg])
+	at, _, err := dk.DecryptAt(bytes.NewReader(spliced), int64(len(spliced)))
+	require.NoError(t, err, "the last package is the first stream's")
+	buf := make([]byte, 2*pkg)
+	n, err := at.ReadAt(buf, 2*pkg)
+	require.NoError(t, err, "packages of the first stream")
+	assert.True(t, bytes.Equal(a[2*pkg:2*pkg+n], buf[:n]))
+	_, err = at.ReadAt(buf, 4*pkg)
+	require.Error(t, err, "a read that starts at a package of the second stream")
+	_, err = at.ReadAt(buf, 3*pkg)
+	require.Error(t, err, "one that runs into it")
+	n, err = at.ReadAt(buf, 6*pkg)
+	require.NoError(t, err, "the first stream's again")
+	assert.True(t, bytes.Equal(a[6*pkg:6*pkg+n], buf[:n]))
+
+	// The second stream's last package at the end: refused at open.
+	tail := bytes.Clone(sealedA)
+	copy(tail[8*sealedPkg:], sealedB.Bytes()[8*sealedPkg:])
+	_, _, err = dk.DecryptAt(bytes.NewReader(tail), int64(len(tail)))
+	require.Error(t, err)
+}

@@ -390,6 +390,38 @@ func TestRemoveMedicalRecordCryptoShreds(t *testing.T) {
 	})
 }
 
+// A stored file altered after its upload is sent as far as its last
+// authenticated package, then the connection is cut: the client sees a
+// body shorter than its Content-Length and an error, never a short file
+// that looks complete.
+func TestATamperedFileEndsTheDownloadInAnError(t *testing.T) {
+	env := testenv.Start(t)
+	lc := newLifecycle(t, env, false, 10)
+	lc.open(t)
+	content := bytes.Repeat([]byte("Pathology report: page after page.\n"), 30000) // about 1 MiB
+	res := upload(t, env, lc.member, uploadReq{caseID: lc.caseID, content: content, filename: "report.txt", claimed: "text/plain"})
+	require.Empty(t, res.Errors, res.Raw)
+	recID := testenv.Get(res.Data, "uploadMedicalRecord", "record", "id").(string)
+	files := blobFiles(t, env)
+	require.Len(t, files, 1)
+	sealed, err := os.ReadFile(files[0])
+	require.NoError(t, err)
+	sealed[len(sealed)/2] ^= 1
+	require.NoError(t, os.WriteFile(files[0], sealed, 0o600))
+
+	srv := httptest.NewServer(env.Handler)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + urlOf(t, linkFor(t, env, lc.member, lc.caseID, recID, 60), recID))
+	require.NoError(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the headers go before the altered package is reached")
+	assert.EqualValues(t, len(content), resp.ContentLength)
+	got, err := io.ReadAll(resp.Body)
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+	assert.Less(t, len(got), len(content)/2)
+	assert.Equal(t, content[:len(got)], got, "what came is the file's start")
+}
+
 // A file downloaded through its link is a read of the member's records:
 // seen in review, the download's audit row named no patient, so the
 // member's access log never showed who fetched their files.
