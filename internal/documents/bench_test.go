@@ -165,6 +165,7 @@ func rss() int64 {
 
 // BenchmarkDownload20MiB opens and decrypts the file through a link.
 func BenchmarkDownload20MiB(b *testing.B) {
+	defer gcAsServed()()
 	env := testenv.Start(b)
 	member := testenv.Persona("member")
 	caseID := openDemoCase(b, env)
@@ -254,6 +255,7 @@ func BenchmarkUploadAgainstPlainCopy20MiB(b *testing.B) {
 // run: each round reads the file plainly from the same directory store and
 // downloads it through a link (open, decrypt), in turn.
 func BenchmarkDownloadAgainstPlainRead20MiB(b *testing.B) {
+	defer gcAsServed()()
 	env := testenv.Start(b)
 	member := testenv.Persona("member")
 	caseID := openDemoCase(b, env)
