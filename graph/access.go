@@ -24,12 +24,16 @@ func auditIntegrity(ctx context.Context, st *workflow.Service, p domain.Principa
 	if err != nil {
 		return nil, err
 	}
+	checkpoints, err := st.AuditCheckpoints(ctx, p, from, to)
+	if err != nil {
+		return nil, err
+	}
 	hs := make([]audit.ChainHead, 0, len(heads))
 	for _, h := range heads {
 		hs = append(hs, audit.ChainHead{Chain: h.Chain, Seq: h.Seq, Hash: h.Hash})
 	}
-	rep := audit.Verify(hs, events)
-	out := &model.AuditIntegrity{Ok: rep.OK(), Chains: rep.Chains, Events: rep.Events, Breaks: []model.AuditChainBreak{}}
+	rep := audit.VerifyPeriod(hs, events, checkpoints, st.AuditKeys())
+	out := &model.AuditIntegrity{Ok: rep.OK(), Chains: rep.Chains, Events: rep.Events, PrunedChains: rep.Pruned, Breaks: []model.AuditChainBreak{}}
 	for _, b := range rep.Breaks {
 		ab := model.AuditChainBreak{Chain: b.Chain, Position: int(b.Position), Reason: b.Reason}
 		if b.EventID != "" {

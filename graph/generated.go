@@ -146,10 +146,11 @@ type ComplexityRoot struct {
 	}
 
 	AuditIntegrity struct {
-		Breaks func(childComplexity int) int
-		Chains func(childComplexity int) int
-		Events func(childComplexity int) int
-		Ok     func(childComplexity int) int
+		Breaks       func(childComplexity int) int
+		Chains       func(childComplexity int) int
+		Events       func(childComplexity int) int
+		Ok           func(childComplexity int) int
+		PrunedChains func(childComplexity int) int
 	}
 
 	CancelCasePayload struct {
@@ -1085,6 +1086,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AuditIntegrity.Ok(childComplexity), true
+	case "AuditIntegrity.prunedChains":
+		if e.ComplexityRoot.AuditIntegrity.PrunedChains == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AuditIntegrity.PrunedChains(childComplexity), true
 
 	case "CancelCasePayload.case":
 		if e.ComplexityRoot.CancelCasePayload.Case == nil {
@@ -4579,6 +4586,8 @@ func (ec *executionContext) childFields_AuditIntegrity(ctx context.Context, fiel
 		return ec.fieldContext_AuditIntegrity_chains(ctx, field)
 	case "events":
 		return ec.fieldContext_AuditIntegrity_events(ctx, field)
+	case "prunedChains":
+		return ec.fieldContext_AuditIntegrity_prunedChains(ctx, field)
 	case "breaks":
 		return ec.fieldContext_AuditIntegrity_breaks(ctx, field)
 	}
@@ -7575,6 +7584,29 @@ func (ec *executionContext) _AuditIntegrity_events(ctx context.Context, field gr
 	)
 }
 func (ec *executionContext) fieldContext_AuditIntegrity_events(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AuditIntegrity", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AuditIntegrity_prunedChains(ctx context.Context, field graphql.CollectedField, obj *model.AuditIntegrity) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AuditIntegrity_prunedChains(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PrunedChains, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AuditIntegrity_prunedChains(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("AuditIntegrity", field, false, false, "Int")
 }
 
@@ -19489,6 +19521,11 @@ func (ec *executionContext) _AuditIntegrity(ctx context.Context, sel ast.Selecti
 			}
 		case "events":
 			out.Values[i] = ec._AuditIntegrity_events(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "prunedChains":
+			out.Values[i] = ec._AuditIntegrity_prunedChains(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}

@@ -7,7 +7,11 @@
 // file, or the URL of the gateway's /.well-known/jwks.json): the end line's
 // signature, the digest of every line before it, the signed chain list and
 // the counts; an export failing one is refused, and the check that failed
-// is named. An export cut short, or a line that is not JSON, is an error.
+// is named.
+//
+// Read from the database (-uri), a period that audit retention pruned is
+// vouched for by its days' signed checkpoints, checked with -jwks too;
+// without -jwks a checkpoint is not taken on trust (a CHECKPOINT break). An export cut short, or a line that is not JSON, is an error.
 // Exit status 0: every chain verified; 1: a break or a refused export; 2:
 // an error.
 package main
@@ -30,6 +34,7 @@ import (
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/store"
+	"github.com/secondopinion/gateway/internal/workflow"
 )
 
 func main() {
@@ -40,7 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet("audit-verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	file := fs.String("file", "", "an export (GET /audit/export) to verify offline")
-	jwks := fs.String("jwks", "", "with -file: the gateway's signing keys, a JWKS file or the URL of its /.well-known/jwks.json")
+	jwks := fs.String("jwks", "", "the gateway's signing keys, a JWKS file or the URL of its /.well-known/jwks.json: needed with -file, and with -uri for a period that retention pruned")
 	uri := fs.String("uri", getenv("MONGODB_URI"), "the database (MONGODB_URI)")
 	db := fs.String("db", envOr(getenv, "MONGODB_DATABASE", "secondopinion"), "the database name (MONGODB_DATABASE)")
 	today := time.Now().UTC().Format(time.DateOnly)
@@ -51,6 +56,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	var heads []audit.ChainHead
 	var events []domain.AuditEvent
+	var checkpoints []audit.Checkpoint
+	var keys jose.JSONWebKeySet
 	var err, refused error
 	switch {
 	case *file != "" && *jwks == "":
@@ -62,7 +69,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			refused, err = err, nil
 		}
 	case *uri != "":
-		heads, events, err = readStore(ctx, *uri, *db, *from, *to)
+		heads, events, checkpoints, err = readStore(ctx, *uri, *db, *from, *to)
+		if err == nil && len(checkpoints) > 0 {
+			if *jwks == "" {
+				fmt.Fprintln(stderr, "audit-verify: the period has pruned days; their checkpoints are verified only with -jwks")
+			} else if keys, err = loadKeys(ctx, *jwks); err != nil {
+				err = fmt.Errorf("-jwks: %w", err)
+			}
+		}
 	default:
 		err = errors.New("give -file, or -uri (MONGODB_URI); the embedded store is locked by its gateway: ask it with the auditIntegrity query")
 	}
@@ -70,7 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, "audit-verify:", err)
 		return 2
 	}
-	rep := audit.Verify(heads, events)
+	rep := audit.VerifyPeriod(heads, events, checkpoints, keys)
 	out := json.NewEncoder(stdout)
 	out.SetIndent("", "  ")
 	_ = out.Encode(rep)
@@ -168,28 +182,37 @@ func loopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func readStore(ctx context.Context, uri, db, from, to string) ([]audit.ChainHead, []domain.AuditEvent, error) {
+func readStore(ctx context.Context, uri, db, from, to string) ([]audit.ChainHead, []domain.AuditEvent, []audit.Checkpoint, error) {
 	f, err := time.Parse(time.DateOnly, from)
 	if err != nil {
-		return nil, nil, fmt.Errorf("-from: %w", err)
+		return nil, nil, nil, fmt.Errorf("-from: %w", err)
 	}
 	t, err := time.Parse(time.DateOnly, to)
 	if err != nil {
-		return nil, nil, fmt.Errorf("-to: %w", err)
+		return nil, nil, nil, fmt.Errorf("-to: %w", err)
 	}
 	st, err := store.Open(ctx, store.Options{URI: uri, Database: db})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer func() { _ = st.Close(context.Background()) }()
 	// The verifier reads as the operator would: every chain.
-	hs, events, err := st.AuditChains(ctx, domain.Principal{Subject: "audit-verify", Role: domain.RoleCoordinator}, f, t)
+	operator := domain.Principal{Subject: "audit-verify", Role: domain.RoleCoordinator}
+	hs, events, err := st.AuditChains(ctx, operator, f, t)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	heads := make([]audit.ChainHead, 0, len(hs))
 	for _, h := range hs {
 		heads = append(heads, audit.ChainHead{Chain: h.Chain, Seq: h.Seq, Hash: h.Hash})
 	}
-	return heads, events, nil
+	cps, err := st.AuditCheckpoints(ctx, operator, f, t)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	checkpoints := make([]audit.Checkpoint, 0, len(cps))
+	for _, c := range cps {
+		checkpoints = append(checkpoints, workflow.FromStoreCheckpoint(c))
+	}
+	return heads, events, checkpoints, nil
 }

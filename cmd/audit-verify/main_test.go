@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/secondopinion/gateway/internal/audit"
+	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/signing"
 	"github.com/secondopinion/gateway/internal/testenv"
 )
@@ -290,4 +291,43 @@ func TestAForgedExportIsRefused(t *testing.T) {
 		assert.Equal(t, 2, code, "plain http only on loopback")
 		assert.Contains(t, errs, "https")
 	})
+}
+
+// Read from the database, a period that retention pruned verifies with the
+// gateway's keys (its checkpoints are signed), and without them the
+// checkpoints are not taken on trust.
+func TestAPrunedPeriodVerifiesFromTheDatabaseWithTheKeys(t *testing.T) {
+	env := testenv.Start(t)
+	at := time.Date(2019, 7, 1, 12, 0, 0, 0, time.UTC)
+	ch := audit.NewChainer(func() time.Time { return at })
+	events := []domain.AuditEvent{
+		{At: at, Subject: "prov-1", Role: domain.RoleProvider, Org: "prov-toronto", Operation: "CaseDetail", ResourceType: "Case", ResourceID: "c-1", FieldGroup: "case.clinical", RequestID: "r-1", Outcome: "ALLOWED"},
+		{At: at, Subject: "prov-1", Role: domain.RoleProvider, Org: "prov-toronto", Operation: "CaseDetail", ResourceType: "Case", ResourceID: "c-2", FieldGroup: "case.clinical", RequestID: "r-2", Outcome: "ALLOWED"},
+	}
+	ch.Link(events)
+	require.NoError(t, env.Store.AppendAudit(context.Background(), events))
+	retention := audit.MinRetentionDays * 24 * time.Hour
+	rep, err := env.Workflow.PruneAudit(context.Background(), at.AddDate(0, 0, 3).Add(retention), retention)
+	require.NoError(t, err)
+	require.Equal(t, []string{"2019-07-01"}, rep.Pruned)
+
+	verify := func(extra ...string) (int, audit.Report, string) {
+		var out, errs bytes.Buffer
+		args := append([]string{"-uri", testenv.URI(t), "-db", env.DB, "-from", "2019-07-01", "-to", "2019-07-01"}, extra...)
+		code := run(context.Background(), args, noEnv, &out, &errs)
+		var r audit.Report
+		require.NoError(t, json.Unmarshal(out.Bytes(), &r), out.String()+errs.String())
+		return code, r, errs.String()
+	}
+	code, r, _ := verify("-jwks", jwksFile(t, env))
+	assert.Equal(t, 0, code)
+	assert.Equal(t, 1, r.Pruned)
+	assert.True(t, r.OK())
+
+	code, r, errs := verify()
+	assert.Equal(t, 1, code)
+	assert.Zero(t, r.Pruned)
+	require.Len(t, r.Breaks, 1)
+	assert.Equal(t, audit.BreakCheckpoint, r.Breaks[0].Reason)
+	assert.Contains(t, errs, "-jwks")
 }

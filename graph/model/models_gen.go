@@ -114,7 +114,7 @@ type AuditChainBreak struct {
 	Position int `json:"position"`
 	// The event at that position, when there is one.
 	EventID *string `json:"eventId,omitempty"`
-	// MISSING, EDITED, BROKEN_LINK, INSERTED, BEYOND_HEAD, HEAD or UNCHAINED.
+	// MISSING, EDITED, BROKEN_LINK, INSERTED, BEYOND_HEAD, HEAD or UNCHAINED; CHECKPOINT for a pruned day's checkpoint whose signature does not verify (chain `checkpoint/<day>`).
 	Reason string `json:"reason"`
 }
 
@@ -134,6 +134,8 @@ type AuditIntegrity struct {
 	Chains int `json:"chains"`
 	// How many events were checked.
 	Events int `json:"events"`
+	// How many chains of the period belong to days pruned by retention: each is vouched for by its day's checkpoint, signed by the service's key, not recomputed.
+	PrunedChains int `json:"prunedChains"`
 	// Per broken chain, its first broken or missing link.
 	Breaks []AuditChainBreak `json:"breaks"`
 }

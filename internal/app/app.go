@@ -176,6 +176,7 @@ func Run(ctx context.Context, _ []string, getenv func(string) string, stdout, st
 		RequestTimeout: cfg.RequestTimeout, MaxBodyBytes: cfg.MaxBodyBytes, AllowedOrigins: cfg.WSAllowedOrigins,
 		Metrics: metrics, MetricsApart: cfg.MetricsAddr != "", Tracer: tracing.Provider, RateLimits: rateLimits(cfg), WSLimits: wsLimits(cfg),
 		Documents: documentsSvc, MaxUploadBytes: cfg.MaxUploadBytes,
+		AuditRetention: time.Duration(cfg.AuditRetentionDays) * 24 * time.Hour,
 		Dispatcher: &webhooks.Options{
 			Production: cfg.Production(), Timeout: cfg.WebhookTimeout, BackoffBase: cfg.WebhookBackoff, MaxAttempts: cfg.WebhookMaxAttempts,
 		},

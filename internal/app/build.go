@@ -62,6 +62,10 @@ type Deps struct {
 	// Dispatcher, when set, runs the webhook dispatcher with these options
 	// (tests that exercise webhooks run their own).
 	Dispatcher *webhooks.Options
+	// AuditRetention, when set, runs audit retention once a day: days
+	// older than this are pruned whole once verified (tests call
+	// Workflow.PruneAudit themselves).
+	AuditRetention time.Duration
 }
 
 // App is the built gateway: the HTTP handler and everything behind it, and
@@ -75,6 +79,7 @@ type App struct {
 
 	log        *slog.Logger
 	dispatcher *webhooks.Dispatcher
+	retention  time.Duration
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 }
@@ -97,7 +102,7 @@ func Build(d Deps) (*App, error) {
 	}
 	a := &App{
 		Store: d.Store, Workflow: workflow.New(d.Store, workflow.WithSigner(d.Signer)), Hub: events.NewHub(d.Store, d.HubInterval, d.Logger),
-		Webhooks: webhooks.NewService(d.Store, d.Production), log: d.Logger,
+		Webhooks: webhooks.NewService(d.Store, d.Production), log: d.Logger, retention: d.AuditRetention,
 	}
 	if d.Dispatcher != nil {
 		o := *d.Dispatcher
@@ -170,6 +175,34 @@ func (a *App) Start(ctx context.Context) {
 	run(a.Hub.Run)
 	if a.dispatcher != nil {
 		run(a.dispatcher.Run)
+	}
+	if a.retention > 0 {
+		run(func(ctx context.Context) { pruneAuditDaily(ctx, a.Workflow, a.retention, a.log) })
+	}
+}
+
+// pruneAuditDaily runs audit retention a minute after start, then every
+// day. A day it leaves because a chain of it does not verify is logged as
+// an error each time: evidence of tampering, for a person to look at.
+func pruneAuditDaily(ctx context.Context, wf *workflow.Service, retention time.Duration, log *slog.Logger) {
+	wait := time.Minute
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = 24 * time.Hour
+		rep, err := wf.PruneAudit(ctx, time.Now(), retention)
+		if err != nil && ctx.Err() == nil {
+			log.Error("audit retention failed; retrying tomorrow", "error", domain.Scrub(err.Error()))
+		}
+		if len(rep.Pruned) > 0 {
+			log.Info("audit retention", "days_pruned", len(rep.Pruned), "first", rep.Pruned[0], "last", rep.Pruned[len(rep.Pruned)-1], "events_deleted", rep.Events)
+		}
+		for day, b := range rep.Kept {
+			log.Error("audit retention: a day past retention does not verify and is kept", "day", day, "chain", b.Chain, "position", b.Position, "reason", b.Reason)
+		}
 	}
 }
 

@@ -159,6 +159,7 @@ type Break struct {
 type Report struct {
 	Chains int     `json:"chains"`
 	Events int     `json:"events"`
+	Pruned int     `json:"pruned"` // chains of pruned days, vouched for by their checkpoints
 	Breaks []Break `json:"breaks"`
 }
 

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/secondopinion/gateway/internal/audit"
 )
 
 // The environments APP_ENV accepts.
@@ -134,6 +136,11 @@ type Config struct {
 	BlobURL string
 	// MaxUploadBytes caps one uploaded file (MAX_UPLOAD_BYTES).
 	MaxUploadBytes int64
+	// AuditRetentionDays is how long audit rows are kept
+	// (AUDIT_RETENTION_DAYS): at least six years (HIPAA), the default;
+	// older days are pruned whole, once verified, leaving a signed
+	// checkpoint (internal/audit/retention.go).
+	AuditRetentionDays int
 	// S3 reaches the bucket of BLOB_URL=s3://bucket/prefix, with the
 	// standard AWS_* variables.
 	S3 S3
@@ -193,6 +200,7 @@ func Load(getenv func(string) string) (Config, error) {
 		DataKeyFile:           get("DATA_KEY_FILE"),
 		BlobURL:               get("BLOB_URL"),
 		MaxUploadBytes:        DefaultMaxUploadBytes,
+		AuditRetentionDays:    audit.MinRetentionDays,
 		S3: S3{
 			Endpoint:        or(get("AWS_ENDPOINT_URL_S3"), get("AWS_ENDPOINT_URL")),
 			Region:          or(get("AWS_REGION"), or(get("AWS_DEFAULT_REGION"), DefaultS3Region)),
@@ -281,6 +289,14 @@ func Load(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("MAX_UPLOAD_BYTES: %q is not a positive integer up to 5 GiB", s))
 		} else {
 			c.MaxUploadBytes = n
+		}
+	}
+	if s := get("AUDIT_RETENTION_DAYS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < audit.MinRetentionDays || n > 100*366 {
+			errs = append(errs, fmt.Errorf("AUDIT_RETENTION_DAYS: %q is not a number of days from %d (six years, HIPAA) to 36600", s, audit.MinRetentionDays))
+		} else {
+			c.AuditRetentionDays = n
 		}
 	}
 	if c.BlobURL != "" && !strings.HasPrefix(c.BlobURL, "file://") && !strings.HasPrefix(c.BlobURL, "s3://") {
@@ -401,6 +417,7 @@ func (c Config) String() string {
 		"AWS_SESSION_TOKEN=" + masked(c.S3.SessionToken),
 		"BLOB_S3_PATH_STYLE=" + strconv.FormatBool(c.S3.PathStyle),
 		"MAX_UPLOAD_BYTES=" + strconv.FormatInt(c.MaxUploadBytes, 10),
+		"AUDIT_RETENTION_DAYS=" + strconv.Itoa(c.AuditRetentionDays),
 		"LOG_LEVEL=" + c.LogLevel.String(),
 	}
 	return strings.Join(fields, " ")

@@ -263,6 +263,22 @@ func TestLoadDocuments(t *testing.T) {
 	}
 }
 
+// Audit rows are kept six years by default (HIPAA), longer if asked, never
+// less.
+func TestAuditRetention(t *testing.T) {
+	c, err := config.Load(env(nil))
+	require.NoError(t, err)
+	assert.Equal(t, 2192, c.AuditRetentionDays)
+	c, err = config.Load(env(map[string]string{"AUDIT_RETENTION_DAYS": "3653"}))
+	require.NoError(t, err)
+	assert.Equal(t, 3653, c.AuditRetentionDays)
+	assert.Contains(t, c.String(), "AUDIT_RETENTION_DAYS=3653")
+	for _, bad := range []string{"1095", "2191", "0", "-1", "six years", "40000"} {
+		_, err := config.Load(env(map[string]string{"AUDIT_RETENTION_DAYS": bad}))
+		assert.ErrorContains(t, err, "AUDIT_RETENTION_DAYS", bad)
+	}
+}
+
 func TestS3Settings(t *testing.T) {
 	creds := func(extra map[string]string) map[string]string {
 		m := map[string]string{"BLOB_URL": "s3://records/docs", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI"}

@@ -71,7 +71,12 @@ func (s *Store) AuditChains(ctx context.Context, p domain.Principal, from, to ti
 	if auditScope(p).none {
 		return nil, nil, nil
 	}
-	fromDay, toDay := from.UTC().Format(time.DateOnly), to.UTC().Format(time.DateOnly)
+	return s.auditChains(ctx, from.UTC().Format(time.DateOnly), to.UTC().Format(time.DateOnly))
+}
+
+// auditChains reads the heads and events of the days fromDay..toDay, for
+// AuditChains and retention.
+func (s *Store) auditChains(ctx context.Context, fromDay, toDay string) ([]ChainHead, []domain.AuditEvent, error) {
 	heads, err := findAll[chainHeadDoc](ctx, s, colAuditChains,
 		bson.D{{Key: "day", Value: bson.D{{Key: "$gte", Value: fromDay}, {Key: "$lte", Value: toDay}}}}, options.Find())
 	if err != nil {
@@ -83,8 +88,14 @@ func (s *Store) AuditChains(ctx context.Context, p domain.Principal, from, to ti
 		names = append(names, h.ID)
 		out = append(out, ChainHead{Chain: h.ID, Day: h.Day, Seq: h.Seq, Hash: h.Hash})
 	}
-	start, _ := time.Parse(time.DateOnly, fromDay)
-	end, _ := time.Parse(time.DateOnly, toDay)
+	start, err := time.Parse(time.DateOnly, fromDay)
+	if err != nil {
+		return nil, nil, err
+	}
+	end, err := time.Parse(time.DateOnly, toDay)
+	if err != nil {
+		return nil, nil, err
+	}
 	// Events that name a chain of these days (whether or not its head
 	// survived), and those of these days that name none.
 	filter := bson.D{{Key: "$or", Value: bson.A{

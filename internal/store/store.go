@@ -61,6 +61,7 @@ const (
 	colOrgs           = "organizations"
 	colAccessLog      = "access_log"
 	colAuditChains    = "audit_chains"
+	colAuditCheckpts  = "audit_checkpoints"
 	// colOutcomeFacts holds what outcome statistics count, one document
 	// per calendar month (outcomefacts.go).
 	colOutcomeFacts = "outcome_facts"
@@ -356,7 +357,7 @@ func (s *Store) isFerretDB(ctx context.Context) bool {
 var collections = []string{
 	colPolicies, colPatients, colPseudonyms, colCases, colSpecialists, colOpinions, colAudit,
 	colCounters, colIdempotency, colCaseEvents, colOrgs, colWebhookSubs, colWebhookDeliveries, colWebhookLeases,
-	colAccessLog, colAuditChains, colOutcomeFacts, colAccessOrgs, colKeyring,
+	colAccessLog, colAuditChains, colAuditCheckpts, colOutcomeFacts, colAccessOrgs, colKeyring,
 	colCaseList, colOpinionList, colSpecialistList, colListChunks,
 }
 

@@ -97,6 +97,8 @@ type Env struct {
 	Keys      *keys.Keyring
 	// KeyText is the key file Keys was read from.
 	KeyText string
+	// Workflow is the gateway's use cases (with its signing key).
+	Workflow *workflow.Service
 }
 
 // Options tune Start.
@@ -201,7 +203,7 @@ func Start(t testing.TB, opts ...Options) *Env {
 	t.Cleanup(built.Stop)
 	h := built.Handler
 	return &Env{Store: st, Handler: h, Secret: secret, DB: db, Now: st.Now(), Logs: logs, Metrics: metrics, Gateway: h,
-		Documents: docs, BlobDir: blobDir, Keys: kr, KeyText: keyText}
+		Documents: docs, BlobDir: blobDir, Keys: kr, KeyText: keyText, Workflow: built.Workflow}
 }
 
 // NewKeyring returns a fresh master keyring, as a new DATA_KEY_FILE holds.

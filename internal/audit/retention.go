@@ -1,0 +1,124 @@
+package audit
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/signing"
+)
+
+// Retention (issue 17, item 3). Audit rows are kept at least
+// MinRetentionDays (HIPAA's six years; EHDS asks three of the access log).
+// After that, retention drops whole days, and only days whose every chain
+// verifies: one chain per instance per UTC day means a day goes without
+// breaking any chain that stays. What a dropped day leaves is a Checkpoint,
+// signed by the service's key (internal/signing, published at
+// /.well-known/jwks.json): the day, every chain (segment) it held with its
+// head, and how many events. Verification then reports a checkpointed chain
+// as pruned, not missing, as long as its checkpoint's signature holds.
+
+// MinRetentionDays is the shortest retention of audit rows: six years,
+// leap days included.
+const MinRetentionDays = 6*365 + 2
+
+// BreakCheckpoint names a checkpoint whose signature does not verify (its
+// chain is "checkpoint/<day>").
+const BreakCheckpoint = "CHECKPOINT"
+
+// Checkpoint is what retention keeps of a pruned day.
+type Checkpoint struct {
+	Day       string           `json:"day"`
+	Chains    []ChainHead      `json:"chains"`
+	Events    int              `json:"events"`
+	PrunedAt  time.Time        `json:"prunedAt"`
+	Signature *ExportSignature `json:"signature,omitempty"`
+}
+
+// signedPayload is what a checkpoint's signature covers: its RFC 8785
+// canonical JSON without the signature.
+func (c Checkpoint) signedPayload() ([]byte, error) {
+	c.Signature = nil
+	c.PrunedAt = c.PrunedAt.UTC().Truncate(time.Millisecond)
+	if c.Chains == nil {
+		c.Chains = []ChainHead{}
+	}
+	return signing.Canonical(c)
+}
+
+// NewCheckpoint is the signed checkpoint of day, whose chains verified with
+// these heads and events.
+func NewCheckpoint(day string, heads []ChainHead, events int, at time.Time, s *signing.Signer) (Checkpoint, error) {
+	c := Checkpoint{Day: day, Chains: slices.Clone(heads), Events: events, PrunedAt: at.UTC().Truncate(time.Millisecond)}
+	slices.SortFunc(c.Chains, func(a, b ChainHead) int { return strings.Compare(a.Chain, b.Chain) })
+	payload, err := c.signedPayload()
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	jws, kid, err := s.Sign(payload)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	c.Signature = &ExportSignature{Alg: string(signing.Algorithm), KeyID: kid, JWS: jws}
+	return c, nil
+}
+
+// Verify checks the checkpoint's signature against the service's keys, and
+// that every chain it names is of its day.
+func (c Checkpoint) Verify(keys jose.JSONWebKeySet) error {
+	if c.Signature == nil || c.Signature.JWS == "" {
+		return fmt.Errorf("audit: checkpoint %s is not signed", c.Day)
+	}
+	payload, err := c.signedPayload()
+	if err != nil {
+		return err
+	}
+	if _, err := signing.Verify(c.Signature.JWS, payload, keys); err != nil {
+		return fmt.Errorf("audit: checkpoint %s: %w", c.Day, err)
+	}
+	for _, h := range c.Chains {
+		if chainDay(h.Chain) != c.Day {
+			return fmt.Errorf("audit: checkpoint %s names chain %s of another day", c.Day, h.Chain)
+		}
+	}
+	return nil
+}
+
+// chainDay is the day in a chain name "<instance>/<day>/<segment>".
+func chainDay(chain string) string {
+	parts := strings.Split(chain, "/")
+	if len(parts) != 3 {
+		return ""
+	}
+	return parts[1]
+}
+
+// VerifyPeriod verifies the chains of a period of which some days were
+// pruned. A chain named by a checkpoint whose signature verifies is pruned:
+// it is counted in Pruned and not recomputed, and rows of it still present
+// (a prune cut short, which the next one finishes) are set aside. A
+// checkpoint that does not verify is a break (BreakCheckpoint), and its
+// chains count for nothing.
+func VerifyPeriod(heads []ChainHead, events []domain.AuditEvent, checkpoints []Checkpoint, keys jose.JSONWebKeySet) Report {
+	pruned := map[string]bool{}
+	var bad []Break
+	for _, c := range checkpoints {
+		if err := c.Verify(keys); err != nil {
+			bad = append(bad, Break{Chain: "checkpoint/" + c.Day, Reason: BreakCheckpoint})
+			continue
+		}
+		for _, h := range c.Chains {
+			pruned[h.Chain] = true
+		}
+	}
+	keptHeads := slices.DeleteFunc(slices.Clone(heads), func(h ChainHead) bool { return pruned[h.Chain] })
+	keptEvents := slices.DeleteFunc(slices.Clone(events), func(e domain.AuditEvent) bool { return pruned[e.Chain] })
+	rep := Verify(keptHeads, keptEvents)
+	rep.Pruned = len(pruned)
+	rep.Breaks = append(bad, rep.Breaks...)
+	return rep
+}

@@ -1,0 +1,184 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/secondopinion/gateway/internal/audit"
+	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/testenv"
+)
+
+const integrityPrunedDoc = `query($from: DateTime!, $to: DateTime!) { auditIntegrity(from: $from, to: $to) { ok chains events prunedChains breaks { chain position reason } } }`
+
+// oldDay writes n chained audit events on a past UTC day, as a gateway
+// running that day did, and returns the day's chain.
+func oldDay(t *testing.T, env *testenv.Env, day string, n int) string {
+	t.Helper()
+	at, err := time.Parse(time.DateOnly, day)
+	require.NoError(t, err)
+	at = at.Add(12 * time.Hour)
+	ch := audit.NewChainer(func() time.Time { return at })
+	events := make([]domain.AuditEvent, n)
+	for i := range events {
+		events[i] = domain.AuditEvent{At: at.Add(time.Duration(i) * time.Second), Subject: "prov-1", Role: domain.RoleProvider, Org: "prov-toronto",
+			Operation: "CaseDetail", ResourceType: "Case", ResourceID: fmt.Sprintf("case-%d", i), FieldGroup: "case.clinical",
+			RequestID: fmt.Sprintf("req-%s-%d", day, i), Outcome: "ALLOWED"}
+	}
+	ch.Link(events)
+	require.NoError(t, env.Store.AppendAudit(context.Background(), events))
+	return events[0].Chain
+}
+
+func rawDB(t *testing.T, env *testenv.Env) *mongo.Database {
+	t.Helper()
+	client, err := mongo.Connect(options.Client().ApplyURI(testenv.URI(t)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
+	return client.Database(env.DB)
+}
+
+func count(t *testing.T, db *mongo.Database, coll string, filter bson.D) int64 {
+	t.Helper()
+	n, err := db.Collection(coll).CountDocuments(context.Background(), filter)
+	require.NoError(t, err)
+	return n
+}
+
+func integrity(t *testing.T, env *testenv.Env, from, to string) map[string]any {
+	t.Helper()
+	res := env.As(t, "coordinator", integrityPrunedDoc, map[string]any{"from": from + "T00:00:00Z", "to": to + "T00:00:00Z"})
+	require.Empty(t, res.Errors, res.Raw)
+	return testenv.Get(res.Data, "auditIntegrity").(map[string]any)
+}
+
+// Retention drops whole days older than six years, and only days that
+// verify: each leaves a checkpoint signed by the service's key, and the
+// period still verifies afterwards (its pruned chains vouched for by their
+// checkpoints). A day with an edited event is kept as evidence. The days
+// within retention are untouched.
+func TestAuditRetentionPrunesOnlyWholeVerifiedDays(t *testing.T) {
+	env := testenv.Start(t)
+	ctx := context.Background()
+	db := rawDB(t, env)
+	chainA := oldDay(t, env, "2019-03-01", 3)
+	chainB := oldDay(t, env, "2019-03-02", 4)
+	chainC := oldDay(t, env, "2019-03-03", 3)
+	_, err := db.Collection("audit_events").UpdateOne(ctx, bson.D{{Key: "chain", Value: chainC}, {Key: "seq", Value: 2}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "operation", Value: "Edited"}}}})
+	require.NoError(t, err)
+	// Today's reads, within retention.
+	res := env.As(t, "provider", `{ cases(first: 3) { edges { node { diagnosis { code } } } } }`, nil)
+	require.Empty(t, res.Errors, res.Raw)
+	today := env.Now.UTC().Format(time.DateOnly)
+	todayEvents := count(t, db, "audit_events", bson.D{{Key: "chain", Value: bson.D{{Key: "$regex", Value: "/" + today + "/"}}}})
+	require.Positive(t, todayEvents)
+
+	before := integrity(t, env, "2019-03-01", "2019-03-02")
+	assert.Equal(t, true, before["ok"])
+	assert.EqualValues(t, 2, before["chains"])
+	assert.EqualValues(t, 0, before["prunedChains"])
+
+	retention := audit.MinRetentionDays * 24 * time.Hour
+	_, err = env.Workflow.PruneAudit(ctx, time.Now(), 365*24*time.Hour)
+	require.Error(t, err, "a retention under six years is refused")
+
+	// As if it were six years and a week after those days.
+	now := time.Date(2019, 3, 10, 3, 0, 0, 0, time.UTC).Add(retention)
+	rep, err := env.Workflow.PruneAudit(ctx, now, retention)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"2019-03-01", "2019-03-02"}, rep.Pruned)
+	assert.EqualValues(t, 7, rep.Events)
+	require.Contains(t, rep.Kept, "2019-03-03")
+	assert.Equal(t, audit.Break{Chain: chainC, Position: 2, EventID: rep.Kept["2019-03-03"].EventID, Reason: audit.BreakEdited}, rep.Kept["2019-03-03"])
+
+	for _, chain := range []string{chainA, chainB} {
+		assert.Zero(t, count(t, db, "audit_events", bson.D{{Key: "chain", Value: chain}}), chain)
+		assert.Zero(t, count(t, db, "audit_chains", bson.D{{Key: "_id", Value: chain}}), chain)
+	}
+	assert.EqualValues(t, 3, count(t, db, "audit_events", bson.D{{Key: "chain", Value: chainC}}), "the edited day is kept whole")
+	assert.EqualValues(t, 2, count(t, db, "audit_checkpoints", bson.D{}))
+	assert.Equal(t, todayEvents, count(t, db, "audit_events", bson.D{{Key: "chain", Value: bson.D{{Key: "$regex", Value: "/" + today + "/"}}}}),
+		"days within retention are untouched")
+
+	after := integrity(t, env, "2019-03-01", "2019-03-02")
+	assert.Equal(t, true, after["ok"], after)
+	assert.EqualValues(t, 0, after["chains"])
+	assert.EqualValues(t, 2, after["prunedChains"])
+	withC := integrity(t, env, "2019-03-01", "2019-03-03")
+	assert.Equal(t, false, withC["ok"])
+	assert.Equal(t, []any{map[string]any{"chain": chainC, "position": float64(2), "reason": "EDITED"}}, withC["breaks"])
+	assert.Equal(t, true, integrity(t, env, today, today)["ok"])
+
+	// Run again: nothing more to do, the edited day still kept.
+	rep, err = env.Workflow.PruneAudit(ctx, now, retention)
+	require.NoError(t, err)
+	assert.Empty(t, rep.Pruned)
+	assert.Contains(t, rep.Kept, "2019-03-03")
+}
+
+// A checkpoint edited in the database no longer verifies: the period shows
+// a CHECKPOINT break, and retention deletes nothing on its word. A prune cut
+// short (rows left after the checkpoint was stored) is finished by the
+// next run, and the rows left meanwhile do not break verification.
+func TestAuditCheckpointsAreTrustedOnlySigned(t *testing.T) {
+	env := testenv.Start(t)
+	ctx := context.Background()
+	db := rawDB(t, env)
+	chain := oldDay(t, env, "2019-05-01", 3)
+	var rows []any
+	cur, err := db.Collection("audit_events").Find(ctx, bson.D{{Key: "chain", Value: chain}})
+	require.NoError(t, err)
+	require.NoError(t, cur.All(ctx, &rows))
+	var head bson.M
+	require.NoError(t, db.Collection("audit_chains").FindOne(ctx, bson.D{{Key: "_id", Value: chain}}).Decode(&head))
+
+	retention := audit.MinRetentionDays * 24 * time.Hour
+	now := time.Date(2019, 5, 10, 0, 0, 0, 0, time.UTC).Add(retention)
+	rep, err := env.Workflow.PruneAudit(ctx, now, retention)
+	require.NoError(t, err)
+	require.Equal(t, []string{"2019-05-01"}, rep.Pruned)
+
+	t.Run("a prune cut short is finished", func(t *testing.T) {
+		_, err := db.Collection("audit_events").InsertMany(ctx, rows[1:])
+		require.NoError(t, err)
+		_, err = db.Collection("audit_chains").InsertOne(ctx, head)
+		require.NoError(t, err)
+		got := integrity(t, env, "2019-05-01", "2019-05-01")
+		assert.Equal(t, true, got["ok"], "the rows left are set aside: the checkpoint vouches for the day")
+		assert.EqualValues(t, 1, got["prunedChains"])
+
+		rep, err := env.Workflow.PruneAudit(ctx, now, retention)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"2019-05-01"}, rep.Pruned)
+		assert.EqualValues(t, 2, rep.Events)
+		assert.Zero(t, count(t, db, "audit_events", bson.D{{Key: "chain", Value: chain}}))
+		assert.Zero(t, count(t, db, "audit_chains", bson.D{{Key: "_id", Value: chain}}))
+	})
+
+	t.Run("an edited checkpoint is a break and deletes nothing", func(t *testing.T) {
+		_, err := db.Collection("audit_checkpoints").UpdateOne(ctx, bson.D{{Key: "_id", Value: "2019-05-01"}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "events", Value: 2}}}})
+		require.NoError(t, err)
+		got := integrity(t, env, "2019-05-01", "2019-05-01")
+		assert.Equal(t, false, got["ok"])
+		assert.EqualValues(t, 0, got["prunedChains"])
+		assert.Equal(t, []any{map[string]any{"chain": "checkpoint/2019-05-01", "position": float64(0), "reason": "CHECKPOINT"}}, got["breaks"])
+
+		_, err = db.Collection("audit_events").InsertMany(ctx, rows)
+		require.NoError(t, err)
+		_, err = db.Collection("audit_chains").InsertOne(ctx, head)
+		require.NoError(t, err)
+		_, err = env.Workflow.PruneAudit(ctx, now, retention)
+		require.Error(t, err)
+		assert.EqualValues(t, 3, count(t, db, "audit_events", bson.D{{Key: "chain", Value: chain}}), "nothing deleted on an unsigned word")
+	})
+}

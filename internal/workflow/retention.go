@@ -1,0 +1,133 @@
+package workflow
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/secondopinion/gateway/internal/audit"
+	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/store"
+)
+
+// PruneReport says what one run of audit retention did.
+type PruneReport struct {
+	// Pruned are the days dropped (their checkpoints stored), oldest first.
+	Pruned []string
+	// Kept are the days past retention left in place because a chain of
+	// theirs did not verify, with the first break of each: a tampered day
+	// is evidence, never pruned.
+	Kept map[string]audit.Break
+	// Events is how many audit rows were deleted.
+	Events int64
+}
+
+// PruneAudit drops the audit days older than retention (at least
+// audit.MinRetentionDays) as of now: for each day, every chain is
+// recomputed; only a day that verifies whole is pruned. Its signed
+// checkpoint is stored first, then its events and chain heads are deleted.
+// A day whose checkpoint is already stored (a run cut short, or another
+// replica's) is finished without verifying again: its checkpoint vouches
+// for it. Audit rows are deleted nowhere else.
+func (s *Service) PruneAudit(ctx context.Context, now time.Time, retention time.Duration) (PruneReport, error) {
+	rep := PruneReport{Kept: map[string]audit.Break{}}
+	if retention < audit.MinRetentionDays*24*time.Hour {
+		return rep, fmt.Errorf("workflow: audit retention %s is shorter than %d days", retention, audit.MinRetentionDays)
+	}
+	cutoff := now.UTC().Add(-retention).Format(time.DateOnly)
+	days, err := s.store.AuditDaysBefore(ctx, cutoff)
+	if err != nil {
+		return rep, err
+	}
+	keys := jose.JSONWebKeySet{Keys: s.signer.PublicKeys()}
+	for _, day := range days {
+		cp, done, err := s.store.AuditCheckpoint(ctx, day)
+		if err != nil {
+			return rep, err
+		}
+		if !done {
+			heads, events, err := s.store.AuditDay(ctx, day)
+			if err != nil {
+				return rep, err
+			}
+			hs := auditHeads(heads)
+			if v := audit.Verify(hs, events); !v.OK() {
+				rep.Kept[day] = v.Breaks[0]
+				continue
+			}
+			c, err := audit.NewCheckpoint(day, hs, len(events), now, s.signer)
+			if err != nil {
+				return rep, err
+			}
+			if cp, err = s.store.AddAuditCheckpoint(ctx, toStoreCheckpoint(c)); err != nil {
+				return rep, err
+			}
+		}
+		// Ours, or one stored before: nothing is deleted on the word of a
+		// checkpoint the service did not sign.
+		if err := FromStoreCheckpoint(cp).Verify(keys); err != nil {
+			return rep, err
+		}
+		n, err := s.store.DeleteAuditChains(ctx, cp)
+		rep.Events += n
+		if err != nil {
+			return rep, err
+		}
+		rep.Pruned = append(rep.Pruned, day)
+	}
+	return rep, nil
+}
+
+// AuditCheckpoints returns the checkpoints of the pruned days from..to, for
+// a coordinator.
+func (s *Service) AuditCheckpoints(ctx context.Context, p domain.Principal, from, to time.Time) ([]audit.Checkpoint, error) {
+	cps, err := s.store.AuditCheckpoints(ctx, p, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]audit.Checkpoint, 0, len(cps))
+	for _, c := range cps {
+		out = append(out, FromStoreCheckpoint(c))
+	}
+	return out, nil
+}
+
+// AuditKeys are the keys checkpoints (and exports) are verified with: the
+// service's published signing keys.
+func (s *Service) AuditKeys() jose.JSONWebKeySet {
+	return jose.JSONWebKeySet{Keys: s.signer.PublicKeys()}
+}
+
+func auditHeads(heads []store.ChainHead) []audit.ChainHead {
+	out := make([]audit.ChainHead, 0, len(heads))
+	for _, h := range heads {
+		out = append(out, audit.ChainHead{Chain: h.Chain, Seq: h.Seq, Hash: h.Hash})
+	}
+	return out
+}
+
+func toStoreCheckpoint(c audit.Checkpoint) store.AuditCheckpoint {
+	out := store.AuditCheckpoint{Day: c.Day, Events: c.Events, PrunedAt: c.PrunedAt}
+	for _, h := range c.Chains {
+		out.Chains = append(out.Chains, store.ChainHead{Chain: h.Chain, Day: c.Day, Seq: h.Seq, Hash: h.Hash})
+	}
+	if c.Signature != nil {
+		out.Alg, out.KeyID, out.JWS = c.Signature.Alg, c.Signature.KeyID, c.Signature.JWS
+	}
+	return out
+}
+
+// FromStoreCheckpoint is a stored checkpoint in the audit package's form
+// (audit-verify reads the database itself).
+func FromStoreCheckpoint(c store.AuditCheckpoint) audit.Checkpoint {
+	out := audit.Checkpoint{Day: c.Day, Events: c.Events, PrunedAt: c.PrunedAt}
+	for _, h := range c.Chains {
+		out.Chains = append(out.Chains, audit.ChainHead{Chain: h.Chain, Seq: h.Seq, Hash: h.Hash})
+	}
+	if c.JWS != "" {
+		out.Signature = &audit.ExportSignature{Alg: c.Alg, KeyID: c.KeyID, JWS: c.JWS}
+	}
+	return out
+}
