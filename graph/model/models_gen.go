@@ -114,7 +114,7 @@ type AuditChainBreak struct {
 	Position int `json:"position"`
 	// The event at that position, when there is one.
 	EventID *string `json:"eventId,omitempty"`
-	// MISSING, EDITED, BROKEN_LINK, INSERTED, BEYOND_HEAD, HEAD or UNCHAINED; CHECKPOINT for a pruned day's checkpoint whose signature does not verify (chain `checkpoint/<day>`).
+	// MISSING, EDITED, BROKEN_LINK, INSERTED, BEYOND_HEAD, HEAD or UNCHAINED; CHECKPOINT for a pruned day's checkpoint that does not verify (chain `checkpoint/<day>`); PRUNED_LEFTOVER for rows found in a chain its checkpoint says was pruned.
 	Reason string `json:"reason"`
 }
 

@@ -26,9 +26,17 @@ import (
 // leap days included.
 const MinRetentionDays = 6*365 + 2
 
-// BreakCheckpoint names a checkpoint whose signature does not verify (its
-// chain is "checkpoint/<day>").
-const BreakCheckpoint = "CHECKPOINT"
+// Reasons retention adds to a verification's breaks.
+const (
+	// BreakCheckpoint names a checkpoint whose signature does not verify,
+	// or that names a chain of another day (its chain is
+	// "checkpoint/<day>").
+	BreakCheckpoint = "CHECKPOINT"
+	// BreakPrunedLeftover names rows found in a chain its day's checkpoint
+	// says was pruned: a prune cut short, which the next run finishes, or
+	// rows put there since. Either way they are not vouched for.
+	BreakPrunedLeftover = "PRUNED_LEFTOVER"
+)
 
 // Checkpoint is what retention keeps of a pruned day.
 type Checkpoint struct {
@@ -53,6 +61,11 @@ func (c Checkpoint) signedPayload() ([]byte, error) {
 // NewCheckpoint is the signed checkpoint of day, whose chains verified with
 // these heads and events.
 func NewCheckpoint(day string, heads []ChainHead, events int, at time.Time, s *signing.Signer) (Checkpoint, error) {
+	for _, h := range heads {
+		if ChainDay(h.Chain) != day {
+			return Checkpoint{}, fmt.Errorf("audit: chain %s is not of %s", h.Chain, day)
+		}
+	}
 	c := Checkpoint{Day: day, Chains: slices.Clone(heads), Events: events, PrunedAt: at.UTC().Truncate(time.Millisecond)}
 	slices.SortFunc(c.Chains, func(a, b ChainHead) int { return strings.Compare(a.Chain, b.Chain) })
 	payload, err := c.signedPayload()
@@ -81,15 +94,15 @@ func (c Checkpoint) Verify(keys jose.JSONWebKeySet) error {
 		return fmt.Errorf("audit: checkpoint %s: %w", c.Day, err)
 	}
 	for _, h := range c.Chains {
-		if chainDay(h.Chain) != c.Day {
+		if ChainDay(h.Chain) != c.Day {
 			return fmt.Errorf("audit: checkpoint %s names chain %s of another day", c.Day, h.Chain)
 		}
 	}
 	return nil
 }
 
-// chainDay is the day in a chain name "<instance>/<day>/<segment>".
-func chainDay(chain string) string {
+// ChainDay is the day in a chain name "<instance>/<day>/<segment>".
+func ChainDay(chain string) string {
 	parts := strings.Split(chain, "/")
 	if len(parts) != 3 {
 		return ""
@@ -99,10 +112,12 @@ func chainDay(chain string) string {
 
 // VerifyPeriod verifies the chains of a period of which some days were
 // pruned. A chain named by a checkpoint whose signature verifies is pruned:
-// it is counted in Pruned and not recomputed, and rows of it still present
-// (a prune cut short, which the next one finishes) are set aside. A
-// checkpoint that does not verify is a break (BreakCheckpoint), and its
-// chains count for nothing.
+// it is counted in Pruned and not recomputed. Rows of it still present, an
+// event or a head, are a break (BreakPrunedLeftover) at the lowest
+// position found: left by a prune cut short (the next run deletes them) or
+// put there since, they are not vouched for either way. A checkpoint that
+// does not verify is a break (BreakCheckpoint), and its chains count for
+// nothing.
 func VerifyPeriod(heads []ChainHead, events []domain.AuditEvent, checkpoints []Checkpoint, keys jose.JSONWebKeySet) Report {
 	pruned := map[string]bool{}
 	var bad []Break
@@ -115,10 +130,34 @@ func VerifyPeriod(heads []ChainHead, events []domain.AuditEvent, checkpoints []C
 			pruned[h.Chain] = true
 		}
 	}
-	keptHeads := slices.DeleteFunc(slices.Clone(heads), func(h ChainHead) bool { return pruned[h.Chain] })
-	keptEvents := slices.DeleteFunc(slices.Clone(events), func(e domain.AuditEvent) bool { return pruned[e.Chain] })
+	leftover := map[string]Break{}
+	note := func(chain string, seq int64, id string) {
+		if b, ok := leftover[chain]; !ok || seq < b.Position {
+			leftover[chain] = Break{Chain: chain, Position: seq, EventID: id, Reason: BreakPrunedLeftover}
+		}
+	}
+	keptHeads := slices.DeleteFunc(slices.Clone(heads), func(h ChainHead) bool {
+		if pruned[h.Chain] {
+			note(h.Chain, h.Seq, "")
+		}
+		return pruned[h.Chain]
+	})
+	keptEvents := slices.DeleteFunc(slices.Clone(events), func(e domain.AuditEvent) bool {
+		if pruned[e.Chain] {
+			note(e.Chain, e.Seq, e.ID)
+		}
+		return pruned[e.Chain]
+	})
 	rep := Verify(keptHeads, keptEvents)
 	rep.Pruned = len(pruned)
+	names := make([]string, 0, len(leftover))
+	for name := range leftover {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		bad = append(bad, leftover[name])
+	}
 	rep.Breaks = append(bad, rep.Breaks...)
 	return rep
 }

@@ -27,12 +27,19 @@ func TestACheckpointVouchesOnlyAsSigned(t *testing.T) {
 
 	good, err := audit.NewCheckpoint("2019-03-01", heads, 4, at, sg)
 	require.NoError(t, err)
-	// A leftover row of a pruned chain is set aside; a kept chain is
-	// recomputed as ever.
-	leftover := domain.AuditEvent{ID: "x", Chain: "gw-1/2019-03-01/0", Seq: 2, Hash: "bad"}
-	rep := audit.VerifyPeriod(nil, []domain.AuditEvent{leftover}, []audit.Checkpoint{good}, keys)
+	rep := audit.VerifyPeriod(nil, nil, []audit.Checkpoint{good}, keys)
 	assert.True(t, rep.OK(), rep)
 	assert.Equal(t, 2, rep.Pruned)
+	// A row found in a pruned chain is not vouched for: a prune cut short,
+	// or a row put there since.
+	leftovers := []domain.AuditEvent{{ID: "y", Chain: "gw-1/2019-03-01/0", Seq: 3, Hash: "h1"}, {ID: "x", Chain: "gw-1/2019-03-01/0", Seq: 2, Hash: "forged"}}
+	rep = audit.VerifyPeriod(nil, leftovers, []audit.Checkpoint{good}, keys)
+	assert.Equal(t, []audit.Break{{Chain: "gw-1/2019-03-01/0", Position: 2, EventID: "x", Reason: audit.BreakPrunedLeftover}}, rep.Breaks)
+	rep = audit.VerifyPeriod([]audit.ChainHead{heads[1]}, nil, []audit.Checkpoint{good}, keys)
+	assert.Equal(t, []audit.Break{{Chain: "gw-2/2019-03-01/0", Position: 1, Reason: audit.BreakPrunedLeftover}}, rep.Breaks, "a head left")
+
+	_, err = audit.NewCheckpoint("2019-03-01", append(heads, audit.ChainHead{Chain: "gw-1/2025-01-01/0", Seq: 1, Hash: "h9"}), 5, at, sg)
+	require.Error(t, err, "a chain of another day is never signed into a day's checkpoint")
 
 	byOther, err := audit.NewCheckpoint("2019-03-01", heads, 4, at, other)
 	require.NoError(t, err)

@@ -128,7 +128,9 @@ func TestAuditRetentionPrunesOnlyWholeVerifiedDays(t *testing.T) {
 // A checkpoint edited in the database no longer verifies: the period shows
 // a CHECKPOINT break, and retention deletes nothing on its word. A prune cut
 // short (rows left after the checkpoint was stored) is finished by the
-// next run, and the rows left meanwhile do not break verification.
+// next run; the rows left meanwhile are not vouched for (PRUNED_LEFTOVER).
+// A chain head filed under an old day it is not of keeps that day, and is
+// never deleted with it.
 func TestAuditCheckpointsAreTrustedOnlySigned(t *testing.T) {
 	env := testenv.Start(t)
 	ctx := context.Background()
@@ -153,8 +155,10 @@ func TestAuditCheckpointsAreTrustedOnlySigned(t *testing.T) {
 		_, err = db.Collection("audit_chains").InsertOne(ctx, head)
 		require.NoError(t, err)
 		got := integrity(t, env, "2019-05-01", "2019-05-01")
-		assert.Equal(t, true, got["ok"], "the rows left are set aside: the checkpoint vouches for the day")
+		assert.Equal(t, false, got["ok"], "rows in a pruned chain are not vouched for")
 		assert.EqualValues(t, 1, got["prunedChains"])
+		assert.Equal(t, "PRUNED_LEFTOVER", testenv.Get(got, "breaks", 0, "reason"))
+		assert.Equal(t, chain, testenv.Get(got, "breaks", 0, "chain"))
 
 		rep, err := env.Workflow.PruneAudit(ctx, now, retention)
 		require.NoError(t, err)
@@ -162,6 +166,7 @@ func TestAuditCheckpointsAreTrustedOnlySigned(t *testing.T) {
 		assert.EqualValues(t, 2, rep.Events)
 		assert.Zero(t, count(t, db, "audit_events", bson.D{{Key: "chain", Value: chain}}))
 		assert.Zero(t, count(t, db, "audit_chains", bson.D{{Key: "_id", Value: chain}}))
+		assert.Equal(t, true, integrity(t, env, "2019-05-01", "2019-05-01")["ok"])
 	})
 
 	t.Run("an edited checkpoint is a break and deletes nothing", func(t *testing.T) {
@@ -177,8 +182,31 @@ func TestAuditCheckpointsAreTrustedOnlySigned(t *testing.T) {
 		require.NoError(t, err)
 		_, err = db.Collection("audit_chains").InsertOne(ctx, head)
 		require.NoError(t, err)
-		_, err = env.Workflow.PruneAudit(ctx, now, retention)
-		require.Error(t, err)
+		later := oldDay(t, env, "2019-06-01", 2)
+		rep, err := env.Workflow.PruneAudit(ctx, now.AddDate(0, 1, 0), retention)
+		require.NoError(t, err)
+		assert.Equal(t, audit.Break{Chain: "checkpoint/2019-05-01", Reason: audit.BreakCheckpoint}, rep.Kept["2019-05-01"])
 		assert.EqualValues(t, 3, count(t, db, "audit_events", bson.D{{Key: "chain", Value: chain}}), "nothing deleted on an unsigned word")
+		assert.Equal(t, []string{"2019-06-01"}, rep.Pruned, "the days after it are pruned still")
+		assert.Zero(t, count(t, db, "audit_events", bson.D{{Key: "chain", Value: later}}))
+	})
+
+	t.Run("a head filed under a day not its chain's", func(t *testing.T) {
+		res := env.As(t, "provider", `{ cases(first: 2) { edges { node { diagnosis { code } } } } }`, nil)
+		require.Empty(t, res.Errors, res.Raw)
+		today := env.Now.UTC().Format(time.DateOnly)
+		var todays bson.M
+		require.NoError(t, db.Collection("audit_chains").FindOne(ctx, bson.D{{Key: "day", Value: today}}).Decode(&todays))
+		_, err := db.Collection("audit_chains").UpdateOne(ctx, bson.D{{Key: "_id", Value: todays["_id"]}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "day", Value: "2019-07-01"}}}})
+		require.NoError(t, err)
+		before := count(t, db, "audit_events", bson.D{{Key: "chain", Value: todays["_id"]}})
+		require.Positive(t, before)
+		rep, err := env.Workflow.PruneAudit(ctx, now.AddDate(0, 2, 0), retention)
+		require.NoError(t, err)
+		assert.Equal(t, audit.BreakHead, rep.Kept["2019-07-01"].Reason)
+		assert.Equal(t, todays["_id"], rep.Kept["2019-07-01"].Chain)
+		assert.Equal(t, before, count(t, db, "audit_events", bson.D{{Key: "chain", Value: todays["_id"]}}), "today's rows stay")
+		assert.EqualValues(t, 1, count(t, db, "audit_chains", bson.D{{Key: "_id", Value: todays["_id"]}}))
 	})
 }

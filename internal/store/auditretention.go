@@ -136,14 +136,17 @@ func (s *Store) AddAuditCheckpoint(ctx context.Context, c AuditCheckpoint) (Audi
 
 // DeleteAuditChains deletes the events of a checkpointed day's chains, then
 // their heads (in that order, so a run cut short leaves the day listed by
-// AuditDaysBefore, and the next run finishes it). The events are found by
-// chain within the _id range of the day and the one before it (audit ids
-// start with their time's seconds; an event is chained a little after its
-// time): an index range on MongoDB.
+// AuditDaysBefore, and the next run finishes it). Only chains of the
+// checkpoint's own day are touched. The events are found by chain within
+// the _id range from the day before to the day after (audit ids start with
+// their time's seconds; an event is chained a little after its time): an
+// index range on MongoDB.
 func (s *Store) DeleteAuditChains(ctx context.Context, c AuditCheckpoint) (int64, error) {
 	names := make([]string, 0, len(c.Chains))
 	for _, h := range c.Chains {
-		names = append(names, h.Chain)
+		if chainDay(h.Chain) == c.Day {
+			names = append(names, h.Chain)
+		}
 	}
 	day, err := time.Parse(time.DateOnly, c.Day)
 	if err != nil {
@@ -159,7 +162,7 @@ func (s *Store) DeleteAuditChains(ctx context.Context, c AuditCheckpoint) (int64
 	if err != nil {
 		return 0, translate(err, "audit events")
 	}
-	if _, err := s.c(colAuditChains).DeleteMany(dctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: names}}}}); err != nil {
+	if _, err := s.c(colAuditChains).DeleteMany(dctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: names}}}, {Key: "day", Value: c.Day}}); err != nil {
 		return res.DeletedCount, translate(err, "audit chains")
 	}
 	return res.DeletedCount, nil

@@ -26,11 +26,13 @@ type PruneReport struct {
 
 // PruneAudit drops the audit days older than retention (at least
 // audit.MinRetentionDays) as of now: for each day, every chain is
-// recomputed; only a day that verifies whole is pruned. Its signed
-// checkpoint is stored first, then its events and chain heads are deleted.
-// A day whose checkpoint is already stored (a run cut short, or another
-// replica's) is finished without verifying again: its checkpoint vouches
-// for it. Audit rows are deleted nowhere else.
+// recomputed; only a day that verifies whole, all its chains of that day,
+// is pruned. Its signed checkpoint is stored first, then its events and
+// chain heads are deleted. A day whose checkpoint is already stored (a run
+// cut short, or another replica's) is finished on that checkpoint's word,
+// once its signature verifies. A day that does not verify, or whose stored
+// checkpoint does not, is kept and reported, and the run goes on to the
+// next day. Audit rows are deleted nowhere else.
 func (s *Service) PruneAudit(ctx context.Context, now time.Time, retention time.Duration) (PruneReport, error) {
 	rep := PruneReport{Kept: map[string]audit.Break{}}
 	if retention < audit.MinRetentionDays*24*time.Hour {
@@ -43,32 +45,19 @@ func (s *Service) PruneAudit(ctx context.Context, now time.Time, retention time.
 	}
 	keys := jose.JSONWebKeySet{Keys: s.signer.PublicKeys()}
 	for _, day := range days {
-		cp, done, err := s.store.AuditCheckpoint(ctx, day)
+		cp, kept, err := s.checkpointFor(ctx, day, now)
 		if err != nil {
 			return rep, err
 		}
-		if !done {
-			heads, events, err := s.store.AuditDay(ctx, day)
-			if err != nil {
-				return rep, err
-			}
-			hs := auditHeads(heads)
-			if v := audit.Verify(hs, events); !v.OK() {
-				rep.Kept[day] = v.Breaks[0]
-				continue
-			}
-			c, err := audit.NewCheckpoint(day, hs, len(events), now, s.signer)
-			if err != nil {
-				return rep, err
-			}
-			if cp, err = s.store.AddAuditCheckpoint(ctx, toStoreCheckpoint(c)); err != nil {
-				return rep, err
-			}
+		if kept != nil {
+			rep.Kept[day] = *kept
+			continue
 		}
 		// Ours, or one stored before: nothing is deleted on the word of a
 		// checkpoint the service did not sign.
 		if err := FromStoreCheckpoint(cp).Verify(keys); err != nil {
-			return rep, err
+			rep.Kept[day] = audit.Break{Chain: "checkpoint/" + day, Reason: audit.BreakCheckpoint}
+			continue
 		}
 		n, err := s.store.DeleteAuditChains(ctx, cp)
 		rep.Events += n
@@ -78,6 +67,40 @@ func (s *Service) PruneAudit(ctx context.Context, now time.Time, retention time.
 		rep.Pruned = append(rep.Pruned, day)
 	}
 	return rep, nil
+}
+
+// checkpointFor returns day's stored checkpoint, or verifies the day and
+// stores a new one; or, when the day does not verify, its first break.
+func (s *Service) checkpointFor(ctx context.Context, day string, now time.Time) (store.AuditCheckpoint, *audit.Break, error) {
+	cp, done, err := s.store.AuditCheckpoint(ctx, day)
+	if err != nil || done {
+		return cp, nil, err
+	}
+	heads, events, err := s.store.AuditDay(ctx, day)
+	if err != nil {
+		return cp, nil, err
+	}
+	hs := auditHeads(heads)
+	for _, h := range hs {
+		if audit.ChainDay(h.Chain) != day {
+			// A head filed under a day not its chain's: never pruned with it.
+			return cp, &audit.Break{Chain: h.Chain, Position: h.Seq, Reason: audit.BreakHead}, nil
+		}
+	}
+	if v := audit.Verify(hs, events); !v.OK() {
+		// Another replica may be deleting this day right now: its
+		// checkpoint is then stored, and the day is finished on it.
+		if cp, done, err := s.store.AuditCheckpoint(ctx, day); err != nil || done {
+			return cp, nil, err
+		}
+		return cp, &v.Breaks[0], nil
+	}
+	c, err := audit.NewCheckpoint(day, hs, len(events), now, s.signer)
+	if err != nil {
+		return cp, nil, err
+	}
+	cp, err = s.store.AddAuditCheckpoint(ctx, toStoreCheckpoint(c))
+	return cp, nil, err
 }
 
 // AuditCheckpoints returns the checkpoints of the pruned days from..to, for
