@@ -182,8 +182,9 @@ func (a *App) Start(ctx context.Context) {
 }
 
 // pruneAuditDaily runs audit retention a minute after start, then every
-// day. A day it leaves because a chain of it does not verify is logged as
-// an error each time: evidence of tampering, for a person to look at.
+// day. A day it cannot prune (a chain that does not verify, a checkpoint
+// that does not, rows its checkpoint does not vouch for) is logged as an
+// error each time: evidence of tampering, for a person to look at.
 func pruneAuditDaily(ctx context.Context, wf *workflow.Service, retention time.Duration, log *slog.Logger) {
 	wait := time.Minute
 	for {
@@ -201,7 +202,7 @@ func pruneAuditDaily(ctx context.Context, wf *workflow.Service, retention time.D
 			log.Info("audit retention", "days_pruned", len(rep.Pruned), "first", rep.Pruned[0], "last", rep.Pruned[len(rep.Pruned)-1], "events_deleted", rep.Events)
 		}
 		for day, b := range rep.Kept {
-			log.Error("audit retention: a day past retention does not verify and is kept", "day", day, "chain", b.Chain, "position", b.Position, "reason", b.Reason)
+			log.Error("audit retention: a day past retention is kept", "day", day, "why", rep.Why[day], "chain", b.Chain, "position", b.Position, "reason", b.Reason)
 		}
 	}
 }

@@ -101,6 +101,57 @@ func (c Checkpoint) Verify(keys jose.JSONWebKeySet) error {
 	return nil
 }
 
+// Leftovers checks the rows of a day against its checkpoint, before they
+// are deleted on its word: every head must be one it names, as it names
+// it; every event must be of a chain it names, at or before that chain's
+// head, hold its own hash, link to the event before it where both are
+// there, and be the head's where it stands at the head's position. Those
+// are what a prune cut short leaves (the rows of the verified day, some
+// deleted). It returns the first row that does not fit, or nil.
+func (c Checkpoint) Leftovers(heads []ChainHead, events []domain.AuditEvent) *Break {
+	named := make(map[string]ChainHead, len(c.Chains))
+	for _, h := range c.Chains {
+		named[h.Chain] = h
+	}
+	for _, h := range heads {
+		if want, ok := named[h.Chain]; !ok || want != h {
+			return &Break{Chain: h.Chain, Position: h.Seq, Reason: BreakHead}
+		}
+	}
+	events = slices.Clone(events)
+	slices.SortStableFunc(events, func(a, b domain.AuditEvent) int {
+		if a.Chain != b.Chain {
+			return strings.Compare(a.Chain, b.Chain)
+		}
+		return int(a.Seq - b.Seq)
+	})
+	for i, e := range events {
+		h, ok := named[e.Chain]
+		var before *domain.AuditEvent
+		if i > 0 && events[i-1].Chain == e.Chain {
+			before = &events[i-1]
+		}
+		bad := func(reason string) *Break {
+			return &Break{Chain: e.Chain, Position: e.Seq, EventID: e.ID, Reason: reason}
+		}
+		switch {
+		case !ok:
+			return bad(BreakPrunedLeftover)
+		case e.Seq < 1 || e.Seq > h.Seq:
+			return bad(BreakBeyondHead)
+		case before != nil && before.Seq == e.Seq:
+			return bad(BreakInserted)
+		case Hash(e) != e.Hash:
+			return bad(BreakEdited)
+		case e.Seq == h.Seq && e.Hash != h.Hash:
+			return bad(BreakHead)
+		case e.Seq == 1 && e.Prev != "", before != nil && before.Seq+1 == e.Seq && e.Prev != before.Hash:
+			return bad(BreakLink)
+		}
+	}
+	return nil
+}
+
 // ChainDay is the day in a chain name "<instance>/<day>/<segment>".
 func ChainDay(chain string) string {
 	parts := strings.Split(chain, "/")

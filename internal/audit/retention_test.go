@@ -56,3 +56,52 @@ func TestACheckpointVouchesOnlyAsSigned(t *testing.T) {
 		assert.Equal(t, []audit.Break{{Chain: "checkpoint/2019-03-01", Reason: audit.BreakCheckpoint}}, rep.Breaks, name)
 	}
 }
+
+// What a prune cut short leaves (some rows of the verified day, its heads)
+// fits the checkpoint; a row changed, moved past the head, relinked or of
+// another chain does not.
+func TestLeftoversFitTheirCheckpointOnlyAsTheyWere(t *testing.T) {
+	sg, err := signing.Generate()
+	require.NoError(t, err)
+	at := time.Date(2019, 3, 1, 12, 0, 0, 0, time.UTC)
+	ch := audit.NewChainer(func() time.Time { return at })
+	events := make([]domain.AuditEvent, 5)
+	for i := range events {
+		events[i] = domain.AuditEvent{At: at, Subject: "s", Role: domain.RoleProvider, Operation: "CaseDetail", ResourceType: "Case", ResourceID: "c", RequestID: "r", Outcome: "ALLOWED"}
+	}
+	ch.Link(events)
+	head := audit.ChainHead{Chain: events[0].Chain, Seq: 5, Hash: events[4].Hash}
+	c, err := audit.NewCheckpoint("2019-03-01", []audit.ChainHead{head}, 5, at, sg)
+	require.NoError(t, err)
+
+	assert.Nil(t, c.Leftovers([]audit.ChainHead{head}, []domain.AuditEvent{events[4], events[1], events[2]}), "a cut-short prune's rows")
+	assert.Nil(t, c.Leftovers(nil, nil))
+
+	edited := events[2]
+	edited.Operation = "Forged"
+	relinked := events[3]
+	relinked.Prev = events[1].Hash
+	relinked.Hash = audit.Hash(relinked)
+	beyond := events[4]
+	beyond.Seq = 6
+	beyond.Hash = audit.Hash(beyond)
+	other := events[1]
+	other.Chain = "gw-x/2019-03-01/0"
+	other.Hash = audit.Hash(other)
+	for name, tc := range map[string]struct {
+		heads  []audit.ChainHead
+		events []domain.AuditEvent
+		reason string
+	}{
+		"an edited row":          {nil, []domain.AuditEvent{events[1], edited}, audit.BreakEdited},
+		"a relinked row":         {nil, []domain.AuditEvent{events[2], relinked}, audit.BreakLink},
+		"a row past the head":    {nil, []domain.AuditEvent{beyond}, audit.BreakBeyondHead},
+		"a row of another chain": {nil, []domain.AuditEvent{other}, audit.BreakPrunedLeftover},
+		"a head moved on":        {[]audit.ChainHead{{Chain: head.Chain, Seq: 6, Hash: "x"}}, nil, audit.BreakHead},
+		"a second row at a seq":  {nil, []domain.AuditEvent{events[1], events[1]}, audit.BreakInserted},
+	} {
+		b := c.Leftovers(tc.heads, tc.events)
+		require.NotNil(t, b, name)
+		assert.Equal(t, tc.reason, b.Reason, name)
+	}
+}

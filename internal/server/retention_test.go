@@ -14,6 +14,7 @@ import (
 
 	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/domain"
+	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/testenv"
 )
 
@@ -209,4 +210,69 @@ func TestAuditCheckpointsAreTrustedOnlySigned(t *testing.T) {
 		assert.Equal(t, before, count(t, db, "audit_events", bson.D{{Key: "chain", Value: todays["_id"]}}), "today's rows stay")
 		assert.EqualValues(t, 1, count(t, db, "audit_chains", bson.D{{Key: "_id", Value: todays["_id"]}}))
 	})
+}
+
+// Rows put into a day after it was pruned are never vouched for: a row
+// alone is a PRUNED_LEFTOVER break; with a head, retention finds the day
+// again and keeps it, the rows staying as evidence, since they are not
+// what its checkpoint says was there. A head of today's chain filed under
+// the pruned day keeps it too, and deletion never reaches a chain of
+// another day.
+func TestRowsPutIntoAPrunedDayAreKept(t *testing.T) {
+	env := testenv.Start(t)
+	ctx := context.Background()
+	db := rawDB(t, env)
+	chain := oldDay(t, env, "2019-08-01", 3)
+	var rows []bson.M
+	cur, err := db.Collection("audit_events").Find(ctx, bson.D{{Key: "chain", Value: chain}}, options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}))
+	require.NoError(t, err)
+	require.NoError(t, cur.All(ctx, &rows))
+	var head bson.M
+	require.NoError(t, db.Collection("audit_chains").FindOne(ctx, bson.D{{Key: "_id", Value: chain}}).Decode(&head))
+	retention := audit.MinRetentionDays * 24 * time.Hour
+	now := time.Date(2019, 8, 10, 0, 0, 0, 0, time.UTC).Add(retention)
+	rep, err := env.Workflow.PruneAudit(ctx, now, retention)
+	require.NoError(t, err)
+	require.Equal(t, []string{"2019-08-01"}, rep.Pruned)
+
+	forged := rows[1]
+	forged["operation"] = "Forged"
+	_, err = db.Collection("audit_events").InsertOne(ctx, forged)
+	require.NoError(t, err)
+	got := integrity(t, env, "2019-08-01", "2019-08-01")
+	assert.Equal(t, false, got["ok"])
+	assert.Equal(t, "PRUNED_LEFTOVER", testenv.Get(got, "breaks", 0, "reason"))
+
+	_, err = db.Collection("audit_chains").InsertOne(ctx, head)
+	require.NoError(t, err)
+	rep, err = env.Workflow.PruneAudit(ctx, now, retention)
+	require.NoError(t, err)
+	assert.Empty(t, rep.Pruned)
+	assert.Equal(t, audit.BreakEdited, rep.Kept["2019-08-01"].Reason, rep.Why["2019-08-01"])
+	assert.EqualValues(t, 2, rep.Kept["2019-08-01"].Position)
+	assert.EqualValues(t, 1, count(t, db, "audit_events", bson.D{{Key: "chain", Value: chain}}), "the forged row stays, as evidence")
+
+	// Today's chain head filed under the pruned day.
+	_, err = db.Collection("audit_events").DeleteMany(ctx, bson.D{{Key: "chain", Value: chain}})
+	require.NoError(t, err)
+	res := env.As(t, "provider", `{ cases(first: 2) { edges { node { diagnosis { code } } } } }`, nil)
+	require.Empty(t, res.Errors, res.Raw)
+	var todays bson.M
+	require.NoError(t, db.Collection("audit_chains").FindOne(ctx, bson.D{{Key: "day", Value: env.Now.UTC().Format(time.DateOnly)}}).Decode(&todays))
+	_, err = db.Collection("audit_chains").UpdateOne(ctx, bson.D{{Key: "_id", Value: todays["_id"]}}, bson.D{{Key: "$set", Value: bson.D{{Key: "day", Value: "2019-08-01"}}}})
+	require.NoError(t, err)
+	todayRows := count(t, db, "audit_events", bson.D{{Key: "chain", Value: todays["_id"]}})
+	rep, err = env.Workflow.PruneAudit(ctx, now, retention)
+	require.NoError(t, err)
+	assert.Empty(t, rep.Pruned)
+	assert.Equal(t, todays["_id"], rep.Kept["2019-08-01"].Chain)
+	assert.Equal(t, audit.BreakHead, rep.Kept["2019-08-01"].Reason)
+	assert.Equal(t, todayRows, count(t, db, "audit_events", bson.D{{Key: "chain", Value: todays["_id"]}}))
+
+	// Deletion, even asked for another day's chain, keeps to its own day.
+	n, err := env.Store.DeleteAuditChains(ctx, store.AuditCheckpoint{Day: "2019-08-01", Chains: []store.ChainHead{{Chain: todays["_id"].(string)}}})
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	assert.Equal(t, todayRows, count(t, db, "audit_events", bson.D{{Key: "chain", Value: todays["_id"]}}))
+	assert.EqualValues(t, 1, count(t, db, "audit_chains", bson.D{{Key: "_id", Value: todays["_id"]}}))
 }

@@ -137,10 +137,8 @@ func (s *Store) AddAuditCheckpoint(ctx context.Context, c AuditCheckpoint) (Audi
 // DeleteAuditChains deletes the events of a checkpointed day's chains, then
 // their heads (in that order, so a run cut short leaves the day listed by
 // AuditDaysBefore, and the next run finishes it). Only chains of the
-// checkpoint's own day are touched. The events are found by chain within
-// the _id range from the day before to the day after (audit ids start with
-// their time's seconds; an event is chained a little after its time): an
-// index range on MongoDB.
+// checkpoint's own day are touched. The events are found by chain, as
+// AuditDay found them (the {chain, seq} index on MongoDB).
 func (s *Store) DeleteAuditChains(ctx context.Context, c AuditCheckpoint) (int64, error) {
 	names := make([]string, 0, len(c.Chains))
 	for _, h := range c.Chains {
@@ -148,17 +146,9 @@ func (s *Store) DeleteAuditChains(ctx context.Context, c AuditCheckpoint) (int64
 			names = append(names, h.Chain)
 		}
 	}
-	day, err := time.Parse(time.DateOnly, c.Day)
-	if err != nil {
-		return 0, err
-	}
-	idAt := func(t time.Time) string { return NewIDAt(t)[:8] + "0000000000000000" }
 	dctx, cancel := s.op(ctx)
 	defer cancel()
-	res, err := s.c(colAudit).DeleteMany(dctx, bson.D{
-		{Key: "_id", Value: bson.D{{Key: "$gte", Value: idAt(day.AddDate(0, 0, -1))}, {Key: "$lt", Value: idAt(day.AddDate(0, 0, 2))}}},
-		{Key: "chain", Value: bson.D{{Key: "$in", Value: names}}},
-	})
+	res, err := s.c(colAudit).DeleteMany(dctx, bson.D{{Key: "chain", Value: bson.D{{Key: "$in", Value: names}}}})
 	if err != nil {
 		return 0, translate(err, "audit events")
 	}

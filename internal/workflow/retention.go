@@ -16,10 +16,13 @@ import (
 type PruneReport struct {
 	// Pruned are the days dropped (their checkpoints stored), oldest first.
 	Pruned []string
-	// Kept are the days past retention left in place because a chain of
-	// theirs did not verify, with the first break of each: a tampered day
-	// is evidence, never pruned.
+	// Kept are the days past retention left in place, with the first
+	// break of each and why (Why): a chain that does not verify, a head
+	// filed under a day not its chain's, a stored checkpoint that does not
+	// verify, or rows in a pruned day that its checkpoint does not vouch
+	// for. A tampered day is evidence, never pruned.
 	Kept map[string]audit.Break
+	Why  map[string]string
 	// Events is how many audit rows were deleted.
 	Events int64
 }
@@ -30,11 +33,11 @@ type PruneReport struct {
 // is pruned. Its signed checkpoint is stored first, then its events and
 // chain heads are deleted. A day whose checkpoint is already stored (a run
 // cut short, or another replica's) is finished on that checkpoint's word,
-// once its signature verifies. A day that does not verify, or whose stored
-// checkpoint does not, is kept and reported, and the run goes on to the
-// next day. Audit rows are deleted nowhere else.
+// once its signature verifies and the rows left fit it. A day that cannot
+// be pruned is kept and reported, and the run goes on to the next day.
+// Audit rows are deleted nowhere else.
 func (s *Service) PruneAudit(ctx context.Context, now time.Time, retention time.Duration) (PruneReport, error) {
-	rep := PruneReport{Kept: map[string]audit.Break{}}
+	rep := PruneReport{Kept: map[string]audit.Break{}, Why: map[string]string{}}
 	if retention < audit.MinRetentionDays*24*time.Hour {
 		return rep, fmt.Errorf("workflow: audit retention %s is shorter than %d days", retention, audit.MinRetentionDays)
 	}
@@ -45,18 +48,12 @@ func (s *Service) PruneAudit(ctx context.Context, now time.Time, retention time.
 	}
 	keys := jose.JSONWebKeySet{Keys: s.signer.PublicKeys()}
 	for _, day := range days {
-		cp, kept, err := s.checkpointFor(ctx, day, now)
+		cp, b, why, err := s.checkpointFor(ctx, day, now, keys)
 		if err != nil {
 			return rep, err
 		}
-		if kept != nil {
-			rep.Kept[day] = *kept
-			continue
-		}
-		// Ours, or one stored before: nothing is deleted on the word of a
-		// checkpoint the service did not sign.
-		if err := FromStoreCheckpoint(cp).Verify(keys); err != nil {
-			rep.Kept[day] = audit.Break{Chain: "checkpoint/" + day, Reason: audit.BreakCheckpoint}
+		if b != nil {
+			rep.Kept[day], rep.Why[day] = *b, why
 			continue
 		}
 		n, err := s.store.DeleteAuditChains(ctx, cp)
@@ -69,38 +66,57 @@ func (s *Service) PruneAudit(ctx context.Context, now time.Time, retention time.
 	return rep, nil
 }
 
-// checkpointFor returns day's stored checkpoint, or verifies the day and
-// stores a new one; or, when the day does not verify, its first break.
-func (s *Service) checkpointFor(ctx context.Context, day string, now time.Time) (store.AuditCheckpoint, *audit.Break, error) {
+// checkpointFor returns the checkpoint on whose word day's rows may go:
+// one stored before whose signature verifies and whose day's rows fit it,
+// or a new one, once every chain of the day verified. Otherwise it returns
+// the first break, and why.
+func (s *Service) checkpointFor(ctx context.Context, day string, now time.Time, keys jose.JSONWebKeySet) (store.AuditCheckpoint, *audit.Break, string, error) {
 	cp, done, err := s.store.AuditCheckpoint(ctx, day)
-	if err != nil || done {
-		return cp, nil, err
+	if err != nil {
+		return cp, nil, "", err
 	}
 	heads, events, err := s.store.AuditDay(ctx, day)
 	if err != nil {
-		return cp, nil, err
+		return cp, nil, "", err
 	}
 	hs := auditHeads(heads)
 	for _, h := range hs {
 		if audit.ChainDay(h.Chain) != day {
-			// A head filed under a day not its chain's: never pruned with it.
-			return cp, &audit.Break{Chain: h.Chain, Position: h.Seq, Reason: audit.BreakHead}, nil
+			return cp, &audit.Break{Chain: h.Chain, Position: h.Seq, Reason: audit.BreakHead}, "a chain head is filed under a day not its chain's", nil
 		}
 	}
-	if v := audit.Verify(hs, events); !v.OK() {
-		// Another replica may be deleting this day right now: its
-		// checkpoint is then stored, and the day is finished on it.
-		if cp, done, err := s.store.AuditCheckpoint(ctx, day); err != nil || done {
-			return cp, nil, err
+	if !done {
+		v := audit.Verify(hs, events)
+		if v.OK() {
+			c, err := audit.NewCheckpoint(day, hs, len(events), now, s.signer)
+			if err != nil {
+				return cp, nil, "", err
+			}
+			cp, err = s.store.AddAuditCheckpoint(ctx, toStoreCheckpoint(c))
+			if err != nil {
+				return cp, nil, "", err
+			}
+		} else {
+			// Another replica may be deleting this day right now: its
+			// checkpoint is then stored, and the day is finished on it.
+			if cp, done, err = s.store.AuditCheckpoint(ctx, day); err != nil {
+				return cp, nil, "", err
+			}
+			if !done {
+				return cp, &v.Breaks[0], "a chain of the day does not verify", nil
+			}
 		}
-		return cp, &v.Breaks[0], nil
 	}
-	c, err := audit.NewCheckpoint(day, hs, len(events), now, s.signer)
-	if err != nil {
-		return cp, nil, err
+	c := FromStoreCheckpoint(cp)
+	// Ours, or one stored before: nothing is deleted on the word of a
+	// checkpoint the service did not sign.
+	if err := c.Verify(keys); err != nil {
+		return cp, &audit.Break{Chain: "checkpoint/" + day, Reason: audit.BreakCheckpoint}, err.Error(), nil
 	}
-	cp, err = s.store.AddAuditCheckpoint(ctx, toStoreCheckpoint(c))
-	return cp, nil, err
+	if b := c.Leftovers(hs, events); b != nil {
+		return cp, b, "rows of the day that its checkpoint does not vouch for", nil
+	}
+	return cp, nil, "", nil
 }
 
 // AuditCheckpoints returns the checkpoints of the pruned days from..to, for
