@@ -28,11 +28,7 @@ func auditIntegrity(ctx context.Context, st *workflow.Service, p domain.Principa
 	if err != nil {
 		return nil, err
 	}
-	hs := make([]audit.ChainHead, 0, len(heads))
-	for _, h := range heads {
-		hs = append(hs, audit.ChainHead{Chain: h.Chain, Seq: h.Seq, Hash: h.Hash})
-	}
-	rep := audit.VerifyPeriod(hs, events, checkpoints, st.AuditKeys())
+	rep := audit.VerifyPeriod(workflow.AuditHeads(heads), events, checkpoints, st.AuditKeys())
 	out := &model.AuditIntegrity{Ok: rep.OK(), Chains: rep.Chains, Events: rep.Events, PrunedChains: rep.Pruned, Breaks: []model.AuditChainBreak{}}
 	for _, b := range rep.Breaks {
 		ab := model.AuditChainBreak{Chain: b.Chain, Position: int(b.Position), Reason: b.Reason}

@@ -7,11 +7,12 @@
 // file, or the URL of the gateway's /.well-known/jwks.json): the end line's
 // signature, the digest of every line before it, the signed chain list and
 // the counts; an export failing one is refused, and the check that failed
-// is named.
+// is named. An export cut short, or a line that is not JSON, is an error.
 //
 // Read from the database (-uri), a period that audit retention pruned is
 // vouched for by its days' signed checkpoints, checked with -jwks too;
-// without -jwks a checkpoint is not taken on trust (a CHECKPOINT break). An export cut short, or a line that is not JSON, is an error.
+// without -jwks a checkpoint is not taken on trust (a CHECKPOINT break).
+//
 // Exit status 0: every chain verified; 1: a break or a refused export; 2:
 // an error.
 package main
@@ -202,10 +203,6 @@ func readStore(ctx context.Context, uri, db, from, to string) ([]audit.ChainHead
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	heads := make([]audit.ChainHead, 0, len(hs))
-	for _, h := range hs {
-		heads = append(heads, audit.ChainHead{Chain: h.Chain, Seq: h.Seq, Hash: h.Hash})
-	}
 	cps, err := st.AuditCheckpoints(ctx, operator, f, t)
 	if err != nil {
 		return nil, nil, nil, err
@@ -214,5 +211,5 @@ func readStore(ctx context.Context, uri, db, from, to string) ([]audit.ChainHead
 	for _, c := range cps {
 		checkpoints = append(checkpoints, workflow.FromStoreCheckpoint(c))
 	}
-	return heads, events, checkpoints, nil
+	return workflow.AuditHeads(hs), events, checkpoints, nil
 }

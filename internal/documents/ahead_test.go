@@ -29,7 +29,7 @@ func sealedFile(t *testing.T, plain []byte) (string, *keys.DataKey) {
 	return sealedFileAs(t, plain, keys.NewDataKey)
 }
 
-func sealedFileAs(t *testing.T, plain []byte, newKey func() (*keys.DataKey, error)) (string, *keys.DataKey) {
+func sealedFileAs(t testing.TB, plain []byte, newKey func() (*keys.DataKey, error)) (string, *keys.DataKey) {
 	t.Helper()
 	dk, err := newKey()
 	require.NoError(t, err)
@@ -308,24 +308,17 @@ func TestDecryptAheadSharesTheCPUsBetweenDownloads(t *testing.T) {
 // DARE file on disk read through DecryptAt and the reader ahead, without
 // the link's open (its rights check and the case read).
 func BenchmarkDecryptAhead20MiB(b *testing.B) {
-	dk, err := keys.NewDataKey()
-	require.NoError(b, err)
 	plain := make([]byte, 20<<20)
-	_, err = rand.Read(plain)
+	_, err := rand.Read(plain)
 	require.NoError(b, err)
-	var sealed bytes.Buffer
-	w, err := dk.Encrypt(&sealed)
+	path, dk := sealedFileAs(b, plain, keys.NewDataKey)
+	fi, err := os.Stat(path)
 	require.NoError(b, err)
-	_, err = w.Write(plain)
-	require.NoError(b, err)
-	require.NoError(b, w.Close())
-	path := filepath.Join(b.TempDir(), "blob")
-	require.NoError(b, os.WriteFile(path, sealed.Bytes(), 0o600))
 	b.SetBytes(int64(len(plain)))
 	for b.Loop() {
 		f, err := os.Open(path)
 		require.NoError(b, err)
-		at, n, err := dk.DecryptAt(f, int64(sealed.Len()))
+		at, n, err := dk.DecryptAt(f, fi.Size())
 		require.NoError(b, err)
 		r := newAheadReader(at, n, f.Close)
 		_, err = io.Copy(io.Discard, r)

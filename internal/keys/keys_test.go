@@ -86,16 +86,9 @@ func TestUnwrapRefusesWhatIsNoDataKey(t *testing.T) {
 // A read at the plaintext's end returns io.EOF and nothing else, as
 // io.ReaderAt asks; one that reaches the end returns its bytes and io.EOF.
 func TestDecryptAtEndsWithEOF(t *testing.T) {
-	dk, err := keys.NewDataKey()
-	require.NoError(t, err)
 	plain := bytes.Repeat([]byte("clinic letter "), 10000)
-	var sealed bytes.Buffer
-	w, err := dk.Encrypt(&sealed)
-	require.NoError(t, err)
-	_, err = w.Write(plain)
-	require.NoError(t, err)
-	require.NoError(t, w.Close())
-	at, size, err := dk.DecryptAt(bytes.NewReader(sealed.Bytes()), int64(sealed.Len()))
+	dk, sealed := sealedDARE(t, plain)
+	at, size, err := dk.DecryptAt(bytes.NewReader(sealed), int64(len(sealed)))
 	require.NoError(t, err)
 	require.EqualValues(t, len(plain), size)
 

@@ -54,6 +54,20 @@ func count(t *testing.T, db *mongo.Database, coll string, filter bson.D) int64 {
 	return n
 }
 
+// chainRows reads a chain's events, by position, and its head, as they are
+// stored.
+func chainRows(t *testing.T, db *mongo.Database, chain string) ([]bson.M, bson.M) {
+	t.Helper()
+	ctx := context.Background()
+	var rows []bson.M
+	cur, err := db.Collection("audit_events").Find(ctx, bson.D{{Key: "chain", Value: chain}}, options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}))
+	require.NoError(t, err)
+	require.NoError(t, cur.All(ctx, &rows))
+	var head bson.M
+	require.NoError(t, db.Collection("audit_chains").FindOne(ctx, bson.D{{Key: "_id", Value: chain}}).Decode(&head))
+	return rows, head
+}
+
 func integrity(t *testing.T, env *testenv.Env, from, to string) map[string]any {
 	t.Helper()
 	res := env.As(t, "coordinator", integrityPrunedDoc, map[string]any{"from": from + "T00:00:00Z", "to": to + "T00:00:00Z"})
@@ -137,12 +151,11 @@ func TestAuditCheckpointsAreTrustedOnlySigned(t *testing.T) {
 	ctx := context.Background()
 	db := rawDB(t, env)
 	chain := oldDay(t, env, "2019-05-01", 3)
-	var rows []any
-	cur, err := db.Collection("audit_events").Find(ctx, bson.D{{Key: "chain", Value: chain}})
-	require.NoError(t, err)
-	require.NoError(t, cur.All(ctx, &rows))
-	var head bson.M
-	require.NoError(t, db.Collection("audit_chains").FindOne(ctx, bson.D{{Key: "_id", Value: chain}}).Decode(&head))
+	stored, head := chainRows(t, db, chain)
+	rows := make([]any, len(stored))
+	for i, r := range stored {
+		rows[i] = r
+	}
 
 	retention := audit.MinRetentionDays * 24 * time.Hour
 	now := time.Date(2019, 5, 10, 0, 0, 0, 0, time.UTC).Add(retention)
@@ -223,12 +236,7 @@ func TestRowsPutIntoAPrunedDayAreKept(t *testing.T) {
 	ctx := context.Background()
 	db := rawDB(t, env)
 	chain := oldDay(t, env, "2019-08-01", 3)
-	var rows []bson.M
-	cur, err := db.Collection("audit_events").Find(ctx, bson.D{{Key: "chain", Value: chain}}, options.Find().SetSort(bson.D{{Key: "seq", Value: 1}}))
-	require.NoError(t, err)
-	require.NoError(t, cur.All(ctx, &rows))
-	var head bson.M
-	require.NoError(t, db.Collection("audit_chains").FindOne(ctx, bson.D{{Key: "_id", Value: chain}}).Decode(&head))
+	rows, head := chainRows(t, db, chain)
 	retention := audit.MinRetentionDays * 24 * time.Hour
 	now := time.Date(2019, 8, 10, 0, 0, 0, 0, time.UTC).Add(retention)
 	rep, err := env.Workflow.PruneAudit(ctx, now, retention)

@@ -46,7 +46,7 @@ func (s *Service) PruneAudit(ctx context.Context, now time.Time, retention time.
 	if err != nil {
 		return rep, err
 	}
-	keys := jose.JSONWebKeySet{Keys: s.signer.PublicKeys()}
+	keys := s.AuditKeys()
 	for _, day := range days {
 		cp, b, why, err := s.checkpointFor(ctx, day, now, keys)
 		if err != nil {
@@ -79,7 +79,7 @@ func (s *Service) checkpointFor(ctx context.Context, day string, now time.Time, 
 	if err != nil {
 		return cp, nil, "", err
 	}
-	hs := auditHeads(heads)
+	hs := AuditHeads(heads)
 	for _, h := range hs {
 		if audit.ChainDay(h.Chain) != day {
 			return cp, &audit.Break{Chain: h.Chain, Position: h.Seq, Reason: audit.BreakHead}, "a chain head is filed under a day not its chain's", nil
@@ -139,7 +139,8 @@ func (s *Service) AuditKeys() jose.JSONWebKeySet {
 	return jose.JSONWebKeySet{Keys: s.signer.PublicKeys()}
 }
 
-func auditHeads(heads []store.ChainHead) []audit.ChainHead {
+// AuditHeads are the store's chain heads in the audit package's form.
+func AuditHeads(heads []store.ChainHead) []audit.ChainHead {
 	out := make([]audit.ChainHead, 0, len(heads))
 	for _, h := range heads {
 		out = append(out, audit.ChainHead{Chain: h.Chain, Seq: h.Seq, Hash: h.Hash})
