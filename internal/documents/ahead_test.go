@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -348,4 +349,83 @@ func TestDecryptAheadStopsAtAShortWrite(t *testing.T) {
 	require.ErrorIs(t, err, io.ErrShortWrite)
 	assert.EqualValues(t, 1000, n)
 	assert.Equal(t, plain[:1000], w.Bytes())
+}
+
+// farthestFile records the farthest segment a read started at.
+type farthestFile struct {
+	io.ReaderAt
+	farthest atomic.Int64
+}
+
+func (f *farthestFile) ReadAt(p []byte, off int64) (int, error) {
+	for {
+		seg := off / aheadSegment
+		top := f.farthest.Load()
+		if seg <= top || f.farthest.CompareAndSwap(top, seg) {
+			break
+		}
+	}
+	return f.ReaderAt.ReadAt(p, off)
+}
+
+// A reader that does not read on is not decrypted for beyond its ring: a
+// download holds at most aheadWorkers+1 segments, whatever its size.
+func TestDecryptAheadGoesNoFurtherThanItsRing(t *testing.T) {
+	plain := randomBytes(t, 40*aheadSegment)
+	f := &farthestFile{ReaderAt: bytes.NewReader(plain)}
+	r := newAheadReader(f, int64(len(plain)), func() error { return nil })
+	defer func() { require.NoError(t, r.Close()) }()
+	first := make([]byte, 10)
+	_, err := io.ReadFull(r, first)
+	require.NoError(t, err)
+	// The helpers have all the time they want to run ahead.
+	time.Sleep(50 * time.Millisecond)
+	assert.LessOrEqual(t, f.farthest.Load(), int64(aheadWorkers), "segment 0 is being read: at most the ring's other slots are filled")
+	if runtime.GOMAXPROCS(0) > 1 {
+		assert.Positive(t, f.farthest.Load(), "a helper decrypts ahead")
+	}
+	rest, err := io.ReadAll(r)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(plain, append(first, rest...)))
+}
+
+// blockingWriter takes its first Write, then waits on release before each
+// further one.
+type blockingWriter struct {
+	started chan struct{}
+	release chan struct{}
+	writes  int
+}
+
+func (w *blockingWriter) Write(p []byte) (int, error) {
+	w.writes++
+	if w.writes == 1 {
+		close(w.started)
+	} else {
+		<-w.release
+	}
+	return len(p), nil
+}
+
+// A download closed from another goroutine while it is being written out
+// (the server shutting down under a slow client) ends in errClosed, and
+// the file is closed once no one reads it.
+func TestDecryptAheadClosedWhileWritingOut(t *testing.T) {
+	plain := randomBytes(t, 12*aheadSegment)
+	f := &countingFile{ReaderAt: bytes.NewReader(plain)}
+	r := newAheadReader(f, int64(len(plain)), f.Close)
+	w := &blockingWriter{started: make(chan struct{}), release: make(chan struct{})}
+	done := make(chan error)
+	go func() {
+		_, err := r.WriteTo(w)
+		done <- err
+	}()
+	<-w.started
+	require.NoError(t, r.Close())
+	close(w.release)
+	require.ErrorIs(t, <-done, errClosed)
+	assert.EqualValues(t, 1, f.closes.Load())
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	assert.Zero(t, f.readsAfter, "no one reads the file after it is closed")
 }
