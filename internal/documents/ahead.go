@@ -38,25 +38,32 @@ var segmentPool = sync.Pool{New: func() any { b := make([]byte, aheadSegment); r
 // blocked for want of the buffers it had not given back (a download
 // decrypted 20 MiB in 4.4 ms where two independent goroutines take 2.7).
 //
-// Segments go round a ring of aheadWorkers+1 buffers, so a download holds
-// at most that many (1.25 MiB) whatever its size; no one decrypts further
-// ahead of the reader than the ring. decryptSlots bound the work of all
-// downloads together: a segment is decrypted only with a slot.
+// Each decrypting goroutine has buffers of its own (aheadBuffers), and a
+// segment is decrypted into one of its decrypter's: a buffer written by
+// one core and then by the other moves between their caches, and when the
+// two cores shared their buffers the decryption took a third longer. A
+// download holds at most aheadBuffers a goroutine (1 MiB with two CPUs,
+// 2 MiB at most), whatever its size: no one decrypts further ahead of the
+// reader than that. decryptSlots bound the work of all downloads together:
+// a segment is decrypted only with a slot.
 type aheadReader struct {
 	src  io.ReaderAt
 	size int64
 	stop chan struct{} // closed by Close
 
 	mu      sync.Mutex
-	changed *sync.Cond // a segment was filled or consumed, or Close
-	ring    []ringSlot
-	next    int64 // the first segment no one has taken
-	head    int64 // the segment being returned; those before it are done
+	changed *sync.Cond  // a segment was filled or consumed, or Close
+	ring    []ringSlot  // segment i is in ring[i%len(ring)]
+	free    [][]*[]byte // each decrypter's buffers not in use; 0 is the reader
+	next    int64       // the first segment no one has taken
+	head    int64       // the segment being returned; those before it are done
+	held    bool        // segment head's buffer is still the reader's to give back
 	closed  bool
 
-	cur   []byte // what Read has not returned yet of segment head
-	err   error  // segment head's error, returned once cur is empty
-	held  bool   // segment head's slot is still the reader's
+	// The reader's own: what Read has not returned yet of segment head,
+	// and that segment's error, returned once cur is empty.
+	cur   []byte
+	err   error
 	work  sync.WaitGroup
 	close func() error // closes the file, once no one reads it
 	once  sync.Once
@@ -65,10 +72,15 @@ type aheadReader struct {
 
 type ringSlot struct {
 	buf    *[]byte
+	owner  int // whose buffer
 	n      int
 	err    error
 	filled bool
 }
+
+// aheadBuffers is how many segment buffers each decrypting goroutine of a
+// download has.
+const aheadBuffers = 2
 
 // errClosed is what a read after Close returns.
 var errClosed = errors.New("documents: the download was closed")
@@ -76,44 +88,53 @@ var errClosed = errors.New("documents: the download was closed")
 // newAheadReader reads src, size bytes; closeFile is called once no one
 // reads src any more.
 func newAheadReader(src io.ReaderAt, size int64, closeFile func() error) *aheadReader {
-	helpers := min(aheadWorkers, max(1, runtime.GOMAXPROCS(0))) - 1
+	decrypters := min(aheadWorkers, max(1, runtime.GOMAXPROCS(0)))
 	r := &aheadReader{
 		src: src, size: size, stop: make(chan struct{}),
-		ring:  make([]ringSlot, aheadWorkers+1),
+		ring:  make([]ringSlot, decrypters*aheadBuffers),
+		free:  make([][]*[]byte, decrypters),
 		close: closeFile,
 	}
 	r.changed = sync.NewCond(&r.mu)
-	for range helpers {
+	for d := range r.free {
+		for range aheadBuffers {
+			r.free[d] = append(r.free[d], segmentPool.Get().(*[]byte))
+		}
+	}
+	for d := 1; d < decrypters; d++ {
 		r.work.Add(1)
-		go r.help()
+		go r.help(d)
 	}
 	return r
 }
 
 func (r *aheadReader) segments() int64 { return (r.size + aheadSegment - 1) / aheadSegment }
 
-// takeLocked takes the next segment for decryption, if there is one no one
-// has taken within the ring's reach: its index, or -1. r.mu is held.
-func (r *aheadReader) takeLocked() int64 {
-	if r.closed || r.next >= r.segments() || r.next >= r.head+int64(len(r.ring)) {
-		return -1
+// takeLocked takes the next segment for decrypter d to decrypt into one of
+// its buffers, if there is one no one has taken within the ring's reach
+// and d has a buffer free: its index, or -1. r.mu is held.
+func (r *aheadReader) takeLocked(d int) (int64, *[]byte) {
+	if r.closed || r.next >= r.segments() || r.next >= r.head+int64(len(r.ring)) || len(r.free[d]) == 0 {
+		return -1, nil
 	}
 	i := r.next
 	r.next++
+	buf := r.free[d][len(r.free[d])-1]
+	r.free[d] = r.free[d][:len(r.free[d])-1]
 	r.work.Add(1)
-	return i
+	return i, buf
 }
 
-// help decrypts segments ahead of the reader until there are none left or
-// the download is closed.
-func (r *aheadReader) help() {
+// help is decrypter d: it decrypts segments ahead of the reader until
+// there are none left or the download is closed.
+func (r *aheadReader) help(d int) {
 	defer r.work.Done()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for !r.closed && r.next < r.segments() {
-		if i := r.takeLocked(); i >= 0 {
+		if i, buf := r.takeLocked(d); i >= 0 {
 			r.mu.Unlock()
-			r.decrypt(i)
+			r.decrypt(i, d, buf)
 			r.mu.Lock()
 			continue
 		}
@@ -121,14 +142,13 @@ func (r *aheadReader) help() {
 	}
 }
 
-// decrypt reads segment i into its slot's buffer, with a slot of
+// decrypt reads segment i into buf, decrypter d's, with a slot of
 // decryptSlots, and marks it filled. The caller took it (takeLocked) and
 // does not hold r.mu.
-func (r *aheadReader) decrypt(i int64) {
+func (r *aheadReader) decrypt(i int64, d int, buf *[]byte) {
 	defer r.work.Done()
 	off := i * aheadSegment
 	n := int(min(aheadSegment, r.size-off))
-	buf := segmentPool.Get().(*[]byte)
 	var got int
 	var err error
 	select {
@@ -149,7 +169,7 @@ func (r *aheadReader) decrypt(i int64) {
 		err = io.ErrUnexpectedEOF
 	}
 	r.mu.Lock()
-	r.ring[i%int64(len(r.ring))] = ringSlot{buf: buf, n: got, err: err, filled: true}
+	r.ring[i%int64(len(r.ring))] = ringSlot{buf: buf, owner: d, n: got, err: err, filled: true}
 	r.changed.Broadcast()
 	r.mu.Unlock()
 }
@@ -161,7 +181,7 @@ func (r *aheadReader) advance() {
 	defer r.mu.Unlock()
 	if r.held {
 		s := &r.ring[r.head%int64(len(r.ring))]
-		segmentPool.Put(s.buf)
+		r.free[s.owner] = append(r.free[s.owner], s.buf)
 		*s = ringSlot{}
 		r.head++
 		r.held = false
@@ -180,9 +200,9 @@ func (r *aheadReader) advance() {
 			r.cur, r.err, r.held = (*s.buf)[:s.n], s.err, true
 			return
 		}
-		if i := r.takeLocked(); i >= 0 {
+		if i, buf := r.takeLocked(0); i >= 0 {
 			r.mu.Unlock()
-			r.decrypt(i)
+			r.decrypt(i, 0, buf)
 			r.mu.Lock()
 			continue
 		}
@@ -241,6 +261,23 @@ func (r *aheadReader) Close() error {
 		r.mu.Unlock()
 		r.work.Wait()
 		r.cerr = r.close()
+		// No one decrypts any more: the buffers go back to the pool, but
+		// for the one the reader may still be writing out (Close can come
+		// from another goroutine), which the collector takes.
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for d, free := range r.free {
+			for _, b := range free {
+				segmentPool.Put(b)
+			}
+			r.free[d] = nil
+		}
+		for i := range r.ring {
+			if s := &r.ring[i]; s.buf != nil && !(r.held && int64(i) == r.head%int64(len(r.ring))) {
+				segmentPool.Put(s.buf)
+				*s = ringSlot{}
+			}
+		}
 	})
 	return r.cerr
 }

@@ -368,8 +368,9 @@ func (f *farthestFile) ReadAt(p []byte, off int64) (int, error) {
 	return f.ReaderAt.ReadAt(p, off)
 }
 
-// A reader that does not read on is not decrypted for beyond its ring: a
-// download holds at most aheadWorkers+1 segments, whatever its size.
+// A reader that does not read on is not decrypted for beyond its buffers:
+// a download holds at most aheadBuffers segments a decrypting goroutine,
+// whatever its size.
 func TestDecryptAheadGoesNoFurtherThanItsRing(t *testing.T) {
 	plain := randomBytes(t, 40*aheadSegment)
 	f := &farthestFile{ReaderAt: bytes.NewReader(plain)}
@@ -380,7 +381,8 @@ func TestDecryptAheadGoesNoFurtherThanItsRing(t *testing.T) {
 	require.NoError(t, err)
 	// The helpers have all the time they want to run ahead.
 	time.Sleep(50 * time.Millisecond)
-	assert.LessOrEqual(t, f.farthest.Load(), int64(aheadWorkers), "segment 0 is being read: at most the ring's other slots are filled")
+	decrypters := min(aheadWorkers, runtime.GOMAXPROCS(0))
+	assert.LessOrEqual(t, f.farthest.Load(), int64(decrypters*aheadBuffers-1), "segment 0 is being read: at most the other buffers are filled")
 	if runtime.GOMAXPROCS(0) > 1 {
 		assert.Positive(t, f.farthest.Load(), "a helper decrypts ahead")
 	}
@@ -389,27 +391,30 @@ func TestDecryptAheadGoesNoFurtherThanItsRing(t *testing.T) {
 	assert.True(t, bytes.Equal(plain, append(first, rest...)))
 }
 
-// blockingWriter takes its first Write, then waits on release before each
-// further one.
+// blockingWriter says when its first Write has started, and that Write
+// waits on release; it keeps what it was given, once it takes it.
 type blockingWriter struct {
 	started chan struct{}
 	release chan struct{}
 	writes  int
+	got     []byte
 }
 
 func (w *blockingWriter) Write(p []byte) (int, error) {
 	w.writes++
 	if w.writes == 1 {
 		close(w.started)
-	} else {
 		<-w.release
 	}
+	w.got = append(w.got, p...)
 	return len(p), nil
 }
 
 // A download closed from another goroutine while it is being written out
-// (the server shutting down under a slow client) ends in errClosed, and
-// the file is closed once no one reads it.
+// (the server shutting down under a slow client) ends in errClosed, the
+// file is closed once no one reads it, and the segment being written out
+// is not handed to another download meanwhile: the client gets the file's
+// bytes, never another's.
 func TestDecryptAheadClosedWhileWritingOut(t *testing.T) {
 	plain := randomBytes(t, 12*aheadSegment)
 	f := &countingFile{ReaderAt: bytes.NewReader(plain)}
@@ -422,8 +427,18 @@ func TestDecryptAheadClosedWhileWritingOut(t *testing.T) {
 	}()
 	<-w.started
 	require.NoError(t, r.Close())
+	// Other downloads take the buffers Close gave back and fill them.
+	other := randomBytes(t, 12*aheadSegment)
+	for range 4 {
+		o := newAheadReader(bytes.NewReader(other), int64(len(other)), func() error { return nil })
+		_, err := io.Copy(io.Discard, o)
+		require.NoError(t, err)
+		require.NoError(t, o.Close())
+	}
 	close(w.release)
 	require.ErrorIs(t, <-done, errClosed)
+	assert.Len(t, w.got, aheadSegment, "the segment being written out was written, and no other")
+	assert.True(t, bytes.Equal(plain[:len(w.got)], w.got), "what was written out is the file's")
 	assert.EqualValues(t, 1, f.closes.Load())
 	f.mu.Lock()
 	defer f.mu.Unlock()
