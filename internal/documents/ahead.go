@@ -55,6 +55,7 @@ type aheadReader struct {
 	changed *sync.Cond  // a segment was filled or consumed, or Close
 	ring    []ringSlot  // segment i is in ring[i%len(ring)]
 	free    [][]*[]byte // each decrypter's buffers not in use; 0 is the reader
+	owned   []int       // how many buffers each decrypter has taken from the pool
 	next    int64       // the first segment no one has taken
 	head    int64       // the segment being returned; those before it are done
 	held    bool        // segment head's buffer is still the reader's to give back
@@ -88,19 +89,15 @@ var errClosed = errors.New("documents: the download was closed")
 // newAheadReader reads src, size bytes; closeFile is called once no one
 // reads src any more.
 func newAheadReader(src io.ReaderAt, size int64, closeFile func() error) *aheadReader {
-	decrypters := min(aheadWorkers, max(1, runtime.GOMAXPROCS(0)))
-	r := &aheadReader{
-		src: src, size: size, stop: make(chan struct{}),
-		ring:  make([]ringSlot, decrypters*aheadBuffers),
-		free:  make([][]*[]byte, decrypters),
-		close: closeFile,
-	}
+	r := &aheadReader{src: src, size: size, stop: make(chan struct{}), close: closeFile}
+	// A file of a few segments gets no more decrypters than it has
+	// segments, and a decrypter takes its buffers from the pool as it
+	// needs them: most documents are a segment or two.
+	decrypters := int(min(int64(min(aheadWorkers, max(1, runtime.GOMAXPROCS(0)))), max(1, r.segments())))
+	r.ring = make([]ringSlot, decrypters*aheadBuffers)
+	r.free = make([][]*[]byte, decrypters)
+	r.owned = make([]int, decrypters)
 	r.changed = sync.NewCond(&r.mu)
-	for d := range r.free {
-		for range aheadBuffers {
-			r.free[d] = append(r.free[d], segmentPool.Get().(*[]byte))
-		}
-	}
 	for d := 1; d < decrypters; d++ {
 		r.work.Add(1)
 		go r.help(d)
@@ -114,13 +111,22 @@ func (r *aheadReader) segments() int64 { return (r.size + aheadSegment - 1) / ah
 // its buffers, if there is one no one has taken within the ring's reach
 // and d has a buffer free: its index, or -1. r.mu is held.
 func (r *aheadReader) takeLocked(d int) (int64, *[]byte) {
-	if r.closed || r.next >= r.segments() || r.next >= r.head+int64(len(r.ring)) || len(r.free[d]) == 0 {
+	if r.closed || r.next >= r.segments() || r.next >= r.head+int64(len(r.ring)) {
+		return -1, nil
+	}
+	var buf *[]byte
+	switch {
+	case len(r.free[d]) > 0:
+		buf = r.free[d][len(r.free[d])-1]
+		r.free[d] = r.free[d][:len(r.free[d])-1]
+	case r.owned[d] < aheadBuffers:
+		buf = segmentPool.Get().(*[]byte)
+		r.owned[d]++
+	default:
 		return -1, nil
 	}
 	i := r.next
 	r.next++
-	buf := r.free[d][len(r.free[d])-1]
-	r.free[d] = r.free[d][:len(r.free[d])-1]
 	r.work.Add(1)
 	return i, buf
 }
@@ -150,13 +156,16 @@ func (r *aheadReader) decrypt(i int64, d int, buf *[]byte) {
 	off := i * aheadSegment
 	n := int(min(aheadSegment, r.size-off))
 	var got int
-	var err error
+	err := errClosed
 	select {
-	case decryptSlots <- struct{}{}:
-		got, err = r.src.ReadAt((*buf)[:n], off)
-		<-decryptSlots
-	case <-r.stop:
-		err = errClosed
+	case <-r.stop: // closed meanwhile: nothing to decrypt for
+	default:
+		select {
+		case decryptSlots <- struct{}{}:
+			got, err = r.src.ReadAt((*buf)[:n], off)
+			<-decryptSlots
+		case <-r.stop:
+		}
 	}
 	switch {
 	case errors.Is(err, errClosed):
@@ -197,7 +206,9 @@ func (r *aheadReader) advance() {
 			return
 		}
 		if s := r.ring[r.head%int64(len(r.ring))]; s.filled {
-			r.cur, r.err, r.held = (*s.buf)[:s.n], s.err, true
+			// Capped at its length: a Write given it cannot reach
+			// past the segment into what the buffer held before.
+			r.cur, r.err, r.held = (*s.buf)[:s.n:s.n], s.err, true
 			return
 		}
 		if i, buf := r.takeLocked(0); i >= 0 {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -443,4 +444,124 @@ func TestDecryptAheadClosedWhileWritingOut(t *testing.T) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	assert.Zero(t, f.readsAfter, "no one reads the file after it is closed")
+}
+
+// withProcs runs f with GOMAXPROCS at n, so that the helpers a download
+// starts (one fewer than the CPUs) are as on a machine of n CPUs.
+func withProcs(t *testing.T, n int, f func(t *testing.T)) {
+	t.Run(fmt.Sprintf("%d CPUs", n), func(t *testing.T) {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))
+		f(t)
+	})
+}
+
+// Downloads closed at any moment, by two goroutines at once, while their
+// bodies are read or written out and other downloads take buffers from the
+// pool: no one reads the file after it is closed, and what the client got
+// is the file's bytes.
+func TestDecryptAheadClosedAtAnyMoment(t *testing.T) {
+	plain := randomBytes(t, 9*aheadSegment+5)
+	other := randomBytes(t, 9*aheadSegment+5)
+	for _, procs := range []int{1, 2, 4} {
+		withProcs(t, procs, func(t *testing.T) {
+			var churn sync.WaitGroup
+			stop := make(chan struct{})
+			churn.Add(1)
+			go func() {
+				defer churn.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					o := newAheadReader(bytes.NewReader(other), int64(len(other)), func() error { return nil })
+					_, _ = io.Copy(io.Discard, o)
+					_ = o.Close()
+				}
+			}()
+			defer func() { close(stop); churn.Wait() }()
+			for round := range 60 {
+				f := &countingFile{ReaderAt: bytes.NewReader(plain)}
+				r := newAheadReader(f, int64(len(plain)), f.Close)
+				var out bytes.Buffer
+				done := make(chan error, 1)
+				go func() {
+					if round%2 == 0 {
+						_, err := r.WriteTo(&out)
+						done <- err
+						return
+					}
+					buf := make([]byte, 100_000)
+					for {
+						n, err := r.Read(buf)
+						out.Write(buf[:n])
+						if err != nil {
+							done <- err
+							return
+						}
+					}
+				}()
+				time.Sleep(time.Duration(round%7) * 100 * time.Microsecond)
+				var closers sync.WaitGroup
+				for range 2 {
+					closers.Add(1)
+					go func() {
+						defer closers.Done()
+						assert.NoError(t, r.Close())
+					}()
+				}
+				closers.Wait()
+				err := <-done
+				if err != nil && !errors.Is(err, errClosed) {
+					t.Fatalf("round %d: %v", round, err)
+				}
+				require.True(t, bytes.Equal(plain[:out.Len()], out.Bytes()), "round %d: the client got the file's bytes", round)
+				assert.EqualValues(t, 1, f.closes.Load())
+				f.mu.Lock()
+				assert.Zero(t, f.readsAfter, "round %d: no read of the file after it is closed", round)
+				f.mu.Unlock()
+			}
+		})
+	}
+}
+
+// A file shorter than its record says ends in io.ErrUnexpectedEOF after
+// the bytes it has, read or written out; never in a clean end.
+func TestDecryptAheadRefusesAShortFile(t *testing.T) {
+	plain := randomBytes(t, 3*aheadSegment)
+	short := plain[:2*aheadSegment+100]
+	for _, procs := range []int{1, 2, 4} {
+		withProcs(t, procs, func(t *testing.T) {
+			r := newAheadReader(bytes.NewReader(short), int64(len(plain)), func() error { return nil })
+			got, err := io.ReadAll(r)
+			require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+			assert.True(t, bytes.Equal(short, got))
+			require.NoError(t, r.Close())
+
+			r = newAheadReader(bytes.NewReader(short), int64(len(plain)), func() error { return nil })
+			var out bytes.Buffer
+			_, err = r.WriteTo(&out)
+			require.ErrorIs(t, err, io.ErrUnexpectedEOF)
+			assert.True(t, bytes.Equal(short, out.Bytes()))
+			require.NoError(t, r.Close())
+		})
+	}
+}
+
+// A document of one segment, the common case, starts no helper and takes
+// one buffer from the pool, however many CPUs there are.
+func TestDecryptAheadTakesWhatASmallFileNeeds(t *testing.T) {
+	withProcs(t, 4, func(t *testing.T) {
+		plain := randomBytes(t, 200_000)
+		r := newAheadReader(bytes.NewReader(plain), int64(len(plain)), func() error { return nil })
+		got, err := io.ReadAll(r)
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(plain, got))
+		r.mu.Lock()
+		assert.Len(t, r.owned, 1, "one decrypter: the reader")
+		assert.Equal(t, 1, r.owned[0], "one buffer")
+		r.mu.Unlock()
+		require.NoError(t, r.Close())
+	})
 }
