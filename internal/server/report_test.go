@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -88,8 +89,13 @@ func TestOpinionReportPDF(t *testing.T) {
 		} {
 			assert.Contains(t, text, want)
 		}
+		// The signing key's id and the content's digest are random: a name
+		// or a year turns up inside them by chance ("…8AZoe_0" once failed
+		// CI), so they are left out of the search for the patient.
+		rest := regexp.MustCompile(`[A-Za-z0-9_-]{32,}`).ReplaceAllString(text, "")
+		require.Less(t, len(rest), len(text), "the key id and the digest were found")
 		for _, identity := range []string{"Zoe", "Lifecycle", "1970", "Alice Martin", lc.memberID} {
-			assert.NotContains(t, text, identity, "the report names the case, not the patient")
+			assert.NotContains(t, rest, identity, "the report names the case, not the patient")
 		}
 	})
 	t.Run("the download is audited as a read of the opinion's content", func(t *testing.T) {
