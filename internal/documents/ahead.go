@@ -2,6 +2,7 @@ package documents
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"sync"
@@ -140,7 +141,7 @@ func (r *aheadReader) help(d int) {
 	for !r.closed && r.next < r.segments() {
 		if i, buf := r.takeLocked(d); i >= 0 {
 			r.mu.Unlock()
-			r.decrypt(i, d, buf)
+			r.decrypt(i, d, buf) // never panics
 			r.mu.Lock()
 			continue
 		}
@@ -150,25 +151,38 @@ func (r *aheadReader) help(d int) {
 
 // decrypt reads segment i into buf, decrypter d's, with a slot of
 // decryptSlots, and marks it filled. The caller took it (takeLocked) and
-// does not hold r.mu.
+// does not hold r.mu. A panic of the read (a storage's or a cipher's bug)
+// becomes the segment's error: it ends this download, not the process,
+// and gives its slot back.
 func (r *aheadReader) decrypt(i int64, d int, buf *[]byte) {
 	defer r.work.Done()
 	off := i * aheadSegment
 	n := int(min(aheadSegment, r.size-off))
-	var got int
-	err := errClosed
+	got, err := 0, errClosed
+	defer func() {
+		if p := recover(); p != nil {
+			got, err = 0, fmt.Errorf("documents: decrypting the file panicked: %v", p)
+		}
+		r.mu.Lock()
+		r.ring[i%int64(len(r.ring))] = ringSlot{buf: buf, owner: d, n: got, err: err, filled: true}
+		r.changed.Broadcast()
+		r.mu.Unlock()
+	}()
 	select {
 	case <-r.stop: // closed meanwhile: nothing to decrypt for
+		return
 	default:
-		select {
-		case decryptSlots <- struct{}{}:
-			got, err = r.src.ReadAt((*buf)[:n], off)
-			<-decryptSlots
-		case <-r.stop:
-		}
 	}
+	select {
+	case decryptSlots <- struct{}{}:
+	case <-r.stop:
+		return
+	}
+	got, err = func() (int, error) {
+		defer func() { <-decryptSlots }()
+		return r.src.ReadAt((*buf)[:n], off)
+	}()
 	switch {
-	case errors.Is(err, errClosed):
 	case got == n && (err == nil || errors.Is(err, io.EOF)):
 		err = nil // io.EOF at the file's end
 	case got == n:
@@ -177,10 +191,6 @@ func (r *aheadReader) decrypt(i int64, d int, buf *[]byte) {
 	case err == nil || errors.Is(err, io.EOF):
 		err = io.ErrUnexpectedEOF
 	}
-	r.mu.Lock()
-	r.ring[i%int64(len(r.ring))] = ringSlot{buf: buf, owner: d, n: got, err: err, filled: true}
-	r.changed.Broadcast()
-	r.mu.Unlock()
 }
 
 // advance moves the reader to the next segment: it gives back the one it
@@ -213,7 +223,7 @@ func (r *aheadReader) advance() {
 		}
 		if i, buf := r.takeLocked(0); i >= 0 {
 			r.mu.Unlock()
-			r.decrypt(i, 0, buf)
+			r.decrypt(i, 0, buf) // never panics
 			r.mu.Lock()
 			continue
 		}

@@ -572,3 +572,31 @@ func TestDecryptAheadTakesWhatASmallFileNeeds(t *testing.T) {
 		require.NoError(t, r.Close())
 	})
 }
+
+// panickingFile panics on every read.
+type panickingFile struct{}
+
+func (panickingFile) ReadAt([]byte, int64) (int, error) { panic("the storage panicked") }
+
+// A panic while a segment is decrypted, by the reader or by a helper, ends
+// that download in an error and nothing else: the process goes on (a
+// helper's panic used to end it), the reader's lock is free, and the
+// decryption slot comes back, so downloads after it still run.
+func TestDecryptAheadTurnsAPanicIntoTheDownloadsError(t *testing.T) {
+	for _, procs := range []int{1, 2, 4} {
+		withProcs(t, procs, func(t *testing.T) {
+			for range 2 * cap(decryptSlots) { // more than there are slots to leak
+				r := newAheadReader(panickingFile{}, 3*aheadSegment, func() error { return nil })
+				_, err := io.ReadAll(r)
+				require.ErrorContains(t, err, "the storage panicked")
+				require.NoError(t, r.Close())
+			}
+			plain := randomBytes(t, 3*aheadSegment)
+			r := newAheadReader(bytes.NewReader(plain), int64(len(plain)), func() error { return nil })
+			got, err := io.ReadAll(r)
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(plain, got))
+			require.NoError(t, r.Close())
+		})
+	}
+}
