@@ -32,8 +32,9 @@ var segmentPool = sync.Pool{New: func() any { b := make([]byte, aheadSegment); r
 //
 // The reader's own goroutine decrypts too: it takes the segment it must
 // return next, or, when a helper has that one under way, the next one no
-// one has taken. Helpers (one fewer than the CPUs, at most aheadWorkers-1)
-// take the segments after it. So no decryption ever waits for the reader
+// one has taken. Helpers (one fewer than the CPUs, at most aheadWorkers-1,
+// and no more than the file has other segments) take the segments after
+// it. So no decryption ever waits for the reader
 // to be scheduled: with a goroutine a core, a reader that only waited for
 // its helpers got a core only when one of them blocked, and the helpers
 // blocked for want of the buffers it had not given back (a download
@@ -44,8 +45,8 @@ var segmentPool = sync.Pool{New: func() any { b := make([]byte, aheadSegment); r
 // one core and then by the other moves between their caches, and when the
 // two cores shared their buffers the decryption took a third longer. A
 // download holds at most aheadBuffers a goroutine (1 MiB with two CPUs,
-// 2 MiB at most), whatever its size: no one decrypts further ahead of the
-// reader than that. decryptSlots bound the work of all downloads together:
+// 2 MiB at most), whatever its size, and takes them from the pool only as
+// it needs them: no one decrypts further ahead of the reader than that. decryptSlots bound the work of all downloads together:
 // a segment is decrypted only with a slot.
 type aheadReader struct {
 	src  io.ReaderAt
