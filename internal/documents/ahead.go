@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/debug"
 	"sync"
 )
 
@@ -46,8 +47,9 @@ var segmentPool = sync.Pool{New: func() any { b := make([]byte, aheadSegment); r
 // two cores shared their buffers the decryption took a third longer. A
 // download holds at most aheadBuffers a goroutine (1 MiB with two CPUs,
 // 2 MiB at most), whatever its size, and takes them from the pool only as
-// it needs them: no one decrypts further ahead of the reader than that. decryptSlots bound the work of all downloads together:
-// a segment is decrypted only with a slot.
+// it needs them: no one decrypts further ahead of the reader than that.
+// decryptSlots bound the work of all downloads together: a segment is
+// decrypted only with a slot.
 type aheadReader struct {
 	src  io.ReaderAt
 	size int64
@@ -162,7 +164,12 @@ func (r *aheadReader) decrypt(i int64, d int, buf *[]byte) {
 	got, err := 0, errClosed
 	defer func() {
 		if p := recover(); p != nil {
-			got, err = 0, fmt.Errorf("documents: decrypting the file panicked: %v", p)
+			perr, ok := p.(error)
+			if !ok {
+				perr = fmt.Errorf("%v", p)
+			}
+			// The stack goes with it to the server's log.
+			got, err = 0, fmt.Errorf("documents: decrypting the file panicked: %w\n%s", perr, debug.Stack())
 		}
 		r.mu.Lock()
 		r.ring[i%int64(len(r.ring))] = ringSlot{buf: buf, owner: d, n: got, err: err, filled: true}

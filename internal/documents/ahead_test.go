@@ -573,30 +573,72 @@ func TestDecryptAheadTakesWhatASmallFileNeeds(t *testing.T) {
 	})
 }
 
-// panickingFile panics on every read.
-type panickingFile struct{}
+// panickingFile panics on every read from offset from on, and counts the
+// panics.
+type panickingFile struct {
+	io.ReaderAt
+	from   int64
+	panics atomic.Int32
+}
 
-func (panickingFile) ReadAt([]byte, int64) (int, error) { panic("the storage panicked") }
+func (f *panickingFile) ReadAt(p []byte, off int64) (int, error) {
+	if off >= f.from {
+		f.panics.Add(1)
+		panic("the storage panicked")
+	}
+	return f.ReaderAt.ReadAt(p, off)
+}
 
 // A panic while a segment is decrypted, by the reader or by a helper, ends
-// that download in an error and nothing else: the process goes on (a
-// helper's panic used to end it), the reader's lock is free, and the
+// that download in an error after the bytes before it, and nothing else:
+// the process goes on (a helper's panic used to end it), and the
 // decryption slot comes back, so downloads after it still run.
 func TestDecryptAheadTurnsAPanicIntoTheDownloadsError(t *testing.T) {
+	plain := randomBytes(t, 4*aheadSegment)
 	for _, procs := range []int{1, 2, 4} {
 		withProcs(t, procs, func(t *testing.T) {
-			for range 2 * cap(decryptSlots) { // more than there are slots to leak
-				r := newAheadReader(panickingFile{}, 3*aheadSegment, func() error { return nil })
-				_, err := io.ReadAll(r)
+			// More downloads than there are slots to leak.
+			for range 2 * cap(decryptSlots) {
+				f := &panickingFile{ReaderAt: bytes.NewReader(plain), from: aheadSegment}
+				r := newAheadReader(f, int64(len(plain)), func() error { return nil })
+				if procs > 1 {
+					// Nothing is read yet: only the helpers decrypt, and
+					// one of them panics.
+					require.Eventually(t, func() bool { return f.panics.Load() > 0 }, 10*time.Second, time.Millisecond)
+				}
+				got, err := readAllWithin(t, r)
 				require.ErrorContains(t, err, "the storage panicked")
+				assert.True(t, bytes.Equal(plain[:aheadSegment], got), "the segment before the panic, then the error")
 				require.NoError(t, r.Close())
 			}
-			plain := randomBytes(t, 3*aheadSegment)
 			r := newAheadReader(bytes.NewReader(plain), int64(len(plain)), func() error { return nil })
-			got, err := io.ReadAll(r)
+			got, err := readAllWithin(t, r)
 			require.NoError(t, err)
 			assert.True(t, bytes.Equal(plain, got))
 			require.NoError(t, r.Close())
 		})
+	}
+}
+
+// readAllWithin reads r to its end, or fails the test when that takes ten
+// seconds: a download that waits for a decryption slot no one gives back
+// never ends.
+func readAllWithin(t *testing.T, r io.Reader) ([]byte, error) {
+	t.Helper()
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := io.ReadAll(r)
+		done <- result{b, err}
+	}()
+	select {
+	case res := <-done:
+		return res.b, res.err
+	case <-time.After(10 * time.Second):
+		t.Fatal("the download never ended: a decryption slot was not given back")
+		return nil, nil
 	}
 }
