@@ -32,12 +32,7 @@ func TestADataKeyKeepsItsFormatThroughWrapAndRotation(t *testing.T) {
 			dk, err := newKey()
 			require.NoError(t, err)
 			plain := bytes.Repeat([]byte("pathology report "), 10000)
-			var sealed bytes.Buffer
-			w, err := dk.Encrypt(&sealed)
-			require.NoError(t, err)
-			_, err = w.Write(plain)
-			require.NoError(t, err)
-			require.NoError(t, w.Close())
+			sealed := bytes.NewBuffer(seal(t, dk, plain))
 			assert.NotContains(t, sealed.String(), "pathology")
 			if name == "dare" {
 				assert.Equal(t, []byte{0x20, 0x00}, sealed.Bytes()[:2], "DARE 2.0, AES-256-GCM")
@@ -112,13 +107,19 @@ func sealedDARE(t *testing.T, plain []byte) (*keys.DataKey, []byte) {
 	t.Helper()
 	dk, err := keys.NewDataKey()
 	require.NoError(t, err)
+	return dk, seal(t, dk, plain)
+}
+
+// seal encrypts plain under dk.
+func seal(t *testing.T, dk *keys.DataKey, plain []byte) []byte {
+	t.Helper()
 	var sealed bytes.Buffer
 	w, err := dk.Encrypt(&sealed)
 	require.NoError(t, err)
 	_, err = w.Write(plain)
 	require.NoError(t, err)
 	require.NoError(t, w.Close())
-	return dk, sealed.Bytes()
+	return sealed.Bytes()
 }
 
 // A read at any offset and of any length, within a package or across
@@ -179,12 +180,7 @@ func TestDecryptAtRefusesPackagesOfAnotherStream(t *testing.T) {
 	a := bytes.Repeat([]byte{'a'}, 8*pkg+10)
 	b := bytes.Repeat([]byte{'b'}, 8*pkg+10)
 	dk, sealedA := sealedDARE(t, a)
-	var sealedB bytes.Buffer
-	w, err := dk.Encrypt(&sealedB)
-	require.NoError(t, err)
-	_, err = w.Write(b)
-	require.NoError(t, err)
-	require.NoError(t, w.Close())
+	sealedB := bytes.NewBuffer(seal(t, dk, b))
 
 	// Packages 4 and 5 of the second stream, the rest of the first.
 	spliced := bytes.Clone(sealedA)
