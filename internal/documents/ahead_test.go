@@ -370,30 +370,44 @@ func (f *farthestFile) ReadAt(p []byte, off int64) (int, error) {
 }
 
 // A reader that does not read on is not decrypted for beyond its buffers:
-// a download holds at most aheadBuffers segments a decrypting goroutine,
+// a download holds at most its share of aheadBytes a decrypting goroutine,
 // whatever its size.
 func TestDecryptAheadGoesNoFurtherThanItsRing(t *testing.T) {
 	plain := randomBytes(t, 40*aheadSegment)
-	f := &farthestFile{ReaderAt: bytes.NewReader(plain)}
-	r := newAheadReader(f, int64(len(plain)), func() error { return nil })
-	defer func() { require.NoError(t, r.Close()) }()
-	first := make([]byte, 10)
-	_, err := io.ReadFull(r, first)
-	require.NoError(t, err)
-	// The helpers have all the time they want to run ahead: until they
-	// have filled every buffer of theirs (one may hold segment 0), then a
-	// while more.
-	decrypters := min(aheadWorkers, runtime.GOMAXPROCS(0))
-	bound := int64(decrypters*aheadBuffers - 1)
-	if decrypters > 1 {
-		require.Eventually(t, func() bool { return f.farthest.Load() >= int64((decrypters-1)*aheadBuffers-1) },
-			10*time.Second, time.Millisecond, "the helpers decrypt ahead")
+	for _, procs := range []int{1, 2, 4} {
+		withProcs(t, procs, func(t *testing.T) {
+			f := &farthestFile{ReaderAt: bytes.NewReader(plain)}
+			r := newAheadReader(f, int64(len(plain)), func() error { return nil })
+			defer func() { require.NoError(t, r.Close()) }()
+			first := make([]byte, 10)
+			_, err := io.ReadFull(r, first)
+			require.NoError(t, err)
+			// The helpers have all the time they want to run ahead: until
+			// they have filled every buffer of theirs (one may hold
+			// segment 0), then a while more.
+			decrypters := min(aheadWorkers, procs)
+			buffers := aheadBuffersFor(decrypters)
+			require.Equal(t, buffers, r.buffers)
+			if decrypters > 1 {
+				assert.LessOrEqual(t, decrypters*buffers*aheadSegment, aheadBytes, "the download's buffers together")
+			}
+			bound := int64(decrypters*buffers - 1)
+			if decrypters > 1 {
+				require.Eventually(t, func() bool { return f.farthest.Load() >= int64((decrypters-1)*buffers-1) },
+					10*time.Second, time.Millisecond, "the helpers decrypt ahead")
+			}
+			time.Sleep(50 * time.Millisecond)
+			assert.LessOrEqual(t, f.farthest.Load(), bound, "segment 0 is being read: at most the other buffers are filled")
+			r.mu.Lock()
+			for d, n := range r.owned {
+				assert.LessOrEqual(t, n, buffers, "decrypter %d's buffers", d)
+			}
+			r.mu.Unlock()
+			rest, err := io.ReadAll(r)
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(plain, append(first, rest...)))
+		})
 	}
-	time.Sleep(50 * time.Millisecond)
-	assert.LessOrEqual(t, f.farthest.Load(), bound, "segment 0 is being read: at most the other buffers are filled")
-	rest, err := io.ReadAll(r)
-	require.NoError(t, err)
-	assert.True(t, bytes.Equal(plain, append(first, rest...)))
 }
 
 // blockingWriter says when its first Write has started, and that Write
