@@ -59,6 +59,10 @@ type Deps struct {
 	// downloads); MaxUploadBytes caps one file.
 	Documents      *documents.Service
 	MaxUploadBytes int64
+	// TransferTimeout and TransferStall bound a request that carries a
+	// file (server.Deps; their defaults when 0).
+	TransferTimeout time.Duration
+	TransferStall   time.Duration
 	// Dispatcher, when set, runs the webhook dispatcher with these options
 	// (tests that exercise webhooks run their own).
 	Dispatcher *webhooks.Options
@@ -147,7 +151,7 @@ func Build(d Deps) (*App, error) {
 			return loader.With(ctx, loader.New(st, p, batch))
 		},
 		AuditSink: d.AuditSink,
-		Documents: d.Documents, MaxUploadBytes: d.MaxUploadBytes,
+		Documents: d.Documents, MaxUploadBytes: d.MaxUploadBytes, TransferTimeout: d.TransferTimeout, TransferStall: d.TransferStall,
 		Ping:                st.Ping,
 		ActiveSubscriptions: a.Hub.Active,
 		Operations:          telemetry.NewOperationNames(docs.OperationNames()...),

@@ -99,8 +99,14 @@ type Deps struct {
 	// MaxUploadBytes caps one uploaded file (MAX_UPLOAD_BYTES; the
 	// documents service's cap when 0).
 	MaxUploadBytes int64
-	// UploadTimeout bounds one upload request (DefaultUploadTimeout when 0).
-	UploadTimeout time.Duration
+	// TransferTimeout bounds one request that carries a file, an upload or
+	// a download (DefaultTransferTimeout when 0): other requests keep
+	// RequestTimeout.
+	TransferTimeout time.Duration
+	// TransferStall is how long a download waits for its client to take
+	// the next part of the file before it is cut (DefaultTransferStall
+	// when 0).
+	TransferStall time.Duration
 	// Operations are the operation names that keep their own metric label;
 	// others count as "other".
 	Operations telemetry.OperationNames
@@ -168,8 +174,11 @@ func New(d Deps) *Handler {
 			d.MaxUploadBytes = d.Documents.MaxBytes()
 		}
 	}
-	if d.UploadTimeout <= 0 {
-		d.UploadTimeout = DefaultUploadTimeout
+	if d.TransferTimeout <= 0 {
+		d.TransferTimeout = DefaultTransferTimeout
+	}
+	if d.TransferStall <= 0 {
+		d.TransferStall = DefaultTransferStall
 	}
 	obs := &observer{log: d.Logger, metrics: d.Metrics, tracer: d.Tracer.Tracer(telemetry.TracerName), names: d.Operations, ws: newWSTracker()}
 	principals := newLimiterSet(d.RateLimits.PerPrincipal, d.RateLimits.PrincipalBurst, d.RateLimits.MaxTrackedKeys, d.RateLimits.IdleForgetAfter)
@@ -211,8 +220,8 @@ func New(d Deps) *Handler {
 		return d.MaxBodyBytes
 	}
 	timeout := func(r *http.Request) time.Duration {
-		if isMultipart(r) {
-			return d.UploadTimeout
+		if isMultipart(r) || isDownload(r) {
+			return d.TransferTimeout
 		}
 		return d.RequestTimeout
 	}
@@ -235,7 +244,7 @@ func newGraphQL(d Deps, obs *observer, ws *wsGuard) http.Handler {
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.AddTransport(streamingUpload{maxFile: d.MaxUploadBytes, timeout: d.UploadTimeout})
+	srv.AddTransport(streamingUpload{maxFile: d.MaxUploadBytes, timeout: d.TransferTimeout})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.SetParserTokenLimit(d.Limits.MaxTokens)
 	// Trusted documents first: a bound client's stray text is refused before

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -46,9 +47,16 @@ func hasPreflightHeader(r *http.Request) bool {
 	return false
 }
 
-// DefaultUploadTimeout bounds one upload request (a mobile network may need
-// minutes for 50 MiB); other requests keep REQUEST_TIMEOUT.
-const DefaultUploadTimeout = 5 * time.Minute
+// DefaultTransferTimeout bounds one upload or download of a file (a mobile
+// network may need minutes for 50 MiB); other requests keep
+// REQUEST_TIMEOUT.
+const DefaultTransferTimeout = 5 * time.Minute
+
+// DefaultTransferStall is how long a download waits for its client to take
+// the next part of the file (a write of at most 256 KiB): a client slower
+// than about 4 KiB/s, or gone, is cut then, and does not hold the
+// download's connection and buffers for the whole transfer limit.
+const DefaultTransferStall = time.Minute
 
 // multipartOverhead is what a multipart request may carry besides the file:
 // the operations and map parts and the part headers.
@@ -191,6 +199,7 @@ func filesHandler(d Deps) http.Handler {
 			notFound()
 			return
 		}
+		start := time.Now()
 		token := r.PathValue("token")
 		dl, target, err := d.Documents.Open(r.Context(), token)
 		if target == nil {
@@ -236,13 +245,44 @@ func filesHandler(d Deps) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
 		w.WriteHeader(http.StatusOK)
-		if _, err := io.Copy(w, dl.Body); err != nil {
+		if _, err := io.Copy(paced(w, start.Add(d.TransferTimeout), d.TransferStall), dl.Body); err != nil {
 			// Headers are gone; a truncated or tampered blob ends the
 			// connection rather than completing a short file.
 			d.Logger.WarnContext(r.Context(), "document download cut", "request_id", RequestID(r.Context()), "error", domain.Scrub(err.Error()))
 			panic(http.ErrAbortHandler)
 		}
 	})
+}
+
+// isDownload reports whether r asks for a file by its link.
+func isDownload(r *http.Request) bool {
+	return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, documents.FilesPath)
+}
+
+// paced returns w with a write deadline set before each write: stall from
+// now, and never past end. The server's own write deadline
+// (REQUEST_TIMEOUT + 5 s) would cut a file that takes longer to reach a
+// slow client, however steadily it goes; this one cuts only a client that
+// stops taking it, or a download that outlasts the transfer limit. Where
+// the writer has no deadlines, the server's stays.
+func paced(w http.ResponseWriter, end time.Time, stall time.Duration) io.Writer {
+	return &pacedWriter{w: w, rc: http.NewResponseController(w), end: end, stall: stall}
+}
+
+type pacedWriter struct {
+	w     io.Writer
+	rc    *http.ResponseController
+	end   time.Time
+	stall time.Duration
+}
+
+func (p *pacedWriter) Write(b []byte) (int, error) {
+	deadline := time.Now().Add(p.stall)
+	if deadline.After(p.end) {
+		deadline = p.end
+	}
+	_ = p.rc.SetWriteDeadline(deadline)
+	return p.w.Write(b)
 }
 
 func fileExtension(contentType string) string {

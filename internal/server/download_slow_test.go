@@ -1,0 +1,162 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/secondopinion/gateway/internal/blob"
+	"github.com/secondopinion/gateway/internal/testenv"
+)
+
+// A document may take minutes to reach a member or a specialist on a poor
+// network. The server's deadlines (REQUEST_TIMEOUT for the request's
+// context, REQUEST_TIMEOUT + 5 s for its writes) are for short requests:
+// a download that ran past them was cut, whatever its pace.
+
+// slowServer serves env's gateway as app.Run does, its write deadline
+// just past the request timeout, which env was started with.
+func slowServer(t *testing.T, env *testenv.Env, requestTimeout time.Duration) string {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(env.Handler)
+	srv.Config.WriteTimeout = requestTimeout + 200*time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// bigUpload uploads a PDF of n random bytes to a new case of a new member
+// and returns it and its link (valid a minute).
+func bigUpload(t *testing.T, env *testenv.Env, n int) (content []byte, link string) {
+	t.Helper()
+	lc := newLifecycle(t, env, false, 10)
+	lc.open(t)
+	content = make([]byte, n)
+	_, _ = rand.Read(content)
+	copy(content, "%PDF-1.7\n")
+	res := upload(t, env, lc.member, uploadReq{caseID: lc.caseID, content: content})
+	require.Empty(t, res.Errors, res.Raw)
+	recID := testenv.Get(res.Data, "uploadMedicalRecord", "record", "id").(string)
+	link = urlOf(t, linkFor(t, env, lc.member, lc.caseID, recID, 60), recID)
+	require.NotEmpty(t, link)
+	return content, link
+}
+
+// slowGet downloads url as a client on a slow network: a small receive
+// buffer, 32 KiB taken every pause. After stallAfter bytes (0: never) it
+// takes nothing for stall, then reads on. It returns what it got and how
+// the body ended.
+func slowGet(t *testing.T, url string, pause time.Duration, stallAfter int, stall time.Duration) ([]byte, error) {
+	t.Helper()
+	dialer := &net.Dialer{}
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(16 << 10)
+		}
+		return c, err
+	}}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get(url)
+	require.NoError(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var got []byte
+	buf := make([]byte, 32<<10)
+	stalled := false
+	for {
+		if stallAfter > 0 && !stalled && len(got) >= stallAfter {
+			stalled = true
+			time.Sleep(stall)
+		}
+		n, err := resp.Body.Read(buf)
+		got = append(got, buf[:n]...)
+		if errors.Is(err, io.EOF) {
+			return got, nil
+		}
+		if err != nil {
+			return got, err
+		}
+		time.Sleep(pause)
+	}
+}
+
+// A download that keeps going gets the whole file, however long past the
+// request timeout it takes (here about four times the server's write
+// deadline), from either store: an S3 object's body is read under the
+// request's context.
+func TestASlowDownloadIsNotCutByTheRequestTimeout(t *testing.T) {
+	const requestTimeout = 300 * time.Millisecond
+	for name, blobs := range map[string]func(t *testing.T) blob.Store{
+		"directory": func(*testing.T) blob.Store { return nil },
+		"S3":        fakeS3,
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := testenv.Start(t, testenv.Options{RequestTimeout: requestTimeout, Blobs: blobs(t)})
+			content, link := bigUpload(t, env, 8<<20)
+			base := slowServer(t, env, requestTimeout)
+			start := time.Now()
+			got, err := slowGet(t, base+link, 8*time.Millisecond, 0, 0)
+			require.NoError(t, err, "cut after %d of %d bytes, %v in", len(got), len(content), time.Since(start))
+			assert.Greater(t, time.Since(start), 2*(requestTimeout+200*time.Millisecond), "the client was slow enough to outlast the old deadlines")
+			assert.Equal(t, len(content), len(got))
+			assert.True(t, bytes.Equal(content, got), "the file's bytes")
+		})
+	}
+}
+
+// fakeS3 is a bucket on an in-process S3-compatible server over HTTP.
+func fakeS3(t *testing.T) blob.Store {
+	t.Helper()
+	backend := s3mem.New()
+	require.NoError(t, backend.CreateBucket("records"))
+	srv := httptest.NewServer(gofakes3.New(backend).Server())
+	t.Cleanup(srv.Close)
+	blobs, err := blob.Open(context.Background(), "s3://records/gateway", "", blob.S3Options{
+		Endpoint: srv.URL, Region: "us-east-1", AccessKeyID: "test-key", SecretAccessKey: "test-secret", PathStyle: true,
+	})
+	require.NoError(t, err)
+	return blobs
+}
+
+// A client that stops taking the file is cut once it has taken nothing
+// for the stall limit: a download cannot hold its connection and its
+// buffers for as long as the transfer limit allows.
+func TestAStalledDownloadIsCut(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{TransferStall: 400 * time.Millisecond})
+	content, link := bigUpload(t, env, 8<<20)
+	// No server deadline: only the stall limit can cut it.
+	srv := httptest.NewServer(env.Handler)
+	t.Cleanup(srv.Close)
+	got, err := slowGet(t, srv.URL+link, 0, 64<<10, 1500*time.Millisecond)
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF, "the download was cut")
+	assert.Less(t, len(got), len(content))
+	assert.Equal(t, content[:len(got)], got, "what came is the file's start")
+}
+
+// A download that keeps going but would outlast the transfer limit is cut
+// at it.
+func TestADownloadEndsAtTheTransferLimit(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{TransferTimeout: 500 * time.Millisecond})
+	content, link := bigUpload(t, env, 8<<20)
+	srv := httptest.NewServer(env.Handler)
+	t.Cleanup(srv.Close)
+	start := time.Now()
+	got, err := slowGet(t, srv.URL+link, 8*time.Millisecond, 0, 0)
+	require.ErrorIs(t, err, io.ErrUnexpectedEOF, "the download was cut")
+	assert.Less(t, len(got), len(content))
+	assert.Equal(t, content[:len(got)], got, "what came is the file's start")
+	assert.Less(t, time.Since(start), 10*time.Second)
+}
