@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -159,4 +161,68 @@ func TestADownloadEndsAtTheTransferLimit(t *testing.T) {
 	assert.Less(t, len(got), len(content))
 	assert.Equal(t, content[:len(got)], got, "what came is the file's start")
 	assert.Less(t, time.Since(start), 10*time.Second)
+}
+
+// An upload whose client stops sending is cut once it has sent nothing for
+// the stall limit, and leaves neither a record nor a file; one that keeps
+// sending, however slowly, is stored.
+func TestAStalledUploadIsCutAndLeavesNothing(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{TransferStall: 400 * time.Millisecond})
+	lc := newLifecycle(t, env, false, 10)
+	lc.open(t)
+	srv := httptest.NewServer(env.Handler)
+	t.Cleanup(srv.Close)
+	file := make([]byte, 2<<20)
+	_, _ = rand.Read(file)
+	copy(file, "%PDF-1.7\n")
+
+	// send uploads file in 64 KiB pieces, pause apart, pausing for stall
+	// once half of it is sent.
+	send := func(pause, stall time.Duration) testenv.Response {
+		pr, pw := io.Pipe()
+		mw := multipart.NewWriter(pw)
+		go func() {
+			ops, _ := json.Marshal(map[string]any{"query": uploadDoc, "variables": map[string]any{"in": map[string]any{
+				"caseId": lc.caseID, "title": "Slow scan", "kind": "IMAGING", "file": nil,
+			}}})
+			_ = mw.WriteField("operations", string(ops))
+			_ = mw.WriteField("map", `{"0": ["variables.in.file"]}`)
+			fw, _ := mw.CreateFormFile("0", "scan.pdf")
+			for off := 0; off < len(file); off += 64 << 10 {
+				if off == len(file)/2 {
+					time.Sleep(stall)
+				}
+				if _, err := fw.Write(file[off : off+64<<10]); err != nil {
+					_ = pw.CloseWithError(err)
+					return
+				}
+				time.Sleep(pause)
+			}
+			_ = pw.CloseWithError(mw.Close())
+		}()
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/graphql", pr)
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		req.Header.Set("Authorization", "Bearer "+lc.member)
+		req.Header.Set("Apollo-Require-Preflight", "true")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer func() { _ = resp.Body.Close() }()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		var out testenv.Response
+		require.NoError(t, json.Unmarshal(body, &out), string(body))
+		out.Raw = string(body)
+		return out
+	}
+
+	res := send(0, 1500*time.Millisecond)
+	assert.Equal(t, []string{"BAD_USER_INPUT"}, res.Codes(), res.Raw)
+	assert.Equal(t, 0, recordCount(t, env, lc.caseID), "no record")
+	assert.Empty(t, blobFiles(t, env), "no file")
+
+	// Slow but steady: 32 pieces 50 ms apart, each well within the limit.
+	res = send(50*time.Millisecond, 0)
+	require.Empty(t, res.Errors, res.Raw)
+	assert.Equal(t, 1, recordCount(t, env, lc.caseID))
 }

@@ -103,9 +103,9 @@ type Deps struct {
 	// a download (DefaultTransferTimeout when 0): other requests keep
 	// RequestTimeout.
 	TransferTimeout time.Duration
-	// TransferStall is how long a download waits for its client to take
-	// the next part of the file before it is cut (DefaultTransferStall
-	// when 0).
+	// TransferStall is how long an upload or a download waits for its
+	// client to send or take the next part of the file before it is cut
+	// (DefaultTransferStall when 0).
 	TransferStall time.Duration
 	// Operations are the operation names that keep their own metric label;
 	// others count as "other".
@@ -244,7 +244,7 @@ func newGraphQL(d Deps, obs *observer, ws *wsGuard) http.Handler {
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
-	srv.AddTransport(streamingUpload{maxFile: d.MaxUploadBytes, timeout: d.TransferTimeout})
+	srv.AddTransport(streamingUpload{maxFile: d.MaxUploadBytes, timeout: d.TransferTimeout, stall: d.TransferStall})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.SetParserTokenLimit(d.Limits.MaxTokens)
 	// Trusted documents first: a bound client's stray text is refused before

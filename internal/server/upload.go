@@ -52,10 +52,11 @@ func hasPreflightHeader(r *http.Request) bool {
 // REQUEST_TIMEOUT.
 const DefaultTransferTimeout = 5 * time.Minute
 
-// DefaultTransferStall is how long a download waits for its client to take
-// the next part of the file (a write of at most 256 KiB): a client slower
-// than about 4 KiB/s, or gone, is cut then, and does not hold the
-// download's connection and buffers for the whole transfer limit.
+// DefaultTransferStall is how long a transfer waits for its client: to take
+// the next part of a download (a write of at most 256 KiB), or to send
+// more of an upload. A client slower than about 4 KiB/s, or gone, is cut
+// then, and does not hold the connection and the transfer's buffers for
+// the whole transfer limit.
 const DefaultTransferStall = time.Minute
 
 // multipartOverhead is what a multipart request may carry besides the file:
@@ -66,6 +67,7 @@ const multipartOverhead = 1 << 20
 type streamingUpload struct {
 	maxFile int64
 	timeout time.Duration
+	stall   time.Duration
 }
 
 var _ graphql.Transport = streamingUpload{}
@@ -79,10 +81,13 @@ func (t streamingUpload) Do(w http.ResponseWriter, r *http.Request, exec graphql
 	fail := func(status int, msg string) {
 		writeJSON(w, status, errorBody(msg, domain.CodeBadUserInput))
 	}
-	// The server's read and write deadlines are for short requests.
+	// The server's read and write deadlines are for short requests. The
+	// file may take the transfer limit, but a client that sends nothing
+	// for the stall limit is cut.
 	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Now().Add(t.timeout))
-	_ = rc.SetWriteDeadline(time.Now().Add(t.timeout + 10*time.Second))
+	end := time.Now().Add(t.timeout)
+	_ = rc.SetWriteDeadline(end.Add(10 * time.Second))
+	r.Body = &pacedBody{ReadCloser: r.Body, rc: rc, end: end, stall: t.stall}
 
 	mr, err := r.MultipartReader()
 	if err != nil {
@@ -260,7 +265,7 @@ func isDownload(r *http.Request) bool {
 }
 
 // paced returns w with a write deadline set before each write: stall from
-// now, and never past end. The server's own write deadline
+// now, and never past end (nextDeadline). The server's own write deadline
 // (REQUEST_TIMEOUT + 5 s) would cut a file that takes longer to reach a
 // slow client, however steadily it goes; this one cuts only a client that
 // stops taking it, or a download that outlasts the transfer limit. Where
@@ -277,12 +282,30 @@ type pacedWriter struct {
 }
 
 func (p *pacedWriter) Write(b []byte) (int, error) {
-	deadline := time.Now().Add(p.stall)
-	if deadline.After(p.end) {
-		deadline = p.end
-	}
-	_ = p.rc.SetWriteDeadline(deadline)
+	_ = p.rc.SetWriteDeadline(nextDeadline(p.end, p.stall))
 	return p.w.Write(b)
+}
+
+// pacedBody is an upload's body with a read deadline set before each
+// read, as pacedWriter's for a download's writes.
+type pacedBody struct {
+	io.ReadCloser
+	rc    *http.ResponseController
+	end   time.Time
+	stall time.Duration
+}
+
+func (p *pacedBody) Read(b []byte) (int, error) {
+	_ = p.rc.SetReadDeadline(nextDeadline(p.end, p.stall))
+	return p.ReadCloser.Read(b)
+}
+
+// nextDeadline is stall from now, and never past end.
+func nextDeadline(end time.Time, stall time.Duration) time.Time {
+	if d := time.Now().Add(stall); d.Before(end) {
+		return d
+	}
+	return end
 }
 
 func fileExtension(contentType string) string {
