@@ -23,10 +23,12 @@ import (
 	"github.com/secondopinion/gateway/internal/testenv"
 )
 
-// A document may take minutes to reach a member or a specialist on a poor
-// network. The server's deadlines (REQUEST_TIMEOUT for the request's
-// context, REQUEST_TIMEOUT + 5 s for its writes) are for short requests:
-// a download that ran past them was cut, whatever its pace.
+// A document may take minutes to reach a member or a specialist, or to come
+// from them, on a poor network. The server's deadlines (REQUEST_TIMEOUT for
+// the request's context, REQUEST_TIMEOUT + 5 s for its writes) are for short
+// requests: a download that ran past them was cut, whatever its pace. A
+// transfer is instead bounded by its progress (the stall limit) and by the
+// transfer limit.
 
 // slowServer serves env's gateway as app.Run does, its write deadline
 // just past the request timeout, which env was started with.
