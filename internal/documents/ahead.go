@@ -100,6 +100,10 @@ func aheadBuffersFor(decrypters int) int {
 	return max(2, aheadBytes/aheadSegment/decrypters)
 }
 
+// Two buffers for each of aheadWorkers decrypters fit in aheadBytes, so the
+// floor of two never takes a download past it (the build fails otherwise).
+const _ = uint(aheadBytes - 2*aheadWorkers*aheadSegment)
+
 // errClosed is what a read after Close returns.
 var errClosed = errors.New("documents: the download was closed")
 

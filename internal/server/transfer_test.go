@@ -59,7 +59,7 @@ func bigUpload(t *testing.T, env *testenv.Env, n int) (content []byte, link stri
 }
 
 // slowGet downloads url as a client on a slow network: a small receive
-// buffer, 32 KiB taken every pause. After stallAfter bytes (0: never) it
+// buffer (64 KiB), 32 KiB taken every pause. After stallAfter bytes (0: never) it
 // takes nothing for stall, then reads on. It returns what it got and how
 // the body ended.
 func slowGet(t *testing.T, url string, pause time.Duration, stallAfter int, stall time.Duration) ([]byte, error) {
@@ -68,7 +68,7 @@ func slowGet(t *testing.T, url string, pause time.Duration, stallAfter int, stal
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dialer.DialContext(ctx, network, addr)
 		if err == nil {
-			_ = c.(*net.TCPConn).SetReadBuffer(16 << 10)
+			_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
 		}
 		return c, err
 	}}}
@@ -153,12 +153,16 @@ func TestAStalledDownloadIsCut(t *testing.T) {
 // A download that keeps going but would outlast the transfer limit is cut
 // at it.
 func TestADownloadEndsAtTheTransferLimit(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{TransferTimeout: 500 * time.Millisecond})
+	// The limit bounds the upload that makes the file too: 2 s is twenty
+	// times what it takes.
+	const limit = 2 * time.Second
+	env := testenv.Start(t, testenv.Options{TransferTimeout: limit})
 	content, link := bigUpload(t, env, 8<<20)
 	srv := httptest.NewServer(env.Handler)
 	t.Cleanup(srv.Close)
 	start := time.Now()
-	got, err := slowGet(t, srv.URL+link, 8*time.Millisecond, 0, 0)
+	// About 1.6 MB/s: some 5 s for the file.
+	got, err := slowGet(t, srv.URL+link, 20*time.Millisecond, 0, 0)
 	require.ErrorIs(t, err, io.ErrUnexpectedEOF, "the download was cut")
 	assert.Less(t, len(got), len(content))
 	assert.Equal(t, content[:len(got)], got, "what came is the file's start")

@@ -53,10 +53,10 @@ func hasPreflightHeader(r *http.Request) bool {
 const DefaultTransferTimeout = 5 * time.Minute
 
 // DefaultTransferStall is how long a transfer waits for its client: to take
-// the next part of a download (a write of at most 256 KiB), or to send
-// more of an upload. A client slower than about 4 KiB/s, or gone, is cut
-// then, and does not hold the connection and the transfer's buffers for
-// the whole transfer limit.
+// the next part of a download (a write of at most 256 KiB, so a client
+// slower than about 4 KiB/s is cut), or to send anything more of an
+// upload. A stalled or vanished client does not hold the connection and
+// the transfer's buffers for the whole transfer limit.
 const DefaultTransferStall = time.Minute
 
 // multipartOverhead is what a multipart request may carry besides the file:
@@ -204,7 +204,14 @@ func filesHandler(d Deps) http.Handler {
 			notFound()
 			return
 		}
-		start := time.Now()
+		// The transfer's deadlines, set before anything is read: the
+		// server's write deadline is for short requests, and a slow open
+		// must not lose its answer to it.
+		end, ok := r.Context().Deadline()
+		if !ok {
+			end = time.Now().Add(d.TransferTimeout)
+		}
+		out := paced(w, end, d.TransferStall)
 		token := r.PathValue("token")
 		dl, target, err := d.Documents.Open(r.Context(), token)
 		if target == nil {
@@ -250,7 +257,7 @@ func filesHandler(d Deps) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
 		w.WriteHeader(http.StatusOK)
-		if _, err := io.Copy(paced(w, start.Add(d.TransferTimeout), d.TransferStall), dl.Body); err != nil {
+		if _, err := io.Copy(out, dl.Body); err != nil {
 			// Headers are gone; a truncated or tampered blob ends the
 			// connection rather than completing a short file.
 			d.Logger.WarnContext(r.Context(), "document download cut", "request_id", RequestID(r.Context()), "error", domain.Scrub(err.Error()))
@@ -259,9 +266,10 @@ func filesHandler(d Deps) http.Handler {
 	})
 }
 
-// isDownload reports whether r asks for a file by its link.
+// isDownload reports whether r asks for a file by its link (GET, or HEAD,
+// which the GET route serves too).
 func isDownload(r *http.Request) bool {
-	return r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, documents.FilesPath)
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.Path, documents.FilesPath)
 }
 
 // paced returns w with a write deadline set before each write: stall from
@@ -271,7 +279,9 @@ func isDownload(r *http.Request) bool {
 // stops taking it, or a download that outlasts the transfer limit. Where
 // the writer has no deadlines, the server's stays.
 func paced(w http.ResponseWriter, end time.Time, stall time.Duration) io.Writer {
-	return &pacedWriter{w: w, rc: http.NewResponseController(w), end: end, stall: stall}
+	p := &pacedWriter{w: w, rc: http.NewResponseController(w), end: end, stall: stall}
+	_ = p.rc.SetWriteDeadline(nextDeadline(end, stall))
+	return p
 }
 
 type pacedWriter struct {
@@ -287,17 +297,29 @@ func (p *pacedWriter) Write(b []byte) (int, error) {
 }
 
 // pacedBody is an upload's body with a read deadline set before each
-// read, as pacedWriter's for a download's writes.
+// read, as pacedWriter's for a download's writes. Once the body has ended
+// it sets none: net/http then reads the connection in the background
+// (to see a client go away), and a deadline expiring there would cancel
+// the request while the upload is still storing.
 type pacedBody struct {
 	io.ReadCloser
 	rc    *http.ResponseController
 	end   time.Time
 	stall time.Duration
+	done  bool
 }
 
 func (p *pacedBody) Read(b []byte) (int, error) {
+	if p.done {
+		return p.ReadCloser.Read(b)
+	}
 	_ = p.rc.SetReadDeadline(nextDeadline(p.end, p.stall))
-	return p.ReadCloser.Read(b)
+	n, err := p.ReadCloser.Read(b)
+	if err != nil {
+		p.done = true
+		_ = p.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // nextDeadline is stall from now, and never past end.
