@@ -63,6 +63,8 @@ type Deps struct {
 	// file (server.Deps; their defaults when 0).
 	TransferTimeout time.Duration
 	TransferStall   time.Duration
+	// Downloads bound the downloads under way (server.Deps).
+	Downloads server.DownloadLimits
 	// Dispatcher, when set, runs the webhook dispatcher with these options
 	// (tests that exercise webhooks run their own).
 	Dispatcher *webhooks.Options
@@ -152,6 +154,7 @@ func Build(d Deps) (*App, error) {
 		},
 		AuditSink: d.AuditSink,
 		Documents: d.Documents, MaxUploadBytes: d.MaxUploadBytes, TransferTimeout: d.TransferTimeout, TransferStall: d.TransferStall,
+		Downloads:           d.Downloads,
 		Ping:                st.Ping,
 		ActiveSubscriptions: a.Hub.Active,
 		Operations:          telemetry.NewOperationNames(docs.OperationNames()...),

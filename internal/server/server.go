@@ -107,6 +107,9 @@ type Deps struct {
 	// client to send or take the next part of the file before it is cut
 	// (DefaultTransferStall when 0).
 	TransferStall time.Duration
+	// Downloads bound the downloads under way (DefaultDownloadLimits
+	// where zero).
+	Downloads DownloadLimits
 	// Operations are the operation names that keep their own metric label;
 	// others count as "other".
 	Operations telemetry.OperationNames
@@ -179,6 +182,12 @@ func New(d Deps) *Handler {
 	}
 	if d.TransferStall <= 0 {
 		d.TransferStall = DefaultTransferStall
+	}
+	if d.Downloads.Total <= 0 {
+		d.Downloads.Total = DefaultDownloadLimits.Total
+	}
+	if d.Downloads.PerPrincipal <= 0 {
+		d.Downloads.PerPrincipal = DefaultDownloadLimits.PerPrincipal
 	}
 	obs := &observer{log: d.Logger, metrics: d.Metrics, tracer: d.Tracer.Tracer(telemetry.TracerName), names: d.Operations, ws: newWSTracker()}
 	principals := newLimiterSet(d.RateLimits.PerPrincipal, d.RateLimits.PrincipalBurst, d.RateLimits.MaxTrackedKeys, d.RateLimits.IdleForgetAfter)

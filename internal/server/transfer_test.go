@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/secondopinion/gateway/internal/blob"
+	"github.com/secondopinion/gateway/internal/server"
 	"github.com/secondopinion/gateway/internal/testenv"
 )
 
@@ -231,4 +232,64 @@ func TestAStalledUploadIsCutAndLeavesNothing(t *testing.T) {
 	res = send(50*time.Millisecond, 0)
 	require.Empty(t, res.Errors, res.Raw)
 	assert.Equal(t, 1, recordCount(t, env, lc.caseID))
+}
+
+// holdDownload starts a download through a small receive buffer and does
+// not read its body: the server stays in the middle of it until the body
+// is closed.
+func holdDownload(t *testing.T, url string) *http.Response {
+	t.Helper()
+	dialer := &net.Dialer{}
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err == nil {
+			_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
+		}
+		return c, err
+	}}}
+	resp, err := client.Get(url)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	return resp
+}
+
+// Downloads under way are bounded, in all and for one principal: a client
+// that opened as many as it may gets 429 RATE_LIMITED for the next, before
+// a byte is read or audited, and a slot given back serves the next one.
+// Without a bound one address kept thousands open within its request rate,
+// each holding a connection, a file and its read-ahead for minutes.
+func TestDownloadsUnderWayAreBounded(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Downloads: server.DownloadLimits{Total: 3, PerPrincipal: 2}})
+	_, linkA := bigUpload(t, env, 8<<20)
+	_, linkB := bigUpload(t, env, 8<<20)
+	srv := httptest.NewServer(env.Handler)
+	t.Cleanup(srv.Close)
+
+	a1 := holdDownload(t, srv.URL+linkA)
+	a2 := holdDownload(t, srv.URL+linkA)
+	require.Equal(t, http.StatusOK, a1.StatusCode)
+	require.Equal(t, http.StatusOK, a2.StatusCode)
+
+	refused := func(resp *http.Response) {
+		t.Helper()
+		assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+		assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+		var out testenv.Response
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+		assert.Equal(t, []string{"RATE_LIMITED"}, out.Codes())
+	}
+	// A third for the same principal, though the server has room.
+	refused(holdDownload(t, srv.URL+linkA))
+	// Another principal takes the server's last slot, then finds it full.
+	b1 := holdDownload(t, srv.URL+linkB)
+	require.Equal(t, http.StatusOK, b1.StatusCode)
+	refused(holdDownload(t, srv.URL+linkB))
+
+	// A download that ends gives its slot back.
+	require.NoError(t, a1.Body.Close())
+	require.Eventually(t, func() bool {
+		resp := holdDownload(t, srv.URL+linkB)
+		defer func() { _ = resp.Body.Close() }()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 50*time.Millisecond)
 }

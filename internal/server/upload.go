@@ -196,6 +196,7 @@ func (c *capped) Seek(int64, int) (int64, error) {
 // it streams. Every attempt with a genuine link is audited before a byte
 // leaves (fail closed); anything refused is 404.
 func filesHandler(d Deps) http.Handler {
+	slots := newDownloadSlots(d.Downloads)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		notFound := func() {
 			writeJSON(w, http.StatusNotFound, errorBody("document not found", domain.CodeNotFound))
@@ -204,6 +205,12 @@ func filesHandler(d Deps) http.Handler {
 			notFound()
 			return
 		}
+		// Before the link is even opened: a full server does no work.
+		if !slots.enter() {
+			tooMany(w, downloadRetry, "server's downloads")
+			return
+		}
+		defer slots.leave()
 		// The transfer's deadlines, set before anything is read: the
 		// server's write deadline is for short requests, and a slow open
 		// must not lose its answer to it.
@@ -230,6 +237,13 @@ func filesHandler(d Deps) http.Handler {
 		switch {
 		case err == nil:
 			defer func() { _ = dl.Body.Close() }()
+			// Refused before the audit: nothing leaves.
+			key := principalKey(target.Principal)
+			if !slots.claim(key) {
+				tooMany(w, downloadRetry, "caller's downloads")
+				return
+			}
+			defer slots.unclaim(key)
 			// Whose data it is: the member's access log shows the download.
 			entry.PatientID = dl.PatientID
 		case errors.As(err, &de) && de.Code == domain.CodeNotFound:

@@ -125,6 +125,8 @@ type Options struct {
 	// that carries a file (the server's defaults when zero).
 	TransferTimeout time.Duration
 	TransferStall   time.Duration
+	// Downloads replace the bounds of the downloads under way.
+	Downloads server.DownloadLimits
 	// Trusted binds clients to trusted documents.
 	Trusted *trusted.Registry
 	// BatchByID overrides how the store reads a batch of known ids (see
@@ -197,7 +199,7 @@ func Start(t testing.TB, opts ...Options) *Env {
 	}
 	docs := documents.New(st, workflow.New(st), blobs, kr, documents.Options{MaxBytes: o.MaxUploadBytes, Logger: logger})
 	deps := app.Deps{Documents: docs, MaxUploadBytes: o.MaxUploadBytes, Store: st, Verifier: v, Production: o.Production, Logger: logger, RateLimits: o.RateLimits, WSLimits: o.WSLimits, RequestTimeout: o.RequestTimeout, Trusted: o.Trusted,
-		TransferTimeout: o.TransferTimeout, TransferStall: o.TransferStall,
+		TransferTimeout: o.TransferTimeout, TransferStall: o.TransferStall, Downloads: o.Downloads,
 		Metrics: metrics, Tracer: o.Tracer, HubInterval: 50 * time.Millisecond}
 	if o.AuditSink != nil {
 		deps.AuditSink = o.AuditSink(st)
