@@ -59,11 +59,9 @@ func bigUpload(t *testing.T, env *testenv.Env, n int) (content []byte, link stri
 	return content, link
 }
 
-// slowGet downloads url as a client on a slow network: a small receive
-// buffer (64 KiB), 32 KiB taken every pause. After stallAfter bytes (0: never) it
-// takes nothing for stall, then reads on. It returns what it got and how
-// the body ended.
-func slowGet(t *testing.T, url string, pause time.Duration, stallAfter int, stall time.Duration) ([]byte, error) {
+// smallBufferClient is an HTTP client whose connections take at most 64
+// KiB into their receive buffer: a client on a slow network.
+func smallBufferClient(t *testing.T) *http.Client {
 	t.Helper()
 	dialer := &net.Dialer{}
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -73,7 +71,17 @@ func slowGet(t *testing.T, url string, pause time.Duration, stallAfter int, stal
 		}
 		return c, err
 	}}}
-	defer client.CloseIdleConnections()
+	t.Cleanup(client.CloseIdleConnections)
+	return client
+}
+
+// slowGet downloads url as a client on a slow network: a small receive
+// buffer (64 KiB), 32 KiB taken every pause. After stallAfter bytes (0: never) it
+// takes nothing for stall, then reads on. It returns what it got and how
+// the body ended.
+func slowGet(t *testing.T, url string, pause time.Duration, stallAfter int, stall time.Duration) ([]byte, error) {
+	t.Helper()
+	client := smallBufferClient(t)
 	resp, err := client.Get(url)
 	require.NoError(t, err)
 	defer func() { _ = resp.Body.Close() }()
@@ -239,14 +247,7 @@ func TestAStalledUploadIsCutAndLeavesNothing(t *testing.T) {
 // is closed.
 func holdDownload(t *testing.T, url string) *http.Response {
 	t.Helper()
-	dialer := &net.Dialer{}
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := dialer.DialContext(ctx, network, addr)
-		if err == nil {
-			_ = c.(*net.TCPConn).SetReadBuffer(64 << 10)
-		}
-		return c, err
-	}}}
+	client := smallBufferClient(t)
 	resp, err := client.Get(url)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = resp.Body.Close() })
