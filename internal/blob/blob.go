@@ -137,7 +137,7 @@ func (d *Dir) Write(ctx context.Context, key string, write func(w io.Writer) err
 			_ = os.Remove(f.Name())
 		}
 	}()
-	if err = write(ctxWriter{ctx: ctx, w: f}); err != nil {
+	if err = write(ctxWriter{ctx: ctx, w: newWriteBack(f)}); err != nil {
 		return err
 	}
 	if err = ctx.Err(); err != nil {
@@ -160,6 +160,10 @@ func (d *Dir) Write(ctx context.Context, key string, write func(w io.Writer) err
 	}
 	return nil
 }
+
+// writeBackStep is how much of a blob is written before its write-out to
+// disk is started (Linux).
+const writeBackStep = 1 << 20
 
 // syncDir flushes the directory dir itself (the names in it) to disk.
 func syncDir(dir string) error {
