@@ -214,7 +214,27 @@ func gcAsServed() (restore func()) {
 // BenchmarkUpload20MiB), in turn, so that what the machine does meanwhile
 // weighs on both alike. upload-% is the plain copy's time over the
 // upload's, summed over the rounds (the target: at least 50).
+//
+// It runs twice:
+//   - steady: round after round, as a serving process takes uploads. The
+//     collector runs when allocation calls for it, inside the timed part,
+//     and the heap keeps the pages it has. This is the throughput the
+//     issue's target is about.
+//   - cold: before each plain copy and each upload (outside the timed
+//     part), a full collection and debug.FreeOSMemory, which hands every
+//     free page back to the system, as BenchmarkUpload20MiB does for its
+//     memory watch. Each upload then faults in afresh the memory it
+//     touches (the embedded store's decoding, the pipeline's buffers),
+//     which the plain copy hardly has; on a virtual machine that costs
+//     the upload several milliseconds. A process sees this after it has
+//     been idle long enough for the runtime's scavenger to return its
+//     memory, not upload after upload.
 func BenchmarkUploadAgainstPlainCopy20MiB(b *testing.B) {
+	b.Run("steady", func(b *testing.B) { uploadAgainstPlainCopy(b, false) })
+	b.Run("cold", func(b *testing.B) { uploadAgainstPlainCopy(b, true) })
+}
+
+func uploadAgainstPlainCopy(b *testing.B, cold bool) {
 	defer gcAsServed()()
 	env := testenv.Start(b)
 	dir, err := blob.NewDir(b.TempDir())
@@ -222,21 +242,23 @@ func BenchmarkUploadAgainstPlainCopy20MiB(b *testing.B) {
 	member := testenv.Persona("member")
 	caseID := openDemoCase(b, env)
 	ctx := context.Background()
+	chill := func() {
+		if cold {
+			b.StopTimer()
+			runtime.GC()
+			debug.FreeOSMemory()
+			b.StartTimer()
+		}
+	}
 	var plain, upload time.Duration
 	b.SetBytes(2 * benchSize)
 	for b.Loop() {
-		b.StopTimer()
-		runtime.GC()
-		debug.FreeOSMemory()
-		b.StartTimer()
+		chill()
 		start := time.Now()
 		require.NoError(b, dir.Put(ctx, "bench-plain-copy", &pdfStream{left: benchSize}))
 		plain += time.Since(start)
 
-		b.StopTimer()
-		runtime.GC()
-		debug.FreeOSMemory()
-		b.StartTimer()
+		chill()
 		start = time.Now()
 		_, rec, err := env.Documents.Upload(ctx, member, caseID, workflow.RecordInput{Title: "bench", Kind: domain.RecordImaging}, &pdfStream{left: benchSize})
 		upload += time.Since(start)
