@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -293,4 +294,70 @@ func TestDownloadsUnderWayAreBounded(t *testing.T) {
 		defer func() { _ = resp.Body.Close() }()
 		return resp.StatusCode == http.StatusOK
 	}, 10*time.Second, 50*time.Millisecond)
+}
+
+// countingStore is a store read as S3 is (Get only, front to back) that
+// counts the bytes read from it.
+type countingStore struct {
+	blob.Store
+	read *atomic.Int64
+}
+
+func (c countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	rc, err := c.Store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return countingReader{rc, c.read}, nil
+}
+
+type countingReader struct {
+	io.ReadCloser
+	read *atomic.Int64
+}
+
+func (r countingReader) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	r.read.Add(int64(n))
+	return n, err
+}
+
+// A HEAD of a link answers the download's headers without the file: it
+// used to decrypt the whole file for net/http to throw away, so that a
+// client could make the gateway read and decrypt 50 MiB for a response of
+// a few hundred bytes, as often as it liked.
+func TestAHeadOfALinkReadsNoFile(t *testing.T) {
+	dir, err := blob.NewDir(t.TempDir())
+	require.NoError(t, err)
+	var read atomic.Int64
+	env := testenv.Start(t, testenv.Options{Blobs: countingStore{Store: dir, read: &read}})
+	const size = 4 << 20
+	content, link := bigUpload(t, env, size)
+	srv := httptest.NewServer(env.Handler)
+	t.Cleanup(srv.Close)
+	link = srv.URL + link
+
+	read.Store(0)
+	req, err := http.NewRequest(http.MethodHead, link, nil)
+	require.NoError(t, err)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(res.Body)
+	require.NoError(t, res.Body.Close())
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.Empty(t, body)
+	assert.Equal(t, "4194304", res.Header.Get("Content-Length"))
+	assert.Equal(t, "application/pdf", res.Header.Get("Content-Type"))
+	assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
+	assert.Less(t, read.Load(), int64(256<<10), "a HEAD read %d bytes of the stored file", read.Load())
+
+	// The counter sees a GET read the whole file.
+	read.Store(0)
+	res, err = http.Get(link)
+	require.NoError(t, err)
+	got, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	require.NoError(t, res.Body.Close())
+	assert.True(t, bytes.Equal(content, got))
+	assert.GreaterOrEqual(t, read.Load(), int64(size))
 }

@@ -193,7 +193,8 @@ func (c *capped) Seek(int64, int) (int64, error) {
 
 // filesHandler serves GET /files/<token>: the document the signed link
 // names, if the principal it was issued to may still read it, decrypted as
-// it streams. Every attempt with a genuine link is audited before a byte
+// it streams (a HEAD gets the same answer's headers, and no file is read
+// for it). Every attempt with a genuine link is audited before a byte
 // leaves (fail closed); anything refused is 404.
 func filesHandler(d Deps) http.Handler {
 	slots := newDownloadSlots(d.Downloads)
@@ -226,7 +227,7 @@ func filesHandler(d Deps) http.Handler {
 			notFound()
 			return
 		}
-		rec := audit.NewRecorder(target.Principal, RequestID(r.Context()), "GET /files", nil)
+		rec := audit.NewRecorder(target.Principal, RequestID(r.Context()), r.Method+" /files", nil)
 		entry := audit.Entry{ResourceType: "Document", ResourceID: target.RecordID, CaseID: target.CaseID,
 			Group: domain.GroupRecordDocument, Outcome: audit.OutcomeAllowed}
 		if target.Report {
@@ -271,6 +272,11 @@ func filesHandler(d Deps) http.Handler {
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
 		w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodHead {
+			// The headers are the answer: net/http would throw the
+			// file away, after it had been read and decrypted whole.
+			return
+		}
 		if _, err := io.Copy(out, dl.Body); err != nil {
 			// Headers are gone; a truncated or tampered blob ends the
 			// connection rather than completing a short file.
