@@ -64,6 +64,7 @@ type aheadReader struct {
 	next    int64       // the first segment no one has taken
 	head    int64       // the segment being returned; those before it are done
 	held    bool        // segment head's buffer is still the reader's to give back
+	started bool        // the helpers were started (startLocked)
 	closed  bool
 
 	// The reader's own: what Read has not returned yet of segment head,
@@ -120,11 +121,21 @@ func newAheadReader(src io.ReaderAt, size int64, closeFile func() error) *aheadR
 	r.free = make([][]*[]byte, decrypters)
 	r.owned = make([]int, decrypters)
 	r.changed = sync.NewCond(&r.mu)
-	for d := 1; d < decrypters; d++ {
+	return r
+}
+
+// startLocked starts the helpers, at the first read: nothing is decrypted
+// for a download no one reads (a HEAD, or one refused after its open).
+// r.mu is held.
+func (r *aheadReader) startLocked() {
+	if r.started || r.closed {
+		return
+	}
+	r.started = true
+	for d := 1; d < len(r.free); d++ {
 		r.work.Add(1)
 		go r.help(d)
 	}
-	return r
 }
 
 func (r *aheadReader) segments() int64 { return (r.size + aheadSegment - 1) / aheadSegment }
@@ -224,6 +235,7 @@ func (r *aheadReader) decrypt(i int64, d int, buf *[]byte) {
 func (r *aheadReader) advance() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.startLocked()
 	if r.held {
 		s := &r.ring[r.head%int64(len(r.ring))]
 		r.free[s.owner] = append(r.free[s.owner], s.buf)

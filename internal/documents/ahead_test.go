@@ -614,8 +614,12 @@ func TestDecryptAheadTurnsAPanicIntoTheDownloadsError(t *testing.T) {
 				f := &panickingFile{ReaderAt: bytes.NewReader(plain), from: aheadSegment}
 				r := newAheadReader(f, int64(len(plain)), func() error { return nil })
 				if procs > 1 {
-					// Nothing is read yet: only the helpers decrypt, and
-					// one of them panics.
+					// The helpers started as a first read starts them,
+					// with nothing read yet: only they decrypt, and one
+					// of them panics.
+					r.mu.Lock()
+					r.startLocked()
+					r.mu.Unlock()
 					require.Eventually(t, func() bool { return f.panics.Load() > 0 }, 10*time.Second, time.Millisecond)
 				}
 				got, err := readAllWithin(t, r)
@@ -652,5 +656,44 @@ func readAllWithin(t *testing.T, r io.Reader) ([]byte, error) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the download never ended: a decryption slot was not given back")
 		return nil, nil
+	}
+}
+
+// countingAt counts the bytes read from a file read at offsets.
+type countingAt struct {
+	io.ReaderAt
+	read atomic.Int64
+}
+
+func (c *countingAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.ReaderAt.ReadAt(p, off)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+// A download no one reads decrypts nothing: its helpers start with its
+// first read. They used to start with the reader, so that a HEAD of a link
+// (which net/http answers without a body) or a download refused after its
+// open had up to aheadBytes decrypted for no one.
+func TestDecryptAheadDecryptsNothingBeforeTheFirstRead(t *testing.T) {
+	plain := randomBytes(t, 12*aheadSegment)
+	for _, procs := range []int{1, 2, 4} {
+		withProcs(t, procs, func(t *testing.T) {
+			f := &countingAt{ReaderAt: bytes.NewReader(plain)}
+			r := newAheadReader(f, int64(len(plain)), func() error { return nil })
+			time.Sleep(20 * time.Millisecond)
+			assert.Zero(t, f.read.Load(), "bytes read before the first read")
+			require.NoError(t, r.Close())
+			assert.Zero(t, f.read.Load(), "bytes read by the time the download was closed")
+
+			// Read, the same file comes back whole.
+			f = &countingAt{ReaderAt: bytes.NewReader(plain)}
+			r = newAheadReader(f, int64(len(plain)), func() error { return nil })
+			got, err := readAllWithin(t, r)
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(plain, got))
+			assert.EqualValues(t, len(plain), f.read.Load())
+			require.NoError(t, r.Close())
+		})
 	}
 }

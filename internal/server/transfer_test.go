@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,8 +21,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/secondopinion/gateway/internal/audit"
 	"github.com/secondopinion/gateway/internal/blob"
+	"github.com/secondopinion/gateway/internal/domain"
 	"github.com/secondopinion/gateway/internal/server"
+	"github.com/secondopinion/gateway/internal/store"
 	"github.com/secondopinion/gateway/internal/testenv"
 )
 
@@ -47,6 +51,13 @@ func slowServer(t *testing.T, env *testenv.Env, requestTimeout time.Duration) st
 // and returns it and its link (valid a minute).
 func bigUpload(t *testing.T, env *testenv.Env, n int) (content []byte, link string) {
 	t.Helper()
+	content, link, _ = bigUploadCase(t, env, n)
+	return content, link
+}
+
+// bigUploadCase is bigUpload, with the case it went to.
+func bigUploadCase(t *testing.T, env *testenv.Env, n int) (content []byte, link, caseID string) {
+	t.Helper()
 	lc := newLifecycle(t, env, false, 10)
 	lc.open(t)
 	content = make([]byte, n)
@@ -57,11 +68,9 @@ func bigUpload(t *testing.T, env *testenv.Env, n int) (content []byte, link stri
 	recID := testenv.Get(res.Data, "uploadMedicalRecord", "record", "id").(string)
 	link = urlOf(t, linkFor(t, env, lc.member, lc.caseID, recID, 60), recID)
 	require.NotEmpty(t, link)
-	return content, link
+	return content, link, lc.caseID
 }
 
-// smallBufferClient is an HTTP client whose connections take at most 64
-// KiB into their receive buffer: a client on a slow network.
 func smallBufferClient(t *testing.T) *http.Client {
 	t.Helper()
 	dialer := &net.Dialer{}
@@ -296,11 +305,13 @@ func TestDownloadsUnderWayAreBounded(t *testing.T) {
 	}, 10*time.Second, 50*time.Millisecond)
 }
 
-// countingStore is a store read as S3 is (Get only, front to back) that
-// counts the bytes read from it.
+// countingStore counts the bytes read from a store's files: read front to
+// back, as an S3 object is, or, with atOffsets, also at offsets, as the
+// directory store's files are (the download's read-ahead).
 type countingStore struct {
 	blob.Store
-	read *atomic.Int64
+	read      *atomic.Int64
+	atOffsets bool
 }
 
 func (c countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
@@ -308,7 +319,11 @@ func (c countingStore) Get(ctx context.Context, key string) (io.ReadCloser, erro
 	if err != nil {
 		return nil, err
 	}
-	return countingReader{rc, c.read}, nil
+	r := countingReader{rc, c.read}
+	if f, ok := rc.(*os.File); ok && c.atOffsets {
+		return countingFile{r, f}, nil
+	}
+	return r, nil
 }
 
 type countingReader struct {
@@ -322,42 +337,98 @@ func (r countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+type countingFile struct {
+	countingReader
+	f *os.File
+}
+
+func (c countingFile) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.f.ReadAt(p, off)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+func (c countingFile) Stat() (os.FileInfo, error) { return c.f.Stat() }
+
 // A HEAD of a link answers the download's headers without the file: it
 // used to decrypt the whole file for net/http to throw away, so that a
 // client could make the gateway read and decrypt 50 MiB for a response of
-// a few hundred bytes, as often as it liked.
+// a few hundred bytes, as often as it liked. It is still a download in
+// every other way: checked, counted, audited, and refused when its audit
+// cannot be written.
 func TestAHeadOfALinkReadsNoFile(t *testing.T) {
-	dir, err := blob.NewDir(t.TempDir())
-	require.NoError(t, err)
-	var read atomic.Int64
-	env := testenv.Start(t, testenv.Options{Blobs: countingStore{Store: dir, read: &read}})
 	const size = 4 << 20
-	content, link := bigUpload(t, env, size)
-	srv := httptest.NewServer(env.Handler)
-	t.Cleanup(srv.Close)
-	link = srv.URL + link
+	head := func(t *testing.T, url string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodHead, url, nil)
+		require.NoError(t, err)
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		require.NoError(t, res.Body.Close())
+		return res
+	}
+	for name, atOffsets := range map[string]bool{"read front to back (S3)": false, "read at offsets (directory)": true} {
+		t.Run(name, func(t *testing.T) {
+			dir, err := blob.NewDir(t.TempDir())
+			require.NoError(t, err)
+			var read atomic.Int64
+			env := testenv.Start(t, testenv.Options{Blobs: countingStore{Store: dir, read: &read, atOffsets: atOffsets}})
+			content, link, caseID := bigUploadCase(t, env, size)
+			srv := httptest.NewServer(env.Handler)
+			t.Cleanup(srv.Close)
 
-	read.Store(0)
-	req, err := http.NewRequest(http.MethodHead, link, nil)
-	require.NoError(t, err)
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	body, _ := io.ReadAll(res.Body)
-	require.NoError(t, res.Body.Close())
-	require.Equal(t, http.StatusOK, res.StatusCode)
-	assert.Empty(t, body)
-	assert.Equal(t, "4194304", res.Header.Get("Content-Length"))
-	assert.Equal(t, "application/pdf", res.Header.Get("Content-Type"))
-	assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
-	assert.Less(t, read.Load(), int64(256<<10), "a HEAD read %d bytes of the stored file", read.Load())
+			read.Store(0)
+			res := head(t, srv.URL+link)
+			require.Equal(t, http.StatusOK, res.StatusCode)
+			assert.Equal(t, "4194304", res.Header.Get("Content-Length"))
+			assert.Equal(t, "application/pdf", res.Header.Get("Content-Type"))
+			assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
+			assert.Less(t, read.Load(), int64(256<<10), "a HEAD read %d bytes of the stored file", read.Load())
+			ops := env.As(t, "coordinator", `query($c: ID) { auditEvents(first: 100, filter: {caseId: $c}) { edges { node { operation resourceType outcome } } } }`,
+				map[string]any{"c": caseID})
+			require.Empty(t, ops.Errors, ops.Raw)
+			assert.Contains(t, ops.Raw, `{"operation":"HEAD /files","resourceType":"Document","outcome":"ALLOWED"}`)
 
-	// The counter sees a GET read the whole file.
-	read.Store(0)
-	res, err = http.Get(link)
-	require.NoError(t, err)
-	got, err := io.ReadAll(res.Body)
-	require.NoError(t, err)
-	require.NoError(t, res.Body.Close())
-	assert.True(t, bytes.Equal(content, got))
-	assert.GreaterOrEqual(t, read.Load(), int64(size))
+			// Another's link, or a tampered one, is the same 404 for a HEAD.
+			assert.Equal(t, http.StatusNotFound, head(t, srv.URL+link[:len(link)-2]+"xx").StatusCode)
+
+			// The counter sees a GET read the whole file.
+			read.Store(0)
+			got, err := http.Get(srv.URL + link)
+			require.NoError(t, err)
+			body, err := io.ReadAll(got.Body)
+			require.NoError(t, err)
+			require.NoError(t, got.Body.Close())
+			assert.True(t, bytes.Equal(content, body))
+			assert.GreaterOrEqual(t, read.Load(), int64(size))
+		})
+	}
+	t.Run("refused when its audit cannot be written", func(t *testing.T) {
+		var failing atomic.Bool
+		env := testenv.Start(t, testenv.Options{AuditSink: func(st *store.Store) audit.Sink {
+			return switchedSink{Sink: st, fail: &failing}
+		}})
+		_, link := bigUpload(t, env, 1<<20)
+		srv := httptest.NewServer(env.Handler)
+		t.Cleanup(srv.Close)
+		failing.Store(true)
+		res := head(t, srv.URL+link)
+		assert.Equal(t, http.StatusInternalServerError, res.StatusCode)
+		assert.NotEqual(t, "1048576", res.Header.Get("Content-Length"), "the file's headers")
+		failing.Store(false)
+		assert.Equal(t, http.StatusOK, head(t, srv.URL+link).StatusCode)
+	})
+}
+
+// switchedSink is sink, failing every write while fail is set.
+type switchedSink struct {
+	audit.Sink
+	fail *atomic.Bool
+}
+
+func (s switchedSink) AppendAudit(ctx context.Context, evs []domain.AuditEvent) error {
+	if s.fail.Load() {
+		return errors.New("audit store unavailable")
+	}
+	return s.Sink.AppendAudit(ctx, evs)
 }
