@@ -120,9 +120,10 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader) error {
 }
 
 // Write hands write the blob's file itself (as a plain io.Writer: each
-// Write is one system call, so the caller chooses their size), then syncs
-// it and renames it into place, as Put does. An error from write, or a
-// cancelled ctx, leaves nothing under key.
+// Write is one write system call, so the caller chooses their size; each
+// MiB written also starts its write-out to disk, writeback_linux.go), then
+// syncs it and renames it into place, as Put does. An error from write, or
+// a cancelled ctx, leaves nothing under key.
 func (d *Dir) Write(ctx context.Context, key string, write func(w io.Writer) error) (err error) {
 	if err := checkKey(key); err != nil {
 		return err
