@@ -685,6 +685,13 @@ func TestDecryptAheadDecryptsNothingBeforeTheFirstRead(t *testing.T) {
 			assert.Zero(t, f.read.Load(), "bytes read before the first read")
 			require.NoError(t, r.Close())
 			assert.Zero(t, f.read.Load(), "bytes read by the time the download was closed")
+			// A read after Close starts nothing: no helper is added to
+			// what Close waited for after it waited.
+			_, err := r.Read(make([]byte, 10))
+			require.ErrorIs(t, err, errClosed)
+			r.mu.Lock()
+			assert.False(t, r.started, "helpers started after Close")
+			r.mu.Unlock()
 
 			// Read, the same file comes back whole.
 			f = &countingAt{ReaderAt: bytes.NewReader(plain)}
