@@ -71,6 +71,8 @@ func bigUploadCase(t *testing.T, env *testenv.Env, n int) (content []byte, link,
 	return content, link, lc.caseID
 }
 
+// smallBufferClient is an HTTP client whose connections take at most 64
+// KiB into their receive buffer: a client on a slow network.
 func smallBufferClient(t *testing.T) *http.Client {
 	t.Helper()
 	dialer := &net.Dialer{}
@@ -389,7 +391,7 @@ func TestAHeadOfALinkReadsNoFile(t *testing.T) {
 			require.Empty(t, ops.Errors, ops.Raw)
 			assert.Contains(t, ops.Raw, `{"operation":"HEAD /files","resourceType":"Document","outcome":"ALLOWED"}`)
 
-			// Another's link, or a tampered one, is the same 404 for a HEAD.
+			// A tampered link is a 404 for a HEAD, as for a GET.
 			assert.Equal(t, http.StatusNotFound, head(t, srv.URL+link[:len(link)-2]+"xx").StatusCode)
 
 			// The counter sees a GET read the whole file.
