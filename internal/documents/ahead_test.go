@@ -218,13 +218,15 @@ func TestDecryptAheadPassesOnTheErrorOfAWholeSegment(t *testing.T) {
 	require.NoError(t, r.Close())
 }
 
-// countingFile records reads made after it was closed.
+// countingFile counts the bytes read from it, and records reads made
+// after it was closed.
 type countingFile struct {
 	io.ReaderAt
 	mu         sync.Mutex
 	closed     bool
 	readsAfter int
 	closes     atomic.Int32
+	read       atomic.Int64
 }
 
 func (c *countingFile) ReadAt(p []byte, off int64) (int, error) {
@@ -233,7 +235,9 @@ func (c *countingFile) ReadAt(p []byte, off int64) (int, error) {
 		c.readsAfter++
 	}
 	c.mu.Unlock()
-	return c.ReaderAt.ReadAt(p, off)
+	n, err := c.ReaderAt.ReadAt(p, off)
+	c.read.Add(int64(n))
+	return n, err
 }
 
 func (c *countingFile) Close() error {
@@ -659,18 +663,6 @@ func readAllWithin(t *testing.T, r io.Reader) ([]byte, error) {
 	}
 }
 
-// countingAt counts the bytes read from a file read at offsets.
-type countingAt struct {
-	io.ReaderAt
-	read atomic.Int64
-}
-
-func (c *countingAt) ReadAt(p []byte, off int64) (int, error) {
-	n, err := c.ReaderAt.ReadAt(p, off)
-	c.read.Add(int64(n))
-	return n, err
-}
-
 // A download no one reads decrypts nothing: its helpers start with its
 // first read. They used to start with the reader, so that a HEAD of a link
 // (which net/http answers without a body) or a download refused after its
@@ -679,7 +671,7 @@ func TestDecryptAheadDecryptsNothingBeforeTheFirstRead(t *testing.T) {
 	plain := randomBytes(t, 12*aheadSegment)
 	for _, procs := range []int{1, 2, 4} {
 		withProcs(t, procs, func(t *testing.T) {
-			f := &countingAt{ReaderAt: bytes.NewReader(plain)}
+			f := &countingFile{ReaderAt: bytes.NewReader(plain)}
 			r := newAheadReader(f, int64(len(plain)), func() error { return nil })
 			time.Sleep(20 * time.Millisecond)
 			assert.Zero(t, f.read.Load(), "bytes read before the first read")
@@ -694,7 +686,7 @@ func TestDecryptAheadDecryptsNothingBeforeTheFirstRead(t *testing.T) {
 			r.mu.Unlock()
 
 			// Read, the same file comes back whole.
-			f = &countingAt{ReaderAt: bytes.NewReader(plain)}
+			f = &countingFile{ReaderAt: bytes.NewReader(plain)}
 			r = newAheadReader(f, int64(len(plain)), func() error { return nil })
 			got, err := readAllWithin(t, r)
 			require.NoError(t, err)
